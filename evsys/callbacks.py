@@ -1,0 +1,36 @@
+"""Hydra callbacks: the conclusion when a sweep ends, and the process exit code."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger("evsys")
+
+_failed = False
+
+
+def mark_failed() -> None:
+    """Something in this process failed: exit non-zero once Hydra returns."""
+    global _failed
+    _failed = True
+
+
+def exit_code() -> int:
+    return 1 if _failed else 0
+
+
+class ConclusionCallback(Callback):
+    """After every arm has run (or failed), build and print the experiment's conclusion."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if config.experiment.dry_run:
+            return
+        from evsys.experiment import finish_sweep
+
+        conclusion = finish_sweep(Path(config.hydra.sweep.dir))
+        if conclusion is None or conclusion.get("failed") or conclusion.get("missing"):
+            mark_failed()

@@ -1,0 +1,236 @@
+"""Dataclass schemas for every config group, registered in Hydra's ConfigStore.
+
+Each group file under conf/ starts from its schema (`defaults: [/schema/<group>/<name>@_here_]`),
+so Hydra type-checks values and rejects unknown keys while composing. `validate_run_config`
+checks the composed config once more against the schemas, which also catches keys that Hydra
+lets through with `+key=value`.
+
+Every field has a type, a default and one line of help (the comment beside it).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A config value or key is wrong; the message names the full key."""
+
+
+# --------------------------------------------------------------------------------------- model
+@dataclass
+class LoraConfig:
+    r: int = 0  # LoRA rank; 0 trains all weights
+    alpha: int = 16  # LoRA scaling numerator (scale = alpha / r)
+    dropout: float = 0.0  # dropout on the LoRA input
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )  # module names that get adapters
+    export: str = "merged"  # merged: fold adapters into the weights | adapter: save adapters only
+
+
+@dataclass
+class ModelConfig:
+    name: str | None = None  # hub id or local directory; None builds a fresh model from arch below
+    arch: str = "qwen3"  # architecture when building from a config: qwen3 | llama
+    hidden_size: int = 128  # width of the residual stream
+    num_layers: int = 4  # decoder blocks
+    num_heads: int = 4  # attention heads
+    num_kv_heads: int = 2  # key/value heads (grouped-query attention)
+    intermediate_size: int = 384  # MLP width
+    max_position_embeddings: int = 512  # longest sequence the model supports
+    tokenizer: str | None = (
+        None  # tokenizer hub id/dir; None: model.name's, else the byte tokenizer
+    )
+    trust_remote_code: bool = False  # allow custom modelling code from the model directory
+    init_from: str | None = None  # start from these weights: a model dir, or "parent" (best arm)
+    lora: LoraConfig = field(default_factory=LoraConfig)  # parameter-efficient fine-tuning
+
+
+# ----------------------------------------------------------------------------------- algorithm
+@dataclass
+class AlgorithmConfig:
+    """Fields every algorithm shares; each algorithm module subclasses it."""
+
+    kind: str = MISSING  # which algorithm: the module evsys/lightning/<kind>.py
+    lr: float = 3e-3  # peak learning rate of AdamW
+    max_steps: int = 250  # optimizer steps
+    batch_size: int = 16  # rows per micro-batch (packed rows when data.packing)
+    accumulate_grad_batches: int = 1  # micro-batches per optimizer step
+    warmup_steps: int = 20  # linear warm-up from 0 to lr
+    schedule: str = "cosine"  # decay after warm-up: cosine | linear | constant
+    min_lr_ratio: float = 0.1  # final lr as a fraction of lr (cosine/linear)
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # AdamW betas
+    grad_clip: float = 1.0  # clip the global gradient norm to this; 0 disables
+
+
+# ------------------------------------------------------------------------------------- backend
+@dataclass
+class BackendConfig:
+    accelerator: str = "cpu"  # cpu | gpu | auto
+    devices: Any = 1  # devices per node (int, or "auto")
+    num_nodes: int = 1  # nodes for multi-node training
+    strategy: str = "auto"  # Lightning strategy: auto | ddp | fsdp | ...
+    precision: str = "32-true"  # Lightning precision: 32-true | bf16-mixed | 16-mixed | bf16-true
+    num_threads: int | None = None  # torch CPU threads; None keeps torch's default
+
+
+# ---------------------------------------------------------------------------------------- data
+@dataclass
+class DataConfig:
+    dataset_name: str = "reversal"  # a built-in task, a local file/folder, or a hub id
+    transforms: list[Any] = field(default_factory=list)  # ordered transform steps
+    max_length: int = 128  # tokens per row: packed row length, and truncation limit
+    packing: bool = True  # pack several examples into each training row
+    num_train: int = 20000  # built-in tasks: training examples generated
+    num_eval: int = 256  # built-in tasks: held-out examples generated
+    seed: int = 0  # seed of the data itself (the run's `seed` drives init and order)
+    num_workers: int = 0  # DataLoader worker processes
+
+
+# ---------------------------------------------------------------------------------------- eval
+@dataclass
+class EvalConfig:
+    benchmarks: list[Any] = field(default_factory=list)  # benchmark names scored after training
+    batch_size: int = 64  # prompts per generation batch
+    max_examples: int = 256  # held-out examples scored per benchmark
+    max_new_tokens: int = 32  # generation budget per answer
+
+
+@dataclass
+class ValidationConfig:
+    enabled: bool = True  # compute val/loss during training
+    every_n_steps: int = 100  # validate every this many optimizer steps
+    num_batches: int = 4  # validation batches per check
+
+
+# ---------------------------------------------------------------------------------- experiment
+@dataclass
+class SuccessMetric:
+    name: str = ""  # metric that ranks arms, e.g. eval/addition/exact_match
+    mode: str = "max"  # max: higher is better | min: lower is better
+    min_effect: float = 0.0  # smallest difference that counts as a real effect
+
+
+@dataclass
+class StoresConfig:
+    outputs_root: str = "outputs"  # experiments, registry and sweeps live under here
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "default"  # experiment name (sweep dir and registry)
+    id: str | None = None  # set by evsys when the experiment starts; do not set by hand
+    hypothesis: str = ""  # the question the arms answer
+    success_metric: SuccessMetric = field(default_factory=SuccessMetric)
+    n_repeats: int = 1  # seeds per arm: base_seed, base_seed+1, ...
+    base_seed: int = 0  # first seed of every arm
+    arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm name -> dotted overrides
+    baseline: str | None = None  # arm the others are compared against
+    parent_experiment_id: str | None = None  # experiment this one follows up
+    metadata: dict[str, Any] = field(default_factory=dict)  # free-form notes
+    stores: StoresConfig = field(default_factory=StoresConfig)
+    dry_run: bool = False  # print the plan and exit without training
+
+
+# ----------------------------------------------------------------------------------- run config
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    algorithm: Any = MISSING  # an AlgorithmConfig subclass chosen by algorithm.kind
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    seed: int = 0  # seeds model init, data order and dropout
+    tags: list[str] = field(default_factory=list)  # free labels recorded with the arm
+    arm: str = "default"  # this job's arm name (set by the experiment sweeper)
+    log_every_n_steps: int = 10  # scalars logged to TensorBoard every this many steps
+    checkpoint_every_n_steps: int = 100  # refresh checkpoints/last.ckpt this often (for resume)
+
+
+GROUP_SCHEMAS: dict[str, type] = {
+    "model": ModelConfig,
+    "backend": BackendConfig,
+    "data": DataConfig,
+    "eval": EvalConfig,
+    "validation": ValidationConfig,
+    "experiment": ExperimentConfig,
+}
+
+
+def algorithm_kinds() -> dict[str, type]:
+    """Every algorithm module under evsys/lightning with its config class, by kind."""
+    import evsys.lightning as package
+
+    kinds = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"evsys.lightning.{info.name}")
+        config_class = getattr(module, "CONFIG", None)
+        if config_class is not None:
+            kinds[info.name] = config_class
+    return kinds
+
+
+def algorithm_schema(kind: str) -> type:
+    kinds = algorithm_kinds()
+    if kind not in kinds:
+        raise ConfigError(
+            f"algorithm.kind={kind!r} is not a known algorithm; choose one of {sorted(kinds)}"
+        )
+    return kinds[kind]
+
+
+def register_schemas() -> None:
+    """Store schemas under schema/<group>/, where they are not user-facing options."""
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", group="schema", node=RunConfig)
+    for group, schema in GROUP_SCHEMAS.items():
+        cs.store(name="base", group=f"schema/{group}", node=schema)
+    for kind, schema in algorithm_kinds().items():
+        cs.store(name=kind, group="schema/algorithm", node=schema)
+
+
+def validate_run_config(cfg: DictConfig) -> DictConfig:
+    """The config merged into its schemas, or a ConfigError naming the offending key."""
+    container = OmegaConf.to_container(cfg, resolve=False)
+    container.pop("hydra", None)
+    kind = (container.get("algorithm") or {}).get("kind")
+    if not kind:
+        raise ConfigError("algorithm.kind is missing; choose an algorithm, e.g. algorithm=sft")
+    schema = OmegaConf.structured(RunConfig)
+    schema.algorithm = OmegaConf.structured(algorithm_schema(kind))
+    try:
+        merged = OmegaConf.merge(schema, container)
+        OmegaConf.resolve(merged)
+    except OmegaConfBaseException as error:
+        raise ConfigError(_describe(error, schema)) from None
+    return merged
+
+
+def _describe(error: OmegaConfBaseException, schema: DictConfig) -> str:
+    """One readable sentence naming the full key, with a suggestion for typos."""
+    full_key = getattr(error, "full_key", None) or "?"
+    message = getattr(error, "msg", None) or str(error)
+    parent_key, _, leaf = full_key.rpartition(".")
+    hint = ""
+    parent = OmegaConf.select(schema, parent_key) if parent_key else schema
+    if isinstance(parent, DictConfig) and leaf not in parent:
+        close = difflib.get_close_matches(leaf, [str(k) for k in parent.keys()], n=1)
+        hint = (
+            f" Did you mean '{parent_key + '.' if parent_key else ''}{close[0]}'?" if close else ""
+        )
+        message = f"'{full_key}' is not a valid key ({message.splitlines()[0]})"
+    else:
+        message = f"bad value for '{full_key}': {message.splitlines()[0]}"
+    return f"Invalid config: {message}.{hint}"

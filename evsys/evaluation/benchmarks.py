@@ -1,0 +1,197 @@
+"""Post-training scoring: each benchmark turns (model, tokenizer) into named metrics.
+
+A benchmark is found by name through `get_benchmark`. Today every name is a built-in task
+(held-out loss + exact match of greedy generation); other kinds (a harness adapter, a user
+class by dotted path) plug in as further `Benchmark` subclasses resolved there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from evsys.data.packing import collate_padded
+from evsys.data.tasks import TASKS, Task, get_task, is_task
+from evsys.data.tokenize import IGNORE_INDEX, encode_prompts, tokenize_examples
+
+
+@dataclass
+class BenchmarkSettings:
+    """How much of each benchmark to run and how; shared by all benchmarks of one evaluation."""
+
+    data_seed: int = 0  # seed of the held-out examples (the data seed, not the run seed)
+    num_eval: int = 256  # held-out examples generated per task
+    max_examples: int = 256  # of those, how many are scored
+    batch_size: int = 64  # sequences per forward pass / generate call
+    max_new_tokens: int = 16  # generation budget per answer
+    max_length: int = 128  # truncation limit for the loss
+
+
+class Benchmark:
+    """Something that scores a model. `score` returns metric names without the eval/ prefix."""
+
+    name: str = ""
+
+    def score(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class TaskBenchmark(Benchmark):
+    """A built-in task's held-out split: teacher-forced loss and greedy exact match."""
+
+    def __init__(self, task: Task, settings: BenchmarkSettings):
+        self.task = task
+        self.name = task.name
+        self.settings = settings
+
+    def examples(self) -> list[dict]:
+        s = self.settings
+        return self.task.examples("eval", s.num_eval, s.data_seed)[: s.max_examples]
+
+    def score(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+        s = self.settings
+        examples = self.examples()
+        predictions = generate_greedy(
+            model, tokenizer, [ex["prompt"] for ex in examples], s.batch_size, s.max_new_tokens
+        )
+        scores = [self.task.score(p, ex) for p, ex in zip(predictions, examples, strict=True)]
+        return {
+            "loss": completion_loss(model, tokenizer, examples, s.batch_size, s.max_length),
+            "exact_match": sum(scores) / max(len(scores), 1),
+        }
+
+
+def known_benchmarks() -> list[str]:
+    return sorted(TASKS)
+
+
+def get_benchmark(name: str, settings: BenchmarkSettings) -> Benchmark:
+    """The benchmark called `name`; a ValueError names the known ones when there is none."""
+    if is_task(name):
+        return TaskBenchmark(get_task(name), settings)
+    raise ValueError(
+        f"unknown benchmark {name!r}; known benchmarks are: {', '.join(known_benchmarks())}"
+    )
+
+
+def evaluate_benchmarks(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    names: list[str],
+    *,
+    data_seed: int,
+    num_eval: int,
+    max_examples: int,
+    batch_size: int,
+    max_new_tokens: int,
+    max_length: int,
+) -> dict[str, float]:
+    """Every named benchmark's metrics as {"eval/<name>/<metric>": value}."""
+    settings = BenchmarkSettings(
+        data_seed=data_seed,
+        num_eval=num_eval,
+        max_examples=max_examples,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        max_length=max_length,
+    )
+    # Resolve all names first, so a typo fails before any (slow) scoring.
+    benchmarks = [get_benchmark(name, settings) for name in names]
+    metrics: dict[str, float] = {}
+    with evaluation_mode(model):
+        for benchmark in benchmarks:
+            for metric, value in benchmark.score(model, tokenizer).items():
+                metrics[f"eval/{benchmark.name}/{metric}"] = float(value)
+    return metrics
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients inside; the model's previous mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def completion_loss(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list[dict],
+    batch_size: int,
+    max_length: int,
+) -> float:
+    """Mean cross entropy per target token (completion + EOS) over all examples, teacher forced."""
+    tokenized = tokenize_examples(examples, tokenizer, max_length)
+    total, count = 0.0, 0
+    for start in range(0, len(tokenized), batch_size):
+        batch = collate_padded(tokenized[start : start + batch_size], tokenizer.pad_token_id)
+        batch = {key: value.to(model.device) for key, value in batch.items()}
+        labels = batch.pop("labels")
+        logits = model(**batch, use_cache=False).logits.float()
+        # Token t is predicted from the logits at t - 1.
+        total += F.cross_entropy(
+            logits[:, :-1].flatten(0, 1),
+            labels[:, 1:].flatten(),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        ).item()
+        count += int((labels[:, 1:] != IGNORE_INDEX).sum())
+    return total / max(count, 1)
+
+
+def generate_greedy(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    batch_size: int,
+    max_new_tokens: int,
+) -> list[str]:
+    """The model's greedy continuation of each prompt, up to (not including) EOS."""
+    predictions: list[str] = []
+    with evaluation_mode(model):
+        for start in range(0, len(prompts), batch_size):
+            batch = _left_padded(
+                encode_prompts(tokenizer, prompts[start : start + batch_size]),
+                tokenizer.pad_token_id,
+            )
+            batch = {key: value.to(model.device) for key, value in batch.items()}
+            output = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                use_cache=True,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
+            predictions += [_decode_answer(tokenizer, ids) for ids in new_tokens]
+    return predictions
+
+
+def _left_padded(prompts: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    # Left padding puts every prompt's last token in the last column, where generation continues;
+    # generate derives position ids from the attention mask, so padding does not shift them.
+    width = max(len(ids) for ids in prompts)
+    input_ids = [[pad_id] * (width - len(ids)) + ids for ids in prompts]
+    attention_mask = [[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts]
+    return {
+        "input_ids": torch.tensor(input_ids, dtype=torch.long),
+        "attention_mask": torch.tensor(attention_mask, dtype=torch.long),
+    }
+
+
+def _decode_answer(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:
+    # Finished rows are filled with padding after EOS; everything from the first EOS is dropped.
+    if tokenizer.eos_token_id in ids:
+        ids = ids[: ids.index(tokenizer.eos_token_id)]
+    return tokenizer.decode(ids, skip_special_tokens=True)

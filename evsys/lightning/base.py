@@ -1,0 +1,78 @@
+"""What every algorithm shares: the policy model, AdamW with its schedule, masked token losses."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from evsys.config import AlgorithmConfig
+from evsys.lightning.schedule import lr_multiplier
+
+
+class PostTrainingModule(L.LightningModule):
+    """Base LightningModule; an algorithm subclasses it and writes `training_step`."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, algorithm: AlgorithmConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.algorithm = algorithm
+
+    def forward_logits(self, batch: dict) -> torch.Tensor:
+        # Packed rows carry no attention_mask: transformers then builds a block-diagonal causal
+        # mask from position_ids, so examples never attend across their boundaries.
+        return self.model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch.get("attention_mask"),
+            position_ids=batch["position_ids"],
+            use_cache=False,
+        ).logits
+
+    def token_losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token cross entropy of predicting token t+1 at t, and the mask of counted tokens."""
+        logits = self.forward_logits(batch)[:, :-1].float()
+        targets = batch["labels"][:, 1:]
+        losses = F.cross_entropy(
+            logits.transpose(1, 2), targets, ignore_index=-100, reduction="none"
+        )
+        return losses, targets != -100
+
+    def masked_mean_loss(self, batch: dict) -> tuple[torch.Tensor, int]:
+        losses, mask = self.token_losses(batch)
+        count = int(mask.sum())
+        return (losses * mask).sum() / max(count, 1), count
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        loss, count = self.masked_mean_loss(batch)
+        self.log("val/loss", loss, batch_size=count, prog_bar=True, sync_dist=True)
+
+    def log_lr(self) -> None:
+        self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, on_epoch=False)
+
+    def configure_optimizers(self) -> dict:
+        algorithm = self.algorithm
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        # Decay matrices only: decaying norms and biases hurts small models for no benefit.
+        groups = [
+            {
+                "params": [p for p in trainable if p.ndim >= 2],
+                "weight_decay": algorithm.weight_decay,
+            },
+            {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.AdamW(groups, lr=algorithm.lr, betas=tuple(algorithm.betas))
+        multiplier = partial(
+            lr_multiplier,
+            warmup_steps=algorithm.warmup_steps,
+            max_steps=algorithm.max_steps,
+            schedule=algorithm.schedule,
+            min_lr_ratio=algorithm.min_lr_ratio,
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

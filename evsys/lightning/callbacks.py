@@ -1,0 +1,61 @@
+"""Trainer callbacks: token throughput, and progress lines for logs that are not a terminal."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import lightning as L
+
+log = logging.getLogger("evsys")
+
+
+class ThroughputMonitor(L.Callback):
+    """Counts non-padding training tokens and the seconds spent in training steps."""
+
+    def __init__(self) -> None:
+        self.tokens = 0
+        self.seconds = 0.0
+        self._window_tokens = 0
+        self._window_seconds = 0.0
+        self._batch_started = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._batch_started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        elapsed = time.perf_counter() - self._batch_started
+        tokens = int(batch["num_tokens"]) * trainer.world_size
+        self.tokens += tokens
+        self.seconds += elapsed
+        self._window_tokens += tokens
+        self._window_seconds += elapsed
+        if trainer.global_step % trainer.log_every_n_steps == 0 and self._window_seconds > 0:
+            rate = self._window_tokens / self._window_seconds
+            pl_module.log("train/tokens_per_second", rate, on_step=True, on_epoch=False)
+            self._window_tokens, self._window_seconds = 0, 0.0
+
+
+class LineProgress(L.Callback):
+    """A progress line every tenth of training, for SLURM and CI logs where bars are noise."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._last_reported = -1
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step, total = trainer.global_step, trainer.max_steps
+        every = max(1, total // 10)
+        if step == self._last_reported or (step % every and step != total):
+            return
+        self._last_reported = step
+        metrics = trainer.callback_metrics
+        parts = [f"{self.label} step {step}/{total}"]
+        for key in ("train/loss", "val/loss", "train/tokens_per_second"):
+            if key in metrics:
+                parts.append(f"{key.split('/')[-1]}={float(metrics[key]):.4g}")
+        log.info("  ".join(parts))

@@ -1,0 +1,92 @@
+"""Training rows as a seeded, step-addressable stream; held-out examples for validation loss."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from evsys.data.packing import collate_packed, collate_padded, pack_examples
+from evsys.data.sources import load_split
+from evsys.data.tokenize import tokenize_examples
+
+
+class StepStream(IterableDataset):
+    """An endless stream of micro-batches whose content depends only on (seed, position).
+
+    Resuming at optimizer step k continues exactly where step k left off, and each DDP rank
+    reads its own slice of every global batch: no sampler state to save or restore.
+    """
+
+    def __init__(self, rows: list[dict], batch_size: int, seed: int, collate) -> None:
+        self.rows = rows
+        self.batch_size = batch_size
+        self.seed = seed
+        self.collate = collate
+        self.start_batch = 0
+        self.rank, self.world_size = 0, 1
+        self._orders: dict[int, torch.Tensor] = {}
+
+    def _row_at(self, position: int) -> dict:
+        epoch, offset = divmod(position, len(self.rows))
+        if epoch not in self._orders:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            self._orders = {epoch: torch.randperm(len(self.rows), generator=generator)}
+        return self.rows[int(self._orders[epoch][offset])]
+
+    def __iter__(self):
+        global_batch = self.batch_size * self.world_size
+        index = self.start_batch
+        while True:
+            first = index * global_batch + self.rank * self.batch_size
+            rows = [self._row_at(first + i) for i in range(self.batch_size)]
+            batch = self.collate(rows)
+            batch["num_tokens"] = sum(len(row["input_ids"]) for row in rows)
+            yield batch
+            index += 1
+
+
+class PostTrainingDataModule(L.LightningDataModule):
+    """Tokenized (and packed) training rows plus padded held-out examples."""
+
+    def __init__(self, cfg, tokenizer) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.train_rows: list[dict] = []
+        self.eval_examples: list[dict] = []
+
+    def prepare(self) -> None:
+        """Load and tokenize now, so bad data fails before the Trainer starts."""
+        data = self.cfg.data
+        train = tokenize_examples(load_split(data, "train"), self.tokenizer, data.max_length)
+        self.train_rows = pack_examples(train, data.max_length) if data.packing else train
+        self.eval_examples = tokenize_examples(
+            load_split(data, "eval"), self.tokenizer, data.max_length
+        )
+        if not self.train_rows:
+            raise ValueError(f"data.dataset_name={data.dataset_name!r} has no training examples")
+
+    def _collate_train(self, rows: list[dict]) -> dict:
+        pad_id = self.tokenizer.pad_token_id
+        return (
+            collate_packed(rows, pad_id) if self.cfg.data.packing else collate_padded(rows, pad_id)
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        stream = StepStream(
+            self.train_rows, self.cfg.algorithm.batch_size, self.cfg.seed, self._collate_train
+        )
+        # Called after a checkpoint is restored, so global_step is where training resumes.
+        stream.start_batch = self.trainer.global_step * self.cfg.algorithm.accumulate_grad_batches
+        stream.rank, stream.world_size = self.trainer.global_rank, self.trainer.world_size
+        return DataLoader(stream, batch_size=None, num_workers=self.cfg.data.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        pad_id = self.tokenizer.pad_token_id
+        return DataLoader(
+            self.eval_examples,
+            batch_size=self.cfg.algorithm.batch_size,
+            shuffle=False,
+            collate_fn=lambda rows: collate_padded(rows, pad_id),
+        )

@@ -1,0 +1,124 @@
+"""Expansion of an experiment into jobs: matrix axes x named arms x seeds, validated up front."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import asdict, dataclass
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from evsys.config import ConfigError
+
+
+@dataclass
+class PlannedJob:
+    """One arm x one seed: the Hydra overrides that compose its RunConfig, and its directory."""
+
+    arm: str
+    seed: int
+    overrides: list[str]
+    dir: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def expand_jobs(experiment: DictConfig, sweep_arguments: list[str]) -> list[PlannedJob]:
+    """Every job of the sweep, in launch order: for each arm, each matrix cell, each seed."""
+    axes = _parse_axes(sweep_arguments)
+    seeds = _seeds(experiment, axes)
+    axes.pop("seed", None)
+    arms = dict(experiment.arms) or {"": {}}
+    varying = [key for key, values in axes.items() if len(values) > 1]
+    jobs = []
+    for arm_name, arm_overrides in arms.items():
+        arm_pairs = _arm_pairs(arm_name, arm_overrides)
+        for cell in itertools.product(*axes.values()):
+            pairs = dict(zip(axes.keys(), cell, strict=True))
+            label = _label(arm_name, {k: pairs[k] for k in varying})
+            pairs.update(arm_pairs)  # an arm's own settings win over shared axes
+            for seed in seeds:
+                overrides = [f"{k}={v}" for k, v in pairs.items()]
+                overrides += [f"seed={seed}", f"arm={label}"]
+                jobs.append(PlannedJob(label, seed, overrides, f"{label}_seed{seed}"))
+    _check_unique(jobs)
+    return jobs
+
+
+def _parse_axes(arguments: list[str]) -> dict[str, list[str]]:
+    """Override strings (sweeps or single values) as key -> list of value strings."""
+    axes: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(arguments):
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            if not override.is_discrete_sweep():
+                raise ConfigError(f"{key}: only lists of values can be swept (a,b,c)")
+            axes[key] = list(override.sweep_string_iterator())
+        else:
+            axes[key] = [override.get_value_element_as_str()]
+    return axes
+
+
+def _seeds(experiment: DictConfig, axes: dict[str, list[str]]) -> list[int]:
+    if "seed" in axes and len(axes["seed"]) > 1:
+        if experiment.n_repeats > 1:
+            raise ConfigError(
+                "seed is swept explicitly and experiment.n_repeats > 1: use one or the other"
+            )
+        return [int(seed) for seed in axes["seed"]]
+    if experiment.n_repeats < 1:
+        raise ConfigError(f"experiment.n_repeats={experiment.n_repeats} must be at least 1")
+    base = int(axes["seed"][0]) if "seed" in axes else experiment.base_seed
+    return [base + i for i in range(experiment.n_repeats)]
+
+
+def _arm_pairs(arm_name: str, arm_overrides) -> dict[str, str]:
+    """An arm's dotted overrides as Hydra override strings."""
+    if arm_overrides is None:
+        return {}
+    if not isinstance(arm_overrides, DictConfig):
+        raise ConfigError(
+            f"experiment.arms.{arm_name} must be a mapping of dotted keys to values, "
+            f"got {arm_overrides!r}"
+        )
+    return {str(k): _override_value(v) for k, v in arm_overrides.items()}
+
+
+def _override_value(value) -> str:
+    """A config value written in Hydra's override grammar."""
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ",".join(_override_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_override_value(v)}" for k, v in value.items()) + "}"
+    text = str(value)
+    if re.fullmatch(r"[\w./:\-+@]+", text) and not re.fullmatch(r"[\d.eE+\-]+", text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _label(arm_name: str, varying: dict[str, str]) -> str:
+    """A readable, filesystem-safe name: the arm, then the swept values that make it unique."""
+    short = [key.rsplit(".", 1)[-1] for key in varying]
+    names = short if len(set(short)) == len(short) else list(varying)
+    parts = [arm_name] if arm_name else []
+    parts += [f"{name}={value}" for name, value in zip(names, varying.values(), strict=True)]
+    label = ",".join(parts) or "default"
+    return re.sub(r"[^\w.=,+\-]", "_", label)
+
+
+def _check_unique(jobs: list[PlannedJob]) -> None:
+    seen: set[str] = set()
+    for job in jobs:
+        if job.dir in seen:
+            raise ConfigError(f"two jobs of this sweep would share the directory {job.dir!r}")
+        seen.add(job.dir)

@@ -1,0 +1,239 @@
+"""run_experiment: one arm from config to record — data, model, training, scoring, export."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from evsys.config import validate_run_config
+from evsys.data.sources import check_source
+from evsys.evaluation.benchmarks import evaluate_benchmarks
+from evsys.lightning import algorithm_module_class
+from evsys.lightning.callbacks import LineProgress, ThroughputMonitor
+from evsys.lightning.datamodule import PostTrainingDataModule
+from evsys.models import count_parameters, export_model, load_model, load_tokenizer
+from evsys.results import ArmResult
+
+log = logging.getLogger("evsys")
+
+CHECKPOINT = Path("checkpoints") / "last.ckpt"
+# Keys that say where or which replicate, not what is trained: left out of group_id.
+NOT_IN_GROUP = ("seed", "arm", "tags", "experiment", "hydra")
+
+
+def run_experiment(cfg: DictConfig, job_dir: str | Path | None = None) -> ArmResult:
+    """Train and score one arm; always returns its record (status completed or failed).
+
+    The record is written to `<job_dir>/result.json` last, atomically. Failures are recorded,
+    not raised, so one arm never takes a sweep down.
+    """
+    job_dir = Path(job_dir or _default_job_dir(cfg))
+    job_dir.mkdir(parents=True, exist_ok=True)
+    record = _new_record(cfg)
+    try:
+        cfg = validate_run_config(cfg)
+        _train_and_score(cfg, job_dir, record)
+        record.status = "completed"
+    except Exception as error:  # noqa: BLE001 - every failure becomes the arm's record
+        record.status = "failed"
+        record.error = f"{type(error).__name__}: {error}"
+        record.traceback = traceback.format_exc()
+        log.error("arm %s (seed %s) failed: %s", record.arm, record.seed, record.error)
+    record.finished_at = _now()
+    if _is_global_zero():
+        record.save(job_dir)
+    record.dir = str(job_dir)
+    return record
+
+
+def group_id(cfg: DictConfig) -> str:
+    """Stable hash of what is trained: the resolved config minus seed, names and paths."""
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    identity = {k: v for k, v in container.items() if k not in NOT_IN_GROUP}
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _new_record(cfg: DictConfig) -> ArmResult:
+    experiment = cfg.get("experiment") or {}
+    return ArmResult(
+        arm=str(cfg.get("arm", "default")),
+        seed=int(cfg.get("seed", 0)),
+        status="running",
+        experiment=str(experiment.get("name", "")),
+        experiment_id=experiment.get("id"),
+        overrides=_job_overrides(),
+        started_at=_now(),
+    )
+
+
+def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
+    timings: dict[str, float] = {}
+    with _timed(timings, "setup"):
+        record.group_id = group_id(cfg)
+        record.hparams = _flat_hparams(cfg)
+        check_source(cfg.data)
+        if cfg.backend.num_threads:
+            torch.set_num_threads(cfg.backend.num_threads)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        tokenizer = load_tokenizer(cfg.model)
+        data = PostTrainingDataModule(cfg, tokenizer)
+        data.prepare()
+        model = load_model(cfg.model, tokenizer)
+        module = algorithm_module_class(cfg.algorithm.kind)(model, tokenizer, cfg.algorithm)
+        throughput = ThroughputMonitor()
+        trainer = _build_trainer(cfg, job_dir, throughput)
+        log.info(
+            "arm %s seed %s: %s parameters, %d training rows -> %s",
+            record.arm, record.seed, f"{count_parameters(model):,}", len(data.train_rows), job_dir,
+        )  # fmt: skip
+    with _timed(timings, "train"):
+        resume = job_dir / CHECKPOINT
+        trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume.exists() else None)
+    if not trainer.is_global_zero:
+        return
+    with _timed(timings, "eval"):
+        metrics = _final_metrics(trainer, cfg, module.model, tokenizer)
+    export_dir = export_model(module.model, tokenizer, job_dir / "model", cfg.model.lora.export)
+    trainer.logger.log_hyperparams(record.hparams, metrics)
+    trainer.logger.finalize("success")
+    record.metrics = metrics
+    record.throughput = {
+        "tokens_per_second": round(throughput.tokens_per_second, 1),
+        "train_tokens": throughput.tokens,
+    }
+    timings["total"] = sum(timings.values())
+    record.timings = {k: round(v, 3) for k, v in timings.items()}
+    record.artifacts = {
+        "model": str(export_dir.relative_to(job_dir)),
+        "checkpoint": str(CHECKPOINT),
+        "tensorboard": "tensorboard",
+    }
+
+
+def _build_trainer(cfg: DictConfig, job_dir: Path, throughput: ThroughputMonitor) -> L.Trainer:
+    algorithm, backend, validation = cfg.algorithm, cfg.backend, cfg.validation
+    accumulate = algorithm.accumulate_grad_batches
+    checkpoint = ModelCheckpoint(
+        dirpath=job_dir / CHECKPOINT.parent,
+        save_last=True,
+        save_top_k=0,
+        every_n_train_steps=max(1, min(cfg.checkpoint_every_n_steps, algorithm.max_steps)),
+    )
+    interactive = sys.stdout.isatty()
+    progress = RichProgressBar() if interactive else LineProgress(f"[{cfg.arm} seed {cfg.seed}]")
+    return L.Trainer(
+        accelerator=backend.accelerator,
+        devices=backend.devices,
+        num_nodes=backend.num_nodes,
+        strategy=backend.strategy,
+        precision=backend.precision,
+        max_steps=algorithm.max_steps,
+        max_epochs=-1,
+        accumulate_grad_batches=accumulate,
+        gradient_clip_val=algorithm.grad_clip or None,
+        val_check_interval=validation.every_n_steps * accumulate,
+        check_val_every_n_epoch=None,
+        limit_val_batches=validation.num_batches if validation.enabled else 0,
+        num_sanity_val_steps=0,
+        logger=TensorBoardLogger(
+            save_dir=str(job_dir), name="tensorboard", version="", default_hp_metric=False
+        ),
+        callbacks=[checkpoint, throughput, progress],
+        enable_progress_bar=interactive,
+        log_every_n_steps=cfg.log_every_n_steps,
+        enable_model_summary=False,
+        default_root_dir=str(job_dir),
+    )
+
+
+def _final_metrics(trainer: L.Trainer, cfg: DictConfig, model, tokenizer) -> dict[str, float]:
+    metrics = {
+        key: round(float(value), 6)
+        for key, value in trainer.callback_metrics.items()
+        if key.startswith(("train/loss", "val/"))
+    }
+    benchmarks = [str(b) for b in cfg.eval.benchmarks]
+    scores = evaluate_benchmarks(
+        model,
+        tokenizer,
+        benchmarks,
+        data_seed=cfg.data.seed,
+        num_eval=cfg.data.num_eval,
+        max_examples=cfg.eval.max_examples,
+        batch_size=cfg.eval.batch_size,
+        max_new_tokens=cfg.eval.max_new_tokens,
+        max_length=cfg.data.max_length,
+    )
+    metrics.update({key: round(float(value), 6) for key, value in scores.items()})
+    for key, value in scores.items():
+        trainer.logger.experiment.add_scalar(key, value, trainer.global_step)
+    return metrics
+
+
+def _flat_hparams(cfg: DictConfig) -> dict:
+    """Scalar config values by dotted key, for the TensorBoard HParams table."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("experiment", None)
+    flat: dict = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        elif isinstance(node, (int, float, str, bool)) or node is None:
+            flat[prefix[:-1]] = "none" if node is None else node
+        else:
+            flat[prefix[:-1]] = str(node)
+
+    walk(container, "")
+    return flat
+
+
+@contextlib.contextmanager
+def _timed(timings: dict, name: str):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = time.perf_counter() - started
+
+
+def _default_job_dir(cfg: DictConfig) -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    root = OmegaConf.select(cfg, "experiment.stores.outputs_root", default="outputs")
+    return Path(root) / "runs" / f"{stamp}_{cfg.get('arm', 'default')}_seed{cfg.get('seed', 0)}"
+
+
+def _job_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
+
+
+def _is_global_zero() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0))) == 0
+
+
+def _now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")

@@ -1,0 +1,88 @@
+import pytest
+import torch
+import transformers
+
+from evsys.data.packing import collate_packed, pack_examples
+from evsys.data.tasks import get_task
+from evsys.data.tokenize import tokenize_examples
+from evsys.data.tokenizer import byte_tokenizer
+from evsys.evaluation import evaluate_benchmarks, generate_greedy, get_benchmark
+from evsys.evaluation.benchmarks import BenchmarkSettings
+
+SETTINGS = dict(
+    data_seed=0, num_eval=64, max_examples=8, batch_size=4, max_new_tokens=10, max_length=64
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return byte_tokenizer()
+
+
+def tiny_model(tokenizer, seed=0):
+    torch.manual_seed(seed)
+    config = transformers.Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        head_dim=16,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return transformers.Qwen3ForCausalLM(config)
+
+
+def test_metric_names_and_ranges(tokenizer):
+    model = tiny_model(tokenizer).train()
+    metrics = evaluate_benchmarks(model, tokenizer, ["addition", "reversal", "sorting"], **SETTINGS)
+    assert set(metrics) == {
+        f"eval/{task}/{metric}"
+        for task in ("addition", "reversal", "sorting")
+        for metric in ("loss", "exact_match")
+    }
+    assert all(0.0 <= metrics[f"eval/{t}/exact_match"] <= 1.0 for t in ("addition", "sorting"))
+    # An untrained model is near uniform over the 258 tokens: loss about ln(258) = 5.55.
+    assert 4.5 < metrics["eval/reversal/loss"] < 6.5
+    assert model.training  # the previous mode is restored
+
+
+def test_unknown_benchmark_is_named(tokenizer):
+    with pytest.raises(ValueError, match="reversel.*addition, reversal, sorting"):
+        evaluate_benchmarks(tiny_model(tokenizer), tokenizer, ["reversal", "reversel"], **SETTINGS)
+
+
+def test_left_padded_batch_generates_like_single_prompts(tokenizer):
+    model = tiny_model(tokenizer, seed=1)
+    prompts = ["1+2=", "reverse abcdefg=", "sort dcba=", "99+99=", "reverse xyz="]
+    batched = generate_greedy(model, tokenizer, prompts, batch_size=5, max_new_tokens=12)
+    alone = [generate_greedy(model, tokenizer, [p], 1, max_new_tokens=12)[0] for p in prompts]
+    assert batched == alone
+    assert any(batched)  # a random model says something, so the comparison is not vacuous
+
+
+def test_a_model_that_learned_the_answers_scores_one(tokenizer):
+    """Overfit the scored examples, through the same tokenize and pack path training uses."""
+    benchmark = get_benchmark("reversal", BenchmarkSettings(**SETTINGS))
+    examples = benchmark.examples()
+    rows = pack_examples(tokenize_examples(examples, tokenizer, 64), row_length=64)
+    batch = collate_packed(rows, tokenizer.pad_token_id)
+    model = tiny_model(tokenizer)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(100):
+        loss = model(**batch, use_cache=False).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    metrics = evaluate_benchmarks(model, tokenizer, ["reversal"], **SETTINGS)
+    assert metrics["eval/reversal/exact_match"] == 1.0
+    assert metrics["eval/reversal/loss"] < 0.05
+    predictions = generate_greedy(model, tokenizer, [ex["prompt"] for ex in examples], 4, 10)
+    assert predictions == [ex["completion"] for ex in examples]
+
+
+def test_examples_are_the_held_out_split(tokenizer):
+    benchmark = get_benchmark("addition", BenchmarkSettings(**SETTINGS))
+    assert benchmark.examples() == get_task("addition").examples("eval", 64, 0)[:8]
