@@ -106,7 +106,7 @@ def start_sweep(plan: SweepPlan, sweep_dir: Path, config: DictConfig) -> None:
     """Write the plan into the sweep dir and register the experiment, before any job runs."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     experiment = plan.experiment
-    outputs_root = experiment["stores"]["outputs_root"]
+    outputs_root = str(Path(experiment["stores"]["outputs_root"]).resolve())
     record = {
         **{k: experiment[k] for k in ("id", "name", "hypothesis", "success_metric", "baseline")},
         **{k: experiment[k] for k in ("n_repeats", "base_seed", "parent_experiment_id")},

@@ -81,7 +81,17 @@ def _new_record(cfg: DictConfig) -> ArmResult:
     )
 
 
+def _quiet_libraries() -> None:
+    """Keep the log about the experiment: no banners, tips or per-file progress bars."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
+    _quiet_libraries()
     timings: dict[str, float] = {}
     with _timed(timings, "setup"):
         record.group_id = group_id(cfg)
