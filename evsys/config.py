@@ -218,6 +218,26 @@ def validate_run_config(cfg: DictConfig) -> DictConfig:
     return merged
 
 
+# Names people carry over from other trainers, mapped to ours for "did you mean" hints.
+KEY_ALIASES = {
+    "learning_rate": "lr",
+    "steps": "max_steps",
+    "num_steps": "max_steps",
+    "per_device_train_batch_size": "batch_size",
+    "gradient_accumulation_steps": "accumulate_grad_batches",
+    "max_grad_norm": "grad_clip",
+    "warmup": "warmup_steps",
+    "dataset": "dataset_name",
+    "max_seq_length": "max_length",
+}
+
+
+def _closest_key(typed: str, keys: list[str]) -> str | None:
+    aliases = {alias: key for alias, key in KEY_ALIASES.items() if key in keys}
+    close = difflib.get_close_matches(typed, keys + list(aliases), n=1, cutoff=0.7)
+    return aliases.get(close[0], close[0]) if close else None
+
+
 def _describe(error: OmegaConfBaseException, schema: DictConfig) -> str:
     """One readable sentence naming the full key, with a suggestion for typos."""
     full_key = getattr(error, "full_key", None) or "?"
@@ -226,10 +246,9 @@ def _describe(error: OmegaConfBaseException, schema: DictConfig) -> str:
     hint = ""
     parent = OmegaConf.select(schema, parent_key) if parent_key else schema
     if isinstance(parent, DictConfig) and leaf not in parent:
-        close = difflib.get_close_matches(leaf, [str(k) for k in parent.keys()], n=1)
-        hint = (
-            f" Did you mean '{parent_key + '.' if parent_key else ''}{close[0]}'?" if close else ""
-        )
+        suggestion = _closest_key(leaf, [str(k) for k in parent.keys()])
+        prefix = f"{parent_key}." if parent_key else ""
+        hint = f" Did you mean '{prefix}{suggestion}'?" if suggestion else ""
         message = f"'{full_key}' is not a valid key ({message.splitlines()[0]})"
     else:
         message = f"bad value for '{full_key}': {message.splitlines()[0]}"

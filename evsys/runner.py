@@ -119,8 +119,7 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
     with _timed(timings, "eval"):
         metrics = _final_metrics(trainer, cfg, module.model, tokenizer)
     export_dir = export_model(module.model, tokenizer, job_dir / "model", cfg.model.lora.export)
-    trainer.logger.log_hyperparams(record.hparams, metrics)
-    trainer.logger.finalize("success")
+    _write_hparams(trainer.logger, record.hparams, metrics)
     record.metrics = metrics
     record.throughput = {
         "tokens_per_second": round(throughput.tokens_per_second, 1),
@@ -193,6 +192,16 @@ def _final_metrics(trainer: L.Trainer, cfg: DictConfig, model, tokenizer) -> dic
     for key, value in scores.items():
         trainer.logger.experiment.add_scalar(key, value, trainer.global_step)
     return metrics
+
+
+def _write_hparams(logger: TensorBoardLogger, hparams: dict, metrics: dict) -> None:
+    """One HParams-table row for this arm; its metric columns read the scalars already logged."""
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+    writer = logger.experiment
+    for summary in hparams_summary(hparams, metrics):
+        writer.file_writer.add_summary(summary)
+    writer.flush()
 
 
 def _flat_hparams(cfg: DictConfig) -> dict:

@@ -57,5 +57,5 @@ class LineProgress(L.Callback):
         parts = [f"{self.label} step {step}/{total}"]
         for key in ("train/loss", "val/loss", "train/tokens_per_second"):
             if key in metrics:
-                parts.append(f"{key.split('/')[-1]}={float(metrics[key]):.4g}")
+                parts.append(f"{key}={float(metrics[key]):.4g}")
         log.info("  ".join(parts))

@@ -1,0 +1,47 @@
+"""Shared helpers: tiny, fast settings and a way to run the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# A few steps on a few examples: enough to exercise every part of an arm in seconds.
+FAST = [
+    "algorithm.max_steps=4",
+    "algorithm.batch_size=4",
+    "algorithm.warmup_steps=1",
+    "data.num_train=200",
+    "data.num_eval=16",
+    "eval.max_examples=8",
+    "eval.max_new_tokens=8",
+    "validation.every_n_steps=2",
+    "validation.num_batches=1",
+    "log_every_n_steps=1",
+    "checkpoint_every_n_steps=2",
+]
+
+
+def run_cli(
+    args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m evsys.train ARGS` in `cwd`, offline, with output captured."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "evsys.train", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def outputs(tmp_path: Path) -> Path:
+    return tmp_path / "outputs"
