@@ -34,7 +34,7 @@ class LoraConfig:
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
     )  # module names that get adapters
-    export: str = "merged"  # merged: fold adapters into the weights | adapter: save adapters only
+    export: str = "merged"  # merged: plain weights | adapter: peft files (+ model/base/ if fresh)
 
 
 @dataclass

@@ -1,11 +1,21 @@
-"""Tokenizer and model: from a hub id, a local directory, or built fresh from a config; LoRA."""
+"""Tokenizer and model: from a hub id, a local directory, or built fresh from a config; LoRA.
+
+Where the weights come from, first match wins:
+  model.init_from  a previous export (plain or LoRA adapter), or `parent`: the best arm's export
+                   of experiment.parent_experiment_id (see `resolve_init_from`)
+  model.name       a hub id or a local directory saved with `save_pretrained`
+  otherwise        a fresh model of model.arch, randomly initialised from the seed
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -21,34 +31,112 @@ from evsys.data.tokenizer import byte_tokenizer
 log = logging.getLogger(__name__)
 
 ARCHITECTURES = {"qwen3": Qwen3Config, "llama": LlamaConfig}
+PARENT = "parent"  # model.init_from value: start from the parent experiment's best arm
+LORA_EXPORTS = ("merged", "adapter")
+ADAPTER_CONFIG = "adapter_config.json"  # what marks a directory as a peft adapter export
+BASE_DIR = "base"  # adapter exports keep an in-memory-only base model here
 
 
+# ------------------------------------------------------------------------------------ init_from
+def resolve_init_from(cfg: DictConfig) -> str | None:
+    """model.init_from as a directory (or None): `parent` becomes the parent's best export.
+
+    Raises ConfigError naming the key when the parent cannot be found, so a follow-up
+    experiment fails before any training rather than silently starting from scratch.
+    """
+    init_from = cfg.model.init_from
+    if init_from != PARENT:
+        return init_from
+    parent_id = cfg.experiment.parent_experiment_id
+    if not parent_id:
+        raise ConfigError(
+            "model.init_from=parent needs experiment.parent_experiment_id: "
+            "the id of the experiment whose best arm to start from"
+        )
+    # Imported here: the registry is only needed by follow-up experiments.
+    from evsys.registry import RegistryError, best_arm_model_dir
+
+    outputs_root = cfg.experiment.stores.outputs_root
+    try:
+        model_dir = best_arm_model_dir(outputs_root, parent_id)
+    except RegistryError as error:
+        raise ConfigError(f"model.init_from=parent: {error}") from None
+    log.info("model.init_from=parent: starting from %s (experiment %s)", model_dir, parent_id)
+    return str(model_dir)
+
+
+# ------------------------------------------------------------------------------------ tokenizer
 def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
-    source = cfg.tokenizer or cfg.init_from or cfg.name
+    key, source = _tokenizer_source(cfg)
     if source is None:
         return byte_tokenizer()
-    tokenizer = AutoTokenizer.from_pretrained(
-        _existing_or_hub(source, "model.tokenizer"), trust_remote_code=cfg.trust_remote_code
-    )
+    path = _existing_or_hub(source, key)
+    with _naming_key_on_failure(key, source):
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    if tokenizer.eos_token is None:
+        raise ConfigError(f"{key}={source!r}: the tokenizer has no eos token to end completions")
     if tokenizer.pad_token is None:
         # Padding only needs some id; labels mask it out, so eos is a safe stand-in.
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
+def _tokenizer_source(cfg: ModelConfig) -> tuple[str, str | None]:
+    return _first_set(cfg, ("tokenizer", "init_from", "name"))
+
+
+def _first_set(cfg: ModelConfig, keys: tuple[str, ...]) -> tuple[str, str | None]:
+    """(config key, value) of the first key that is set, so errors name the right key."""
+    for key in keys:
+        if getattr(cfg, key) is not None:
+            return f"model.{key}", getattr(cfg, key)
+    return f"model.{keys[0]}", None
+
+
+@contextlib.contextmanager
+def _naming_key_on_failure(key: str, source: str) -> Iterator[None]:
+    """Loading errors (offline hub, not a model directory) say which config key asked."""
+    try:
+        yield
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{key}={source!r} could not be loaded: {error}") from error
+
+
+# ---------------------------------------------------------------------------------------- model
 def load_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     """The model to train: pretrained weights when named, else a fresh one from the config."""
-    source = cfg.init_from or cfg.name
-    if source is not None:
-        model = AutoModelForCausalLM.from_pretrained(
-            _existing_or_hub(source, "model.name"),
-            trust_remote_code=cfg.trust_remote_code,
-            dtype=torch.float32,
-        )
-    else:
+    key, source = _first_set(cfg, ("init_from", "name"))
+    if source is None:
         model = AutoModelForCausalLM.from_config(_fresh_config(cfg, tokenizer))
+    else:
+        path = _existing_or_hub(source, key)
+        with _naming_key_on_failure(key, source):
+            model = _from_pretrained(path, cfg)
     if cfg.lora.r > 0:
         model = _add_lora(model, cfg)
+    return model
+
+
+def _from_pretrained(source: str, cfg: ModelConfig) -> PreTrainedModel:
+    if (Path(source) / ADAPTER_CONFIG).is_file():
+        return _merged_adapter(Path(source), cfg)
+    return AutoModelForCausalLM.from_pretrained(
+        source, trust_remote_code=cfg.trust_remote_code, dtype=torch.float32
+    )
+
+
+def _merged_adapter(adapter_dir: Path, cfg: ModelConfig) -> PreTrainedModel:
+    """A LoRA adapter export as one plain model: its base with the adapter folded in."""
+    from peft import PeftConfig, PeftModel
+
+    # The copy saved beside the adapter wins: it moves with the export, an absolute path may not.
+    base = adapter_dir / BASE_DIR
+    if not base.is_dir():
+        base = PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
+    model = PeftModel.from_pretrained(_from_pretrained(str(base), cfg), str(adapter_dir))
+    model = model.merge_and_unload()
+    # These weights exist only in memory now; an adapter trained on them must save them.
+    model.name_or_path = ""
     return model
 
 
@@ -79,38 +167,82 @@ def _fresh_config(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase):
 
 
 def _existing_or_hub(source: str, key: str) -> str:
-    """Local paths must exist; anything that looks like a path but does not is a typo."""
+    """Local paths must exist; anything that looks like a path but does not is a typo.
+
+    Existing paths come back absolute, so a LoRA adapter export that points at its base
+    still finds it from another working directory.
+    """
     path = Path(source).expanduser()
     if path.exists():
-        return str(path)
+        return str(path.resolve())
     if source.startswith((".", "/", "~")) or source.count("/") > 1:
         raise ConfigError(f"{key}={source!r}: no such directory")
     return source
 
 
+# ----------------------------------------------------------------------------------------- LoRA
 def _add_lora(model: PreTrainedModel, cfg: ModelConfig) -> PreTrainedModel:
+    """Wrap in peft LoRA: the base is frozen, so the optimizer only sees the adapters."""
     from peft import LoraConfig, get_peft_model
 
-    lora = LoraConfig(
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout,
-        target_modules=list(cfg.lora.target_modules),
+    lora = cfg.lora
+    if lora.export not in LORA_EXPORTS:
+        raise ConfigError(f"model.lora.export={lora.export!r}: choose one of {LORA_EXPORTS}")
+    peft_config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora)
+    try:
+        model = get_peft_model(model, peft_config)
+    except ValueError as error:  # peft's message for target modules the model does not have
+        raise ConfigError(
+            f"model.lora.target_modules={list(lora.target_modules)}: {error}"
+        ) from None
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info(
+        "LoRA r=%d on %s: %s trainable parameters", lora.r, lora.target_modules, f"{trainable:,}"
+    )
+    return model
 
 
+# --------------------------------------------------------------------------------------- export
 def export_model(
     model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out_dir: Path, lora_export: str
 ) -> Path:
-    """Save in Hugging Face format (safetensors + tokenizer), loadable by plain transformers."""
+    """Save in Hugging Face format (safetensors + tokenizer) into out_dir.
+
+    A LoRA model is exported per `lora_export`: `merged` folds the adapters into the weights
+    (plain transformers loads it), `adapter` saves the adapters for peft. Either way the peft
+    wrapper is taken apart, so this is the last thing done with the model.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    if hasattr(model, "peft_config") and lora_export == "merged":
-        model = model.merge_and_unload()
-    model.save_pretrained(out_dir, safe_serialization=True)
+    if hasattr(model, "peft_config") and lora_export == "adapter":
+        _save_adapter(model, tokenizer, out_dir)
+    else:
+        if hasattr(model, "peft_config"):
+            model = model.merge_and_unload()
+        model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def _save_adapter(model, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> None:
+    """The adapter, plus its base under out_dir/base when the base is nowhere on disk.
+
+    A fresh (random-init) base or a merged parent adapter exists only in memory: without a
+    saved copy the adapter could never be applied again.
+    """
+    lora = model.peft_config["default"]
+    base_in_memory = not lora.base_model_name_or_path
+    if base_in_memory:
+        lora.base_model_name_or_path = str((out_dir / BASE_DIR).resolve())
+    model.save_pretrained(out_dir, safe_serialization=True)
+    if base_in_memory:
+        model.unload().save_pretrained(out_dir / BASE_DIR, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir / BASE_DIR)
 
 
 def count_parameters(model: torch.nn.Module) -> int:

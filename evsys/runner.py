@@ -25,7 +25,13 @@ from evsys.evaluation.benchmarks import evaluate_benchmarks
 from evsys.lightning import algorithm_module_class
 from evsys.lightning.callbacks import LineProgress, ThroughputMonitor
 from evsys.lightning.datamodule import PostTrainingDataModule
-from evsys.models import count_parameters, export_model, load_model, load_tokenizer
+from evsys.models import (
+    count_parameters,
+    export_model,
+    load_model,
+    load_tokenizer,
+    resolve_init_from,
+)
 from evsys.results import ArmResult
 
 log = logging.getLogger("evsys")
@@ -100,6 +106,8 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
         if cfg.backend.num_threads:
             torch.set_num_threads(cfg.backend.num_threads)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
+        # `parent` becomes the parent experiment's best export before anything is loaded.
+        cfg.model.init_from = resolve_init_from(cfg)
         tokenizer = load_tokenizer(cfg.model)
         data = PostTrainingDataModule(cfg, tokenizer)
         data.prepare()
