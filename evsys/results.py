@@ -31,6 +31,7 @@ class ArmResult:
     error: str | None = None
     traceback: str | None = None
     requeues: int = 0
+    resumed_from_step: int | None = None  # set when training continued from checkpoints/last.ckpt
     started_at: str | None = None
     finished_at: str | None = None
     continual: dict[str, Any] | None = None

@@ -24,6 +24,7 @@ from evsys.data.sources import check_source
 from evsys.evaluation.benchmarks import evaluate_benchmarks
 from evsys.lightning import algorithm_module_class
 from evsys.lightning.callbacks import LineProgress, ThroughputMonitor
+from evsys.lightning.checkpoint_io import AtomicCheckpointIO
 from evsys.lightning.datamodule import PostTrainingDataModule
 from evsys.models import (
     count_parameters,
@@ -52,7 +53,12 @@ def run_experiment(cfg: DictConfig, job_dir: str | Path | None = None) -> ArmRes
     record = _new_record(cfg)
     try:
         cfg = validate_run_config(cfg)
-        _train_and_score(cfg, job_dir, record)
+        if cfg.experiment.continual.datasets is not None:
+            from evsys.continual import run_chain  # a chain of stages, each one arm-like run
+
+            run_chain(cfg, job_dir, record)
+        else:
+            _train_and_score(cfg, job_dir, record)
         record.status = "completed"
     except Exception as error:  # noqa: BLE001 - every failure becomes the arm's record
         record.status = "failed"
@@ -70,6 +76,9 @@ def group_id(cfg: DictConfig) -> str:
     """Stable hash of what is trained: the resolved config minus seed, names and paths."""
     container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     identity = {k: v for k, v in container.items() if k not in NOT_IN_GROUP}
+    continual = (container.get("experiment") or {}).get("continual") or {}
+    if continual.get("datasets") is not None:  # the chain is what is trained, not bookkeeping
+        identity["continual"] = continual
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -83,6 +92,7 @@ def _new_record(cfg: DictConfig) -> ArmResult:
         experiment=str(experiment.get("name", "")),
         experiment_id=experiment.get("id"),
         overrides=_job_overrides(),
+        requeues=_requeues(),
         started_at=_now(),
     )
 
@@ -121,6 +131,9 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
         )  # fmt: skip
     with _timed(timings, "train"):
         resume = job_dir / CHECKPOINT
+        if resume.exists():
+            record.resumed_from_step = _checkpoint_step(resume)
+            log.info("resuming from %s (step %d)", resume, record.resumed_from_step)
         trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume.exists() else None)
     if not trainer.is_global_zero:
         return
@@ -142,7 +155,12 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
     }
 
 
-def _build_trainer(cfg: DictConfig, job_dir: Path, throughput: ThroughputMonitor) -> L.Trainer:
+def _build_trainer(
+    cfg: DictConfig,
+    job_dir: Path,
+    throughput: ThroughputMonitor,
+    logger: TensorBoardLogger | None = None,  # continual stages share one run across stages
+) -> L.Trainer:
     algorithm, backend, validation = cfg.algorithm, cfg.backend, cfg.validation
     accumulate = algorithm.accumulate_grad_batches
     checkpoint = ModelCheckpoint(
@@ -167,10 +185,12 @@ def _build_trainer(cfg: DictConfig, job_dir: Path, throughput: ThroughputMonitor
         check_val_every_n_epoch=None,
         limit_val_batches=validation.num_batches if validation.enabled else 0,
         num_sanity_val_steps=0,
-        logger=TensorBoardLogger(
+        logger=logger
+        or TensorBoardLogger(
             save_dir=str(job_dir), name="tensorboard", version="", default_hp_metric=False
         ),
         callbacks=[checkpoint, throughput, progress],
+        plugins=[AtomicCheckpointIO(), *_slurm_plugins()],
         enable_progress_bar=interactive,
         log_every_n_steps=cfg.log_every_n_steps,
         enable_model_summary=False,
@@ -200,6 +220,10 @@ def _final_metrics(trainer: L.Trainer, cfg: DictConfig, model, tokenizer) -> dic
     for key, value in scores.items():
         trainer.logger.experiment.add_scalar(key, value, trainer.global_step)
     return metrics
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
 
 
 def _write_hparams(logger: TensorBoardLogger, hparams: dict, metrics: dict) -> None:
@@ -259,7 +283,24 @@ def _job_overrides() -> list[str]:
 
 
 def _is_global_zero() -> bool:
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0))) == 0
+    """Rank 0 of a distributed arm, as Lightning sees it (it sets the rank when its strategy
+    starts; before that it reads RANK, LOCAL_RANK or SLURM_PROCID, so every launcher agrees)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def _requeues() -> int:
+    """How many times SLURM requeued this job (preemption, timeout, scontrol requeue)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", 0))
+
+
+def _slurm_plugins() -> list:
+    """On SLURM, requeueing is the launcher's (submitit's) job: Lightning's own auto-requeue
+    (a SIGUSR1 handler that saves an hpc checkpoint and requeues) is turned off."""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
 def _now() -> str:

@@ -96,3 +96,37 @@ def test_failure_is_recorded_not_raised(tmp_path):
     assert result.status == record["status"] == "failed"
     assert "no_such_dataset" in record["error"]
     assert "Traceback" in record["traceback"]
+
+
+def test_killed_arm_resumes_to_the_same_metrics(tmp_path):
+    from tests.conftest import run_cli
+
+    args = [*FAST, "algorithm.max_steps=40", "experiment.stores.outputs_root=out"]
+    straight = run_cli([*args, "hydra.run.dir=straight"], cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    import os
+    import signal
+    import time
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "evsys.train", *args, "hydra.run.dir=killed"]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    checkpoint = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "killed" / "result.json").exists(), "killed too late to test resume"
+
+    resumed = run_cli([*args, "hydra.run.dir=killed"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    first = json.loads((tmp_path / "straight" / "result.json").read_text())
+    second = json.loads((tmp_path / "killed" / "result.json").read_text())
+    assert second["resumed_from_step"] > 0
+    assert second["metrics"] == first["metrics"]
