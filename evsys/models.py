@@ -114,7 +114,9 @@ def load_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrain
             model = _from_pretrained(path, cfg)
     if cfg.lora.r > 0:
         model = _add_lora(model, cfg)
-    return model
+    # from_pretrained hands back eval mode, and Lightning keeps each module's mode as it finds
+    # it: without this, dropout (LoRA's included) would silently stay off during training.
+    return model.train()
 
 
 def _from_pretrained(source: str, cfg: ModelConfig) -> PreTrainedModel:
@@ -134,7 +136,8 @@ def _merged_adapter(adapter_dir: Path, cfg: ModelConfig) -> PreTrainedModel:
     if not base.is_dir():
         base = PeftConfig.from_pretrained(str(adapter_dir)).base_model_name_or_path
     model = PeftModel.from_pretrained(_from_pretrained(str(base), cfg), str(adapter_dir))
-    model = model.merge_and_unload()
+    # Loading for inference froze every weight; the merged model trains like any other.
+    model = model.merge_and_unload().requires_grad_(True)
     # These weights exist only in memory now; an adapter trained on them must save them.
     model.name_or_path = ""
     return model
@@ -215,8 +218,8 @@ def export_model(
     """Save in Hugging Face format (safetensors + tokenizer) into out_dir.
 
     A LoRA model is exported per `lora_export`: `merged` folds the adapters into the weights
-    (plain transformers loads it), `adapter` saves the adapters for peft. Either way the peft
-    wrapper is taken apart, so this is the last thing done with the model.
+    (plain transformers loads it), `adapter` saves the adapters for peft. Merging, and saving
+    an in-memory base, take the peft wrapper apart: export is the last thing done with a model.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "peft_config") and lora_export == "adapter":
