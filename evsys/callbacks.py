@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("evsys")
 
@@ -31,6 +31,14 @@ class ConclusionCallback(Callback):
             return
         from evsys.experiment import finish_sweep
 
-        conclusion = finish_sweep(Path(config.hydra.sweep.dir))
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not OmegaConf.select(config, "hydra.launcher.wait", default=True):
+            # Fire-and-forget (SLURM launcher): the arms are still queued or running, and a
+            # conclusion now would report every one of them missing.
+            log.info(
+                "conclusion pending; when the jobs are done: python -m evsys.conclude %s", sweep_dir
+            )
+            return
+        conclusion = finish_sweep(sweep_dir)
         if conclusion is None or conclusion.get("failed") or conclusion.get("missing"):
             mark_failed()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import pkgutil
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,9 +87,26 @@ class BackendConfig:
 
 # ---------------------------------------------------------------------------------------- data
 @dataclass
+class DataColumns:
+    """The source's column for each column evsys reads; None: a column of that very name."""
+
+    prompt: str | None = None  # e.g. question
+    completion: str | None = None  # e.g. response
+    answer: str | None = None  # prompt_answer data; None: "answer", else "reference"
+    messages: str | None = None  # chat data: a list of {role, content}
+    text: str | None = None  # plain text data, trained on every token
+
+
+@dataclass
 class DataConfig:
     dataset_name: str = "reversal"  # a built-in task, a local file/folder, or a hub id
-    transforms: list[Any] = field(default_factory=list)  # ordered transform steps
+    config_name: str | None = None  # hub datasets: the configuration (subset), if any
+    format: str = "auto"  # auto | prompt_completion | prompt_answer | chat | text
+    columns: DataColumns = field(default_factory=DataColumns)  # source column names
+    train_split: str = "train"  # local and hub datasets: the split trained on
+    eval_split: str | None = None  # None: "validation" or "test" if present, else held out
+    eval_fraction: float = 0.1  # share of train held out (seeded by data.seed) if no eval split
+    transforms: list[Any] = field(default_factory=list)  # ordered steps, see docs/data.md
     max_length: int = 128  # tokens per row: packed row length, and truncation limit
     packing: bool = True  # pack several examples into each training row
     num_train: int = 20000  # built-in tasks: training examples generated
@@ -122,6 +140,21 @@ class SuccessMetric:
 
 
 @dataclass
+class ContinualStage:
+    dataset_name: str = MISSING  # this stage's training set (and one of the benchmarks)
+    transforms: list[Any] = field(default_factory=list)  # this stage's data.transforms
+    max_steps: int | None = None  # this stage's optimizer steps; None: algorithm.max_steps
+    name: str | None = None  # label in stage dirs, tables and plots; None: dataset_name
+
+
+@dataclass
+class ContinualConfig:
+    # null: an ordinary job. A list: train stage by stage, each from the last one's weights,
+    # ignoring the job's own data.dataset_name/transforms (see docs/continual.md).
+    datasets: list[ContinualStage] | None = None
+
+
+@dataclass
 class StoresConfig:
     outputs_root: str = "outputs"  # experiments, registry and sweeps live under here
 
@@ -136,6 +169,7 @@ class ExperimentConfig:
     base_seed: int = 0  # first seed of every arm
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm name -> dotted overrides
     baseline: str | None = None  # arm the others are compared against
+    continual: ContinualConfig = field(default_factory=ContinualConfig)  # chain of datasets
     parent_experiment_id: str | None = None  # experiment this one follows up
     metadata: dict[str, Any] = field(default_factory=dict)  # free-form notes
     stores: StoresConfig = field(default_factory=StoresConfig)
@@ -208,6 +242,7 @@ def validate_run_config(cfg: DictConfig) -> DictConfig:
     kind = (container.get("algorithm") or {}).get("kind")
     if not kind:
         raise ConfigError("algorithm.kind is missing; choose an algorithm, e.g. algorithm=sft")
+    _prepare_continual(container)
     schema = OmegaConf.structured(RunConfig)
     schema.algorithm = OmegaConf.structured(algorithm_schema(kind))
     try:
@@ -215,7 +250,60 @@ def validate_run_config(cfg: DictConfig) -> DictConfig:
         OmegaConf.resolve(merged)
     except OmegaConfBaseException as error:
         raise ConfigError(_describe(error, schema)) from None
+    check_continual(merged)
     return merged
+
+
+# ----------------------------------------------------------------------------------- continual
+CONTINUAL_KEY = "experiment.continual.datasets"
+STAGE_NAME = re.compile(r"[\w.+=-]+")  # stage names become directory names
+
+
+def _prepare_continual(container: dict) -> None:
+    """Check each stage against its schema (so errors name the stage), and make the first
+    stage's dataset the job's data.dataset_name, which a continual job otherwise ignores:
+    interpolations such as the default eval.benchmarks then name a dataset of the chain."""
+    stages = ((container.get("experiment") or {}).get("continual") or {}).get("datasets")
+    if not isinstance(stages, list):
+        return
+    for index, stage in enumerate(stages):
+        try:
+            OmegaConf.merge(OmegaConf.structured(ContinualStage), stage)
+        except (OmegaConfBaseException, ValueError) as error:
+            key = getattr(error, "full_key", None) or ""
+            detail = (getattr(error, "msg", None) or str(error)).splitlines()[0]
+            where = f"{CONTINUAL_KEY}[{index}]" + (f".{key}" if key else "")
+            raise ConfigError(f"Invalid config: {where}: {detail}.") from None
+    if stages and isinstance(stages[0], dict) and stages[0].get("dataset_name"):
+        container.setdefault("data", {})["dataset_name"] = stages[0]["dataset_name"]
+
+
+def check_continual(cfg: DictConfig) -> None:
+    """A continual job's stages make sense; raises ConfigError naming the stage otherwise."""
+    stages = cfg.experiment.continual.datasets
+    if stages is None:
+        return
+    if len(stages) == 0:
+        raise ConfigError(
+            f"{CONTINUAL_KEY} is empty: list at least one stage, or leave it null (the default) "
+            "for an ordinary run"
+        )
+    for index, stage in enumerate(stages):
+        where = f"{CONTINUAL_KEY}[{index}]"
+        if OmegaConf.is_missing(stage, "dataset_name") or not stage.dataset_name:
+            raise ConfigError(f"{where}.dataset_name is missing: name the stage's dataset")
+        if stage.max_steps is not None and stage.max_steps <= 0:
+            raise ConfigError(f"{where}.max_steps={stage.max_steps} must be positive (or null)")
+        if stage.name is not None and not STAGE_NAME.fullmatch(stage.name):
+            raise ConfigError(
+                f"{where}.name={stage.name!r}: use letters, digits and . _ + = - only "
+                "(it names the stage's directory)"
+            )
+    if cfg.backend.num_nodes != 1 or str(cfg.backend.devices) != "1":
+        raise ConfigError(
+            f"{CONTINUAL_KEY}: continual jobs run in one process for now; set backend.devices=1 "
+            f"and backend.num_nodes=1 (got {cfg.backend.devices} x {cfg.backend.num_nodes})"
+        )
 
 
 # Names people carry over from other trainers, mapped to ours for "did you mean" hints.

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from evsys import registry
 from evsys.config import ConfigError, validate_run_config
+from evsys.evaluation.benchmarks import benchmark_label
 from evsys.plan import PlannedJob, expand_jobs
 from evsys.results import ArmResult, ExperimentResult, write_json_atomic
 
@@ -75,7 +76,8 @@ def _success_metric(config: DictConfig) -> dict:
     if not metric["name"]:
         benchmarks = list(config.eval.benchmarks)
         if benchmarks:
-            metric["name"], metric["mode"] = f"eval/{benchmarks[0]}/exact_match", "max"
+            label = benchmark_label(str(benchmarks[0]))
+            metric["name"], metric["mode"] = f"eval/{label}/exact_match", "max"
         else:
             metric["name"], metric["mode"] = "val/loss", "min"
     if metric["mode"] not in ("max", "min"):

@@ -30,7 +30,7 @@ def expand_jobs(experiment: DictConfig, sweep_arguments: list[str]) -> list[Plan
     axes = _parse_axes(sweep_arguments)
     seeds = _seeds(experiment, axes)
     axes.pop("seed", None)
-    arms = dict(experiment.arms) or {"": {}}
+    arms = dict(experiment.arms) or {"": None}  # no named arms: one unnamed arm
     varying = [key for key, values in axes.items() if len(values) > 1]
     jobs = []
     for arm_name, arm_overrides in arms.items():

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from evsys.config import validate_run_config
 from evsys.data.sources import check_source
-from evsys.evaluation.benchmarks import evaluate_benchmarks
+from evsys.evaluation.benchmarks import check_benchmark_names, evaluate_benchmarks
 from evsys.lightning import algorithm_module_class
 from evsys.lightning.callbacks import LineProgress, ThroughputMonitor
 from evsys.lightning.checkpoint_io import AtomicCheckpointIO
@@ -113,6 +113,7 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
         record.group_id = group_id(cfg)
         record.hparams = _flat_hparams(cfg)
         check_source(cfg.data)
+        check_benchmark_names([str(b) for b in cfg.eval.benchmarks], [cfg.data.dataset_name])
         if cfg.backend.num_threads:
             torch.set_num_threads(cfg.backend.num_threads)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -138,7 +139,8 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
     if not trainer.is_global_zero:
         return
     with _timed(timings, "eval"):
-        metrics = _final_metrics(trainer, cfg, module.model, tokenizer)
+        held_out = {cfg.data.dataset_name: data.eval_raw}
+        metrics = _final_metrics(trainer, cfg, module.model, tokenizer, held_out)
     export_dir = export_model(module.model, tokenizer, job_dir / "model", cfg.model.lora.export)
     _write_hparams(trainer.logger, record.hparams, metrics)
     record.metrics = metrics
@@ -198,7 +200,9 @@ def _build_trainer(
     )
 
 
-def _final_metrics(trainer: L.Trainer, cfg: DictConfig, model, tokenizer) -> dict[str, float]:
+def _final_metrics(
+    trainer: L.Trainer, cfg: DictConfig, model, tokenizer, held_out: dict[str, list[dict]]
+) -> dict[str, float]:
     metrics = {
         key: round(float(value), 6)
         for key, value in trainer.callback_metrics.items()
@@ -215,6 +219,7 @@ def _final_metrics(trainer: L.Trainer, cfg: DictConfig, model, tokenizer) -> dic
         batch_size=cfg.eval.batch_size,
         max_new_tokens=cfg.eval.max_new_tokens,
         max_length=cfg.data.max_length,
+        held_out=held_out,
     )
     metrics.update({key: round(float(value), 6) for key, value in scores.items()})
     for key, value in scores.items():
@@ -231,8 +236,9 @@ def _write_hparams(logger: TensorBoardLogger, hparams: dict, metrics: dict) -> N
     from torch.utils.tensorboard.summary import hparams as hparams_summary
 
     writer = logger.experiment
+    file_writer = writer._get_file_writer()  # reopens the event file if Lightning closed it
     for summary in hparams_summary(hparams, metrics):
-        writer.file_writer.add_summary(summary)
+        file_writer.add_summary(summary)
     writer.flush()
 
 

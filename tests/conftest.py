@@ -31,7 +31,14 @@ def run_cli(
     args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None
 ) -> subprocess.CompletedProcess:
     """`python -m evsys.train ARGS` in `cwd`, offline, with output captured."""
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
+    # One thread per process: tests share 2 cores, and oversubscribed OpenMP threads thrash.
+    full_env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "evsys.train", *args],
         cwd=cwd,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -41,8 +42,32 @@ class Benchmark:
         raise NotImplementedError
 
 
-class TaskBenchmark(Benchmark):
-    """A built-in task's held-out split: teacher-forced loss and greedy exact match."""
+class HeldOutBenchmark(Benchmark):
+    """Held-out prompt/completion pairs: teacher-forced loss and greedy exact match."""
+
+    settings: BenchmarkSettings
+
+    def examples(self) -> list[dict]:
+        raise NotImplementedError
+
+    def is_correct(self, prediction: str, example: dict) -> float:
+        return float(prediction.strip() == example["completion"].strip())
+
+    def score(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+        s = self.settings
+        examples = self.examples()
+        predictions = generate_greedy(
+            model, tokenizer, [ex["prompt"] for ex in examples], s.batch_size, s.max_new_tokens
+        )
+        scores = [self.is_correct(p, ex) for p, ex in zip(predictions, examples, strict=True)]
+        return {
+            "loss": completion_loss(model, tokenizer, examples, s.batch_size, s.max_length),
+            "exact_match": sum(scores) / max(len(scores), 1),
+        }
+
+
+class TaskBenchmark(HeldOutBenchmark):
+    """A built-in task's held-out split, scored by the task's own rule."""
 
     def __init__(self, task: Task, settings: BenchmarkSettings):
         self.task = task
@@ -53,17 +78,37 @@ class TaskBenchmark(Benchmark):
         s = self.settings
         return self.task.examples("eval", s.num_eval, s.data_seed)[: s.max_examples]
 
-    def score(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
-        s = self.settings
-        examples = self.examples()
-        predictions = generate_greedy(
-            model, tokenizer, [ex["prompt"] for ex in examples], s.batch_size, s.max_new_tokens
-        )
-        scores = [self.task.score(p, ex) for p, ex in zip(predictions, examples, strict=True)]
-        return {
-            "loss": completion_loss(model, tokenizer, examples, s.batch_size, s.max_length),
-            "exact_match": sum(scores) / max(len(scores), 1),
-        }
+    def is_correct(self, prediction: str, example: dict) -> float:
+        return self.task.score(prediction, example)
+
+
+class DatasetBenchmark(HeldOutBenchmark):
+    """The eval split of a file or hub dataset, named by its short label."""
+
+    def __init__(self, dataset_name: str, examples: list[dict], settings: BenchmarkSettings):
+        self.name = benchmark_label(dataset_name)
+        self._examples = examples
+        self.settings = settings
+
+    def examples(self) -> list[dict]:
+        return self._examples[: self.settings.max_examples]
+
+
+def benchmark_label(name: str) -> str:
+    """A metric-friendly name: data/train.jsonl -> train, org/dataset -> dataset."""
+    if is_task(name):
+        return name
+    return Path(name.rstrip("/")).stem or name
+
+
+def check_benchmark_names(names: list[str], held_out_names: list[str]) -> None:
+    """Fail before training when a benchmark name resolves to nothing."""
+    for name in names:
+        if name not in held_out_names and not is_task(name):
+            raise ValueError(
+                f"eval.benchmarks: unknown benchmark {name!r}; known benchmarks are: "
+                f"{', '.join(known_benchmarks())}, or the training dataset itself"
+            )
 
 
 def known_benchmarks() -> list[str]:
@@ -90,8 +135,13 @@ def evaluate_benchmarks(
     batch_size: int,
     max_new_tokens: int,
     max_length: int,
+    held_out: dict[str, list[dict]] | None = None,
 ) -> dict[str, float]:
-    """Every named benchmark's metrics as {"eval/<name>/<metric>": value}."""
+    """Every named benchmark's metrics as {"eval/<name>/<metric>": value}.
+
+    `held_out` maps dataset names that are not built-in tasks (a file, a hub id) to their
+    eval examples, so the training data's own eval split can be a benchmark.
+    """
     settings = BenchmarkSettings(
         data_seed=data_seed,
         num_eval=num_eval,
@@ -101,7 +151,13 @@ def evaluate_benchmarks(
         max_length=max_length,
     )
     # Resolve all names first, so a typo fails before any (slow) scoring.
-    benchmarks = [get_benchmark(name, settings) for name in names]
+    held_out = held_out or {}
+    benchmarks = [
+        DatasetBenchmark(name, held_out[name], settings)
+        if name in held_out
+        else get_benchmark(name, settings)
+        for name in names
+    ]
     metrics: dict[str, float] = {}
     with evaluation_mode(model):
         for benchmark in benchmarks:

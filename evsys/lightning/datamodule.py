@@ -55,15 +55,15 @@ class PostTrainingDataModule(L.LightningDataModule):
         self.tokenizer = tokenizer
         self.train_rows: list[dict] = []
         self.eval_examples: list[dict] = []
+        self.eval_raw: list[dict] = []  # untokenized, for scoring the dataset's own eval split
 
     def prepare(self) -> None:
         """Load and tokenize now, so bad data fails before the Trainer starts."""
-        data = self.cfg.data
-        train = tokenize_examples(load_split(data, "train"), self.tokenizer, data.max_length)
+        data, tokenizer = self.cfg.data, self.tokenizer
+        train = tokenize_examples(load_split(data, "train", tokenizer), tokenizer, data.max_length)
         self.train_rows = pack_examples(train, data.max_length) if data.packing else train
-        self.eval_examples = tokenize_examples(
-            load_split(data, "eval"), self.tokenizer, data.max_length
-        )
+        self.eval_raw = load_split(data, "eval", tokenizer)
+        self.eval_examples = tokenize_examples(self.eval_raw, tokenizer, data.max_length)
         if not self.train_rows:
             raise ValueError(f"data.dataset_name={data.dataset_name!r} has no training examples")
 

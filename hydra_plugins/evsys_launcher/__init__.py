@@ -1,0 +1,1 @@
+"""evsys's SLURM launcher (hydra-submitit-launcher's, safe for experiment sweeps)."""
