@@ -27,22 +27,22 @@ FAST = [
 ]
 
 
+def cli_env(extra: dict | None = None) -> dict:
+    """Offline, one OpenMP thread per process: tests share 2 cores, and oversubscribed
+    threads thrash (and a fixed thread count keeps float reductions identical across runs)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.update(extra or {})
+    return env
+
+
 def run_cli(
     args: list[str], cwd: Path, timeout: int = 600, env: dict | None = None
 ) -> subprocess.CompletedProcess:
-    """`python -m evsys.train ARGS` in `cwd`, offline, with output captured."""
-    # One thread per process: tests share 2 cores, and oversubscribed OpenMP threads thrash.
-    full_env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-    }
-    full_env.update(env or {})
+    """`python -m evsys.train ARGS` in `cwd`, with output captured."""
     return subprocess.run(
         [sys.executable, "-m", "evsys.train", *args],
         cwd=cwd,
-        env=full_env,
+        env=cli_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,

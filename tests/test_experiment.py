@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from evsys import Experiment
-from tests.conftest import FAST, run_cli
+from tests.conftest import FAST, cli_env, run_cli
 
 
 def write_preset(directory: Path, name: str, arms: dict, n_repeats: int = 1) -> Path:
@@ -137,7 +137,8 @@ def test_dry_run_prints_the_plan_only(tmp_path):
     assert not list(tmp_path.rglob("result.json"))
 
 
-def test_python_api_matches_the_cli(tmp_path):
+def test_python_api_matches_the_cli(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the same threads as run_cli: same float sums
     arms = {"slow": {"algorithm.lr": 1e-4}, "fast": {"algorithm.lr": 3e-3}}
     preset = write_preset(tmp_path / "presets", "api_vs_cli", arms)
     standalone = tmp_path / "elsewhere" / "api_vs_cli.yaml"
@@ -167,7 +168,7 @@ def test_killed_sweep_resumes_only_missing_arms(tmp_path):
     slow = ["algorithm.max_steps=400", "checkpoint_every_n_steps=5"]
     args = ["--config-dir", str(tmp_path), "+experiment=resumable"]
     args += [*sweep_args(sweep_dir, tmp_path / "out"), *slow, "-m"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = cli_env()
     process = subprocess.Popen(
         [sys.executable, "-m", "evsys.train", *args],
         cwd=tmp_path,

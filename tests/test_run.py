@@ -99,7 +99,7 @@ def test_failure_is_recorded_not_raised(tmp_path):
 
 
 def test_killed_arm_resumes_to_the_same_metrics(tmp_path):
-    from tests.conftest import run_cli
+    from tests.conftest import cli_env, run_cli
 
     args = [*FAST, "algorithm.max_steps=40", "experiment.stores.outputs_root=out"]
     straight = run_cli([*args, "hydra.run.dir=straight"], cwd=tmp_path)
@@ -109,7 +109,7 @@ def test_killed_arm_resumes_to_the_same_metrics(tmp_path):
     import signal
     import time
 
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = cli_env()
     command = [sys.executable, "-m", "evsys.train", *args, "hydra.run.dir=killed"]
     process = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

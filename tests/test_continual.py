@@ -1,0 +1,308 @@
+"""Continual learning: a chain of datasets in one job — matrix, metrics, weights, resume, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from transformers import AutoModelForCausalLM
+
+from evsys import ConfigError, compose_run_config, run_experiment
+from evsys.conclusion import build_conclusion, write_conclusion
+from evsys.continual import chain_metrics
+from evsys.data.packing import collate_packed
+from evsys.data.tokenizer import byte_tokenizer
+from evsys.lightning.datamodule import PostTrainingDataModule, StepStream
+from tests.conftest import FAST, run_cli
+
+# Stage budgets differ so the step offsets on the TensorBoard axis are visible: 0, 4, 9.
+CHAIN = (
+    "experiment.continual.datasets=[{dataset_name:addition,max_steps:4},"
+    "{dataset_name:reversal,max_steps:5},{dataset_name:sorting,max_steps:3,name:sort}]"
+)
+WARMUP = 4  # warm-up longer than the first step, so the first step's lr is lr / WARMUP
+STAGE_DIRS = ["1-addition", "2-reversal", "3-sort"]
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    job_dir = tmp_path_factory.mktemp("chain")
+    cfg = compose_run_config([*FAST, f"algorithm.warmup_steps={WARMUP}", CHAIN])
+    result = run_experiment(cfg, job_dir=job_dir)
+    assert result.status == "completed", result.traceback
+    return json.loads((job_dir / "result.json").read_text()), job_dir
+
+
+# ------------------------------------------------------------------------- matrix and metrics
+def hand_metrics(R: list[list[float]], sign: float) -> dict:
+    """The chain addition(col 0) -> reversal(col 1) -> sorting(col 2), T = 3, by hand.
+
+    sign = -1 turns loss into "higher is better" for the differences (avg_final stays raw).
+    """
+    S = [[sign * x for x in row] for row in R]
+    drops = [S[k - 1][j] - S[k][j] for k in (1, 2, 3) for j in (0, 1, 2)]
+    return {
+        "avg_final": (R[3][0] + R[3][1] + R[3][2]) / 3,
+        "bwt": ((S[3][0] - S[1][0]) + (S[3][1] - S[2][1])) / 2,
+        "fwt": ((S[1][1] - S[0][1]) + (S[2][2] - S[0][2])) / 2,
+        "forgetting/addition": max(S[1][0], S[2][0]) - S[3][0],
+        "forgetting/reversal": S[2][1] - S[3][1],
+        "max_drop": max(0.0, *drops),
+    }
+
+
+def test_record_holds_the_matrix_and_metrics_by_hand(chain):
+    record, _ = chain
+    continual = record["continual"]
+    assert continual["benchmarks"] == ["addition", "reversal", "sorting"]  # deduped
+    assert continual["rows"] == ["start", "addition", "reversal", "sort"]
+    assert [s["max_steps"] for s in continual["stages"]] == [4, 5, 3]
+    for metric, sign, prefix in (("exact_match", 1, "continual/"), ("loss", -1, "continual/loss/")):
+        matrix = continual["matrix"][metric]
+        assert len(matrix) == 4 and all(len(row) == 3 for row in matrix)
+        for name, value in hand_metrics(matrix, sign).items():
+            assert record["metrics"][prefix + name] == pytest.approx(value, abs=1e-5), name
+    final = continual["matrix"]["loss"][-1]
+    assert [record["metrics"][f"eval/{b}/loss"] for b in continual["benchmarks"]] == final
+    assert record["metrics"]["continual/loss/bwt"] != 0  # the loss matrix is not trivial
+
+
+def test_metrics_on_a_known_matrix():
+    # start, after A, after B, after C; columns A, B, C, and an extra benchmark D
+    R = [
+        [0.0, 0.1, 0.0, 0.5],
+        [0.8, 0.2, 0.1, 0.4],
+        [0.6, 0.9, 0.3, 0.4],
+        [0.3, 0.7, 0.9, 0.6],
+    ]
+    metrics = chain_metrics(R, [0, 1, 2])
+    assert metrics["avg_final"] == pytest.approx((0.3 + 0.7 + 0.9) / 3)
+    assert metrics["bwt"] == pytest.approx(((0.3 - 0.8) + (0.7 - 0.9)) / 2)
+    assert metrics["fwt"] == pytest.approx(((0.2 - 0.1) + (0.3 - 0.0)) / 2)
+    assert metrics["forgetting"] == pytest.approx({0: 0.8 - 0.3, 1: 0.9 - 0.7})
+    assert metrics["max_drop"] == pytest.approx(0.3) and metrics["max_drop_at"] == (3, 0)
+    single = chain_metrics(R[:2], [0])
+    assert single["bwt"] is None and single["fwt"] is None and single["forgetting"] == {}
+
+
+# -------------------------------------------------------------------------------- files, logs
+def test_stage_dirs_and_exports_exist(chain):
+    record, job_dir = chain
+    for name in STAGE_DIRS:
+        stage = job_dir / "stages" / name
+        assert (stage / "checkpoints" / "last.ckpt").is_file(), name
+        assert (stage / "model" / "model.safetensors").is_file(), name
+        assert json.loads((stage / "stage.json").read_text())["scores"], name
+    assert (job_dir / "model" / "model.safetensors").read_bytes() == (
+        job_dir / "stages" / "3-sort" / "model" / "model.safetensors"
+    ).read_bytes()
+    assert record["artifacts"]["checkpoint"] == "stages/3-sort/checkpoints/last.ckpt"
+
+
+def scalars(job_dir: Path, tag: str) -> dict[int, float]:
+    events = EventAccumulator(str(job_dir / "tensorboard"))
+    events.Reload()
+    return {event.step: event.value for event in events.Scalars(tag)}
+
+
+def test_one_tensorboard_run_with_stages_back_to_back(chain):
+    _, job_dir = chain
+    assert sorted(scalars(job_dir, "train/loss")) == list(range(12))  # 4 + 5 + 3 steps
+    assert sorted(scalars(job_dir, "eval/reversal/exact_match")) == [0, 4, 9, 12]
+    assert sorted(scalars(job_dir, "continual/bwt")) == [9, 12]  # needs two stages
+
+
+def test_each_stage_starts_from_the_last_export_with_a_fresh_optimizer(chain):
+    _, job_dir = chain
+    lr = scalars(job_dir, "train/lr")
+    peak = compose_run_config([]).algorithm.lr
+    for first_step in (0, 4, 9):  # the warm-up restarts at every stage
+        assert lr[first_step] == pytest.approx(peak / WARMUP, rel=1e-5), first_step
+    first_loss = scalars(job_dir, "train/loss")[4]  # stage 2's first step
+    expected = first_batch_loss(job_dir / "stages" / "1-addition" / "model", "reversal")
+    assert first_loss == pytest.approx(expected, rel=1e-4)
+
+
+def first_batch_loss(model_dir: Path, dataset: str) -> float:
+    """The loss of an export on the first batch a stage training on `dataset` sees."""
+    cfg = compose_run_config([*FAST, f"data.dataset_name={dataset}"])
+    tokenizer = byte_tokenizer()
+    data = PostTrainingDataModule(cfg, tokenizer)
+    data.prepare()
+    stream = StepStream(
+        data.train_rows,
+        cfg.algorithm.batch_size,
+        cfg.seed,
+        lambda rows: collate_packed(rows, tokenizer.pad_token_id),
+    )
+    batch = next(iter(stream))
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    with torch.no_grad():
+        logits = model(
+            input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
+        ).logits
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten()).item()
+
+
+# ----------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("experiment.continual.datasets=[]", "experiment.continual.datasets is empty"),
+        (
+            "experiment.continual.datasets=[{dataset_name:addition,max_steps:0}]",
+            r"datasets\[0\]\.max_steps=0 must be positive",
+        ),
+        (
+            "experiment.continual.datasets=[{dataset_name:addition,max_steps:-3}]",
+            r"datasets\[0\]\.max_steps=-3 must be positive",
+        ),
+    ],
+)
+def test_bad_chain_is_rejected_while_composing(override, message):
+    with pytest.raises(ConfigError, match=message):
+        compose_run_config([override])
+
+
+def test_unknown_dataset_names_its_stage_before_training(tmp_path):
+    chain = "experiment.continual.datasets=[{dataset_name:addition},{dataset_name:no_such_set}]"
+    result = run_experiment(compose_run_config([*FAST, chain]), job_dir=tmp_path)
+    assert result.status == "failed"
+    assert "experiment.continual.datasets[1]" in result.error
+    assert "stage 2" in result.error and "no_such_set" in result.error
+    assert not (tmp_path / "stages").exists()  # nothing was scored or trained
+
+
+def test_cli_rejects_an_empty_chain_before_training(tmp_path):
+    done = run_cli(["experiment.continual.datasets=[]"], cwd=tmp_path, timeout=120)
+    assert done.returncode != 0
+    assert "experiment.continual.datasets is empty" in done.stdout + done.stderr
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+# -------------------------------------------------------------------------------------- resume
+def test_killed_chain_resumes_at_the_interrupted_stage(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    chain = (
+        "experiment.continual.datasets=[{dataset_name:addition,max_steps:4},"
+        "{dataset_name:reversal,max_steps:30},{dataset_name:sorting,max_steps:2}]"
+    )
+    args = [*FAST, chain, f"hydra.sweep.dir={sweep_dir}"]
+    args += [f"experiment.stores.outputs_root={tmp_path / 'out'}", "-m"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evsys.train", *args],
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    stages = sweep_dir / "default_seed0" / "stages"
+    stage2_checkpoint = stages / "2-reversal" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not stage2_checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert stage2_checkpoint.exists(), "stage 2 never checkpointed"
+    assert not (stages / "2-reversal" / "stage.json").exists(), "stage 2 ended before the kill"
+    stage1 = (stages / "1-addition" / "stage.json").read_bytes()
+
+    done = run_cli(args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert "stage 1 addition already done, skipped" in output
+    assert "stage 2 reversal resumes from" in output
+    assert (stages / "1-addition" / "stage.json").read_bytes() == stage1  # not retrained
+    record = json.loads((sweep_dir / "default_seed0" / "result.json").read_text())
+    assert record["status"] == "completed"
+    assert len(record["continual"]["matrix"]["exact_match"]) == 4
+    assert json.loads((stages / "2-reversal" / "stage.json").read_text())["resumed_from_step"] >= 2
+    assert record["resumed_from_step"] >= 4 + 2  # on the chain's step axis: stage 1 had 4
+
+
+# ---------------------------------------------------------------------------------- conclusion
+def fake_chain_record(seed: int, matrix: list[list[float]], bwt: float) -> dict:
+    continual = {
+        "rows": ["start", "a", "b"],
+        "benchmarks": ["a", "b"],
+        "matrix": {"exact_match": matrix, "loss": [[1.0, 1.0]] * 3},
+    }
+    metrics = {"continual/bwt": bwt, "continual/avg_final": sum(matrix[-1]) / 2}
+    record = {"arm": "x", "seed": seed, "status": "completed", "metrics": metrics}
+    return record | {"continual": continual}
+
+
+def test_conclusion_averages_matrices_over_seeds(tmp_path):
+    plan = {
+        "name": "chains",
+        "success_metric": {"name": "continual/bwt", "mode": "max"},
+        "planned": [{"arm": "x", "seed": s, "dir": f"x_seed{s}"} for s in (0, 1)],
+    }
+    (tmp_path / "experiment.json").write_text(json.dumps(plan))
+    matrices = {0: [[0.0, 0.0], [1.0, 0.2], [0.5, 1.0]], 1: [[0.0, 0.2], [0.8, 0.2], [0.3, 1.0]]}
+    for seed, matrix in matrices.items():
+        (tmp_path / f"x_seed{seed}").mkdir()
+        record = fake_chain_record(seed, matrix, bwt=-0.5 + 0.1 * seed)
+        (tmp_path / f"x_seed{seed}" / "result.json").write_text(json.dumps(record))
+    conclusion = write_conclusion(tmp_path)
+    entry = conclusion["continual"]["x"]
+    assert entry["n"] == 2 and entry["rows"] == ["start", "a", "b"]
+    assert entry["matrix"]["exact_match"]["mean"] == [[0.0, 0.1], [0.9, 0.2], [0.4, 1.0]]
+    std = entry["matrix"]["exact_match"]["std"]
+    assert std[0][1] == pytest.approx(0.141421) and std[2][1] == 0.0
+    assert entry["metrics"]["bwt"]["mean"] == pytest.approx(-0.45)
+    assert conclusion["best_arm"] == "x"  # ranked on a continual metric
+    markdown = (tmp_path / "conclusion.md").read_text()
+    assert "| stage 1: a | 0.9 ± 0.1414 | 0.2 ± 0 |" in markdown
+    assert (tmp_path / "conclusion_x_matrix.png").stat().st_size > 0
+    assert build_conclusion(tmp_path) == json.loads((tmp_path / "conclusion.json").read_text())
+
+
+# ------------------------------------------------------------------------------ preset, sweep
+# The preset's chain and seeds at test size: every stage trains FAST's algorithm.max_steps.
+TINY_PRESET = [*FAST, "eval.max_examples=4"]
+
+
+def test_preset_runs_through_the_cli_and_concludes_with_matrices(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = ["+experiment=continual_demo", *TINY_PRESET, f"hydra.sweep.dir={sweep_dir}"]
+    args += [f"experiment.stores.outputs_root={tmp_path / 'out'}", "-m"]
+    done = run_cli(args, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    conclusion = json.loads((sweep_dir / "conclusion.json").read_text())
+    [(arm, entry)] = conclusion["continual"].items()
+    assert entry["n"] == 2 and entry["rows"] == ["start", "addition", "reversal", "sorting"]
+    assert len(entry["matrix"]["exact_match"]["mean"]) == 4
+    assert all(len(row) == 3 for row in entry["matrix"]["exact_match"]["std"])
+    assert {"bwt", "fwt", "avg_final"} <= set(entry["metrics"])
+    assert entry["metrics"]["bwt"]["std"] is not None  # two seeds
+    assert conclusion["groups"][0]["n"] == 2  # ranked on continual/avg_final
+    markdown = (sweep_dir / "conclusion.md").read_text()
+    assert "## Continual:" in markdown and "| stage 3: sorting |" in markdown
+    assert (sweep_dir / f"conclusion_{arm}_matrix.png").is_file()
+    before = (sweep_dir / "conclusion.json").read_bytes()
+    rebuilt = subprocess.run([sys.executable, "-m", "evsys.conclude", str(sweep_dir)])
+    assert rebuilt.returncode == 0
+    assert (sweep_dir / "conclusion.json").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_preset_full_size(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = ["+experiment=continual_demo", f"hydra.sweep.dir={sweep_dir}"]
+    done = run_cli([*args, f"experiment.stores.outputs_root={tmp_path / 'out'}", "-m"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    conclusion = json.loads((sweep_dir / "conclusion.json").read_text())
+    for entry in conclusion["continual"].values():
+        final = entry["matrix"]["exact_match"]["mean"][-1]
+        assert final[2] > 0.2  # sorting, the last stage, was learned
