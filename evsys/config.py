@@ -63,7 +63,7 @@ class AlgorithmConfig:
 
     kind: str = MISSING  # which algorithm: the module evsys/lightning/<kind>.py
     lr: float = 3e-3  # peak learning rate of AdamW
-    max_steps: int = 250  # optimizer steps
+    max_steps: int = 180  # optimizer steps
     batch_size: int = 16  # rows per micro-batch (packed rows when data.packing)
     accumulate_grad_batches: int = 1  # micro-batches per optimizer step
     warmup_steps: int = 20  # linear warm-up from 0 to lr
@@ -127,7 +127,7 @@ class EvalConfig:
 @dataclass
 class ValidationConfig:
     enabled: bool = True  # compute val/loss during training
-    every_n_steps: int = 100  # validate every this many optimizer steps
+    every_n_steps: int = 50  # validate every this many optimizer steps
     num_batches: int = 4  # validation batches per check
 
 
