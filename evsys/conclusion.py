@@ -23,6 +23,11 @@ means oriented so that positive is better, with its Welch 95% CI [lo, hi].
 - Otherwise: supported when lo > m (so also > 0); refuted when m > 0 and hi < m (the effect
   is confidently smaller than what matters); else inconclusive.
 
+Continual chains (records with a `continual` section, see docs/continual.md) add a
+`continual` entry per arm: the cell-wise mean and std over seeds of the score matrices and of
+every continual/<metric>; conclusion.md shows the exact-match matrix and
+conclusion_<arm>_matrix.png draws both matrices. Other conclusions have no `continual` key.
+
 Floats in conclusion.json are rounded to 6 significant digits and keys are sorted.
 """
 
@@ -31,6 +36,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -149,6 +155,9 @@ def build_conclusion(sweep_dir: str | Path) -> dict[str, Any]:
         | {"planned": len(experiment["planned"])},
         "other_metrics": _other_metrics(runs["completed"], metric["name"], ranking),
     }
+    continual = _continual_groups(runs["completed"], ranking)
+    if continual:  # only continual sweeps get the key: other conclusions stay as they were
+        conclusion["continual"] = continual
     return _rounded(conclusion)
 
 
@@ -231,6 +240,58 @@ def _other_metrics(completed: list[dict], metric: str, ranking: list[str]) -> di
         arm: {name: math.fsum(vs) / len(vs) for name, vs in sorted(values.items())}
         for arm, values in sums.items()
     }
+
+
+# ---------------------------------------------------------------------------------- continual
+CONTINUAL_PREFIX = "continual/"
+
+
+def _continual_groups(completed: list[dict], ranking: list[str]) -> dict[str, dict]:
+    """Per arm whose runs are continual chains: the score matrices and metrics over seeds."""
+    by_arm: dict[str, list[dict]] = {}
+    for run in completed:
+        if (run["record"].get("continual") or {}).get("matrix"):  # a chain's record
+            by_arm.setdefault(run["arm"], []).append(run)
+    return {arm: _continual_entry(by_arm[arm]) for arm in ranking if arm in by_arm}
+
+
+def _continual_entry(runs: list[dict]) -> dict[str, Any]:
+    first = runs[0]["record"]["continual"]
+    # Seeds of one group share the config, so their chains share rows and benchmarks.
+    alike = [
+        r
+        for r in runs
+        if (r["record"]["continual"]["rows"], r["record"]["continual"]["benchmarks"])
+        == (first["rows"], first["benchmarks"])
+    ]
+    matrix = {}
+    for name in sorted(first["matrix"]):
+        mean, std = statistics.summarize_matrices(
+            [r["record"]["continual"]["matrix"][name] for r in alike]
+        )
+        matrix[name] = {"mean": mean, "std": std}
+    return {
+        "n": len(alike),
+        "seeds": [r["seed"] for r in alike],
+        "rows": first["rows"],
+        "benchmarks": first["benchmarks"],
+        "matrix": matrix,
+        "metrics": _continual_metric_stats(alike),
+    }
+
+
+def _continual_metric_stats(runs: list[dict]) -> dict[str, dict]:
+    """Mean and std over seeds of each continual/<name> metric of the records."""
+    values: dict[str, dict[int, float]] = {}
+    for run in runs:
+        for key, value in run["record"]["metrics"].items():
+            if key.startswith(CONTINUAL_PREFIX) and _is_number(value):
+                values.setdefault(key[len(CONTINUAL_PREFIX) :], {})[run["seed"]] = value
+    stats = {}
+    for name, by_seed in sorted(values.items()):
+        summary = statistics.summarize(by_seed)
+        stats[name] = {"mean": summary.mean, "std": summary.std, "n": summary.n}
+    return stats
 
 
 # ------------------------------------------------------------------------------------ verdict
@@ -365,8 +426,17 @@ def write_conclusion(sweep_dir: str | Path) -> dict[str, Any]:
     _atomic_write(
         sweep_dir / "conclusion.png", lambda f: _plot(conclusion).savefig(f, format="png")
     )
+    for arm, entry in conclusion.get("continual", {}).items():
+        figure = _plot_matrices(arm, entry)
+        _atomic_write(sweep_dir / matrix_plot_name(arm), lambda f, fig=figure: fig.savefig(f))
     _write_tensorboard(sweep_dir / TENSORBOARD_DIR, conclusion, markdown)
     return conclusion
+
+
+def matrix_plot_name(arm: str) -> str:
+    """conclusion_<arm>_matrix.png, safe as a file name whatever the arm is called."""
+    safe = re.sub(r"[^\w.=,+-]", "_", arm)
+    return f"conclusion_{safe}_matrix.png"
 
 
 def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
@@ -418,6 +488,36 @@ def _plot(conclusion: dict) -> Any:
     return fig
 
 
+# Exact match on a fixed 0..1 scale so groups compare by colour; loss: low (good) is bright too.
+HEATMAP_SCALES = {
+    "exact_match": {"vmin": 0.0, "vmax": 1.0, "cmap": "viridis"},
+    "loss": {"cmap": "viridis_r"},
+}
+LABEL_BOX = {"facecolor": "white", "alpha": 0.7, "linewidth": 0}
+
+
+def _plot_matrices(arm: str, entry: dict) -> Any:
+    """Heatmaps of a continual group's mean score matrices: exact match, then loss."""
+    from matplotlib.figure import Figure
+
+    rows, benchmarks = entry["rows"], entry["benchmarks"]
+    width = max(3.5, 1.1 * len(benchmarks) + 2.0)
+    fig = Figure(figsize=(2 * width, 0.6 * len(rows) + 2.0), dpi=100, layout="tight")
+    for index, name in enumerate(("exact_match", "loss")):
+        ax = fig.add_subplot(1, 2, index + 1)
+        mean, std = entry["matrix"][name]["mean"], entry["matrix"][name]["std"]
+        image = ax.imshow(mean, aspect="auto", **HEATMAP_SCALES[name])
+        for r, c in ((r, c) for r in range(len(rows)) for c in range(len(benchmarks))):
+            label = _value_std(mean[r][c], std[r][c]).replace(" ± ", "\n± ")
+            ax.text(c, r, label, ha="center", va="center", fontsize=8, bbox=LABEL_BOX)
+        ax.set_xticks(range(len(benchmarks)), benchmarks)
+        ax.set_yticks(range(len(rows)), [f"after {r}" if i else r for i, r in enumerate(rows)])
+        ax.set_xlabel("benchmark")
+        ax.set_title(f"{arm}: {name} (mean of n={entry['n']})")
+        fig.colorbar(image, ax=ax)
+    return fig
+
+
 def _spread(x: float, n: int) -> list[float]:
     """Deterministic horizontal offsets so seeds with equal values stay visible."""
     width = 0.25
@@ -443,6 +543,7 @@ def render_markdown(conclusion: dict[str, Any]) -> str:
         "",
     ]
     lines += _groups_markdown(conclusion)
+    lines += _continual_markdown(conclusion.get("continual", {}))
     lines += _other_metrics_markdown(conclusion["other_metrics"])
     lines += _comparisons_markdown(conclusion["comparisons"])
     lines += _problems_markdown(conclusion)
@@ -465,6 +566,42 @@ def _groups_markdown(conclusion: dict) -> list[str]:
     if not conclusion["groups"]:
         lines.append("| | (no completed arm) | | | | | |")
     return lines + [""]
+
+
+def _continual_markdown(continual: dict[str, dict]) -> list[str]:
+    """Each continual group's exact-match matrix (mean ± std over seeds) and its metrics."""
+    lines = []
+    for arm, entry in continual.items():
+        mean, std = entry["matrix"]["exact_match"]["mean"], entry["matrix"]["exact_match"]["std"]
+        lines += [
+            f"## Continual: {arm} (exact match, mean ± std over n={entry['n']} seeds)",
+            "",
+            "| scored after | " + " | ".join(entry["benchmarks"]) + " |",
+            "|---|" + "---:|" * len(entry["benchmarks"]),
+        ]
+        for r, row in enumerate(entry["rows"]):
+            label = row if r == 0 else f"stage {r}: {row}"
+            cells = [_value_std(m, s) for m, s in zip(mean[r], std[r], strict=True)]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += ["", _continual_metrics_line(entry["metrics"]), ""]
+        lines += [f"![{arm} score matrices]({matrix_plot_name(arm)})", ""]
+    return lines
+
+
+def _continual_metrics_line(metrics: dict[str, dict]) -> str:
+    """Exact-match metrics of the chain: average final score, BWT, FWT, drops, forgetting."""
+    shown = ["avg_final", "bwt", "fwt", "max_drop"]
+    shown += sorted(name for name in metrics if name.startswith("forgetting/"))
+    parts = [
+        f"{name} {_value_std(metrics[name]['mean'], metrics[name]['std'])}"
+        for name in shown
+        if name in metrics
+    ]
+    return "Continual metrics (exact match): " + (" · ".join(parts) or "none")
+
+
+def _value_std(mean: float, std: float | None) -> str:
+    return _num(mean) + (f" ± {_num(std)}" if std is not None else "")
 
 
 def _other_metrics_markdown(other: dict[str, dict]) -> list[str]:
@@ -562,3 +699,5 @@ def print_summary(conclusion: dict[str, Any], console: Console | None = None) ->
         )
     for run in conclusion["missing"]:
         console.print(Text(f"MISSING {run['arm']} seed {run['seed']} ({run['dir']})"))
+    for arm, entry in conclusion.get("continual", {}).items():
+        console.print(Text(f"continual {arm}: {_continual_metrics_line(entry['metrics'])}"))

@@ -65,6 +65,24 @@ def summarize(values: Mapping[int, float]) -> GroupSummary:
     return GroupSummary(n, mean, std, min(xs), max(xs), ci95, ordered)
 
 
+def summarize_matrices(
+    matrices: Sequence[Sequence[Sequence[float]]],
+) -> tuple[list[list[float]], list[list[float | None]]]:
+    """Cell-wise mean and std (ddof=1; None when n < 2) of equally shaped matrices, e.g. a
+    continual chain's score matrix from each seed."""
+    if not matrices:
+        raise ValueError("cannot summarize no matrices")
+    shape = [len(row) for row in matrices[0]]
+    if any([len(row) for row in matrix] != shape for matrix in matrices):
+        raise ValueError("matrices of different shapes cannot be summarized cell by cell")
+    means, stds = [], []
+    for r, width in enumerate(shape):
+        cells = [summarize(dict(enumerate(m[r][c] for m in matrices))) for c in range(width)]
+        means.append([cell.mean for cell in cells])
+        stds.append([cell.std for cell in cells])
+    return means, stds
+
+
 def compare(first: Sequence[float], second: Sequence[float], mode: str = "max") -> Difference:
     """Welch difference `first - second`, oriented so positive means `first` is better."""
     sign = _orientation(mode)

@@ -153,6 +153,22 @@ def first_batch_loss(model_dir: Path, dataset: str) -> float:
     return F.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten()).item()
 
 
+def test_a_file_dataset_is_a_stage_and_a_benchmark(tmp_path):
+    rows = [{"prompt": f"double {i}=", "completion": str(2 * i)} for i in range(60)]
+    (tmp_path / "doubling.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stages = f"[{{dataset_name:addition,max_steps:2}},{{dataset_name:{tmp_path}/doubling.jsonl}}]"
+    cfg = compose_run_config(
+        [*FAST, "algorithm.max_steps=2", f"experiment.continual.datasets={stages}"]
+    )
+    result = run_experiment(cfg, job_dir=tmp_path / "job")
+    assert result.status == "completed", result.traceback
+    assert result.continual["benchmarks"] == ["addition", "doubling"]
+    assert result.continual["rows"] == ["start", "addition", "doubling"]
+    assert (tmp_path / "job" / "stages" / "2-doubling" / "model").is_dir()
+    assert len(result.continual["matrix"]["loss"]) == 3
+    assert "continual/forgetting/addition" in result.metrics
+
+
 # ----------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     ("override", "message"),
@@ -174,8 +190,9 @@ def test_bad_chain_is_rejected_while_composing(override, message):
 
 
 def test_unknown_dataset_names_its_stage_before_training(tmp_path):
-    chain = "experiment.continual.datasets=[{dataset_name:addition},{dataset_name:no_such_set}]"
-    result = run_experiment(compose_run_config([*FAST, chain]), job_dir=tmp_path)
+    stages = "[{dataset_name:addition},{dataset_name:./no_such_set.jsonl}]"
+    cfg = compose_run_config([*FAST, f"experiment.continual.datasets={stages}"])
+    result = run_experiment(cfg, job_dir=tmp_path)
     assert result.status == "failed"
     assert "experiment.continual.datasets[1]" in result.error
     assert "stage 2" in result.error and "no_such_set" in result.error
@@ -281,14 +298,14 @@ def test_preset_runs_through_the_cli_and_concludes_with_matrices(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     conclusion = json.loads((sweep_dir / "conclusion.json").read_text())
     [(arm, entry)] = conclusion["continual"].items()
-    assert entry["n"] == 2 and entry["rows"] == ["start", "addition", "reversal", "sorting"]
+    assert entry["n"] == 2 and entry["rows"] == ["start", "reversal", "sorting", "addition"]
     assert len(entry["matrix"]["exact_match"]["mean"]) == 4
     assert all(len(row) == 3 for row in entry["matrix"]["exact_match"]["std"])
     assert {"bwt", "fwt", "avg_final"} <= set(entry["metrics"])
     assert entry["metrics"]["bwt"]["std"] is not None  # two seeds
     assert conclusion["groups"][0]["n"] == 2  # ranked on continual/avg_final
     markdown = (sweep_dir / "conclusion.md").read_text()
-    assert "## Continual:" in markdown and "| stage 3: sorting |" in markdown
+    assert "## Continual:" in markdown and "| stage 3: addition |" in markdown
     assert (sweep_dir / f"conclusion_{arm}_matrix.png").is_file()
     before = (sweep_dir / "conclusion.json").read_bytes()
     rebuilt = subprocess.run([sys.executable, "-m", "evsys.conclude", str(sweep_dir)])
@@ -303,6 +320,8 @@ def test_preset_full_size(tmp_path):
     done = run_cli([*args, f"experiment.stores.outputs_root={tmp_path / 'out'}", "-m"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     conclusion = json.loads((sweep_dir / "conclusion.json").read_text())
-    for entry in conclusion["continual"].values():
-        final = entry["matrix"]["exact_match"]["mean"][-1]
-        assert final[2] > 0.2  # sorting, the last stage, was learned
+    [entry] = conclusion["continual"].values()
+    R = entry["matrix"]["exact_match"]["mean"]  # columns: reversal, sorting, addition
+    assert R[1][0] > 0.5 and R[2][1] > 0.5  # each letter stage learned its task...
+    assert R[2][0] < R[1][0] - 0.3  # ...and sorting overwrote reversal
+    assert entry["metrics"]["bwt"]["mean"] < 0

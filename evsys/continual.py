@@ -1,0 +1,476 @@
+"""Continual learning: one job trains a chain of datasets, each stage from the last one's weights.
+
+`experiment.continual.datasets` lists the stages. Stage k (1-based) trains on its dataset with
+a fresh LightningModule, optimizer, schedule and Trainer, starting from the weights stage k-1
+exported; stage 1 starts from the model the job's `model` config names. The starting model and
+every stage's result are scored on every benchmark, which gives the matrix R[row][benchmark]
+(rows: "start", then one per stage) that the continual metrics below are read from.
+
+Files inside the arm dir:
+
+    stages/start.json                       scores of the starting model (row "start")
+    stages/<k>-<name>/checkpoints/last.ckpt the stage's Lightning checkpoint (resume)
+    stages/<k>-<name>/model/                the stage's export; stage k+1 starts from it
+    stages/<k>-<name>/stage.json            the stage's record, written last: "this stage is done"
+    model/                                  the final model (a copy of the last stage's export)
+    tensorboard/                            one run: stages back to back on one step axis
+
+Re-running the job skips stages that have a stage.json and resumes an interrupted stage from
+its last.ckpt, so a killed chain loses at most one stage's progress since its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig
+
+from evsys.config import CONTINUAL_KEY, ConfigError
+from evsys.data.sources import check_source, load_split
+from evsys.data.tasks import is_task
+from evsys.evaluation.benchmarks import (
+    benchmark_label,
+    check_benchmark_names,
+    evaluate_benchmarks,
+)
+from evsys.lightning import algorithm_module_class
+from evsys.lightning.callbacks import ThroughputMonitor
+from evsys.lightning.datamodule import PostTrainingDataModule
+from evsys.models import export_model, load_model, load_tokenizer, resolve_init_from
+from evsys.results import ArmResult, write_json_atomic
+
+# Shared with one-arm runs, so a stage trains exactly like an ordinary arm.
+from evsys.runner import (
+    CHECKPOINT,
+    _build_trainer,
+    _checkpoint_step,
+    _flat_hparams,
+    _quiet_libraries,
+    _write_hparams,
+    group_id,
+)
+
+log = logging.getLogger("evsys")
+
+STAGES_DIR = "stages"
+START_FILE = "start.json"
+STAGE_FILE = "stage.json"
+METRICS = ("exact_match", "loss")  # the two matrices; exact match is the headline one
+HIGHER_IS_BETTER = {"exact_match": True, "loss": False}
+
+
+@dataclass
+class Stage:
+    """One link of the chain: its place, its config (the job's with this stage's data), its dir."""
+
+    index: int  # 1-based: row `index` of the matrix is this stage's result
+    name: str
+    cfg: DictConfig
+    dir: Path
+    step_offset: int  # where its steps start on the chain's one TensorBoard step axis
+
+    @property
+    def last_step(self) -> int:
+        return self.step_offset + self.cfg.algorithm.max_steps
+
+    @property
+    def export_dir(self) -> Path:
+        return self.dir / "model"
+
+
+@dataclass
+class Scoring:
+    """What every row of the matrix is scored on: the same benchmarks, the same settings."""
+
+    cfg: DictConfig  # the job's config: eval settings and the data fields benchmarks share
+    names: list[str]  # benchmark names as evaluate_benchmarks takes them
+    held_out: dict[str, list[dict]]  # eval examples of stage datasets that are not built-in tasks
+
+    @property
+    def labels(self) -> list[str]:
+        """The matrix's columns, as named in the metric keys (eval/<label>/<metric>)."""
+        return [benchmark_label(name) for name in self.names]
+
+    def score(self, model, tokenizer) -> dict[str, float]:
+        cfg = self.cfg
+        scores = evaluate_benchmarks(
+            model,
+            tokenizer,
+            self.names,
+            data_seed=cfg.data.seed,
+            num_eval=cfg.data.num_eval,
+            max_examples=cfg.eval.max_examples,
+            batch_size=cfg.eval.batch_size,
+            max_new_tokens=cfg.eval.max_new_tokens,
+            max_length=cfg.data.max_length,
+            held_out=self.held_out,
+        )
+        return {key: round(float(value), 6) for key, value in scores.items()}
+
+
+# ---------------------------------------------------------------------------------- the chain
+def run_chain(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
+    """Train every stage in order (skipping finished ones), then fill the arm's record."""
+    _quiet_libraries()
+    started = time.perf_counter()
+    record.group_id = group_id(cfg)
+    cfg.model.init_from = resolve_init_from(cfg)  # `parent` becomes a directory, for all stages
+    stages = plan_stages(cfg, job_dir)
+    _check_before_training(stages, cfg)
+    record.hparams = _flat_hparams(cfg) | {"continual.stages": " -> ".join(s.name for s in stages)}
+    if cfg.backend.num_threads:
+        torch.set_num_threads(cfg.backend.num_threads)
+    tokenizer = load_tokenizer(cfg.model)
+    scoring = Scoring(cfg, benchmark_names(cfg), _held_out(stages, tokenizer))
+    rows = [_start_row(cfg, job_dir, tokenizer, scoring)]
+    stage_records = []
+    for stage in stages:
+        done = _read_stage(stage, scoring.labels)
+        if done is None:
+            done = _train_and_log(stage, stages, job_dir, tokenizer, scoring, rows)
+            if done["resumed_from_step"] is not None and record.resumed_from_step is None:
+                record.resumed_from_step = stage.step_offset + done["resumed_from_step"]
+        stage_records.append(done)
+        rows.append(done["scores"])
+    shutil.copytree(stages[-1].export_dir, job_dir / "model", dirs_exist_ok=True)
+    _fill_record(record, job_dir, stages, stage_records, rows, scoring.labels)
+    record.timings["total"] = round(time.perf_counter() - started, 3)
+
+
+def plan_stages(cfg: DictConfig, job_dir: Path) -> list[Stage]:
+    """The stages of a continual job, each with its own config and directory."""
+    stages, offset = [], 0
+    for index, spec in enumerate(cfg.experiment.continual.datasets, start=1):
+        name = spec.name or re.sub(r"[^\w.+=-]", "_", benchmark_label(spec.dataset_name))
+        stage_cfg = copy.deepcopy(cfg)
+        stage_cfg.data.dataset_name = spec.dataset_name
+        stage_cfg.data.transforms = spec.transforms
+        stage_cfg.algorithm.max_steps = spec.max_steps or cfg.algorithm.max_steps
+        stage_dir = Path(job_dir) / STAGES_DIR / f"{index}-{name}"
+        stages.append(Stage(index, name, stage_cfg, stage_dir, offset))
+        offset += stage_cfg.algorithm.max_steps
+    return stages
+
+
+def benchmark_names(cfg: DictConfig) -> list[str]:
+    """Every stage's dataset (its held-out split), then eval.benchmarks; each name once."""
+    names = [str(s.dataset_name) for s in cfg.experiment.continual.datasets]
+    names += [str(b) for b in cfg.eval.benchmarks]
+    return list(dict.fromkeys(names))
+
+
+def _check_before_training(stages: list[Stage], cfg: DictConfig) -> None:
+    """Every stage's data and every benchmark resolve, or a ConfigError names the stage."""
+    for stage in stages:
+        try:
+            check_source(stage.cfg.data)
+        except (ConfigError, ValueError, OSError) as error:
+            raise ConfigError(
+                f"{CONTINUAL_KEY}[{stage.index - 1}] (stage {stage.index}, dataset "
+                f"{stage.cfg.data.dataset_name!r}): {error}"
+            ) from None
+    datasets = [str(stage.cfg.data.dataset_name) for stage in stages]
+    check_benchmark_names([str(b) for b in cfg.eval.benchmarks], datasets)
+
+
+def _held_out(stages: list[Stage], tokenizer) -> dict[str, list[dict]]:
+    """The eval split of each stage dataset that is a file or hub dataset: its benchmark."""
+    return {
+        stage.cfg.data.dataset_name: load_split(stage.cfg.data, "eval", tokenizer)
+        for stage in stages
+        if not is_task(stage.cfg.data.dataset_name)
+    }
+
+
+# ------------------------------------------------------------------------------------ stages
+def _start_row(cfg: DictConfig, job_dir: Path, tokenizer, scoring: Scoring) -> dict:
+    """Scores of the starting model (the matrix's row "start"), computed once per job."""
+    path = job_dir / STAGES_DIR / START_FILE
+    if path.is_file():
+        return _checked(path, json.loads(path.read_text()), None, scoring.labels)["scores"]
+    model = _starting_model(cfg, tokenizer, init_from=None)
+    scores = scoring.score(model, tokenizer)
+    _log_scalars(job_dir, 0, scores)
+    write_json_atomic(path, {"scores": scores})
+    log.info("continual: starting model scored: %s", _short(scores))
+    return scores
+
+
+def _starting_model(cfg: DictConfig, tokenizer, init_from: Path | None):
+    """The model a stage starts from: the previous stage's export, or the job's model."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # a fresh model is the same each time
+    model_cfg = copy.deepcopy(cfg.model)
+    if init_from is not None:
+        model_cfg.init_from = str(init_from)
+    return load_model(model_cfg, tokenizer)
+
+
+def _train_stage(
+    stage: Stage, job_dir: Path, previous: Path | None, tokenizer, scoring: Scoring
+) -> dict:
+    """Train one stage from `previous`'s weights with a fresh optimizer; score, export, record."""
+    cfg, started = stage.cfg, time.perf_counter()
+    log.info("continual: stage %d %s on %s", stage.index, stage.name, cfg.data.dataset_name)
+    trainer, module, throughput, resumed_from_step = _fit(stage, job_dir, previous, tokenizer)
+    trained = time.perf_counter()
+    scores = scoring.score(module.model, tokenizer)
+    export_model(module.model, tokenizer, stage.export_dir, cfg.model.lora.export)
+    done = {
+        "index": stage.index,
+        "name": stage.name,
+        "dataset_name": cfg.data.dataset_name,
+        "max_steps": cfg.algorithm.max_steps,
+        "resumed_from_step": resumed_from_step,
+        "scores": scores,
+        "train": _train_metrics(trainer),
+        "throughput": {"tokens": throughput.tokens, "seconds": round(throughput.seconds, 3)},
+        "timings": {
+            "train": round(trained - started, 3),
+            "eval": round(time.perf_counter() - trained, 3),
+        },
+    }
+    write_json_atomic(stage.dir / STAGE_FILE, done)  # last: from now on the stage counts as done
+    return done
+
+
+def _fit(stage: Stage, job_dir: Path, previous: Path | None, tokenizer) -> tuple:
+    """A new module (so a new optimizer and schedule) and Trainer for the stage, fitted; an
+    interrupted stage goes on from its last.ckpt. Returns what the stage record needs."""
+    cfg = stage.cfg
+    data = PostTrainingDataModule(cfg, tokenizer)
+    data.prepare()
+    model = _starting_model(cfg, tokenizer, previous)
+    module = algorithm_module_class(cfg.algorithm.kind)(model, tokenizer, cfg.algorithm)
+    throughput = ThroughputMonitor()
+    logger = ChainLogger(job_dir, step_offset=stage.step_offset)
+    trainer = _build_trainer(cfg, stage.dir, throughput, logger=logger)
+    resume = stage.dir / CHECKPOINT
+    resumed_from_step = _checkpoint_step(resume) if resume.exists() else None
+    if resume.exists():
+        log.info("continual: stage %d %s resumes from %s", stage.index, stage.name, resume)
+    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume.exists() else None)
+    return trainer, module, throughput, resumed_from_step
+
+
+def _train_and_log(
+    stage: Stage, stages: list[Stage], job_dir: Path, tokenizer, scoring: Scoring, rows: list
+) -> dict:
+    """Train a stage from the previous one's export, then log its scores and the chain's
+    metrics so far at the step where it ended."""
+    previous = stages[stage.index - 2].export_dir if stage.index > 1 else None
+    done = _train_stage(stage, job_dir, previous, tokenizer, scoring)
+    summary = continual_summary(stages, [*rows, done["scores"]], scoring.labels)
+    _log_scalars(job_dir, stage.last_step, done["scores"] | flat_metrics(summary))
+    return done
+
+
+def _read_stage(stage: Stage, labels: list[str]) -> dict | None:
+    """The record of a finished stage, or None when it has not finished yet."""
+    path = stage.dir / STAGE_FILE
+    if not path.is_file():
+        return None
+    done = _checked(path, json.loads(path.read_text()), stage, labels)
+    log.info("continual: stage %d %s already done, skipped", stage.index, stage.name)
+    return done
+
+
+def _checked(path: Path, done: dict, stage: Stage | None, labels: list[str]) -> dict:
+    """A record left by an earlier run of this job, if it belongs to the same chain."""
+    same = all(f"eval/{b}/{m}" in done["scores"] for b in labels for m in METRICS)
+    if stage is not None:
+        same &= done["dataset_name"] == stage.cfg.data.dataset_name
+        same &= done["max_steps"] == stage.cfg.algorithm.max_steps
+    if not same:
+        raise ConfigError(
+            f"{path} was written by a different chain (dataset, steps or benchmarks differ); "
+            "run this config into a fresh directory"
+        )
+    return done
+
+
+def _train_metrics(trainer: L.Trainer) -> dict[str, float]:
+    return {
+        key: round(float(value), 6)
+        for key, value in trainer.callback_metrics.items()
+        if key.startswith(("train/loss", "val/"))
+    }
+
+
+# ----------------------------------------------------------------------------------- metrics
+def score_matrix(rows: list[dict], benchmarks: list[str], metric: str) -> list[list[float]]:
+    """R[row][benchmark] of one metric; rows: start, then one per stage."""
+    return [[row[f"eval/{b}/{metric}"] for b in benchmarks] for row in rows]
+
+
+def chain_metrics(
+    matrix: list[list[float]], stage_columns: list[int], higher_is_better: bool = True
+) -> dict:
+    """Continual metrics of a (1 + T) x benchmarks matrix (GEM; Chaudhry et al. 2018).
+
+    stage_columns[k-1] is the column of stage k's dataset. Differences are oriented so that
+    positive BWT/FWT is good and positive forgetting/max_drop is bad, for loss as well.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    score = [[sign * value for value in row] for row in matrix]  # higher is better from here
+    stages = len(stage_columns)
+    learned = list(dict.fromkeys(stage_columns))
+    return {
+        "avg_final": _mean([matrix[stages][c] for c in learned]),
+        "bwt": _mean([score[stages][c] - score[k][c] for k, c in _stages(stage_columns)[:-1]]),
+        "fwt": _mean([score[k - 1][c] - score[0][c] for k, c in _stages(stage_columns)[1:]]),
+        "forgetting": _forgetting(score, stage_columns),
+        **_max_drop(score),
+    }
+
+
+def _stages(stage_columns: list[int]) -> list[tuple[int, int]]:
+    """(row of stage k's result, column of its dataset) for k = 1..T."""
+    return list(enumerate(stage_columns, start=1))
+
+
+def _forgetting(score: list[list[float]], stage_columns: list[int]) -> dict[int, float]:
+    """Per column not trained in the last stage: best score since it was first learned, minus
+    the final score (Chaudhry et al.'s f_j, over rows from its first training to T-1)."""
+    last = len(stage_columns)
+    first_learned: dict[int, int] = {}
+    for k, column in _stages(stage_columns):
+        first_learned.setdefault(column, k)
+    return {
+        column: max(score[row][column] for row in range(first, last)) - score[last][column]
+        for column, first in first_learned.items()
+        if column != stage_columns[-1]
+    }
+
+
+def _max_drop(score: list[list[float]]) -> dict:
+    """The worst fall of any benchmark caused by one stage (row k-1 to row k); 0 if none fell."""
+    drop, where = 0.0, None
+    for k in range(1, len(score)):
+        for column, (before, after) in enumerate(zip(score[k - 1], score[k], strict=True)):
+            if before - after > drop:
+                drop, where = before - after, (k, column)
+    return {"max_drop": drop, "max_drop_at": where}
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _named(metrics: dict, stages: list[Stage], benchmarks: list[str]) -> dict:
+    """Column indices replaced by benchmark names, row indices by stage names, for the files."""
+    named = dict(metrics)
+    named["forgetting"] = {benchmarks[c]: v for c, v in metrics["forgetting"].items()}
+    if metrics["max_drop_at"] is not None:
+        row, column = metrics["max_drop_at"]
+        named["max_drop_at"] = {"stage": stages[row - 1].name, "benchmark": benchmarks[column]}
+    return named
+
+
+def continual_summary(stages: list[Stage], rows: list[dict], benchmarks: list[str]) -> dict:
+    """The `continual` section of result.json for the rows so far (start + finished stages)."""
+    done = stages[: len(rows) - 1]
+    columns = [benchmarks.index(benchmark_label(s.cfg.data.dataset_name)) for s in done]
+    matrices = {m: score_matrix(rows, benchmarks, m) for m in METRICS}
+    metrics = {
+        m: _named(chain_metrics(matrices[m], columns, HIGHER_IS_BETTER[m]), done, benchmarks)
+        for m in METRICS
+    }
+    return {
+        "stages": [_stage_entry(s) for s in done],
+        "benchmarks": benchmarks,
+        "rows": ["start", *(s.name for s in done)],
+        "matrix": matrices,
+        "metrics": metrics,
+    }
+
+
+def _stage_entry(stage: Stage) -> dict:
+    return {
+        "index": stage.index,
+        "name": stage.name,
+        "dataset_name": stage.cfg.data.dataset_name,
+        "max_steps": stage.cfg.algorithm.max_steps,
+        "dir": str(stage.dir.relative_to(stage.dir.parent.parent)),
+    }
+
+
+def flat_metrics(summary: dict) -> dict[str, float]:
+    """record.metrics keys: continual/<metric> (exact match), continual/loss/<metric>."""
+    flat = {}
+    for metric, prefix in (("exact_match", "continual/"), ("loss", "continual/loss/")):
+        values = summary["metrics"][metric]
+        for name in ("avg_final", "bwt", "fwt", "max_drop"):
+            if values[name] is not None:  # BWT/FWT need two stages
+                flat[prefix + name] = round(values[name], 6)
+        for benchmark, value in values["forgetting"].items():
+            flat[f"{prefix}forgetting/{benchmark}"] = round(value, 6)
+    return flat
+
+
+# ----------------------------------------------------------------------------- record, logs
+def _fill_record(
+    record: ArmResult,
+    job_dir: Path,
+    stages: list[Stage],
+    stage_records: list[dict],
+    rows: list[dict],
+    benchmarks: list[str],
+) -> None:
+    summary = continual_summary(stages, rows, benchmarks)
+    record.continual = summary
+    record.metrics = stage_records[-1]["train"] | rows[-1] | flat_metrics(summary)
+    tokens = sum(s["throughput"]["tokens"] for s in stage_records)
+    seconds = sum(s["throughput"]["seconds"] for s in stage_records)
+    record.throughput = {
+        "tokens_per_second": round(tokens / seconds, 1) if seconds else 0.0,
+        "train_tokens": tokens,
+    }
+    record.timings = {
+        "train": round(sum(s["timings"]["train"] for s in stage_records), 3),
+        "eval": round(sum(s["timings"]["eval"] for s in stage_records), 3),
+    }
+    record.artifacts = {
+        "model": "model",
+        "checkpoint": str(stages[-1].dir.relative_to(job_dir) / CHECKPOINT),
+        "tensorboard": "tensorboard",
+        "stages": STAGES_DIR,
+    }
+    logger = ChainLogger(job_dir)
+    _write_hparams(logger, record.hparams, record.metrics)
+    logger.finalize("success")
+
+
+def _log_scalars(job_dir: Path, step: int, scalars: dict[str, float]) -> None:
+    """A row of scores (and the chain's metrics so far) at the step its stage ended."""
+    logger = ChainLogger(job_dir)
+    for key, value in scalars.items():
+        logger.experiment.add_scalar(key, value, step)
+    logger.finalize("success")
+
+
+class ChainLogger(TensorBoardLogger):
+    """The arm's one TensorBoard run; a stage's step s is logged at step_offset + s, so the
+    stages' curves follow each other on one axis instead of overlapping."""
+
+    def __init__(self, job_dir: Path, step_offset: int = 0) -> None:
+        super().__init__(
+            save_dir=str(job_dir), name="tensorboard", version="", default_hp_metric=False
+        )
+        self.step_offset = step_offset
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        super().log_metrics(metrics, None if step is None else step + self.step_offset)
+
+
+def _short(scores: dict) -> str:
+    return ", ".join(f"{k}={v:.3g}" for k, v in scores.items() if k.endswith("exact_match"))
