@@ -41,7 +41,8 @@ def expand_jobs(experiment: DictConfig, sweep_arguments: list[str]) -> list[Plan
             pairs.update(arm_pairs)  # an arm's own settings win over shared axes
             for seed in seeds:
                 overrides = [f"{k}={v}" for k, v in pairs.items()]
-                overrides += [f"seed={seed}", f"arm={label}"]
+                # quoted: a swept label such as lr=0.001 is not a bare override value
+                overrides += [f"seed={seed}", f"arm={_override_value(label)}"]
                 jobs.append(PlannedJob(label, seed, overrides, f"{label}_seed{seed}"))
     _check_unique(jobs)
     return jobs

@@ -291,22 +291,26 @@ TINY_PRESET = [*FAST, "eval.max_examples=4"]
 
 
 def test_preset_runs_through_the_cli_and_concludes_with_matrices(tmp_path):
+    # The preset's two seeds, crossed with a learning-rate axis: four chains in two groups.
     sweep_dir = tmp_path / "sweep"
     args = ["+experiment=continual_demo", *TINY_PRESET, f"hydra.sweep.dir={sweep_dir}"]
-    args += [f"experiment.stores.outputs_root={tmp_path / 'out'}", "-m"]
+    args += [f"experiment.stores.outputs_root={tmp_path / 'out'}", "algorithm.lr=1e-3,3e-3", "-m"]
     done = run_cli(args, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     conclusion = json.loads((sweep_dir / "conclusion.json").read_text())
-    [(arm, entry)] = conclusion["continual"].items()
-    assert entry["n"] == 2 and entry["rows"] == ["start", "reversal", "sorting", "addition"]
-    assert len(entry["matrix"]["exact_match"]["mean"]) == 4
-    assert all(len(row) == 3 for row in entry["matrix"]["exact_match"]["std"])
-    assert {"bwt", "fwt", "avg_final"} <= set(entry["metrics"])
-    assert entry["metrics"]["bwt"]["std"] is not None  # two seeds
-    assert conclusion["groups"][0]["n"] == 2  # ranked on continual/avg_final
+    assert (
+        sorted(conclusion["continual"]) == sorted(conclusion["ranking"]) == ["lr=0.001", "lr=0.003"]
+    )
+    assert all(group["n"] == 2 for group in conclusion["groups"])  # ranked on continual/avg_final
+    for arm, entry in conclusion["continual"].items():
+        assert entry["n"] == 2 and entry["rows"] == ["start", "reversal", "sorting", "addition"]
+        assert len(entry["matrix"]["exact_match"]["mean"]) == 4
+        assert all(len(row) == 3 for row in entry["matrix"]["exact_match"]["std"])
+        assert {"bwt", "fwt", "avg_final"} <= set(entry["metrics"])
+        assert entry["metrics"]["bwt"]["std"] is not None  # two seeds
+        assert (sweep_dir / f"conclusion_{arm}_matrix.png").is_file()
     markdown = (sweep_dir / "conclusion.md").read_text()
-    assert "## Continual:" in markdown and "| stage 3: addition |" in markdown
-    assert (sweep_dir / f"conclusion_{arm}_matrix.png").is_file()
+    assert "## Continual: lr=0.001" in markdown and "| stage 3: addition |" in markdown
     before = (sweep_dir / "conclusion.json").read_bytes()
     rebuilt = subprocess.run([sys.executable, "-m", "evsys.conclude", str(sweep_dir)])
     assert rebuilt.returncode == 0
