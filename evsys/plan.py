@@ -35,6 +35,12 @@ def expand_jobs(experiment: DictConfig, sweep_arguments: list[str]) -> list[Plan
     jobs = []
     for arm_name, arm_overrides in arms.items():
         arm_pairs = _arm_pairs(arm_name, arm_overrides)
+        clash = sorted(set(arm_pairs) & set(varying))
+        if clash:
+            raise ConfigError(
+                f"experiment.arms.{arm_name} sets {', '.join(clash)}, which is also swept as a "
+                "matrix axis; the arm would silently win over the axis: drop one of the two"
+            )
         for cell in itertools.product(*axes.values()):
             pairs = dict(zip(axes.keys(), cell, strict=True))
             label = _label(arm_name, {k: pairs[k] for k in varying})
