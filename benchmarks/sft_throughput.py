@@ -12,7 +12,7 @@ Every contender's tokens/s is non-padding tokens trained on / wall seconds of it
 loop (model construction and data prep excluded for all three alike). Each contender first
 runs a few untimed warm-up steps in this process, then its timed run counts every step.
 
-    python benchmarks/sft_throughput.py --steps 60 --repeats 3 --json bench.json
+    python benchmarks/sft_throughput.py --steps 60 --repeats 7 --json bench.json
 """
 
 from __future__ import annotations
@@ -297,7 +297,7 @@ def cpu_name() -> str:
 
 def print_report(results: dict[str, list[Measurement]], env: dict, work: Workload) -> None:
     # Logs and pipes default to 80 columns, which wraps the table; terminals keep their width.
-    console = Console(width=None if sys.stdout.isatty() else 130)
+    console = Console(width=None if sys.stdout.isatty() else 140)
     console.print(
         f"torch {env['torch']}, {env['threads']} threads, {env['cpu']} "
         f"({env['cpu_count']} cores); load average before {' '.join(env['loadavg_before'])}, "
