@@ -41,7 +41,7 @@ from evsys.data.tasks import is_task
 from evsys.evaluation.benchmarks import (
     benchmark_label,
     check_benchmark_names,
-    evaluate_benchmarks,
+    evaluate_configured,
 )
 from evsys.lightning import algorithm_module_class
 from evsys.lightning.callbacks import ThroughputMonitor
@@ -102,20 +102,7 @@ class Scoring:
         return [benchmark_label(name) for name in self.names]
 
     def score(self, model, tokenizer) -> dict[str, float]:
-        cfg = self.cfg
-        scores = evaluate_benchmarks(
-            model,
-            tokenizer,
-            self.names,
-            data_seed=cfg.data.seed,
-            num_eval=cfg.data.num_eval,
-            max_examples=cfg.eval.max_examples,
-            batch_size=cfg.eval.batch_size,
-            max_new_tokens=cfg.eval.max_new_tokens,
-            max_length=cfg.data.max_length,
-            held_out=self.held_out,
-        )
-        return {key: round(float(value), 6) for key, value in scores.items()}
+        return evaluate_configured(model, tokenizer, self.names, self.cfg, self.held_out)
 
 
 # ---------------------------------------------------------------------------------- the chain

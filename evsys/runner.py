@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from evsys.config import validate_run_config
 from evsys.data.sources import check_source
-from evsys.evaluation.benchmarks import check_benchmark_names, evaluate_benchmarks
+from evsys.evaluation.benchmarks import check_benchmark_names, evaluate_configured
 from evsys.lightning import algorithm_module_class
 from evsys.lightning.callbacks import LineProgress, ThroughputMonitor
 from evsys.lightning.checkpoint_io import AtomicCheckpointIO
@@ -209,19 +209,8 @@ def _final_metrics(
         if key.startswith(("train/loss", "val/"))
     }
     benchmarks = [str(b) for b in cfg.eval.benchmarks]
-    scores = evaluate_benchmarks(
-        model,
-        tokenizer,
-        benchmarks,
-        data_seed=cfg.data.seed,
-        num_eval=cfg.data.num_eval,
-        max_examples=cfg.eval.max_examples,
-        batch_size=cfg.eval.batch_size,
-        max_new_tokens=cfg.eval.max_new_tokens,
-        max_length=cfg.data.max_length,
-        held_out=held_out,
-    )
-    metrics.update({key: round(float(value), 6) for key, value in scores.items()})
+    scores = evaluate_configured(model, tokenizer, benchmarks, cfg, held_out)
+    metrics.update(scores)
     for key, value in scores.items():
         trainer.logger.experiment.add_scalar(key, value, trainer.global_step)
     return metrics

@@ -166,6 +166,29 @@ def evaluate_benchmarks(
     return metrics
 
 
+def evaluate_configured(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    names: list[str],
+    cfg,
+    held_out: dict[str, list[dict]] | None = None,
+) -> dict[str, float]:
+    """`evaluate_benchmarks` with the settings of a run config (data.* and eval.*), rounded."""
+    scores = evaluate_benchmarks(
+        model,
+        tokenizer,
+        names,
+        data_seed=cfg.data.seed,
+        num_eval=cfg.data.num_eval,
+        max_examples=cfg.eval.max_examples,
+        batch_size=cfg.eval.batch_size,
+        max_new_tokens=cfg.eval.max_new_tokens,
+        max_length=cfg.data.max_length,
+        held_out=held_out,
+    )
+    return {key: round(float(value), 6) for key, value in scores.items()}
+
+
 @contextlib.contextmanager
 def evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
     """Eval mode and no gradients inside; the model's previous mode restored after."""
