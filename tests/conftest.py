@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,24 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def kill_cli_once(args: list[str], cwd: Path, path: Path, timeout: float = 300) -> None:
+    """Start `python -m evsys.train ARGS` and SIGKILL its whole process group as soon as
+    `path` exists (or after `timeout`): a real crash in the middle of training."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evsys.train", *args],
+        cwd=cwd,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + timeout
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 @pytest.fixture

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +19,7 @@ from evsys.continual import chain_metrics
 from evsys.data.packing import collate_packed
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.lightning.datamodule import PostTrainingDataModule, StepStream
-from tests.conftest import FAST, run_cli
+from tests.conftest import FAST, kill_cli_once, run_cli
 
 # Stage budgets differ so the step offsets on the TensorBoard axis are visible: 0, 4, 9.
 CHAIN = (
@@ -215,21 +212,9 @@ def test_killed_chain_resumes_at_the_interrupted_stage(tmp_path):
     )
     args = [*FAST, chain, f"hydra.sweep.dir={sweep_dir}"]
     args += [f"experiment.stores.outputs_root={tmp_path / 'out'}", "-m"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "evsys.train", *args],
-        cwd=tmp_path,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     stages = sweep_dir / "default_seed0" / "stages"
     stage2_checkpoint = stages / "2-reversal" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not stage2_checkpoint.exists() and time.time() < deadline:
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_cli_once(args, tmp_path, stage2_checkpoint)
     assert stage2_checkpoint.exists(), "stage 2 never checkpointed"
     assert not (stages / "2-reversal" / "stage.json").exists(), "stage 2 ended before the kill"
     stage1 = (stages / "1-addition" / "stage.json").read_bytes()

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from evsys import Experiment
-from tests.conftest import FAST, cli_env, run_cli
+from tests.conftest import FAST, kill_cli_once, run_cli
 
 
 def write_preset(directory: Path, name: str, arms: dict, n_repeats: int = 1) -> Path:
@@ -168,22 +165,9 @@ def test_killed_sweep_resumes_only_missing_arms(tmp_path):
     slow = ["algorithm.max_steps=400", "checkpoint_every_n_steps=5"]
     args = ["--config-dir", str(tmp_path), "+experiment=resumable"]
     args += [*sweep_args(sweep_dir, tmp_path / "out"), *slow, "-m"]
-    env = cli_env()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "evsys.train", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     first_record = sweep_dir / "first_seed0" / "result.json"
     second_checkpoint = sweep_dir / "second_seed0" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not second_checkpoint.exists() and time.time() < deadline:
-        time.sleep(0.5)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_cli_once(args, tmp_path, second_checkpoint)
     assert first_record.exists(), "the first arm should have finished before the kill"
     assert not (sweep_dir / "second_seed0" / "result.json").exists()
     first_before = first_record.read_bytes()

@@ -99,29 +99,14 @@ def test_failure_is_recorded_not_raised(tmp_path):
 
 
 def test_killed_arm_resumes_to_the_same_metrics(tmp_path):
-    from tests.conftest import cli_env, run_cli
+    from tests.conftest import kill_cli_once, run_cli
 
     args = [*FAST, "algorithm.max_steps=40", "experiment.stores.outputs_root=out"]
     straight = run_cli([*args, "hydra.run.dir=straight"], cwd=tmp_path)
     assert straight.returncode == 0, straight.stderr[-2000:]
 
-    import os
-    import signal
-    import time
-
-    env = cli_env()
-    command = [sys.executable, "-m", "evsys.train", *args, "hydra.run.dir=killed"]
-    process = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
     checkpoint = tmp_path / "killed" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 120
-    while not checkpoint.exists() and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_cli_once([*args, "hydra.run.dir=killed"], tmp_path, checkpoint)
     assert not (tmp_path / "killed" / "result.json").exists(), "killed too late to test resume"
 
     resumed = run_cli([*args, "hydra.run.dir=killed"], cwd=tmp_path)
