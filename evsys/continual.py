@@ -234,10 +234,11 @@ def _fit(stage: Stage, job_dir: Path, previous: Path | None, tokenizer) -> tuple
     """A new module (so a new optimizer and schedule) and Trainer for the stage, fitted; an
     interrupted stage goes on from its last.ckpt. Returns what the stage record needs."""
     cfg = stage.cfg
-    data = PostTrainingDataModule(cfg, tokenizer)
+    algorithm_class = algorithm_module_class(cfg.algorithm.kind)
+    data = PostTrainingDataModule(cfg, tokenizer, algorithm_class)
     data.prepare()
     model = _starting_model(cfg, tokenizer, previous)
-    module = algorithm_module_class(cfg.algorithm.kind)(model, tokenizer, cfg.algorithm)
+    module = algorithm_class(model, tokenizer, cfg.algorithm)
     throughput = ThroughputMonitor()
     logger = ChainLogger(job_dir, step_offset=stage.step_offset)
     trainer = _build_trainer(cfg, stage.dir, throughput, logger=logger)

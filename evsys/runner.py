@@ -120,10 +120,11 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
         # `parent` becomes the parent experiment's best export before anything is loaded.
         cfg.model.init_from = resolve_init_from(cfg)
         tokenizer = load_tokenizer(cfg.model)
-        data = PostTrainingDataModule(cfg, tokenizer)
+        algorithm_class = algorithm_module_class(cfg.algorithm.kind)
+        data = PostTrainingDataModule(cfg, tokenizer, algorithm_class)
         data.prepare()
         model = load_model(cfg.model, tokenizer)
-        module = algorithm_module_class(cfg.algorithm.kind)(model, tokenizer, cfg.algorithm)
+        module = algorithm_class(model, tokenizer, cfg.algorithm)
         throughput = ThroughputMonitor()
         trainer = _build_trainer(cfg, job_dir, throughput)
         log.info(

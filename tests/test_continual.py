@@ -19,6 +19,7 @@ from evsys.continual import chain_metrics
 from evsys.data.packing import collate_packed
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.lightning.datamodule import PostTrainingDataModule, StepStream
+from evsys.lightning.sft import SFTModule
 from tests.conftest import FAST, kill_cli_once, run_cli
 
 # Stage budgets differ so the step offsets on the TensorBoard axis are visible: 0, 4, 9.
@@ -133,7 +134,7 @@ def first_batch_loss(model_dir: Path, dataset: str) -> float:
     """The loss of an export on the first batch a stage training on `dataset` sees."""
     cfg = compose_run_config([*FAST, f"data.dataset_name={dataset}"])
     tokenizer = byte_tokenizer()
-    data = PostTrainingDataModule(cfg, tokenizer)
+    data = PostTrainingDataModule(cfg, tokenizer, SFTModule)
     data.prepare()
     stream = StepStream(
         data.train_rows,

@@ -9,11 +9,34 @@ import torch
 import torch.nn.functional as F
 
 from evsys.config import AlgorithmConfig
+from evsys.data.packing import collate_packed, collate_padded, pack_examples
+from evsys.data.tokenize import tokenize_examples
 from evsys.lightning.schedule import lr_multiplier
 
 
 class PostTrainingModule(L.LightningModule):
-    """Base LightningModule; an algorithm subclasses it and writes `training_step`."""
+    """Base LightningModule; an algorithm subclasses it and writes `training_step`.
+
+    The data side of an algorithm lives here too, as class methods the data module calls
+    before any model exists: `build_rows` turns loaded examples into rows, `collate` turns rows
+    into a batch. The defaults are SFT's (prompt masked, packed training rows); an algorithm
+    that trains on other rows (preference pairs, prompts to sample from) overrides them.
+    """
+
+    @classmethod
+    def build_rows(cls, examples: list[dict], tokenizer, cfg, split: str) -> list[dict]:
+        """Rows for `split` ("train" or "eval") from the examples `load_split` returned."""
+        rows = tokenize_examples(examples, tokenizer, cfg.data.max_length)
+        if split == "train" and cfg.data.packing:
+            return pack_examples(rows, cfg.data.max_length)
+        return rows
+
+    @classmethod
+    def collate(cls, rows: list[dict], tokenizer, cfg, split: str) -> dict:
+        """One batch of `split` rows as tensors."""
+        if split == "train" and cfg.data.packing:
+            return collate_packed(rows, tokenizer.pad_token_id)
+        return collate_padded(rows, tokenizer.pad_token_id)
 
     def __init__(self, model: torch.nn.Module, tokenizer, algorithm: AlgorithmConfig) -> None:
         super().__init__()

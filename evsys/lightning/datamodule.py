@@ -6,9 +6,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from evsys.data.packing import collate_packed, collate_padded, pack_examples
 from evsys.data.sources import load_split
-from evsys.data.tokenize import tokenize_examples
 
 
 class StepStream(IterableDataset):
@@ -41,37 +39,37 @@ class StepStream(IterableDataset):
             first = index * global_batch + self.rank * self.batch_size
             rows = [self._row_at(first + i) for i in range(self.batch_size)]
             batch = self.collate(rows)
-            batch["num_tokens"] = sum(len(row["input_ids"]) for row in rows)
+            batch.setdefault("num_tokens", sum(len(row["input_ids"]) for row in rows))
             yield batch
             index += 1
 
 
 class PostTrainingDataModule(L.LightningDataModule):
-    """Tokenized (and packed) training rows plus padded held-out examples."""
+    """Training rows and held-out rows, built and batched the way the algorithm says."""
 
-    def __init__(self, cfg, tokenizer) -> None:
+    def __init__(self, cfg, tokenizer, algorithm_class) -> None:
         super().__init__()
         self.cfg = cfg
         self.tokenizer = tokenizer
+        self.algorithm_class = algorithm_class  # its build_rows / collate shape the data
         self.train_rows: list[dict] = []
         self.eval_examples: list[dict] = []
         self.eval_raw: list[dict] = []  # untokenized, for scoring the dataset's own eval split
 
     def prepare(self) -> None:
         """Load and tokenize now, so bad data fails before the Trainer starts."""
-        data, tokenizer = self.cfg.data, self.tokenizer
-        train = tokenize_examples(load_split(data, "train", tokenizer), tokenizer, data.max_length)
-        self.train_rows = pack_examples(train, data.max_length) if data.packing else train
+        data, tokenizer, build = self.cfg.data, self.tokenizer, self.algorithm_class.build_rows
+        self.train_rows = build(load_split(data, "train", tokenizer), tokenizer, self.cfg, "train")
         self.eval_raw = load_split(data, "eval", tokenizer)
-        self.eval_examples = tokenize_examples(self.eval_raw, tokenizer, data.max_length)
+        self.eval_examples = build(self.eval_raw, tokenizer, self.cfg, "eval")
         if not self.train_rows:
             raise ValueError(f"data.dataset_name={data.dataset_name!r} has no training examples")
 
     def _collate_train(self, rows: list[dict]) -> dict:
-        pad_id = self.tokenizer.pad_token_id
-        return (
-            collate_packed(rows, pad_id) if self.cfg.data.packing else collate_padded(rows, pad_id)
-        )
+        return self.algorithm_class.collate(rows, self.tokenizer, self.cfg, "train")
+
+    def _collate_eval(self, rows: list[dict]) -> dict:
+        return self.algorithm_class.collate(rows, self.tokenizer, self.cfg, "eval")
 
     def train_dataloader(self) -> DataLoader:
         stream = StepStream(
@@ -83,10 +81,9 @@ class PostTrainingDataModule(L.LightningDataModule):
         return DataLoader(stream, batch_size=None, num_workers=self.cfg.data.num_workers)
 
     def val_dataloader(self) -> DataLoader:
-        pad_id = self.tokenizer.pad_token_id
         return DataLoader(
             self.eval_examples,
             batch_size=self.cfg.algorithm.batch_size,
             shuffle=False,
-            collate_fn=lambda rows: collate_padded(rows, pad_id),
+            collate_fn=self._collate_eval,
         )
