@@ -11,12 +11,20 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger("evsys")
 
 _failed = False
+_planning_failed = False  # the sweep never started: there is nothing to conclude
 
 
 def mark_failed() -> None:
     """Something in this process failed: exit non-zero once Hydra returns."""
     global _failed
     _failed = True
+
+
+def mark_planning_failed() -> None:
+    """The sweep was refused before any job ran (e.g. a typo in an arm)."""
+    global _planning_failed
+    _planning_failed = True
+    mark_failed()
 
 
 def exit_code() -> int:
@@ -27,7 +35,7 @@ class ConclusionCallback(Callback):
     """After every arm has run (or failed), build and print the experiment's conclusion."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        if config.experiment.dry_run:
+        if config.experiment.dry_run or _planning_failed:
             return
         from evsys.experiment import finish_sweep
 

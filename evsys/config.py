@@ -48,6 +48,9 @@ class ModelConfig:
     num_kv_heads: int = 2  # key/value heads (grouped-query attention)
     intermediate_size: int = 384  # MLP width
     max_position_embeddings: int = 512  # longest sequence the model supports
+    # Share input and output embeddings. Untied, tokens a task never shows keep distinct input
+    # embeddings while another task is trained (see conf/experiment/continual_demo.yaml).
+    tie_word_embeddings: bool = True
     tokenizer: str | None = (
         None  # tokenizer hub id/dir; None: model.name's, else the byte tokenizer
     )
@@ -95,13 +98,15 @@ class DataColumns:
     answer: str | None = None  # prompt_answer data; None: "answer", else "reference"
     messages: str | None = None  # chat data: a list of {role, content}
     text: str | None = None  # plain text data, trained on every token
+    chosen: str | None = None  # preference data: the preferred answer
+    rejected: str | None = None  # preference data: the dispreferred answer
 
 
 @dataclass
 class DataConfig:
     dataset_name: str = "reversal"  # a built-in task, a local file/folder, or a hub id
     config_name: str | None = None  # hub datasets: the configuration (subset), if any
-    format: str = "auto"  # auto | prompt_completion | prompt_answer | chat | text
+    format: str = "auto"  # auto | prompt_completion | prompt_answer | chat | text | preference
     columns: DataColumns = field(default_factory=DataColumns)  # source column names
     train_split: str = "train"  # local and hub datasets: the split trained on
     eval_split: str | None = None  # None: "validation" or "test" if present, else held out
@@ -117,11 +122,24 @@ class DataConfig:
 
 # ---------------------------------------------------------------------------------------- eval
 @dataclass
+class HarnessConfig:
+    """Settings of every `harness:<task>` benchmark (lm-evaluation-harness, docs/evaluation.md)."""
+
+    include_path: str | None = None  # folder of local lm-eval task YAMLs, added to its own tasks
+    num_fewshot: int | None = None  # few-shot examples per prompt; None: each task's default
+    limit: int | None = None  # examples scored per task; None: all (the standard number)
+    batch_size: int = 8  # requests per forward pass
+
+
+@dataclass
 class EvalConfig:
-    benchmarks: list[Any] = field(default_factory=list)  # benchmark names scored after training
+    # names scored after training: a built-in task, the training dataset, harness:<task>
+    # (lm-evaluation-harness) or class:<module.Class> (your own Benchmark subclass)
+    benchmarks: list[Any] = field(default_factory=list)
     batch_size: int = 64  # prompts per generation batch
     max_examples: int = 256  # held-out examples scored per benchmark
     max_new_tokens: int = 32  # generation budget per answer
+    harness: HarnessConfig = field(default_factory=HarnessConfig)  # harness:<task> settings
 
 
 @dataclass
@@ -129,6 +147,8 @@ class ValidationConfig:
     enabled: bool = True  # compute val/loss during training
     every_n_steps: int = 50  # validate every this many optimizer steps
     num_batches: int = 4  # validation batches per check
+    benchmarks_every_n_steps: int = 0  # also score benchmarks this often in training; 0: never
+    benchmarks: list[str] | None = None  # which ones then; None: all of eval.benchmarks
 
 
 # ---------------------------------------------------------------------------------- experiment
@@ -250,8 +270,28 @@ def validate_run_config(cfg: DictConfig) -> DictConfig:
         OmegaConf.resolve(merged)
     except OmegaConfBaseException as error:
         raise ConfigError(_describe(error, schema)) from None
+    # Building the dataclass runs its __post_init__: an algorithm checks its values there.
+    OmegaConf.to_object(merged.algorithm)
     check_continual(merged)
+    check_benchmarks(merged)
     return merged
+
+
+def check_benchmarks(cfg: DictConfig) -> None:
+    """harness:<task> and class:<module.Class> benchmarks resolve, and validation scores a
+    subset of them; raises ConfigError naming the key, so a sweep fails before any job."""
+    from evsys.evaluation.benchmarks import check_benchmark_kinds, harness_settings
+
+    names = [str(name) for name in cfg.eval.benchmarks]
+    during = cfg.validation.benchmarks
+    if during is not None and (unknown := [str(n) for n in during if str(n) not in names]):
+        raise ConfigError(
+            f"validation.benchmarks: {unknown} are not in eval.benchmarks {names}; "
+            "list the ones to score during training out of those"
+        )
+    if cfg.validation.benchmarks_every_n_steps < 0:
+        raise ConfigError("validation.benchmarks_every_n_steps must be >= 0 (0: never)")
+    check_benchmark_kinds(names, harness_settings(cfg))
 
 
 # ----------------------------------------------------------------------------------- continual
@@ -324,6 +364,24 @@ def _closest_key(typed: str, keys: list[str]) -> str | None:
     aliases = {alias: key for alias, key in KEY_ALIASES.items() if key in keys}
     close = difflib.get_close_matches(typed, keys + list(aliases), n=1, cutoff=0.7)
     return aliases.get(close[0], close[0]) if close else None
+
+
+def override_hint(message: str, cfg: DictConfig) -> str:
+    """A "did you mean" for Hydra's "Could not override 'a.b'" when `b` is a typo of a key of `a`.
+
+    Hydra's own advice for an unknown key is to append it with `+`, which for a typo is wrong.
+    """
+    match = re.search(r"Could not override '([^']+)'", message)
+    if not match:
+        return ""
+    parent_key, _, leaf = match.group(1).rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    if not isinstance(parent, DictConfig) or leaf in parent:
+        return ""
+    suggestion = _closest_key(leaf, [str(k) for k in parent.keys()])
+    prefix = f"{parent_key}." if parent_key else ""
+    known = f"'{prefix}{suggestion}'" if suggestion else f"one of {sorted(map(str, parent))}"
+    return f"'{match.group(1)}' is not a config key. Did you mean {known}?"
 
 
 def _describe(error: OmegaConfBaseException, schema: DictConfig) -> str:

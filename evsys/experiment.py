@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evsys import registry
-from evsys.config import ConfigError, validate_run_config
+from evsys.config import ConfigError, override_hint, validate_run_config
 from evsys.evaluation.benchmarks import benchmark_label
 from evsys.plan import PlannedJob, expand_jobs
 from evsys.results import ArmResult, ExperimentResult, write_json_atomic
@@ -60,7 +60,8 @@ def _validate_job(job: PlannedJob, config: DictConfig, config_loader) -> None:
         job_config = config_loader.load_sweep_config(config, list(job.overrides))
         validate_run_config(job_config)
     except (HydraException, ConfigError) as error:
-        raise ConfigError(f"{where}: {error}") from None
+        hint = override_hint(str(error), config)
+        raise ConfigError(f"{where}: {hint or error}") from None
 
 
 def _existing_id(sweep_dir: Path) -> str | None:

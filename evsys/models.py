@@ -162,7 +162,7 @@ def _fresh_config(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase):
         head_dim=cfg.hidden_size // cfg.num_heads,
         intermediate_size=cfg.intermediate_size,
         max_position_embeddings=cfg.max_position_embeddings,
-        tie_word_embeddings=True,
+        tie_word_embeddings=cfg.tie_word_embeddings,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.eos_token_id,

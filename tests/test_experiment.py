@@ -121,6 +121,8 @@ def test_typo_in_an_arm_is_reported_before_any_arm_trains(tmp_path):
     output = done.stdout + done.stderr
     assert done.returncode != 0
     assert "typo" in output and "algorithm.lerning_rate" in output
+    assert "Did you mean 'algorithm.lr'?" in output
+    assert "Traceback" not in output  # the user's mistake is a message, not a crash
     assert not list(tmp_path.rglob("result.json"))
     assert not list(tmp_path.rglob("*.ckpt"))
 

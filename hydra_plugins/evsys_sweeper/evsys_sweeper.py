@@ -16,6 +16,8 @@ from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig
 
+from evsys import callbacks
+from evsys.config import ConfigError
 from evsys.experiment import plan_sweep, print_plan, start_sweep
 from evsys.results import read_completed
 
@@ -41,7 +43,13 @@ class ExperimentSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         sweep_dir = Path(self.config.hydra.sweep.dir)
         axes = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
-        plan = plan_sweep(self.config, axes, self.hydra_context.config_loader, sweep_dir)
+        try:
+            plan = plan_sweep(self.config, axes, self.hydra_context.config_loader, sweep_dir)
+        except ConfigError as error:
+            # The user's mistake, not ours: the message names the arm and key; no traceback.
+            log.error("%s\nNothing was run: fix the experiment's config and run it again.", error)
+            callbacks.mark_planning_failed()
+            return []
         pending = [job for job in plan.jobs if read_completed(sweep_dir / job.dir) is None]
         print_plan(plan, pending)
         if self.config.experiment.dry_run:
