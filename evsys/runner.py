@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -20,10 +21,15 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from evsys.config import validate_run_config
+from evsys.data.mixture import dataset_names
 from evsys.data.sources import check_source
-from evsys.evaluation.benchmarks import check_benchmark_names, evaluate_configured
+from evsys.evaluation.benchmarks import (
+    check_benchmark_names,
+    evaluate_configured,
+    harness_settings,
+)
 from evsys.lightning import algorithm_module_class
-from evsys.lightning.callbacks import LineProgress, ThroughputMonitor
+from evsys.lightning.callbacks import BenchmarkScoring, LineProgress, ThroughputMonitor
 from evsys.lightning.checkpoint_io import AtomicCheckpointIO
 from evsys.lightning.datamodule import PostTrainingDataModule
 from evsys.models import (
@@ -102,6 +108,9 @@ def _quiet_libraries() -> None:
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
+    # On a machine with SLURM installed, Lightning warns about every run not started by srun;
+    # evsys jobs on SLURM are launched by submitit, so the hint is wrong for them.
+    warnings.filterwarnings("ignore", message="The `srun` command is available")
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -112,8 +121,9 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
     with _timed(timings, "setup"):
         record.group_id = group_id(cfg)
         record.hparams = _flat_hparams(cfg)
-        check_source(cfg.data)
-        check_benchmark_names([str(b) for b in cfg.eval.benchmarks], [cfg.data.dataset_name])
+        check_source(cfg.data, algorithm_module_class(cfg.algorithm.kind).example_format)
+        benchmarks = [str(b) for b in cfg.eval.benchmarks]
+        check_benchmark_names(benchmarks, dataset_names(cfg.data), harness_settings(cfg))
         if cfg.backend.num_threads:
             torch.set_num_threads(cfg.backend.num_threads)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -140,7 +150,7 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
     if not trainer.is_global_zero:
         return
     with _timed(timings, "eval"):
-        held_out = {cfg.data.dataset_name: data.eval_raw}
+        held_out = data.held_out  # each dataset's eval split (every mixture component's)
         metrics = _final_metrics(trainer, cfg, module.model, tokenizer, held_out)
     export_dir = export_model(module.model, tokenizer, job_dir / "model", cfg.model.lora.export)
     _write_hparams(trainer.logger, record.hparams, metrics)
@@ -192,13 +202,21 @@ def _build_trainer(
         or TensorBoardLogger(
             save_dir=str(job_dir), name="tensorboard", version="", default_hp_metric=False
         ),
-        callbacks=[checkpoint, throughput, progress],
+        callbacks=[checkpoint, throughput, progress, *_benchmark_scoring(cfg)],
         plugins=[AtomicCheckpointIO(), *_slurm_plugins()],
         enable_progress_bar=interactive,
         log_every_n_steps=cfg.log_every_n_steps,
         enable_model_summary=False,
         default_root_dir=str(job_dir),
     )
+
+
+def _benchmark_scoring(cfg: DictConfig) -> list[BenchmarkScoring]:
+    """Benchmarks scored during training too, when validation.benchmarks_every_n_steps asks."""
+    every = cfg.validation.benchmarks_every_n_steps
+    names = cfg.validation.benchmarks
+    names = [str(b) for b in (cfg.eval.benchmarks if names is None else names)]
+    return [BenchmarkScoring(cfg, names, every)] if every > 0 and names else []
 
 
 def _final_metrics(
