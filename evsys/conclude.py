@@ -1,6 +1,7 @@
 """Rebuild an experiment's conclusion from its sweep dir: `python -m evsys.conclude DIR`.
 
-Useful after a fire-and-forget SLURM submission, or after fixing and re-running one arm.
+Useful after a fire-and-forget SLURM submission, or after fixing and re-running one arm; the
+experiment registry (`python -m evsys.experiments`) is updated with the new outcome.
 Exit code: 0 when every planned run completed, 1 when any run failed or is missing,
 2 when DIR is not a sweep dir.
 """
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from evsys.conclusion import NotASweepDir, print_summary, write_conclusion
+from evsys.conclusion import NotASweepDir, print_summary
+from evsys.experiment import conclude_sweep
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_NOT_A_SWEEP = 0, 1, 2
 
@@ -21,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="write the files, print nothing")
     args = parser.parse_args(argv)
     try:
-        conclusion = write_conclusion(args.sweep_dir)
+        conclusion = conclude_sweep(Path(args.sweep_dir))
     except NotASweepDir as exc:
         print(f"evsys.conclude: {exc}", file=sys.stderr)
         return EXIT_NOT_A_SWEEP

@@ -48,6 +48,7 @@ from rich.table import Table
 from rich.text import Text
 
 from evsys import statistics
+from evsys.results import BOOKKEEPING_OVERRIDES
 
 EXPERIMENT_FILE = "experiment.json"
 RESULT_FILE = "result.json"
@@ -554,11 +555,12 @@ def _groups_markdown(conclusion: dict) -> list[str]:
     lines = [
         f"## Arms ranked by {conclusion['success_metric']['name']}",
         "",
-        "| rank | arm | mean ± std | 95% CI | n | seeds | overrides |",
+        "| rank | arm | mean ± std | 95% CI | n | seeds | overrides of this arm |",
         "|---:|---|---|---|---:|---|---|",
     ]
+    shared = _shared_overrides(conclusion["groups"])
     for g in conclusion["groups"]:
-        overrides = " ".join(f"`{o}`" for o in g["overrides"])
+        overrides = " ".join(f"`{o}`" for o in g["overrides"] if o not in shared)
         lines.append(
             f"| {g['rank']} | {g['arm']} | {_mean_std(g)} | {_ci_text(g['ci95'])} | {g['n']} "
             f"| {_seeds_text(g['values'])} | {overrides} |"
@@ -620,20 +622,38 @@ def _other_metrics_markdown(other: dict[str, dict]) -> list[str]:
     return lines + [""]
 
 
+def _shared_overrides(groups: list[dict]) -> set[str]:
+    """Overrides every arm has (the preset, ids, paths): the table shows what sets arms apart."""
+    if len(groups) < 2:
+        return {o for g in groups for o in g["overrides"] if o.startswith(BOOKKEEPING_OVERRIDES)}
+    shared = set(groups[0]["overrides"]).intersection(*(g["overrides"] for g in groups[1:]))
+    return shared | {
+        o for g in groups for o in g["overrides"] if o.startswith(BOOKKEEPING_OVERRIDES)
+    }
+
+
 def _comparisons_markdown(comparisons: list[dict]) -> list[str]:
     if not comparisons:
         return []
     lines = [
         "## Comparisons (Welch; difference oriented so positive = first is better)",
         "",
-        "| first | second | difference | 95% CI | p | P(first beats second) | n |",
-        "|---|---|---:|---|---:|---:|---|",
+        "| comparison | first | second | difference | 95% CI | p | P(first beats second) | n |",
+        "|---|---|---|---:|---|---:|---:|---|",
     ]
+    # When the runner-up is the baseline both comparisons are one test: one row, both names.
+    rows: dict[tuple[str, str], list[str]] = {}
     for c in comparisons:
+        rows.setdefault((c["first"], c["second"]), []).append(c["name"].replace("_", " "))
+    for c in comparisons:
+        names = rows.pop((c["first"], c["second"]), None)
+        if names is None:
+            continue
         p = _p(c["p_value"]) if c["p_value"] is not None else "–"
         lines.append(
-            f"| {c['first']} | {c['second']} | {_num(c['diff'])} | {_ci_text(c['ci95'])} | {p} "
-            f"| {_num(c['prob_improvement'])} | {c['n_first']} vs {c['n_second']} |"
+            f"| {', '.join(names)} | {c['first']} | {c['second']} | {_num(c['diff'])} "
+            f"| {_ci_text(c['ci95'])} | {p} | {_num(c['prob_improvement'])} "
+            f"| {c['n_first']} vs {c['n_second']} |"
         )
     return lines + [""]
 

@@ -27,13 +27,11 @@ from evsys import registry
 from evsys.config import ConfigError, override_hint, validate_run_config
 from evsys.evaluation.benchmarks import benchmark_label
 from evsys.plan import PlannedJob, expand_jobs
-from evsys.results import ArmResult, ExperimentResult, write_json_atomic
+from evsys.results import BOOKKEEPING_OVERRIDES, ArmResult, ExperimentResult, write_json_atomic
 
 log = logging.getLogger("evsys")
 
 PLAN_FILE = "experiment.json"
-# Overrides every job carries for bookkeeping; the plan table leaves them out.
-BOOKKEEPING_OVERRIDES = ("arm=", "experiment.id=", "+experiment=", "experiment.dry_run=")
 
 
 @dataclass
@@ -136,24 +134,39 @@ def start_sweep(plan: SweepPlan, sweep_dir: Path, config: DictConfig) -> None:
 
 def finish_sweep(sweep_dir: Path) -> dict | None:
     """Conclude from the files in the sweep dir, print the summary, update the registry."""
-    from evsys.conclusion import print_summary, write_conclusion
+    from evsys.conclusion import print_summary
 
     if not (sweep_dir / PLAN_FILE).exists():
         log.error("no %s in %s: nothing was planned, nothing to conclude", PLAN_FILE, sweep_dir)
         return None
-    conclusion = write_conclusion(sweep_dir)
+    conclusion = conclude_sweep(sweep_dir)
     print_summary(conclusion)
-    plan = json.loads((sweep_dir / PLAN_FILE).read_text())
-    problems = conclusion.get("failed") or conclusion.get("missing")
-    registry.update(
-        plan["outputs_root"],
-        plan["id"],
-        status="failed" if problems else "completed",
-        best_arm=conclusion.get("best_arm"),
-        verdict=conclusion.get("verdict"),
-        finished_at=_now(),
-    )
     log.info("conclusion written to %s", sweep_dir / "conclusion.md")
+    return conclusion
+
+
+def conclude_sweep(sweep_dir: Path) -> dict:
+    """Write the conclusion files and record the outcome in the experiment registry."""
+    from evsys.conclusion import write_conclusion
+
+    conclusion = write_conclusion(sweep_dir)
+    plan = json.loads((Path(sweep_dir) / PLAN_FILE).read_text())
+    problems = conclusion.get("failed") or conclusion.get("missing")
+    if not registry.registry_path(plan.get("outputs_root", "")).is_file():
+        log.warning("no experiment registry at %s; not updated", plan.get("outputs_root"))
+        return conclusion
+    try:
+        registry.update(
+            plan["outputs_root"],
+            plan["id"],
+            status="failed" if problems else "completed",
+            best_arm=conclusion.get("best_arm"),
+            verdict=conclusion.get("verdict"),
+            finished_at=_now(),
+        )
+    except (KeyError, registry.ExperimentNotFound) as error:
+        # A sweep dir copied from elsewhere: its conclusion still stands on its own files.
+        log.warning("registry not updated (%s); the conclusion files are written", error)
     return conclusion
 
 

@@ -9,6 +9,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Overrides a sweep adds to every job for bookkeeping; they say nothing about what an arm trains.
+BOOKKEEPING_OVERRIDES = ("arm=", "experiment.id=", "+experiment=", "experiment.dry_run=")
+
 RESULT_FILE = "result.json"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from evsys import Experiment
+from evsys import Experiment, registry
 from tests.conftest import FAST, kill_cli_once, run_cli
 
 
@@ -95,6 +95,18 @@ def test_registry_lists_the_experiment(demo_sweep):
     assert listing.returncode == 0, listing.stderr
     plan = json.loads((sweep_dir / "experiment.json").read_text())
     assert plan["id"][:20] in listing.stdout
+
+
+def test_conclude_cli_updates_the_registry(demo_sweep):
+    """After a fire-and-forget sweep the registry says running until someone concludes it."""
+    _, sweep_dir, root = demo_sweep
+    plan = json.loads((sweep_dir / "experiment.json").read_text())
+    registry.update(plan["outputs_root"], plan["id"], status="running", best_arm=None)
+    done = subprocess.run([sys.executable, "-m", "evsys.conclude", str(sweep_dir), "--quiet"])
+    assert done.returncode == 0
+    row = registry.get(plan["outputs_root"], plan["id"])
+    conclusion = json.loads((sweep_dir / "conclusion.json").read_text())
+    assert (row["status"], row["best_arm"]) == ("completed", conclusion["best_arm"])
 
 
 def test_failing_arm_does_not_take_the_sweep_down(tmp_path):
