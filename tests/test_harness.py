@@ -1,0 +1,313 @@
+"""lm-evaluation-harness tasks and custom classes as benchmarks, offline.
+
+The harness task is defined by a local YAML over a local JSONL file (dataset_path: json), so
+nothing touches the network. The oracle for the in-memory scores is the harness's own CLI run
+on the arm's exported model.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from evsys import ConfigError, compose_run_config
+from evsys.config import HarnessConfig
+from evsys.data.tokenizer import byte_tokenizer
+from evsys.evaluation import evaluate_benchmarks, generate_greedy
+from evsys.evaluation.benchmarks import BenchmarkSettings
+from tests.conftest import FAST, cli_env, run_cli
+
+pytest.importorskip("lm_eval", reason='needs the harness extra: pip install -e ".[harness]"')
+
+TASK = "evsys_sums"
+LIMIT, BATCH = 12, 4
+
+TASK_YAML = """\
+task: {task}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{question}}}}"
+doc_to_choice: choices
+doc_to_target: label
+target_delimiter: ""
+metric_list:
+  - {{metric: acc, aggregation: mean, higher_is_better: true}}
+  - {{metric: acc_norm, aggregation: mean, higher_is_better: true}}
+"""
+
+# A custom benchmark: how often the model answers an addition prompt with a digit.
+CUSTOM_BENCHMARK = """
+from evsys.evaluation import Benchmark, generate_greedy
+
+
+class DigitAnswers(Benchmark):
+    name = "digits"
+
+    def score(self, model, tokenizer):
+        s = self.settings
+        prompts = [f"{a}+{a + 3}=" for a in range(s.max_examples)]
+        answers = generate_greedy(model, tokenizer, prompts, s.batch_size, s.max_new_tokens)
+        return {"digit_rate": sum(a[:1].isdigit() for a in answers) / len(answers)}
+"""
+
+
+def write_task(directory: Path) -> Path:
+    """The harness task: pick the sum of a+b= among it and three non-numbers."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = directory / "sums.jsonl"
+    rows = []
+    for i in range(16):
+        a, b = 7 * i % 50, 13 * i % 40
+        choices = ["ab", "zz", "q?", "xy"]
+        choices[i % 4] = str(a + b)
+        rows.append({"question": f"{a}+{b}=", "choices": choices, "label": i % 4})
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (directory / f"{TASK}.yaml").write_text(TASK_YAML.format(task=TASK, data=data))
+    return directory
+
+
+def harness_env(root: Path) -> dict:
+    # The json builder's cache goes under the test's directory, not the user's.
+    return {"HF_DATASETS_CACHE": str(root / "hf_datasets"), "PYTHONPATH": str(root)}
+
+
+def harness_overrides(tasks_dir: Path) -> list[str]:
+    return [
+        f"eval.benchmarks=[harness:{TASK},class:my_benchmarks.DigitAnswers]",
+        f"eval.harness.include_path={tasks_dir}",
+        f"eval.harness.limit={LIMIT}",
+        f"eval.harness.batch_size={BATCH}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """Two arms (a tiny and a real learning rate) ranked on the harness task's accuracy,
+    also scored on it every 2 steps during training."""
+    root = tmp_path_factory.mktemp("harness")
+    tasks_dir = write_task(root / "tasks")
+    (root / "my_benchmarks.py").write_text(CUSTOM_BENCHMARK)
+    preset = root / "presets" / "experiment" / "harness_sweep.yaml"
+    preset.parent.mkdir(parents=True)
+    preset.write_text(
+        "# @package _global_\n"
+        "experiment:\n"
+        "  name: harness_sweep\n"
+        "  hypothesis: training on addition makes the model pick sums in the harness task\n"
+        f"  success_metric: {{name: eval/{TASK}/acc, mode: max}}\n"
+        "  arms:\n"
+        "    lr_1e-6: {algorithm.lr: 1e-6}\n"
+        "    lr_3e-3: {algorithm.lr: 3e-3}\n"
+    )
+    sweep_dir = root / "sweep"
+    args = [
+        "--config-dir", str(root / "presets"), "+experiment=harness_sweep",
+        "data=addition", *FAST, *harness_overrides(tasks_dir),
+        "validation.benchmarks_every_n_steps=2", f"validation.benchmarks=[harness:{TASK}]",
+        f"hydra.sweep.dir={sweep_dir}", f"experiment.stores.outputs_root={root / 'outputs'}",
+        "-m",
+    ]  # fmt: skip
+    done = run_cli(args, cwd=root, env=harness_env(root))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return root, tasks_dir, sweep_dir
+
+
+def record(sweep_dir: Path, arm: str) -> dict:
+    return json.loads((sweep_dir / f"{arm}_seed0" / "result.json").read_text())
+
+
+def test_in_memory_score_equals_the_harness_cli(sweep):
+    root, tasks_dir, sweep_dir = sweep
+    # The barely trained arm: its scores are not the saturated 1.0 of the other one.
+    metrics = record(sweep_dir, "lr_1e-6")["metrics"]
+    out = root / "cli_results"
+    command = [
+        sys.executable, "-m", "lm_eval", "--model", "hf",
+        "--model_args", f"pretrained={sweep_dir / 'lr_1e-6_seed0' / 'model'}",
+        "--tasks", TASK, "--include_path", str(tasks_dir), "--device", "cpu",
+        "--limit", str(LIMIT), "--batch_size", str(BATCH), "--output_path", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, cwd=root, env=cli_env(harness_env(root)), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    cli = json.loads(next(out.rglob("results_*.json")).read_text())["results"][TASK]
+    assert cli["sample_len"] == LIMIT
+    assert metrics[f"eval/{TASK}/acc"] == round(cli["acc,none"], 6)
+    assert metrics[f"eval/{TASK}/acc_norm"] == round(cli["acc_norm,none"], 6)
+
+
+def test_sweep_is_ranked_on_the_harness_metric(sweep):
+    _, _, sweep_dir = sweep
+    scores = {
+        arm: record(sweep_dir, arm)["metrics"][f"eval/{TASK}/acc"] for arm in ("lr_1e-6", "lr_3e-3")
+    }
+    assert scores["lr_1e-6"] != scores["lr_3e-3"], scores  # the ranking is not a tie-break
+    conclusion = json.loads((sweep_dir / "conclusion.json").read_text())
+    assert conclusion["success_metric"]["name"] == f"eval/{TASK}/acc"
+    assert conclusion["ranking"] == sorted(scores, key=scores.get, reverse=True)
+    assert conclusion["best_arm"] == max(scores, key=scores.get) == "lr_3e-3"  # it learned
+    assert {g["arm"]: g["mean"] for g in conclusion["groups"]} == scores
+    assert f"eval/{TASK}/acc" in (sweep_dir / "conclusion.md").read_text()
+
+
+def test_harness_scores_are_logged_during_and_after_training(sweep):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, _, sweep_dir = sweep
+    events = EventAccumulator(str(sweep_dir / "lr_3e-3_seed0" / "tensorboard")).Reload()
+    steps = [event.step for event in events.Scalars(f"eval/{TASK}/acc")]
+    assert steps == [2, 4]  # validation-time scoring at step 2, post-training at the last step
+    assert [event.step for event in events.Scalars("eval/digits/digit_rate")] == [4]
+
+
+def test_custom_benchmark_class_scores_the_arm(sweep):
+    _, _, sweep_dir = sweep
+    arm_dir = sweep_dir / "lr_3e-3_seed0"
+    value = record(sweep_dir, "lr_3e-3")["metrics"]["eval/digits/digit_rate"]
+    # The same class on the exported model, outside evsys's runner, gives the same number.
+    sys.path.insert(0, str(arm_dir.parents[1]))
+    try:
+        from my_benchmarks import DigitAnswers
+    finally:
+        sys.path.pop(0)
+    model = AutoModelForCausalLM.from_pretrained(arm_dir / "model").eval()
+    tokenizer = AutoTokenizer.from_pretrained(arm_dir / "model")
+    settings = BenchmarkSettings(max_examples=8, batch_size=64, max_new_tokens=8)
+    with torch.no_grad():
+        expected = DigitAnswers(settings).score(model, tokenizer)["digit_rate"]
+    assert value == round(expected, 6)
+
+
+GENERATE_YAML = """\
+task: evsys_echo
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{prompt}}}}"
+doc_to_target: "{{{{target}}}}"
+target_delimiter: ""
+generation_kwargs: {{until: ["<|endoftext|>"], max_gen_toks: 8, do_sample: false}}
+metric_list:
+  - {{metric: exact_match, aggregation: mean, higher_is_better: true}}
+"""
+
+
+def untied_tiny_model(tokenizer) -> transformers.PreTrainedModel:
+    """A random model whose greedy answers differ from prompt to prompt (a tied one repeats
+    the prompt's last byte), so matching them is not a coincidence."""
+    torch.manual_seed(0)
+    config = transformers.Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, intermediate_size=128, head_dim=16, tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    return transformers.Qwen3ForCausalLM(config)
+
+
+def test_in_memory_scoring_of_both_request_kinds_keeps_the_random_streams(tmp_path, monkeypatch):
+    """Multiple choice (loglikelihood) and generation (generate_until) through the byte
+    tokenizer; the generation task's targets are evsys's own greedy answers for half of the
+    prompts, so the harness must generate exactly what evsys does to score 0.5."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
+    tasks_dir = write_task(tmp_path / "tasks")
+    tokenizer = byte_tokenizer()
+    model = untied_tiny_model(tokenizer)
+    prompts = [f"{a}+{a}=" for a in range(8)]
+    answers = generate_greedy(model, tokenizer, prompts, batch_size=8, max_new_tokens=8)
+    rows = [
+        {"prompt": p, "target": a if i % 2 == 0 else "none of these"}
+        for i, (p, a) in enumerate(zip(prompts, answers, strict=True))
+    ]
+    data = tasks_dir / "echo.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (tasks_dir / "evsys_echo.yaml").write_text(GENERATE_YAML.format(data=data))
+    harness = HarnessConfig(include_path=str(tasks_dir), limit=8, batch_size=BATCH)
+
+    torch.manual_seed(7), random.seed(7), np.random.seed(7)
+    untouched = torch.rand(2).tolist(), random.random(), np.random.rand()
+    torch.manual_seed(7), random.seed(7), np.random.seed(7)
+    scores = evaluate_benchmarks(
+        model, tokenizer, [f"harness:{TASK}", "harness:evsys_echo"], data_seed=0, num_eval=8,
+        max_examples=8, batch_size=8, max_new_tokens=8, max_length=64, harness=harness,
+    )  # fmt: skip
+    assert (torch.rand(2).tolist(), random.random(), np.random.rand()) == untouched
+
+    assert len(set(answers)) > 1  # the answers depend on the prompt
+    assert scores["eval/evsys_echo/exact_match"] == 0.5
+    assert set(scores) == {
+        f"eval/{TASK}/acc",
+        f"eval/{TASK}/acc_norm",
+        "eval/evsys_echo/exact_match",
+    }
+    assert 0.0 <= scores[f"eval/{TASK}/acc"] <= 1.0
+
+
+# ------------------------------------------------------------------------ errors before training
+def test_missing_lm_eval_is_named_before_training(tmp_path):
+    hidden = tmp_path / "hide" / "lm_eval"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError(\"No module named 'lm_eval'\")\n")
+    args = [
+        *FAST,
+        f"eval.benchmarks=[addition,harness:{TASK}]",
+        f"hydra.run.dir={tmp_path / 'arm'}",
+    ]
+    done = run_cli(args, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path / "hide")})
+    assert done.returncode != 0
+    assert 'pip install -e ".[harness]"' in done.stdout + done.stderr
+    assert not (tmp_path / "arm" / "checkpoints").exists()  # nothing was trained
+
+
+def test_unknown_harness_task_is_named(tmp_path):
+    tasks_dir = write_task(tmp_path / "tasks")
+    overrides = [f"eval.benchmarks=[harness:{TASK}x]", f"eval.harness.include_path={tasks_dir}"]
+    with pytest.raises(ConfigError, match=rf"harness:{TASK}x is not .*did you mean {TASK}"):
+        compose_run_config(overrides)
+
+
+def test_missing_include_path_is_named(tmp_path):
+    overrides = [f"eval.benchmarks=[harness:{TASK}]", f"eval.harness.include_path={tmp_path}/no"]
+    with pytest.raises(ConfigError, match=r"eval\.harness\.include_path=.*no such file"):
+        compose_run_config(overrides)
+
+
+@pytest.mark.parametrize(
+    "path, problem",
+    [
+        ("class:no_such_module.Bench", "cannot import module 'no_such_module'"),
+        ("class:evsys.evaluation.NoSuchBench", "has no attribute 'NoSuchBench'"),
+        (
+            "class:evsys.evaluation.generate_greedy",
+            "is not a subclass of evsys.evaluation.Benchmark",
+        ),
+        ("class:Bench", r"write the class as class:<module>\.<Class>"),
+    ],
+)
+def test_bad_custom_benchmark_path_is_named(path, problem):
+    with pytest.raises(ConfigError, match=rf"eval\.benchmarks: {re.escape(path)}: .*{problem}"):
+        compose_run_config([f"eval.benchmarks=[{path}]"])
+
+
+def test_validation_benchmarks_must_be_eval_benchmarks():
+    with pytest.raises(ConfigError, match=r"validation\.benchmarks: \['sorting'\] are not in"):
+        compose_run_config(["eval.benchmarks=[addition]", "validation.benchmarks=[sorting]"])
