@@ -103,7 +103,9 @@ class DataColumns:
 
 
 @dataclass
-class DataConfig:
+class DatasetConfig:
+    """One dataset: where it comes from, how it is read, and its own transforms."""
+
     dataset_name: str = "reversal"  # a built-in task, a local file/folder, or a hub id
     config_name: str | None = None  # hub datasets: the configuration (subset), if any
     format: str = "auto"  # auto | prompt_completion | prompt_answer | chat | text | preference
@@ -112,12 +114,31 @@ class DataConfig:
     eval_split: str | None = None  # None: "validation" or "test" if present, else held out
     eval_fraction: float = 0.1  # share of train held out (seeded by data.seed) if no eval split
     transforms: list[Any] = field(default_factory=list)  # ordered steps, see docs/data.md
-    max_length: int = 128  # tokens per row: packed row length, and truncation limit
-    packing: bool = True  # pack several examples into each training row
     num_train: int = 20000  # built-in tasks: training examples generated
     num_eval: int = 256  # built-in tasks: held-out examples generated
     seed: int = 0  # seed of the data itself (the run's `seed` drives init and order)
+
+
+@dataclass
+class MixtureComponent(DatasetConfig):
+    """One weighted dataset of `data.mixture`; its fields default as data.* fields do."""
+
+    dataset_name: str = MISSING  # this component's dataset (task, local path or hub id)
+    weight: float = 1.0  # sampling proportion of the training mix (normalised over components)
+    seed: int | None = None  # None: data.seed
+
+
+@dataclass
+class DataConfig(DatasetConfig):
+    # Weighted datasets trained together; when set, they replace dataset_name and the fields
+    # above (docs/data.md#mixtures). None: the one dataset above.
+    mixture: list[MixtureComponent] | None = None
+    max_length: int = 128  # tokens per row: packed row length, and truncation limit
+    packing: bool = True  # pack several examples into each training row
     num_workers: int = 0  # DataLoader worker processes
+    cache: bool = True  # reuse loaded and tokenized data across runs (docs/data.md#caching)
+    cache_dir: str | None = None  # None: $EVSYS_CACHE_DIR, else ~/.cache/evsys/data
+    num_proc: int | None = None  # tokenization processes; None: all cores for >= 20k examples
 
 
 # ---------------------------------------------------------------------------------------- eval
@@ -172,6 +193,9 @@ class ContinualConfig:
     # null: an ordinary job. A list: train stage by stage, each from the last one's weights,
     # ignoring the job's own data.dataset_name/transforms (see docs/continual.md).
     datasets: list[ContinualStage] | None = None
+    # Experience replay: this share of every stage's training mix (after the first) is drawn
+    # from the earlier stages' datasets, equally; 0 trains each stage on its own data only.
+    replay: float = 0.0
 
 
 @dataclass
@@ -328,6 +352,11 @@ def check_continual(cfg: DictConfig) -> None:
             f"{CONTINUAL_KEY} is empty: list at least one stage, or leave it null (the default) "
             "for an ordinary run"
         )
+    if cfg.data.mixture is not None:
+        raise ConfigError(
+            f"{CONTINUAL_KEY} and data.mixture cannot be combined yet: each stage trains on one "
+            "dataset; leave data.mixture null"
+        )
     for index, stage in enumerate(stages):
         where = f"{CONTINUAL_KEY}[{index}]"
         if OmegaConf.is_missing(stage, "dataset_name") or not stage.dataset_name:
@@ -339,6 +368,12 @@ def check_continual(cfg: DictConfig) -> None:
                 f"{where}.name={stage.name!r}: use letters, digits and . _ + = - only "
                 "(it names the stage's directory)"
             )
+    replay = cfg.experiment.continual.replay
+    if not 0.0 <= replay < 1.0:
+        raise ConfigError(
+            f"experiment.continual.replay={replay} must be in [0, 1): the share of each stage's "
+            "training mix drawn from earlier stages"
+        )
     if cfg.backend.num_nodes != 1 or str(cfg.backend.devices) != "1":
         raise ConfigError(
             f"{CONTINUAL_KEY}: continual jobs run in one process for now; set backend.devices=1 "

@@ -33,15 +33,17 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from evsys.config import CONTINUAL_KEY, ConfigError
+from evsys.config import CONTINUAL_KEY, ConfigError, MixtureComponent
 from evsys.data.sources import check_source, load_split
 from evsys.data.tasks import is_task
 from evsys.evaluation.benchmarks import (
     benchmark_label,
     check_benchmark_names,
     evaluate_configured,
+    harness_settings,
+    has_held_out_metrics,
 )
 from evsys.lightning import algorithm_module_class
 from evsys.lightning.callbacks import ThroughputMonitor
@@ -98,8 +100,10 @@ class Scoring:
 
     @property
     def labels(self) -> list[str]:
-        """The matrix's columns, as named in the metric keys (eval/<label>/<metric>)."""
-        return [benchmark_label(name) for name in self.names]
+        """The matrix's columns, as named in the metric keys (eval/<label>/<metric>): the
+        benchmarks with held-out loss and exact match. Harness and custom benchmarks have
+        metrics of their own: they are scored and recorded per stage, not tabled."""
+        return [benchmark_label(name) for name in self.names if has_held_out_metrics(name)]
 
     def score(self, model, tokenizer) -> dict[str, float]:
         return evaluate_configured(model, tokenizer, self.names, self.cfg, self.held_out)
@@ -137,16 +141,33 @@ def run_chain(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
 def plan_stages(cfg: DictConfig, job_dir: Path) -> list[Stage]:
     """The stages of a continual job, each with its own config and directory."""
     stages, offset = [], 0
-    for index, spec in enumerate(cfg.experiment.continual.datasets, start=1):
+    specs = list(cfg.experiment.continual.datasets)
+    for index, spec in enumerate(specs, start=1):
         name = spec.name or re.sub(r"[^\w.+=-]", "_", benchmark_label(spec.dataset_name))
         stage_cfg = copy.deepcopy(cfg)
         stage_cfg.data.dataset_name = spec.dataset_name
         stage_cfg.data.transforms = spec.transforms
+        stage_cfg.data.mixture = _replay_mixture(specs[:index], cfg.experiment.continual.replay)
         stage_cfg.algorithm.max_steps = spec.max_steps or cfg.algorithm.max_steps
         stage_dir = Path(job_dir) / STAGES_DIR / f"{index}-{name}"
         stages.append(Stage(index, name, stage_cfg, stage_dir, offset))
         offset += stage_cfg.algorithm.max_steps
     return stages
+
+
+def _replay_mixture(specs: list, replay: float) -> list[DictConfig] | None:
+    """The last stage's data plus a `replay` share split equally over the earlier stages' data;
+    None (the stage's own dataset alone) without replay or for the first stage."""
+    if not replay or len(specs) == 1:
+        return None
+    *earlier, current = specs
+    mixture = [_component(current, 1.0 - replay)]
+    return mixture + [_component(spec, replay / len(earlier)) for spec in earlier]
+
+
+def _component(spec, weight: float) -> DictConfig:
+    fields = {"dataset_name": spec.dataset_name, "transforms": spec.transforms, "weight": weight}
+    return OmegaConf.merge(OmegaConf.structured(MixtureComponent), fields)
 
 
 def benchmark_names(cfg: DictConfig) -> list[str]:
@@ -158,25 +179,28 @@ def benchmark_names(cfg: DictConfig) -> list[str]:
 
 def _check_before_training(stages: list[Stage], cfg: DictConfig) -> None:
     """Every stage's data and every benchmark resolve, or a ConfigError names the stage."""
+    needs = algorithm_module_class(cfg.algorithm.kind).example_format
     for stage in stages:
         try:
-            check_source(stage.cfg.data)
+            check_source(stage.cfg.data, needs)
         except (ConfigError, ValueError, OSError) as error:
             raise ConfigError(
                 f"{CONTINUAL_KEY}[{stage.index - 1}] (stage {stage.index}, dataset "
                 f"{stage.cfg.data.dataset_name!r}): {error}"
             ) from None
     datasets = [str(stage.cfg.data.dataset_name) for stage in stages]
-    check_benchmark_names([str(b) for b in cfg.eval.benchmarks], datasets)
+    check_benchmark_names([str(b) for b in cfg.eval.benchmarks], datasets, harness_settings(cfg))
 
 
 def _held_out(stages: list[Stage], tokenizer) -> dict[str, list[dict]]:
     """The eval split of each stage dataset that is a file or hub dataset: its benchmark."""
-    return {
-        stage.cfg.data.dataset_name: load_split(stage.cfg.data, "eval", tokenizer)
-        for stage in stages
-        if not is_task(stage.cfg.data.dataset_name)
-    }
+    held_out = {}
+    for stage in stages:
+        if not is_task(stage.cfg.data.dataset_name):
+            own = copy.deepcopy(stage.cfg.data)
+            own.mixture = None  # the stage's own dataset, without what replay mixes in
+            held_out[own.dataset_name] = load_split(own, "eval", tokenizer)
+    return held_out
 
 
 # ------------------------------------------------------------------------------------ stages

@@ -111,6 +111,8 @@ def _quiet_libraries() -> None:
     # On a machine with SLURM installed, Lightning warns about every run not started by srun;
     # evsys jobs on SLURM are launched by submitit, so the hint is wrong for them.
     warnings.filterwarnings("ignore", message="The `srun` command is available")
+    # Lightning 2.6 on torch >= 2.10 builds a deprecated LeafSpec every step; nothing to act on.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`")
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -72,3 +72,12 @@ def kill_cli_once(args: list[str], cwd: Path, path: Path, timeout: float = 300) 
 @pytest.fixture
 def outputs(tmp_path: Path) -> Path:
     return tmp_path / "outputs"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_cache_dir(tmp_path_factory) -> Path:
+    """The test session's data cache (evsys/data/cache.py): a temp dir, not ~/.cache/evsys.
+    Set in os.environ, so CLI subprocesses use it too; a test may point to its own."""
+    path = tmp_path_factory.mktemp("evsys-data-cache")
+    os.environ["EVSYS_CACHE_DIR"] = str(path)
+    return path

@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM
 
 from evsys import ConfigError, compose_run_config, run_experiment
 from evsys.conclusion import build_conclusion, write_conclusion
-from evsys.continual import chain_metrics
+from evsys.continual import chain_metrics, plan_stages
 from evsys.data.packing import collate_packed
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.lightning.datamodule import PostTrainingDataModule, StepStream
@@ -185,6 +185,30 @@ def test_a_file_dataset_is_a_stage_and_a_benchmark(tmp_path):
 def test_bad_chain_is_rejected_while_composing(override, message):
     with pytest.raises(ConfigError, match=message):
         compose_run_config([override])
+
+
+def test_replay_mixes_earlier_stages_into_each_stage(tmp_path):
+    chain = "[{dataset_name:reversal},{dataset_name:sorting},{dataset_name:addition}]"
+    cfg = compose_run_config(
+        [f"experiment.continual.datasets={chain}", "experiment.continual.replay=0.3"]
+    )
+    first, second, third = plan_stages(cfg, tmp_path)
+    assert first.cfg.data.mixture is None  # nothing earlier to replay
+    mix = lambda stage: {c.dataset_name: c.weight for c in stage.cfg.data.mixture}  # noqa: E731
+    assert mix(second) == pytest.approx({"sorting": 0.7, "reversal": 0.3})
+    assert mix(third) == pytest.approx({"addition": 0.7, "reversal": 0.15, "sorting": 0.15})
+    plain = compose_run_config([f"experiment.continual.datasets={chain}"])
+    assert all(stage.cfg.data.mixture is None for stage in plan_stages(plain, tmp_path))
+
+
+def test_replay_share_out_of_range_is_rejected():
+    with pytest.raises(ConfigError, match=r"replay=1.0 must be in \[0, 1\)"):
+        compose_run_config(
+            [
+                "experiment.continual.datasets=[{dataset_name:addition}]",
+                "experiment.continual.replay=1",
+            ]
+        )
 
 
 def test_unknown_dataset_names_its_stage_before_training(tmp_path):

@@ -1,24 +1,31 @@
 """Rows with any columns to the {"prompt", "completion"} examples the SFT path trains on.
 
-Four layouts are understood, detected from the columns or named by `data.format`:
+Five layouts are understood, detected from the columns or named by `data.format`:
 
     prompt_completion   prompt + completion columns
     prompt_answer       prompt + answer (or reference) column; the answer is the completion
-    chat                a `messages` column: [{role, content}, ...]; the last assistant turn is
-                        the completion, everything before it (rendered) is the prompt
+    chat                a `messages` column: [{role, content}, ...]; every assistant turn is
+                        learned (`segments`), the last one is also the prompt/completion pair
     text                a `text` column; empty prompt, so the loss is on every token
+    preference          prompt + chosen + rejected columns (TRL's preference format), as text
+                        or as messages; the chosen answer is the completion and the rejected
+                        one rides along as `rejected`, so SFT trains on the chosen answers
 
 `data.columns` maps these canonical names to the source's own, e.g. {prompt: question}.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from evsys.config import ConfigError
 
-FORMATS = ("auto", "prompt_completion", "prompt_answer", "chat", "text")
-CANONICAL_COLUMNS = ("prompt", "completion", "answer", "messages", "text")
+log = logging.getLogger(__name__)
+
+FORMATS = ("auto", "prompt_completion", "prompt_answer", "chat", "text", "preference")
+CANONICAL_COLUMNS = ("prompt", "completion", "answer", "messages", "text", "chosen", "rejected")
+PREFERENCE = "preference"
 ANSWER_COLUMNS = ("answer", "reference")  # accepted as the completion of prompt_answer data
 
 
@@ -27,13 +34,34 @@ class DataError(ValueError):
 
 
 def to_examples(
-    rows: list[dict], fmt: str, columns: Mapping[str, str], where: str, tokenizer=None
+    rows: list[dict],
+    fmt: str,
+    columns: Mapping[str, str],
+    where: str,
+    tokenizer=None,
+    required: str | None = None,
 ) -> list[dict]:
-    """Each row as {"prompt": str, "completion": str}; `where` names the split in errors."""
+    """Each row as {"prompt": str, "completion": str}; `where` names the split in errors.
+
+    `required` is the format an algorithm needs (`preference` for DPO): then data.format
+    must be it or `auto`, and auto means that format, so a missing column is named.
+    """
     present = sorted(rows[0]) if rows else []
+    fmt = _required_format(fmt, required)
     fmt, source = resolve_columns(present, fmt, columns, where)
-    convert = _chat_example if fmt == "chat" else _plain_example
+    convert = {"chat": _chat_example, PREFERENCE: _preference_example}.get(fmt, _plain_example)
     return [convert(row, i, source, where, tokenizer) for i, row in enumerate(rows)]
+
+
+def _required_format(fmt: str, required: str | None) -> str:
+    if required is None or fmt == required:
+        return fmt
+    if fmt != "auto":
+        raise ConfigError(
+            f"data.format={fmt!r}: this algorithm trains on {required!r} data; "
+            f"set data.format={required} or auto"
+        )
+    return required
 
 
 def resolve_columns(
@@ -70,6 +98,7 @@ def _needed_columns(fmt: str) -> tuple[str, ...]:
         "prompt_answer": ("prompt", "answer"),
         "chat": ("messages",),
         "text": ("text",),
+        PREFERENCE: ("prompt", "chosen", "rejected"),
     }[fmt]
 
 
@@ -77,7 +106,7 @@ def _detect(
     present: list[str], source: dict[str, str], columns: Mapping[str, str], where: str
 ) -> str:
     has = {name for name, column in source.items() if column in present}
-    for fmt in ("chat", "prompt_completion", "prompt_answer", "text"):
+    for fmt in ("chat", PREFERENCE, "prompt_completion", "prompt_answer", "text"):
         if set(_needed_columns(fmt)) <= has:
             return fmt
     for name, column in columns.items():  # a mapping the user wrote is the likeliest culprit
@@ -88,7 +117,8 @@ def _detect(
             )
     raise DataError(
         f"{where}: cannot tell the data format from columns {present}; expected "
-        "prompt+completion, prompt+answer, messages or text (map yours with data.columns, "
+        "prompt+completion, prompt+answer, messages, text or prompt+chosen+rejected "
+        "(map yours with data.columns, "
         "e.g. data.columns={prompt: question, completion: answer})"
     )
 
@@ -125,10 +155,11 @@ def _chat_example(row: dict, index: int, source: dict, where: str, tokenizer) ->
     last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
     if last is None:
         raise DataError(f"{where}: row {index}, column {column!r}: no assistant turn to learn")
-    # Only the final assistant turn is the target; earlier ones are context (see docs/data.md).
+    # prompt/completion is the last reply (what benchmarks score); `segments` trains on all.
     return {
         "prompt": render_chat_prompt(messages[:last], tokenizer),
         "completion": messages[last]["content"],
+        "segments": chat_segments(messages[: last + 1], tokenizer),
     }
 
 
@@ -151,9 +182,116 @@ def render_chat_prompt(messages: list[dict], tokenizer=None) -> str:
     """The conversation so far plus the cue for the assistant's reply, as one string.
 
     The tokenizer's own chat template is used when it has one, so a chat model sees the
-    layout it was trained on; otherwise a plain role-tag layout.
+    layout it was trained on; otherwise the default layout (see `_default_segments`).
     """
-    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+    if _has_template(tokenizer):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    turns = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages)
-    return turns + "<|assistant|>\n"
+    segments = _default_segments([*messages, {"role": "assistant", "content": ""}], tokenizer)
+    return "".join(segment["text"] for segment in segments[:-1])
+
+
+def chat_segments(messages: list[dict], tokenizer=None) -> list[dict]:
+    """The conversation as [{"text", "train"}]: every assistant reply is a `train` segment.
+
+    With a chat template, reply k's segment is what rendering turns 0..k adds to rendering
+    turns 0..k-1 with the generation cue, so it holds the reply and the template's own
+    end-of-turn text. A template that re-renders earlier turns differently (some drop past
+    reasoning) cannot be split this way: then only the last reply is trained, with a warning.
+    """
+    if not _has_template(tokenizer):
+        return _default_segments(messages, tokenizer)
+    segments, done = [], ""
+    for k, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        cue = tokenizer.apply_chat_template(
+            messages[:k], tokenize=False, add_generation_prompt=True
+        )
+        full = tokenizer.apply_chat_template(messages[: k + 1], tokenize=False)
+        if not (cue.startswith(done) and full.startswith(cue)):
+            _warn_unstable_template()
+            prompt = render_chat_prompt(messages[:-1], tokenizer)
+            return [_segment(prompt, False), _segment(messages[-1]["content"], True)]
+        segments += [_segment(cue[len(done) :], False), _segment(full[len(cue) :], True)]
+        done = full
+    return segments
+
+
+def _default_segments(messages: list[dict], tokenizer) -> list[dict]:
+    """The default layout: `<|role|>` + newline + content + newline per turn, with the EOS
+    token right after an assistant's content: reply + EOS is the target, so the model learns
+    to stop."""
+    eos = getattr(tokenizer, "eos_token", None) or ""
+    segments = []
+    for message in messages:
+        cue = f"<|{message['role']}|>\n"
+        if message["role"] == "assistant":
+            segments += [_segment(cue, False), _segment(message["content"] + eos, True)]
+            segments.append(_segment("\n", False))
+        else:
+            segments.append(_segment(cue + message["content"] + "\n", False))
+    segments = _merge_context(segments)
+    if segments and not segments[-1]["train"]:
+        segments.pop()  # nothing after the last reply is learned
+    return segments
+
+
+def _segment(text: str, train: bool) -> dict:
+    return {"text": text, "train": train}
+
+
+def _merge_context(segments: list[dict]) -> list[dict]:
+    merged: list[dict] = []
+    for segment in segments:
+        if merged and not merged[-1]["train"] and not segment["train"]:
+            merged[-1] = _segment(merged[-1]["text"] + segment["text"], False)
+        else:
+            merged.append(segment)
+    return merged
+
+
+def _has_template(tokenizer) -> bool:
+    return tokenizer is not None and bool(getattr(tokenizer, "chat_template", None))
+
+
+_warned: list[bool] = []
+
+
+def _warn_unstable_template() -> None:
+    if not _warned:
+        _warned.append(True)
+        log.warning(
+            "the tokenizer's chat template renders earlier turns differently once a reply "
+            "follows them, so only the last assistant reply of each conversation is trained"
+        )
+
+
+# ----------------------------------------------------------------------------------- preference
+def _preference_example(row: dict, index: int, source: dict, where: str, tokenizer) -> dict:
+    """{"prompt", "completion": the chosen answer, "rejected"}.
+
+    Like TRL, each column is either text or messages: the prompt as the conversation so far,
+    each answer as the assistant's turn (whose content is the answer).
+    """
+    prompt = row.get(source["prompt"])
+    if isinstance(prompt, list):
+        prompt = render_chat_prompt(_messages(prompt, index, source["prompt"], where), tokenizer)
+    else:
+        prompt = _text(row, source["prompt"], index, where)
+    return {
+        "prompt": prompt,
+        "completion": _answer(row, source["chosen"], index, where),
+        "rejected": _answer(row, source["rejected"], index, where),
+    }
+
+
+def _answer(row: dict, column: str, index: int, where: str) -> str:
+    value = row.get(column)
+    if not isinstance(value, list):
+        return _text(row, column, index, where)
+    messages = _messages(value, index, column, where)
+    if messages[-1]["role"] != "assistant":
+        raise DataError(
+            f"{where}: row {index}, column {column!r}: the last turn is not assistant's"
+        )
+    return messages[-1]["content"]

@@ -11,40 +11,75 @@ Flash attention reads packed boundaries from position_ids only for a batch of on
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 
-from evsys.data.tokenize import IGNORE_INDEX
+from evsys.data.tokenize import IGNORE_INDEX, TokenRows
 
 
-def pack_examples(tokenized: list[dict], row_length: int) -> list[dict]:
+def pack_examples(tokenized: Sequence[dict], row_length: int) -> list[dict] | TokenRows:
     """Rows of whole examples back to back, in the given order, each at most row_length long.
 
     A row is closed as soon as the next example does not fit (keeps the data order); an
     example longer than row_length gets a row of its own, truncated. Rows are not padded.
+    A list in gives a list out; `TokenRows` in (the cached path) gives `TokenRows` out.
     """
-    rows: list[dict] = []
-    row = _empty_row()
-    for example in tokenized:
-        length = min(len(example["input_ids"]), row_length)
-        if row["input_ids"] and len(row["input_ids"]) + length > row_length:
-            rows.append(row)
-            row = _empty_row()
-        _append(row, example, length)
-    if row["input_ids"]:
-        rows.append(row)
-    return rows
+    rows = tokenized if isinstance(tokenized, TokenRows) else TokenRows.from_list(list(tokenized))
+    packed = pack_token_rows(rows, row_length)
+    return packed if isinstance(tokenized, TokenRows) else list(packed)
 
 
-def _empty_row() -> dict:
-    return {"input_ids": [], "labels": [], "position_ids": []}
-
-
-def _append(row: dict, example: dict, length: int) -> None:
-    row["input_ids"] += example["input_ids"][:length]
+def pack_token_rows(examples: TokenRows, row_length: int) -> TokenRows:
+    """`pack_examples` on flat arrays: one Python pass over lengths, the tokens moved by numpy."""
+    lengths = np.minimum(examples.lengths(), row_length)
+    row_offsets = [0]  # example index where each row starts
+    used = 0
+    for index, length in enumerate(lengths.tolist()):
+        if used and used + length > row_length:
+            row_offsets.append(index)
+            used = 0
+        used += length
+    row_offsets.append(len(lengths))
+    # Token positions: example i contributes its first lengths[i] tokens.
+    starts_in_out = np.zeros(len(lengths), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts_in_out[1:])
+    position_ids = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts_in_out, lengths)
+    take = np.repeat(examples.offsets[:-1], lengths) + position_ids
+    labels = examples.columns["labels"][take]
     # Nothing in the row precedes an example's first token, so it can never be a target;
     # unpacked, the label shift drops it the same way.
-    row["labels"] += [IGNORE_INDEX, *example["labels"][1:length]]
-    row["position_ids"] += range(length)
+    labels[starts_in_out[lengths > 0]] = IGNORE_INDEX
+    columns = {
+        "input_ids": examples.columns["input_ids"][take],
+        "labels": labels,
+        "position_ids": position_ids,
+    }
+    token_offsets = np.append(starts_in_out, int(lengths.sum()))[row_offsets]
+    return TokenRows(columns, token_offsets)
+
+
+def chunk_token_rows(examples: TokenRows, row_length: int) -> TokenRows:
+    """Examples longer than row_length cut into row_length pieces (nothing is thrown away).
+
+    Each piece then starts at position 0, so its first token is context for the rest.
+    """
+    lengths = examples.lengths()
+    pieces = np.maximum(1, -(-lengths // row_length))  # ceil, and empty examples stay one
+    piece_starts = [
+        start + np.arange(count, dtype=np.int64) * row_length
+        for start, count in zip(examples.offsets[:-1].tolist(), pieces.tolist(), strict=True)
+    ]
+    starts = np.concatenate(piece_starts) if piece_starts else np.zeros(0, dtype=np.int64)
+    ends = np.minimum(starts + row_length, np.repeat(examples.offsets[1:], pieces))
+    offsets = np.zeros(len(starts) + 1, dtype=np.int64)
+    np.cumsum(ends - starts, out=offsets[1:])
+    take = np.repeat(starts, ends - starts) + (
+        np.arange(int(offsets[-1]), dtype=np.int64) - np.repeat(offsets[:-1], ends - starts)
+    )
+    columns = {name: values[take] for name, values in examples.columns.items()}
+    return TokenRows(columns, offsets)
 
 
 def collate_packed(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:

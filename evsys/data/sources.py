@@ -17,7 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from evsys.config import ConfigError, DataConfig
-from evsys.data.formats import DataError, to_examples
+from evsys.data.formats import PREFERENCE, DataError, to_examples
 from evsys.data.tasks import TASKS, get_task, is_task
 from evsys.data.transforms import Context, Step, resolve_steps, run_steps
 
@@ -25,11 +25,15 @@ LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
 EVAL_SPLITS = ("validation", "test")  # tried in this order when data.eval_split is null
 
 
-def load_split(data: DataConfig, split: str, tokenizer=None) -> list[dict]:
+def load_split(
+    data: DataConfig, split: str, tokenizer=None, required_format: str | None = None
+) -> list[dict]:
     """Examples of one split ("train" or "eval") as {"prompt": str, "completion": str}.
 
     `tokenizer` renders chat data with its chat template and measures `filter_length` in
     tokens; without one (checking the source before the model loads) a default layout is used.
+    `required_format` is the data format the algorithm needs (its `example_format`): with
+    `preference`, examples also carry `rejected` and built-in tasks make near-miss pairs.
     """
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
@@ -38,31 +42,49 @@ def load_split(data: DataConfig, split: str, tokenizer=None) -> list[dict]:
     name = data.dataset_name
     if is_task(name):
         size = data.num_train if split == "train" else data.num_eval
-        rows = get_task(name).examples(split, size, data.seed)
-        return _prepare(rows, steps, data, ctx, f"{name} [{split}]")
+        task = get_task(name)
+        if required_format == PREFERENCE:
+            rows = task.preference_examples(split, size, data.seed)
+        else:
+            rows = task.examples(split, size, data.seed)
+        return _prepare(rows, steps, data, ctx, f"{name} [{split}]", required_format)
     splits = read_source(data)
     train_name, eval_name = split_names(data, list(splits))
     if eval_name is None:
         # No eval split in the source: hold out a seeded share of the prepared train split.
         where = f"{name} [{train_name}]"
-        train, held_out = hold_out(
-            _prepare(splits[train_name], steps, data, ctx, where), data.eval_fraction, data.seed
-        )
+        examples = _prepare(splits[train_name], steps, data, ctx, where, required_format)
+        train, held_out = hold_out(examples, data.eval_fraction, data.seed)
         return train if split == "train" else held_out
     chosen = train_name if split == "train" else eval_name
-    return _prepare(splits[chosen], steps, data, ctx, f"{name} [{chosen}]")
+    return _prepare(splits[chosen], steps, data, ctx, f"{name} [{chosen}]", required_format)
 
 
-def check_source(data: DataConfig) -> None:
+def check_source(data: DataConfig, required_format: str | None = None) -> None:
     """Fail fast, before any model is built, when the dataset cannot be resolved or read."""
+    from evsys.data import cache, mixture
+
+    if mixture.is_mixture(data):
+        mixture.check(data, lambda component: check_source(component, required_format))
+        return
     if is_task(data.dataset_name):
         resolve_steps(_plain(data.transforms))  # the task itself cannot fail; its steps can
         return
-    load_split(data, "train")
-    load_split(data, "eval")
+    if cache.checked_before(data, required_format):
+        return  # the same config over the same bytes passed this check before
+    load_split(data, "train", required_format=required_format)
+    load_split(data, "eval", required_format=required_format)
+    cache.mark_checked(data, required_format)
 
 
-def _prepare(rows: list[dict], steps: list[Step], data, ctx: Context, where: str) -> list[dict]:
+def _prepare(
+    rows: list[dict],
+    steps: list[Step],
+    data,
+    ctx: Context,
+    where: str,
+    required_format: str | None = None,
+) -> list[dict]:
     """Column steps, then rows to examples, then the other steps, checked all the way."""
     if not rows:
         raise DataError(f"{where}: the split has no rows")
@@ -71,16 +93,19 @@ def _prepare(rows: list[dict], steps: list[Step], data, ctx: Context, where: str
     mapped = _plain(data.columns) or {}
     columns = {name: column for name, column in mapped.items() if column is not None}
     fmt = data.format
-    examples = to_examples(rows, fmt, columns, where, ctx.tokenizer)
+    examples = to_examples(rows, fmt, columns, where, ctx.tokenizer, required_format)
     examples = run_steps(steps[len(column_steps) :], examples, ctx, where)
-    _check_examples(examples, where)
+    _check_examples(examples, where, required_format)
     return examples
 
 
-def _check_examples(examples: list[dict], where: str) -> None:
+def _check_examples(examples: list[dict], where: str, required_format: str | None) -> None:
     # User functions may return anything; tokenization must get only text.
+    columns = ("prompt", "completion")
+    if required_format == PREFERENCE:
+        columns += ("rejected",)
     for index, example in enumerate(examples):
-        for column in ("prompt", "completion"):
+        for column in columns:
             value = example.get(column) if isinstance(example, dict) else None
             if not isinstance(value, str):
                 raise DataError(
@@ -229,14 +254,19 @@ def read_folder(path: Path) -> dict[str, list[dict]]:
 
 def read_hub(name: str, config_name: str | None) -> dict[str, list[dict]]:
     """Every split of a hub dataset; offline, `datasets` serves it from the local cache."""
+    loaded = read_hub_datasets(name, config_name)
+    return {split: dataset.to_list() for split, dataset in loaded.items()}
+
+
+def read_hub_datasets(name: str, config_name: str | None) -> dict:
+    """Every split of a hub dataset as a `datasets.Dataset` (memory-mapped, not yet read)."""
     import datasets
 
     try:
-        loaded = datasets.load_dataset(name, config_name)
+        return dict(datasets.load_dataset(name, config_name))
     except Exception as error:  # no network and no cache, a bad id, a bad config, ...
         raise ConfigError(
             f"data.dataset_name={name!r} is not a built-in task ({', '.join(sorted(TASKS))}), "
             f"not an existing local path, and could not be loaded from the Hugging Face hub "
             f"or its local cache: {type(error).__name__}: {error}"
         ) from error
-    return {split: dataset.to_list() for split, dataset in loaded.items()}

@@ -59,6 +59,31 @@ class Task:
         """Exact match, ignoring surrounding whitespace."""
         return float(prediction.strip() == example["completion"].strip())
 
+    def near_miss(self, answer: str, rng: random.Random) -> str:
+        """A wrong answer close to the right one: two different neighbours swapped, or (when
+        all characters are equal) one character moved to the next letter."""
+        differing = [i for i in range(len(answer) - 1) if answer[i] != answer[i + 1]]
+        if differing:
+            i = rng.choice(differing)
+            return answer[:i] + answer[i + 1] + answer[i] + answer[i + 2 :]
+        i = rng.randrange(len(answer))
+        shifted = chr((ord(answer[i]) - ord("a") + 1) % 26 + ord("a"))
+        return answer[:i] + shifted + answer[i + 1 :]
+
+    def preference_examples(self, split: str, n: int, seed: int) -> list[dict]:
+        """`examples` as preference pairs: {"prompt", "chosen": the answer, "rejected": a
+        near miss}. Each near miss is seeded by (task, seed, prompt), so it never depends on
+        which other problems were drawn."""
+        pairs = []
+        for example in self.examples(split, n, seed):
+            rng = random.Random(f"{self.name}/rejected/{seed}/{example['prompt']}")
+            rejected = self.near_miss(example["completion"], rng)
+            assert rejected != example["completion"], (self.name, example)
+            pairs.append(
+                {"prompt": example["prompt"], "chosen": example["completion"], "rejected": rejected}
+            )
+        return pairs
+
 
 def split_of(prompt: str) -> str:
     """The split a prompt belongs to, from a hash that never changes between runs."""
@@ -80,6 +105,12 @@ class Addition(Task):
 
     def all_problems(self) -> list[dict]:
         return [_addition(a, b) for a in range(100) for b in range(100)]
+
+    def near_miss(self, answer: str, rng: random.Random) -> str:
+        """The sum off by one in its units or tens digit (a classic carry slip), never < 0."""
+        total = int(answer)
+        steps = [d for d in (1, -1, 10, -10) if total + d >= 0]
+        return str(total + rng.choice(steps))
 
 
 def _addition(a: int, b: int) -> dict:

@@ -1,8 +1,10 @@
 """Post-training scoring: each benchmark turns (model, tokenizer) into named metrics.
 
-A benchmark is found by name through `get_benchmark`. Today every name is a built-in task
-(held-out loss + exact match of greedy generation); other kinds (a harness adapter, a user
-class by dotted path) plug in as further `Benchmark` subclasses resolved there.
+A benchmark is found by name through `get_benchmark`:
+  <task>                 a built-in task (held-out loss + exact match of greedy generation)
+  harness:<task>         an lm-evaluation-harness task (evsys/evaluation/harness.py)
+  class:<module.Class>   your own Benchmark subclass (evsys/evaluation/custom.py)
+and the training dataset's own eval split by its name. See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from evsys.config import HarnessConfig
 from evsys.data.packing import collate_padded
 from evsys.data.tasks import TASKS, Task, get_task, is_task
 from evsys.data.tokenize import IGNORE_INDEX, encode_prompts, tokenize_examples
@@ -31,12 +34,20 @@ class BenchmarkSettings:
     batch_size: int = 64  # sequences per forward pass / generate call
     max_new_tokens: int = 16  # generation budget per answer
     max_length: int = 128  # truncation limit for the loss
+    harness: HarnessConfig | None = None  # settings of harness:<task> benchmarks (eval.harness)
 
 
 class Benchmark:
-    """Something that scores a model. `score` returns metric names without the eval/ prefix."""
+    """Something that scores a model. `score` returns metric names without the eval/ prefix.
+
+    Subclass it for your own benchmark (`class:<module.Class>` in eval.benchmarks): evsys
+    builds it with the evaluation's settings and logs its scores as eval/<name>/<metric>.
+    """
 
     name: str = ""
+
+    def __init__(self, settings: BenchmarkSettings | None = None):
+        self.settings = settings or BenchmarkSettings()
 
     def score(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
         raise NotImplementedError
@@ -95,19 +106,54 @@ class DatasetBenchmark(HeldOutBenchmark):
 
 
 def benchmark_label(name: str) -> str:
-    """A metric-friendly name: data/train.jsonl -> train, org/dataset -> dataset."""
+    """A metric-friendly name: data/train.jsonl -> train, org/dataset -> dataset,
+    harness:hellaswag -> hellaswag, class:pkg.bench.MyBench -> MyBench.name."""
+    from evsys.evaluation import custom, harness
+
     if is_task(name):
         return name
+    if harness.is_harness_name(name):
+        return harness.harness_task(name)
+    if custom.is_class_name(name):
+        return custom.class_label(name)
     return Path(name.rstrip("/")).stem or name
 
 
-def check_benchmark_names(names: list[str], held_out_names: list[str]) -> None:
-    """Fail before training when a benchmark name resolves to nothing."""
+def needs_held_out(name: str) -> bool:
+    """Whether `name` is a dataset scored on its eval split (not a task, harness or class)."""
+    return has_held_out_metrics(name) and not is_task(name)
+
+
+def has_held_out_metrics(name: str) -> bool:
+    """Whether `name` is scored as held-out loss + exact match (a task or a dataset)."""
+    from evsys.evaluation import custom, harness
+
+    return not (harness.is_harness_name(name) or custom.is_class_name(name))
+
+
+def check_benchmark_kinds(names: list[str], harness_config: HarnessConfig | None = None) -> None:
+    """harness:<task> and class:<path> names resolve (lm-eval installed, the task known, the
+    class importable), or a ConfigError says why; other names are left to the caller."""
+    from evsys.evaluation import custom, harness
+
     for name in names:
-        if name not in held_out_names and not is_task(name):
+        if custom.is_class_name(name):
+            custom.benchmark_class(name)
+    tasks = [harness.harness_task(name) for name in names if harness.is_harness_name(name)]
+    harness.check_harness_tasks(tasks, harness_config or HarnessConfig())
+
+
+def check_benchmark_names(
+    names: list[str], held_out_names: list[str], harness_config: HarnessConfig | None = None
+) -> None:
+    """Fail before training when a benchmark name resolves to nothing."""
+    check_benchmark_kinds(names, harness_config)
+    for name in names:
+        if name not in held_out_names and needs_held_out(name):
             raise ValueError(
                 f"eval.benchmarks: unknown benchmark {name!r}; known benchmarks are: "
-                f"{', '.join(known_benchmarks())}, or the training dataset itself"
+                f"{', '.join(known_benchmarks())}, the training dataset itself, "
+                "harness:<task> or class:<module.Class>"
             )
 
 
@@ -117,8 +163,14 @@ def known_benchmarks() -> list[str]:
 
 def get_benchmark(name: str, settings: BenchmarkSettings) -> Benchmark:
     """The benchmark called `name`; a ValueError names the known ones when there is none."""
+    from evsys.evaluation import custom, harness
+
     if is_task(name):
         return TaskBenchmark(get_task(name), settings)
+    if harness.is_harness_name(name):
+        return harness.HarnessBenchmark(harness.harness_task(name), settings)
+    if custom.is_class_name(name):
+        return custom.custom_benchmark(name, settings)
     raise ValueError(
         f"unknown benchmark {name!r}; known benchmarks are: {', '.join(known_benchmarks())}"
     )
@@ -136,11 +188,13 @@ def evaluate_benchmarks(
     max_new_tokens: int,
     max_length: int,
     held_out: dict[str, list[dict]] | None = None,
+    harness: HarnessConfig | None = None,
 ) -> dict[str, float]:
     """Every named benchmark's metrics as {"eval/<name>/<metric>": value}.
 
     `held_out` maps dataset names that are not built-in tasks (a file, a hub id) to their
-    eval examples, so the training data's own eval split can be a benchmark.
+    eval examples, so the training data's own eval split can be a benchmark. `harness` holds
+    the settings of harness:<task> benchmarks.
     """
     settings = BenchmarkSettings(
         data_seed=data_seed,
@@ -149,6 +203,7 @@ def evaluate_benchmarks(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         max_length=max_length,
+        harness=harness,
     )
     # Resolve all names first, so a typo fails before any (slow) scoring.
     held_out = held_out or {}
@@ -185,8 +240,15 @@ def evaluate_configured(
         max_new_tokens=cfg.eval.max_new_tokens,
         max_length=cfg.data.max_length,
         held_out=held_out,
+        harness=harness_settings(cfg),
     )
     return {key: round(float(value), 6) for key, value in scores.items()}
+
+
+def harness_settings(cfg) -> HarnessConfig:
+    """eval.harness of a run config as a HarnessConfig (defaults where a config lacks it)."""
+    node = cfg.eval.get("harness")
+    return HarnessConfig(**node) if node else HarnessConfig()
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from evsys.config import AlgorithmConfig
 from evsys.data.packing import collate_packed, collate_padded, pack_examples
-from evsys.data.tokenize import tokenize_examples
+from evsys.data.tokenize import tokenize_rows
 from evsys.lightning.schedule import lr_multiplier
 
 
@@ -23,10 +23,14 @@ class PostTrainingModule(L.LightningModule):
     that trains on other rows (preference pairs, prompts to sample from) overrides them.
     """
 
+    # The data format every example must have (see evsys/data/formats.py), passed to
+    # `load_split`; None takes any format SFT reads. DPO sets "preference".
+    example_format: str | None = None
+
     @classmethod
     def build_rows(cls, examples: list[dict], tokenizer, cfg, split: str) -> list[dict]:
         """Rows for `split` ("train" or "eval") from the examples `load_split` returned."""
-        rows = tokenize_examples(examples, tokenizer, cfg.data.max_length)
+        rows = tokenize_rows(examples, tokenizer, cfg.data.max_length, cfg.data.num_proc)
         if split == "train" and cfg.data.packing:
             return pack_examples(rows, cfg.data.max_length)
         return rows

@@ -59,3 +59,32 @@ class LineProgress(L.Callback):
             if key in metrics:
                 parts.append(f"{key}={float(metrics[key]):.4g}")
         log.info("  ".join(parts))
+
+
+class BenchmarkScoring(L.Callback):
+    """Scores benchmarks every N optimizer steps during training, logged to TensorBoard at that
+    step (validation.benchmarks_every_n_steps). The last step is left to post-training scoring,
+    which logs the same names there."""
+
+    def __init__(self, cfg, names: list[str], every_n_steps: int) -> None:
+        self.cfg = cfg
+        self.names = names
+        self.every_n_steps = every_n_steps
+        self._last_scored = -1
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        from evsys.evaluation.benchmarks import evaluate_configured, needs_held_out
+
+        step = trainer.global_step
+        due = step % self.every_n_steps == 0 and step not in (0, trainer.max_steps)
+        if not due or step == self._last_scored or not trainer.is_global_zero:
+            return
+        self._last_scored = step
+        held_out = trainer.datamodule.held_out  # the eval split of each dataset trained on
+        # A continual stage has only its own datasets' eval splits at hand.
+        names = [n for n in self.names if n in held_out or not needs_held_out(n)]
+        started = time.perf_counter()
+        model, tokenizer = pl_module.model, pl_module.tokenizer
+        scores = evaluate_configured(model, tokenizer, names, self.cfg, held_out)
+        trainer.logger.log_metrics(scores, step=step)
+        log.info("step %d benchmarks (%.1fs): %s", step, time.perf_counter() - started, scores)

@@ -6,7 +6,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from evsys.data.sources import load_split
+from evsys.data.cache import cached_splits
 
 
 class StepStream(IterableDataset):
@@ -39,7 +39,8 @@ class StepStream(IterableDataset):
             first = index * global_batch + self.rank * self.batch_size
             rows = [self._row_at(first + i) for i in range(self.batch_size)]
             batch = self.collate(rows)
-            batch.setdefault("num_tokens", sum(len(row["input_ids"]) for row in rows))
+            if "num_tokens" not in batch:  # rows of other shapes count their own tokens
+                batch["num_tokens"] = sum(len(row["input_ids"]) for row in rows)
             yield batch
             index += 1
 
@@ -55,12 +56,15 @@ class PostTrainingDataModule(L.LightningDataModule):
         self.train_rows: list[dict] = []
         self.eval_examples: list[dict] = []
         self.eval_raw: list[dict] = []  # untokenized, for scoring the dataset's own eval split
+        self.held_out: dict[str, list[dict]] = {}  # eval examples by dataset (mixture: each)
 
     def prepare(self) -> None:
         """Load and tokenize now, so bad data fails before the Trainer starts."""
         data, tokenizer, build = self.cfg.data, self.tokenizer, self.algorithm_class.build_rows
-        self.train_rows = build(load_split(data, "train", tokenizer), tokenizer, self.cfg, "train")
-        self.eval_raw = load_split(data, "eval", tokenizer)
+        needs = self.algorithm_class.example_format
+        # Lazy, cached examples (evsys/data/cache.py): a cache hit reads only what is used.
+        train, self.eval_raw, self.held_out = cached_splits(data, tokenizer, needs)
+        self.train_rows = build(train, tokenizer, self.cfg, "train")
         self.eval_examples = build(self.eval_raw, tokenizer, self.cfg, "eval")
         if not self.train_rows:
             raise ValueError(f"data.dataset_name={data.dataset_name!r} has no training examples")

@@ -1,0 +1,315 @@
+"""Group Relative Policy Optimization (GRPO) with verifiable rewards.
+
+One training step, as in the paper (Shao et al. 2024, DeepSeekMath):
+
+  1. for each prompt of the batch, sample G = num_generations completions from the current
+     policy (temperature, KV cache, a generator seeded by (run seed, step));
+  2. score every completion with the reward functions (their weighted sum is the reward);
+  3. advantage = (reward - mean of its group) / (std of its group + 1e-4);
+  4. loss = -min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) + beta * KL_k3(policy || ref)
+     per completion token, averaged over all completion tokens of the batch.
+
+One optimization step per generation, so the ratio pi/pi_old is exp(logp - logp.detach()):
+1 in value, with the policy gradient as its gradient, and the clipped form stays correct.
+Exactly TRL's GRPOTrainer with num_iterations=1 and its default loss_type="dapo"
+(loss_aggregation=token); loss_aggregation=sequence is TRL's loss_type="grpo".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from evsys.config import AlgorithmConfig, ConfigError
+from evsys.data.tasks import is_task
+from evsys.data.tokenize import encode_prompts
+from evsys.evaluation.benchmarks import evaluation_mode
+from evsys.lightning.base import PostTrainingModule
+from evsys.lightning.logprobs import completion_logps
+from evsys.lightning.reference import ReferenceModel
+from evsys.lightning.sampling import completion_mask, sample_completions
+from evsys.rewards import resolve_reward, reward_label
+
+LOSS_AGGREGATIONS = ("token", "sequence")
+STD_EPSILON = 1e-4  # keeps a group whose rewards all agree at advantage 0, as TRL does
+
+
+@dataclass
+class GRPOConfig(AlgorithmConfig):
+    kind: str = "grpo"
+    num_generations: int = 8  # completions sampled per prompt (G, the group); at least 2
+    temperature: float = 1.0  # sampling temperature (> 0)
+    max_completion_length: int = 16  # tokens sampled per completion, EOS included
+    rewards: list[str] = field(
+        default_factory=lambda: ["exact_match"]
+    )  # built-in reward names (evsys/rewards.py) or dotted paths to functions
+    reward_weights: list[float] = field(default_factory=list)  # one per reward; empty: all 1
+    scale_rewards: bool = True  # divide advantages by the group's reward std (False: Dr. GRPO)
+    epsilon: float = 0.2  # clip range of the probability ratio
+    beta: float = 0.0  # weight of the KL penalty to the reference (starting) policy; 0: none
+    loss_aggregation: str = "token"  # token: mean over all completion tokens | sequence: per
+    # completion mean, then mean over completions
+
+
+def check_config(algorithm: GRPOConfig) -> None:
+    """A ConfigError naming the key for settings GRPO cannot train with."""
+    if algorithm.num_generations < 2:
+        raise ConfigError(
+            f"algorithm.num_generations={algorithm.num_generations}: GRPO needs at least 2 "
+            "completions per prompt, since each advantage is relative to its group"
+        )
+    if algorithm.temperature <= 0:
+        raise ConfigError(f"algorithm.temperature={algorithm.temperature} must be > 0")
+    if algorithm.max_completion_length < 1:
+        raise ConfigError(
+            f"algorithm.max_completion_length={algorithm.max_completion_length} must be >= 1"
+        )
+    if algorithm.epsilon <= 0 or algorithm.beta < 0:
+        raise ConfigError(
+            f"algorithm.epsilon={algorithm.epsilon} must be > 0 and "
+            f"algorithm.beta={algorithm.beta} >= 0"
+        )
+    if algorithm.loss_aggregation not in LOSS_AGGREGATIONS:
+        raise ConfigError(
+            f"algorithm.loss_aggregation={algorithm.loss_aggregation!r}: choose one of "
+            f"{LOSS_AGGREGATIONS}"
+        )
+    if not algorithm.rewards:
+        raise ConfigError("algorithm.rewards is empty: name at least one reward function")
+    weights = algorithm.reward_weights
+    if weights and len(weights) != len(algorithm.rewards):
+        raise ConfigError(
+            f"algorithm.reward_weights has {len(weights)} values for "
+            f"{len(algorithm.rewards)} algorithm.rewards: give one weight per reward"
+        )
+    for index, name in enumerate(algorithm.rewards):
+        resolve_reward(name, f"algorithm.rewards[{index}]")
+
+
+# ------------------------------------------------------------------------------- the objective
+def group_advantages(
+    rewards: torch.Tensor, num_generations: int, scale_by_std: bool = True
+) -> torch.Tensor:
+    """Each reward minus its group's mean (and over its group's std): [prompts * G].
+
+    Rows are grouped as sampled: the G completions of one prompt are consecutive. The std is
+    the sample std (Bessel-corrected), as in TRL.
+    """
+    grouped = rewards.view(-1, num_generations)
+    advantages = grouped - grouped.mean(dim=1, keepdim=True)
+    if scale_by_std:
+        advantages = advantages / (grouped.std(dim=1, keepdim=True) + STD_EPSILON)
+    return advantages.flatten()
+
+
+def k3_kl(logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
+    """Per-token estimate of KL(policy || reference), unbiased and >= 0 (Schulman's k3)."""
+    log_ratio = ref_logps - logps
+    return torch.exp(log_ratio) - log_ratio - 1
+
+
+def grpo_loss(
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    epsilon: float,
+    beta: float = 0.0,
+    ref_logps: torch.Tensor | None = None,
+    aggregation: str = "token",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The clipped policy-gradient loss with optional KL penalty, and the per-token KL.
+
+    logps, old_logps, ref_logps, mask: [completions, tokens]; advantages: [completions].
+    """
+    ratio = torch.exp(logps - old_logps)
+    clipped_ratio = ratio.clamp(1 - epsilon, 1 + epsilon)
+    advantages = advantages.unsqueeze(1)
+    per_token = -torch.min(ratio * advantages, clipped_ratio * advantages)
+    kl = None
+    if beta != 0.0:
+        kl = k3_kl(logps, ref_logps)
+        per_token = per_token + beta * kl
+    mask = mask.to(per_token.dtype)
+    if aggregation == "token":
+        loss = (per_token * mask).sum() / mask.sum().clamp(min=1.0)
+    else:
+        loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+    return loss, kl
+
+
+# ------------------------------------------------------------------------------------ the module
+class GRPOModule(PostTrainingModule):
+    """GRPO: trains on prompts only; completions are sampled and scored in every step."""
+
+    @classmethod
+    def build_rows(cls, examples: list[dict], tokenizer, cfg, split: str) -> list[dict]:
+        """Training rows are prompts (ids) with their example, for the reward functions.
+
+        Held-out rows stay SFT's, so val/loss is the loss of the reference answers."""
+        if split != "train":
+            return super().build_rows(examples, tokenizer, cfg, split)
+        check_config(cfg.algorithm)
+        task = cfg.data.dataset_name if is_task(cfg.data.dataset_name) else None
+        prompts = encode_prompts(tokenizer, [example["prompt"] for example in examples])
+        keep = cfg.data.max_length  # the end of a long prompt is where the answer starts
+        return [
+            {"prompt_ids": ids[-keep:], "example": {**example, "task": task}}
+            for ids, example in zip(prompts, examples, strict=True)
+        ]
+
+    @classmethod
+    def collate(cls, rows: list[dict], tokenizer, cfg, split: str) -> dict:
+        if split != "train":
+            return super().collate(rows, tokenizer, cfg, split)
+        prompt_ids, prompt_mask = left_padded([row["prompt_ids"] for row in rows], tokenizer)
+        return {
+            "prompt_ids": prompt_ids,
+            "prompt_mask": prompt_mask,
+            "examples": [row["example"] for row in rows],
+            "num_tokens": int(prompt_mask.sum()),  # replaced by the sampled rows' tokens
+        }
+
+    def __init__(self, model: torch.nn.Module, tokenizer, algorithm: GRPOConfig) -> None:
+        super().__init__(model, tokenizer, algorithm)
+        check_config(algorithm)
+        self.reward_names = [reward_label(name) for name in algorithm.rewards]
+        self.reward_functions = [
+            resolve_reward(name, f"algorithm.rewards[{index}]")
+            for index, name in enumerate(algorithm.rewards)
+        ]
+        self.reward_weights = list(algorithm.reward_weights) or [1.0] * len(algorithm.rewards)
+        # The starting policy; made now, before any checkpoint is restored into the model.
+        self.reference = ReferenceModel(model) if algorithm.beta > 0 else None
+        # The run's seed (runner seeds torch with it just before building the model).
+        self.sampling_seed = torch.initial_seed()
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        algorithm = self.algorithm
+        group = algorithm.num_generations
+        prompt_ids = batch["prompt_ids"].repeat_interleave(group, dim=0)
+        prompt_mask = batch["prompt_mask"].repeat_interleave(group, dim=0)
+        examples = [example for example in batch["examples"] for _ in range(group)]
+
+        completion_ids, mask = self.sample(prompt_ids, prompt_mask, batch_idx)
+        rewards_per_function = self.score(completion_ids, mask, examples)
+        weights = torch.tensor(self.reward_weights, device=self.device)
+        rewards = rewards_per_function @ weights
+        advantages = group_advantages(rewards, group, algorithm.scale_rewards)
+
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        attention_mask = torch.cat([prompt_mask, mask], dim=1)
+        num_tokens = completion_ids.shape[1]
+        logps = completion_logps(
+            self.model, input_ids, attention_mask, num_tokens, algorithm.temperature
+        )
+        ref_logps = None
+        if self.reference is not None:
+            ref_logps = completion_logps(
+                self.reference, input_ids, attention_mask, num_tokens, algorithm.temperature
+            )
+        loss, kl = grpo_loss(
+            logps,
+            logps.detach(),  # one optimization step per generation: pi_old is pi
+            advantages,
+            mask,
+            epsilon=algorithm.epsilon,
+            beta=algorithm.beta,
+            ref_logps=ref_logps,
+            aggregation=algorithm.loss_aggregation,
+        )
+        batch["num_tokens"] = int(attention_mask.sum())  # what the throughput monitor counts
+        self.log_step(loss, rewards, rewards_per_function, mask, kl, len(batch["examples"]))
+        return loss
+
+    def sample(
+        self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, batch_idx: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Completion ids and their mask (1 up to and including EOS), sampled without dropout
+        from a generator seeded by (run seed, optimizer step, micro-batch, rank) alone, so a
+        resumed or repeated run samples exactly the same completions."""
+        micro_batch = batch_idx % self.trainer.accumulate_grad_batches
+        seed = (
+            self.sampling_seed * 1_000_003
+            + self.global_step * 1_009
+            + micro_batch * 101
+            + self.global_rank
+        )
+        generator = torch.Generator(device=self.device).manual_seed(seed % 2**63)
+        with evaluation_mode(self.model):
+            completion_ids = sample_completions(
+                self.model,
+                prompt_ids,
+                prompt_mask,
+                max_new_tokens=self.algorithm.max_completion_length,
+                temperature=self.algorithm.temperature,
+                eos_token_id=self.tokenizer.eos_token_id,
+                pad_token_id=self.tokenizer.pad_token_id,
+                generator=generator,
+            )
+        return completion_ids, completion_mask(completion_ids, self.tokenizer.eos_token_id)
+
+    def score(
+        self, completion_ids: torch.Tensor, mask: torch.Tensor, examples: list[dict]
+    ) -> torch.Tensor:
+        """[completions, reward functions]: every reward function's score of every completion."""
+        eos = self.tokenizer.eos_token_id
+        lengths = mask.sum(-1).tolist()
+        texts = [
+            # The text up to EOS; EOS and the padding after it are not part of the answer.
+            self.tokenizer.decode([t for t in ids[:length] if t != eos], skip_special_tokens=True)
+            for ids, length in zip(completion_ids.tolist(), lengths, strict=True)
+        ]
+        columns = []
+        for name, function in zip(self.reward_names, self.reward_functions, strict=True):
+            values = [float(value) for value in function(texts, examples)]
+            if len(values) != len(texts):
+                raise ValueError(
+                    f"reward {name!r} returned {len(values)} values for {len(texts)} completions"
+                )
+            columns.append(values)
+        return torch.tensor(columns, dtype=torch.float32, device=self.device).T
+
+    def log_step(
+        self,
+        loss: torch.Tensor,
+        rewards: torch.Tensor,
+        rewards_per_function: torch.Tensor,
+        mask: torch.Tensor,
+        kl: torch.Tensor | None,
+        num_prompts: int,
+    ) -> None:
+        group = self.algorithm.num_generations
+        metrics = {
+            "train/loss": loss,
+            "train/reward": rewards.mean(),
+            # TRL's reward_std: the spread inside groups, where the learning signal comes from.
+            "train/reward_std": rewards.view(-1, group).std(dim=1).mean(),
+            "train/completion_length": mask.sum(-1).float().mean(),
+        }
+        for name, column in zip(self.reward_names, rewards_per_function.T, strict=True):
+            metrics[f"train/rewards/{name}"] = column.mean()
+        if kl is not None:
+            metrics["train/kl"] = (kl * mask).sum() / mask.sum().clamp(min=1)
+        for key, value in metrics.items():
+            self.log(
+                key, value, batch_size=num_prompts, on_step=True, on_epoch=False,
+                prog_bar=key in ("train/loss", "train/reward"),
+            )  # fmt: skip
+        self.log_lr()
+
+
+def left_padded(prompts: list[list[int]], tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompt ids padded on the left, and their mask: every prompt ends in the last column,
+    where sampling continues."""
+    width = max(len(ids) for ids in prompts)
+    pad = tokenizer.pad_token_id
+    input_ids = [[pad] * (width - len(ids)) + ids for ids in prompts]
+    mask = [[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts]
+    return torch.tensor(input_ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)
+
+
+CONFIG = GRPOConfig
+MODULE = GRPOModule

@@ -1,0 +1,58 @@
+"""Per-token log-probabilities of given tokens under a causal LM: what policy losses are made of."""
+
+from __future__ import annotations
+
+import torch
+
+
+def token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target) at each position, from logits [..., vocab] and targets [...].
+
+    logit[target] - logsumexp(logits) never materialises the full log-softmax, which matters
+    for large vocabularies. Computed in float32 whatever the model's precision.
+    """
+    logits = logits.float()
+    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip padding: a left-padded row still starts its text at position 0."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def completion_logps(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    num_completion_tokens: int,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """log p of each of the last `num_completion_tokens` tokens of every row, given the rest.
+
+    Rows are [left-padded prompt | completion]; the result is [rows, num_completion_tokens].
+    `temperature` divides the logits first, so the log-probs are those of the distribution the
+    completions were sampled from.
+    """
+    logits = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=positions_from_mask(attention_mask),
+        use_cache=False,
+    ).logits
+    # The token at t is predicted by the logits at t - 1.
+    logits = logits[:, -num_completion_tokens - 1 : -1] / temperature
+    return token_logps(logits, input_ids[:, -num_completion_tokens:])
+
+
+def labelled_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p of every labelled token given the tokens before it, and the mask of those tokens.
+
+    `labels` is aligned with the input ids, -100 where nothing is scored (as in SFT batches);
+    both results are one shorter than the rows, since the token at t is predicted at t - 1.
+    Unlabelled positions hold 0, so a row's sum is the log-prob of its labelled tokens.
+    """
+    targets = labels[:, 1:]
+    mask = targets != -100
+    logps = token_logps(logits[:, :-1], targets.masked_fill(~mask, 0))
+    return logps * mask, mask

@@ -1,0 +1,49 @@
+"""Pretraining (continued): next-token cross entropy on every token of plain text.
+
+The data must be in the `text` format (a `text` column, a .txt file, or data.columns.text).
+Documents are cut into max_length pieces rather than truncated, so no text is thrown away,
+and the pieces are packed into training rows; a piece never attends to another one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from evsys.config import AlgorithmConfig
+from evsys.data.packing import chunk_token_rows, pack_token_rows
+from evsys.data.tokenize import tokenize_rows
+from evsys.lightning.base import PostTrainingModule
+
+NO_LIMIT = 1 << 30  # documents are cut into pieces below, never truncated
+
+
+@dataclass
+class PretrainConfig(AlgorithmConfig):
+    kind: str = "pretrain"
+
+
+class PretrainModule(PostTrainingModule):
+    """Causal language modelling: the loss of every token given everything before it."""
+
+    example_format = "text"  # load_split rejects data of any other format, naming its columns
+
+    @classmethod
+    def build_rows(cls, examples, tokenizer, cfg, split: str):
+        # Text examples have an empty prompt, so every token (and the closing EOS) is a target.
+        documents = tokenize_rows(examples, tokenizer, NO_LIMIT, cfg.data.num_proc)
+        pieces = chunk_token_rows(documents, cfg.data.max_length)
+        if split == "train" and cfg.data.packing:
+            return pack_token_rows(pieces, cfg.data.max_length)
+        return pieces
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, count = self.masked_mean_loss(batch)
+        self.log("train/loss", loss, batch_size=count, prog_bar=True, on_step=True, on_epoch=False)
+        self.log_lr()
+        return loss
+
+
+CONFIG = PretrainConfig
+MODULE = PretrainModule

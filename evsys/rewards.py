@@ -1,0 +1,78 @@
+"""Reward functions for RL with verifiable rewards (algorithm=grpo): built-ins and user ones.
+
+A reward function scores a batch of sampled completions:
+
+    def my_reward(completions: list[str], examples: list[dict]) -> list[float]: ...
+
+`completions[i]` is the decoded text the policy generated (up to, not including, EOS);
+`examples[i]` is the data example it answers: {"prompt", "completion", ...}, where
+"completion" is the dataset's reference answer and "task" names the built-in task, if any.
+One float per completion, higher is better.
+
+`algorithm.rewards` lists them by name: a built-in below, or the dotted import path of a
+user function (`my_pkg.rewards.brevity`). `algorithm.reward_weights` weights their sum.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable
+
+from evsys.config import ConfigError
+from evsys.data.tasks import get_task, is_task
+
+RewardFunction = Callable[[list[str], list[dict]], list[float]]
+
+
+def exact_match(completions: list[str], examples: list[dict]) -> list[float]:
+    """1 for the right answer, else 0: the built-in task's own rule, or a whitespace-stripped
+    comparison with the reference answer."""
+    return [_exact(text, example) for text, example in zip(completions, examples, strict=True)]
+
+
+def _exact(text: str, example: dict) -> float:
+    task = example.get("task")
+    if task and is_task(task):
+        return float(get_task(task).score(text, example))
+    return float(text.strip() == example["completion"].strip())
+
+
+def partial_credit(completions: list[str], examples: list[dict]) -> list[float]:
+    """Character overlap with the reference answer, from 0 to 1: 2 * matching characters /
+    total characters (difflib's ratio), so "82" for "83" earns 0.5 and a near miss beats
+    noise. A denser signal than exact match while the policy is rarely right."""
+    return [
+        difflib.SequenceMatcher(None, text.strip(), example["completion"].strip()).ratio()
+        for text, example in zip(completions, examples, strict=True)
+    ]
+
+
+BUILT_IN: dict[str, RewardFunction] = {
+    "exact_match": exact_match,
+    "partial_credit": partial_credit,
+}
+
+
+def resolve_reward(name: str, key: str) -> RewardFunction:
+    """The function `name` refers to; a ConfigError naming `key` if there is none."""
+    if name in BUILT_IN:
+        return BUILT_IN[name]
+    module_name, _, attribute = name.rpartition(".")
+    if not module_name:
+        raise ConfigError(
+            f"{key}={name!r} is not a built-in reward ({', '.join(BUILT_IN)}) nor a dotted "
+            "path to a function such as my_pkg.rewards.my_reward"
+        )
+    try:
+        function = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(f"{key}={name!r} could not be imported: {error}") from None
+    if not callable(function):
+        raise ConfigError(f"{key}={name!r} is not a function")
+    return function
+
+
+def reward_label(name: str) -> str:
+    """The short name metrics use: exact_match, or the function name of a dotted path."""
+    return name.rpartition(".")[2]
