@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -67,6 +68,22 @@ def kill_cli_once(args: list[str], cwd: Path, path: Path, timeout: float = 300) 
         time.sleep(0.1)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+def assert_killed_run_resumes_exactly(args: list[str], tmp_path: Path) -> None:
+    """Train ARGS straight through, and again killed mid-training then re-run: the resumed
+    run must start from its checkpoint and end with exactly the same metrics."""
+    straight = run_cli([*args, "hydra.run.dir=straight"], cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    checkpoint = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    kill_cli_once([*args, "hydra.run.dir=killed"], tmp_path, checkpoint)
+    assert not (tmp_path / "killed" / "result.json").exists(), "killed too late to test resume"
+    resumed = run_cli([*args, "hydra.run.dir=killed"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    first = json.loads((tmp_path / "straight" / "result.json").read_text())
+    second = json.loads((tmp_path / "killed" / "result.json").read_text())
+    assert second["resumed_from_step"] > 0
+    assert second["metrics"] == first["metrics"]
 
 
 @pytest.fixture

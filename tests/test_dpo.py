@@ -24,7 +24,7 @@ from evsys.data.tasks import TASKS, get_task
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.lightning.dpo import DPOConfig, DPOModule, collate_pairs, tokenize_pairs
 from evsys.models import load_model
-from tests.conftest import FAST, REPO, kill_cli_once, run_cli
+from tests.conftest import FAST, REPO, assert_killed_run_resumes_exactly, run_cli
 
 SMALL = ["model.hidden_size=64", "model.num_layers=2", "model.intermediate_size=128"]
 DPO = ["algorithm=dpo", "data=addition", *SMALL]
@@ -424,17 +424,7 @@ def test_killed_dpo_arm_resumes_to_the_same_metrics(tmp_path):
     """The resumed run rebuilds its reference from the starting weights, not the checkpoint's
     (with precomputed log-probs, the case where getting it wrong would show)."""
     args = [*FAST, *DPO, "algorithm.max_steps=12", "algorithm.precompute_ref_logps=true"]
-    straight = run_cli([*args, "hydra.run.dir=straight"], cwd=tmp_path)
-    assert straight.returncode == 0, straight.stderr[-2000:]
-    checkpoint = tmp_path / "killed" / "checkpoints" / "last.ckpt"
-    kill_cli_once([*args, "hydra.run.dir=killed"], tmp_path, checkpoint)
-    assert not (tmp_path / "killed" / "result.json").exists(), "killed too late to test resume"
-    resumed = run_cli([*args, "hydra.run.dir=killed"], cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    first = json.loads((tmp_path / "straight" / "result.json").read_text())
-    second = json.loads((tmp_path / "killed" / "result.json").read_text())
-    assert second["resumed_from_step"] > 0
-    assert second["metrics"] == first["metrics"]
+    assert_killed_run_resumes_exactly(args, tmp_path)
 
 
 @pytest.mark.slow

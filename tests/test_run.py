@@ -99,19 +99,7 @@ def test_failure_is_recorded_not_raised(tmp_path):
 
 
 def test_killed_arm_resumes_to_the_same_metrics(tmp_path):
-    from tests.conftest import kill_cli_once, run_cli
+    from tests.conftest import assert_killed_run_resumes_exactly
 
     args = [*FAST, "algorithm.max_steps=40", "experiment.stores.outputs_root=out"]
-    straight = run_cli([*args, "hydra.run.dir=straight"], cwd=tmp_path)
-    assert straight.returncode == 0, straight.stderr[-2000:]
-
-    checkpoint = tmp_path / "killed" / "checkpoints" / "last.ckpt"
-    kill_cli_once([*args, "hydra.run.dir=killed"], tmp_path, checkpoint)
-    assert not (tmp_path / "killed" / "result.json").exists(), "killed too late to test resume"
-
-    resumed = run_cli([*args, "hydra.run.dir=killed"], cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    first = json.loads((tmp_path / "straight" / "result.json").read_text())
-    second = json.loads((tmp_path / "killed" / "result.json").read_text())
-    assert second["resumed_from_step"] > 0
-    assert second["metrics"] == first["metrics"]
+    assert_killed_run_resumes_exactly(args, tmp_path)

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from evsys.config import AlgorithmConfig
 from evsys.data.packing import chunk_token_rows, pack_token_rows
 from evsys.data.tokenize import tokenize_rows
-from evsys.lightning.base import PostTrainingModule
+from evsys.lightning.sft import SFTModule
 
 NO_LIMIT = 1 << 30  # documents are cut into pieces below, never truncated
 
@@ -24,8 +22,10 @@ class PretrainConfig(AlgorithmConfig):
     kind: str = "pretrain"
 
 
-class PretrainModule(PostTrainingModule):
-    """Causal language modelling: the loss of every token given everything before it."""
+class PretrainModule(SFTModule):
+    """Causal language modelling: the loss of every token given everything before it.
+
+    The training step is SFT's; only the rows differ (every token is a target)."""
 
     example_format = "text"  # load_split rejects data of any other format, naming its columns
 
@@ -37,12 +37,6 @@ class PretrainModule(PostTrainingModule):
         if split == "train" and cfg.data.packing:
             return pack_token_rows(pieces, cfg.data.max_length)
         return pieces
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, count = self.masked_mean_loss(batch)
-        self.log("train/loss", loss, batch_size=count, prog_bar=True, on_step=True, on_epoch=False)
-        self.log_lr()
-        return loss
 
 
 CONFIG = PretrainConfig
