@@ -301,15 +301,15 @@ TINY_PRESET = [*FAST, "eval.max_examples=4"]
 
 
 def test_preset_runs_through_the_cli_and_concludes_with_matrices(tmp_path):
-    # The preset's two seeds, crossed with a learning-rate axis: four chains in two groups.
+    # The preset's two arms (sequential, replay) x two seeds: four chains in two groups.
     sweep_dir = tmp_path / "sweep"
     args = ["+experiment=continual_demo", *TINY_PRESET, f"hydra.sweep.dir={sweep_dir}"]
-    args += [f"experiment.stores.outputs_root={tmp_path / 'out'}", "algorithm.lr=1e-3,3e-3", "-m"]
+    args += [f"experiment.stores.outputs_root={tmp_path / 'out'}", "-m"]
     done = run_cli(args, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     conclusion = json.loads((sweep_dir / "conclusion.json").read_text())
     assert (
-        sorted(conclusion["continual"]) == sorted(conclusion["ranking"]) == ["lr=0.001", "lr=0.003"]
+        sorted(conclusion["continual"]) == sorted(conclusion["ranking"]) == ["replay", "sequential"]
     )
     assert all(group["n"] == 2 for group in conclusion["groups"])  # ranked on continual/avg_final
     for arm, entry in conclusion["continual"].items():
@@ -320,7 +320,7 @@ def test_preset_runs_through_the_cli_and_concludes_with_matrices(tmp_path):
         assert entry["metrics"]["bwt"]["std"] is not None  # two seeds
         assert (sweep_dir / f"conclusion_{arm}_matrix.png").is_file()
     markdown = (sweep_dir / "conclusion.md").read_text()
-    assert "## Continual: lr=0.001" in markdown and "| stage 3: addition |" in markdown
+    assert "## Continual: replay" in markdown and "| stage 3: addition |" in markdown
     before = (sweep_dir / "conclusion.json").read_bytes()
     rebuilt = subprocess.run([sys.executable, "-m", "evsys.conclude", str(sweep_dir)])
     assert rebuilt.returncode == 0
@@ -334,8 +334,11 @@ def test_preset_full_size(tmp_path):
     done = run_cli([*args, f"experiment.stores.outputs_root={tmp_path / 'out'}", "-m"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     conclusion = json.loads((sweep_dir / "conclusion.json").read_text())
-    [entry] = conclusion["continual"].values()
-    R = entry["matrix"]["exact_match"]["mean"]  # columns: reversal, sorting, addition
+    plain, replay = conclusion["continual"]["sequential"], conclusion["continual"]["replay"]
+    R = plain["matrix"]["exact_match"]["mean"]  # columns: reversal, sorting, addition
     assert R[1][0] > 0.5 and R[2][1] > 0.5  # each letter stage learned its task...
     assert R[2][0] < R[1][0] - 0.3  # ...and sorting overwrote reversal
-    assert entry["metrics"]["bwt"]["mean"] < 0
+    assert plain["metrics"]["bwt"]["mean"] < -0.5
+    kept = replay["matrix"]["exact_match"]["mean"]
+    assert kept[3][0] > 0.5 and kept[3][1] > 0.5  # with replay both letter skills survive
+    assert conclusion["best_arm"] == "replay"
