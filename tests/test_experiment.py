@@ -33,6 +33,9 @@ def write_preset(directory: Path, name: str, arms: dict, n_repeats: int = 1) -> 
     return path
 
 
+DEMO_AT_TEST_SIZE = ["experiment.n_repeats=2"]  # 2 arms x 2 seeds; the preset has 3 seeds
+
+
 def sweep_args(sweep_dir: Path, outputs: Path) -> list[str]:
     return [*FAST, f"hydra.sweep.dir={sweep_dir}", f"experiment.stores.outputs_root={outputs}"]
 
@@ -41,7 +44,10 @@ def sweep_args(sweep_dir: Path, outputs: Path) -> list[str]:
 def demo_sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     sweep_dir = root / "sweep"
-    done = run_cli(["+experiment=demo", *sweep_args(sweep_dir, root / "outputs"), "-m"], cwd=root)
+    done = run_cli(
+        ["+experiment=demo", *DEMO_AT_TEST_SIZE, *sweep_args(sweep_dir, root / "outputs"), "-m"],
+        cwd=root,
+    )
     return done, sweep_dir, root
 
 
@@ -55,7 +61,7 @@ def test_demo_sweep_writes_every_file(demo_sweep):
         assert (sweep_dir / name).is_file(), name
     assert list((sweep_dir / "tensorboard_conclusion").iterdir())
     dirs = sorted(p.name for p in sweep_dir.iterdir() if (p / "result.json").exists())
-    assert dirs == ["lr_3e-3_seed0", "lr_3e-3_seed1", "lr_3e-4_seed0", "lr_3e-4_seed1"]
+    assert dirs == ["lr_1e-4_seed0", "lr_1e-4_seed1", "lr_3e-3_seed0", "lr_3e-3_seed1"]
 
 
 def test_repeats_share_group_id_and_seeds_differ(demo_sweep):
@@ -65,7 +71,7 @@ def test_repeats_share_group_id_and_seeds_differ(demo_sweep):
     for record in records:
         by_arm.setdefault(record["arm"], set()).add(record["group_id"])
     assert all(len(ids) == 1 for ids in by_arm.values())
-    assert by_arm["lr_3e-3"] != by_arm["lr_3e-4"]
+    assert by_arm["lr_3e-3"] != by_arm["lr_1e-4"]
     assert sorted(r["seed"] for r in records) == [0, 0, 1, 1]
 
 
@@ -73,10 +79,10 @@ def test_conclusion_content_and_rebuild_is_exact(demo_sweep):
     _, sweep_dir, _ = demo_sweep
     before = (sweep_dir / "conclusion.json").read_bytes()
     conclusion = json.loads(before)
-    assert conclusion["best_arm"] in ("lr_3e-3", "lr_3e-4")
+    assert conclusion["best_arm"] in ("lr_3e-3", "lr_1e-4")
     assert conclusion["verdict"] in ("supported", "refuted", "inconclusive")
     assert conclusion["reason"]
-    assert {g["arm"] for g in conclusion["groups"]} == {"lr_3e-3", "lr_3e-4"}
+    assert {g["arm"] for g in conclusion["groups"]} == {"lr_3e-3", "lr_1e-4"}
     assert all(g["n"] == 2 for g in conclusion["groups"])
     rebuilt = subprocess.run(
         [sys.executable, "-m", "evsys.conclude", str(sweep_dir)], capture_output=True, text=True
@@ -141,7 +147,8 @@ def test_typo_in_an_arm_is_reported_before_any_arm_trains(tmp_path):
 
 def test_dry_run_prints_the_plan_only(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    args = ["+experiment=demo", "experiment.dry_run=true", *sweep_args(sweep_dir, tmp_path)]
+    args = ["+experiment=demo", *DEMO_AT_TEST_SIZE, "experiment.dry_run=true"]
+    args += sweep_args(sweep_dir, tmp_path)
     done = run_cli([*args, "-m"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "4 of 4 jobs to run" in done.stdout

@@ -128,7 +128,7 @@ def test_demo_sweep_on_slurm_concludes_like_the_basic_launcher(slurm_cluster, tm
 
     def args(root: Path, *extra: str) -> list[str]:
         paths = [f"hydra.sweep.dir={root / 'sweep'}", f"experiment.stores.outputs_root={root}"]
-        return ["+experiment=demo", *FAST, *paths, *extra, "-m"]
+        return ["+experiment=demo", "experiment.n_repeats=2", *FAST, *paths, *extra, "-m"]
 
     # Fire-and-forget: returns once the 4 jobs are queued; they run while the basic launcher
     # trains the same sweep here.
@@ -140,7 +140,7 @@ def test_demo_sweep_on_slurm_concludes_like_the_basic_launcher(slurm_cluster, tm
     assert submitted.returncode == 0, output[-3000:]
     assert f"python -m evsys.conclude {(on_slurm / 'sweep').resolve()}" in output
     assert local.returncode == 0, local.stderr[-3000:]
-    job_dirs = ["lr_3e-4_seed0", "lr_3e-4_seed1", "lr_3e-3_seed0", "lr_3e-3_seed1"]
+    job_dirs = ["lr_1e-4_seed0", "lr_1e-4_seed1", "lr_3e-3_seed0", "lr_3e-3_seed1"]
     wait_for_jobs(on_slurm / "sweep", job_dirs)
     concluded = subprocess.run(
         [sys.executable, "-m", "evsys.conclude", str(on_slurm / "sweep"), "--quiet"], check=False
