@@ -269,3 +269,20 @@ def _final_step(job_dir: Path) -> int:
 
     checkpoint = torch.load(job_dir / "checkpoints" / "last.ckpt", weights_only=False)
     return int(checkpoint["global_step"])
+
+
+# ------------------------------------------------- (d) every algorithm runs on SLURM like SFT
+def test_dpo_grpo_and_lora_arms_run_on_slurm(slurm_cluster, tmp_path):
+    arms = {
+        "dpo": {"algorithm": "dpo"},
+        "grpo": {"algorithm": "grpo", "algorithm.num_generations": 2},
+        "dpo_lora": {"algorithm": "dpo", "model.lora.r": 4},
+    }
+    write_preset(tmp_path / "conf", "algorithms", arms)
+    done = run_cli([*sweep_args(tmp_path, "algorithms", "algorithm.max_steps=4"), *SLURM], tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for arm in arms:
+        result = record(tmp_path / "sweep", f"{arm}_seed0")
+        assert result["status"] == "completed", result.get("error")
+        assert (tmp_path / "sweep" / f"{arm}_seed0" / "slurm").is_symlink()  # ran as a job
+    assert "val/rewards/accuracy" in record(tmp_path / "sweep", "dpo_seed0")["metrics"]

@@ -51,6 +51,9 @@ class GRPOConfig(AlgorithmConfig):
     loss_aggregation: str = "token"  # token: mean over all completion tokens | sequence: per
     # completion mean, then mean over completions
 
+    def __post_init__(self) -> None:
+        check_config(self)  # runs when the run config is validated, before any job starts
+
 
 def check_config(algorithm: GRPOConfig) -> None:
     """A ConfigError naming the key for settings GRPO cannot train with."""
@@ -151,7 +154,6 @@ class GRPOModule(PostTrainingModule):
         Held-out rows stay SFT's, so val/loss is the loss of the reference answers."""
         if split != "train":
             return super().build_rows(examples, tokenizer, cfg, split)
-        check_config(cfg.algorithm)
         task = cfg.data.dataset_name if is_task(cfg.data.dataset_name) else None
         prompts = encode_prompts(tokenizer, [example["prompt"] for example in examples])
         keep = cfg.data.max_length  # the end of a long prompt is where the answer starts
@@ -174,7 +176,6 @@ class GRPOModule(PostTrainingModule):
 
     def __init__(self, model: torch.nn.Module, tokenizer, algorithm: GRPOConfig) -> None:
         super().__init__(model, tokenizer, algorithm)
-        check_config(algorithm)
         self.reward_names = [reward_label(name) for name in algorithm.rewards]
         self.reward_functions = [
             resolve_reward(name, f"algorithm.rewards[{index}]")
