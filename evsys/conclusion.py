@@ -35,11 +35,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +45,7 @@ from rich.table import Table
 from rich.text import Text
 
 from evsys import statistics
+from evsys.atomic_files import write_atomic
 from evsys.results import BOOKKEEPING_OVERRIDES
 
 EXPERIMENT_FILE = "experiment.json"
@@ -422,14 +420,12 @@ def write_conclusion(sweep_dir: str | Path) -> dict[str, Any]:
     conclusion = build_conclusion(sweep_dir)
     markdown = render_markdown(conclusion)
     text = json.dumps(conclusion, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    _atomic_write(sweep_dir / "conclusion.json", lambda f: f.write(text.encode("utf-8")))
-    _atomic_write(sweep_dir / "conclusion.md", lambda f: f.write(markdown.encode("utf-8")))
-    _atomic_write(
-        sweep_dir / "conclusion.png", lambda f: _plot(conclusion).savefig(f, format="png")
-    )
+    write_atomic(sweep_dir / "conclusion.json", lambda f: f.write(text.encode("utf-8")))
+    write_atomic(sweep_dir / "conclusion.md", lambda f: f.write(markdown.encode("utf-8")))
+    write_atomic(sweep_dir / "conclusion.png", lambda f: _plot(conclusion).savefig(f, format="png"))
     for arm, entry in conclusion.get("continual", {}).items():
         figure = _plot_matrices(arm, entry)
-        _atomic_write(sweep_dir / matrix_plot_name(arm), lambda f, fig=figure: fig.savefig(f))
+        write_atomic(sweep_dir / matrix_plot_name(arm), lambda f, fig=figure: fig.savefig(f))
     _write_tensorboard(sweep_dir / TENSORBOARD_DIR, conclusion, markdown)
     return conclusion
 
@@ -438,18 +434,6 @@ def matrix_plot_name(arm: str) -> str:
     """conclusion_<arm>_matrix.png, safe as a file name whatever the arm is called."""
     safe = re.sub(r"[^\w.=,+-]", "_", arm)
     return f"conclusion_{safe}_matrix.png"
-
-
-def _atomic_write(path: Path, write: Callable[[Any], Any]) -> None:
-    """Write through a temp file in the same folder, then rename: readers never see half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _write_tensorboard(log_dir: Path, conclusion: dict, markdown: str) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from evsys.atomic_files import write_atomic
 
 # Overrides a sweep adds to every job for bookkeeping; they say nothing about what an arm trains.
 BOOKKEEPING_OVERRIDES = ("arm=", "experiment.id=", "+experiment=", "experiment.dry_run=")
@@ -84,15 +84,8 @@ class ExperimentResult:
 
 def write_json_atomic(path: Path, payload: Any) -> Path:
     """Write JSON so readers see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as out:
-        json.dump(payload, out, indent=2, sort_keys=True, default=str)
-        out.write("\n")
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, path)
-    return path
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+    return write_atomic(path, lambda out: out.write(text.encode("utf-8")))
 
 
 def read_completed(job_dir: Path) -> ArmResult | None:

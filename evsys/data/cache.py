@@ -20,7 +20,6 @@ import inspect
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from evsys.atomic_files import write_atomic
 from evsys.data.tokenize import TokenRows, tokenize_table
 
 DATA_CODE = Path(__file__).resolve().parent  # evsys/data: its code shapes every example
@@ -159,7 +159,7 @@ class CachedExamples(Sequence):
                     lines = "".join(
                         json.dumps(ex, ensure_ascii=False) + "\n" for ex in self._examples
                     )
-                    _write_atomic(path, lambda out: out.write(lines.encode("utf-8")))
+                    write_atomic(path, lambda out: out.write(lines.encode("utf-8")))
         return self._examples
 
     def __len__(self) -> int:
@@ -183,22 +183,10 @@ class CachedExamples(Sequence):
         rows = tokenize_table(self.examples(), tokenizer, max_length, num_proc)
         if stem is not None:
             for name, values in rows.columns.items():
-                _write_atomic(Path(f"{stem}.{name}.npy"), lambda out, v=values: np.save(out, v))
+                write_atomic(Path(f"{stem}.{name}.npy"), lambda out, v=values: np.save(out, v))
             # Written last: its presence says the entry's tokens are complete.
-            _write_atomic(Path(f"{stem}.offsets.npy"), lambda out: np.save(out, rows.offsets))
+            write_atomic(Path(f"{stem}.offsets.npy"), lambda out: np.save(out, rows.offsets))
         return rows
-
-
-def _write_atomic(path: Path, write: Callable) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            write(out)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def entry_dir(data, tokenizer=None, required_format: str | None = None) -> Path | None:
@@ -218,7 +206,7 @@ def checked_before(data, required_format: str | None) -> Path | None:
 def mark_checked(data, required_format: str | None) -> None:
     entry = entry_dir(data, None, required_format)
     if entry is not None:
-        _write_atomic(entry / "checked", lambda out: out.write(b"ok\n"))
+        write_atomic(entry / "checked", lambda out: out.write(b"ok\n"))
 
 
 # -------------------------------------------------------------------------------- an arm's data
