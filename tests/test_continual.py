@@ -296,8 +296,9 @@ def test_conclusion_averages_matrices_over_seeds(tmp_path):
 
 
 # ------------------------------------------------------------------------------ preset, sweep
-# The preset's chain and seeds at test size: every stage trains FAST's algorithm.max_steps.
-TINY_PRESET = [*FAST, "eval.max_examples=4"]
+# The preset's chain and seeds at test size: every stage trains FAST's algorithm.max_steps
+# (the preset gives addition its own budget, so that one is set here).
+TINY_PRESET = [*FAST, "eval.max_examples=4", "experiment.continual.datasets.2.max_steps=4"]
 
 
 def test_preset_runs_through_the_cli_and_concludes_with_matrices(tmp_path):

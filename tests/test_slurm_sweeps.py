@@ -279,7 +279,7 @@ def test_dpo_grpo_and_lora_arms_run_on_slurm(slurm_cluster, tmp_path):
         "dpo_lora": {"algorithm": "dpo", "model.lora.r": 4},
     }
     write_preset(tmp_path / "conf", "algorithms", arms)
-    done = run_cli([*sweep_args(tmp_path, "algorithms", "algorithm.max_steps=4"), *SLURM], tmp_path)
+    done = run_cli(sweep_args(tmp_path, "algorithms", "algorithm.max_steps=4", *SLURM), tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for arm in arms:
         result = record(tmp_path / "sweep", f"{arm}_seed0")
