@@ -591,18 +591,20 @@ def _value_std(mean: float, std: float | None) -> str:
 
 
 def _other_metrics_markdown(other: dict[str, dict]) -> list[str]:
+    """One row per metric, one column per arm: arms are few, metrics can be many."""
     names = sorted({name for metrics in other.values() for name in metrics})
     if not names:
         return []
+    arms = list(other)
     lines = [
         "## Other metrics (mean over seeds)",
         "",
-        "| arm | " + " | ".join(names) + " |",
-        "|---|" + "---:|" * len(names),
+        "| metric | " + " | ".join(arms) + " |",
+        "|---|" + "---:|" * len(arms),
     ]
-    for arm, metrics in other.items():
-        cells = [_num(metrics[name]) if name in metrics else "" for name in names]
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    for name in names:
+        cells = [_num(other[arm][name]) if name in other[arm] else "" for arm in arms]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
