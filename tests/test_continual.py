@@ -332,7 +332,8 @@ def test_preset_runs_through_the_cli_and_concludes_with_matrices(tmp_path):
 def test_preset_full_size(tmp_path):
     sweep_dir = tmp_path / "sweep"
     args = ["+experiment=continual_demo", f"hydra.sweep.dir={sweep_dir}"]
-    done = run_cli([*args, f"experiment.stores.outputs_root={tmp_path / 'out'}", "-m"], tmp_path)
+    args += [f"experiment.stores.outputs_root={tmp_path / 'out'}", "-m"]
+    done = run_cli(args, tmp_path, timeout=3600)  # four 800-step chains: 10-20 minutes
     assert done.returncode == 0, done.stderr[-3000:]
     conclusion = json.loads((sweep_dir / "conclusion.json").read_text())
     plain, replay = conclusion["continual"]["sequential"], conclusion["continual"]["replay"]
