@@ -47,7 +47,7 @@ def write_rows(path: Path, rows: int) -> None:
 def measure(data_file: str, cache_dir: str, cache: bool) -> dict:
     """One data prep in this process: seconds and the rows it produced."""
     from evsys import compose_run_config
-    from evsys.data.sources import check_source
+    from evsys.data.prepare import check_source
     from evsys.lightning.datamodule import PostTrainingDataModule
     from evsys.lightning.sft import SFTModule
     from evsys.models import load_tokenizer

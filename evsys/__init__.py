@@ -11,11 +11,11 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "Experiment": "evsys.experiment",
-    "run_experiment": "evsys.runner",
+    "Experiment": "evsys.sweep.experiment",
+    "run_experiment": "evsys.run.arm",
     "compose_run_config": "evsys.compose",
-    "ArmResult": "evsys.results",
-    "ExperimentResult": "evsys.results",
+    "ArmResult": "evsys.records",
+    "ExperimentResult": "evsys.records",
     "RunConfig": "evsys.config",
     "ModelConfig": "evsys.config",
     "AlgorithmConfig": "evsys.config",
@@ -24,7 +24,8 @@ _EXPORTS = {
     "EvalConfig": "evsys.config",
     "ValidationConfig": "evsys.config",
     "ExperimentConfig": "evsys.config",
-    "ConfigError": "evsys.config",
+    "ConfigError": "evsys.errors",
+    "DataError": "evsys.errors",
 }
 
 __all__ = sorted(_EXPORTS)

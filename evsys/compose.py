@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from hydra import compose, initialize_config_module
+from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from evsys.config import register_schemas, validate_run_config
+from evsys.algorithms import algorithms
+from evsys.config import GROUP_SCHEMAS, RunConfig
+from evsys.validate import validate_run_config
+
+
+def register_schemas() -> None:
+    """Store schemas under schema/<group>/, where they are not user-facing options."""
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", group="schema", node=RunConfig)
+    for group, schema in GROUP_SCHEMAS.items():
+        cs.store(name="base", group=f"schema/{group}", node=schema)
+    for kind, algorithm in algorithms().items():
+        cs.store(name=kind, group="schema/algorithm", node=algorithm.config)
 
 
 def compose_run_config(overrides: list[str] | None = None) -> DictConfig:

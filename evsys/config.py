@@ -1,29 +1,21 @@
-"""Dataclass schemas for every config group, registered in Hydra's ConfigStore.
+"""Dataclass schemas for every config group: every default lives here, once.
 
-Each group file under conf/ starts from its schema (`defaults: [/schema/<group>/<name>@_here_]`),
-so Hydra type-checks values and rejects unknown keys while composing. `validate_run_config`
-checks the composed config once more against the schemas, which also catches keys that Hydra
-lets through with `+key=value`.
+Each group file under conf/ starts from its schema (`defaults: [/schema/<group>/<name>@_here_]`)
+and sets only what deliberately differs from it, so Hydra type-checks values and rejects
+unknown keys while composing. evsys/validate.py checks the composed config once more (keys
+added with `+key=value`, ranges, data, benchmarks). Schemas only: no torch, no models.
 
 Every field has a type, a default and one line of help (the comment beside it).
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import pkgutil
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import MISSING
 
-
-class ConfigError(ValueError):
-    """A config value or key is wrong; the message names the full key."""
+from evsys.errors import ConfigError
 
 
 # --------------------------------------------------------------------------------------- model
@@ -172,6 +164,116 @@ class ValidationConfig:
     benchmarks: list[str] | None = None  # which ones then; None: all of eval.benchmarks
 
 
+# ------------------------------------------------------------------------------ the algorithms
+# One schema per algorithm; its `kind` default is the algorithm's name (evsys/algorithms.py).
+@dataclass
+class SFTConfig(AlgorithmConfig):
+    kind: str = "sft"
+
+
+@dataclass
+class PretrainConfig(AlgorithmConfig):
+    kind: str = "pretrain"
+
+
+LOSS_TYPES = ("sigmoid", "ipo", "simpo")
+SMOOTHED = ("sigmoid", "simpo")  # the losses label smoothing applies to
+
+
+@dataclass
+class DPOConfig(AlgorithmConfig):
+    kind: str = "dpo"
+    lr: float = 1e-4  # peak learning rate; well below SFT's: DPO fine-tunes a trained policy
+    max_steps: int = 100  # optimizer steps
+    warmup_steps: int = 10  # linear warm-up from 0 to lr
+    loss_type: str = "sigmoid"  # sigmoid: DPO | ipo: IPO | simpo: SimPO (reference-free)
+    beta: float = 0.1  # sigmoid/ipo: pull towards the reference; simpo: reward scale (try 2)
+    label_smoothing: float = 0.0  # sigmoid/simpo: assumed share of flipped labels, in [0, 0.5)
+    simpo_gamma: float = 0.5  # simpo: target reward margin between chosen and rejected
+    sft_weight: float = 0.0  # add this times the chosen answers' token NLL (RPO); 0: none
+    precompute_ref_logps: bool = False  # score all pairs with the reference once, before training
+
+    def __post_init__(self) -> None:
+        if self.loss_type not in LOSS_TYPES:
+            raise ConfigError(
+                f"algorithm.loss_type={self.loss_type!r} is not one of {', '.join(LOSS_TYPES)}"
+            )
+        if not self.beta > 0:
+            raise ConfigError(f"algorithm.beta={self.beta} must be positive")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ConfigError(
+                f"algorithm.label_smoothing={self.label_smoothing} must be in [0, 0.5)"
+            )
+        if self.sft_weight < 0:
+            raise ConfigError(f"algorithm.sft_weight={self.sft_weight} must be >= 0")
+        if self.label_smoothing and self.loss_type not in SMOOTHED:
+            raise ConfigError(
+                f"algorithm.label_smoothing={self.label_smoothing} has no meaning for "
+                f"algorithm.loss_type={self.loss_type}; it applies to {' and '.join(SMOOTHED)}"
+            )
+
+
+LOSS_AGGREGATIONS = ("token", "sequence")
+
+
+@dataclass
+class GRPOConfig(AlgorithmConfig):
+    kind: str = "grpo"
+    # GRPO fine-tunes a trained policy: a far lower, constant lr and fewer, costlier steps
+    # (each samples batch_size x num_generations completions).
+    lr: float = 1e-4
+    max_steps: int = 100
+    batch_size: int = 8  # prompts per micro-batch; each gets num_generations completions
+    warmup_steps: int = 5
+    schedule: str = "constant"
+    num_generations: int = 8  # completions sampled per prompt (G, the group); at least 2
+    temperature: float = 1.0  # sampling temperature (> 0)
+    max_completion_length: int = 16  # tokens sampled per completion, EOS included
+    rewards: list[str] = field(
+        default_factory=lambda: ["exact_match"]
+    )  # built-in reward names (evsys/rewards.py) or dotted paths to functions
+    reward_weights: list[float] = field(default_factory=list)  # one per reward; empty: all 1
+    scale_rewards: bool = True  # divide advantages by the group's reward std (False: Dr. GRPO)
+    epsilon: float = 0.2  # clip range of the probability ratio
+    beta: float = 0.0  # weight of the KL penalty to the reference (starting) policy; 0: none
+    loss_aggregation: str = "token"  # token: mean over all completion tokens | sequence: per
+    # completion mean, then mean over completions
+
+    def __post_init__(self) -> None:
+        """A ConfigError naming the key for settings GRPO cannot train with (the reward
+        names are resolved by evsys/validate.py)."""
+        algorithm = self
+        if algorithm.num_generations < 2:
+            raise ConfigError(
+                f"algorithm.num_generations={algorithm.num_generations}: GRPO needs at least 2 "
+                "completions per prompt, since each advantage is relative to its group"
+            )
+        if algorithm.temperature <= 0:
+            raise ConfigError(f"algorithm.temperature={algorithm.temperature} must be > 0")
+        if algorithm.max_completion_length < 1:
+            raise ConfigError(
+                f"algorithm.max_completion_length={algorithm.max_completion_length} must be >= 1"
+            )
+        if algorithm.epsilon <= 0 or algorithm.beta < 0:
+            raise ConfigError(
+                f"algorithm.epsilon={algorithm.epsilon} must be > 0 and "
+                f"algorithm.beta={algorithm.beta} >= 0"
+            )
+        if algorithm.loss_aggregation not in LOSS_AGGREGATIONS:
+            raise ConfigError(
+                f"algorithm.loss_aggregation={algorithm.loss_aggregation!r}: choose one of "
+                f"{LOSS_AGGREGATIONS}"
+            )
+        if not algorithm.rewards:
+            raise ConfigError("algorithm.rewards is empty: name at least one reward function")
+        weights = algorithm.reward_weights
+        if weights and len(weights) != len(algorithm.rewards):
+            raise ConfigError(
+                f"algorithm.reward_weights has {len(weights)} values for "
+                f"{len(algorithm.rewards)} algorithm.rewards: give one weight per reward"
+            )
+
+
 # ---------------------------------------------------------------------------------- experiment
 @dataclass
 class SuccessMetric:
@@ -245,192 +347,3 @@ GROUP_SCHEMAS: dict[str, type] = {
     "validation": ValidationConfig,
     "experiment": ExperimentConfig,
 }
-
-
-def algorithm_kinds() -> dict[str, type]:
-    """Every algorithm module under evsys/lightning with its config class, by kind."""
-    import evsys.lightning as package
-
-    kinds = {}
-    for info in pkgutil.iter_modules(package.__path__):
-        module = importlib.import_module(f"evsys.lightning.{info.name}")
-        config_class = getattr(module, "CONFIG", None)
-        if config_class is not None:
-            kinds[info.name] = config_class
-    return kinds
-
-
-def algorithm_schema(kind: str) -> type:
-    kinds = algorithm_kinds()
-    if kind not in kinds:
-        raise ConfigError(
-            f"algorithm.kind={kind!r} is not a known algorithm; choose one of {sorted(kinds)}"
-        )
-    return kinds[kind]
-
-
-def register_schemas() -> None:
-    """Store schemas under schema/<group>/, where they are not user-facing options."""
-    cs = ConfigStore.instance()
-    cs.store(name="run_schema", group="schema", node=RunConfig)
-    for group, schema in GROUP_SCHEMAS.items():
-        cs.store(name="base", group=f"schema/{group}", node=schema)
-    for kind, schema in algorithm_kinds().items():
-        cs.store(name=kind, group="schema/algorithm", node=schema)
-
-
-def validate_run_config(cfg: DictConfig) -> DictConfig:
-    """The config merged into its schemas, or a ConfigError naming the offending key."""
-    container = OmegaConf.to_container(cfg, resolve=False)
-    container.pop("hydra", None)
-    kind = (container.get("algorithm") or {}).get("kind")
-    if not kind:
-        raise ConfigError("algorithm.kind is missing; choose an algorithm, e.g. algorithm=sft")
-    _prepare_continual(container)
-    schema = OmegaConf.structured(RunConfig)
-    schema.algorithm = OmegaConf.structured(algorithm_schema(kind))
-    try:
-        merged = OmegaConf.merge(schema, container)
-        OmegaConf.resolve(merged)
-    except OmegaConfBaseException as error:
-        raise ConfigError(_describe(error, schema)) from None
-    # Building the dataclass runs its __post_init__: an algorithm checks its values there.
-    OmegaConf.to_object(merged.algorithm)
-    check_continual(merged)
-    check_benchmarks(merged)
-    return merged
-
-
-def check_benchmarks(cfg: DictConfig) -> None:
-    """harness:<task> and class:<module.Class> benchmarks resolve, and validation scores a
-    subset of them; raises ConfigError naming the key, so a sweep fails before any job."""
-    from evsys.evaluation.benchmarks import check_benchmark_kinds, harness_settings
-
-    names = [str(name) for name in cfg.eval.benchmarks]
-    during = cfg.validation.benchmarks
-    if during is not None and (unknown := [str(n) for n in during if str(n) not in names]):
-        raise ConfigError(
-            f"validation.benchmarks: {unknown} are not in eval.benchmarks {names}; "
-            "list the ones to score during training out of those"
-        )
-    if cfg.validation.benchmarks_every_n_steps < 0:
-        raise ConfigError("validation.benchmarks_every_n_steps must be >= 0 (0: never)")
-    check_benchmark_kinds(names, harness_settings(cfg))
-
-
-# ----------------------------------------------------------------------------------- continual
-CONTINUAL_KEY = "experiment.continual.datasets"
-STAGE_NAME = re.compile(r"[\w.+=-]+")  # stage names become directory names
-
-
-def _prepare_continual(container: dict) -> None:
-    """Check each stage against its schema (so errors name the stage), and make the first
-    stage's dataset the job's data.dataset_name, which a continual job otherwise ignores:
-    interpolations such as the default eval.benchmarks then name a dataset of the chain."""
-    stages = ((container.get("experiment") or {}).get("continual") or {}).get("datasets")
-    if not isinstance(stages, list):
-        return
-    for index, stage in enumerate(stages):
-        try:
-            OmegaConf.merge(OmegaConf.structured(ContinualStage), stage)
-        except (OmegaConfBaseException, ValueError) as error:
-            key = getattr(error, "full_key", None) or ""
-            detail = (getattr(error, "msg", None) or str(error)).splitlines()[0]
-            where = f"{CONTINUAL_KEY}[{index}]" + (f".{key}" if key else "")
-            raise ConfigError(f"Invalid config: {where}: {detail}.") from None
-    if stages and isinstance(stages[0], dict) and stages[0].get("dataset_name"):
-        container.setdefault("data", {})["dataset_name"] = stages[0]["dataset_name"]
-
-
-def check_continual(cfg: DictConfig) -> None:
-    """A continual job's stages make sense; raises ConfigError naming the stage otherwise."""
-    stages = cfg.experiment.continual.datasets
-    if stages is None:
-        return
-    if len(stages) == 0:
-        raise ConfigError(
-            f"{CONTINUAL_KEY} is empty: list at least one stage, or leave it null (the default) "
-            "for an ordinary run"
-        )
-    if cfg.data.mixture is not None:
-        raise ConfigError(
-            f"{CONTINUAL_KEY} and data.mixture cannot be combined yet: each stage trains on one "
-            "dataset; leave data.mixture null"
-        )
-    for index, stage in enumerate(stages):
-        where = f"{CONTINUAL_KEY}[{index}]"
-        if OmegaConf.is_missing(stage, "dataset_name") or not stage.dataset_name:
-            raise ConfigError(f"{where}.dataset_name is missing: name the stage's dataset")
-        if stage.max_steps is not None and stage.max_steps <= 0:
-            raise ConfigError(f"{where}.max_steps={stage.max_steps} must be positive (or null)")
-        if stage.name is not None and not STAGE_NAME.fullmatch(stage.name):
-            raise ConfigError(
-                f"{where}.name={stage.name!r}: use letters, digits and . _ + = - only "
-                "(it names the stage's directory)"
-            )
-    replay = cfg.experiment.continual.replay
-    if not 0.0 <= replay < 1.0:
-        raise ConfigError(
-            f"experiment.continual.replay={replay} must be in [0, 1): the share of each stage's "
-            "training mix drawn from earlier stages"
-        )
-    if cfg.backend.num_nodes != 1 or str(cfg.backend.devices) != "1":
-        raise ConfigError(
-            f"{CONTINUAL_KEY}: continual jobs run in one process for now; set backend.devices=1 "
-            f"and backend.num_nodes=1 (got {cfg.backend.devices} x {cfg.backend.num_nodes})"
-        )
-
-
-# Names people carry over from other trainers, mapped to ours for "did you mean" hints.
-KEY_ALIASES = {
-    "learning_rate": "lr",
-    "steps": "max_steps",
-    "num_steps": "max_steps",
-    "per_device_train_batch_size": "batch_size",
-    "gradient_accumulation_steps": "accumulate_grad_batches",
-    "max_grad_norm": "grad_clip",
-    "warmup": "warmup_steps",
-    "dataset": "dataset_name",
-    "max_seq_length": "max_length",
-}
-
-
-def _closest_key(typed: str, keys: list[str]) -> str | None:
-    aliases = {alias: key for alias, key in KEY_ALIASES.items() if key in keys}
-    close = difflib.get_close_matches(typed, keys + list(aliases), n=1, cutoff=0.7)
-    return aliases.get(close[0], close[0]) if close else None
-
-
-def override_hint(message: str, cfg: DictConfig) -> str:
-    """A "did you mean" for Hydra's "Could not override 'a.b'" when `b` is a typo of a key of `a`.
-
-    Hydra's own advice for an unknown key is to append it with `+`, which for a typo is wrong.
-    """
-    match = re.search(r"Could not override '([^']+)'", message)
-    if not match:
-        return ""
-    parent_key, _, leaf = match.group(1).rpartition(".")
-    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
-    if not isinstance(parent, DictConfig) or leaf in parent:
-        return ""
-    suggestion = _closest_key(leaf, [str(k) for k in parent.keys()])
-    prefix = f"{parent_key}." if parent_key else ""
-    known = f"'{prefix}{suggestion}'" if suggestion else f"one of {sorted(map(str, parent))}"
-    return f"'{match.group(1)}' is not a config key. Did you mean {known}?"
-
-
-def _describe(error: OmegaConfBaseException, schema: DictConfig) -> str:
-    """One readable sentence naming the full key, with a suggestion for typos."""
-    full_key = getattr(error, "full_key", None) or "?"
-    message = getattr(error, "msg", None) or str(error)
-    parent_key, _, leaf = full_key.rpartition(".")
-    hint = ""
-    parent = OmegaConf.select(schema, parent_key) if parent_key else schema
-    if isinstance(parent, DictConfig) and leaf not in parent:
-        suggestion = _closest_key(leaf, [str(k) for k in parent.keys()])
-        prefix = f"{parent_key}." if parent_key else ""
-        hint = f" Did you mean '{prefix}{suggestion}'?" if suggestion else ""
-        message = f"'{full_key}' is not a valid key ({message.splitlines()[0]})"
-    else:
-        message = f"bad value for '{full_key}': {message.splitlines()[0]}"
-    return f"Invalid config: {message}.{hint}"

@@ -25,8 +25,9 @@ from transformers import (
     Qwen3Config,
 )
 
-from evsys.config import ConfigError, ModelConfig
+from evsys.config import ModelConfig
 from evsys.data.tokenizer import byte_tokenizer
+from evsys.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,9 @@ def resolve_init_from(cfg: DictConfig) -> str | None:
             "model.init_from=parent needs experiment.parent_experiment_id: "
             "the id of the experiment whose best arm to start from"
         )
-    # Imported here: the registry is only needed by follow-up experiments.
-    from evsys.registry import RegistryError, best_arm_model_dir
+    # Imported here: the registry (and the records it reads) only serve follow-up experiments.
+    from evsys.errors import RegistryError
+    from evsys.sweep.registry import best_arm_model_dir
 
     outputs_root = cfg.experiment.stores.outputs_root
     try:

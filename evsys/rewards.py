@@ -19,8 +19,8 @@ import difflib
 import importlib
 from collections.abc import Callable
 
-from evsys.config import ConfigError
 from evsys.data.tasks import get_task, is_task
+from evsys.errors import ConfigError
 
 RewardFunction = Callable[[list[str], list[dict]], list[float]]
 

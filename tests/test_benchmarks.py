@@ -7,7 +7,7 @@ from evsys.data.tasks import get_task
 from evsys.data.tokenize import tokenize_examples
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.evaluation import evaluate_benchmarks, generate_greedy, get_benchmark
-from evsys.evaluation.benchmarks import BenchmarkSettings
+from evsys.evaluation.base import BenchmarkSettings
 
 SETTINGS = dict(
     data_seed=0, num_eval=64, max_examples=8, batch_size=4, max_new_tokens=10, max_length=64

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from evsys import conclude
-from evsys.conclusion import build_conclusion, print_summary, write_conclusion
+from evsys.cli import conclude
+from evsys.conclusion.build import build_conclusion
+from evsys.conclusion.render import print_summary
+from evsys.conclusion.write import write_conclusion
 
 REPO = Path(__file__).resolve().parents[1]
 METRIC = "eval/addition/exact_match"

@@ -14,12 +14,14 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from transformers import AutoModelForCausalLM
 
 from evsys import ConfigError, compose_run_config, run_experiment
-from evsys.conclusion import build_conclusion, write_conclusion
-from evsys.continual import chain_metrics, plan_stages
+from evsys.conclusion.build import build_conclusion
+from evsys.conclusion.write import write_conclusion
 from evsys.data.packing import collate_packed
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.lightning.datamodule import PostTrainingDataModule, StepStream
 from evsys.lightning.sft import SFTModule
+from evsys.run.continual import plan_stages
+from evsys.run.continual_metrics import chain_metrics
 from tests.conftest import FAST, kill_cli_once, run_cli
 
 # Stage budgets differ so the step offsets on the TensorBoard axis are visible: 0, 4, 9.

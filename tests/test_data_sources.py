@@ -11,10 +11,11 @@ import pytest
 from omegaconf import OmegaConf
 
 from evsys import compose_run_config, run_experiment
-from evsys.config import ConfigError, DataConfig
-from evsys.data.formats import DataError
-from evsys.data.sources import check_source, load_split
+from evsys.config import DataConfig
+from evsys.data.prepare import check_source
+from evsys.data.sources import load_split
 from evsys.data.tokenizer import byte_tokenizer
+from evsys.errors import ConfigError, DataError
 from tests.conftest import FAST
 
 ROWS = [{"prompt": f"{i}+1=", "completion": str(i + 1)} for i in range(20)]

@@ -16,14 +16,16 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from evsys import compose_run_config, registry, run_experiment
-from evsys.config import ConfigError
+from evsys import compose_run_config, run_experiment
+from evsys.config import DPOConfig
 from evsys.data.packing import collate_padded
 from evsys.data.sources import load_split
 from evsys.data.tasks import TASKS, get_task
 from evsys.data.tokenizer import byte_tokenizer
-from evsys.lightning.dpo import DPOConfig, DPOModule, collate_pairs, tokenize_pairs
+from evsys.errors import ConfigError
+from evsys.lightning.dpo import DPOModule, collate_pairs, tokenize_pairs
 from evsys.models import load_model
+from evsys.sweep import registry
 from tests.conftest import FAST, REPO, assert_killed_run_resumes_exactly, run_cli
 
 SMALL = ["model.hidden_size=64", "model.num_layers=2", "model.intermediate_size=128"]

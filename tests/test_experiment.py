@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from evsys import Experiment, registry
+from evsys import Experiment
+from evsys.sweep import registry
 from tests.conftest import FAST, kill_cli_once, run_cli
 
 

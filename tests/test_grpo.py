@@ -17,7 +17,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from evsys import compose_run_config, run_experiment
-from evsys.config import ConfigError
+from evsys.errors import ConfigError
 from evsys.lightning.grpo import group_advantages, grpo_loss
 from evsys.lightning.logprobs import token_logps
 from evsys.rewards import exact_match, partial_credit
@@ -248,7 +248,7 @@ def test_resumed_run_samples_what_the_uninterrupted_one_did(tmp_path):
 def test_grpo_addition_preset_end_to_end(tmp_path):
     """The documented two commands: the SFT parent, then the GRPO follow-up from its best arm
     (about 10 minutes): every arm and seed completes, and GRPO beats the starting model."""
-    from evsys.registry import list_experiments
+    from evsys.sweep.registry import list_experiments
 
     outputs = tmp_path / "outputs"
     root = f"experiment.stores.outputs_root={outputs}"

@@ -24,7 +24,7 @@ from evsys import ConfigError, compose_run_config
 from evsys.config import HarnessConfig
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.evaluation import evaluate_benchmarks, generate_greedy
-from evsys.evaluation.benchmarks import BenchmarkSettings
+from evsys.evaluation.base import BenchmarkSettings
 from tests.conftest import FAST, cli_env, run_cli
 
 pytest.importorskip("lm_eval", reason='needs the harness extra: pip install -e ".[harness]"')

@@ -14,10 +14,10 @@ import pytest
 from safetensors.torch import load_file
 
 from evsys import compose_run_config, run_experiment
-from evsys.conclusion import build_conclusion
-from evsys.config import ConfigError
+from evsys.conclusion.build import build_conclusion
+from evsys.errors import ConfigError
 from evsys.models import resolve_init_from
-from evsys.registry import register
+from evsys.sweep.registry import register
 from tests.conftest import FAST
 
 SMALL = ["model.hidden_size=64", "model.num_layers=2", "model.intermediate_size=128"]

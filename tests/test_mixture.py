@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 
 from evsys import compose_run_config, run_experiment
-from evsys.config import ConfigError
-from evsys.data.formats import DataError
 from evsys.data.mixture import mixture_counts, sample
-from evsys.data.sources import check_source
+from evsys.data.prepare import check_source
+from evsys.errors import ConfigError, DataError
 from evsys.lightning.datamodule import PostTrainingDataModule, StepStream
 from evsys.lightning.sft import SFTModule
 from evsys.models import load_tokenizer

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from evsys.config import ConfigError, ExperimentConfig
-from evsys.plan import expand_jobs
+from evsys.config import ExperimentConfig
+from evsys.errors import ConfigError
+from evsys.sweep.plan import expand_jobs
 
 
 def experiment(**fields) -> OmegaConf:

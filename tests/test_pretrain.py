@@ -8,10 +8,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from evsys import compose_run_config
-from evsys.config import ConfigError
-from evsys.data.sources import check_source
+from evsys.data.prepare import check_source
 from evsys.data.tokenize import IGNORE_INDEX
 from evsys.data.tokenizer import byte_tokenizer
+from evsys.errors import ConfigError
 from evsys.lightning.pretrain import PretrainModule
 from tests.conftest import FAST, run_cli
 from tests.test_data_sources import data_config, write_jsonl

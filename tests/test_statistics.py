@@ -3,7 +3,7 @@ import math
 import pytest
 from scipy import stats
 
-from evsys.statistics import compare, probability_of_improvement, summarize
+from evsys.conclusion.statistics import compare, probability_of_improvement, summarize
 
 A = [1.0, 2.0, 3.0]  # mean 2, std 1
 B = [2.0, 4.0, 6.0, 8.0]  # mean 5, var 20/3

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from evsys.config import ConfigError
+from evsys.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +27,6 @@ FORMATS = ("auto", "prompt_completion", "prompt_answer", "chat", "text", "prefer
 CANONICAL_COLUMNS = ("prompt", "completion", "answer", "messages", "text", "chosen", "rejected")
 PREFERENCE = "preference"
 ANSWER_COLUMNS = ("answer", "reference")  # accepted as the completion of prompt_answer data
-
-
-class DataError(ValueError):
-    """The data (not the config) is wrong: the message says where and what."""
 
 
 def to_examples(

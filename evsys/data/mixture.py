@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.config import ConfigError, DataConfig, DatasetConfig
-from evsys.data.formats import DataError
+from evsys.config import DataConfig, DatasetConfig
+from evsys.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

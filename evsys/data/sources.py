@@ -16,10 +16,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from evsys.config import ConfigError, DataConfig
-from evsys.data.formats import PREFERENCE, DataError, to_examples
+from evsys.config import DataConfig
+from evsys.data.formats import PREFERENCE, to_examples
 from evsys.data.tasks import TASKS, get_task, is_task
 from evsys.data.transforms import Context, Step, resolve_steps, run_steps
+from evsys.errors import ConfigError, DataError
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
 EVAL_SPLITS = ("validation", "test")  # tried in this order when data.eval_split is null
@@ -37,7 +38,7 @@ def load_split(
     """
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
-    steps = resolve_steps(_plain(data.transforms))
+    steps = resolve_steps(plain(data.transforms))
     ctx = Context(seed=data.seed, tokenizer=tokenizer)
     name = data.dataset_name
     if is_task(name):
@@ -60,23 +61,6 @@ def load_split(
     return _prepare(splits[chosen], steps, data, ctx, f"{name} [{chosen}]", required_format)
 
 
-def check_source(data: DataConfig, required_format: str | None = None) -> None:
-    """Fail fast, before any model is built, when the dataset cannot be resolved or read."""
-    from evsys.data import cache, mixture
-
-    if mixture.is_mixture(data):
-        mixture.check(data, lambda component: check_source(component, required_format))
-        return
-    if is_task(data.dataset_name):
-        resolve_steps(_plain(data.transforms))  # the task itself cannot fail; its steps can
-        return
-    if cache.checked_before(data, required_format):
-        return  # the same config over the same bytes passed this check before
-    load_split(data, "train", required_format=required_format)
-    load_split(data, "eval", required_format=required_format)
-    cache.mark_checked(data, required_format)
-
-
 def _prepare(
     rows: list[dict],
     steps: list[Step],
@@ -90,7 +74,7 @@ def _prepare(
         raise DataError(f"{where}: the split has no rows")
     column_steps = [step for step in steps if step.on_columns]
     rows = run_steps(column_steps, rows, ctx, where)
-    mapped = _plain(data.columns) or {}
+    mapped = plain(data.columns) or {}
     columns = {name: column for name, column in mapped.items() if column is not None}
     fmt = data.format
     examples = to_examples(rows, fmt, columns, where, ctx.tokenizer, required_format)
@@ -145,7 +129,7 @@ def split_names(data, available: list[str]) -> tuple[str, str | None]:
     return data.train_split, data.eval_split
 
 
-def _plain(value):
+def plain(value):
     """OmegaConf containers as plain lists and dicts (transform kwargs, column maps)."""
     if isinstance(value, DictConfig | ListConfig):
         return OmegaConf.to_container(value, resolve=True)

@@ -16,8 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from evsys.config import ConfigError
-from evsys.data.formats import DataError
+from evsys.errors import ConfigError, DataError
 
 
 @dataclass

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import importlib
 
-from evsys.config import ConfigError
-from evsys.evaluation.benchmarks import Benchmark, BenchmarkSettings
+from evsys.errors import ConfigError
+from evsys.evaluation.base import Benchmark, BenchmarkSettings
 
 PREFIX = "class:"
 

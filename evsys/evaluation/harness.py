@@ -28,22 +28,13 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from evsys.config import ConfigError, HarnessConfig
-from evsys.evaluation.benchmarks import Benchmark, BenchmarkSettings
+from evsys.config import HarnessConfig
+from evsys.errors import ConfigError
+from evsys.evaluation.base import Benchmark, BenchmarkSettings
 
-PREFIX = "harness:"
 INSTALL_HINT = 'pip install -e ".[harness]"  (or: pip install "lm-eval>=0.4.5")'
 UNSAFE = re.compile(r"[^\w.-]")  # characters a filter name loses in a metric name
 NOT_METRICS = ("name", "alias", "sample_len", "samples")  # bookkeeping keys in a task's results
-
-
-def is_harness_name(name: str) -> bool:
-    return name.startswith(PREFIX)
-
-
-def harness_task(name: str) -> str:
-    """harness:hellaswag -> hellaswag."""
-    return name[len(PREFIX) :]
 
 
 class HarnessBenchmark(Benchmark):

@@ -1,10 +1,3 @@
-"""One LightningModule per algorithm: evsys/lightning/<kind>.py defines CONFIG and MODULE."""
-
-from __future__ import annotations
-
-import importlib
-
-
-def algorithm_module_class(kind: str) -> type:
-    """The LightningModule class that trains `algorithm.kind`."""
-    return importlib.import_module(f"evsys.lightning.{kind}").MODULE
+"""One LightningModule per algorithm (sft, pretrain, dpo, grpo) on a shared base, with the
+data module, Trainer callbacks and small ops (log-probs, sampling, schedule). Which module
+trains which `algorithm.kind` is listed in evsys/algorithms.py."""

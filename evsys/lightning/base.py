@@ -42,8 +42,11 @@ class PostTrainingModule(L.LightningModule):
             return collate_packed(rows, tokenizer.pad_token_id)
         return collate_padded(rows, tokenizer.pad_token_id)
 
-    def __init__(self, model: torch.nn.Module, tokenizer, algorithm: AlgorithmConfig) -> None:
+    def __init__(
+        self, model: torch.nn.Module, tokenizer, algorithm: AlgorithmConfig, seed: int = 0
+    ) -> None:
         super().__init__()
+        self.seed = seed  # the run's seed: algorithms that sample derive their streams from it
         self.model = model
         self.tokenizer = tokenizer
         self.algorithm = algorithm

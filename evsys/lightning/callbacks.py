@@ -7,6 +7,9 @@ import time
 
 import lightning as L
 
+from evsys.evaluation.names import needs_held_out
+from evsys.evaluation.scoring import evaluate_configured
+
 log = logging.getLogger("evsys")
 
 
@@ -73,8 +76,6 @@ class BenchmarkScoring(L.Callback):
         self._last_scored = -1
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        from evsys.evaluation.benchmarks import evaluate_configured, needs_held_out
-
         step = trainer.global_step
         due = step % self.every_n_steps == 0 and step not in (0, trainer.max_steps)
         if not due or step == self._last_scored or not trainer.is_global_zero:

@@ -6,7 +6,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from evsys.data.cache import cached_splits
+from evsys.data.prepare import cached_splits
 
 
 class StepStream(IterableDataset):

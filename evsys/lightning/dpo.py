@@ -26,12 +26,11 @@ beta times each answer's log-ratio (for simpo, beta times its mean log-prob).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from evsys.config import AlgorithmConfig, ConfigError
+from evsys.config import DPOConfig
 from evsys.data.formats import PREFERENCE
 from evsys.data.packing import collate_padded
 from evsys.data.tokenize import IGNORE_INDEX, tokenize_examples
@@ -41,42 +40,7 @@ from evsys.lightning.reference import ReferenceModel
 
 log = logging.getLogger(__name__)
 
-LOSS_TYPES = ("sigmoid", "ipo", "simpo")
-SMOOTHED = ("sigmoid", "simpo")  # the losses label smoothing applies to
 NO_LIMIT = 1 << 62  # tokenize whole sequences; pairs are cut together afterwards
-
-
-@dataclass
-class DPOConfig(AlgorithmConfig):
-    kind: str = "dpo"
-    lr: float = 1e-4  # peak learning rate; well below SFT's: DPO fine-tunes a trained policy
-    max_steps: int = 100  # optimizer steps
-    warmup_steps: int = 10  # linear warm-up from 0 to lr
-    loss_type: str = "sigmoid"  # sigmoid: DPO | ipo: IPO | simpo: SimPO (reference-free)
-    beta: float = 0.1  # sigmoid/ipo: pull towards the reference; simpo: reward scale (try 2)
-    label_smoothing: float = 0.0  # sigmoid/simpo: assumed share of flipped labels, in [0, 0.5)
-    simpo_gamma: float = 0.5  # simpo: target reward margin between chosen and rejected
-    sft_weight: float = 0.0  # add this times the chosen answers' token NLL (RPO); 0: none
-    precompute_ref_logps: bool = False  # score all pairs with the reference once, before training
-
-    def __post_init__(self) -> None:
-        if self.loss_type not in LOSS_TYPES:
-            raise ConfigError(
-                f"algorithm.loss_type={self.loss_type!r} is not one of {', '.join(LOSS_TYPES)}"
-            )
-        if not self.beta > 0:
-            raise ConfigError(f"algorithm.beta={self.beta} must be positive")
-        if not 0 <= self.label_smoothing < 0.5:
-            raise ConfigError(
-                f"algorithm.label_smoothing={self.label_smoothing} must be in [0, 0.5)"
-            )
-        if self.sft_weight < 0:
-            raise ConfigError(f"algorithm.sft_weight={self.sft_weight} must be >= 0")
-        if self.label_smoothing and self.loss_type not in SMOOTHED:
-            raise ConfigError(
-                f"algorithm.label_smoothing={self.label_smoothing} has no meaning for "
-                f"algorithm.loss_type={self.loss_type}; it applies to {' and '.join(SMOOTHED)}"
-            )
 
 
 # ---------------------------------------------------------------------------------------- loss
@@ -175,8 +139,10 @@ class DPOModule(PostTrainingModule):
     def collate(cls, rows: list[dict], tokenizer, cfg, split: str) -> dict:
         return collate_pairs(rows, tokenizer.pad_token_id)
 
-    def __init__(self, model: torch.nn.Module, tokenizer, algorithm: DPOConfig) -> None:
-        super().__init__(model, tokenizer, algorithm)
+    def __init__(
+        self, model: torch.nn.Module, tokenizer, algorithm: DPOConfig, seed: int = 0
+    ) -> None:
+        super().__init__(model, tokenizer, algorithm, seed)
         # Made now, before Lightning restores a checkpoint: a resumed run keeps the true start.
         self.reference = ReferenceModel(model) if self.uses_reference else None
 
@@ -258,7 +224,3 @@ class DPOModule(PostTrainingModule):
             self.log(
                 f"val/{name}", value, batch_size=pairs, prog_bar=name == "loss", sync_dist=True
             )
-
-
-CONFIG = DPOConfig
-MODULE = DPOModule

@@ -17,77 +17,19 @@ Exactly TRL's GRPOTrainer with num_iterations=1 and its default loss_type="dapo"
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
-from evsys.config import AlgorithmConfig, ConfigError
+from evsys.config import GRPOConfig
 from evsys.data.tasks import is_task
 from evsys.data.tokenize import encode_prompts
-from evsys.evaluation.benchmarks import evaluation_mode
+from evsys.evaluation.held_out import evaluation_mode
 from evsys.lightning.base import PostTrainingModule
 from evsys.lightning.logprobs import completion_logps
 from evsys.lightning.reference import ReferenceModel
 from evsys.lightning.sampling import completion_mask, sample_completions
 from evsys.rewards import resolve_reward, reward_label
 
-LOSS_AGGREGATIONS = ("token", "sequence")
 STD_EPSILON = 1e-4  # keeps a group whose rewards all agree at advantage 0, as TRL does
-
-
-@dataclass
-class GRPOConfig(AlgorithmConfig):
-    kind: str = "grpo"
-    num_generations: int = 8  # completions sampled per prompt (G, the group); at least 2
-    temperature: float = 1.0  # sampling temperature (> 0)
-    max_completion_length: int = 16  # tokens sampled per completion, EOS included
-    rewards: list[str] = field(
-        default_factory=lambda: ["exact_match"]
-    )  # built-in reward names (evsys/rewards.py) or dotted paths to functions
-    reward_weights: list[float] = field(default_factory=list)  # one per reward; empty: all 1
-    scale_rewards: bool = True  # divide advantages by the group's reward std (False: Dr. GRPO)
-    epsilon: float = 0.2  # clip range of the probability ratio
-    beta: float = 0.0  # weight of the KL penalty to the reference (starting) policy; 0: none
-    loss_aggregation: str = "token"  # token: mean over all completion tokens | sequence: per
-    # completion mean, then mean over completions
-
-    def __post_init__(self) -> None:
-        check_config(self)  # runs when the run config is validated, before any job starts
-
-
-def check_config(algorithm: GRPOConfig) -> None:
-    """A ConfigError naming the key for settings GRPO cannot train with."""
-    if algorithm.num_generations < 2:
-        raise ConfigError(
-            f"algorithm.num_generations={algorithm.num_generations}: GRPO needs at least 2 "
-            "completions per prompt, since each advantage is relative to its group"
-        )
-    if algorithm.temperature <= 0:
-        raise ConfigError(f"algorithm.temperature={algorithm.temperature} must be > 0")
-    if algorithm.max_completion_length < 1:
-        raise ConfigError(
-            f"algorithm.max_completion_length={algorithm.max_completion_length} must be >= 1"
-        )
-    if algorithm.epsilon <= 0 or algorithm.beta < 0:
-        raise ConfigError(
-            f"algorithm.epsilon={algorithm.epsilon} must be > 0 and "
-            f"algorithm.beta={algorithm.beta} >= 0"
-        )
-    if algorithm.loss_aggregation not in LOSS_AGGREGATIONS:
-        raise ConfigError(
-            f"algorithm.loss_aggregation={algorithm.loss_aggregation!r}: choose one of "
-            f"{LOSS_AGGREGATIONS}"
-        )
-    if not algorithm.rewards:
-        raise ConfigError("algorithm.rewards is empty: name at least one reward function")
-    weights = algorithm.reward_weights
-    if weights and len(weights) != len(algorithm.rewards):
-        raise ConfigError(
-            f"algorithm.reward_weights has {len(weights)} values for "
-            f"{len(algorithm.rewards)} algorithm.rewards: give one weight per reward"
-        )
-    for index, name in enumerate(algorithm.rewards):
-        resolve_reward(name, f"algorithm.rewards[{index}]")
 
 
 # ------------------------------------------------------------------------------- the objective
@@ -174,8 +116,10 @@ class GRPOModule(PostTrainingModule):
             "num_tokens": int(prompt_mask.sum()),  # replaced by the sampled rows' tokens
         }
 
-    def __init__(self, model: torch.nn.Module, tokenizer, algorithm: GRPOConfig) -> None:
-        super().__init__(model, tokenizer, algorithm)
+    def __init__(
+        self, model: torch.nn.Module, tokenizer, algorithm: GRPOConfig, seed: int = 0
+    ) -> None:
+        super().__init__(model, tokenizer, algorithm, seed)
         self.reward_names = [reward_label(name) for name in algorithm.rewards]
         self.reward_functions = [
             resolve_reward(name, f"algorithm.rewards[{index}]")
@@ -184,8 +128,7 @@ class GRPOModule(PostTrainingModule):
         self.reward_weights = list(algorithm.reward_weights) or [1.0] * len(algorithm.rewards)
         # The starting policy; made now, before any checkpoint is restored into the model.
         self.reference = ReferenceModel(model) if algorithm.beta > 0 else None
-        # The run's seed (runner seeds torch with it just before building the model).
-        self.sampling_seed = torch.initial_seed()
+        self.sampling_seed = self.seed  # the run config's seed, passed in explicitly
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         algorithm = self.algorithm
@@ -310,7 +253,3 @@ def left_padded(prompts: list[list[int]], tokenizer) -> tuple[torch.Tensor, torc
     input_ids = [[pad] * (width - len(ids)) + ids for ids in prompts]
     mask = [[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts]
     return torch.tensor(input_ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)
-
-
-CONFIG = GRPOConfig
-MODULE = GRPOModule

@@ -7,19 +7,11 @@ and the pieces are packed into training rows; a piece never attends to another o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from evsys.config import AlgorithmConfig
 from evsys.data.packing import chunk_token_rows, pack_token_rows
 from evsys.data.tokenize import tokenize_rows
 from evsys.lightning.sft import SFTModule
 
 NO_LIMIT = 1 << 30  # documents are cut into pieces below, never truncated
-
-
-@dataclass
-class PretrainConfig(AlgorithmConfig):
-    kind: str = "pretrain"
 
 
 class PretrainModule(SFTModule):
@@ -37,7 +29,3 @@ class PretrainModule(SFTModule):
         if split == "train" and cfg.data.packing:
             return pack_token_rows(pieces, cfg.data.max_length)
         return pieces
-
-
-CONFIG = PretrainConfig
-MODULE = PretrainModule

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from evsys.config import AlgorithmConfig
 from evsys.lightning.base import PostTrainingModule
-
-
-@dataclass
-class SFTConfig(AlgorithmConfig):
-    kind: str = "sft"
 
 
 class SFTModule(PostTrainingModule):
@@ -23,7 +15,3 @@ class SFTModule(PostTrainingModule):
         self.log("train/loss", loss, batch_size=count, prog_bar=True, on_step=True, on_epoch=False)
         self.log_lr()
         return loss
-
-
-CONFIG = SFTConfig
-MODULE = SFTModule

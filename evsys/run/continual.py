@@ -30,45 +30,36 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.config import CONTINUAL_KEY, ConfigError, MixtureComponent
-from evsys.data.sources import check_source, load_split
+from evsys.algorithms import algorithm_module_class
+from evsys.config import MixtureComponent
+from evsys.data.prepare import check_source
+from evsys.data.sources import load_split
 from evsys.data.tasks import is_task
-from evsys.evaluation.benchmarks import (
-    benchmark_label,
-    check_benchmark_names,
-    evaluate_configured,
-    harness_settings,
-    has_held_out_metrics,
+from evsys.errors import ConfigError
+from evsys.evaluation.base import harness_settings
+from evsys.evaluation.names import benchmark_label, check_benchmark_names, has_held_out_metrics
+from evsys.evaluation.scoring import evaluate_configured
+from evsys.models import export_model, load_tokenizer, resolve_init_from
+from evsys.records import CHECKPOINT, ArmResult, group_id, write_json_atomic
+from evsys.run.continual_metrics import (
+    HIGHER_IS_BETTER,
+    METRICS,
+    chain_metrics,
+    flat_metrics,
+    score_matrix,
 )
-from evsys.lightning import algorithm_module_class
-from evsys.lightning.callbacks import ThroughputMonitor
-from evsys.lightning.datamodule import PostTrainingDataModule
-from evsys.models import export_model, load_model, load_tokenizer, resolve_init_from
-from evsys.results import ArmResult, write_json_atomic
-
-# Shared with one-arm runs, so a stage trains exactly like an ordinary arm.
-from evsys.runner import (
-    CHECKPOINT,
-    _build_trainer,
-    _checkpoint_step,
-    _flat_hparams,
-    _quiet_libraries,
-    _write_hparams,
-    group_id,
-)
+from evsys.run.fit import fit, flat_hparams, starting_model, train_metrics, write_hparams
+from evsys.validate import CONTINUAL_KEY
 
 log = logging.getLogger("evsys")
 
 STAGES_DIR = "stages"
 START_FILE = "start.json"
 STAGE_FILE = "stage.json"
-METRICS = ("exact_match", "loss")  # the two matrices; exact match is the headline one
-HIGHER_IS_BETTER = {"exact_match": True, "loss": False}
 
 
 @dataclass
@@ -112,13 +103,12 @@ class Scoring:
 # ---------------------------------------------------------------------------------- the chain
 def run_chain(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
     """Train every stage in order (skipping finished ones), then fill the arm's record."""
-    _quiet_libraries()
     started = time.perf_counter()
     record.group_id = group_id(cfg)
     cfg.model.init_from = resolve_init_from(cfg)  # `parent` becomes a directory, for all stages
     stages = plan_stages(cfg, job_dir)
     _check_before_training(stages, cfg)
-    record.hparams = _flat_hparams(cfg) | {"continual.stages": " -> ".join(s.name for s in stages)}
+    record.hparams = flat_hparams(cfg) | {"continual.stages": " -> ".join(s.name for s in stages)}
     if cfg.backend.num_threads:
         torch.set_num_threads(cfg.backend.num_threads)
     tokenizer = load_tokenizer(cfg.model)
@@ -209,21 +199,12 @@ def _start_row(cfg: DictConfig, job_dir: Path, tokenizer, scoring: Scoring) -> d
     path = job_dir / STAGES_DIR / START_FILE
     if path.is_file():
         return _checked(path, json.loads(path.read_text()), None, scoring.labels)["scores"]
-    model = _starting_model(cfg, tokenizer, init_from=None)
+    model = starting_model(cfg, tokenizer)
     scores = scoring.score(model, tokenizer)
     _log_scalars(job_dir, 0, scores)
     write_json_atomic(path, {"scores": scores})
     log.info("continual: starting model scored: %s", _short(scores))
     return scores
-
-
-def _starting_model(cfg: DictConfig, tokenizer, init_from: Path | None):
-    """The model a stage starts from: the previous stage's export, or the job's model."""
-    L.seed_everything(cfg.seed, workers=True, verbose=False)  # a fresh model is the same each time
-    model_cfg = copy.deepcopy(cfg.model)
-    if init_from is not None:
-        model_cfg.init_from = str(init_from)
-    return load_model(model_cfg, tokenizer)
 
 
 def _train_stage(
@@ -243,7 +224,7 @@ def _train_stage(
         "max_steps": cfg.algorithm.max_steps,
         "resumed_from_step": resumed_from_step,
         "scores": scores,
-        "train": _train_metrics(trainer),
+        "train": train_metrics(trainer),
         "throughput": {"tokens": throughput.tokens, "seconds": round(throughput.seconds, 3)},
         "timings": {
             "train": round(trained - started, 3),
@@ -255,23 +236,12 @@ def _train_stage(
 
 
 def _fit(stage: Stage, job_dir: Path, previous: Path | None, tokenizer) -> tuple:
-    """A new module (so a new optimizer and schedule) and Trainer for the stage, fitted; an
-    interrupted stage goes on from its last.ckpt. Returns what the stage record needs."""
-    cfg = stage.cfg
-    algorithm_class = algorithm_module_class(cfg.algorithm.kind)
-    data = PostTrainingDataModule(cfg, tokenizer, algorithm_class)
-    data.prepare()
-    model = _starting_model(cfg, tokenizer, previous)
-    module = algorithm_class(model, tokenizer, cfg.algorithm)
-    throughput = ThroughputMonitor()
+    """The stage trained from `previous`'s weights with a fresh module, optimizer, schedule
+    and Trainer, on the chain's one TensorBoard run; an interrupted stage goes on from its
+    last.ckpt. Returns what the stage record needs."""
     logger = ChainLogger(job_dir, step_offset=stage.step_offset)
-    trainer = _build_trainer(cfg, stage.dir, throughput, logger=logger)
-    resume = stage.dir / CHECKPOINT
-    resumed_from_step = _checkpoint_step(resume) if resume.exists() else None
-    if resume.exists():
-        log.info("continual: stage %d %s resumes from %s", stage.index, stage.name, resume)
-    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume.exists() else None)
-    return trainer, module, throughput, resumed_from_step
+    fitted = fit(stage.cfg, stage.dir, tokenizer, init_from=previous, logger=logger)
+    return fitted.trainer, fitted.module, fitted.throughput, fitted.resumed_from_step
 
 
 def _train_and_log(
@@ -310,74 +280,6 @@ def _checked(path: Path, done: dict, stage: Stage | None, labels: list[str]) -> 
     return done
 
 
-def _train_metrics(trainer: L.Trainer) -> dict[str, float]:
-    return {
-        key: round(float(value), 6)
-        for key, value in trainer.callback_metrics.items()
-        if key.startswith(("train/loss", "val/"))
-    }
-
-
-# ----------------------------------------------------------------------------------- metrics
-def score_matrix(rows: list[dict], benchmarks: list[str], metric: str) -> list[list[float]]:
-    """R[row][benchmark] of one metric; rows: start, then one per stage."""
-    return [[row[f"eval/{b}/{metric}"] for b in benchmarks] for row in rows]
-
-
-def chain_metrics(
-    matrix: list[list[float]], stage_columns: list[int], higher_is_better: bool = True
-) -> dict:
-    """Continual metrics of a (1 + T) x benchmarks matrix (GEM; Chaudhry et al. 2018).
-
-    stage_columns[k-1] is the column of stage k's dataset. Differences are oriented so that
-    positive BWT/FWT is good and positive forgetting/max_drop is bad, for loss as well.
-    """
-    sign = 1.0 if higher_is_better else -1.0
-    score = [[sign * value for value in row] for row in matrix]  # higher is better from here
-    stages = len(stage_columns)
-    learned = list(dict.fromkeys(stage_columns))
-    return {
-        "avg_final": _mean([matrix[stages][c] for c in learned]),
-        "bwt": _mean([score[stages][c] - score[k][c] for k, c in _stages(stage_columns)[:-1]]),
-        "fwt": _mean([score[k - 1][c] - score[0][c] for k, c in _stages(stage_columns)[1:]]),
-        "forgetting": _forgetting(score, stage_columns),
-        **_max_drop(score),
-    }
-
-
-def _stages(stage_columns: list[int]) -> list[tuple[int, int]]:
-    """(row of stage k's result, column of its dataset) for k = 1..T."""
-    return list(enumerate(stage_columns, start=1))
-
-
-def _forgetting(score: list[list[float]], stage_columns: list[int]) -> dict[int, float]:
-    """Per column not trained in the last stage: best score since it was first learned, minus
-    the final score (Chaudhry et al.'s f_j, over rows from its first training to T-1)."""
-    last = len(stage_columns)
-    first_learned: dict[int, int] = {}
-    for k, column in _stages(stage_columns):
-        first_learned.setdefault(column, k)
-    return {
-        column: max(score[row][column] for row in range(first, last)) - score[last][column]
-        for column, first in first_learned.items()
-        if column != stage_columns[-1]
-    }
-
-
-def _max_drop(score: list[list[float]]) -> dict:
-    """The worst fall of any benchmark caused by one stage (row k-1 to row k); 0 if none fell."""
-    drop, where = 0.0, None
-    for k in range(1, len(score)):
-        for column, (before, after) in enumerate(zip(score[k - 1], score[k], strict=True)):
-            if before - after > drop:
-                drop, where = before - after, (k, column)
-    return {"max_drop": drop, "max_drop_at": where}
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
 def _named(metrics: dict, stages: list[Stage], benchmarks: list[str]) -> dict:
     """Column indices replaced by benchmark names, row indices by stage names, for the files."""
     named = dict(metrics)
@@ -389,7 +291,7 @@ def _named(metrics: dict, stages: list[Stage], benchmarks: list[str]) -> dict:
 
 
 def continual_summary(stages: list[Stage], rows: list[dict], benchmarks: list[str]) -> dict:
-    """The `continual` section of result.json for the rows so far (start + finished stages)."""
+    """The `continual` section of the arm record for the rows so far (start + finished stages)."""
     done = stages[: len(rows) - 1]
     columns = [benchmarks.index(benchmark_label(s.cfg.data.dataset_name)) for s in done]
     matrices = {m: score_matrix(rows, benchmarks, m) for m in METRICS}
@@ -414,19 +316,6 @@ def _stage_entry(stage: Stage) -> dict:
         "max_steps": stage.cfg.algorithm.max_steps,
         "dir": str(stage.dir.relative_to(stage.dir.parent.parent)),
     }
-
-
-def flat_metrics(summary: dict) -> dict[str, float]:
-    """record.metrics keys: continual/<metric> (exact match), continual/loss/<metric>."""
-    flat = {}
-    for metric, prefix in (("exact_match", "continual/"), ("loss", "continual/loss/")):
-        values = summary["metrics"][metric]
-        for name in ("avg_final", "bwt", "fwt", "max_drop"):
-            if values[name] is not None:  # BWT/FWT need two stages
-                flat[prefix + name] = round(values[name], 6)
-        for benchmark, value in values["forgetting"].items():
-            flat[f"{prefix}forgetting/{benchmark}"] = round(value, 6)
-    return flat
 
 
 # ----------------------------------------------------------------------------- record, logs
@@ -458,7 +347,7 @@ def _fill_record(
         "stages": STAGES_DIR,
     }
     logger = ChainLogger(job_dir)
-    _write_hparams(logger, record.hparams, record.metrics)
+    write_hparams(logger, record.hparams, record.metrics)
     logger.finalize("success")
 
 

@@ -1,28 +1,91 @@
-"""Expansion of an experiment into jobs: matrix axes x named arms x seeds, validated up front."""
+"""The plan of a sweep: matrix axes x named arms x seeds, every job composed and validated
+before the first one starts, then written to the sweep dir as a records.Plan."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import re
-from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
 
-from evsys.config import ConfigError
+from evsys.errors import ConfigError
+from evsys.evaluation.names import benchmark_label
+from evsys.records import BOOKKEEPING_OVERRIDES, Plan, PlannedJob, existing_plan_id
+from evsys.sweep import registry
+from evsys.validate import override_hint, validate_run_config
 
 
-@dataclass
-class PlannedJob:
-    """One arm x one seed: the Hydra overrides that compose its RunConfig, and its directory."""
+def plan_sweep(config: DictConfig, axes: list[str], config_loader, sweep_dir: Path) -> Plan:
+    """Expand the sweep and compose + validate every job; raises ConfigError naming the arm."""
+    experiment = OmegaConf.to_container(config.experiment, resolve=True)
+    experiment_id = existing_plan_id(sweep_dir) or registry.new_experiment_id(experiment["name"])
+    jobs = expand_jobs(config.experiment, axes)
+    for job in jobs:
+        _validate_job(job, config, config_loader)
+        job.overrides.append(f"experiment.id={experiment_id}")
+    return Plan(
+        id=experiment_id,
+        name=experiment["name"],
+        success_metric=_success_metric(config),
+        planned=jobs,
+        hypothesis=experiment["hypothesis"],
+        baseline=experiment["baseline"],
+        n_repeats=experiment["n_repeats"],
+        base_seed=experiment["base_seed"],
+        parent_experiment_id=experiment["parent_experiment_id"],
+        metadata=experiment["metadata"],
+        outputs_root=str(Path(experiment["stores"]["outputs_root"]).resolve()),
+        created_at=dt.datetime.now().isoformat(timespec="seconds"),
+    )
 
-    arm: str
-    seed: int
-    overrides: list[str]
-    dir: str
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+def _validate_job(job: PlannedJob, config: DictConfig, config_loader) -> None:
+    shown = " ".join(o for o in job.overrides if not o.startswith(BOOKKEEPING_OVERRIDES))
+    where = f"arm {job.arm!r} (seed {job.seed}, overrides {shown})"
+    try:
+        job_config = config_loader.load_sweep_config(config, list(job.overrides))
+        validate_run_config(job_config)
+    except (HydraException, ConfigError) as error:
+        hint = override_hint(str(error), config)
+        raise ConfigError(f"{where}: {hint or error}") from None
+
+
+def _success_metric(config: DictConfig) -> dict:
+    """The configured success metric; by default exact match on the first benchmark."""
+    metric = OmegaConf.to_container(config.experiment.success_metric, resolve=True)
+    if not metric["name"]:
+        benchmarks = list(config.eval.benchmarks)
+        if benchmarks:
+            label = benchmark_label(str(benchmarks[0]))
+            metric["name"], metric["mode"] = f"eval/{label}/exact_match", "max"
+        else:
+            metric["name"], metric["mode"] = "val/loss", "min"
+    if metric["mode"] not in ("max", "min"):
+        raise ConfigError(f"experiment.success_metric.mode={metric['mode']!r}: use max or min")
+    return metric
+
+
+def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = None) -> None:
+    console = console or Console(width=max(100, Console().width))
+    table = Table(title=f"Experiment {plan.name} ({plan.id})")
+    for column in ("#", "arm", "seed", "overrides", "status"):
+        table.add_column(column)
+    pending_dirs = {job.dir for job in pending}
+    for index, job in enumerate(plan.planned):
+        status = "to run" if job.dir in pending_dirs else "completed (skipped)"
+        shown = " ".join(o for o in job.overrides if not o.startswith(BOOKKEEPING_OVERRIDES))
+        table.add_row(str(index), job.arm, str(job.seed), shown, status)
+    if plan.hypothesis:
+        console.print(f"[bold]Hypothesis:[/] {plan.hypothesis}")
+    console.print(f"[bold]Success metric:[/] {plan.metric_name} ({plan.mode})")
+    console.print(table)
+    console.print(f"{len(pending)} of {len(plan.planned)} jobs to run")
 
 
 def expand_jobs(experiment: DictConfig, sweep_arguments: list[str]) -> list[PlannedJob]:

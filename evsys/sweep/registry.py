@@ -18,6 +18,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from evsys.conclusion.runs import collect_runs
+from evsys.errors import ExperimentNotFound, RegistryError
+from evsys.records import CONCLUSION_FILES, Plan
+
+__all__ = ["ExperimentNotFound", "RegistryError"]  # re-exported: callers catch them here
+
 DB_NAME = "experiments.sqlite"
 COLUMNS = (
     "id",
@@ -31,19 +37,11 @@ COLUMNS = (
     "created_at",
     "finished_at",
 )
-STATUSES = ("planned", "running", "completed", "failed", "dry_run")
+STATUSES = ("planned", "running", "completed", "failed", "interrupted")
 _SCHEMA = """CREATE TABLE IF NOT EXISTS experiments (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, hypothesis TEXT, status TEXT NOT NULL,
     sweep_dir TEXT, parent_experiment_id TEXT, best_arm TEXT, verdict TEXT,
     created_at TEXT NOT NULL, finished_at TEXT)"""
-
-
-class RegistryError(RuntimeError):
-    """The registry cannot answer: e.g. no conclusion or no model export yet."""
-
-
-class ExperimentNotFound(RegistryError, LookupError):
-    """No experiment with that id in the registry."""
 
 
 def registry_path(outputs_root: str | Path) -> Path:
@@ -133,7 +131,7 @@ def get(outputs_root: str | Path, experiment_id: str) -> dict[str, Any]:
 def best_arm_model_dir(outputs_root: str | Path, experiment_id: str) -> Path:
     """The `model/` export of the experiment's best arm, from its best seed by the metric."""
     sweep_dir = Path(get(outputs_root, experiment_id)["sweep_dir"] or "")
-    conclusion_path = sweep_dir / "conclusion.json"
+    conclusion_path = sweep_dir / CONCLUSION_FILES[0]
     if not conclusion_path.is_file():
         raise RegistryError(
             f"experiment {experiment_id} has no conclusion ({conclusion_path} is missing); "
@@ -156,16 +154,13 @@ def best_arm_model_dir(outputs_root: str | Path, experiment_id: str) -> Path:
 
 def _model_dirs_best_first(sweep_dir: Path, arm: str) -> list[Path]:
     """Model export dirs of the arm's completed runs, best metric value first (ties: seed)."""
-    # imported here: registering at sweep start should not pay for scipy and matplotlib
-    from evsys.conclusion import collect_runs, load_experiment
-
-    experiment = load_experiment(sweep_dir)
-    sign = 1 if experiment["success_metric"].get("mode", "max") == "max" else -1
-    runs = [run for run in collect_runs(sweep_dir, experiment)["completed"] if run["arm"] == arm]
+    plan = Plan.load(sweep_dir)
+    sign = 1 if plan.mode == "max" else -1
+    runs = [run for run in collect_runs(sweep_dir, plan)["completed"] if run["arm"] == arm]
     runs.sort(key=lambda run: (-sign * run["value"], run["seed"]))
     # artifacts paths are relative to the job dir; an absolute one wins the join
     return [
-        sweep_dir / run["dir"] / (run["record"].get("artifacts") or {}).get("model", "model")
+        sweep_dir / run["dir"] / (run["record"].artifacts or {}).get("model", "model")
         for run in runs
     ]
 

@@ -1,0 +1,1 @@
+"""The command-line apps: train (the Hydra app), conclude, experiments."""

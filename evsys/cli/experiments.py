@@ -1,0 +1,87 @@
+"""Browse the experiment registry.
+
+python -m evsys.experiments [--root outputs]          every experiment, as a table
+python -m evsys.experiments show ID [--root outputs]  that experiment's conclusion.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from evsys.sweep import registry
+
+DEFAULT_ROOT = "outputs"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    root = getattr(args, "root", DEFAULT_ROOT)
+    console = Console()
+    if not console.is_terminal:  # a log or a pipe: wide enough that the table does not wrap
+        console = Console(width=200)
+    if args.command == "show":
+        return show(root, args.id, console)
+    print_experiments(root, console)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    # --root on both levels, so it may come before or after the subcommand
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--root", default=argparse.SUPPRESS, help=f"outputs root (default: {DEFAULT_ROOT})"
+    )
+    parser = argparse.ArgumentParser(
+        prog="python -m evsys.experiments", description=__doc__, parents=[common]
+    )
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("list", parents=[common], help="every experiment (the default)")
+    show_parser = commands.add_parser("show", parents=[common], help="print a conclusion")
+    show_parser.add_argument("id", help="experiment id")
+    return parser
+
+
+def print_experiments(outputs_root: str | Path, console: Console) -> None:
+    """The registry as a table, oldest first."""
+    rows = registry.list_experiments(outputs_root)
+    if not rows:
+        console.print(
+            f"no experiments registered in {registry.registry_path(outputs_root)}", markup=False
+        )
+        return
+    table = Table(title=Text(f"experiments in {registry.registry_path(outputs_root)}"))
+    columns = ("id", "name", "status", "best_arm", "verdict", "created_at", "sweep_dir")
+    for column in columns:
+        table.add_column(column.replace("_", " "), overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(str(row[c])) if row[c] is not None else "–" for c in columns))
+    console.print(table)
+
+
+def show(outputs_root: str | Path, experiment_id: str, console: Console) -> int:
+    """Print the experiment's conclusion.md; 1 when the id is unknown."""
+    try:
+        row = registry.get(outputs_root, experiment_id)
+    except registry.ExperimentNotFound as exc:
+        print(f"evsys.experiments: {exc}", file=sys.stderr)
+        return 1
+    conclusion = Path(row["sweep_dir"] or "") / "conclusion.md"
+    if conclusion.is_file():
+        # plain print: the markdown stays copy-pasteable and nothing is read as rich markup
+        print(conclusion.read_text(encoding="utf-8"), end="")
+    else:
+        console.print(
+            f"{experiment_id}: status {row['status']}, no conclusion yet ({conclusion})",
+            markup=False,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

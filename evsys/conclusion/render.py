@@ -1,0 +1,194 @@
+"""The conclusion as text: a markdown page and a console summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from evsys.conclusion.plots import matrix_plot_name
+from evsys.conclusion.text import ci_text, mean_std, num, p_text, seeds_text, value_std
+from evsys.records import BOOKKEEPING_OVERRIDES
+
+
+def render_markdown(conclusion: dict[str, Any]) -> str:
+    """The conclusion as a readable markdown page."""
+    metric = conclusion["success_metric"]
+    lines = [
+        f"# Conclusion: {conclusion['experiment']['name']}",
+        "",
+        f"- Experiment: `{conclusion['experiment']['id']}`",
+        f"- Hypothesis: {conclusion['hypothesis'] or '(none stated)'}",
+        f"- Success metric: `{metric['name']}` ({metric['mode']}, "
+        f"minimum effect {num(metric['min_effect'])})",
+        f"- Baseline: {conclusion['baseline'] or '(none: best vs runner-up)'}",
+        "",
+        f"## Verdict: {conclusion['verdict']}",
+        "",
+        conclusion["reason"],
+        "",
+    ]
+    lines += _groups_markdown(conclusion)
+    lines += _continual_markdown(conclusion.get("continual", {}))
+    lines += _other_metrics_markdown(conclusion["other_metrics"])
+    lines += _comparisons_markdown(conclusion["comparisons"])
+    lines += _problems_markdown(conclusion)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _groups_markdown(conclusion: dict) -> list[str]:
+    lines = [
+        f"## Arms ranked by {conclusion['success_metric']['name']}",
+        "",
+        "| rank | arm | mean ± std | 95% CI | n | seeds | overrides of this arm |",
+        "|---:|---|---|---|---:|---|---|",
+    ]
+    shared = _shared_overrides(conclusion["groups"])
+    for g in conclusion["groups"]:
+        overrides = " ".join(f"`{o}`" for o in g["overrides"] if o not in shared)
+        lines.append(
+            f"| {g['rank']} | {g['arm']} | {mean_std(g)} | {ci_text(g['ci95'])} | {g['n']} "
+            f"| {seeds_text(g['values'])} | {overrides} |"
+        )
+    if not conclusion["groups"]:
+        lines.append("| | (no completed arm) | | | | | |")
+    return lines + [""]
+
+
+def _continual_markdown(continual: dict[str, dict]) -> list[str]:
+    """Each continual group's exact-match matrix (mean ± std over seeds) and its metrics."""
+    lines = []
+    for arm, entry in continual.items():
+        mean, std = entry["matrix"]["exact_match"]["mean"], entry["matrix"]["exact_match"]["std"]
+        lines += [
+            f"## Continual: {arm} (exact match, mean ± std over n={entry['n']} seeds)",
+            "",
+            "| scored after | " + " | ".join(entry["benchmarks"]) + " |",
+            "|---|" + "---:|" * len(entry["benchmarks"]),
+        ]
+        for r, row in enumerate(entry["rows"]):
+            label = row if r == 0 else f"stage {r}: {row}"
+            cells = [value_std(m, s) for m, s in zip(mean[r], std[r], strict=True)]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += ["", _continual_metrics_line(entry["metrics"]), ""]
+        lines += [f"![{arm} score matrices]({matrix_plot_name(arm)})", ""]
+    return lines
+
+
+def _continual_metrics_line(metrics: dict[str, dict]) -> str:
+    """Exact-match metrics of the chain: average final score, BWT, FWT, drops, forgetting."""
+    shown = ["avg_final", "bwt", "fwt", "max_drop"]
+    shown += sorted(name for name in metrics if name.startswith("forgetting/"))
+    parts = [
+        f"{name} {value_std(metrics[name]['mean'], metrics[name]['std'])}"
+        for name in shown
+        if name in metrics
+    ]
+    return "Continual metrics (exact match): " + (" · ".join(parts) or "none")
+
+
+def _other_metrics_markdown(other: dict[str, dict]) -> list[str]:
+    """One row per metric, one column per arm: arms are few, metrics can be many."""
+    names = sorted({name for metrics in other.values() for name in metrics})
+    if not names:
+        return []
+    arms = list(other)
+    lines = [
+        "## Other metrics (mean over seeds)",
+        "",
+        "| metric | " + " | ".join(arms) + " |",
+        "|---|" + "---:|" * len(arms),
+    ]
+    for name in names:
+        cells = [num(other[arm][name]) if name in other[arm] else "" for arm in arms]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _shared_overrides(groups: list[dict]) -> set[str]:
+    """Overrides every arm has (the preset, ids, paths): the table shows what sets arms apart."""
+    if len(groups) < 2:
+        return {o for g in groups for o in g["overrides"] if o.startswith(BOOKKEEPING_OVERRIDES)}
+    shared = set(groups[0]["overrides"]).intersection(*(g["overrides"] for g in groups[1:]))
+    return shared | {
+        o for g in groups for o in g["overrides"] if o.startswith(BOOKKEEPING_OVERRIDES)
+    }
+
+
+def _comparisons_markdown(comparisons: list[dict]) -> list[str]:
+    if not comparisons:
+        return []
+    lines = [
+        "## Comparisons (Welch; difference oriented so positive = first is better)",
+        "",
+        "| comparison | first | second | difference | 95% CI | p | P(first beats second) | n |",
+        "|---|---|---|---:|---|---:|---:|---|",
+    ]
+    # When the runner-up is the baseline both comparisons are one test: one row, both names.
+    rows: dict[tuple[str, str], list[str]] = {}
+    for c in comparisons:
+        rows.setdefault((c["first"], c["second"]), []).append(c["name"].replace("_", " "))
+    for c in comparisons:
+        names = rows.pop((c["first"], c["second"]), None)
+        if names is None:
+            continue
+        p = p_text(c["p_value"]) if c["p_value"] is not None else "–"
+        lines.append(
+            f"| {', '.join(names)} | {c['first']} | {c['second']} | {num(c['diff'])} "
+            f"| {ci_text(c['ci95'])} | {p} | {num(c['prob_improvement'])} "
+            f"| {c['n_first']} vs {c['n_second']} |"
+        )
+    return lines + [""]
+
+
+def _problems_markdown(conclusion: dict) -> list[str]:
+    lines = []
+    if conclusion["failed"]:
+        lines += ["## Failed runs", ""]
+        for run in conclusion["failed"]:
+            error = " ".join(str(run["error"]).split())  # one line, whatever the error held
+            lines.append(f"- {run['arm']} seed {run['seed']} (`{run['dir']}`): {error}")
+        lines.append("")
+    if conclusion["missing"]:
+        lines += ["## Missing runs (no arm record: killed or never ran)", ""]
+        lines += [f"- {r['arm']} seed {r['seed']} (`{r['dir']}`)" for r in conclusion["missing"]]
+        lines.append("")
+    return lines
+
+
+def default_console() -> Console:
+    """stdout; in a log file (not a terminal) wide enough that tables do not wrap."""
+    console = Console()
+    return console if console.is_terminal else Console(width=160)
+
+
+def print_summary(conclusion: dict[str, Any], console: Console | None = None) -> None:
+    """The ranked arms as a table, then the verdict and any failed or missing runs."""
+    console = console or default_console()
+    metric = conclusion["success_metric"]
+    title = f"{conclusion['experiment']['name']}: {metric['name']} ({metric['mode']})"
+    table = Table(title=Text(title))
+    for column in ("rank", "arm", "n", "mean ± std", "95% CI", "seeds"):
+        table.add_column(column, justify="right" if column in ("rank", "n") else "left")
+    for g in conclusion["groups"]:
+        table.add_row(
+            str(g["rank"]),
+            Text(g["arm"]),
+            str(g["n"]),
+            mean_std(g),
+            ci_text(g["ci95"]),
+            seeds_text(g["values"]),
+        )
+    console.print(table)
+    style = {"supported": "bold green", "refuted": "bold red"}.get(conclusion["verdict"], "bold")
+    console.print(Text(conclusion["reason"], style=style))
+    for run in conclusion["failed"]:
+        console.print(
+            Text(f"FAILED  {run['arm']} seed {run['seed']} ({run['dir']}): {run['error']}")
+        )
+    for run in conclusion["missing"]:
+        console.print(Text(f"MISSING {run['arm']} seed {run['seed']} ({run['dir']})"))
+    for arm, entry in conclusion.get("continual", {}).items():
+        console.print(Text(f"continual {arm}: {_continual_metrics_line(entry['metrics'])}"))

@@ -1,0 +1,53 @@
+"""The runs of a sweep dir, each completed, failed or missing, read through the records module."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from evsys.records import RESULT_FILE, ArmResult, Plan, has_record
+
+
+def collect_runs(sweep_dir: str | Path, plan: Plan) -> dict[str, list[dict]]:
+    """Sort every planned job into completed / failed / missing, sorted by (arm, seed).
+
+    A completed run carries its success-metric value and its ArmResult (as `record`)."""
+    metric = plan.metric_name
+    runs: dict[str, list[dict]] = {"completed": [], "failed": [], "missing": []}
+    for job in plan.planned:
+        run = {"arm": job.arm, "seed": job.seed, "dir": job.dir}
+        job_dir = Path(sweep_dir) / job.dir
+        if not has_record(job_dir):
+            runs["missing"].append(run)
+            continue
+        record, error = _read_record(job_dir, metric)
+        if error is not None:
+            runs["failed"].append({**run, "error": error})
+        else:
+            runs["completed"].append({**run, "value": record.metrics[metric], "record": record})
+    for kind in runs.values():
+        kind.sort(key=lambda r: (r["arm"], r["seed"]))
+    return runs
+
+
+def _read_record(job_dir: Path, metric: str) -> tuple[ArmResult | None, str | None]:
+    """The arm record and, when it does not count as completed, why."""
+    try:
+        record = ArmResult.load(job_dir)
+    except (OSError, ValueError, TypeError) as exc:
+        return None, f"unreadable {RESULT_FILE}: {exc}"
+    if not record.completed:
+        return record, record.error or f"status {record.status!r}"
+    metrics = record.metrics or {}
+    if metric not in metrics:
+        present = ", ".join(sorted(metrics)) or "none"
+        return record, f"metric {metric!r} missing from the record (metrics present: {present})"
+    value = metrics[metric]
+    if not is_number(value) or not math.isfinite(value):
+        return record, f"metric {metric!r} is not a finite number: {value!r}"
+    return record, None
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -1,0 +1,32 @@
+"""How numbers read in the conclusion: 4 significant digits, intervals, seeds."""
+
+from __future__ import annotations
+
+
+def num(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def p_text(p: float) -> str:
+    return f"{p:.2g}"
+
+
+def interval(lo: float, hi: float) -> str:
+    return f"[{num(lo)}, {num(hi)}]"
+
+
+def value_std(mean: float, std: float | None) -> str:
+    return num(mean) + (f" ± {num(std)}" if std is not None else "")
+
+
+def mean_std(group: dict) -> str:
+    std = f" ± {num(group['std'])}" if group["std"] is not None else ""
+    return f"{num(group['mean'])}{std}"
+
+
+def ci_text(ci: list[float] | None) -> str:
+    return interval(*ci) if ci else "–"
+
+
+def seeds_text(values: dict[str, float]) -> str:
+    return ", ".join(f"{seed}: {num(value)}" for seed, value in values.items())

@@ -1,0 +1,57 @@
+"""An arm's data, ready before any model is built: every source checked, then each split
+read through the tokenization cache (a mixture's eval split is the union of its parts)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from omegaconf import DictConfig
+
+from evsys.config import DataConfig
+from evsys.data import cache, mixture
+from evsys.data.sources import load_split, plain
+from evsys.data.tasks import is_task
+from evsys.data.transforms import resolve_steps
+
+
+def check_source(data: DataConfig, required_format: str | None = None) -> None:
+    """Fail fast, before any model is built, when the dataset cannot be resolved or read."""
+    if mixture.is_mixture(data):
+        mixture.check(data, lambda component: check_source(component, required_format))
+        return
+    if is_task(data.dataset_name):
+        resolve_steps(plain(data.transforms))  # the task itself cannot fail; its steps can
+        return
+    if cache.checked_before(data, required_format):
+        return  # the same config over the same bytes passed this check before
+    load_split(data, "train", required_format=required_format)
+    load_split(data, "eval", required_format=required_format)
+    cache.mark_checked(data, required_format)
+
+
+def cached_splits(
+    data, tokenizer, required_format: str | None = None
+) -> tuple[cache.CachedExamples, cache.CachedExamples, dict[str, cache.CachedExamples]]:
+    """(train, eval, eval by dataset name) through the cache; a mixture's eval is the union."""
+    entry = cache.entry_dir(data, tokenizer, required_format)
+
+    def loader(split: str) -> Callable[[DictConfig], list[dict]]:
+        return lambda config: load_split(config, split, tokenizer, required_format)
+
+    if not mixture.is_mixture(data):
+        train = cache.CachedExamples(entry, "train", lambda: loader("train")(data))
+        held = cache.CachedExamples(entry, "eval", lambda: loader("eval")(data))
+        return train, held, {data.dataset_name: held}
+    train = cache.CachedExamples(entry, "train", lambda: mixture.load_train(data, loader("train")))
+    parts = {
+        config.dataset_name: cache.CachedExamples(
+            entry,
+            f"eval-{index}",
+            lambda c=config, label=label: mixture.named(label, loader("eval"), c),
+        )
+        for index, (label, config, _) in enumerate(mixture.components(data))
+    }
+    union = cache.CachedExamples(
+        entry, "eval", lambda: [ex for part in parts.values() for ex in part.examples()]
+    )
+    return train, union, parts

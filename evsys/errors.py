@@ -1,0 +1,27 @@
+"""The errors evsys raises on purpose: every module may import this one; it imports nothing.
+
+Each says what is wrong and where (the full config key, the file and line, the sweep dir), so
+a user can fix the input without reading a traceback.
+"""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A config value or key is wrong; the message names the full key."""
+
+
+class DataError(ValueError):
+    """A data row or file cannot be used; the message names the file (and row) and the fix."""
+
+
+class NotASweepDir(ValueError):
+    """The folder is not a sweep dir (no readable plan file)."""
+
+
+class RegistryError(RuntimeError):
+    """The experiment registry cannot answer: e.g. no conclusion or no model export yet."""
+
+
+class ExperimentNotFound(RegistryError, LookupError):
+    """No experiment with that id in the registry."""

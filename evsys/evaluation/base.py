@@ -1,0 +1,50 @@
+"""What a benchmark is: something that scores a model, with the settings of one evaluation.
+
+Light on purpose (no torch at import): config validation names benchmarks without loading
+any model code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from evsys.config import HarnessConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass
+class BenchmarkSettings:
+    """How much of each benchmark to run and how; shared by all benchmarks of one evaluation."""
+
+    data_seed: int = 0  # seed of the held-out examples (the data seed, not the run seed)
+    num_eval: int = 256  # held-out examples generated per task
+    max_examples: int = 256  # of those, how many are scored
+    batch_size: int = 64  # sequences per forward pass / generate call
+    max_new_tokens: int = 16  # generation budget per answer
+    max_length: int = 128  # truncation limit for the loss
+    harness: HarnessConfig | None = None  # settings of harness:<task> benchmarks (eval.harness)
+
+
+class Benchmark:
+    """Something that scores a model. `score` returns metric names without the eval/ prefix.
+
+    Subclass it for your own benchmark (`class:<module.Class>` in eval.benchmarks): evsys
+    builds it with the evaluation's settings and logs its scores as eval/<name>/<metric>.
+    """
+
+    name: str = ""
+
+    def __init__(self, settings: BenchmarkSettings | None = None):
+        self.settings = settings or BenchmarkSettings()
+
+    def score(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+        raise NotImplementedError
+
+
+def harness_settings(cfg) -> HarnessConfig:
+    """eval.harness of a run config as a HarnessConfig (defaults where a config lacks it)."""
+    node = cfg.eval.get("harness")
+    return HarnessConfig(**node) if node else HarnessConfig()

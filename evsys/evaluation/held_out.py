@@ -1,0 +1,158 @@
+"""Held-out prompt/completion benchmarks: teacher-forced loss and greedy exact match.
+
+A built-in task's held-out split (TaskBenchmark) or a dataset's eval split (DatasetBenchmark).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from evsys.data.packing import collate_padded
+from evsys.data.tasks import Task
+from evsys.data.tokenize import IGNORE_INDEX, encode_prompts, tokenize_examples
+from evsys.evaluation.base import Benchmark, BenchmarkSettings
+from evsys.evaluation.names import benchmark_label
+
+
+class HeldOutBenchmark(Benchmark):
+    """Held-out prompt/completion pairs: teacher-forced loss and greedy exact match."""
+
+    settings: BenchmarkSettings
+
+    def examples(self) -> list[dict]:
+        raise NotImplementedError
+
+    def is_correct(self, prediction: str, example: dict) -> float:
+        return float(prediction.strip() == example["completion"].strip())
+
+    def score(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+        s = self.settings
+        examples = self.examples()
+        predictions = generate_greedy(
+            model, tokenizer, [ex["prompt"] for ex in examples], s.batch_size, s.max_new_tokens
+        )
+        scores = [self.is_correct(p, ex) for p, ex in zip(predictions, examples, strict=True)]
+        return {
+            "loss": completion_loss(model, tokenizer, examples, s.batch_size, s.max_length),
+            "exact_match": sum(scores) / max(len(scores), 1),
+        }
+
+
+class TaskBenchmark(HeldOutBenchmark):
+    """A built-in task's held-out split, scored by the task's own rule."""
+
+    def __init__(self, task: Task, settings: BenchmarkSettings):
+        self.task = task
+        self.name = task.name
+        self.settings = settings
+
+    def examples(self) -> list[dict]:
+        s = self.settings
+        return self.task.examples("eval", s.num_eval, s.data_seed)[: s.max_examples]
+
+    def is_correct(self, prediction: str, example: dict) -> float:
+        return self.task.score(prediction, example)
+
+
+class DatasetBenchmark(HeldOutBenchmark):
+    """The eval split of a file or hub dataset, named by its short label."""
+
+    def __init__(self, dataset_name: str, examples: list[dict], settings: BenchmarkSettings):
+        self.name = benchmark_label(dataset_name)
+        self._examples = examples
+        self.settings = settings
+
+    def examples(self) -> list[dict]:
+        return self._examples[: self.settings.max_examples]
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients inside; the model's previous mode restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def completion_loss(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list[dict],
+    batch_size: int,
+    max_length: int,
+) -> float:
+    """Mean cross entropy per target token (completion + EOS) over all examples, teacher forced."""
+    tokenized = tokenize_examples(examples, tokenizer, max_length)
+    total, count = 0.0, 0
+    for start in range(0, len(tokenized), batch_size):
+        batch = collate_padded(tokenized[start : start + batch_size], tokenizer.pad_token_id)
+        batch = {key: value.to(model.device) for key, value in batch.items()}
+        labels = batch.pop("labels")
+        logits = model(**batch, use_cache=False).logits.float()
+        # Token t is predicted from the logits at t - 1.
+        total += F.cross_entropy(
+            logits[:, :-1].flatten(0, 1),
+            labels[:, 1:].flatten(),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        ).item()
+        count += int((labels[:, 1:] != IGNORE_INDEX).sum())
+    return total / max(count, 1)
+
+
+def generate_greedy(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    batch_size: int,
+    max_new_tokens: int,
+) -> list[str]:
+    """The model's greedy continuation of each prompt, up to (not including) EOS."""
+    predictions: list[str] = []
+    with evaluation_mode(model):
+        for start in range(0, len(prompts), batch_size):
+            batch = _left_padded(
+                encode_prompts(tokenizer, prompts[start : start + batch_size]),
+                tokenizer.pad_token_id,
+            )
+            batch = {key: value.to(model.device) for key, value in batch.items()}
+            output = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                use_cache=True,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
+            predictions += [_decode_answer(tokenizer, ids) for ids in new_tokens]
+    return predictions
+
+
+def _left_padded(prompts: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    # Left padding puts every prompt's last token in the last column, where generation continues;
+    # generate derives position ids from the attention mask, so padding does not shift them.
+    width = max(len(ids) for ids in prompts)
+    input_ids = [[pad_id] * (width - len(ids)) + ids for ids in prompts]
+    attention_mask = [[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts]
+    return {
+        "input_ids": torch.tensor(input_ids, dtype=torch.long),
+        "attention_mask": torch.tensor(attention_mask, dtype=torch.long),
+    }
+
+
+def _decode_answer(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:
+    # Finished rows are filled with padding after EOS; everything from the first EOS is dropped.
+    if tokenizer.eos_token_id in ids:
+        ids = ids[: ids.index(tokenizer.eos_token_id)]
+    return tokenizer.decode(ids, skip_special_tokens=True)

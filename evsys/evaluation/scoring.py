@@ -1,0 +1,94 @@
+"""Scoring a model on benchmarks by name: eval/<label>/<metric> for each one."""
+
+from __future__ import annotations
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from evsys.config import HarnessConfig
+from evsys.data.tasks import get_task, is_task
+from evsys.evaluation import custom, harness
+from evsys.evaluation.base import Benchmark, BenchmarkSettings, harness_settings
+from evsys.evaluation.held_out import DatasetBenchmark, TaskBenchmark, evaluation_mode
+from evsys.evaluation.names import harness_task, is_harness_name, known_benchmarks
+
+
+def get_benchmark(name: str, settings: BenchmarkSettings) -> Benchmark:
+    """The benchmark called `name`; a ValueError names the known ones when there is none."""
+    if is_task(name):
+        return TaskBenchmark(get_task(name), settings)
+    if is_harness_name(name):
+        return harness.HarnessBenchmark(harness_task(name), settings)
+    if custom.is_class_name(name):
+        return custom.custom_benchmark(name, settings)
+    raise ValueError(
+        f"unknown benchmark {name!r}; known benchmarks are: {', '.join(known_benchmarks())}"
+    )
+
+
+def evaluate_benchmarks(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    names: list[str],
+    *,
+    data_seed: int,
+    num_eval: int,
+    max_examples: int,
+    batch_size: int,
+    max_new_tokens: int,
+    max_length: int,
+    held_out: dict[str, list[dict]] | None = None,
+    harness: HarnessConfig | None = None,
+) -> dict[str, float]:
+    """Every named benchmark's metrics as {"eval/<name>/<metric>": value}.
+
+    `held_out` maps dataset names that are not built-in tasks (a file, a hub id) to their
+    eval examples, so the training data's own eval split can be a benchmark. `harness` holds
+    the settings of harness:<task> benchmarks.
+    """
+    settings = BenchmarkSettings(
+        data_seed=data_seed,
+        num_eval=num_eval,
+        max_examples=max_examples,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        max_length=max_length,
+        harness=harness,
+    )
+    # Resolve all names first, so a typo fails before any (slow) scoring.
+    held_out = held_out or {}
+    benchmarks = [
+        DatasetBenchmark(name, held_out[name], settings)
+        if name in held_out
+        else get_benchmark(name, settings)
+        for name in names
+    ]
+    metrics: dict[str, float] = {}
+    with evaluation_mode(model):
+        for benchmark in benchmarks:
+            for metric, value in benchmark.score(model, tokenizer).items():
+                metrics[f"eval/{benchmark.name}/{metric}"] = float(value)
+    return metrics
+
+
+def evaluate_configured(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    names: list[str],
+    cfg,
+    held_out: dict[str, list[dict]] | None = None,
+) -> dict[str, float]:
+    """`evaluate_benchmarks` with the settings of a run config (data.* and eval.*), rounded."""
+    scores = evaluate_benchmarks(
+        model,
+        tokenizer,
+        names,
+        data_seed=cfg.data.seed,
+        num_eval=cfg.data.num_eval,
+        max_examples=cfg.eval.max_examples,
+        batch_size=cfg.eval.batch_size,
+        max_new_tokens=cfg.eval.max_new_tokens,
+        max_length=cfg.data.max_length,
+        held_out=held_out,
+        harness=harness_settings(cfg),
+    )
+    return {key: round(float(value), 6) for key, value in scores.items()}

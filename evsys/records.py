@@ -1,0 +1,269 @@
+"""The on-disk contract of a sweep dir: file names, the plan, the arm records, atomic writes.
+
+    <sweep dir>/experiment.json      the Plan: the experiment and every planned job
+    <sweep dir>/<job dir>/result.json the ArmResult of one arm and seed, written last
+
+Every other module reads and writes these files through this one, so their names and keys
+live here only (docs/architecture.md lists every file of a sweep dir).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import IO, Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from evsys.errors import NotASweepDir
+
+PLAN_FILE = "experiment.json"
+RESULT_FILE = "result.json"
+CHECKPOINT = Path("checkpoints") / "last.ckpt"
+CONCLUSION_FILES = ("conclusion.json", "conclusion.md", "conclusion.png")
+
+# Overrides a sweep adds to every job for bookkeeping; they say nothing about what an arm trains.
+BOOKKEEPING_OVERRIDES = ("arm=", "experiment.id=", "+experiment=", "experiment.dry_run=")
+# Keys that say where or which replicate, not what is trained: left out of group_id.
+NOT_IN_GROUP = ("seed", "arm", "tags", "experiment", "hydra")
+# Files are read by the group too: sweeps on shared clusters are read by colleagues.
+FILE_MODE = 0o644
+
+
+# ------------------------------------------------------------------------------ atomic writes
+def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> Path:
+    """Call `write` on a temp file in the same folder, flush it to disk, then rename it, so
+    readers see the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, FILE_MODE)  # mkstemp makes 0600 files
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(path: Path, payload: Any) -> Path:
+    """JSON with sorted keys, written atomically."""
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+    return write_atomic(path, lambda out: out.write(text.encode("utf-8")))
+
+
+# ------------------------------------------------------------------------------ config identity
+def group_id(cfg: DictConfig) -> str:
+    """Stable hash of what is trained: the resolved config minus seed, names and paths.
+
+    Arms that differ only in seed share it (a run group)."""
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    identity = {k: v for k, v in container.items() if k not in NOT_IN_GROUP}
+    continual = (container.get("experiment") or {}).get("continual") or {}
+    if continual.get("datasets") is not None:  # the chain is what is trained, not bookkeeping
+        identity["continual"] = continual
+    text = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------- arm record
+@dataclass
+class ArmResult:
+    """The record of one arm and seed, as written to its job dir's result.json."""
+
+    arm: str
+    seed: int
+    status: str  # running | completed | failed
+    group_id: str = ""
+    experiment: str = ""
+    experiment_id: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    throughput: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    hparams: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    traceback: str | None = None
+    requeues: int = 0
+    resumed_from_step: int | None = None  # set when training continued from checkpoints/last.ckpt
+    started_at: str | None = None
+    finished_at: str | None = None
+    continual: dict[str, Any] | None = None
+    dir: str | None = None  # where the record lives; not stored in the file
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    def to_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        record.pop("dir")
+        return record
+
+    def save(self, job_dir: Path) -> Path:
+        return write_json_atomic(Path(job_dir) / RESULT_FILE, self.to_dict())
+
+    @classmethod
+    def load(cls, job_dir: Path) -> ArmResult:
+        """The record in `job_dir`; OSError, ValueError or TypeError when it is absent or
+        not a record."""
+        record = json.loads((Path(job_dir) / RESULT_FILE).read_text(encoding="utf-8"))
+        if not isinstance(record, dict):
+            raise ValueError(f"{Path(job_dir) / RESULT_FILE} does not hold a JSON object")
+        known = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
+        return cls(**known, dir=str(job_dir))
+
+
+def has_record(job_dir: Path) -> bool:
+    return (Path(job_dir) / RESULT_FILE).is_file()
+
+
+def record_path(job_dir: Path) -> Path:
+    return Path(job_dir) / RESULT_FILE
+
+
+def read_completed(job_dir: Path) -> ArmResult | None:
+    """The job's record when it completed, else None (absent, failed or unreadable)."""
+    try:
+        record = ArmResult.load(job_dir)
+    except (OSError, ValueError, TypeError):
+        return None
+    return record if record.completed else None
+
+
+# ------------------------------------------------------------------------------------- the plan
+@dataclass
+class PlannedJob:
+    """One arm x one seed: the Hydra overrides that compose its RunConfig, and its directory."""
+
+    arm: str
+    seed: int
+    overrides: list[str]
+    dir: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Plan:
+    """experiment.json: what the experiment is and every job it planned, before any ran."""
+
+    id: str
+    name: str
+    success_metric: dict[str, Any]
+    planned: list[PlannedJob]
+    hypothesis: str = ""
+    baseline: str | None = None
+    n_repeats: int = 1
+    base_seed: int = 0
+    parent_experiment_id: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    outputs_root: str = ""
+    created_at: str | None = None
+
+    @property
+    def metric_name(self) -> str:
+        return self.success_metric["name"]
+
+    @property
+    def mode(self) -> str:
+        return self.success_metric.get("mode", "max")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, sweep_dir: Path) -> Path:
+        return write_json_atomic(Path(sweep_dir) / PLAN_FILE, self.to_dict())
+
+    @classmethod
+    def load(cls, sweep_dir: str | Path) -> Plan:
+        """The plan of a sweep dir, or NotASweepDir saying what is wrong with it."""
+        path = Path(sweep_dir) / PLAN_FILE
+        if not path.is_file():
+            raise NotASweepDir(f"{sweep_dir} is not a sweep dir: it has no {PLAN_FILE}")
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise NotASweepDir(f"{path} is not readable JSON: {exc}") from exc
+        if not isinstance(raw, dict) or not isinstance(raw.get("planned"), list):
+            raise NotASweepDir(f"{path} has no 'planned' list of jobs")
+        metric = raw.get("success_metric") or {}
+        if not metric.get("name"):
+            raise NotASweepDir(f"{path} has no success_metric.name")
+        if metric.get("mode", "max") not in ("max", "min"):
+            raise NotASweepDir(f"{path}: success_metric.mode must be max or min")
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in raw.items() if k in known}
+        values["planned"] = [_planned_job(job) for job in raw["planned"]]
+        values.setdefault("id", raw.get("id") or "")
+        values.setdefault("name", raw.get("name") or "")
+        return cls(**values)
+
+
+def _planned_job(job: dict) -> PlannedJob:
+    directory = job.get("dir") or f"{job['arm']}_seed{job['seed']}"  # Hydra's job subdir
+    return PlannedJob(job["arm"], int(job["seed"]), list(job.get("overrides", [])), directory)
+
+
+def plan_exists(sweep_dir: Path) -> bool:
+    return (Path(sweep_dir) / PLAN_FILE).is_file()
+
+
+def existing_plan_id(sweep_dir: Path) -> str | None:
+    """The experiment id of a sweep dir planned before, so a re-run keeps its identity."""
+    path = Path(sweep_dir) / PLAN_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("id")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+# --------------------------------------------------------------------------- experiment result
+@dataclass
+class ExperimentResult:
+    """What `Experiment.run()` returns: every arm's record and the conclusion."""
+
+    name: str
+    hypothesis: str
+    sweep_dir: Path
+    arms: list[ArmResult]
+    conclusion: dict[str, Any]
+
+    @property
+    def best_arm(self) -> str | None:
+        return self.conclusion.get("best_arm")
+
+    @property
+    def verdict(self) -> str | None:
+        return self.conclusion.get("verdict")
+
+    @property
+    def failed(self) -> list[dict]:
+        return self.conclusion.get("failed", []) + self.conclusion.get("missing", [])
+
+
+def load_experiment_result(sweep_dir: Path) -> ExperimentResult:
+    """Every arm's record and the conclusion of a finished sweep dir."""
+    sweep_dir = Path(sweep_dir)
+    plan = Plan.load(sweep_dir)
+    conclusion_file = sweep_dir / CONCLUSION_FILES[0]
+    conclusion = json.loads(conclusion_file.read_text()) if conclusion_file.exists() else {}
+    arms = [
+        ArmResult.load(sweep_dir / job.dir)
+        for job in plan.planned
+        if has_record(sweep_dir / job.dir)
+    ]
+    return ExperimentResult(plan.name, plan.hypothesis, sweep_dir, arms, conclusion)

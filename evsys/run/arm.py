@@ -1,0 +1,157 @@
+"""run_experiment: one arm from config to record — data, model, training, scoring, export.
+
+The record's lifecycle lives here: created `running`, filled by the training (evsys/run/fit.py)
+or by a continual chain (evsys/run/continual.py), and written `completed` or `failed`, last
+and atomically, to the job dir (evsys/records.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import traceback
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from evsys.algorithms import algorithm_module_class
+from evsys.data.mixture import dataset_names
+from evsys.data.prepare import check_source
+from evsys.evaluation.base import harness_settings
+from evsys.evaluation.names import check_benchmark_names
+from evsys.models import count_parameters, export_model, load_tokenizer, resolve_init_from
+from evsys.records import CHECKPOINT, ArmResult, group_id
+from evsys.run.fit import (
+    final_metrics,
+    fit,
+    flat_hparams,
+    is_global_zero,
+    quiet_libraries,
+    timed,
+    write_hparams,
+)
+from evsys.validate import validate_run_config
+
+log = logging.getLogger("evsys")
+
+
+def run_experiment(cfg: DictConfig, job_dir: str | Path | None = None) -> ArmResult:
+    """Train and score one arm (one RunConfig); always returns its record (status completed or
+    failed), with no experiment bookkeeping.
+
+    The record is written to the job dir last, atomically. Failures are recorded, not
+    raised, so one arm never takes a sweep down.
+    """
+    job_dir = Path(job_dir or _default_job_dir(cfg))
+    job_dir.mkdir(parents=True, exist_ok=True)
+    record = _new_record(cfg)
+    try:
+        cfg = validate_run_config(cfg)
+        with quiet_libraries():
+            if cfg.experiment.continual.datasets is not None:
+                from evsys.run.continual import run_chain  # a chain of stages, each one fit
+
+                run_chain(cfg, job_dir, record)
+            else:
+                _train_and_score(cfg, job_dir, record)
+        record.status = "completed"
+    except Exception as error:  # noqa: BLE001 - every failure becomes the arm's record
+        record.status = "failed"
+        record.error = f"{type(error).__name__}: {error}"
+        record.traceback = traceback.format_exc()
+        log.error("arm %s (seed %s) failed: %s", record.arm, record.seed, record.error)
+    record.finished_at = _now()
+    if is_global_zero():
+        record.save(job_dir)
+    record.dir = str(job_dir)
+    return record
+
+
+def _new_record(cfg: DictConfig) -> ArmResult:
+    experiment = cfg.get("experiment") or {}
+    return ArmResult(
+        arm=str(cfg.get("arm", "default")),
+        seed=int(cfg.get("seed", 0)),
+        status="running",
+        experiment=str(experiment.get("name", "")),
+        experiment_id=experiment.get("id"),
+        overrides=_job_overrides(),
+        requeues=_requeues(),
+        started_at=_now(),
+    )
+
+
+def _check_inputs(cfg: DictConfig) -> None:
+    """Data and benchmarks resolve, before any model is built."""
+    check_source(cfg.data, algorithm_module_class(cfg.algorithm.kind).example_format)
+    benchmarks = [str(b) for b in cfg.eval.benchmarks]
+    check_benchmark_names(benchmarks, dataset_names(cfg.data), harness_settings(cfg))
+
+
+def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
+    timings: dict[str, float] = {}
+    with timed(timings, "setup"):
+        record.group_id = group_id(cfg)
+        record.hparams = flat_hparams(cfg)
+        _check_inputs(cfg)
+        if cfg.backend.num_threads:
+            torch.set_num_threads(cfg.backend.num_threads)
+        # `parent` becomes the parent experiment's best export before anything is loaded.
+        cfg.model.init_from = resolve_init_from(cfg)
+        tokenizer = load_tokenizer(cfg.model)
+    with timed(timings, "train"):
+        fitted = fit(cfg, job_dir, tokenizer)
+    record.resumed_from_step = fitted.resumed_from_step
+    log.info(
+        "arm %s seed %s: %s parameters, %d training rows -> %s",
+        record.arm, record.seed, f"{count_parameters(fitted.module.model):,}",
+        len(fitted.data.train_rows), job_dir,
+    )  # fmt: skip
+    if not fitted.trainer.is_global_zero:
+        return
+    with timed(timings, "eval"):
+        metrics = final_metrics(fitted, cfg)
+    model = fitted.module.model
+    export_dir = export_model(model, tokenizer, job_dir / "model", cfg.model.lora.export)
+    write_hparams(fitted.trainer.logger, record.hparams, metrics)
+    record.metrics = metrics
+    record.throughput = {
+        "tokens_per_second": round(fitted.throughput.tokens_per_second, 1),
+        "train_tokens": fitted.throughput.tokens,
+    }
+    timings["total"] = sum(timings.values())
+    record.timings = {k: round(v, 3) for k, v in timings.items()}
+    record.artifacts = {
+        "model": str(export_dir.relative_to(job_dir)),
+        "checkpoint": str(CHECKPOINT),
+        "tensorboard": "tensorboard",
+    }
+
+
+def _default_job_dir(cfg: DictConfig) -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    root = OmegaConf.select(cfg, "experiment.stores.outputs_root", default="outputs")
+    return Path(root) / "runs" / f"{stamp}_{cfg.get('arm', 'default')}_seed{cfg.get('seed', 0)}"
+
+
+def _job_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return list(HydraConfig.get().overrides.task)
+
+
+def _requeues() -> int:
+    """How many times SLURM requeued this job (preemption, timeout, scontrol requeue)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", 0))
+
+
+def _now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")

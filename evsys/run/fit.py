@@ -1,0 +1,256 @@
+"""fit: one training run of one config in one dir — the step an arm and each continual stage share.
+
+data module -> model (seeded) -> the algorithm's LightningModule -> Trainer -> fit, resuming
+from `<run dir>/checkpoints/last.ckpt` when it exists. The arm (evsys/run/arm.py) and the
+continual chain (evsys/run/continual.py) call it; neither builds a Trainer of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from evsys.algorithms import algorithm_module_class
+from evsys.errors import ConfigError
+from evsys.evaluation.scoring import evaluate_configured
+from evsys.lightning.callbacks import BenchmarkScoring, LineProgress, ThroughputMonitor
+from evsys.lightning.checkpoint_io import AtomicCheckpointIO
+from evsys.lightning.datamodule import PostTrainingDataModule
+from evsys.models import load_model
+from evsys.records import CHECKPOINT
+
+log = logging.getLogger("evsys")
+
+
+@dataclass
+class Fitted:
+    """What a finished fit hands back: the trained module and what its record needs."""
+
+    trainer: L.Trainer
+    module: L.LightningModule
+    data: PostTrainingDataModule
+    throughput: ThroughputMonitor
+    resumed_from_step: int | None
+
+
+def fit(
+    cfg: DictConfig,
+    run_dir: Path,
+    tokenizer,
+    init_from: Path | None = None,
+    logger: TensorBoardLogger | None = None,
+) -> Fitted:
+    """Train `cfg` in `run_dir` from `init_from`'s weights (None: cfg.model's), resuming an
+    interrupted run from its last.ckpt; a fresh module, so a fresh optimizer and schedule."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)  # data preparation, then the model
+    algorithm_class = algorithm_module_class(cfg.algorithm.kind)
+    data = PostTrainingDataModule(cfg, tokenizer, algorithm_class)
+    data.prepare()
+    model = starting_model(cfg, tokenizer, init_from)
+    module = algorithm_class(model, tokenizer, cfg.algorithm, seed=cfg.seed)
+    throughput = ThroughputMonitor()
+    trainer = build_trainer(cfg, run_dir, throughput, logger)
+    resume = run_dir / CHECKPOINT
+    resumed_from_step = checkpoint_step(resume) if resume.exists() else None
+    if resumed_from_step is not None:
+        log.info("resuming from %s (step %d)", resume, resumed_from_step)
+    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume.exists() else None)
+    return Fitted(trainer, module, data, throughput, resumed_from_step)
+
+
+def starting_model(cfg: DictConfig, tokenizer, init_from: Path | None = None):
+    """The model a run starts from, seeded so a fresh model is the same every time."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    model_cfg = copy.deepcopy(cfg.model)
+    if init_from is not None:
+        model_cfg.init_from = str(init_from)
+    return load_model(model_cfg, tokenizer)
+
+
+def build_trainer(
+    cfg: DictConfig,
+    run_dir: Path,
+    throughput: ThroughputMonitor,
+    logger: TensorBoardLogger | None = None,  # continual stages share one run across stages
+) -> L.Trainer:
+    algorithm, backend, validation = cfg.algorithm, cfg.backend, cfg.validation
+    accumulate = algorithm.accumulate_grad_batches
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / CHECKPOINT.parent,
+        save_last=True,
+        save_top_k=0,
+        every_n_train_steps=max(1, min(cfg.checkpoint_every_n_steps, algorithm.max_steps)),
+    )
+    interactive = sys.stdout.isatty()
+    progress = RichProgressBar() if interactive else LineProgress(f"[{cfg.arm} seed {cfg.seed}]")
+    return L.Trainer(
+        accelerator=backend.accelerator,
+        devices=backend.devices,
+        num_nodes=backend.num_nodes,
+        strategy=backend.strategy,
+        precision=backend.precision,
+        max_steps=algorithm.max_steps,
+        max_epochs=-1,
+        accumulate_grad_batches=accumulate,
+        gradient_clip_val=algorithm.grad_clip or None,
+        val_check_interval=validation.every_n_steps * accumulate,
+        check_val_every_n_epoch=None,
+        limit_val_batches=validation.num_batches if validation.enabled else 0,
+        num_sanity_val_steps=0,
+        logger=logger or run_logger(run_dir),
+        callbacks=[checkpoint, throughput, progress, *_benchmark_scoring(cfg)],
+        plugins=[AtomicCheckpointIO(), *_slurm_plugins()],
+        enable_progress_bar=interactive,
+        log_every_n_steps=cfg.log_every_n_steps,
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+    )
+
+
+def run_logger(run_dir: Path) -> TensorBoardLogger:
+    return TensorBoardLogger(
+        save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False
+    )
+
+
+def _benchmark_scoring(cfg: DictConfig) -> list[BenchmarkScoring]:
+    """Benchmarks scored during training too, when validation.benchmarks_every_n_steps asks."""
+    every = cfg.validation.benchmarks_every_n_steps
+    names = cfg.validation.benchmarks
+    names = [str(b) for b in (cfg.eval.benchmarks if names is None else names)]
+    return [BenchmarkScoring(cfg, names, every)] if every > 0 and names else []
+
+
+def train_metrics(trainer: L.Trainer) -> dict[str, float]:
+    """The last train loss and validation metrics Lightning saw."""
+    return {
+        key: round(float(value), 6)
+        for key, value in trainer.callback_metrics.items()
+        if key.startswith(("train/loss", "val/"))
+    }
+
+
+def final_metrics(fitted: Fitted, cfg: DictConfig) -> dict[str, float]:
+    """Train/validation metrics plus every benchmark's scores, logged at the last step."""
+    trainer = fitted.trainer
+    metrics = train_metrics(trainer)
+    benchmarks = [str(b) for b in cfg.eval.benchmarks]
+    held_out = fitted.data.held_out  # each dataset's eval split (every mixture component's)
+    scores = evaluate_configured(
+        fitted.module.model, fitted.data.tokenizer, benchmarks, cfg, held_out
+    )
+    metrics.update(scores)
+    for key, value in scores.items():
+        trainer.logger.experiment.add_scalar(key, value, trainer.global_step)
+    return metrics
+
+
+def checkpoint_step(path: Path) -> int:
+    """The optimizer step a Lightning checkpoint was saved at.
+
+    weights_only: a checkpoint in a copied or shared run dir is not trusted to run code."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return int(state["global_step"])
+    except Exception as error:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
+        raise ConfigError(
+            f"cannot read the checkpoint {path} ({type(error).__name__}: {error}); delete it "
+            "to train this run from step 0, or run into a fresh directory"
+        ) from None
+
+
+def write_hparams(logger: TensorBoardLogger, hparams: dict, metrics: dict) -> None:
+    """One HParams-table row for this run; its metric columns read the scalars already logged."""
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+    writer = logger.experiment
+    file_writer = writer._get_file_writer()  # reopens the event file if Lightning closed it
+    for summary in hparams_summary(hparams, metrics):
+        file_writer.add_summary(summary)
+    writer.flush()
+
+
+def flat_hparams(cfg: DictConfig) -> dict:
+    """Scalar config values by dotted key, for the TensorBoard HParams table."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("experiment", None)
+    flat: dict = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        elif isinstance(node, (int, float, str, bool)) or node is None:
+            flat[prefix[:-1]] = "none" if node is None else node
+        else:
+            flat[prefix[:-1]] = str(node)
+
+    walk(container, "")
+    return flat
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Keep the log about the experiment while training: no banners, tips or per-file progress
+    bars. Warning filters, log levels and transformers' progress bar are restored afterwards,
+    so a library user's own settings survive a run."""
+    import transformers
+
+    names = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    with warnings.catch_warnings():
+        # On a machine with SLURM installed, Lightning warns about every run not started by
+        # srun; evsys jobs on SLURM are launched by submitit, so the hint is wrong for them.
+        warnings.filterwarnings("ignore", message="The `srun` command is available")
+        # Lightning 2.6 on torch >= 2.10 builds a deprecated LeafSpec every step.
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`")
+        transformers.utils.logging.disable_progress_bar()
+        for logger in loggers:
+            logger.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+            if bars:
+                transformers.utils.logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def timed(timings: dict, name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = time.perf_counter() - started
+
+
+def is_global_zero() -> bool:
+    """Rank 0 of a distributed arm, as Lightning sees it (it sets the rank when its strategy
+    starts; before that it reads RANK, LOCAL_RANK or SLURM_PROCID, so every launcher agrees)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def _slurm_plugins() -> list:
+    """On SLURM, requeueing is the launcher's (submitit's) job: Lightning's own auto-requeue
+    (a SIGUSR1 handler that saves an hpc checkpoint and requeues) is turned off."""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []

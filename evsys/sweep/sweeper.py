@@ -1,0 +1,67 @@
+"""The evsys sweeper: plan and validate every job, skip finished ones, launch the rest.
+
+Selected in conf/train.yaml (`override hydra/sweeper: evsys`); Hydra instantiates plugins from
+`hydra_plugins` only, so hydra_plugins/evsys_sweeper/ holds a shim that imports this class.
+Unlike Hydra's basic sweeper it expands named arms and repeats, composes and validates every
+job before the first one starts, and never re-raises a job's failure (each arm records its
+own), so the conclusion always runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobStatus
+from hydra.plugins.sweeper import Sweeper
+from omegaconf import DictConfig
+
+from evsys.errors import ConfigError
+from evsys.records import read_completed
+from evsys.sweep.callbacks import EXIT_FAILED
+from evsys.sweep.experiment import start_sweep
+from evsys.sweep.plan import plan_sweep, print_plan
+
+log = logging.getLogger("evsys")
+
+
+class ExperimentSweeper(Sweeper):
+    def __init__(self, params: dict[str, str] | None = None) -> None:
+        self.params = dict(params or {})
+        self.config: DictConfig | None = None
+        self.launcher = None
+        self.hydra_context = None
+
+    def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context = hydra_context
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> Any:
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        axes = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
+        try:
+            plan = plan_sweep(self.config, axes, self.hydra_context.config_loader, sweep_dir)
+        except ConfigError as error:
+            # The user's mistake, not ours: the message names the arm and key; no traceback.
+            log.error("%s\nNothing was run: fix the experiment's config and run it again.", error)
+            raise SystemExit(EXIT_FAILED) from None
+        pending = [job for job in plan.planned if read_completed(sweep_dir / job.dir) is None]
+        print_plan(plan, pending)
+        if self.config.experiment.dry_run:
+            return []
+        start_sweep(plan, sweep_dir, self.config)
+        if not pending:
+            log.info("every arm already completed; rebuilding the conclusion only")
+            return []
+        results = self.launcher.launch([job.overrides for job in pending], initial_job_idx=0)
+        for job, result in zip(pending, results, strict=False):
+            if result.status == JobStatus.FAILED:
+                # Jobs record their own failures; reaching here means the job code itself broke.
+                log.error("job %s crashed outside its record: %r", job.dir, result._return_value)
+        return results
