@@ -55,7 +55,7 @@ def finish_sweep(sweep_dir: Path) -> dict | None:
     """Conclude from the files in the sweep dir, print the summary, update the registry."""
     # Imported here: the conclusion pulls in scipy and matplotlib, which a sweep's start-up
     # (and `--help`) should not pay for.
-    from evsys.conclusion import print_summary
+    from evsys.conclusion.render import print_summary
 
     if not plan_exists(sweep_dir):
         log.error("%s was never planned: nothing to conclude", sweep_dir)
@@ -68,7 +68,7 @@ def finish_sweep(sweep_dir: Path) -> dict | None:
 
 def conclude_sweep(sweep_dir: Path) -> dict:
     """Write the conclusion files and record the outcome in the experiment registry."""
-    from evsys.conclusion import write_conclusion  # heavy: see finish_sweep
+    from evsys.conclusion.write import write_conclusion  # heavy: see finish_sweep
 
     conclusion = write_conclusion(sweep_dir)
     plan = Plan.load(sweep_dir)
