@@ -91,7 +91,9 @@ class _Composer:
     def master(self, arguments: list[str]) -> DictConfig:
         """The sweep's config: the single-valued arguments (axes are planned, not composed)."""
         parsed = OverridesParser.create().parse_overrides(arguments)
-        single = [arg for arg, o in zip(arguments, parsed, strict=True) if not o.is_sweep_override()]
+        single = [
+            arg for arg, o in zip(arguments, parsed, strict=True) if not o.is_sweep_override()
+        ]
         overrides = [*self.hydra_overrides, *single]
         return compose(config_name="train", overrides=overrides, return_hydra_config=True)
 

@@ -22,7 +22,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from evsys.sweep.page_format import KIND, Page
+from evsys.sweep.page_checks import KIND
+from evsys.sweep.page_format import Page
 from evsys.sweep.plan import _override_value as override_value  # the plan's own grammar
 
 HEADER = "# @package _global_\n"
