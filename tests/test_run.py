@@ -129,3 +129,16 @@ def test_stream_workers_take_alternate_batches():
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)
     workers = [b["ids"] for b, _ in zip(loader, range(6), strict=False)]
     assert workers == alone
+
+
+def test_every_benchmark_writes_per_item_scores_whose_mean_is_the_metric(finished_arm):
+    _, job_dir = finished_arm
+    record = json.loads((job_dir / "result.json").read_text())
+    lines = (job_dir / "scores" / "addition.jsonl").read_text().splitlines()
+    items = [json.loads(line) for line in lines]
+    assert len(items) == 8  # eval.max_examples in FAST
+    assert len({item["item"] for item in items}) == len(items)
+    assert all(isinstance(item["prediction"], str) for item in items)
+    for metric in ("exact_match", "loss"):
+        mean = sum(item[metric] for item in items) / len(items)
+        assert mean == pytest.approx(record["metrics"][f"eval/addition/{metric}"], abs=1e-6)
