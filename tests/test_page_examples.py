@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from evsys import Experiment
+from evsys import Experiment, ExperimentConfig
 from evsys.records import BOOKKEEPING_OVERRIDES
 from tests.conftest import FAST, REPO
 
@@ -113,3 +113,17 @@ def _groups(conclusion: dict) -> list[dict]:
 
 
 HIDDEN = (*BOOKKEEPING_OVERRIDES, "experiment.stores.outputs_root=")  # not what is trained
+
+
+def test_a_config_built_in_python_runs(tmp_path):
+    config = ExperimentConfig(
+        name="built_in_python",
+        hypothesis="four steps run end to end",
+        success_metric="val/loss",
+        stores={"outputs_root": str(tmp_path / "outputs")},
+        run={"algorithm": {"kind": "sft", "lr": 3e-3}, "data": {"dataset_name": "addition"}},
+    )
+    result = Experiment(config, FAST).run(tmp_path / "sweep")
+    (arm,) = result.arms
+    assert arm.completed and arm.arm == "default" and "val/loss" in arm.metrics
+    assert result.conclusion["success_metric"]["name"] == "val/loss"

@@ -317,3 +317,22 @@ def _config(cfg) -> dict:
     container = OmegaConf.to_container(cfg, resolve=True)
     container["experiment"].pop("id", None)
     return container
+
+
+def test_a_named_run_and_a_metric_given_by_name(tmp_path):
+    text = "name: one\nsuccess_metric: val/loss\nrun: {name: only, algorithm: {max_steps: 5}}\n"
+    plan, (cfg,) = plan_experiment(_write(tmp_path, text))
+    assert (cfg.arm, plan.success_metric["name"], plan.success_metric["mode"]) == (
+        "only", "val/loss", "max"
+    )  # fmt: skip
+
+
+def test_expand_runs_of_a_preset_with_a_swept_override():
+    runs = evsys.expand_runs(REPO / "evsys/conf/experiment/demo.yaml", ["algorithm.max_steps=3,4"])
+    assert len(runs) == 2 * 2 * 3  # arms x cells x n_repeats
+    assert {cfg.algorithm.max_steps for cfg in runs} == {3, 4}
+
+
+def test_a_preset_with_comments_above_its_header_stays_a_preset(tmp_path):
+    path = _write(tmp_path, "# my preset\n#\n# @package _global_\nrun: 1\n")
+    assert not is_page_file(path)

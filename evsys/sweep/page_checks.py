@@ -17,10 +17,11 @@ from evsys.errors import ConfigError
 from evsys.validate import closest_key, describe_config_error
 
 # A RunConfig of the page: the composed config's keys, less the experiment's own.
-RUN_KEYS = (
-    "data", "model", "algorithm", "backend", "eval", "validation", "seed", "tags",
-    "log_every_n_steps", "checkpoint_every_n_steps",
-)  # fmt: skip
+RUN_KEYS = tuple(
+    item.name
+    for item in dataclasses.fields(schemas.RunConfig)
+    if item.name not in ("experiment", "arm")
+)
 DEFAULT_KIND = "sft"  # conf/train.yaml's algorithm
 KIND = "algorithm.kind"  # the dotted path that picks the algorithm group option
 

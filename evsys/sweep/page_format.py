@@ -122,8 +122,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def is_page_file(path: str | Path) -> bool:
     """The page's format, not a preset: no `# @package _global_` header, no `experiment:`
     node, and only keys of the page's ExperimentConfig (run, runs, matrix, name, ...)."""
-    text = Path(path).read_text(encoding="utf-8")
-    if "@package" in text.split("\n", 1)[0]:
+    header = []  # the leading comment block, where Hydra reads `# @package`
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            break
+        header.append(line)
+    if any("@package" in line for line in header):
         return False
     raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     if not isinstance(raw, dict) or "experiment" in raw or "defaults" in raw:
