@@ -154,6 +154,7 @@ baseline: slow
 n_repeats: 2
 base_seed: 3
 metadata: {owner: me}
+parent_experiment_id: sft_addition-20261201-000000-abcd
 runs:
   slow: {algorithm: {kind: sft, lr: 1e-4, max_steps: 6}, data: {dataset_name: addition}}
   fast: {algorithm: {kind: sft, lr: 3e-3, max_steps: 6}, data: {dataset_name: addition}}
@@ -167,6 +168,7 @@ experiment:
   n_repeats: 2
   base_seed: 3
   metadata: {owner: me}
+  parent_experiment_id: sft_addition-20261201-000000-abcd
   arms:
     slow: {algorithm.lr: 1e-4}
     fast: {algorithm.lr: 3e-3}
@@ -227,7 +229,8 @@ def test_page_and_preset_plan_the_same_jobs(tmp_path, page, preset):
     assert _jobs(page_plan) == _jobs(preset_plan)
     assert [group_id(cfg) for cfg in page_runs] == [group_id(cfg) for cfg in preset_runs]
     assert [_config(cfg) for cfg in page_runs] == [_config(cfg) for cfg in preset_runs]
-    for key in ("name", "hypothesis", "success_metric", "baseline", "n_repeats", "base_seed"):
+    keys = ("name", "hypothesis", "success_metric", "baseline", "n_repeats", "base_seed")
+    for key in (*keys, "parent_experiment_id"):
         assert getattr(page_plan, key) == getattr(preset_plan, key), key
     assert page_plan.metadata == preset_plan.metadata
 
@@ -251,6 +254,7 @@ def test_python_config_equals_the_file(tmp_path):
         n_repeats=2,
         base_seed=3,
         metadata={"owner": "me"},
+        parent_experiment_id="sft_addition-20261201-000000-abcd",
         runs=[
             {"name": arm, "algorithm": {"kind": "sft", "lr": lr, "max_steps": 6}, **ADDITION}
             for arm, lr in (("slow", 1e-4), ("fast", 3e-3))

@@ -41,7 +41,7 @@ from evsys.validate import closest_key, describe_config_error
 MODES = ("run", "runs", "matrix")
 EXPERIMENT_KEYS = (  # the page's keys that are the experiment node's own fields
     "name", "hypothesis", "success_metric", "baseline", "n_repeats", "base_seed",
-    "parent_experiment_id", "metadata",
+    "parent_experiment_id", "metadata", "dry_run",
 )  # fmt: skip
 TOP_KEYS = (*EXPERIMENT_KEYS, "prediction", "output_dir", "stores", "continual", *MODES)
 UNNAMED = ""  # the arm of a single run without a name (planned as "default")
@@ -67,8 +67,8 @@ class ExperimentConfig(schemas.ExperimentConfig):
     """
 
     success_metric: Any = ""  # a metric name, or {name, mode, min_effect}
-    stores: dict[str, Any] = field(default_factory=dict)  # outputs_root (outputs, registry),
-    # cache_dir (data caches)
+    # where things live: outputs_root (experiments and their registry), cache_dir (data caches)
+    stores: dict[str, Any] = field(default_factory=dict)
     output_dir: str | None = None  # the sweep dir; None: <outputs_root>/<name>/<timestamp>
     run: dict[str, Any] | None = None  # one RunConfig: one arm, n_repeats seeds
     runs: Any = None  # explicit arms: a list of RunConfigs with a name, or name -> RunConfig
