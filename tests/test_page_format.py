@@ -340,3 +340,11 @@ def test_expand_runs_of_a_preset_with_a_swept_override():
 def test_a_preset_with_comments_above_its_header_stays_a_preset(tmp_path):
     path = _write(tmp_path, "# my preset\n#\n# @package _global_\nrun: 1\n")
     assert not is_page_file(path)
+
+
+def test_overrides_extend_an_experiment_and_other_objects_are_refused():
+    experiment = evsys.Experiment.from_yaml(EXAMPLES / "run_repeats.yaml")
+    assert len(evsys.expand_runs(experiment, ["experiment.n_repeats=2"])) == 2
+    assert experiment.overrides == []  # the experiment itself is unchanged
+    with pytest.raises(TypeError, match="evsys.ExperimentConfig"):
+        evsys.Experiment(evsys.config.ExperimentConfig(name="node only"))

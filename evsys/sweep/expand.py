@@ -8,6 +8,7 @@ validates every job, exactly as the evsys sweeper does before a sweep starts.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +75,9 @@ def _as_experiment(experiment: Any, overrides: list[str] | None) -> Experiment:
 
 
 def _with_overrides(experiment: Experiment, overrides: list[str]) -> Experiment:
-    copy = object.__new__(Experiment)
-    copy.__dict__.update(experiment.__dict__)
-    copy.overrides = [*experiment.overrides, *overrides]
-    return copy
+    extended = copy.copy(experiment)
+    extended.overrides = [*experiment.overrides, *overrides]
+    return extended
 
 
 class _Composer:

@@ -115,8 +115,13 @@ class Experiment:
             self.preset = Path(config)
             if is_page_file(self.preset):
                 self.page = check_page(read_yaml(self.preset))
-        else:
+        elif isinstance(config, (dict, ExperimentConfig)):
             self.page = check_page(config if isinstance(config, dict) else config.to_dict())
+        else:
+            raise TypeError(
+                "Experiment takes the path of an experiment file, the concept page's "
+                f"evsys.ExperimentConfig or its mapping, not {type(config).__name__}"
+            )
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> Experiment:
