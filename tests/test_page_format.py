@@ -348,3 +348,16 @@ def test_overrides_extend_an_experiment_and_other_objects_are_refused():
     assert experiment.overrides == []  # the experiment itself is unchanged
     with pytest.raises(TypeError, match="evsys.ExperimentConfig"):
         evsys.Experiment(evsys.config.ExperimentConfig(name="node only"))
+
+
+def test_runs_may_be_run_config_dataclasses():
+    from evsys.config import DataConfig, DPOConfig, RunConfig
+
+    runs = {
+        "sft": RunConfig(data=DataConfig(dataset_name="addition")),
+        "dpo": RunConfig(algorithm=DPOConfig(beta=0.5), data=DataConfig(dataset_name="addition")),
+    }
+    cfgs = evsys.expand_runs(evsys.ExperimentConfig(name="dataclasses", runs=runs))
+    assert [(cfg.arm, cfg.algorithm.kind) for cfg in cfgs] == [("sft", "sft"), ("dpo", "dpo")]
+    assert cfgs[1].algorithm.beta == 0.5
+    assert list(cfgs[0].eval.benchmarks) == ["addition"]  # the group options fill in the rest

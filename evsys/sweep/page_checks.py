@@ -206,15 +206,37 @@ def _merge(schema_class: type, value: Any, where: str) -> None:
 
 
 def plain(value: Any) -> Any:
-    """Dataclasses (RunConfig, MatrixSpec, ...) as the nested mappings a file would hold."""
+    """Dataclasses (RunConfig, MatrixSpec, ...) as the nested mappings a file would hold; of a
+    RunConfig only what differs from its dataclass defaults, as a file sets only what it means
+    (the group options under conf/ fill in the rest, as for any file)."""
+    if isinstance(value, schemas.RunConfig):
+        algorithm = value.algorithm
+        default = schemas.RunConfig()
+        if dataclasses.is_dataclass(algorithm):
+            default.algorithm = type(algorithm)()
+        changed = _changed(_container(value), _container(default))
+        for key in ("experiment", "arm"):  # the file's own settings, not the run's
+            changed.pop(key, None)
+        if dataclasses.is_dataclass(algorithm):
+            changed.setdefault("algorithm", {})["kind"] = algorithm.kind
+        return changed
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        is_run = isinstance(value, schemas.RunConfig)
-        value = OmegaConf.to_container(OmegaConf.structured(value), resolve=False)
-        if is_run:  # a RunConfig's experiment node and arm name are the file's, not the run's
-            for key in ("experiment", "arm"):
-                value.pop(key, None)
-            if value.get("algorithm") == "???":
-                value.pop("algorithm")
+        return _container(value)
     if OmegaConf.is_config(value):
         value = OmegaConf.to_container(value, resolve=False)
     return copy.deepcopy(value)
+
+
+def _container(value: Any) -> Any:
+    return OmegaConf.to_container(OmegaConf.structured(value), resolve=False)
+
+
+def _changed(value: dict, default: dict) -> dict:
+    changed = {}
+    for key, item in value.items():
+        if isinstance(item, dict) and isinstance(default.get(key), dict):
+            if inner := _changed(item, default[key]):
+                changed[key] = inner
+        elif key not in default or item != default[key]:
+            changed[key] = item
+    return changed
