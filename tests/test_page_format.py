@@ -289,7 +289,14 @@ def test_output_dir_and_stores(tmp_path):
 
 def test_cli_shows_the_equivalent_preset():
     done = subprocess.run(
-        [sys.executable, "-m", "evsys.run_file", str(EXAMPLES / "matrix.yaml"), "--show-preset"],
+        [
+            sys.executable,
+            "-m",
+            "evsys.run_file",
+            "--show-preset",
+            str(EXAMPLES / "matrix.yaml"),
+            "seed=1",
+        ],
         env=cli_env(),
         capture_output=True,
         text=True,

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--show-preset", action="store_true", help="print the equivalent Hydra preset and exit"
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options may come after the overrides
     overrides = [*args.overrides, *(["experiment.dry_run=true"] if args.dry_run else [])]
     try:
         experiment = Experiment.from_yaml(args.file, overrides)
