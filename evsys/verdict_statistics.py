@@ -1,0 +1,504 @@
+"""Verdict statistics: intervals and tests of arms scored per seed and per item.
+
+Pure functions over numpy arrays: no files, no evsys imports, deterministic (no resampling).
+docs/statistics.md explains the choices and shows the calibration table.
+
+API (the integrator wires these in; `evsys.verdict_decision` holds the verdict on top):
+
+    ArmScores(arm, seeds, values, items=None)   one arm: values[s, i] = score of seed s on item i;
+                                                items=None means seed-level values only (seeds x 1)
+    ArmScores.from_items(arm, {seed: {item: score}}) / ArmScores.seed_level(arm, {seed: value})
+    arm_interval(arm, bounds=None) -> Interval  the arm's mean with a 95% interval
+    compare(first, second, mode, bounds) -> Comparison   oriented difference, interval, p-value
+    p_greater(c, margin) / p_less(c, margin)    p-values of "diff > margin" / "diff < margin"
+    holm(p_values) -> adjusted p-values         Holm (1979) step-down, FWER
+    family(comparisons, margin) -> FamilyTest per comparison: raw and Holm-adjusted p-values
+    mde(components, ...) / seeds_needed(components, effect, ...)   power at 80%, alpha 0.05
+
+Model. A score is y[a, s, i] = mu_a + u[a, s] + b_i + c[a, i] + e[a, s, i]: seeds s and items i
+are both random samples (two-way crossed random effects). The difference of two arms' grand
+means then varies with the seeds drawn AND with the items drawn (c: an arm is better on some
+items). Its variance is a sum of independent terms,
+
+    V = sum over seed sets of seed_var / n_seeds  +  item_var / n_items
+
+- seed_var: the variance over seeds of a seed's mean score (of the per-seed differences when
+  both arms ran the same seeds: pairing by seed cancels what a seed does to both arms). It holds
+  the per-item noise e too, so it is right with no estimate of "the seed component" itself.
+- item_var: the arm-by-item interaction, from the ANOVA mean squares of the items minus their
+  residual (pairing by item cancels the items' difficulty b_i). With zero seed variance this
+  term still carries the uncertainty: 1/256 vs 0/256 on every seed is not a difference.
+
+Tests and intervals use the generalized pivotal quantity of V (Tsui & Weerahandi 1989): each
+term is divided by an independent chi-square / df draw, over a fixed quantile grid, and the
+p-value is the average normal tail over that grid. With one seed term and no item term this is
+exactly Student's t; it stays calibrated at 2-5 seeds where the Satterthwaite t (df estimated
+from the same few seeds) is anti-conservative (up to ~8% at alpha 0.05, see the docs).
+
+Conventions (as evsys.statistics): a difference is oriented so positive means `first` is
+better; p-values are two-sided; 95% intervals are equal-tailed and clipped to the declared
+bounds (clipping keeps the interval's duality with the test: it excludes a value inside the
+bounds exactly when the test rejects it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+from scipy import optimize, special, stats
+
+ALPHA = 0.05
+MODES = ("max", "min")
+Bounds = tuple[float, float]
+PAIRED, UNPAIRED, WELCH, ONE_ARM = (
+    "paired_seeds_items",
+    "unpaired_seeds_items",
+    "welch_seed_means",
+    "seeds_items",
+)
+KNOWN_DF = 200.0  # a variance term this precise is treated as known (chi-square/df ~ 1)
+GRID = {1: 512, 2: 64, 3: 20}  # quantile points per random term, by number of terms
+
+
+@dataclass(frozen=True)
+class ArmScores:
+    """Scores of one arm: values[s, i] is seed seeds[s] on item items[i]."""
+
+    arm: str
+    seeds: tuple[int, ...]
+    values: np.ndarray  # seeds x items, or seeds x 1 when items is None
+    items: tuple[str, ...] | None = None  # None: only seed-level values are known
+
+    def __post_init__(self) -> None:
+        values = np.asarray(self.values, dtype=float)
+        if values.ndim == 1:  # seed-level values given as a vector
+            values = values[:, None]
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        if self.items is not None:
+            object.__setattr__(self, "items", tuple(str(i) for i in self.items))
+        _check_arm(self)
+
+    @classmethod
+    def from_items(cls, arm: str, scores: Mapping[int, Mapping[str, float]]) -> ArmScores:
+        """From {seed: {item: score}} (what the per-item score files hold); every seed must
+        score the same items."""
+        seeds = sorted(scores)
+        items = sorted(scores[seeds[0]]) if seeds else []
+        if any(sorted(scores[s]) != items for s in seeds):
+            raise ValueError(f"arm {arm!r}: seeds scored different items")
+        values = np.array([[scores[s][i] for i in items] for s in seeds], dtype=float)
+        return cls(arm, tuple(seeds), values, tuple(items))
+
+    @classmethod
+    def seed_level(cls, arm: str, values: Mapping[int, float]) -> ArmScores:
+        """From {seed: value} when no per-item scores exist (tests fall back to Welch)."""
+        seeds = sorted(values)
+        return cls(arm, tuple(seeds), np.array([[values[s]] for s in seeds], dtype=float))
+
+    @property
+    def mean(self) -> float:
+        return float(self.values.mean())
+
+    @property
+    def has_items(self) -> bool:
+        return self.items is not None
+
+
+def _check_arm(arm: ArmScores) -> None:
+    v = arm.values
+    if v.ndim != 2 or v.shape[0] != len(arm.seeds) or v.size == 0:
+        raise ValueError(f"arm {arm.arm!r}: values must be seeds x items, got shape {v.shape}")
+    if arm.items is None and v.shape[1] != 1:
+        raise ValueError(f"arm {arm.arm!r}: without item ids values must be seeds x 1")
+    if arm.items is not None and len(arm.items) != v.shape[1]:
+        raise ValueError(f"arm {arm.arm!r}: {len(arm.items)} item ids for {v.shape[1]} columns")
+    items_unique = arm.items is None or len(set(arm.items)) == len(arm.items)
+    if len(set(arm.seeds)) != len(arm.seeds) or not items_unique:
+        raise ValueError(f"arm {arm.arm!r}: seeds and items must be unique")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"arm {arm.arm!r}: scores must be finite numbers")
+
+
+@dataclass(frozen=True)
+class VarianceComponents:
+    """What the variance of a mean (or of a difference of means) is made of; see the module
+    docstring. The input of power and minimum-detectable-effect planning too."""
+
+    seed_terms: tuple[tuple[float, int], ...]  # (seed_var, n_seeds) per independent seed set
+    item_var: float = 0.0  # arm-by-item variance per item (0 when unknown or absent)
+    n_items: int | None = None  # None: seed-level data, item sampling not accounted for
+    item_noise: float = 0.0  # per-item noise inside the item mean square (subtracted)
+
+    def terms(self, n_seeds: int | None = None) -> list[Term]:
+        """The variance of the mean as terms; n_seeds replaces every seed set's size."""
+        out = [Term(var / (n_seeds or n), float((n_seeds or n) - 1)) for var, n in self.seed_terms]
+        if self.n_items and self.n_items > 1 and (self.item_var > 0 or self.item_noise > 0):
+            # the noise part shrinks with seeds; the arm-by-item part does not
+            scale = min(n for _, n in self.seed_terms) / (n_seeds or 1) if n_seeds else 1.0
+            noise = self.item_noise * scale / self.n_items
+            out.append(Term(self.item_var / self.n_items + noise, self.n_items - 1.0, noise))
+        return out
+
+    def variance(self, n_seeds: int | None = None) -> float:
+        return math.fsum(t.value for t in self.terms(n_seeds))
+
+    def df(self, n_seeds: int | None = None) -> float:
+        """Satterthwaite (1946) degrees of freedom of the variance (for reading and planning;
+        the tests use the pivot)."""
+        return _satterthwaite(self.terms(n_seeds))
+
+
+class Term(NamedTuple):
+    """One variance term: an estimate `plus` with `df` degrees of freedom, minus a known
+    `minus` (the noise an item mean square carries); its value is max(0, plus - minus)."""
+
+    plus: float
+    df: float
+    minus: float = 0.0
+
+    @property
+    def value(self) -> float:
+        return max(0.0, self.plus - self.minus)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An arm's mean with its 95% interval."""
+
+    arm: str
+    mean: float
+    ci95: Bounds | None  # None when the seed-to-seed variance cannot be estimated (1 seed)
+    se: float | None
+    method: str  # ONE_ARM (seeds x items) or WELCH (seed means only: t interval)
+    n_seeds: int
+    n_items: int | None
+    clipped: bool = False  # the interval reached a declared bound
+    components: VarianceComponents | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """`first` minus `second`, oriented so that positive means `first` is better."""
+
+    first: str
+    second: str
+    diff: float
+    ci95: Bounds | None  # None when a seed variance cannot be estimated
+    p_value: float | None  # two-sided, H0: diff = 0
+    se: float | None
+    df: float | None  # Satterthwaite df, for reading only (the test uses the pivot)
+    method: str  # PAIRED, UNPAIRED or WELCH
+    n_seeds: tuple[int, int]
+    n_items: int | None  # items both arms scored; None for WELCH
+    paired: bool  # paired by seed (by item too unless WELCH)
+    components: VarianceComponents | None = None
+    clipped: bool = False
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return f"{self.first} vs {self.second}"
+
+
+@dataclass(frozen=True)
+class FamilyTest:
+    """One comparison of a family with raw and Holm-adjusted p-values: against 0 (two-sided),
+    and the directional ones against the margin (doubled one-sided, so level alpha matches the
+    95% interval: p_above < alpha <=> lower bound > margin)."""
+
+    comparison: Comparison
+    p_raw: float | None
+    p_holm: float | None
+    p_above: float | None  # evidence that diff > margin
+    p_above_holm: float | None
+    p_below: float | None  # evidence that diff < margin
+    p_below_holm: float | None
+
+
+# ------------------------------------------------------------------------- one arm, two arms
+def arm_interval(arm: ArmScores, bounds: Bounds | None = None) -> Interval:
+    """The arm's mean with a 95% interval over seeds and items (a t interval over seed means
+    when the arm has no per-item scores)."""
+    n_seeds, n_items = arm.values.shape
+    method = ONE_ARM if arm.has_items and n_items > 1 else WELCH
+    comps = _components(arm.values) if method == ONE_ARM else _seed_components([arm.values])
+    mean = arm.mean
+    if n_seeds < 2:
+        return Interval(arm.arm, mean, None, None, method, n_seeds, _items_or_none(arm))
+    ci, clipped = _clip(_pivot_interval(mean, comps.terms()), bounds)
+    se = math.sqrt(comps.variance())
+    return Interval(arm.arm, mean, ci, se, method, n_seeds, _items_or_none(arm), clipped, comps)
+
+
+def compare(
+    first: ArmScores, second: ArmScores, mode: str = "max", bounds: Bounds | None = None
+) -> Comparison:
+    """The oriented difference of two arms' means: paired by item (and by seed when both ran
+    the same seeds), or Welch on seed means when either arm has no per-item scores.
+    `bounds` are the metric's bounds; the difference's are (lo - hi, hi - lo)."""
+    sign = _orientation(mode)
+    diff_bounds = None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
+    items, notes = _shared_items(first, second)
+    if items is None:
+        return _welch(first, second, sign, diff_bounds, notes)
+    a, b = _columns(first, items), _columns(second, items)
+    if first.seeds == second.seeds:
+        return _paired(first, second, sign * (a - b), diff_bounds, notes)
+    return _unpaired(first, second, sign * a, sign * b, diff_bounds, notes)
+
+
+def _paired(first, second, d: np.ndarray, bounds, notes) -> Comparison:
+    comps = _components(d)
+    return _comparison(first, second, float(d.mean()), comps, PAIRED, True, bounds, notes)
+
+
+def _unpaired(first, second, a: np.ndarray, b: np.ndarray, bounds, notes) -> Comparison:
+    # Seeds differ: each arm's seed term on its own; items still pair (item_var from the
+    # per-item mean differences, minus the residual noise those means carry).
+    seed = _seed_components([a, b])
+    noise = math.fsum(_residual_ms(x) / x.shape[0] for x in (a, b))
+    item_var = max(0.0, float(np.var(a.mean(axis=0) - b.mean(axis=0), ddof=1)) - noise)
+    comps = VarianceComponents(seed.seed_terms, item_var, a.shape[1], noise)
+    diff = float(a.mean() - b.mean())
+    notes = (*notes, "different seed sets: not paired by seed")
+    return _comparison(first, second, diff, comps, UNPAIRED, False, bounds, notes)
+
+
+def _welch(first, second, sign: int, bounds, notes) -> Comparison:
+    # The legacy fallback: seed means only, so item sampling is not accounted for.
+    comps = _seed_components([first.values, second.values])
+    diff = sign * (first.mean - second.mean)
+    n = (len(first.seeds), len(second.seeds))
+    notes = (*notes, "no per-item scores shared: Welch t-test on seed means")
+    if min(n) < 2:
+        return Comparison(first.arm, second.arm, diff, None, None, None, None, WELCH, n, None,
+                          False, comps, False, _one_seed_note(notes))  # fmt: skip
+    var, df = comps.variance(), comps.df()
+    se = math.sqrt(var)
+    if se == 0.0:
+        ci, p = (diff, diff), (0.0 if diff != 0 else 1.0)
+    else:
+        half = float(stats.t.ppf(1 - ALPHA / 2, df)) * se
+        ci, p = (diff - half, diff + half), float(2 * stats.t.sf(abs(diff) / se, df))
+    ci, clipped = _clip(ci, bounds)
+    return Comparison(first.arm, second.arm, diff, ci, p, se, df, WELCH, n, None, False, comps,
+                      clipped, notes)  # fmt: skip
+
+
+def _comparison(first, second, diff, comps, method, paired, bounds, notes) -> Comparison:
+    n = (len(first.seeds), len(second.seeds))
+    if min(n) < 2:  # one seed: the seed-to-seed variance is unknown, not zero
+        return Comparison(first.arm, second.arm, diff, None, None, None, None, method, n,
+                          comps.n_items, paired, comps, False, _one_seed_note(notes))  # fmt: skip
+    terms = comps.terms()
+    ci, clipped = _clip(_pivot_interval(diff, terms), bounds)
+    p = min(1.0, 2 * _tail(abs(diff), terms))
+    se, df = math.sqrt(comps.variance()), comps.df()
+    return Comparison(first.arm, second.arm, diff, ci, p, se, df, method, n, comps.n_items,
+                      paired, comps, clipped, tuple(notes))  # fmt: skip
+
+
+def p_greater(c: Comparison, margin: float = 0.0) -> float | None:
+    """p-value of "diff > margin" (doubled one-sided: < alpha iff the 95% lower bound > margin)."""
+    return _directional(c, c.diff - margin)
+
+
+def p_less(c: Comparison, margin: float = 0.0) -> float | None:
+    """p-value of "diff < margin" (doubled one-sided: < alpha iff the 95% upper bound < margin)."""
+    return _directional(c, margin - c.diff)
+
+
+def _directional(c: Comparison, excess: float) -> float | None:
+    if c.p_value is None or c.components is None:
+        return None
+    if c.method == WELCH:  # Student t with Welch's df, as the fallback's interval
+        se, df = c.se or 0.0, c.df or 1.0
+        if se == 0.0:
+            return 0.0 if excess > 0 else 1.0
+        return min(1.0, float(2 * stats.t.sf(excess / se, df)))
+    return min(1.0, 2 * _tail(excess, c.components.terms()))
+
+
+# ------------------------------------------------------------------------ variance components
+def _components(x: np.ndarray) -> VarianceComponents:
+    """Two-way (seeds x items) components of one matrix: the scores of one arm, or the paired
+    differences of two arms."""
+    n_seeds, n_items = x.shape
+    seed_var = float(np.var(x.mean(axis=1), ddof=1)) if n_seeds > 1 else 0.0
+    if n_items < 2:
+        return VarianceComponents(((seed_var, n_seeds),))
+    # E[var of item means] = item_var + residual / n_seeds; with one seed there is no residual
+    # to subtract and the item term keeps the noise (the test is not run then anyway).
+    noise = _residual_ms(x) / n_seeds
+    item_var = max(0.0, float(np.var(x.mean(axis=0), ddof=1)) - noise)
+    return VarianceComponents(((seed_var, n_seeds),), item_var, n_items, noise)
+
+
+def _seed_components(matrices: Sequence[np.ndarray]) -> VarianceComponents:
+    terms = []
+    for x in matrices:
+        means = x.mean(axis=1)
+        terms.append((float(np.var(means, ddof=1)) if len(means) > 1 else 0.0, len(means)))
+    return VarianceComponents(tuple(terms))
+
+
+def _residual_ms(x: np.ndarray) -> float:
+    n_seeds, n_items = x.shape
+    if n_seeds < 2 or n_items < 2:
+        return 0.0
+    resid = x - x.mean(axis=1, keepdims=True) - x.mean(axis=0, keepdims=True) + x.mean()
+    return float((resid**2).sum() / ((n_seeds - 1) * (n_items - 1)))
+
+
+def _satterthwaite(terms: Sequence[Term]) -> float:
+    total = math.fsum(t.value for t in terms)
+    denom = math.fsum(t.plus**2 / t.df for t in terms if t.value > 0 and t.df > 0)
+    if total == 0 or denom == 0:
+        return math.inf
+    return total**2 / denom
+
+
+# ------------------------------------------------------------------ the generalized pivot
+def _tail(x: float, terms: Sequence[Term]) -> float:
+    """P(N(0, V) > x) averaged over the pivot of V. One-sided; callers double it."""
+    vs = _pivot_variances(tuple(terms))
+    if not np.any(vs > 0):  # no variance at all: the difference is exact
+        return 0.0 if x > 0 else (0.5 if x == 0 else 1.0)
+    exact = 0.0 if x > 0 else (0.5 if x == 0 else 1.0)
+    z = -x / np.sqrt(np.where(vs > 0, vs, 1.0))
+    return float(np.mean(np.where(vs > 0, special.ndtr(z), exact)))
+
+
+def _pivot_interval(center: float, terms: Sequence[Term]) -> Bounds:
+    """center +- h, with h the 1 - alpha/2 quantile of the pivot (so the interval and the
+    two-sided test agree)."""
+    vs = _pivot_variances(tuple(terms))
+    if not np.any(vs > 0):
+        return (center, center)
+    hi = 10.0 * float(np.sqrt(vs.max()))
+    half = optimize.brentq(lambda h: _tail(h, terms) - ALPHA / 2, 0.0, hi, xtol=1e-12)
+    return (center - half, center + half)
+
+
+@lru_cache(maxsize=4096)
+def _pivot_variances(terms: tuple[Term, ...]) -> np.ndarray:
+    """V on a product grid of chi-square quantiles (equal weights): each estimated term
+    becomes max(0, plus * df / chi2_df - minus); terms with df >= KNOWN_DF count as known."""
+    random = [t for t in terms if t.plus > 0 and t.df < KNOWN_DF]
+    known = math.fsum(t.value for t in terms if t.df >= KNOWN_DF)
+    vs = np.array([known])
+    n = GRID.get(len(random), 12)
+    for t in random:
+        term = np.maximum(0.0, t.plus / _chi2_grid(n, t.df) - t.minus)
+        vs = (vs[:, None] + term[None, :]).ravel()
+    return vs
+
+
+@lru_cache(maxsize=256)
+def _chi2_grid(n: int, df: float) -> np.ndarray:
+    return stats.chi2.ppf((np.arange(n) + 0.5) / n, df) / df
+
+
+# ------------------------------------------------------------------------------ multiplicity
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm (1979) adjusted p-values (FWER); None (untestable) counts as 1 and stays None."""
+    ps = [1.0 if p is None else float(p) for p in p_values]
+    order = sorted(range(len(ps)), key=lambda j: ps[j])
+    adjusted, running = [0.0] * len(ps), 0.0
+    for rank, j in enumerate(order):
+        running = max(running, min(1.0, (len(ps) - rank) * ps[j]))
+        adjusted[j] = running
+    return [None if p is None else a for p, a in zip(p_values, adjusted, strict=True)]
+
+
+def family(comparisons: Sequence[Comparison], margin: float = 0.0) -> list[FamilyTest]:
+    """Raw and Holm-adjusted p-values of a family of comparisons, against 0 and, in each
+    direction, against `margin` (the minimum effect)."""
+    raw = [c.p_value for c in comparisons]
+    above = [p_greater(c, margin) for c in comparisons]
+    below = [p_less(c, margin) for c in comparisons]
+    cols = zip(raw, holm(raw), above, holm(above), below, holm(below), strict=True)
+    return [FamilyTest(c, *col) for c, col in zip(comparisons, cols, strict=True)]
+
+
+# ------------------------------------------------------------------------------------- power
+def mde(
+    components: VarianceComponents,
+    n_seeds: int | None = None,
+    alpha: float = ALPHA,
+    power: float = 0.8,
+) -> float:
+    """Minimum detectable effect (two-sided level alpha, given power) of the design the
+    components came from, or of the same design with `n_seeds` seeds per arm. Normal-t
+    approximation with Satterthwaite df (the test itself uses the pivot)."""
+    var, df = components.variance(n_seeds), components.df(n_seeds)
+    if not math.isfinite(df):
+        df = 1e9
+    q = float(stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df))
+    return q * math.sqrt(var)
+
+
+def seeds_needed(
+    components: VarianceComponents,
+    effect: float,
+    alpha: float = ALPHA,
+    power: float = 0.8,
+    max_seeds: int = 1000,
+) -> int | None:
+    """Fewest seeds per arm whose minimum detectable effect is <= `effect`; None when even
+    `max_seeds` are not enough (the item term does not shrink with seeds: more items then)."""
+    if effect <= 0:
+        raise ValueError("effect must be positive")
+    lo = 2
+    if mde(components, max_seeds, alpha, power) > effect:
+        return None
+    hi = max_seeds
+    while lo < hi:  # mde decreases with seeds
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if mde(components, mid, alpha, power) <= effect else (mid + 1, hi)
+    return lo
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _orientation(mode: str) -> int:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return 1 if mode == "max" else -1
+
+
+def _shared_items(first: ArmScores, second: ArmScores) -> tuple[list[str] | None, tuple]:
+    if not (first.has_items and second.has_items):
+        return None, ()
+    theirs = set(second.items or ())
+    shared = [i for i in first.items or () if i in theirs]
+    if len(shared) < 2:
+        return None, (f"{first.arm} and {second.arm} share {len(shared)} scored items",)
+    if len(shared) < max(len(first.items or ()), len(second.items or ())):
+        return shared, (f"compared on the {len(shared)} items both arms scored",)
+    return shared, ()
+
+
+def _columns(arm: ArmScores, items: Sequence[str]) -> np.ndarray:
+    index = {item: j for j, item in enumerate(arm.items or ())}
+    return arm.values[:, [index[i] for i in items]]
+
+
+def _items_or_none(arm: ArmScores) -> int | None:
+    return arm.values.shape[1] if arm.has_items else None
+
+
+def _one_seed_note(notes: Sequence[str]) -> tuple[str, ...]:
+    return (*notes, "one seed: the seed-to-seed variance is unknown, so there is no test")
+
+
+def _clip(ci: Bounds, bounds: Bounds | None) -> tuple[Bounds, bool]:
+    if bounds is None:
+        return ci, False
+    lo, hi = max(ci[0], bounds[0]), min(ci[1], bounds[1])
+    return (lo, hi), (lo, hi) != ci
