@@ -28,7 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evsys.verdict_decision import decide  # noqa: E402
-from evsys.verdict_statistics import ArmScores  # noqa: E402
+from evsys.verdict_sequential import sequential_step  # noqa: E402
+from evsys.verdict_statistics import ArmScores, compare  # noqa: E402
 
 EFFECT = 0.35  # logit shift of the better arm in the power runs (~ +7 points at 50%)
 
@@ -55,6 +56,8 @@ def simulate_arms(
     arms = []
     for j in range(n_arms):
         own = rng.normal(0.0, 1.0, n_seeds)
+        if not shared_seeds:  # other seeds: nothing in common with the other arms' seeds
+            common_seed = rng.normal(0.0, 1.0, n_seeds)
         u = seed_sd * (np.sqrt(seed_corr) * common_seed + np.sqrt(1 - seed_corr) * own)
         c = rng.normal(0.0, arm_item_sd, n_items)
         e = rng.normal(0.0, cell_sd, (n_seeds, n_items))
@@ -70,24 +73,83 @@ def seed_means(arms: Sequence[ArmScores]) -> list[ArmScores]:
     return [ArmScores(a.arm, a.seeds, a.values.mean(axis=1, keepdims=True)) for a in arms]
 
 
+SCENARIOS = {
+    "default": {},
+    # seeds barely matter, arms differ a lot per item: what Welch on seed means cannot see
+    "item-heavy": {"seed_sd": 0.05, "arm_item_sd": 0.6},
+    # same-seed runs strongly alike (same init and data order dominate)
+    "seed-correlated": {"seed_sd": 0.4, "seed_corr": 0.9},
+}
+METHODS = ("paired", "unpaired", "welch")
+
+
 def rates(
-    n_arms: int, n_seeds: int, baseline: bool, reps: int, effect: float, n_items: int = 256
-) -> tuple[float, float]:
-    """(method, Welch) rate of supported verdicts won by the truly better arm (any winner
+    n_arms: int,
+    n_seeds: int,
+    baseline: bool,
+    reps: int,
+    effect: float,
+    n_items: int = 256,
+    scenario: str = "default",
+) -> dict[str, float]:
+    """Per method, the rate of supported verdicts won by the truly better arm (any winner
     when effect is 0: then every supported verdict is a false positive)."""
     rng = np.random.default_rng([n_arms, n_seeds, int(baseline), int(effect * 1000)])
     effects = np.zeros(n_arms)
     if effect:
         effects[-1] = effect  # a0 is the baseline when there is one; the last arm is better
-    hits = np.zeros(2)
+    hits = dict.fromkeys(METHODS, 0)
+    base = "a0" if baseline else None
     for _ in range(reps):
-        arms = simulate_arms(rng, n_arms, n_seeds, n_items, effects)
-        for k, data in enumerate((arms, seed_means(arms))):
-            d = decide(data, "max", baseline="a0" if baseline else None, bounds=(0.0, 1.0))
+        arms = simulate_arms(rng, n_arms, n_seeds, n_items, effects, **SCENARIOS[scenario])
+        runs = {
+            "paired": decide(arms, "max", baseline=base, bounds=(0.0, 1.0)),
+            "unpaired": decide(arms, "max", baseline=base, bounds=(0.0, 1.0), pair_seeds=False),
+            "welch": decide(seed_means(arms), "max", baseline=base, bounds=(0.0, 1.0)),
+        }
+        for method, d in runs.items():
             winner = d.tests[0].comparison.first if d.tests else None
             right = effect == 0 or winner == f"a{n_arms - 1}"
-            hits[k] += d.verdict == "supported" and right
-    return float(hits[0] / reps), float(hits[1] / reps)
+            hits[method] += d.verdict == "supported" and right
+    return {m: h / reps for m, h in hits.items()}
+
+
+def first_seeds(arms: Sequence[ArmScores], n: int) -> list[ArmScores]:
+    """The arms as seen after their first n seeds (a look of a sequential run)."""
+    return [ArmScores(a.arm, a.seeds[:n], a.values[:n], a.items) for a in arms]
+
+
+def sequential_run(arms: Sequence[ArmScores], looks: Sequence[int]) -> tuple[dict, int]:
+    """Every arm vs the baseline a0, seeds added look by look until decided; returns the
+    final status and the seeds per arm used."""
+    decided: dict[str, str] = {}
+    for r, n in enumerate(looks):
+        seen = first_seeds(arms, n)
+        comps = [compare(x, seen[0]) for x in seen[1:]]
+        step = sequential_step(comps, looks, r, 0.0, decided)
+        decided = {k: v for k, v in step.status.items() if v in ("supported", "refuted")}
+        if step.stop:
+            return step.status, n
+    raise AssertionError("the last look always stops")
+
+
+def sequential_rates(
+    n_arms: int, looks: Sequence[int], reps: int, effect: float, scenario: str = "default"
+) -> tuple[float, float, float]:
+    """(rate of any decision under A/A, power: the better arm supported, mean seeds used
+    with the effect) of the sequential design against the baseline a0."""
+    rng = np.random.default_rng([n_arms, *looks, int(effect * 1000)])
+    false, power, seeds = 0, 0, 0
+    for _ in range(reps):
+        null = simulate_arms(rng, n_arms, looks[-1], **SCENARIOS[scenario])
+        false += any(v != "inconclusive" for v in sequential_run(null, looks)[0].values())
+        effects = np.zeros(n_arms)
+        effects[-1] = effect
+        alt = simulate_arms(rng, n_arms, looks[-1], effects=effects, **SCENARIOS[scenario])
+        status, n = sequential_run(alt, looks)
+        power += status[f"a{n_arms - 1} vs a0"] == "supported"
+        seeds += n
+    return false / reps, power / reps, seeds / reps
 
 
 def main() -> None:
@@ -95,20 +157,49 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=1000)
     parser.add_argument("--items", type=int, default=256)
     parser.add_argument("--effect", type=float, default=EFFECT)
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
+    parser.add_argument("--arms", type=int, nargs="+", default=[2, 4, 8])
+    parser.add_argument("--sequential", action="store_true", help="the adaptive-seeds table")
     args = parser.parse_args()
     start = time.time()
-    print(f"reps={args.reps} items={args.items} effect={args.effect} (logit), alpha=0.05")
-    print("| arms | seeds | baseline | A/A method | A/A Welch | power method | power Welch |")
-    print("|---:|---:|:---:|---:|---:|---:|---:|")
-    for n_arms in (2, 4, 8):
+    print(
+        f"scenario={args.scenario} reps={args.reps} items={args.items} "
+        f"effect={args.effect} (logit), alpha=0.05"
+    )
+    (sequential_table if args.sequential else fixed_table)(args)
+    print(f"({time.time() - start:.0f} s)")
+
+
+def sequential_table(args: argparse.Namespace) -> None:
+    print("| arms | looks (seeds) | A/A any decision | power | mean seeds used (effect) |")
+    print("|---:|:---|---:|---:|---:|")
+    for n_arms in args.arms:
+        for looks in ((2, 3, 5), (3, 5, 8)):
+            false, power, seeds = sequential_rates(
+                n_arms, looks, args.reps, args.effect, args.scenario
+            )
+            text = ", ".join(map(str, looks))
+            print(f"| {n_arms} | {text} | {false:.3f} | {power:.3f} | {seeds:.2f} |")
+            sys.stdout.flush()
+
+
+def fixed_table(args: argparse.Namespace) -> None:
+    cols = (
+        " | ".join(f"A/A {m}" for m in METHODS) + " | " + " | ".join(f"power {m}" for m in METHODS)
+    )
+    print(f"| arms | seeds | baseline | {cols} |")
+    print("|---:|---:|:---:|" + "---:|" * (2 * len(METHODS)))
+    for n_arms in args.arms:
         for n_seeds in (2, 3, 5):
             for baseline in (False, True):
-                null = rates(n_arms, n_seeds, baseline, args.reps, 0.0, args.items)
-                power = rates(n_arms, n_seeds, baseline, args.reps, args.effect, args.items)
-                row = [n_arms, n_seeds, "yes" if baseline else "no", *null, *power]
-                print("| {} | {} | {} | {:.3f} | {:.3f} | {:.3f} | {:.3f} |".format(*row))
+                null = rates(n_arms, n_seeds, baseline, args.reps, 0.0, args.items, args.scenario)
+                power = rates(
+                    n_arms, n_seeds, baseline, args.reps, args.effect, args.items, args.scenario
+                )
+                cells = [f"{null[m]:.3f}" for m in METHODS] + [f"{power[m]:.3f}" for m in METHODS]
+                flag = "yes" if baseline else "no"
+                print(f"| {n_arms} | {n_seeds} | {flag} | " + " | ".join(cells) + " |")
                 sys.stdout.flush()
-    print(f"({time.time() - start:.0f} s)")
 
 
 if __name__ == "__main__":

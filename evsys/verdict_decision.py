@@ -82,8 +82,9 @@ def decide(
     baseline: str | None = None,
     prediction: Prediction | Mapping[str, str] | None = None,
     bounds: Bounds | None = None,
+    pair_seeds: bool = True,
 ) -> Decision:
-    """The verdict by the rules in the module docstring."""
+    """The verdict by the rules in the module docstring; `pair_seeds` as in compare()."""
     by_name = {a.arm: a for a in arms}
     if len(by_name) != len(arms):
         raise ValueError("arm names must be unique")
@@ -92,7 +93,7 @@ def decide(
     sign = 1 if mode == "max" else -1
     ranking = tuple(sorted(by_name, key=lambda a: -sign * by_name[a].mean))
     m = max(float(min_effect), 0.0)
-    ctx = _Context(by_name, mode, m, bounds, ranking)
+    ctx = _Context(by_name, mode, m, bounds, ranking, pair_seeds)
     if len(ranking) < 2:
         return ctx.nothing_to_compare()
     if pred is not None:
@@ -109,9 +110,13 @@ class _Context:
     m: float
     bounds: Bounds | None
     ranking: tuple[str, ...]
+    pair_seeds: bool = True
 
     def tests(self, pairs: Sequence[tuple[str, str]]) -> list[FamilyTest]:
-        comps = [compare(self.arms[a], self.arms[b], self.mode, self.bounds) for a, b in pairs]
+        comps = [
+            compare(self.arms[a], self.arms[b], self.mode, self.bounds, self.pair_seeds)
+            for a, b in pairs
+        ]
         return family(comps, self.m)
 
     def decision(self, verdict, kind, claim, reason, tests, surprises=()) -> Decision:

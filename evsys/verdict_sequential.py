@@ -15,6 +15,10 @@ the sequential design (Maurer & Bretz 2013): at each look the open comparisons a
 by p and tested against the boundaries for alpha / (number still open), then
 alpha / (one fewer), ...; a decided comparison stays decided.
 
+A look at 2 seeds decides nothing: its seed term has 1 df, and on 0/1 scores two seeds tie
+often enough that its p-values far in the tail (the 0.002 an early look needs) are several
+times too small, while at 0.05 they are fine. Not testing at a look only lowers the error.
+
 Why group-sequential rather than anytime-valid confidence sequences: at 2-5 seeds a
 confidence sequence has to hold against every possible stopping time and is several times
 wider; the number of looks here is small and known in advance, which is the case a spending
@@ -33,6 +37,7 @@ from scipy import optimize, special, stats
 
 from evsys.verdict_statistics import ALPHA, Comparison, p_greater, p_less
 
+MIN_DECISION_SEEDS = 3  # looks with fewer seeds decide nothing (see the module docstring)
 STEP = 0.02  # grid step of the numerical integration (z units at full information)
 HALF_WIDTH = 10.0
 
@@ -138,6 +143,8 @@ def sequential_step(
         key=lambda c: _p_against_margin(c, m),
     )
     n_rejected = len(decided)
+    if int(looks[look]) < MIN_DECISION_SEEDS:
+        open_ = []
     for c in open_:  # Holm step-down with spending boundaries at alpha / (number open)
         level = sequential_boundaries(looks, alpha / (len(names) - n_rejected))[look]
         if _p_against_margin(c, m) > level.nominal_alpha:

@@ -62,7 +62,8 @@ PAIRED, UNPAIRED, WELCH, ONE_ARM = (
     "seeds_items",
 )
 KNOWN_DF = 200.0  # a variance term this precise is treated as known (chi-square/df ~ 1)
-GRID = {1: 512, 2: 64, 3: 20}  # quantile points per random term, by number of terms
+GRID = {1: 161, 2: 49, 3: 21}  # pivot grid points per random term, by number of terms
+PROBIT = 8.0  # the grid spans u = Phi(-8) .. Phi(8) of each chi-square
 
 
 @dataclass(frozen=True)
@@ -136,13 +137,22 @@ class VarianceComponents:
     item_noise: float = 0.0  # per-item noise inside the item mean square (subtracted)
 
     def terms(self, n_seeds: int | None = None) -> list[Term]:
-        """The variance of the mean as terms; n_seeds replaces every seed set's size."""
-        out = [Term(var / (n_seeds or n), float((n_seeds or n) - 1)) for var, n in self.seed_terms]
+        """The variance of the mean as terms; n_seeds replaces every seed set's size. Two
+        seed sets (unpaired arms) make one term with Welch's df, so that with no item term
+        the test is Welch's t-test."""
+        seeds = [
+            Term(var / (n_seeds or n), float((n_seeds or n) - 1)) for var, n in self.seed_terms
+        ]
+        if len(seeds) > 1:
+            seeds = [Term(math.fsum(t.plus for t in seeds), _satterthwaite(seeds))]
+        out = list(seeds)
         if self.n_items and self.n_items > 1 and (self.item_var > 0 or self.item_noise > 0):
             # the noise part shrinks with seeds; the arm-by-item part does not
             scale = min(n for _, n in self.seed_terms) / (n_seeds or 1) if n_seeds else 1.0
-            noise = self.item_noise * scale / self.n_items
-            out.append(Term(self.item_var / self.n_items + noise, self.n_items - 1.0, noise))
+            item_noise = self.item_noise * scale / self.n_items
+            out.append(
+                Term(self.item_var / self.n_items + item_noise, self.n_items - 1.0, item_noise)
+            )
         return out
 
     def variance(self, n_seeds: int | None = None) -> float:
@@ -155,7 +165,7 @@ class VarianceComponents:
 
 
 class Term(NamedTuple):
-    """One variance term: an estimate `plus` with `df` degrees of freedom, minus a known
+    """One variance term: an estimate `plus` with `df` degrees of freedom, less a known
     `minus` (the noise an item mean square carries); its value is max(0, plus - minus)."""
 
     plus: float
@@ -237,18 +247,26 @@ def arm_interval(arm: ArmScores, bounds: Bounds | None = None) -> Interval:
 
 
 def compare(
-    first: ArmScores, second: ArmScores, mode: str = "max", bounds: Bounds | None = None
+    first: ArmScores,
+    second: ArmScores,
+    mode: str = "max",
+    bounds: Bounds | None = None,
+    pair_seeds: bool = True,
 ) -> Comparison:
     """The oriented difference of two arms' means: paired by item (and by seed when both ran
-    the same seeds), or Welch on seed means when either arm has no per-item scores.
-    `bounds` are the metric's bounds; the difference's are (lo - hi, hi - lo)."""
+    the same seeds and pair_seeds), or Welch on seed means when either arm has no per-item
+    scores. `bounds` are the metric's bounds; the difference's are (lo - hi, hi - lo).
+
+    Pairing by seed removes what a seed does to both arms but leaves n - 1 df for the seed
+    term instead of about 2(n - 1): it pays when same-seed runs are correlated enough
+    (docs/statistics.md has the numbers); pair_seeds=False analyses them as independent."""
     sign = _orientation(mode)
     diff_bounds = None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
     items, notes = _shared_items(first, second)
     if items is None:
         return _welch(first, second, sign, diff_bounds, notes)
     a, b = _columns(first, items), _columns(second, items)
-    if first.seeds == second.seeds:
+    if first.seeds == second.seeds and pair_seeds:
         return _paired(first, second, sign * (a - b), diff_bounds, notes)
     return _unpaired(first, second, sign * a, sign * b, diff_bounds, notes)
 
@@ -262,11 +280,13 @@ def _unpaired(first, second, a: np.ndarray, b: np.ndarray, bounds, notes) -> Com
     # Seeds differ: each arm's seed term on its own; items still pair (item_var from the
     # per-item mean differences, minus the residual noise those means carry).
     seed = _seed_components([a, b])
-    noise = math.fsum(_residual_ms(x) / x.shape[0] for x in (a, b))
+    resid = [_residual_ms(x) for x in (a, b)]
+    noise = math.fsum(r / x.shape[0] for r, x in zip(resid, (a, b), strict=True))
     item_var = max(0.0, float(np.var(a.mean(axis=0) - b.mean(axis=0), ddof=1)) - noise)
     comps = VarianceComponents(seed.seed_terms, item_var, a.shape[1], noise)
     diff = float(a.mean() - b.mean())
-    notes = (*notes, "different seed sets: not paired by seed")
+    why = "different seed sets" if first.seeds != second.seeds else "pair_seeds=False"
+    notes = (*notes, f"{why}: not paired by seed")
     return _comparison(first, second, diff, comps, UNPAIRED, False, bounds, notes)
 
 
@@ -333,11 +353,11 @@ def _components(x: np.ndarray) -> VarianceComponents:
     seed_var = float(np.var(x.mean(axis=1), ddof=1)) if n_seeds > 1 else 0.0
     if n_items < 2:
         return VarianceComponents(((seed_var, n_seeds),))
-    # E[var of item means] = item_var + residual / n_seeds; with one seed there is no residual
-    # to subtract and the item term keeps the noise (the test is not run then anyway).
-    noise = _residual_ms(x) / n_seeds
-    item_var = max(0.0, float(np.var(x.mean(axis=0), ddof=1)) - noise)
-    return VarianceComponents(((seed_var, n_seeds),), item_var, n_items, noise)
+    # E[var of item means] = item_var + residual / n_seeds; with one seed there is no
+    # residual to subtract (and no test is run then anyway).
+    resid = _residual_ms(x)
+    item_var = max(0.0, float(np.var(x.mean(axis=0), ddof=1)) - resid / n_seeds)
+    return VarianceComponents(((seed_var, n_seeds),), item_var, n_items, resid / n_seeds)
 
 
 def _seed_components(matrices: Sequence[np.ndarray]) -> VarianceComponents:
@@ -367,42 +387,54 @@ def _satterthwaite(terms: Sequence[Term]) -> float:
 # ------------------------------------------------------------------ the generalized pivot
 def _tail(x: float, terms: Sequence[Term]) -> float:
     """P(N(0, V) > x) averaged over the pivot of V. One-sided; callers double it."""
-    vs = _pivot_variances(tuple(terms))
-    if not np.any(vs > 0):  # no variance at all: the difference is exact
-        return 0.0 if x > 0 else (0.5 if x == 0 else 1.0)
+    vs, weights = _pivot_variances(tuple(terms))
     exact = 0.0 if x > 0 else (0.5 if x == 0 else 1.0)
+    if not np.any(vs > 0):  # no variance at all: the difference is exact
+        return exact
     z = -x / np.sqrt(np.where(vs > 0, vs, 1.0))
-    return float(np.mean(np.where(vs > 0, special.ndtr(z), exact)))
+    return float(np.dot(weights, np.where(vs > 0, special.ndtr(z), exact)))
 
 
 def _pivot_interval(center: float, terms: Sequence[Term]) -> Bounds:
     """center +- h, with h the 1 - alpha/2 quantile of the pivot (so the interval and the
     two-sided test agree)."""
-    vs = _pivot_variances(tuple(terms))
+    vs, _ = _pivot_variances(tuple(terms))
     if not np.any(vs > 0):
         return (center, center)
-    hi = 10.0 * float(np.sqrt(vs.max()))
-    half = optimize.brentq(lambda h: _tail(h, terms) - ALPHA / 2, 0.0, hi, xtol=1e-12)
+    hi = math.sqrt(math.fsum(t.value for t in terms) or float(vs.max()))
+    while _tail(hi, terms) > ALPHA / 2:  # heavy tails at 2 seeds: t_1 needs ~12.7 se
+        hi *= 4.0
+    half = optimize.brentq(lambda h: _tail(h, terms) - ALPHA / 2, 0.0, hi, rtol=1e-10)
     return (center - half, center + half)
 
 
 @lru_cache(maxsize=4096)
-def _pivot_variances(terms: tuple[Term, ...]) -> np.ndarray:
-    """V on a product grid of chi-square quantiles (equal weights): each estimated term
-    becomes max(0, plus * df / chi2_df - minus); terms with df >= KNOWN_DF count as known."""
+def _pivot_variances(terms: tuple[Term, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """V and its weights on a product grid over the pivot: each estimated term becomes
+    max(0, plus * df / chi2_df - minus); terms with df >= KNOWN_DF count as known. The grid is
+    uniform on the probit scale (trapezoid rule against normal weights), so the far tails
+    that decide p-values of 0.001 at 2 seeds are resolved, not lumped into one quantile."""
     random = [t for t in terms if t.plus > 0 and t.df < KNOWN_DF]
-    known = math.fsum(t.value for t in terms if t.df >= KNOWN_DF)
-    vs = np.array([known])
+    fixed = [t for t in terms if t not in random]
+    known = math.fsum(t.value for t in fixed)
+    vs, weights = np.array([known]), np.array([1.0])
     n = GRID.get(len(random), 12)
     for t in random:
-        term = np.maximum(0.0, t.plus / _chi2_grid(n, t.df) - t.minus)
+        w, wt = _chi2_grid(n, t.df)
+        term = np.maximum(0.0, t.plus / w - t.minus)
         vs = (vs[:, None] + term[None, :]).ravel()
-    return vs
+        weights = (weights[:, None] * wt[None, :]).ravel()
+    return vs, weights
 
 
 @lru_cache(maxsize=256)
-def _chi2_grid(n: int, df: float) -> np.ndarray:
-    return stats.chi2.ppf((np.arange(n) + 0.5) / n, df) / df
+def _chi2_grid(n: int, df: float) -> tuple[np.ndarray, np.ndarray]:
+    """chi2_df / df at n points uniform in z in [-PROBIT, PROBIT] (u = Phi(z)), and weights."""
+    z = np.linspace(-PROBIT, PROBIT, n)
+    weights = stats.norm.pdf(z)
+    w = stats.chi2.ppf(special.ndtr(z), df) / df
+    w = np.where(z < -5.0, stats.chi2.isf(special.ndtr(-z), df) / df, w)  # ppf loses digits
+    return w, weights / weights.sum()
 
 
 # ------------------------------------------------------------------------------ multiplicity
