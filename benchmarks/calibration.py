@@ -1,6 +1,8 @@
 """Calibration of the verdict statistics: false-positive rate and power by arms and seeds.
 
-    python benchmarks/calibration.py [--reps 1000] [--items 256]
+    python benchmarks/calibration.py [--reps 1000] [--scenario default|item-heavy|...]
+    python benchmarks/calibration.py --sequential    # adaptive seeds
+    python benchmarks/calibration.py --components    # the pivot vs Satterthwaite's t
 
 Simulates exact-match scores (0/1 per item) of k arms x n seeds x items and prints, for the
 seeds-x-items method (evsys.verdict_statistics) and for Welch's t-test on seed means (the
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -152,6 +155,36 @@ def sequential_rates(
     return false / reps, power / reps, seeds / reps
 
 
+def components_rates(n_seeds: int, seed_sd: float, item_sd: float, reps: int) -> tuple:
+    """A/A on Gaussian paired differences D = seed + item + noise (noise sd 1, 256 items):
+    rejection rate at 0.05 of the pivot test, and of the same statistic read against
+    Student t with Satterthwaite's df (the textbook variance-components test)."""
+    rng = np.random.default_rng([n_seeds, int(seed_sd * 1000), int(item_sd * 1000)])
+    items, zeros = tuple(f"q{i}" for i in range(256)), np.zeros((n_seeds, 256))
+    hits = np.zeros(2)
+    for _ in range(reps):
+        d = (
+            seed_sd * rng.standard_normal((n_seeds, 1))
+            + item_sd * rng.standard_normal((1, 256))
+            + rng.standard_normal((n_seeds, 256))
+        )
+        seeds = tuple(range(n_seeds))
+        c = compare(ArmScores("a", seeds, d, items), ArmScores("b", seeds, zeros, items))
+        satterthwaite = 2 * stats.t.sf(abs(c.diff) / c.se, c.df)
+        hits += [c.p_value < 0.05, satterthwaite < 0.05]
+    return tuple(hits / reps)
+
+
+def components_table(args: argparse.Namespace) -> None:
+    print("| seeds | seed sd | item sd | pivot (used) | Satterthwaite t |")
+    print("|---:|---:|---:|---:|---:|")
+    for n_seeds in (2, 3, 5):
+        for seed_sd, item_sd in ((0.0, 0.0), (0.2, 0.0), (0.2, 0.3), (0.5, 0.5), (1.0, 0.5)):
+            pivot, satt = components_rates(n_seeds, seed_sd, item_sd, args.reps)
+            print(f"| {n_seeds} | {seed_sd} | {item_sd} | {pivot:.3f} | {satt:.3f} |")
+            sys.stdout.flush()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=1000)
@@ -160,13 +193,17 @@ def main() -> None:
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="default")
     parser.add_argument("--arms", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--sequential", action="store_true", help="the adaptive-seeds table")
+    parser.add_argument(
+        "--components", action="store_true", help="pivot vs Satterthwaite on Gaussian data"
+    )
     args = parser.parse_args()
     start = time.time()
     print(
         f"scenario={args.scenario} reps={args.reps} items={args.items} "
         f"effect={args.effect} (logit), alpha=0.05"
     )
-    (sequential_table if args.sequential else fixed_table)(args)
+    table = sequential_table if args.sequential else fixed_table
+    (components_table if args.components else table)(args)
     print(f"({time.time() - start:.0f} s)")
 
 

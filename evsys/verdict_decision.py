@@ -121,8 +121,17 @@ class _Context:
 
     def decision(self, verdict, kind, claim, reason, tests, surprises=()) -> Decision:
         best = self.ranking[0] if self.ranking else None
-        return Decision(verdict, kind, claim, reason, self.ranking, best, tuple(tests),
-                        tuple(surprises), _notes(tests))  # fmt: skip
+        return Decision(
+            verdict=verdict,
+            kind=kind,
+            claim=claim,
+            reason=reason,
+            ranking=self.ranking,
+            best=best,
+            tests=tuple(tests),
+            surprises=tuple(surprises),
+            notes=_notes(tests),
+        )
 
     def nothing_to_compare(self) -> Decision:
         only = ", ".join(self.ranking) or "no arm"

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -294,34 +294,52 @@ def _welch(first, second, sign: int, bounds, notes) -> Comparison:
     # The legacy fallback: seed means only, so item sampling is not accounted for.
     comps = _seed_components([first.values, second.values])
     diff = sign * (first.mean - second.mean)
-    n = (len(first.seeds), len(second.seeds))
     notes = (*notes, "no per-item scores shared: Welch t-test on seed means")
-    if min(n) < 2:
-        return Comparison(first.arm, second.arm, diff, None, None, None, None, WELCH, n, None,
-                          False, comps, False, _one_seed_note(notes))  # fmt: skip
-    var, df = comps.variance(), comps.df()
-    se = math.sqrt(var)
-    if se == 0.0:
+    if min(len(first.seeds), len(second.seeds)) < 2:
+        return _untested(first, second, diff, comps, WELCH, False, notes)
+    se, df = math.sqrt(comps.variance()), comps.df()
+    if se == 0.0:  # no spread at all: the difference is exact
         ci, p = (diff, diff), (0.0 if diff != 0 else 1.0)
     else:
         half = float(stats.t.ppf(1 - ALPHA / 2, df)) * se
         ci, p = (diff - half, diff + half), float(2 * stats.t.sf(abs(diff) / se, df))
-    ci, clipped = _clip(ci, bounds)
-    return Comparison(first.arm, second.arm, diff, ci, p, se, df, WELCH, n, None, False, comps,
-                      clipped, notes)  # fmt: skip
+    return _tested(first, second, diff, comps, (WELCH, False), notes, (ci, p), bounds)
 
 
 def _comparison(first, second, diff, comps, method, paired, bounds, notes) -> Comparison:
-    n = (len(first.seeds), len(second.seeds))
-    if min(n) < 2:  # one seed: the seed-to-seed variance is unknown, not zero
-        return Comparison(first.arm, second.arm, diff, None, None, None, None, method, n,
-                          comps.n_items, paired, comps, False, _one_seed_note(notes))  # fmt: skip
+    if min(len(first.seeds), len(second.seeds)) < 2:
+        return _untested(first, second, diff, comps, method, paired, notes)
     terms = comps.terms()
-    ci, clipped = _clip(_pivot_interval(diff, terms), bounds)
-    p = min(1.0, 2 * _tail(abs(diff), terms))
-    se, df = math.sqrt(comps.variance()), comps.df()
-    return Comparison(first.arm, second.arm, diff, ci, p, se, df, method, n, comps.n_items,
-                      paired, comps, clipped, tuple(notes))  # fmt: skip
+    ci, p = _pivot_interval(diff, terms), min(1.0, 2 * _tail(abs(diff), terms))
+    return _tested(first, second, diff, comps, (method, paired), notes, (ci, p), bounds)
+
+
+def _tested(first, second, diff, comps, how, notes, ci_p, bounds) -> Comparison:
+    (method, paired), (ci, p) = how, ci_p
+    ci, clipped = _clip(ci, bounds)
+    return Comparison(
+        first=first.arm,
+        second=second.arm,
+        diff=diff,
+        ci95=ci,
+        p_value=p,
+        se=math.sqrt(comps.variance()),
+        df=comps.df(),
+        method=method,
+        n_seeds=(len(first.seeds), len(second.seeds)),
+        n_items=comps.n_items,
+        paired=paired,
+        components=comps,
+        clipped=clipped,
+        notes=tuple(notes),
+    )
+
+
+def _untested(first, second, diff, comps, method, paired, notes) -> Comparison:
+    # one seed: the seed-to-seed variance is unknown, not zero
+    notes = (*notes, "one seed: the seed-to-seed variance is unknown, so there is no test")
+    tested = _tested(first, second, diff, comps, (method, paired), notes, ((0, 0), 0), None)
+    return replace(tested, ci95=None, p_value=None, se=None, df=None)
 
 
 def p_greater(c: Comparison, margin: float = 0.0) -> float | None:
@@ -523,10 +541,6 @@ def _columns(arm: ArmScores, items: Sequence[str]) -> np.ndarray:
 
 def _items_or_none(arm: ArmScores) -> int | None:
     return arm.values.shape[1] if arm.has_items else None
-
-
-def _one_seed_note(notes: Sequence[str]) -> tuple[str, ...]:
-    return (*notes, "one seed: the seed-to-seed variance is unknown, so there is no test")
 
 
 def _clip(ci: Bounds, bounds: Bounds | None) -> tuple[Bounds, bool]:
