@@ -1,6 +1,7 @@
 """The verdict on a hypothesis from several arms: preregistered (a prediction) or exploratory.
 
-Pure: arms' scores in (evsys.verdict_statistics.ArmScores), a Decision out. Rules, with
+Pure: arms' scores in (evsys.verdict_statistics.ArmScores), a Decision out; the two families
+on their own: versus_baseline (every arm vs a baseline) and best_versus_others. Rules, with
 m = max(min_effect, 0), alpha = 0.05, each comparison oriented so positive is better, and
 p_above / p_below the p-values of "diff > m" / "diff < m" (doubled one-sided, so p < alpha is
 the 95% interval lying above / below m):
@@ -85,22 +86,55 @@ def decide(
     pair_seeds: bool = True,
 ) -> Decision:
     """The verdict by the rules in the module docstring; `pair_seeds` as in compare()."""
-    by_name = {a.arm: a for a in arms}
-    if len(by_name) != len(arms):
-        raise ValueError("arm names must be unique")
     pred = Prediction.of(prediction)
-    _check_names(by_name, baseline, pred)
-    sign = 1 if mode == "max" else -1
-    ranking = tuple(sorted(by_name, key=lambda a: -sign * by_name[a].mean))
-    m = max(float(min_effect), 0.0)
-    ctx = _Context(by_name, mode, m, bounds, ranking, pair_seeds)
-    if len(ranking) < 2:
+    ctx = _context(arms, mode, min_effect, bounds, pair_seeds)
+    _check_names(ctx.arms, baseline, pred)
+    if len(ctx.ranking) < 2:
         return ctx.nothing_to_compare()
     if pred is not None:
         return _preregistered(ctx, pred)
     if baseline is not None:
         return _exploratory_baseline(ctx, baseline)
     return _exploratory_best(ctx)
+
+
+def versus_baseline(
+    arms: Sequence[ArmScores],
+    baseline: str,
+    mode: str = "max",
+    min_effect: float = 0.0,
+    bounds: Bounds | None = None,
+    pair_seeds: bool = True,
+) -> list[FamilyTest]:
+    """Every other arm vs the baseline, best first: one Holm family (FWER over k - 1)."""
+    ctx = _context(arms, mode, min_effect, bounds, pair_seeds)
+    _check_names(ctx.arms, baseline, None)
+    return ctx.tests([(a, baseline) for a in ctx.ranking if a != baseline])
+
+
+def best_versus_others(
+    arms: Sequence[ArmScores],
+    mode: str = "max",
+    min_effect: float = 0.0,
+    bounds: Bounds | None = None,
+    pair_seeds: bool = True,
+) -> list[FamilyTest]:
+    """The best arm (by mean) vs every other arm. "The best beats all" holds when every
+    p_above < alpha (equivalently every p_above_holm): see the module docstring for why
+    picking the best on the same data does not inflate that."""
+    ctx = _context(arms, mode, min_effect, bounds, pair_seeds)
+    return ctx.tests([(ctx.ranking[0], a) for a in ctx.ranking[1:]])
+
+
+def _context(arms, mode, min_effect, bounds, pair_seeds) -> _Context:
+    by_name = {a.arm: a for a in arms}
+    if len(by_name) != len(arms):
+        raise ValueError("arm names must be unique")
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+    sign = 1 if mode == "max" else -1
+    ranking = tuple(sorted(by_name, key=lambda a: -sign * by_name[a].mean))
+    return _Context(by_name, mode, max(float(min_effect), 0.0), bounds, ranking, pair_seeds)
 
 
 @dataclass(frozen=True)
@@ -213,8 +247,7 @@ def _all_above(tests: Sequence[FamilyTest]) -> tuple[str, str]:
 
 # ------------------------------------------------------------------------------- exploratory
 def _exploratory_baseline(ctx: _Context, baseline: str) -> Decision:
-    others = [a for a in ctx.ranking if a != baseline]
-    tests = ctx.tests([(a, baseline) for a in others])
+    tests = ctx.tests([(a, baseline) for a in ctx.ranking if a != baseline])
     best = tests[0]  # ranking order: the best non-baseline arm first
     c = best.comparison
     claim = f"the best arm beats the baseline {baseline}{ctx.effect()} (exploratory)"

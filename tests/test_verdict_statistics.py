@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from evsys.verdict_decision import Prediction, decide
+from evsys.verdict_decision import Prediction, best_versus_others, decide, versus_baseline
 from evsys.verdict_sequential import (
     obrien_fleming_spent,
     sequential_boundaries,
@@ -232,6 +232,24 @@ def test_exploratory_wording_and_baseline():
     assert best_base.verdict == "refuted"  # every other arm is confidently below it
 
 
+def test_the_two_families():
+    arms = strong_arms()
+    base = versus_baseline(arms, "a0", bounds=EM)
+    assert [t.comparison.name for t in base] == ["a2 vs a0", "a1 vs a0"]
+    assert base[0].p_holm == pytest.approx(min(1.0, 2 * base[0].p_raw))  # smallest p: x2
+    best = best_versus_others(arms, bounds=EM)
+    assert [t.comparison.first for t in best] == ["a2", "a2"]
+    assert all(t.p_above < 0.05 for t in best)  # "a2 beats all": every comparison holds
+    assert max(t.p_above for t in best) == max(t.p_above_holm for t in best)
+
+
+def test_prediction_against_all_reports_a_surprise():
+    arms = strong_arms()
+    d = decide(arms, prediction={"better": "a1", "than": "all"}, bounds=EM)
+    assert d.verdict == "refuted"  # a2 is confidently ahead of a1
+    assert len(d.surprises) == 1 and "a2 beats the predicted a1" in d.surprises[0]
+
+
 def test_decide_checks_names():
     arms = strong_arms()
     with pytest.raises(ValueError, match="unknown arm"):
@@ -287,6 +305,29 @@ def test_sequential_step_asks_for_seeds_then_gives_up():
     assert step.status == {"a vs b": "undecided"}
     last = sequential_step([compare(a, b)], (2, 3), 1, decided={"x vs b": "supported"})
     assert last.stop and last.status == {"x vs b": "supported", "a vs b": "inconclusive"}
+
+
+def test_sequential_decisions_stand_and_share_alpha():
+    rng = np.random.default_rng(10)
+    arms = calibration.simulate_arms(rng, 3, 5, effects=[0.0, 3.0, 3.0], seed_sd=0.05)
+    seen = calibration.first_seeds(arms, 3)
+    comps = [compare(seen[1], seen[0]), compare(seen[2], seen[0])]
+    step = sequential_step(comps, (3, 5), 0)
+    assert step.status == {"a1 vs a0": "supported", "a2 vs a0": "supported"} and step.stop
+    # a decision stands: later data are not retested, the other comparison stays open
+    null = calibration.first_seeds(calibration.simulate_arms(rng, 3, 5), 5)
+    later = [compare(null[1], null[0]), compare(null[2], null[0])]
+    step = sequential_step(later, (3, 5), 1, decided={"a1 vs a0": "supported"})
+    assert step.status["a1 vs a0"] == "supported"
+    assert step.status["a2 vs a0"] in ("inconclusive", "supported", "refuted")
+    assert step.stop and step.more_seeds == ()  # the last look always stops
+
+
+def test_a_two_seed_look_decides_nothing():
+    rng = np.random.default_rng(11)
+    arms = calibration.first_seeds(calibration.simulate_arms(rng, 2, 2, effects=[0, 5]), 2)
+    step = sequential_step([compare(arms[1], arms[0])], (2, 4), 0)
+    assert step.status == {"a1 vs a0": "undecided"} and step.more_seeds == ("a1", "a0")
 
 
 # -------------------------------------------------------------------------------- power
