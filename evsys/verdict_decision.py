@@ -196,7 +196,7 @@ def _preregistered(ctx: _Context, pred: Prediction) -> Decision:
     against = "every other arm" if pred.than == ALL else pred.than
     claim = f"{x} beats {against}{ctx.effect()} (preregistered)"
     surprises = _surprises(ctx, x, others)
-    verdict, why = _all_above(tests) if pred.than == ALL else _single(tests[0])
+    verdict, why = _all_above(tests, ctx.m) if pred.than == ALL else _single(tests[0], ctx.m)
     reason = f"{verdict}: the prediction that {x} beats {against}{ctx.effect()}: {why}"
     return ctx.decision(verdict, "preregistered", claim, reason, tests, surprises)
 
@@ -214,24 +214,24 @@ def _surprises(ctx: _Context, x: str, others: Sequence[str]) -> list[str]:
     return out
 
 
-def _single(t: FamilyTest) -> tuple[str, str]:
+def _single(t: FamilyTest, m: float) -> tuple[str, str]:
     c = t.comparison
     if t.p_above is None:
         return "inconclusive", _untestable(c)
     if t.p_above < ALPHA:
-        return "supported", f"{_diff_text(c)}, p={_p(t.p_above)}"
+        return "supported", f"{_diff_text(c)} lies above {_margin(m)}, p={_p(t.p_above)}"
     if t.p_below is not None and t.p_below < ALPHA:
-        return "refuted", f"{_diff_text(c)} lies below the claimed effect, p={_p(t.p_below)}"
-    return "inconclusive", f"{_diff_text(c)} contains the claimed effect's boundary"
+        return "refuted", f"{_diff_text(c)} lies below {_margin(m)}, p={_p(t.p_below)}"
+    return "inconclusive", f"{_diff_text(c)} contains {_margin(m)}"
 
 
-def _all_above(tests: Sequence[FamilyTest]) -> tuple[str, str]:
+def _all_above(tests: Sequence[FamilyTest], m: float) -> tuple[str, str]:
     """Intersection-union: every comparison must be above m; one confidently below refutes."""
     below = [t for t in tests if t.p_below_holm is not None and t.p_below_holm < ALPHA]
     if below:
         t = min(below, key=lambda t: t.p_below_holm)
         return "refuted", f"against {t.comparison.second} {_diff_text(t.comparison)} " + (
-            f"lies below the claimed effect (Holm p={_p(t.p_below_holm)})"
+            f"lies below {_margin(m)} (Holm p={_p(t.p_below_holm)})"
         )
     weakest = max(tests, key=lambda t: 1.0 if t.p_above is None else t.p_above)
     c = weakest.comparison
@@ -242,7 +242,7 @@ def _all_above(tests: Sequence[FamilyTest]) -> tuple[str, str]:
             f"all {len(tests)} comparisons hold, the weakest against {c.second}: "
             f"{_diff_text(c)}, p={_p(weakest.p_above)}"
         )
-    return "inconclusive", f"against {c.second} {_diff_text(c)}, p={_p(weakest.p_above)}"
+    return "inconclusive", (f"against {c.second} {_diff_text(c)} contains {_margin(m)}")
 
 
 # ------------------------------------------------------------------------------- exploratory
@@ -255,15 +255,19 @@ def _exploratory_baseline(ctx: _Context, baseline: str) -> Decision:
         verdict, why = "inconclusive", _untestable(c)
     elif best.p_above_holm < ALPHA:
         verdict = "supported"
-        why = f"{c.first} {_diff_text(c)}, Holm p={_p(best.p_above_holm)} over {len(tests)}"
+        why = (
+            f"{c.first}: {_diff_text(c)} lies above {_margin(ctx.m)}, "
+            f"Holm p={_p(best.p_above_holm)} over {len(tests)} arms"
+        )
     elif all(t.p_below is not None and t.p_below < ALPHA for t in tests):
         verdict = "refuted"
-        why = f"every arm's interval lies below the claimed effect; the best, {c.first}: " + (
-            _diff_text(c)
-        )
+        why = f"every arm's interval lies below {_margin(ctx.m)}; the best, {c.first}: {_diff_text(c)}"
     else:
         verdict = "inconclusive"
-        why = f"the best, {c.first}: {_diff_text(c)}, Holm p={_p(best.p_above_holm)}"
+        why = (
+            f"the best, {c.first}: {_diff_text(c)}, Holm p={_p(best.p_above_holm)} "
+            f"over {len(tests)} arms"
+        )
     reason = f"{verdict} (exploratory): does an arm beat the baseline {baseline}? {why}"
     return ctx.decision(verdict, "exploratory", claim, reason, tests)
 
@@ -272,7 +276,7 @@ def _exploratory_best(ctx: _Context) -> Decision:
     best = ctx.ranking[0]
     tests = ctx.tests([(best, a) for a in ctx.ranking[1:]])
     claim = f"the best arm beats every other arm{ctx.effect()} (exploratory)"
-    verdict, why = _all_above(tests)
+    verdict, why = _all_above(tests, ctx.m)
     reason = f"{verdict} (exploratory): is {best}, the best arm, ahead of all others? {why}"
     return ctx.decision(verdict, "exploratory", claim, reason, tests)
 
@@ -287,6 +291,10 @@ def _notes(tests: Sequence[FamilyTest]) -> tuple[str, ...]:
         else:
             notes.extend(f"{c.name}: {n}" for n in c.notes)
     return tuple(dict.fromkeys(notes))
+
+
+def _margin(m: float) -> str:
+    return f"the minimum effect {_num(m)}" if m > 0 else "0"
 
 
 def _untestable(c: Comparison) -> str:

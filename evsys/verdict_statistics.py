@@ -9,7 +9,8 @@ API (the integrator wires these in; `evsys.verdict_decision` holds the verdict o
                                                 items=None means seed-level values only (seeds x 1)
     ArmScores.from_items(arm, {seed: {item: score}}) / ArmScores.seed_level(arm, {seed: value})
     arm_interval(arm, bounds=None) -> Interval  the arm's mean with a 95% interval
-    compare(first, second, mode, bounds) -> Comparison   oriented difference, interval, p-value
+    compare(first, second, mode, bounds, pair_seeds=True) -> Comparison
+                                                oriented difference, interval, p-value
     p_greater(c, margin) / p_less(c, margin)    p-values of "diff > margin" / "diff < margin"
     holm(p_values) -> adjusted p-values         Holm (1979) step-down, FWER
     family(comparisons, margin) -> FamilyTest per comparison: raw and Holm-adjusted p-values
@@ -23,17 +24,19 @@ items). Its variance is a sum of independent terms,
     V = sum over seed sets of seed_var / n_seeds  +  item_var / n_items
 
 - seed_var: the variance over seeds of a seed's mean score (of the per-seed differences when
-  both arms ran the same seeds: pairing by seed cancels what a seed does to both arms). It holds
-  the per-item noise e too, so it is right with no estimate of "the seed component" itself.
+  both arms ran the same seeds: pairing by seed cancels what a seed does to both arms; two
+  seed sets make one term with Welch's df). It holds the per-item noise e too, so it is
+  right with no estimate of "the seed component" itself.
 - item_var: the arm-by-item interaction, from the ANOVA mean squares of the items minus their
   residual (pairing by item cancels the items' difficulty b_i). With zero seed variance this
   term still carries the uncertainty: 1/256 vs 0/256 on every seed is not a difference.
 
 Tests and intervals use the generalized pivotal quantity of V (Tsui & Weerahandi 1989): each
-term is divided by an independent chi-square / df draw, over a fixed quantile grid, and the
-p-value is the average normal tail over that grid. With one seed term and no item term this is
-exactly Student's t; it stays calibrated at 2-5 seeds where the Satterthwaite t (df estimated
-from the same few seeds) is anti-conservative (up to ~8% at alpha 0.05, see the docs).
+estimated term v with df k stands for v * k / chi2_k, and the p-value is the normal tail
+averaged over those chi-squares on a fixed grid (deterministic). With one seed term and no
+item term this is exactly Student's t; it stays calibrated at 2-5 seeds where Student's t with
+Satterthwaite's df (estimated from the same few seeds) is anti-conservative (up to ~10% at
+alpha 0.05, see the docs).
 
 Conventions (as evsys.statistics): a difference is oriented so positive means `first` is
 better; p-values are two-sided; 95% intervals are equal-tailed and clipped to the declared
