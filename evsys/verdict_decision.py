@@ -261,7 +261,9 @@ def _exploratory_baseline(ctx: _Context, baseline: str) -> Decision:
         )
     elif all(t.p_below is not None and t.p_below < ALPHA for t in tests):
         verdict = "refuted"
-        why = f"every arm's interval lies below {_margin(ctx.m)}; the best, {c.first}: {_diff_text(c)}"
+        why = f"every arm's interval lies below {_margin(ctx.m)}; the best, {c.first}: " + (
+            _diff_text(c)
+        )
     else:
         verdict = "inconclusive"
         why = (
