@@ -6,7 +6,9 @@ sweeps are marked slow."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -257,6 +259,12 @@ def test_decide_checks_names():
     with pytest.raises(ValueError, match="different arms"):
         decide(arms, prediction={"better": "a1", "than": "a1"})
     assert decide(arms[:1]).verdict == "inconclusive"
+
+
+def test_decision_is_json_ready():
+    d = decide(strong_arms(), baseline="a0", bounds=EM)
+    text = json.dumps(dataclasses.asdict(d))
+    assert json.loads(text)["verdict"] == "supported"
 
 
 def test_decide_is_deterministic():
