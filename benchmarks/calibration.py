@@ -34,7 +34,7 @@ from evsys.verdict_decision import decide  # noqa: E402
 from evsys.verdict_sequential import sequential_step  # noqa: E402
 from evsys.verdict_statistics import ArmScores, compare  # noqa: E402
 
-EFFECT = 0.35  # logit shift of the better arm in the power runs (~ +7 points at 50%)
+EFFECT = 0.35  # logit shift of the better arm in the power runs (+6 points of exact match)
 
 
 def simulate_arms(
