@@ -27,8 +27,8 @@ PROBIT = 8.0  # the grid spans u = Phi(-8) .. Phi(8) of each chi-square
 
 @dataclass(frozen=True)
 class VarianceComponents:
-    """What the variance of a mean (or of a difference of means) is made of; see the
-    verdict_statistics docstring. The input of power and minimum-detectable-effect planning too."""
+    """What the variance of a mean (or of a difference of means) is made of (the model is in
+    the verdict_statistics docstring); also the input of power planning."""
 
     seed_terms: tuple[tuple[float, int], ...]  # (seed_var, n_seeds) per independent seed set
     item_var: float = 0.0  # arm-by-item variance per item (0 when unknown or absent)
