@@ -5,10 +5,10 @@
     python benchmarks/calibration.py --components    # the pivot vs Satterthwaite's t
 
 Simulates exact-match scores (0/1 per item) of k arms x n seeds x items and prints, for the
-seeds-x-items method (evsys.verdict_statistics) and for Welch's t-test on seed means (the
+seeds-x-items method (evsys.conclusion.inference) and for Welch's t-test on seed means (the
 conclusion's current test), the rate of "supported" verdicts when no arm is better (A/A) and
 when one arm is better (power: supported with the truly better arm as the winner).
-The simulator is imported by tests/test_verdict_statistics.py.
+The simulator is imported by tests/test_inference.py.
 
 Model, on the logit scale of P(correct): item difficulty b_i ~ N(0, 1.5), arm-by-item
 c[a, i] ~ N(0, 0.3) (arms differ per item even when equal on average), seed effect
@@ -30,9 +30,9 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evsys.verdict_decision import decide  # noqa: E402
-from evsys.verdict_sequential import sequential_step  # noqa: E402
-from evsys.verdict_statistics import ArmScores, compare  # noqa: E402
+from evsys.conclusion.decision import decide  # noqa: E402
+from evsys.conclusion.inference import ArmScores, compare  # noqa: E402
+from evsys.conclusion.sequential import sequential_step  # noqa: E402
 
 EFFECT = 0.35  # logit shift of the better arm in the power runs (+6 points of exact match)
 

@@ -1,10 +1,10 @@
 """Verdict statistics: intervals and tests of arms scored per seed and per item.
 
-Pure functions over numpy arrays: no files, no evsys imports but evsys.verdict_variance (the
+Pure functions over numpy arrays: no files, no evsys imports but evsys.conclusion.variance (the
 variance terms and their pivot), deterministic (no resampling). docs/statistics.md explains
 the choices and shows the calibration table.
 
-API (the integrator wires these in; `evsys.verdict_decision` holds the verdict on top):
+API (the integrator wires these in; `evsys.conclusion.decision` holds the verdict on top):
 
     ArmScores(arm, seeds, values, items=None)   one arm: values[s, i] = score of seed s on item i;
                                                 items=None means seed-level values only (seeds x 1)
@@ -54,7 +54,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import stats
 
-from evsys.verdict_variance import (
+from evsys.conclusion.variance import (
     ALPHA,
     Bounds,
     VarianceComponents,
@@ -67,7 +67,7 @@ from evsys.verdict_variance import (
     seeds_needed,
 )
 
-__all__ = [  # the API, with what evsys.verdict_variance contributes to it
+__all__ = [  # the API, with what evsys.conclusion.variance contributes to it
     "ALPHA",
     "ArmScores",
     "Bounds",

@@ -1,6 +1,6 @@
 """Variance of a mean or of a difference of means, over seeds and items, and its pivot.
 
-Pure numpy/scipy; used by evsys.verdict_statistics (see its docstring for the model). A
+Pure numpy/scipy; used by evsys.conclusion.inference (see its docstring for the model). A
 variance is a list of Terms (an estimate with its degrees of freedom); tests and intervals
 average the normal tail over the generalized pivotal quantity of the sum (Tsui & Weerahandi
 1989): each estimated term v with df k stands for v * k / chi2_k. Planning (mde,
@@ -28,7 +28,7 @@ PROBIT = 8.0  # the grid spans u = Phi(-8) .. Phi(8) of each chi-square
 @dataclass(frozen=True)
 class VarianceComponents:
     """What the variance of a mean (or of a difference of means) is made of (the model is in
-    the verdict_statistics docstring); also the input of power planning."""
+    the evsys.conclusion.inference docstring); also the input of power planning."""
 
     seed_terms: tuple[tuple[float, int], ...]  # (seed_var, n_seeds) per independent seed set
     item_var: float = 0.0  # arm-by-item variance per item (0 when unknown or absent)

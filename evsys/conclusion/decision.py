@@ -1,6 +1,6 @@
 """The verdict on a hypothesis from several arms: preregistered (a prediction) or exploratory.
 
-Pure: arms' scores in (evsys.verdict_statistics.ArmScores), a Decision out; the two families
+Pure: arms' scores in (evsys.conclusion.inference.ArmScores), a Decision out; the two families
 on their own: versus_baseline (every arm vs a baseline) and best_versus_others. Rules, with
 m = max(min_effect, 0), alpha = 0.05, each comparison oriented so positive is better, and
 p_above / p_below the p-values of "diff > m" / "diff < m" (doubled one-sided, so p < alpha is
@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from evsys.verdict_statistics import (
+from evsys.conclusion.inference import (
     ALPHA,
     WELCH,
     ArmScores,

@@ -16,13 +16,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from evsys.verdict_decision import Prediction, best_versus_others, decide, versus_baseline
-from evsys.verdict_sequential import (
-    obrien_fleming_spent,
-    sequential_boundaries,
-    sequential_step,
-)
-from evsys.verdict_statistics import (
+from evsys.conclusion.decision import Prediction, best_versus_others, decide, versus_baseline
+from evsys.conclusion.inference import (
     PAIRED,
     UNPAIRED,
     WELCH,
@@ -36,6 +31,11 @@ from evsys.verdict_statistics import (
     p_greater,
     p_less,
     seeds_needed,
+)
+from evsys.conclusion.sequential import (
+    obrien_fleming_spent,
+    sequential_boundaries,
+    sequential_step,
 )
 
 _spec = importlib.util.spec_from_file_location(

@@ -35,7 +35,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import optimize, special, stats
 
-from evsys.verdict_statistics import ALPHA, Comparison, p_greater, p_less
+from evsys.conclusion.inference import ALPHA, Comparison, p_greater, p_less
 
 MIN_DECISION_SEEDS = 3  # looks with fewer seeds decide nothing (see the module docstring)
 STEP = 0.02  # grid step of the numerical integration (z units at full information)
