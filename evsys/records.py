@@ -129,10 +129,6 @@ def has_record(job_dir: Path) -> bool:
     return (Path(job_dir) / RESULT_FILE).is_file()
 
 
-def record_path(job_dir: Path) -> Path:
-    return Path(job_dir) / RESULT_FILE
-
-
 def read_completed(job_dir: Path) -> ArmResult | None:
     """The job's record when it completed, else None (absent, failed or unreadable)."""
     try:
