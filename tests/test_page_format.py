@@ -239,6 +239,7 @@ def test_prediction_is_kept_in_the_plan_metadata(tmp_path):
     text = RUNS_PAGE + "prediction: {better: fast, than: slow}\n"
     plan, _ = plan_experiment(_write(tmp_path, text))
     assert plan.metadata == {"owner": "me", "prediction": {"better": "fast", "than": "slow"}}
+    check_page({"runs": {"a": RUN, "b": RUN}, "prediction": {"better": "a", "than": "all"}})
 
 
 ADDITION = {"data": {"dataset_name": "addition"}}

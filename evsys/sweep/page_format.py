@@ -73,7 +73,8 @@ class ExperimentConfig(schemas.ExperimentConfig):
     run: dict[str, Any] | None = None  # one RunConfig: one arm, n_repeats seeds
     runs: Any = None  # explicit arms: a list of RunConfigs with a name, or name -> RunConfig
     matrix: MatrixSpec | None = None  # the cartesian product of axes on a base RunConfig
-    prediction: dict[str, str] | None = None  # the expected outcome: {better: arm, than: arm}
+    # the preregistered outcome: {better: <arm>, than: <arm> or "all"}; a verdict on it
+    prediction: dict[str, str] | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> ExperimentConfig:
@@ -208,7 +209,9 @@ def _experiment_node(raw: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
 def _prediction(raw: dict[str, Any]) -> dict[str, str]:
     prediction = raw["prediction"]
     if not isinstance(prediction, dict) or set(prediction) != {"better", "than"}:
-        raise ConfigError(f"prediction must be {{better: <arm>, than: <arm>}}, got {prediction!r}")
+        raise ConfigError(
+            f"prediction must be {{better: <arm>, than: <arm> or all}}, got {prediction!r}"
+        )
     return {key: str(value) for key, value in prediction.items()}
 
 
@@ -218,7 +221,7 @@ def _check_arm_names(raw: dict[str, Any], experiment: dict, names: list[str]) ->
     prediction = (experiment.get("metadata") or {}).get("prediction") or {}
     named += [(f"prediction.{key}", value) for key, value in prediction.items()]
     for key, arm in named:
-        if arm is not None and arm not in names:
+        if arm is not None and arm not in names and (key, arm) != ("prediction.than", "all"):
             suggestion = closest_key(str(arm), names)
             hint = f" Did you mean {suggestion!r}?" if suggestion else ""
             raise ConfigError(f"{key}={arm!r} is not an arm of this file {names}.{hint}")
