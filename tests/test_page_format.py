@@ -369,3 +369,16 @@ def test_runs_may_be_run_config_dataclasses():
     assert [(cfg.arm, cfg.algorithm.kind) for cfg in cfgs] == [("sft", "sft"), ("dpo", "dpo")]
     assert cfgs[1].algorithm.beta == 0.5
     assert list(cfgs[0].eval.benchmarks) == ["addition"]  # the group options fill in the rest
+
+
+def test_continual_dataclasses_and_a_preset_given_to_the_page_loader():
+    from evsys.config import ContinualConfig, ContinualStage
+
+    stages = [ContinualStage(dataset_name="reversal"), ContinualStage(dataset_name="sorting")]
+    config = evsys.ExperimentConfig(run=RUN, continual=ContinualConfig(datasets=stages))
+    (cfg,) = evsys.expand_runs(config)
+    assert [stage.dataset_name for stage in cfg.experiment.continual.datasets] == [
+        "reversal", "sorting"
+    ]  # fmt: skip
+    with pytest.raises(ConfigError, match="Hydra preset's key"):
+        evsys.ExperimentConfig.from_yaml(REPO / "evsys/conf/experiment/demo.yaml")

@@ -177,6 +177,11 @@ def _check_top_keys(raw: dict[str, Any]) -> None:
             raise ConfigError(f"'{key}' belongs to a RunConfig: move it under {where}")
         if key == "arms":
             raise ConfigError("'arms' is the preset form's key; in this file name arms in runs:")
+        if key in ("experiment", "defaults", "hydra"):
+            raise ConfigError(
+                f"'{key}' is a Hydra preset's key, not one of the concept page's file: run a "
+                "preset with Experiment.from_yaml(path) or python -m evsys.train"
+            )
         suggestion = closest_key(str(key), list(TOP_KEYS))
         hint = f"Did you mean '{suggestion}'?" if suggestion else f"Use one of {list(TOP_KEYS)}."
         raise ConfigError(f"'{key}' is not a key of an experiment file. {hint}")
