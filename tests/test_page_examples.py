@@ -127,3 +127,13 @@ def test_a_config_built_in_python_runs(tmp_path):
     (arm,) = result.arms
     assert arm.completed and arm.arm == "default" and "val/loss" in arm.metrics
     assert result.conclusion["success_metric"]["name"] == "val/loss"
+
+
+def test_run_experiment_trains_one_expanded_run_without_bookkeeping(tmp_path):
+    from evsys import expand_runs, run_experiment
+
+    cfg = expand_runs(EXAMPLES / "runs.yaml", FAST)[2]
+    record = run_experiment(cfg, tmp_path / "one_arm")
+    assert (record.arm, record.seed, record.status) == ("lr_3e-3", 0, "completed")
+    assert (tmp_path / "one_arm" / "result.json").is_file()
+    assert not list(tmp_path.rglob("experiment.json"))  # no plan, no registry: one arm only
