@@ -209,7 +209,7 @@ def print_summary(conclusion: dict[str, Any], console: Console | None = None) ->
         )
     console.print(table)
     style = {"supported": "bold green", "refuted": "bold red"}.get(conclusion["verdict"], "bold")
-    console.print(Text(conclusion["reason"], style=style))
+    console.print(Text(conclusion["reason"], style=style), soft_wrap=True)  # copy-pasteable
     for run in conclusion["failed"]:
         console.print(
             Text(f"FAILED  {run['arm']} seed {run['seed']} ({run['dir']}): {run['error']}")
