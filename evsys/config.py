@@ -135,6 +135,7 @@ class DataConfig(DatasetConfig):
     mixture: list[MixtureComponent] | None = None
     max_length: int = 128  # tokens per row: packed row length, and truncation limit
     packing: bool = True  # pack several examples into each training row
+    packing_window: int = 4096  # examples packed together, best fit longest first (docs/scale.md)
     num_workers: int = 0  # DataLoader worker processes
     cache: bool = True  # reuse loaded and tokenized data across runs (docs/data.md#caching)
     cache_dir: str | None = None  # None: $EVSYS_CACHE_DIR, else ~/.cache/evsys/data

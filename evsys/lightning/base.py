@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 import lightning as L
@@ -9,9 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from evsys.config import AlgorithmConfig
-from evsys.data.packing import collate_packed, collate_padded, pack_examples
-from evsys.data.tokenize import tokenize_rows
+from evsys.data.packing import collate_packed, collate_padded, pack_examples, packing_fill
+from evsys.data.tokenize import TokenRows, tokenize_rows
 from evsys.lightning.schedule import lr_multiplier
+
+log = logging.getLogger(__name__)
 
 
 class PostTrainingModule(L.LightningModule):
@@ -32,7 +35,7 @@ class PostTrainingModule(L.LightningModule):
         """Rows for `split` ("train" or "eval") from the examples `load_split` returned."""
         rows = tokenize_rows(examples, tokenizer, cfg.data.max_length, cfg.data.num_proc)
         if split == "train" and cfg.data.packing:
-            return pack_examples(rows, cfg.data.max_length)
+            return pack_examples(rows, cfg.data.max_length, cfg.data.packing_window)
         return rows
 
     @classmethod
@@ -71,6 +74,17 @@ class PostTrainingModule(L.LightningModule):
         losses, mask = self.token_losses(batch)
         count = int(mask.sum())
         return (losses * mask).sum() / max(count, 1), count
+
+    def on_train_start(self) -> None:
+        """Log how full the packed training rows are (train/packing_fill), once per run."""
+        data = getattr(self.trainer, "datamodule", None)
+        rows = getattr(data, "train_rows", None)
+        if not isinstance(rows, TokenRows) or "position_ids" not in rows.columns:
+            return  # not packed rows (padded examples, preference pairs, prompts)
+        fill = packing_fill(rows, data.cfg.data.max_length)
+        log.info("packed %d training rows, %.1f%% of their slots real tokens", len(rows), 100 * fill)
+        if self.logger is not None:
+            self.logger.log_metrics({"train/packing_fill": fill}, step=self.global_step)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss, count = self.masked_mean_loss(batch)
