@@ -19,7 +19,6 @@ import torch
 
 from evsys.data.tokenize import IGNORE_INDEX, TokenRows
 
-
 PACKING_WINDOW = 4096  # examples packed together (data.packing_window): fill vs. data order
 
 
@@ -55,7 +54,8 @@ def packing_order(
         longest_first = first + np.argsort(-chunk, kind="stable")
         rows: list[list[int]] = []
         open_rows: list[tuple[int, int]] = []  # (room left, row index), sorted
-        for index, length in zip(longest_first.tolist(), lengths[longest_first].tolist()):
+        for index in longest_first.tolist():
+            length = int(lengths[index])
             slot = bisect.bisect_left(open_rows, (length, -1))
             if slot < len(open_rows):
                 room, row = open_rows.pop(slot)

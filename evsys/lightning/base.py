@@ -7,11 +7,11 @@ from functools import partial
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from evsys.config import AlgorithmConfig
 from evsys.data.packing import collate_packed, collate_padded, pack_examples, packing_fill
 from evsys.data.tokenize import TokenRows, tokenize_rows
+from evsys.lightning.chunked_logps import shifted_logps
 from evsys.lightning.schedule import lr_multiplier
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class PostTrainingModule(L.LightningModule):
         self.algorithm = algorithm
 
     def forward_logits(self, batch: dict) -> torch.Tensor:
+        """Full logits [rows, tokens, vocab]: for callers that need them; losses do not."""
         # Packed rows carry no attention_mask: transformers then builds a block-diagonal causal
         # mask from position_ids, so examples never attend across their boundaries.
         return self.model(
@@ -62,18 +63,24 @@ class PostTrainingModule(L.LightningModule):
         ).logits
 
     def token_losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token cross entropy of predicting token t+1 at t, and the mask of counted tokens."""
-        logits = self.forward_logits(batch)[:, :-1].float()
-        targets = batch["labels"][:, 1:]
-        losses = F.cross_entropy(
-            logits.transpose(1, 2), targets, ignore_index=-100, reduction="none"
+        """Per-token cross entropy of predicting token t+1 at t, and the mask of counted tokens.
+
+        From the hidden states in chunks, only at counted tokens (evsys/lightning/chunked_logps.py):
+        the full-vocabulary logits never exist. Uncounted positions hold 0.
+        """
+        logps, mask = shifted_logps(
+            self.model,
+            batch["input_ids"],
+            batch.get("attention_mask"),
+            batch["position_ids"],
+            batch["labels"],
         )
-        return losses, targets != -100
+        return -logps, mask
 
     def masked_mean_loss(self, batch: dict) -> tuple[torch.Tensor, int]:
         losses, mask = self.token_losses(batch)
         count = int(mask.sum())
-        return (losses * mask).sum() / max(count, 1), count
+        return losses.sum() / max(count, 1), count
 
     def on_train_start(self) -> None:
         """Log how full the packed training rows are (train/packing_fill), once per run."""
@@ -82,7 +89,9 @@ class PostTrainingModule(L.LightningModule):
         if not isinstance(rows, TokenRows) or "position_ids" not in rows.columns:
             return  # not packed rows (padded examples, preference pairs, prompts)
         fill = packing_fill(rows, data.cfg.data.max_length)
-        log.info("packed %d training rows, %.1f%% of their slots real tokens", len(rows), 100 * fill)
+        log.info(
+            "packed %d training rows, %.1f%% of their slots real tokens", len(rows), 100 * fill
+        )
         if self.logger is not None:
             self.logger.log_metrics({"train/packing_fill": fill}, step=self.global_step)
 

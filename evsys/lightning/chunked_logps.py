@@ -1,0 +1,105 @@
+"""Log-probs of given tokens from a causal LM without its full-vocabulary logits.
+
+A forward pass through `model(...)` returns logits for every position: rows x tokens x vocab
+numbers, kept for the backward pass. At 150k-token vocabularies that tensor (and its float32
+copy, its log-softmax and their gradients) is most of a training step's memory. Here the
+model's decoder gives the final hidden states, the positions that carry a loss are picked
+out, and the output projection (`get_output_embeddings()`: tied or untied, LoRA-wrapped or
+not) runs on a few hundred of them at a time. Each chunk is checkpointed: its logits are
+freed as soon as its log-probs are known and recomputed, chunk by chunk, in the backward pass.
+The log-softmax runs in float32 whatever the model's precision, as the full-logits path did.
+
+`model` may be a Hugging Face causal LM or a peft model wrapping one: both answer
+`get_decoder()` (the stack of blocks and final norm) and `get_output_embeddings()`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+LOGITS_CHUNK_BYTES = 128 * 2**20  # float32 logits alive at once: ~220 positions at 152k vocab
+
+
+def final_hidden_states(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.Tensor,
+) -> torch.Tensor:
+    """The decoder's last hidden states [rows, tokens, hidden]: what the LM head reads.
+
+    use_cache=False matters for packed rows: with a cache transformers does not build the
+    block-diagonal mask from position_ids (see evsys/data/packing.py).
+    """
+    return model.get_decoder()(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=False,
+    ).last_hidden_state
+
+
+def chosen_logps(
+    hidden: torch.Tensor,
+    head: torch.nn.Module,
+    targets: torch.Tensor,
+    temperature: float = 1.0,
+    chunk_bytes: int | None = None,
+) -> torch.Tensor:
+    """log p(target) [positions] from hidden states [positions, hidden] through `head`.
+
+    Same values and gradients as `token_logps(head(hidden), targets)` on the full logits;
+    `temperature` divides the logits first (GRPO's sampling distribution); `chunk_bytes`
+    bounds the float32 logits of one chunk (None: LOGITS_CHUNK_BYTES).
+    """
+    vocab = head.weight.shape[0]
+    chunk = max(1, (chunk_bytes or LOGITS_CHUNK_BYTES) // (4 * vocab))
+    needs_grad = torch.is_grad_enabled() and (
+        hidden.requires_grad or any(p.requires_grad for p in head.parameters())
+    )
+    pieces = []
+    for start in range(0, hidden.shape[0], chunk):
+        args = (hidden[start : start + chunk], targets[start : start + chunk], head, temperature)
+        if needs_grad:
+            # Non-reentrant: nothing of the chunk is saved but its inputs; backward reruns it.
+            pieces.append(checkpoint(_chunk_logps, *args, use_reentrant=False))
+        else:
+            pieces.append(_chunk_logps(*args))
+    if not pieces:
+        return hidden.new_zeros(0, dtype=torch.float32)
+    return torch.cat(pieces)
+
+
+def _chunk_logps(
+    hidden: torch.Tensor, targets: torch.Tensor, head: torch.nn.Module, temperature: float
+) -> torch.Tensor:
+    logits = head(hidden).float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def shifted_logps(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    position_ids: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p of every labelled token given the tokens before it, and the mask of those tokens.
+
+    `labels` is aligned with input_ids, -100 where nothing is scored; both results are
+    [rows, tokens - 1] (the token at t is predicted at t - 1), 0 where unlabelled, so a row's
+    sum is the log-prob of its labelled tokens. Only labelled positions reach the LM head.
+    """
+    hidden = final_hidden_states(model, input_ids, attention_mask, position_ids)
+    targets = labels[:, 1:]
+    mask = targets != -100
+    logps = chosen_logps(
+        hidden[:, :-1][mask], model.get_output_embeddings(), targets[mask], temperature
+    )
+    full = torch.zeros(mask.shape, dtype=logps.dtype, device=logps.device)
+    return full.masked_scatter(mask, logps), mask
