@@ -57,6 +57,9 @@ class ModelConfig:
     trust_remote_code: bool = False  # allow custom modelling code from the model directory
     init_from: str | None = None  # start from these weights: a model dir, or "parent" (best arm)
     lora: LoraConfig = field(default_factory=LoraConfig)  # parameter-efficient fine-tuning
+    # Recompute each block's activations in the backward pass: far less memory, ~1/3 more compute.
+    gradient_checkpointing: bool = False
+    attn_implementation: str = "sdpa"  # sdpa | eager | flex_attention | flash_attention_2
 
 
 # ----------------------------------------------------------------------------------- algorithm

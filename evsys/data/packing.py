@@ -6,7 +6,9 @@ mask, so no token attends across examples. Two conditions, both on the caller's 
 the model must run with `use_cache=False` (with a cache, even a fresh one that a forward pass
 creates because `config.use_cache` is True, transformers skips the packed-mask detection), and
 the attention implementation must be one transformers builds masks for (sdpa, eager, flex).
-Flash attention reads packed boundaries from position_ids only for a batch of one row.
+Flash attention reads packed boundaries from position_ids only for a batch of one row, so
+for model.attn_implementation=flash_attention_2 packed batches are flattened into one row
+(`flatten_packed`).
 """
 
 from __future__ import annotations
@@ -146,6 +148,13 @@ def collate_packed(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         "labels": torch.tensor(labels, dtype=torch.long),
         "position_ids": torch.tensor(position_ids, dtype=torch.long),
     }
+
+
+def flatten_packed(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A packed batch as one long row, for flash attention (which reads example boundaries
+    from position_ids only in a batch of one row). Loss-exact: every row starts with an
+    example's first token, which is never a target, so no label crosses a row boundary."""
+    return {name: values.reshape(1, -1) for name, values in batch.items()}
 
 
 def collate_padded(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:

@@ -9,7 +9,13 @@ import lightning as L
 import torch
 
 from evsys.config import AlgorithmConfig
-from evsys.data.packing import collate_packed, collate_padded, pack_examples, packing_fill
+from evsys.data.packing import (
+    collate_packed,
+    collate_padded,
+    flatten_packed,
+    pack_examples,
+    packing_fill,
+)
 from evsys.data.tokenize import TokenRows, tokenize_rows
 from evsys.lightning.chunked_logps import shifted_logps
 from evsys.lightning.schedule import lr_multiplier
@@ -42,7 +48,10 @@ class PostTrainingModule(L.LightningModule):
     def collate(cls, rows: list[dict], tokenizer, cfg, split: str) -> dict:
         """One batch of `split` rows as tensors."""
         if split == "train" and cfg.data.packing:
-            return collate_packed(rows, tokenizer.pad_token_id)
+            batch = collate_packed(rows, tokenizer.pad_token_id)
+            if cfg.model.attn_implementation == "flash_attention_2":
+                return flatten_packed(batch)  # never attends across examples, see packing.py
+            return batch
         return collate_padded(rows, tokenizer.pad_token_id)
 
     def __init__(self, model: torch.nn.Module, tokenizer, algorithm: AlgorithmConfig) -> None:
