@@ -136,3 +136,20 @@ def test_flash_attention_without_flash_attn_is_a_config_error(tokenizer):
 def test_unknown_attn_implementation_is_a_config_error(tokenizer):
     with pytest.raises(ConfigError, match="model.attn_implementation='fast'"):
         sft_module(tokenizer, "model.attn_implementation=fast")
+
+
+# ---------------------------------------------------------------------------------- precision
+@pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true"])
+def test_bf16_runs_end_to_end_on_the_cli(tmp_path, precision):
+    """The chunked loss takes bf16 hidden states and computes its log-softmax in float32."""
+    import json
+
+    from tests.conftest import FAST, run_cli
+
+    job_dir = tmp_path / "arm"
+    args = [*FAST, *SMALL, f"backend.precision={precision}", "model.gradient_checkpointing=true"]
+    done = run_cli([*args, f"hydra.run.dir={job_dir}"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((job_dir / "result.json").read_text())
+    assert record["status"] == "completed", record.get("error")
+    assert 0 < record["metrics"]["train/loss"] < 10
