@@ -17,7 +17,7 @@ from evsys.data.tasks import get_task
 from evsys.data.tokenize import IGNORE_INDEX, tokenize_examples
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.lightning import chunked_logps
-from evsys.lightning.chunked_logps import chosen_logps, shifted_logps
+from evsys.lightning.chunked_logps import chosen_logps, shifted_logps, summed_nll
 from evsys.lightning.dpo import DPOConfig, DPOModule, collate_pairs, tokenize_pairs
 from evsys.lightning.logprobs import (
     completion_logps,
@@ -121,6 +121,53 @@ def test_chosen_logps_equal_full_logits_in_value_and_gradient(temperature, bias)
     torch.testing.assert_close(got, expected, **TOLERANCE)
     for a, b in zip(got_grads, expected_grads, strict=True):
         torch.testing.assert_close(a, b, **TOLERANCE)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_summed_nll_with_gradients_made_in_forward_equals_full_logits(bias):
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 258, bias=bias)
+    hidden = torch.randn(23, 16, requires_grad=True)
+    targets = torch.randint(0, 258, (23,))
+    expected = F.cross_entropy(head(hidden), targets, reduction="sum")
+    (expected * 0.3).backward()  # any scale downstream (a mean, gradient accumulation)
+    expected_grads = [hidden.grad.clone()] + [p.grad.clone() for p in head.parameters()]
+    hidden.grad = None
+    head.zero_grad()
+
+    got = summed_nll(hidden, head, targets)
+    (got * 0.3).backward()
+    torch.testing.assert_close(got, expected, **TOLERANCE)
+    got_grads = [hidden.grad] + [p.grad for p in head.parameters()]
+    for a, b in zip(got_grads, expected_grads, strict=True):
+        torch.testing.assert_close(a, b, **TOLERANCE)
+
+
+@pytest.mark.parametrize("dtype", ["bf16-true", "bf16-mixed"])
+def test_summed_nll_in_bf16_matches_the_chunked_autograd_path(dtype):
+    """Same low-precision matmuls as autograd through chosen_logps; float32 softmax."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 258, bias=False)
+    hidden = torch.randn(23, 16)
+    if dtype == "bf16-true":
+        head, hidden = head.to(torch.bfloat16), hidden.to(torch.bfloat16)
+    hidden.requires_grad_(True)
+    targets = torch.randint(0, 258, (23,))
+    results = []
+    for loss_fn in (
+        lambda: -chosen_logps(hidden, head, targets).sum(),
+        lambda: summed_nll(hidden, head, targets),
+    ):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16-mixed"):
+            loss = loss_fn()
+        loss.backward()
+        assert loss.dtype == torch.float32
+        results.append((loss.detach(), hidden.grad.clone(), head.weight.grad.clone()))
+        hidden.grad = None
+        head.zero_grad()
+    for got, expected in zip(results[1], results[0], strict=True):
+        assert got.dtype == expected.dtype
+        torch.testing.assert_close(got.float(), expected.float(), atol=2e-2, rtol=2e-2)
 
 
 def test_bf16_hidden_states_give_float32_logps():

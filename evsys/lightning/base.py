@@ -17,7 +17,7 @@ from evsys.data.packing import (
     packing_fill,
 )
 from evsys.data.tokenize import TokenRows, tokenize_rows
-from evsys.lightning.chunked_logps import shifted_logps
+from evsys.lightning.chunked_logps import labelled_positions, shifted_logps, summed_nll
 from evsys.lightning.schedule import lr_multiplier
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,18 @@ class PostTrainingModule(L.LightningModule):
         return -logps, mask
 
     def masked_mean_loss(self, batch: dict) -> tuple[torch.Tensor, int]:
-        losses, mask = self.token_losses(batch)
-        count = int(mask.sum())
-        return losses.sum() / max(count, 1), count
+        """Mean cross entropy over the counted tokens, and their count (see `token_losses`)."""
+        hidden, targets, _ = labelled_positions(
+            self.model,
+            batch["input_ids"],
+            batch.get("attention_mask"),
+            batch["position_ids"],
+            batch["labels"],
+        )
+        count = len(targets)
+        return summed_nll(hidden, self.model.get_output_embeddings(), targets) / max(
+            count, 1
+        ), count
 
     def on_train_start(self) -> None:
         """Log how full the packed training rows are (train/packing_fill), once per run."""
