@@ -178,9 +178,10 @@ class _LinearNLL(torch.autograd.Function):
         weight_dtype, bias_dtype = ctx.dtypes
         ctx.grads = None
         scale = grad_output.float()
-        grad_weight = (grad_weight * scale).to(weight_dtype)
-        grad_bias = None if grad_bias is None else (grad_bias * scale).to(bias_dtype)
-        return grad_hidden * scale.to(grad_hidden.dtype), grad_weight, grad_bias, None, None
+        # In place: autograd takes these buffers as the .grad when there is none yet.
+        grad_weight = grad_weight.mul_(scale).to(weight_dtype)
+        grad_bias = None if grad_bias is None else grad_bias.mul_(scale).to(bias_dtype)
+        return grad_hidden.mul_(scale.to(grad_hidden.dtype)), grad_weight, grad_bias, None, None
 
 
 def _plain_float32(*tensors: torch.Tensor) -> bool:
