@@ -89,6 +89,7 @@ class BackendConfig:
     strategy: str = "auto"  # Lightning strategy: auto | ddp | fsdp | ...
     precision: str = "32-true"  # Lightning precision: 32-true | bf16-mixed | 16-mixed | bf16-true
     num_threads: int | None = None  # torch CPU threads; None keeps torch's default
+    compile: bool = False  # torch.compile the model's decoder blocks (first steps compile)
 
 
 # ---------------------------------------------------------------------------------------- data

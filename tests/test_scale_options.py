@@ -153,3 +153,22 @@ def test_bf16_runs_end_to_end_on_the_cli(tmp_path, precision):
     record = json.loads((job_dir / "result.json").read_text())
     assert record["status"] == "completed", record.get("error")
     assert 0 < record["metrics"]["train/loss"] < 10
+
+
+# ------------------------------------------------------------------------------------ compile
+@pytest.mark.slow  # compiling on a 2-core CPU takes about a minute
+def test_compiled_model_trains_like_eager(tmp_path):
+    import json
+
+    from tests.conftest import FAST, run_cli
+
+    losses = {}
+    for flag in ("false", "true"):
+        job_dir = tmp_path / flag
+        args = [*FAST, *SMALL, f"backend.compile={flag}", f"hydra.run.dir={job_dir}"]
+        done = run_cli(args, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        record = json.loads((job_dir / "result.json").read_text())
+        assert record["status"] == "completed", record.get("error")
+        losses[flag] = record["metrics"]["train/loss"]
+    assert losses["true"] == pytest.approx(losses["false"], abs=1e-3)

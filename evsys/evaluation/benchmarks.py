@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from evsys.config import HarnessConfig
 from evsys.data.packing import collate_padded
 from evsys.data.tasks import TASKS, Task, get_task, is_task
-from evsys.data.tokenize import IGNORE_INDEX, encode_prompts, tokenize_examples
+from evsys.data.tokenize import encode_prompts, tokenize_examples
+from evsys.lightning.chunked_logps import shifted_logps
 
 GENERATION_TOKEN_BUDGET = 65_536  # prompt + new tokens per generate call: bounds its KV cache
 
@@ -278,16 +278,16 @@ def completion_loss(
     for start in range(0, len(tokenized), batch_size):
         batch = collate_padded(tokenized[start : start + batch_size], tokenizer.pad_token_id)
         batch = {key: value.to(model.device) for key, value in batch.items()}
-        labels = batch.pop("labels")
-        logits = model(**batch, use_cache=False).logits.float()
-        # Token t is predicted from the logits at t - 1.
-        total += F.cross_entropy(
-            logits[:, :-1].flatten(0, 1),
-            labels[:, 1:].flatten(),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
-        ).item()
-        count += int((labels[:, 1:] != IGNORE_INDEX).sum())
+        # Only target positions reach the LM head, in chunks: no full-vocabulary logits.
+        logps, mask = shifted_logps(
+            model,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["position_ids"],
+            batch["labels"],
+        )
+        total -= float(logps.sum())
+        count += int(mask.sum())
     return total / max(count, 1)
 
 

@@ -59,6 +59,7 @@ class PostTrainingModule(L.LightningModule):
         self.model = model
         self.tokenizer = tokenizer
         self.algorithm = algorithm
+        self._compiled = False
 
     def forward_logits(self, batch: dict) -> torch.Tensor:
         """Full logits [rows, tokens, vocab]: for callers that need them; losses do not."""
@@ -99,6 +100,16 @@ class PostTrainingModule(L.LightningModule):
         return summed_nll(hidden, self.model.get_output_embeddings(), targets) / max(
             count, 1
         ), count
+
+    def configure_model(self) -> None:
+        """backend.compile: compile the decoder in place (the chunked loss stays eager).
+
+        In place (`Module.compile`), so parameter names, checkpoints and peft are unchanged;
+        dynamic shapes, since packed batches vary in width."""
+        cfg = getattr(getattr(self.trainer, "datamodule", None), "cfg", None)
+        if cfg is not None and cfg.backend.get("compile") and not self._compiled:
+            self.model.get_decoder().compile(dynamic=True)
+            self._compiled = True
 
     def on_train_start(self) -> None:
         """Log how full the packed training rows are (train/packing_fill), once per run."""
