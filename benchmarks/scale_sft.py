@@ -14,7 +14,9 @@ from the same directory. The data are prompt/completion pairs with a long-tailed
 
 Each contender runs in a fresh process (peak RSS is the process's own); the first step is
 warm-up, tokens/s is non-padding tokens / seconds of the steps after it (forward, backward,
-optimizer step; data loading excluded alike). AdamW, lr 1e-4, grad clip 1.0 for all.
+optimizer step; data loading excluded alike), and tokens per CPU second the same over the
+process's CPU time (with one thread, the figure that other load on the machine disturbs
+least). AdamW, lr 1e-4, grad clip 1.0 for all.
 
     python benchmarks/scale_sft.py --steps 3                       # throughput, 4 x 1024
     python benchmarks/scale_sft.py --steps 2 --memory-rows 1 4 8   # peak memory vs tokens/step
@@ -97,13 +99,15 @@ class StepClock:
         self.seconds: list[float] = []
         self.tokens: list[int] = []
         self.losses: list[float] = []
-        self._started = 0.0
+        self.cpu_seconds: list[float] = []
+        self._started = self._cpu_started = 0.0
 
     def start(self) -> None:
-        self._started = time.perf_counter()
+        self._started, self._cpu_started = time.perf_counter(), time.process_time()
 
     def stop(self, tokens: int, loss: float | None = None) -> None:
         self.seconds.append(time.perf_counter() - self._started)
+        self.cpu_seconds.append(time.process_time() - self._cpu_started)
         self.tokens.append(tokens)
         if loss is not None:
             self.losses.append(loss)
@@ -117,6 +121,8 @@ class StepClock:
             "timed_steps": len(self.seconds[timed]),
             "tokens_per_step": round(tokens / max(len(self.seconds[timed]), 1)),
             "tokens_per_second": round(tokens / seconds, 1),
+            # CPU seconds of this process: steadier than wall time on a shared machine.
+            "tokens_per_cpu_second": round(tokens / sum(self.cpu_seconds[timed]), 1),
             "seconds_per_step": round(seconds / max(len(self.seconds[timed]), 1), 2),
             "peak_rss_gb": round(peak_rss_gb(), 2),
             "losses": [round(x, 4) for x in self.losses],
