@@ -153,6 +153,13 @@ def test_bf16_runs_end_to_end_on_the_cli(tmp_path, precision):
     record = json.loads((job_dir / "result.json").read_text())
     assert record["status"] == "completed", record.get("error")
     assert 0 < record["metrics"]["train/loss"] < 10
+    # The packed rows' fill is logged once, at the start.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(job_dir / "tensorboard"))
+    events.Reload()
+    [fill] = [event.value for event in events.Scalars("train/packing_fill")]
+    assert 0.9 < fill <= 1.0
 
 
 # ------------------------------------------------------------------------------------ compile
