@@ -131,6 +131,13 @@ class PostTrainingModule(L.LightningModule):
     def log_lr(self) -> None:
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, on_epoch=False)
 
+    def _fused_adam(self) -> bool:
+        """AdamW as one fused kernel (no per-tensor temporaries: less peak memory, faster),
+        except under 16-mixed, whose grad scaler unscales inside a fused step, which
+        Lightning's gradient clipping refuses."""
+        precision = str(self._trainer.precision) if self._trainer is not None else "32-true"
+        return not precision.startswith("16")
+
     def configure_optimizers(self) -> dict:
         algorithm = self.algorithm
         trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -142,7 +149,9 @@ class PostTrainingModule(L.LightningModule):
             },
             {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
         ]
-        optimizer = torch.optim.AdamW(groups, lr=algorithm.lr, betas=tuple(algorithm.betas))
+        optimizer = torch.optim.AdamW(
+            groups, lr=algorithm.lr, betas=tuple(algorithm.betas), fused=self._fused_adam()
+        )
         multiplier = partial(
             lr_multiplier,
             warmup_steps=algorithm.warmup_steps,
