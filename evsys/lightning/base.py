@@ -133,10 +133,10 @@ class PostTrainingModule(L.LightningModule):
 
     def _fused_adam(self) -> bool:
         """AdamW as one fused kernel (no per-tensor temporaries: less peak memory, faster),
-        except under 16-mixed, whose grad scaler unscales inside a fused step, which
-        Lightning's gradient clipping refuses."""
+        except under mixed precision, where Lightning's gradient clipping refuses a fused
+        optimizer (it could unscale gradients inside its step)."""
         precision = str(self._trainer.precision) if self._trainer is not None else "32-true"
-        return not precision.startswith("16")
+        return not precision.endswith("mixed")
 
     def configure_optimizers(self) -> dict:
         algorithm = self.algorithm
