@@ -143,6 +143,19 @@ def test_summed_nll_with_gradients_made_in_forward_equals_full_logits(bias):
         torch.testing.assert_close(a, b, **TOLERANCE)
 
 
+def test_summed_nll_with_a_frozen_head_makes_only_the_hidden_gradient():
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 258, bias=False).requires_grad_(False)
+    hidden = torch.randn(12, 16, requires_grad=True)
+    targets = torch.randint(0, 258, (12,))
+    F.cross_entropy(head(hidden), targets, reduction="sum").backward()
+    expected = hidden.grad.clone()
+    hidden.grad = None
+    summed_nll(hidden, head, targets).backward()
+    torch.testing.assert_close(hidden.grad, expected, **TOLERANCE)
+    assert head.weight.grad is None
+
+
 @pytest.mark.parametrize("dtype", ["bf16-true", "bf16-mixed"])
 def test_summed_nll_in_bf16_matches_the_chunked_autograd_path(dtype):
     """Same low-precision matmuls as autograd through chosen_logps; float32 softmax."""

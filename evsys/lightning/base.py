@@ -96,10 +96,8 @@ class PostTrainingModule(L.LightningModule):
             batch["position_ids"],
             batch["labels"],
         )
-        count = len(targets)
-        return summed_nll(hidden, self.model.get_output_embeddings(), targets) / max(
-            count, 1
-        ), count
+        head, count = self.model.get_output_embeddings(), len(targets)
+        return summed_nll(hidden, head, targets) / max(count, 1), count
 
     def configure_model(self) -> None:
         """backend.compile: compile the decoder in place (the chunked loss stays eager).

@@ -7,7 +7,9 @@ model's decoder gives the final hidden states, the positions that carry a loss a
 out, and the output projection (`get_output_embeddings()`: tied or untied, LoRA-wrapped or
 not) runs on a few hundred of them at a time. Each chunk is checkpointed: its logits are
 freed as soon as its log-probs are known and recomputed, chunk by chunk, in the backward pass.
-The log-softmax runs in float32 whatever the model's precision, as the full-logits path did.
+A plain sum of log-probs (the SFT loss, `summed_nll`) needs no recomputation: each chunk's
+gradient is made in the forward pass. The log-softmax runs in float32 whatever the model's
+precision, as the full-logits path did.
 
 `model` may be a Hugging Face causal LM or a peft model wrapping one: both answer
 `get_decoder()` (the stack of blocks and final norm) and `get_output_embeddings()`.
@@ -148,9 +150,13 @@ class _LinearNLL(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, chunk):
-        grad_hidden = torch.empty_like(hidden)
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
-        grad_bias = None if bias is None else torch.zeros(bias.shape, device=bias.device)
+        # Only the gradients some input needs: a frozen head (LoRA elsewhere) skips a matmul.
+        wants_hidden, wants_weight, wants_bias = ctx.needs_input_grad[:3]
+        grad_hidden = torch.empty_like(hidden) if wants_hidden else None
+        grad_weight = None
+        if wants_weight:
+            grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
+        grad_bias = torch.zeros(bias.shape, device=bias.device) if wants_bias else None
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         for start in range(0, hidden.shape[0], chunk):
             h, t = hidden[start : start + chunk], targets[start : start + chunk]
@@ -161,10 +167,11 @@ class _LinearNLL(torch.autograd.Function):
             grad = logits.sub_(lse.unsqueeze(-1)).exp_()
             grad[torch.arange(len(t), device=t.device), t] -= 1
             grad = grad.to(weight.dtype)
-            grad_hidden[start : start + chunk] = grad @ weight
-            if _plain_float32(grad, h):
+            if grad_hidden is not None:
+                grad_hidden[start : start + chunk] = grad @ weight
+            if grad_weight is not None and _plain_float32(grad, h):
                 grad_weight.addmm_(grad.T, h)  # no [vocab, hidden] temporary per chunk
-            else:  # bf16 weights or autocast: the matmul in low precision, summed in float32
+            elif grad_weight is not None:  # bf16 or autocast: low-precision matmul, fp32 sum
                 grad_weight += (grad.T @ h.to(weight.dtype)).float()
             if grad_bias is not None:
                 grad_bias += grad.float().sum(0)
@@ -179,9 +186,13 @@ class _LinearNLL(torch.autograd.Function):
         ctx.grads = None
         scale = grad_output.float()
         # In place: autograd takes these buffers as the .grad when there is none yet.
-        grad_weight = grad_weight.mul_(scale).to(weight_dtype)
-        grad_bias = None if grad_bias is None else grad_bias.mul_(scale).to(bias_dtype)
-        return grad_hidden.mul_(scale.to(grad_hidden.dtype)), grad_weight, grad_bias, None, None
+        if grad_hidden is not None:
+            grad_hidden = grad_hidden.mul_(scale.to(grad_hidden.dtype))
+        if grad_weight is not None:
+            grad_weight = grad_weight.mul_(scale).to(weight_dtype)
+        if grad_bias is not None:
+            grad_bias = grad_bias.mul_(scale).to(bias_dtype)
+        return grad_hidden, grad_weight, grad_bias, None, None
 
 
 def _plain_float32(*tensors: torch.Tensor) -> bool:
