@@ -181,6 +181,8 @@ class _LinearNLL(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
+        if ctx.grads is None:
+            raise RuntimeError("summed_nll: a second backward through the same loss")
         grad_hidden, grad_weight, grad_bias = ctx.grads
         weight_dtype, bias_dtype = ctx.dtypes
         ctx.grads = None
