@@ -34,9 +34,10 @@ import torch
 import torch.nn.functional as F
 import transformers
 
+from evsys.config import SFTConfig
 from evsys.data.packing import collate_packed, collate_padded, flatten_packed, pack_token_rows
 from evsys.data.tokenize import IGNORE_INDEX, TokenRows
-from evsys.lightning.sft import SFTConfig, SFTModule
+from evsys.lightning.sft import SFTModule
 
 PEAK_FLOPS = 790e12  # H200 dense bf16
 VOCAB = 151_936

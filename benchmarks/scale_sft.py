@@ -154,7 +154,7 @@ def evsys_config(model_dir: Path, data_file: Path, rows: int, steps: int, overri
 def run_evsys(model_dir: Path, data_file: Path, rows: int, steps: int, overrides) -> dict:
     import lightning as L
 
-    from evsys.lightning import algorithm_module_class
+    from evsys.algorithms import algorithm_module_class
     from evsys.lightning.datamodule import PostTrainingDataModule
     from evsys.models import load_model, load_tokenizer
 

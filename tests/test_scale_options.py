@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from evsys import compose_run_config
-from evsys.errors import ConfigError
+from evsys.config import SFTConfig
 from evsys.data.packing import collate_packed, collate_padded, flatten_packed, pack_examples
 from evsys.data.tasks import get_task
 from evsys.data.tokenize import tokenize_examples
 from evsys.data.tokenizer import byte_tokenizer
-from evsys.lightning.sft import SFTConfig, SFTModule
+from evsys.errors import ConfigError
+from evsys.lightning.sft import SFTModule
 from evsys.models import load_model
 from tests.test_packing import example_spans, packed_order
 
