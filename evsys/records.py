@@ -186,6 +186,10 @@ class Plan:
     metadata: dict[str, Any] = field(default_factory=dict)
     outputs_root: str = ""
     created_at: str | None = None
+    prediction: dict[str, str] | None = None  # {better, than}: the preregistered direction
+    # Seeds until decided: the design (looks: seeds per arm at each round) and the rounds so
+    # far (per round: seeds, each comparison's status, the arms given more seeds, why).
+    adaptive: dict[str, Any] | None = None
 
     @property
     def metric_name(self) -> str:

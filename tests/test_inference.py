@@ -127,6 +127,23 @@ def test_mode_min_orients_the_difference():
     assert compare(low, high, "min").diff > 0
 
 
+def test_losses_are_minimised():
+    # a continuous, unbounded metric: the lower loss wins and intervals are not clipped
+    rng = np.random.default_rng(12)
+    base = rng.normal(2.0, 0.3, (1, 100))
+    good = arm("good", base - 0.2 + rng.normal(0, 0.05, (3, 100)))
+    bad = arm("bad", base + rng.normal(0, 0.05, (3, 100)))
+    d = decide([bad, good], mode="min")
+    assert (d.verdict, d.best) == ("supported", "good")
+    c = d.tests[0].comparison
+    assert c.diff == pytest.approx(0.2, abs=0.02) and not c.clipped
+
+
+def test_one_seed_arm_has_no_interval():
+    i = arm_interval(arm("a", np.ones((1, 8))), EM)
+    assert (i.n_seeds, i.ci95, i.se) == (1, None, None)
+
+
 def test_different_seed_sets_are_not_paired_by_seed():
     rng = np.random.default_rng(1)
     a = arm("a", rng.random((3, 40)), seeds=(0, 1, 2))

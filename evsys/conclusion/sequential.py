@@ -165,6 +165,8 @@ def _step(comparisons, looks, look, status) -> SequentialStep:
         return SequentialStep(look, n_seeds, status, (), True, reason)
     arms = [a for c in comparisons if c.name in undecided for a in (c.first, c.second)]
     reason = f"{len(undecided)} undecided: {', '.join(undecided)}; next look {looks[look + 1]}"
+    if n_seeds < MIN_DECISION_SEEDS:
+        reason = f"a look at {n_seeds} seeds decides nothing; " + reason
     return SequentialStep(look, n_seeds, status, tuple(dict.fromkeys(arms)), False, reason)
 
 
