@@ -235,10 +235,11 @@ def test_page_and_preset_plan_the_same_jobs(tmp_path, page, preset):
     assert page_plan.metadata == preset_plan.metadata
 
 
-def test_prediction_is_kept_in_the_plan_metadata(tmp_path):
+def test_prediction_is_kept_in_the_plan(tmp_path):
     text = RUNS_PAGE + "prediction: {better: fast, than: slow}\n"
     plan, _ = plan_experiment(_write(tmp_path, text))
-    assert plan.metadata == {"owner": "me", "prediction": {"better": "fast", "than": "slow"}}
+    assert plan.prediction == {"better": "fast", "than": "slow"}
+    assert plan.metadata == {"owner": "me"}
     check_page({"runs": {"a": RUN, "b": RUN}, "prediction": {"better": "a", "than": "all"}})
 
 

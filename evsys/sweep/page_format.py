@@ -41,7 +41,7 @@ from evsys.validate import closest_key, describe_config_error
 MODES = ("run", "runs", "matrix")
 EXPERIMENT_KEYS = (  # the page's keys that are the experiment node's own fields
     "name", "hypothesis", "success_metric", "baseline", "n_repeats", "base_seed",
-    "parent_experiment_id", "metadata", "dry_run",
+    "parent_experiment_id", "metadata", "dry_run", "adaptive",
 )  # fmt: skip
 TOP_KEYS = (*EXPERIMENT_KEYS, "prediction", "output_dir", "stores", "continual", *MODES)
 UNNAMED = ""  # the arm of a single run without a name (planned as "default")
@@ -197,8 +197,7 @@ def _experiment_node(raw: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     if stores:
         node["stores"] = stores
     if raw.get("prediction") is not None:
-        # Kept in metadata, which the plan (experiment.json) carries to the conclusion.
-        node["metadata"] = {**(node.get("metadata") or {}), "prediction": _prediction(raw)}
+        node["prediction"] = _prediction(raw)  # experiment.prediction: the verdict answers it
     if raw.get("continual") is not None:
         node["continual"] = check_continual(raw["continual"])
     schema = OmegaConf.structured(schemas.ExperimentConfig)
@@ -223,7 +222,7 @@ def _prediction(raw: dict[str, Any]) -> dict[str, str]:
 def _check_arm_names(raw: dict[str, Any], experiment: dict, names: list[str]) -> None:
     """baseline and prediction name arms of this file (did you mean, for a typo)."""
     named = [("baseline", experiment.get("baseline"))]
-    prediction = (experiment.get("metadata") or {}).get("prediction") or {}
+    prediction = experiment.get("prediction") or {}
     named += [(f"prediction.{key}", value) for key, value in prediction.items()]
     for key, arm in named:
         if arm is not None and arm not in names and (key, arm) != ("prediction.than", "all"):

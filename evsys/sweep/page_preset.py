@@ -12,7 +12,7 @@ by evsys/sweep/plan.py (matrix axes x named arms x seeds), launched and conclude
     algorithm.kind: dpo                    defaults: [override /algorithm: dpo] (or algorithm=dpo)
     continual: {datasets, replay}          experiment.continual
     output_dir / stores                    hydra.sweep.dir / experiment.stores, data.cache_dir
-    prediction: {better, than}             experiment.metadata.prediction
+    prediction: {better, than}             experiment.prediction
 """
 
 from __future__ import annotations
