@@ -105,12 +105,17 @@ def save_crashing_model(model_dir: Path) -> Path:
         "from transformers import Qwen3ForCausalLM\n\n\n"
         "class CrashingQwen3(Qwen3ForCausalLM):\n"
         "    steps = 0\n\n"
-        "    def forward(self, *args, **kwargs):\n"
-        "        if self.training:\n"
-        "            CrashingQwen3.steps += 1\n"
-        "            if CrashingQwen3.steps == 2:\n"
-        "                os._exit(9)\n"
-        "        return super().forward(*args, **kwargs)\n"
+        "    def __init__(self, config):\n"
+        "        super().__init__(config)\n"
+        "        decoder_forward = self.model.forward\n\n"
+        "        # The training loss runs the decoder, not this class's forward (chunked head).\n"
+        "        def forward(*args, **kwargs):\n"
+        "            if self.training:\n"
+        "                CrashingQwen3.steps += 1\n"
+        "                if CrashingQwen3.steps == 2:\n"
+        "                    os._exit(9)\n"
+        "            return decoder_forward(*args, **kwargs)\n\n"
+        "        self.model.forward = forward\n"
     )
     config = json.loads((model_dir / "config.json").read_text())
     config["auto_map"] = {"AutoModelForCausalLM": "modeling_crash.CrashingQwen3"}
