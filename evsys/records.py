@@ -9,9 +9,12 @@ live here only (docs/architecture.md lists every file of a sweep dir).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -25,12 +28,24 @@ from evsys.errors import NotASweepDir
 PLAN_FILE = "experiment.json"
 RESULT_FILE = "result.json"
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
+LOCK_FILE = ".evsys.lock"  # held (flock) by the sweep or run using the dir
+SUPERSEDED = ".superseded"  # <dir>/.superseded/<timestamp>/: old results moved aside, never deleted
+CHECKPOINT_IDENTITY = "evsys_identity"  # the key of a checkpoint's identity (see config_identity)
 CONCLUSION_FILES = ("conclusion.json", "conclusion.md", "conclusion.png")
 
 # Overrides a sweep adds to every job for bookkeeping; they say nothing about what an arm trains.
-BOOKKEEPING_OVERRIDES = ("arm=", "experiment.id=", "+experiment=", "experiment.dry_run=")
+BOOKKEEPING_OVERRIDES = (
+    "arm=", "experiment.id=", "+experiment=", "experiment.dry_run=", "experiment.on_mismatch=",
+    "hydra.",
+)  # fmt: skip
 # Keys that say where or which replicate, not what is trained: left out of group_id.
 NOT_IN_GROUP = ("seed", "arm", "tags", "experiment", "hydra")
+# Keys that change how a job runs, not what it trains or scores: results and checkpoints stay
+# valid across them, so they are left out of a job's identity too.
+NOT_IN_IDENTITY = (
+    "data.cache", "data.cache_dir", "data.num_workers", "data.num_proc", "backend.num_threads",
+    "log_every_n_steps", "checkpoint_every_n_steps",
+)  # fmt: skip
 # Files are read by the group too: sweeps on shared clusters are read by colleagues.
 FILE_MODE = 0o644
 
@@ -66,13 +81,103 @@ def group_id(cfg: DictConfig) -> str:
     """Stable hash of what is trained: the resolved config minus seed, names and paths.
 
     Arms that differ only in seed share it (a run group)."""
-    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    return _hash(_trained(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)))
+
+
+def _trained(container: dict) -> dict:
     identity = {k: v for k, v in container.items() if k not in NOT_IN_GROUP}
     continual = (container.get("experiment") or {}).get("continual") or {}
     if continual.get("datasets") is not None:  # the chain is what is trained, not bookkeeping
         identity["continual"] = continual
-    text = json.dumps(identity, sort_keys=True, default=str)
+    return identity
+
+
+def _hash(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def identity_config(cfg: DictConfig) -> dict[str, Any]:
+    """What one job trains and scores, as dotted keys: group_id's inputs plus the seed, minus
+    the keys that only say how it runs (NOT_IN_IDENTITY). Stored in its record and checkpoint,
+    so a mismatch can name the keys that differ."""
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    flat = _flatten({**_trained(container), "seed": container.get("seed")})
+    return {key: value for key, value in flat.items() if key not in NOT_IN_IDENTITY}
+
+
+def config_identity(config: dict[str, Any]) -> str:
+    """The identity of a job: a hash of its identity_config."""
+    return _hash(config)
+
+
+def identity_diff(old: dict[str, Any], new: dict[str, Any], limit: int = 8) -> str:
+    """The keys two identity configs differ in, as `key: old -> new`, comma separated."""
+    keys = sorted(k for k in set(old) | set(new) if old.get(k, "<unset>") != new.get(k, "<unset>"))
+    shown = [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}" for k in keys[:limit]]
+    if len(keys) > limit:
+        shown.append(f"and {len(keys) - limit} more")
+    return ", ".join(shown) or "none (the stored identity is from an older evsys)"
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict) and node:
+        flat: dict[str, Any] = {}
+        for key, value in node.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: node}
+
+
+@dataclass
+class StoredIdentity:
+    """The identity a job dir's record (or, without one, its checkpoint) was written with."""
+
+    identity: str
+    config: dict[str, Any]
+    path: Path  # the file it was read from
+    completed: bool = False
+
+
+def stored_identity(job_dir: Path) -> StoredIdentity | None:
+    """The identity of the results already in `job_dir`, or None when it holds none."""
+    job_dir = Path(job_dir)
+    if has_record(job_dir):
+        try:
+            record = ArmResult.load(job_dir)
+        except (OSError, ValueError, TypeError):
+            return StoredIdentity("", {}, record_path(job_dir))  # unreadable: never reused
+        path = record_path(job_dir)
+        return StoredIdentity(record.identity, record.identity_config, path, record.completed)
+    if (job_dir / CHECKPOINT).is_file():
+        return checkpoint_identity(job_dir / CHECKPOINT)
+    return None
+
+
+def checkpoint_identity(path: Path) -> StoredIdentity:
+    """The identity a checkpoint was saved with; ("", {}) when it has none or is unreadable
+    (loaded with weights_only: a file on disk is never trusted to run code)."""
+    import torch  # only when a checkpoint is there to read
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        stored = state.get(CHECKPOINT_IDENTITY) or {}
+        return StoredIdentity(str(stored.get("identity", "")), dict(stored.get("config", {})), path)
+    except Exception:  # noqa: BLE001 - any unreadable checkpoint is not this job's
+        return StoredIdentity("", {}, Path(path))
+
+
+def supersede(root: Path, paths: list[Path]) -> Path:
+    """Move `paths` (under `root`) into root/.superseded/<timestamp>/, keeping their relative
+    paths; nothing is deleted. Returns the folder they went to."""
+    stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+    target = Path(root) / SUPERSEDED / stamp
+    for path in paths:
+        if path.exists():
+            destination = target / Path(path).relative_to(root)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(path), str(destination))
+    return target
 
 
 # ---------------------------------------------------------------------------------- arm record
@@ -84,6 +189,9 @@ class ArmResult:
     seed: int
     status: str  # running | completed | failed
     group_id: str = ""
+    identity: str = ""  # config_identity of the job that wrote it (records.identity_config)
+    identity_config: dict[str, Any] = field(default_factory=dict)
+    success_metric: str = ""  # the metric float(record) returns (for Optuna-like sweepers)
     experiment: str = ""
     experiment_id: str | None = None
     overrides: list[str] = field(default_factory=list)
@@ -94,6 +202,7 @@ class ArmResult:
     hparams: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     traceback: str | None = None
+    benchmark_errors: dict[str, str] = field(default_factory=dict)  # eval/<label> -> error
     requeues: int = 0
     resumed_from_step: int | None = None  # set when training continued from checkpoints/last.ckpt
     started_at: str | None = None
@@ -104,6 +213,14 @@ class ArmResult:
     @property
     def completed(self) -> bool:
         return self.status == "completed"
+
+    def __float__(self) -> float:
+        """The success metric's value, NaN when the arm failed or lacks it: what a Hydra
+        sweeper that optimises (Optuna) reads from the task's return value."""
+        value = self.metrics.get(self.success_metric) if self.completed else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        return math.nan
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
@@ -150,6 +267,8 @@ class PlannedJob:
     seed: int
     overrides: list[str]
     dir: str
+    identity: str = ""  # config_identity of its composed config (set when planned)
+    identity_config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -213,7 +332,9 @@ class Plan:
 
 def _planned_job(job: dict) -> PlannedJob:
     directory = job.get("dir") or f"{job['arm']}_seed{job['seed']}"  # Hydra's job subdir
-    return PlannedJob(job["arm"], int(job["seed"]), list(job.get("overrides", [])), directory)
+    overrides = list(job.get("overrides", []))
+    identity, config = str(job.get("identity", "")), dict(job.get("identity_config") or {})
+    return PlannedJob(job["arm"], int(job["seed"]), overrides, directory, identity, config)
 
 
 def plan_exists(sweep_dir: Path) -> bool:

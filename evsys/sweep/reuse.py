@@ -1,0 +1,88 @@
+"""What a sweep dir already holds for each planned job, by config identity (records.py):
+
+    a completed record of the same identity      skipped (its record stands)
+    a failed record or a checkpoint, same identity  run again, resuming from last.ckpt
+    a record or checkpoint of another identity    refused at planning, naming the keys that
+                                                  differ; with experiment.on_mismatch=rerun
+                                                  moved aside into <sweep>/.superseded/<time>/
+
+so old records are never presented as (or mixed into) the results of a changed plan.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from evsys.errors import ConfigError
+from evsys.records import (
+    CONCLUSION_FILES,
+    PLAN_FILE,
+    SUPERSEDED,
+    Plan,
+    PlannedJob,
+    StoredIdentity,
+    identity_diff,
+    stored_identity,
+    supersede,
+)
+
+log = logging.getLogger("evsys")
+
+
+@dataclass
+class Mismatch:
+    job: PlannedJob
+    stored: StoredIdentity
+
+
+def sort_jobs(plan: Plan, sweep_dir: Path) -> tuple[list[PlannedJob], list[Mismatch]]:
+    """(jobs to run, jobs whose dir holds another config's results); the second are to run too
+    once their old results are moved aside."""
+    pending, mismatched = [], []
+    for job in plan.planned:
+        stored = stored_identity(Path(sweep_dir) / job.dir)
+        if stored is None:
+            pending.append(job)
+        elif stored.identity != job.identity:
+            pending.append(job)
+            mismatched.append(Mismatch(job, stored))
+        elif not stored.completed:
+            pending.append(job)
+    return pending, mismatched
+
+
+def mismatch_message(sweep_dir: Path, mismatched: list[Mismatch]) -> str:
+    lines = [f"the sweep dir {sweep_dir} already holds results of another config:"]
+    for item in mismatched[:10]:
+        what = identity_diff(item.stored.config, item.job.identity_config)
+        lines.append(f"  {item.stored.path}: {what}")
+    if len(mismatched) > 10:
+        lines.append(f"  and {len(mismatched) - 10} more jobs")
+    lines.append(
+        "Nothing was run. To proceed, run into a new sweep dir (hydra.sweep.dir=<new dir>), or "
+        f"add experiment.on_mismatch=rerun to move the old results aside into "
+        f"{Path(sweep_dir) / SUPERSEDED}/<timestamp>/ (nothing is deleted) and run this config."
+    )
+    return "\n".join(lines)
+
+
+def resolve_mismatches(
+    sweep_dir: Path, mismatched: list[Mismatch], on_mismatch: str
+) -> Path | None:
+    """Refuse (ConfigError) or move the mismatched job dirs, the old plan and the old
+    conclusion aside; returns where they went, or None when nothing mismatched."""
+    if not mismatched:
+        return None
+    if on_mismatch != "rerun":
+        raise ConfigError(mismatch_message(sweep_dir, mismatched))
+    sweep_dir = Path(sweep_dir)
+    old = [sweep_dir / item.job.dir for item in mismatched]
+    old += [sweep_dir / name for name in (PLAN_FILE, *CONCLUSION_FILES)]
+    target = supersede(sweep_dir, old)
+    log.warning(
+        "experiment.on_mismatch=rerun: %d jobs' results of another config moved to %s",
+        len(mismatched), target,
+    )  # fmt: skip
+    return target
