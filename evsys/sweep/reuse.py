@@ -61,7 +61,7 @@ def mismatch_message(sweep_dir: Path, mismatched: list[Mismatch]) -> str:
     if len(mismatched) > 10:
         lines.append(f"  and {len(mismatched) - 10} more jobs")
     lines.append(
-        "Nothing was run. To proceed, run into a new sweep dir (hydra.sweep.dir=<new dir>), or "
+        "To proceed, run into a new sweep dir (hydra.sweep.dir=<new dir>), or "
         f"add experiment.on_mismatch=rerun to move the old results aside into "
         f"{Path(sweep_dir) / SUPERSEDED}/<timestamp>/ (nothing is deleted) and run this config."
     )
