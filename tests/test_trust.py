@@ -140,7 +140,7 @@ def test_basic_sweeper_gets_one_dir_per_job_and_a_conclusion(tmp_path):
         3e-3,
     }
     conclusion = json.loads((tmp_path / "sweep" / "conclusion.json").read_text())
-    assert {g["arm"] for g in conclusion["groups"]} == {"lr=1e-3", "lr=3e-3"}
+    assert {g["arm"] for g in conclusion["groups"]} == {"lr=0.001", "lr=0.003"}
 
 
 optuna = pytest.importorskip  # hydra-optuna-sweeper is the `optuna` extra

@@ -19,7 +19,9 @@ from evsys.validate import success_metric
 def plan_from_jobs(config: DictConfig, sweep_dir: Path, jobs: list[JobReturn]) -> Plan:
     """Write (and register) the plan of the jobs seen, in launch order."""
     experiment = OmegaConf.to_container(config.experiment, resolve=True)
-    planned = [_planned(job, sweep_dir) for job in jobs]
+    # The overrides every job shares say nothing about which arm it is: names use the others.
+    shared = set.intersection(*(set(job.overrides or []) for job in jobs)) if jobs else set()
+    planned = [_planned(job, sweep_dir, shared) for job in jobs]
     plan = Plan(
         id=registry.new_experiment_id(experiment["name"]),
         name=experiment["name"],
@@ -37,14 +39,15 @@ def plan_from_jobs(config: DictConfig, sweep_dir: Path, jobs: list[JobReturn]) -
     return plan
 
 
-def _planned(job: JobReturn, sweep_dir: Path) -> PlannedJob | None:
+def _planned(job: JobReturn, sweep_dir: Path, shared: set[str]) -> PlannedJob | None:
     output_dir = OmegaConf.select(job.hydra_cfg or {}, "hydra.runtime.output_dir", default=None)
     if output_dir is None:
         return None
     directory = Path(output_dir).resolve().relative_to(Path(sweep_dir).resolve())
     overrides = list(job.overrides or [])
     seed = next((int(o.split("=", 1)[1]) for o in overrides if o.startswith("seed=")), 0)
-    return PlannedJob(_arm_name(overrides, str(directory)), seed, overrides, str(directory))
+    name = _arm_name([o for o in overrides if o not in shared], str(directory))
+    return PlannedJob(name, seed, overrides, str(directory))
 
 
 def _arm_name(overrides: list[str], directory: str) -> str:
