@@ -1,20 +1,23 @@
 """One sweep or run per directory: an exclusive flock on <dir>/.evsys.lock for its whole life.
 
 A second sweep (or single run) into a directory in use fails at once with DirInUse, instead of
-two processes writing the same records and checkpoints.
+two processes writing the same records and checkpoints. And results a directory no longer
+stands for are moved aside (`supersede`), never deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from evsys.errors import DirInUse
-from evsys.records import LOCK_FILE
+from evsys.records import LOCK_FILE, SUPERSEDED
 
 
 @contextlib.contextmanager
@@ -54,3 +57,16 @@ def release_lock(handle: IO[str]) -> None:
     with contextlib.suppress(OSError):
         fcntl.flock(handle, fcntl.LOCK_UN)
     handle.close()
+
+
+def supersede(root: Path, paths: list[Path]) -> Path:
+    """Move `paths` (under `root`) into root/.superseded/<timestamp>/, keeping their relative
+    paths; nothing is deleted. Returns the folder they went to."""
+    stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+    target = Path(root) / SUPERSEDED / stamp
+    for path in paths:
+        if path.exists():
+            destination = target / Path(path).relative_to(root)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(path), str(destination))
+    return target

@@ -9,12 +9,10 @@ live here only (docs/architecture.md lists every file of a sweep dir).
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import math
 import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -32,6 +30,7 @@ LOCK_FILE = ".evsys.lock"  # held (flock) by the sweep or run using the dir
 SUPERSEDED = ".superseded"  # <dir>/.superseded/<timestamp>/: old results moved aside, never deleted
 CHECKPOINT_IDENTITY = "evsys_identity"  # the key of a checkpoint's identity (see config_identity)
 CONCLUSION_FILES = ("conclusion.json", "conclusion.md", "conclusion.png")
+SCORES_DIR = "scores"  # <run dir>/scores/<benchmark label>.jsonl: one object per scored item
 
 # Overrides a sweep adds to every job for bookkeeping; they say nothing about what an arm trains.
 BOOKKEEPING_OVERRIDES = (
@@ -167,19 +166,6 @@ def checkpoint_identity(path: Path) -> StoredIdentity:
         return StoredIdentity("", {}, Path(path))
 
 
-def supersede(root: Path, paths: list[Path]) -> Path:
-    """Move `paths` (under `root`) into root/.superseded/<timestamp>/, keeping their relative
-    paths; nothing is deleted. Returns the folder they went to."""
-    stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
-    target = Path(root) / SUPERSEDED / stamp
-    for path in paths:
-        if path.exists():
-            destination = target / Path(path).relative_to(root)
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(path), str(destination))
-    return target
-
-
 # ---------------------------------------------------------------------------------- arm record
 @dataclass
 class ArmResult:
@@ -256,6 +242,24 @@ def read_completed(job_dir: Path) -> ArmResult | None:
     except (OSError, ValueError, TypeError):
         return None
     return record if record.completed else None
+
+
+# ---------------------------------------------------------------------------- per-item scores
+def write_item_scores(run_dir: Path, items: dict[str, list[dict]]) -> None:
+    """Each benchmark's per-item scores as scores/<label>.jsonl, one JSON object per line."""
+    for label, rows in items.items():
+        text = "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows)
+        path = Path(run_dir) / SCORES_DIR / f"{label}.jsonl"
+        write_atomic(path, lambda out, text=text: out.write(text.encode("utf-8")))
+
+
+def read_item_scores(run_dir: Path, label: str) -> list[dict] | None:
+    """The per-item scores of benchmark `label` in `run_dir`, or None when there are none."""
+    path = Path(run_dir) / SCORES_DIR / f"{label}.jsonl"
+    if not path.is_file():
+        return None
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 # ------------------------------------------------------------------------------------- the plan

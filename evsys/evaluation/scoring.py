@@ -38,14 +38,17 @@ def evaluate_benchmarks(
     max_length: int,
     held_out: dict[str, list[dict]] | None = None,
     harness: HarnessConfig | None = None,
+    items: dict[str, list[dict]] | None = None,
     errors: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Every named benchmark's metrics as {"eval/<name>/<metric>": value}.
 
     `held_out` maps dataset names that are not built-in tasks (a file, a hub id) to their
     eval examples, so the training data's own eval split can be a benchmark. `harness` holds
-    the settings of harness:<task> benchmarks. With `errors`, a benchmark that fails while
-    scoring is recorded there (eval/<name> -> error) and the others are still scored.
+    the settings of harness:<task> benchmarks. `items`, when given, receives each
+    benchmark's per-item scores by label (benchmarks that score item by item). With
+    `errors`, a benchmark that fails while scoring is recorded there (eval/<name> -> error)
+    and the others are still scored.
     """
     settings = BenchmarkSettings(
         data_seed=data_seed,
@@ -76,6 +79,8 @@ def evaluate_benchmarks(
                 continue
             for metric, value in scores.items():
                 metrics[f"eval/{benchmark.name}/{metric}"] = float(value)
+            if items is not None and benchmark.item_scores is not None:
+                items[benchmark.name] = benchmark.item_scores
     return metrics
 
 
@@ -85,6 +90,7 @@ def evaluate_configured(
     names: list[str],
     cfg,
     held_out: dict[str, list[dict]] | None = None,
+    items: dict[str, list[dict]] | None = None,
     errors: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """`evaluate_benchmarks` with the settings of a run config (data.* and eval.*), rounded."""
@@ -100,6 +106,7 @@ def evaluate_configured(
         max_length=cfg.data.max_length,
         held_out=held_out,
         harness=harness_settings(cfg),
+        items=items,
         errors=errors,
     )
     return {key: round(float(value), 6) for key, value in scores.items()}

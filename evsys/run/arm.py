@@ -151,7 +151,7 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult, identity
     with timed(timings, "eval"):
         # A benchmark failing after training costs its own scores only: the model, the
         # checkpoint and every other metric are kept, and the record says what failed.
-        metrics = final_metrics(fitted, cfg, record.benchmark_errors)
+        metrics = final_metrics(fitted, cfg, job_dir, record.benchmark_errors)
     if record.benchmark_errors:
         failed = "; ".join(f"{k}: {v}" for k, v in record.benchmark_errors.items())
         record.error = f"benchmarks failed after training (the model is kept): {failed}"

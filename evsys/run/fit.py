@@ -29,6 +29,7 @@ from evsys.evaluation.scoring import evaluate_configured
 from evsys.lightning.callbacks import BenchmarkScoring, LineProgress, ThroughputMonitor
 from evsys.lightning.checkpoint_io import AtomicCheckpointIO
 from evsys.lightning.datamodule import PostTrainingDataModule
+from evsys.locks import supersede
 from evsys.models import load_model
 from evsys.records import (
     CHECKPOINT,
@@ -36,7 +37,7 @@ from evsys.records import (
     config_identity,
     identity_config,
     identity_diff,
-    supersede,
+    write_item_scores,
 )
 
 log = logging.getLogger("evsys")
@@ -155,16 +156,20 @@ def train_metrics(trainer: L.Trainer) -> dict[str, float]:
     }
 
 
-def final_metrics(fitted: Fitted, cfg: DictConfig, errors: dict | None = None) -> dict[str, float]:
-    """Train/validation metrics plus every benchmark's scores, logged at the last step; with
-    `errors`, a failing benchmark is recorded there and the others still scored."""
+def final_metrics(
+    fitted: Fitted, cfg: DictConfig, run_dir: Path, errors: dict | None = None
+) -> dict[str, float]:
+    """Train/validation metrics plus every benchmark's scores, logged at the last step; the
+    per-item scores go to <run dir>/scores/<label>.jsonl. With `errors`, a failing benchmark
+    is recorded there and the others still scored."""
     trainer = fitted.trainer
     metrics = train_metrics(trainer)
     benchmarks = [str(b) for b in cfg.eval.benchmarks]
     held_out = fitted.data.held_out  # each dataset's eval split (every mixture component's)
-    scores = evaluate_configured(
-        fitted.module.model, fitted.data.tokenizer, benchmarks, cfg, held_out, errors
-    )
+    items: dict[str, list[dict]] = {}
+    model, tokenizer = fitted.module.model, fitted.data.tokenizer
+    scores = evaluate_configured(model, tokenizer, benchmarks, cfg, held_out, items, errors)
+    write_item_scores(run_dir, items)
     metrics.update(scores)
     for key, value in scores.items():
         trainer.logger.experiment.add_scalar(key, value, trainer.global_step)

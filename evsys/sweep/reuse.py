@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evsys.errors import ConfigError
+from evsys.locks import supersede
 from evsys.records import (
     CONCLUSION_FILES,
     PLAN_FILE,
@@ -25,7 +26,6 @@ from evsys.records import (
     StoredIdentity,
     identity_diff,
     stored_identity,
-    supersede,
 )
 
 log = logging.getLogger("evsys")
