@@ -172,3 +172,22 @@ def test_a_failing_benchmark_keeps_the_model_and_the_other_metrics(tmp_path):
     assert "eval/reversal/exact_match" in stored["metrics"] and "val/loss" in stored["metrics"]
     assert (tmp_path / "model" / "config.json").is_file()
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_duplicate_arm_names_name_file_and_line(tmp_path):
+    preset = tmp_path / "experiment" / "dup.yaml"
+    preset.parent.mkdir()
+    preset.write_text(
+        "# @package _global_\nexperiment:\n  name: dup\n  arms:\n"
+        "    a: {algorithm.lr: 1e-3}\n    a: {algorithm.lr: 3e-3}\n"
+    )
+    done = run_cli(["--config-dir", str(tmp_path), "+experiment=dup", "-m"], tmp_path, 120)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "Traceback" not in output
+    assert f"{preset}, line 6: found duplicate key a" in output
+
+
+def test_a_single_run_typo_gets_a_did_you_mean(tmp_path):
+    done = run_cli(["algorithm.lerning_rate=1"], cwd=tmp_path, timeout=120)
+    assert done.returncode != 0
+    assert "Did you mean 'algorithm.lr'?" in done.stdout + done.stderr
