@@ -112,11 +112,13 @@ def config_identity(config: dict[str, Any]) -> str:
 
 def identity_diff(old: dict[str, Any], new: dict[str, Any], limit: int = 8) -> str:
     """The keys two identity configs differ in, as `key: old -> new`, comma separated."""
+    if not old:
+        return "it records no config identity: written by an older evsys, or unreadable"
     keys = sorted(k for k in set(old) | set(new) if old.get(k, "<unset>") != new.get(k, "<unset>"))
     shown = [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}" for k in keys[:limit]]
     if len(keys) > limit:
         shown.append(f"and {len(keys) - limit} more")
-    return ", ".join(shown) or "none (the stored identity is from an older evsys)"
+    return ", ".join(shown) or "no key differs, yet the identity does (another evsys version)"
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -110,8 +110,10 @@ def check_ranges(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value < least:
             raise ConfigError(f"{key}={value} must be >= {least} ({meaning})")
-    if not cfg.algorithm.lr > 0:
-        raise ConfigError(f"algorithm.lr={cfg.algorithm.lr} must be > 0")
+    if not cfg.algorithm.lr >= 0:  # 0 is allowed: an arm that scores its starting model as is
+        raise ConfigError(
+            f"algorithm.lr={cfg.algorithm.lr} must be >= 0 (0 leaves the weights as they start)"
+        )
     longest = cfg.model.max_position_embeddings
     if cfg.model.name is None and cfg.data.max_length > longest:
         raise ConfigError(

@@ -41,7 +41,7 @@ def test_cli_refuses_escaping_names_before_any_dir_exists(tmp_path, mode):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("algorithm.lr=0", "algorithm.lr=0.0 must be > 0"),
+        ("algorithm.lr=-0.1", "algorithm.lr=-0.1 must be >= 0"),
         ("algorithm.batch_size=0", "algorithm.batch_size=0 must be >= 1"),
         ("algorithm.accumulate_grad_batches=0", "algorithm.accumulate_grad_batches=0 must be"),
         ("validation.every_n_steps=0", "validation.every_n_steps=0 must be >= 1"),

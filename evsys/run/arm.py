@@ -26,7 +26,7 @@ from evsys.evaluation.base import harness_settings
 from evsys.evaluation.names import check_benchmark_names
 from evsys.locks import dir_lock
 from evsys.models import count_parameters, export_model, load_tokenizer, resolve_init_from
-from evsys.records import CHECKPOINT, ArmResult, group_id
+from evsys.records import CHECKPOINT, ArmResult, group_id, record_path
 from evsys.run.fit import (
     final_metrics,
     fit,
@@ -65,9 +65,22 @@ def run_experiment(cfg: DictConfig, job_dir: str | Path | None = None) -> ArmRes
         raise
     record.finished_at = _now()
     if is_global_zero():
-        record.save(job_dir)
+        _save(record, job_dir)
     record.dir = str(job_dir)
     return record
+
+
+def _save(record: ArmResult, job_dir: Path) -> None:
+    """Write the record; when even that fails (a full disk), say where and how the arm ended:
+    the sweep then reports the arm missing and a re-run resumes it."""
+    try:
+        record.save(job_dir)
+    except OSError as error:
+        log.error(
+            "cannot write the record %s (%s); arm %s seed %s ended %s%s",
+            record_path(job_dir), error, record.arm, record.seed, record.status,
+            f": {record.error}" if record.error else "",
+        )  # fmt: skip
 
 
 def _run(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
