@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from typing import IO
 
 from evsys.errors import DirInUse
 from evsys.records import LOCK_FILE, SUPERSEDED
+
+log = logging.getLogger("evsys")
 
 
 @contextlib.contextmanager
@@ -46,6 +49,8 @@ def acquire_lock(directory: Path, what: str) -> IO[str]:
             f"{directory} is in use by another {what} ({holder}); wait for it to finish, or "
             "run into another directory (a new hydra.sweep.dir / hydra.run.dir)"
         ) from None
+    except OSError as error:  # a filesystem without locks (some NFS mounts): run unlocked
+        log.warning("cannot lock %s (%s); running without the lock", directory, error)
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()} on {os.uname().nodename}\n")
