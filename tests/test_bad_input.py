@@ -191,3 +191,16 @@ def test_a_single_run_typo_gets_a_did_you_mean(tmp_path):
     done = run_cli(["algorithm.lerning_rate=1"], cwd=tmp_path, timeout=120)
     assert done.returncode != 0
     assert "Did you mean 'algorithm.lr'?" in done.stdout + done.stderr
+
+
+def test_a_record_that_cannot_be_written_says_where(tmp_path, monkeypatch, caplog):
+    from evsys.records import ArmResult
+
+    def full(self, job_dir):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ArmResult, "save", full)
+    cfg = compose_run_config([*FAST, "algorithm.max_steps=1", "eval.benchmarks=[]"])
+    record = run_experiment(cfg, tmp_path)  # returns: the sweep reports the arm missing
+    assert record.completed
+    assert f"cannot write the record {tmp_path / 'result.json'}" in caplog.text

@@ -18,7 +18,6 @@ from pathlib import Path
 from evsys.errors import ConfigError
 from evsys.locks import supersede
 from evsys.records import (
-    CONCLUSION_FILES,
     PLAN_FILE,
     SUPERSEDED,
     Plan,
@@ -79,7 +78,7 @@ def resolve_mismatches(
         raise ConfigError(mismatch_message(sweep_dir, mismatched))
     sweep_dir = Path(sweep_dir)
     old = [sweep_dir / item.job.dir for item in mismatched]
-    old += [sweep_dir / name for name in (PLAN_FILE, *CONCLUSION_FILES)]
+    old += [sweep_dir / PLAN_FILE, *sweep_dir.glob("conclusion*"), *sweep_dir.glob("*_conclusion")]
     target = supersede(sweep_dir, old)
     log.warning(
         "experiment.on_mismatch=rerun: %d jobs' results of another config moved to %s",
