@@ -85,9 +85,12 @@ def group_id(cfg: DictConfig) -> str:
 
 def _trained(container: dict) -> dict:
     identity = {k: v for k, v in container.items() if k not in NOT_IN_GROUP}
-    continual = (container.get("experiment") or {}).get("continual") or {}
+    experiment = container.get("experiment") or {}
+    continual = experiment.get("continual") or {}
     if continual.get("datasets") is not None:  # the chain is what is trained, not bookkeeping
         identity["continual"] = continual
+    if (container.get("model") or {}).get("init_from") == "parent":  # which parent's model
+        identity["parent_experiment_id"] = experiment.get("parent_experiment_id")
     return identity
 
 

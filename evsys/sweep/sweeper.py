@@ -9,6 +9,7 @@ own), so the conclusion always runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 import sys
@@ -19,7 +20,7 @@ from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig
 
-from evsys.errors import ConfigError, DirInUse
+from evsys.errors import ConfigError, DirInUse, RegistryError
 from evsys.locks import acquire_lock
 from evsys.sweep import registry
 from evsys.sweep.callbacks import EXIT_FAILED
@@ -85,9 +86,11 @@ class ExperimentSweeper(Sweeper):
 
 def _interrupted(outputs_root: str, experiment_id: str, sweep_dir: Path) -> None:
     """Mark the experiment interrupted and print the command that resumes it."""
-    registry.update(outputs_root, experiment_id, status="interrupted")
+    with contextlib.suppress(RegistryError):  # a registry removed meanwhile: still say how on
+        registry.update(outputs_root, experiment_id, status="interrupted")
     arguments = [a for a in sys.argv[1:] if not a.startswith("hydra.sweep.dir=")]
-    arguments += [f"hydra.sweep.dir={sweep_dir}"] + ([] if "-m" in arguments else ["-m"])
+    multirun = {"-m", "--multirun"} & set(arguments)
+    arguments += [f"hydra.sweep.dir={sweep_dir}"] + ([] if multirun else ["-m"])
     command = shlex.join(["python", "-m", "evsys.train", *arguments])
     log.error(
         "interrupted: experiment %s in %s; completed arms keep their records, the others "
