@@ -49,6 +49,9 @@ class ModelConfig:
     trust_remote_code: bool = False  # allow custom modelling code from the model directory
     init_from: str | None = None  # start from these weights: a model dir, or "parent" (best arm)
     lora: LoraConfig = field(default_factory=LoraConfig)  # parameter-efficient fine-tuning
+    # Recompute each block's activations in the backward pass: far less memory, ~1/3 more compute.
+    gradient_checkpointing: bool = False
+    attn_implementation: str = "sdpa"  # sdpa | eager | flex_attention | flash_attention_2
 
 
 # ----------------------------------------------------------------------------------- algorithm
@@ -78,6 +81,7 @@ class BackendConfig:
     strategy: str = "auto"  # Lightning strategy: auto | ddp | fsdp | ...
     precision: str = "32-true"  # Lightning precision: 32-true | bf16-mixed | 16-mixed | bf16-true
     num_threads: int | None = None  # torch CPU threads; None keeps torch's default
+    compile: bool = False  # torch.compile the model's decoder blocks (first steps compile)
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -127,6 +131,7 @@ class DataConfig(DatasetConfig):
     mixture: list[MixtureComponent] | None = None
     max_length: int = 128  # tokens per row: packed row length, and truncation limit
     packing: bool = True  # pack several examples into each training row
+    packing_window: int = 4096  # examples packed together, best fit longest first (docs/scale.md)
     num_workers: int = 0  # DataLoader worker processes
     cache: bool = True  # reuse loaded and tokenized data across runs (docs/data.md#caching)
     cache_dir: str | None = None  # None: $EVSYS_CACHE_DIR, else ~/.cache/evsys/data
@@ -306,6 +311,23 @@ class StoresConfig:
 
 
 @dataclass
+class PredictionConfig:
+    """A direction stated before the results (preregistration): `better` beats `than`."""
+
+    better: str = MISSING  # the arm predicted to win
+    than: str = "all"  # the arm it beats, or "all": every other arm
+
+
+@dataclass
+class AdaptiveConfig:
+    """Seeds until decided: after n_repeats seeds per arm, add seeds to the arms of undecided
+    comparisons, round after round, under a group-sequential design (docs/statistics.md)."""
+
+    max_repeats: int = 0  # seeds per arm at most; 0 (or <= n_repeats): a fixed design
+    increment: int = 1  # seeds added per round to each arm still undecided
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "default"  # experiment name (sweep dir and registry)
     id: str | None = None  # set by evsys when the experiment starts; do not set by hand
@@ -315,6 +337,9 @@ class ExperimentConfig:
     base_seed: int = 0  # first seed of every arm
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm name -> dotted overrides
     baseline: str | None = None  # arm the others are compared against
+    # optional preregistered direction: the verdict then answers it (docs/statistics.md)
+    prediction: PredictionConfig | None = None
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)  # seeds until decided
     continual: ContinualConfig = field(default_factory=ContinualConfig)  # chain of datasets
     parent_experiment_id: str | None = None  # experiment this one follows up
     metadata: dict[str, Any] = field(default_factory=dict)  # free-form notes

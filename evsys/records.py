@@ -133,44 +133,6 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
-@dataclass
-class StoredIdentity:
-    """The identity a job dir's record (or, without one, its checkpoint) was written with."""
-
-    identity: str
-    config: dict[str, Any]
-    path: Path  # the file it was read from
-    completed: bool = False
-
-
-def stored_identity(job_dir: Path) -> StoredIdentity | None:
-    """The identity of the results already in `job_dir`, or None when it holds none."""
-    job_dir = Path(job_dir)
-    if has_record(job_dir):
-        try:
-            record = ArmResult.load(job_dir)
-        except (OSError, ValueError, TypeError):
-            return StoredIdentity("", {}, record_path(job_dir))  # unreadable: never reused
-        path = record_path(job_dir)
-        return StoredIdentity(record.identity, record.identity_config, path, record.completed)
-    if (job_dir / CHECKPOINT).is_file():
-        return checkpoint_identity(job_dir / CHECKPOINT)
-    return None
-
-
-def checkpoint_identity(path: Path) -> StoredIdentity:
-    """The identity a checkpoint was saved with; ("", {}) when it has none or is unreadable
-    (loaded with weights_only: a file on disk is never trusted to run code)."""
-    import torch  # only when a checkpoint is there to read
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        stored = state.get(CHECKPOINT_IDENTITY) or {}
-        return StoredIdentity(str(stored.get("identity", "")), dict(stored.get("config", {})), path)
-    except Exception:  # noqa: BLE001 - any unreadable checkpoint is not this job's
-        return StoredIdentity("", {}, Path(path))
-
-
 # ---------------------------------------------------------------------------------- arm record
 @dataclass
 class ArmResult:
@@ -299,6 +261,10 @@ class Plan:
     metadata: dict[str, Any] = field(default_factory=dict)
     outputs_root: str = ""
     created_at: str | None = None
+    prediction: dict[str, str] | None = None  # {better, than}: the preregistered direction
+    # Seeds until decided: the design (looks: seeds per arm at each round) and the rounds so
+    # far (per round: seeds, each comparison's status, the arms given more seeds, why).
+    adaptive: dict[str, Any] | None = None
 
     @property
     def metric_name(self) -> str:

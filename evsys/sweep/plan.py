@@ -41,8 +41,10 @@ def plan_sweep(config: DictConfig, axes: list[str], config_loader, sweep_dir: Pa
     jobs = expand_jobs(config.experiment, axes)
     metric = success_metric(config)
     for job in jobs:
-        # The job's own dir, whatever hydra.sweep.subdir says (its default suits any sweeper).
-        job.overrides.append(f"hydra.sweep.subdir={_override_value(job.dir)}")
+        # The job's own dir (<arm>_seed<seed>, job.dir), whatever hydra.sweep.subdir says:
+        # its default suits any sweeper. An interpolation, so a job copied with a new seed
+        # (adaptive rounds) gets its own dir too.
+        job.overrides.append("hydra.sweep.subdir=${arm}_seed${seed}")
         _validate_job(job, config, config_loader, metric["name"])
         job.overrides.append(f"experiment.id={experiment_id}")
     _check_baseline(experiment["baseline"], jobs)
@@ -58,6 +60,7 @@ def plan_sweep(config: DictConfig, axes: list[str], config_loader, sweep_dir: Pa
         parent_experiment_id=experiment["parent_experiment_id"],
         metadata=experiment["metadata"],
         outputs_root=str(Path(experiment["stores"]["outputs_root"]).resolve()),
+        prediction=experiment["prediction"],
         created_at=dt.datetime.now().isoformat(timespec="seconds"),
     )
 
@@ -228,3 +231,13 @@ def _check_unique(jobs: list[PlannedJob]) -> None:
         if job.dir in seen:
             raise ConfigError(f"two jobs of this sweep would share the directory {job.dir!r}")
         seen.add(job.dir)
+
+
+def planned_looks(experiment: DictConfig) -> list[int] | None:
+    """Seeds per arm at each look, or None for a fixed design."""
+    first, last = int(experiment.n_repeats), int(experiment.adaptive.max_repeats)
+    if last <= first:
+        return None
+    step = max(1, int(experiment.adaptive.increment))
+    looks = list(range(first, last, step)) + [last]
+    return looks

@@ -14,20 +14,62 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from evsys.errors import ConfigError
 from evsys.locks import supersede
 from evsys.records import (
+    CHECKPOINT,
+    CHECKPOINT_IDENTITY,
     PLAN_FILE,
     SUPERSEDED,
+    ArmResult,
     Plan,
     PlannedJob,
-    StoredIdentity,
+    has_record,
     identity_diff,
-    stored_identity,
+    record_path,
 )
 
 log = logging.getLogger("evsys")
+
+
+@dataclass
+class StoredIdentity:
+    """The identity a job dir's record (or, without one, its checkpoint) was written with."""
+
+    identity: str
+    config: dict[str, Any]
+    path: Path  # the file it was read from
+    completed: bool = False
+
+
+def stored_identity(job_dir: Path) -> StoredIdentity | None:
+    """The identity of the results already in `job_dir`, or None when it holds none."""
+    job_dir = Path(job_dir)
+    if has_record(job_dir):
+        try:
+            record = ArmResult.load(job_dir)
+        except (OSError, ValueError, TypeError):
+            return StoredIdentity("", {}, record_path(job_dir))  # unreadable: never reused
+        path = record_path(job_dir)
+        return StoredIdentity(record.identity, record.identity_config, path, record.completed)
+    if (job_dir / CHECKPOINT).is_file():
+        return checkpoint_identity(job_dir / CHECKPOINT)
+    return None
+
+
+def checkpoint_identity(path: Path) -> StoredIdentity:
+    """The identity a checkpoint was saved with; ("", {}) when it has none or is unreadable
+    (loaded with weights_only: a file on disk is never trusted to run code)."""
+    import torch  # only when a checkpoint is there to read
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        stored = state.get(CHECKPOINT_IDENTITY) or {}
+        return StoredIdentity(str(stored.get("identity", "")), dict(stored.get("config", {})), path)
+    except Exception:  # noqa: BLE001 - any unreadable checkpoint is not this job's
+        return StoredIdentity("", {}, Path(path))
 
 
 @dataclass
