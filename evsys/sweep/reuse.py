@@ -11,12 +11,13 @@ so old records are never presented as (or mixed into) the results of a changed p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evsys.errors import ConfigError
+from evsys.errors import ConfigError, NotASweepDir
 from evsys.locks import supersede
 from evsys.records import (
     CHECKPOINT,
@@ -110,7 +111,7 @@ def mismatch_message(sweep_dir: Path, mismatched: list[Mismatch]) -> str:
 
 
 def resolve_mismatches(
-    sweep_dir: Path, mismatched: list[Mismatch], on_mismatch: str
+    plan: Plan, sweep_dir: Path, mismatched: list[Mismatch], on_mismatch: str
 ) -> Path | None:
     """Refuse (ConfigError) or move the mismatched job dirs, the old plan and the old
     conclusion aside; returns where they went, or None when nothing mismatched."""
@@ -120,6 +121,12 @@ def resolve_mismatches(
         raise ConfigError(mismatch_message(sweep_dir, mismatched))
     sweep_dir = Path(sweep_dir)
     old = [sweep_dir / item.job.dir for item in mismatched]
+    # So do the old plan's jobs the new one does not list as matching (e.g. seeds added by
+    # adaptive rounds): none may be counted as the new plan's.
+    keep = {job.dir for job in plan.planned} - {item.job.dir for item in mismatched}
+    with contextlib.suppress(NotASweepDir):
+        old += [sweep_dir / j.dir for j in Plan.load(sweep_dir).planned if j.dir not in keep]
+    old = list(dict.fromkeys(old))
     old += [sweep_dir / PLAN_FILE, *sweep_dir.glob("conclusion*"), *sweep_dir.glob("*_conclusion")]
     target = supersede(sweep_dir, old)
     log.warning(

@@ -61,7 +61,7 @@ class ExperimentSweeper(Sweeper):
             if dry_run and mismatched:
                 log.warning("%s", mismatch_message(sweep_dir, mismatched))
             elif not dry_run:
-                resolve_mismatches(sweep_dir, mismatched, self.config.experiment.on_mismatch)
+                resolve_mismatches(plan, sweep_dir, mismatched, self.config.experiment.on_mismatch)
         except (ConfigError, DirInUse) as error:
             # The user's mistake, not ours: the message names the arm and key; no traceback.
             log.error("%s\nNothing was run.", error)
