@@ -73,10 +73,12 @@ class ConclusionCallback(Callback):
         from evsys.sweep.experiment import finish_sweep  # the conclusion: heavy imports
 
         sweep_dir = Path(config.hydra.sweep.dir)
-        if not plan_exists(sweep_dir) and self.jobs:  # another sweeper: its jobs are the arms
-            from evsys.sweep.foreign import plan_from_jobs
+        if not plan_exists(sweep_dir):  # another sweeper: its jobs are the arms
+            from evsys.sweep import foreign
 
-            plan_from_jobs(config, sweep_dir, self.jobs)
+            jobs = foreign.seen_jobs(self.jobs) or foreign.recorded_jobs(sweep_dir)
+            if jobs:
+                foreign.plan_from_jobs(config, sweep_dir, jobs)
         if not OmegaConf.select(config, "hydra.launcher.wait", default=True):
             # Fire-and-forget (SLURM launcher): the arms are still queued or running, and a
             # conclusion now would report every one of them missing.

@@ -10,23 +10,46 @@ from pathlib import Path
 from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.records import Plan, PlannedJob
+from evsys.records import RESULT_FILE, ArmResult, Plan, PlannedJob
 from evsys.sweep import registry
 from evsys.sweep.experiment import start_sweep
 from evsys.validate import success_metric
 
+Job = tuple[list[str], Path]  # a job's overrides and its dir
 
-def plan_from_jobs(config: DictConfig, sweep_dir: Path, jobs: list[JobReturn]) -> Plan:
-    """Write (and register) the plan of the jobs seen, in launch order."""
+
+def seen_jobs(returns: list[JobReturn]) -> list[Job]:
+    """The jobs Hydra reported back (in-process launchers), in launch order."""
+    jobs = []
+    for job in returns:
+        hydra_cfg = job.hydra_cfg
+        output_dir = None if hydra_cfg is None else hydra_cfg.hydra.runtime.output_dir
+        if output_dir is not None:
+            jobs.append((list(job.overrides or []), Path(output_dir)))
+    return jobs
+
+
+def recorded_jobs(sweep_dir: Path) -> list[Job]:
+    """The jobs that left a record, for launchers that report nothing back to this process."""
+    jobs = []
+    for path in sorted(Path(sweep_dir).glob(f"*/{RESULT_FILE}")):
+        try:
+            jobs.append((ArmResult.load(path.parent).overrides, path.parent))
+        except (OSError, ValueError, TypeError):
+            continue
+    return jobs
+
+
+def plan_from_jobs(config: DictConfig, sweep_dir: Path, jobs: list[Job]) -> Plan:
+    """Write (and register) the plan of these jobs."""
     experiment = OmegaConf.to_container(config.experiment, resolve=True)
     # The overrides every job shares say nothing about which arm it is: names use the others.
-    shared = set.intersection(*(set(job.overrides or []) for job in jobs)) if jobs else set()
-    planned = [_planned(job, sweep_dir, shared) for job in jobs]
+    shared = set.intersection(*(set(overrides) for overrides, _ in jobs)) if jobs else set()
     plan = Plan(
         id=registry.new_experiment_id(experiment["name"]),
         name=experiment["name"],
         success_metric=success_metric(config),
-        planned=[job for job in planned if job is not None],
+        planned=[_planned(overrides, job_dir, sweep_dir, shared) for overrides, job_dir in jobs],
         hypothesis=experiment["hypothesis"],
         n_repeats=1,
         base_seed=int(config.seed),
@@ -39,15 +62,11 @@ def plan_from_jobs(config: DictConfig, sweep_dir: Path, jobs: list[JobReturn]) -
     return plan
 
 
-def _planned(job: JobReturn, sweep_dir: Path, shared: set[str]) -> PlannedJob | None:
-    output_dir = OmegaConf.select(job.hydra_cfg or {}, "hydra.runtime.output_dir", default=None)
-    if output_dir is None:
-        return None
-    directory = Path(output_dir).resolve().relative_to(Path(sweep_dir).resolve())
-    overrides = list(job.overrides or [])
+def _planned(overrides: list[str], job_dir: Path, sweep_dir: Path, shared: set) -> PlannedJob:
+    directory = str(job_dir.resolve().relative_to(Path(sweep_dir).resolve()))
     seed = next((int(o.split("=", 1)[1]) for o in overrides if o.startswith("seed=")), 0)
-    name = _arm_name([o for o in overrides if o not in shared], str(directory))
-    return PlannedJob(name, seed, overrides, str(directory))
+    name = _arm_name([o for o in overrides if o not in shared], directory)
+    return PlannedJob(name, seed, overrides, directory)
 
 
 def _arm_name(overrides: list[str], directory: str) -> str:
