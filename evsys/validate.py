@@ -59,6 +59,13 @@ def check_benchmarks(cfg: DictConfig) -> None:
     if cfg.validation.benchmarks_every_n_steps < 0:
         raise ConfigError("validation.benchmarks_every_n_steps must be >= 0 (0: never)")
     check_benchmark_kinds(names, harness_settings(cfg))
+    for name in names:  # a label names the file scores/<label>.jsonl: it stays in the run dir
+        label = benchmark_label(name)
+        if not label or label.startswith(".") or "/" in label or "\\" in label:
+            raise ConfigError(
+                f"eval.benchmarks: {name} is labelled {label!r}, which is not a valid name (it "
+                "names a file): no slashes, and not starting with '.'"
+            )
 
 
 def check_rewards(cfg: DictConfig) -> None:

@@ -204,3 +204,13 @@ def test_a_record_that_cannot_be_written_says_where(tmp_path, monkeypatch, caplo
     record = run_experiment(cfg, tmp_path)  # returns: the sweep reports the arm missing
     assert record.completed
     assert f"cannot write the record {tmp_path / 'result.json'}" in caplog.text
+
+
+class EscapingBenchmark(BrokenBenchmark):
+    name = "../../escaped"
+
+
+def test_a_benchmark_label_cannot_escape_the_run_dir():
+    benchmarks = "eval.benchmarks=[class:tests.test_bad_input.EscapingBenchmark]"
+    with pytest.raises(ConfigError, match=r"labelled '\.\./\.\./escaped'.*not a valid name"):
+        compose_run_config([benchmarks])

@@ -208,3 +208,20 @@ def test_ctrl_c_says_what_was_interrupted_and_how_to_resume(tmp_path):
     assert "interrupted" in output and "hydra.sweep.dir=sweep" in output and " -m" in output
     (row,) = registry.list_experiments(tmp_path / "out")
     assert row["status"] == "interrupted"
+
+
+def test_ctrl_c_in_a_single_run_prints_the_resume_command(tmp_path):
+    args = [*FAST, "algorithm.max_steps=400", "checkpoint_every_n_steps=5", "hydra.run.dir=run"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evsys.train", *args], cwd=tmp_path, env=cli_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode != 0 and "interrupted: arm default (seed 0)" in output
+    assert "algorithm.max_steps=400" in output and f"hydra.run.dir={tmp_path / 'run'}" in output
+    assert not (tmp_path / "run" / "result.json").exists()  # no record: a re-run resumes it
