@@ -47,7 +47,7 @@ def plan_sweep(config: DictConfig, axes: list[str], config_loader, sweep_dir: Pa
         job.overrides.append("hydra.sweep.subdir=${arm}_seed${seed}")
         _validate_job(job, config, config_loader, metric["name"])
         job.overrides.append(f"experiment.id={experiment_id}")
-    _check_baseline(experiment["baseline"], jobs)
+    _check_baseline(experiment["baseline"], jobs, list(experiment["arms"]))
     return Plan(
         id=experiment_id,
         name=experiment["name"],
@@ -95,9 +95,10 @@ def _check_data(cfg: DictConfig) -> None:
     check_source(cfg.data, algorithm_module_class(cfg.algorithm.kind).example_format)
 
 
-def _check_baseline(baseline: str | None, jobs: list[PlannedJob]) -> None:
+def _check_baseline(baseline: str | None, jobs: list[PlannedJob], arm_names: list[str]) -> None:
+    """The baseline names an arm: a job's label, or a named arm (crossed with matrix axes)."""
     arms = sorted({job.arm for job in jobs})
-    if baseline is not None and baseline not in arms:
+    if baseline is not None and baseline not in arms and baseline not in arm_names:
         raise ConfigError(
             f"experiment.baseline={baseline!r} names no arm of this sweep; its arms are "
             f"{', '.join(arms)}"
