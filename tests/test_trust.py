@@ -225,3 +225,15 @@ def test_ctrl_c_in_a_single_run_prints_the_resume_command(tmp_path):
     assert process.returncode != 0 and "interrupted: arm default (seed 0)" in output
     assert "algorithm.max_steps=400" in output and f"hydra.run.dir={tmp_path / 'run'}" in output
     assert not (tmp_path / "run" / "result.json").exists()  # no record: a re-run resumes it
+
+
+def test_a_killed_jobs_checkpoint_of_another_config_is_refused_at_planning(tmp_path):
+    first = sweep(tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    job_dir = tmp_path / "sweep" / "default_seed0"
+    (job_dir / "result.json").unlink()  # as if killed after its last checkpoint
+    changed = sweep(tmp_path, "algorithm.lr=1e-3")
+    output = changed.stdout + changed.stderr
+    assert changed.returncode != 0 and "jobs to run" not in output  # refused at planning
+    assert "sweep/default_seed0/checkpoints/last.ckpt: algorithm.lr: 0.003 -> 0.001" in output
+    assert not (job_dir / "result.json").exists()
