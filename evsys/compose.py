@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from evsys.algorithms import algorithms
 from evsys.config import GROUP_SCHEMAS, RunConfig
@@ -31,3 +33,64 @@ def compose_run_config(overrides: list[str] | None = None) -> DictConfig:
     with initialize_config_module(config_module="evsys.conf", version_base="1.3"):
         cfg = compose(config_name="train", overrides=list(overrides or []))
     return validate_run_config(cfg)
+
+
+# ------------------------------------------------ what Hydra reports with a traceback or no hint
+def preset_problem(arguments: list[str]) -> str | None:
+    """The preset named by +experiment=<name> when YAML cannot load it as written (a duplicate
+    arm name, a tab), as one sentence naming file and line instead of PyYAML's traceback."""
+    import yaml
+
+    names = [a.split("=", 1)[1] for a in arguments if a.startswith("+experiment=")]
+    for path in (
+        d / "experiment" / f"{name}.yaml" for name in names for d in _config_dirs(arguments)
+    ):
+        if not path.is_file():
+            continue
+        try:
+            OmegaConf.load(path)
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark
+            line = f", line {mark.line + 1}" if mark is not None else ""
+            why = " (each arm name, like every key of a mapping, may appear once)"
+            duplicate = "duplicate key" in str(error.problem)
+            return f"{path}{line}: {error.problem}{why if duplicate else ''}"
+    return None
+
+
+def _config_dirs(arguments: list[str]) -> list[Path]:
+    dirs = [Path(a.split("=", 1)[1]) for a in arguments if a.startswith(("--config-dir=", "-cd="))]
+    dirs += [
+        Path(b)
+        for a, b in zip(arguments, arguments[1:], strict=False)
+        if a in ("--config-dir", "-cd")
+    ]
+    return [*dirs, Path(__file__).parent / "conf"]
+
+
+def override_hints(arguments: list[str]) -> list[str]:
+    """ "Did you mean" lines for dotted overrides (written without +) whose key the config
+    lacks; Hydra's own advice for them is to add a +, which for a typo is wrong."""
+    from evsys.validate import override_hint
+
+    overrides = [a for a in arguments if "=" in a and not a.startswith("-")]
+    typed = [o for o in overrides if "." in o.split("=", 1)[0] and not o.startswith(("+", "~"))]
+    typed = [o for o in typed if not o.startswith("hydra.")]
+    if not typed:
+        return []
+    choices = [o for o in overrides if o not in typed and not o.startswith("hydra.")]
+    try:
+        cfg = _compose_unchecked(choices, _config_dirs(arguments)[:-1])
+    except Exception:  # noqa: BLE001 - no hint beats a second error message
+        return []
+    hints = [override_hint(f"Could not override '{o.split('=', 1)[0]}'", cfg) for o in typed]
+    return [hint for hint in hints if hint]
+
+
+def _compose_unchecked(overrides: list[str], config_dirs: list[Path]) -> DictConfig:
+    register_schemas()
+    GlobalHydra.instance().clear()
+    search = [f"file://{d.resolve()}" for d in config_dirs]
+    extra = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
+    with initialize_config_module(config_module="evsys.conf", version_base="1.3"):
+        return compose(config_name="train", overrides=[*overrides, *extra])

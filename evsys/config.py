@@ -345,6 +345,9 @@ class ExperimentConfig:
     metadata: dict[str, Any] = field(default_factory=dict)  # free-form notes
     stores: StoresConfig = field(default_factory=StoresConfig)
     dry_run: bool = False  # print the plan and exit without training
+    # Results or checkpoints of another config already in the job's dir: refuse (say which keys
+    # differ), or rerun: move them aside into <dir>/.superseded/<timestamp>/ and train anew.
+    on_mismatch: str = "refuse"
 
 
 # ----------------------------------------------------------------------------------- run config

@@ -25,3 +25,7 @@ class RegistryError(RuntimeError):
 
 class ExperimentNotFound(RegistryError, LookupError):
     """No experiment with that id in the registry."""
+
+
+class DirInUse(RuntimeError):
+    """Another sweep or run holds the lock on this directory."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -25,13 +26,25 @@ from evsys.errors import NotASweepDir
 PLAN_FILE = "experiment.json"
 RESULT_FILE = "result.json"
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
+LOCK_FILE = ".evsys.lock"  # held (flock) by the sweep or run using the dir
+SUPERSEDED = ".superseded"  # <dir>/.superseded/<timestamp>/: old results moved aside, never deleted
+CHECKPOINT_IDENTITY = "evsys_identity"  # the key of a checkpoint's identity (see config_identity)
 CONCLUSION_FILES = ("conclusion.json", "conclusion.md", "conclusion.png")
 SCORES_DIR = "scores"  # <run dir>/scores/<benchmark label>.jsonl: one object per scored item
 
 # Overrides a sweep adds to every job for bookkeeping; they say nothing about what an arm trains.
-BOOKKEEPING_OVERRIDES = ("arm=", "experiment.id=", "+experiment=", "experiment.dry_run=")
+BOOKKEEPING_OVERRIDES = (
+    "arm=", "experiment.id=", "+experiment=", "experiment.dry_run=", "experiment.on_mismatch=",
+    "hydra.",
+)  # fmt: skip
 # Keys that say where or which replicate, not what is trained: left out of group_id.
 NOT_IN_GROUP = ("seed", "arm", "tags", "experiment", "hydra")
+# Keys that change how a job runs, not what it trains or scores: results and checkpoints stay
+# valid across them, so they are left out of a job's identity too.
+NOT_IN_IDENTITY = (
+    "data.cache", "data.cache_dir", "data.num_workers", "data.num_proc", "backend.num_threads",
+    "log_every_n_steps", "checkpoint_every_n_steps",
+)  # fmt: skip
 # Files are read by the group too: sweeps on shared clusters are read by colleagues.
 FILE_MODE = 0o644
 
@@ -67,13 +80,57 @@ def group_id(cfg: DictConfig) -> str:
     """Stable hash of what is trained: the resolved config minus seed, names and paths.
 
     Arms that differ only in seed share it (a run group)."""
-    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    return _hash(_trained(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)))
+
+
+def _trained(container: dict) -> dict:
     identity = {k: v for k, v in container.items() if k not in NOT_IN_GROUP}
-    continual = (container.get("experiment") or {}).get("continual") or {}
+    experiment = container.get("experiment") or {}
+    continual = experiment.get("continual") or {}
     if continual.get("datasets") is not None:  # the chain is what is trained, not bookkeeping
         identity["continual"] = continual
-    text = json.dumps(identity, sort_keys=True, default=str)
+    if (container.get("model") or {}).get("init_from") == "parent":  # which parent's model
+        identity["parent_experiment_id"] = experiment.get("parent_experiment_id")
+    return identity
+
+
+def _hash(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def identity_config(cfg: DictConfig) -> dict[str, Any]:
+    """What one job trains and scores, as dotted keys: group_id's inputs plus the seed, minus
+    the keys that only say how it runs (NOT_IN_IDENTITY). Stored in its record and checkpoint,
+    so a mismatch can name the keys that differ."""
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    flat = _flatten({**_trained(container), "seed": container.get("seed")})
+    return {key: value for key, value in flat.items() if key not in NOT_IN_IDENTITY}
+
+
+def config_identity(config: dict[str, Any]) -> str:
+    """The identity of a job: a hash of its identity_config."""
+    return _hash(config)
+
+
+def identity_diff(old: dict[str, Any], new: dict[str, Any], limit: int = 8) -> str:
+    """The keys two identity configs differ in, as `key: old -> new`, comma separated."""
+    if not old:
+        return "it records no config identity: written by an older evsys, or unreadable"
+    keys = sorted(k for k in set(old) | set(new) if old.get(k, "<unset>") != new.get(k, "<unset>"))
+    shown = [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}" for k in keys[:limit]]
+    if len(keys) > limit:
+        shown.append(f"and {len(keys) - limit} more")
+    return ", ".join(shown) or "no key differs, yet the identity does (another evsys version)"
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict) and node:
+        flat: dict[str, Any] = {}
+        for key, value in node.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: node}
 
 
 # ---------------------------------------------------------------------------------- arm record
@@ -85,6 +142,9 @@ class ArmResult:
     seed: int
     status: str  # running | completed | failed
     group_id: str = ""
+    identity: str = ""  # config_identity of the job that wrote it (records.identity_config)
+    identity_config: dict[str, Any] = field(default_factory=dict)
+    success_metric: str = ""  # the metric float(record) returns (for Optuna-like sweepers)
     experiment: str = ""
     experiment_id: str | None = None
     overrides: list[str] = field(default_factory=list)
@@ -95,6 +155,7 @@ class ArmResult:
     hparams: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     traceback: str | None = None
+    benchmark_errors: dict[str, str] = field(default_factory=dict)  # eval/<label> -> error
     requeues: int = 0
     resumed_from_step: int | None = None  # set when training continued from checkpoints/last.ckpt
     started_at: str | None = None
@@ -105,6 +166,14 @@ class ArmResult:
     @property
     def completed(self) -> bool:
         return self.status == "completed"
+
+    def __float__(self) -> float:
+        """The success metric's value, NaN when the arm failed or lacks it: what a Hydra
+        sweeper that optimises (Optuna) reads from the task's return value."""
+        value = self.metrics.get(self.success_metric) if self.completed else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        return math.nan
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
@@ -127,6 +196,10 @@ class ArmResult:
 
 def has_record(job_dir: Path) -> bool:
     return (Path(job_dir) / RESULT_FILE).is_file()
+
+
+def record_path(job_dir: Path) -> Path:
+    return Path(job_dir) / RESULT_FILE
 
 
 def read_completed(job_dir: Path) -> ArmResult | None:
@@ -165,6 +238,8 @@ class PlannedJob:
     seed: int
     overrides: list[str]
     dir: str
+    identity: str = ""  # config_identity of its composed config (set when planned)
+    identity_config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -232,7 +307,9 @@ class Plan:
 
 def _planned_job(job: dict) -> PlannedJob:
     directory = job.get("dir") or f"{job['arm']}_seed{job['seed']}"  # Hydra's job subdir
-    return PlannedJob(job["arm"], int(job["seed"]), list(job.get("overrides", [])), directory)
+    overrides = list(job.get("overrides", []))
+    identity, config = str(job.get("identity", "")), dict(job.get("identity_config") or {})
+    return PlannedJob(job["arm"], int(job["seed"]), overrides, directory, identity, config)
 
 
 def plan_exists(sweep_dir: Path) -> bool:

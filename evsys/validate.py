@@ -17,7 +17,7 @@ from evsys.algorithms import algorithm_schema
 from evsys.config import ContinualStage, RunConfig
 from evsys.errors import ConfigError
 from evsys.evaluation.base import harness_settings
-from evsys.evaluation.names import check_benchmark_kinds
+from evsys.evaluation.names import benchmark_label, check_benchmark_kinds, has_held_out_metrics
 from evsys.rewards import resolve_reward
 
 
@@ -38,6 +38,8 @@ def validate_run_config(cfg: DictConfig) -> DictConfig:
         raise ConfigError(describe_config_error(error, schema)) from None
     # Building the dataclass runs its __post_init__: an algorithm checks its values there.
     OmegaConf.to_object(merged.algorithm)
+    check_names(merged)
+    check_ranges(merged)
     check_rewards(merged)
     check_continual(merged)
     check_benchmarks(merged)
@@ -57,12 +59,133 @@ def check_benchmarks(cfg: DictConfig) -> None:
     if cfg.validation.benchmarks_every_n_steps < 0:
         raise ConfigError("validation.benchmarks_every_n_steps must be >= 0 (0: never)")
     check_benchmark_kinds(names, harness_settings(cfg))
+    for name in names:  # a label names the file scores/<label>.jsonl: it stays in the run dir
+        label = benchmark_label(name)
+        if not label or label.startswith(".") or "/" in label or "\\" in label:
+            raise ConfigError(
+                f"eval.benchmarks: {name} is labelled {label!r}, which is not a valid name (it "
+                "names a file): no slashes, and not starting with '.'"
+            )
 
 
 def check_rewards(cfg: DictConfig) -> None:
     """GRPO's reward names resolve to functions (built-in names or dotted paths)."""
     for index, name in enumerate(OmegaConf.select(cfg, "algorithm.rewards", default=None) or []):
         resolve_reward(str(name), f"algorithm.rewards[{index}]")
+
+
+# ------------------------------------------------------------------------- names and ranges
+# Names that become directory names: a letter, digit or _ first (so never "." or ".."), then
+# those and . _ + = , - (arm labels such as "lr=0.001,warmup=5"); no slashes, no spaces.
+NAME = re.compile(r"\w[\w.+=,-]*")
+NAMED_KEYS = ("experiment.name", "arm")
+
+
+def check_names(cfg: DictConfig) -> None:
+    """experiment.name and arm are safe directory names: every path evsys derives from them
+    stays under experiment.stores.outputs_root (docs/reliability.md)."""
+    for key in NAMED_KEYS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is not None and not NAME.fullmatch(str(value)):
+            raise ConfigError(
+                f"{key}={value!r} is not a valid name: it names a directory, so use letters, "
+                "digits and . _ + = , - only, starting with a letter, digit or _ (no slashes)"
+            )
+
+
+# (key, smallest allowed value, why): checked on every composed config, so on every arm.
+AT_LEAST = (
+    ("algorithm.max_steps", 1, "optimizer steps"),
+    ("algorithm.batch_size", 1, "rows per micro-batch"),
+    ("algorithm.accumulate_grad_batches", 1, "micro-batches per optimizer step"),
+    ("algorithm.warmup_steps", 0, "warm-up steps; 0 for none"),
+    ("validation.every_n_steps", 1, "steps between validations"),
+    ("validation.num_batches", 1, "batches per validation"),
+    ("eval.max_examples", 1, "examples scored per benchmark"),
+    ("eval.batch_size", 1, "prompts per generation batch"),
+    ("eval.max_new_tokens", 1, "tokens generated per answer"),
+    ("data.max_length", 1, "tokens per row"),
+    ("log_every_n_steps", 1, "steps between logged scalars"),
+    ("checkpoint_every_n_steps", 1, "steps between checkpoints"),
+)
+ON_MISMATCH = ("refuse", "rerun")
+
+
+def check_ranges(cfg: DictConfig) -> None:
+    """Numeric settings in range, or a ConfigError naming key, value and what is allowed."""
+    for key, least, meaning in AT_LEAST:
+        value = OmegaConf.select(cfg, key)
+        if value < least:
+            raise ConfigError(f"{key}={value} must be >= {least} ({meaning})")
+    if not cfg.algorithm.lr >= 0:  # 0 is allowed: an arm that scores its starting model as is
+        raise ConfigError(
+            f"algorithm.lr={cfg.algorithm.lr} must be >= 0 (0 leaves the weights as they start)"
+        )
+    longest = cfg.model.max_position_embeddings
+    if cfg.model.name is None and cfg.data.max_length > longest:
+        raise ConfigError(
+            f"data.max_length={cfg.data.max_length} exceeds model.max_position_embeddings="
+            f"{longest}, the longest sequence the model supports: lower one or raise the other"
+        )
+    if cfg.experiment.on_mismatch not in ON_MISMATCH:
+        raise ConfigError(
+            f"experiment.on_mismatch={cfg.experiment.on_mismatch!r}: choose one of {ON_MISMATCH}"
+        )
+    metric = cfg.experiment.success_metric
+    if metric.mode not in ("max", "min"):
+        raise ConfigError(f"experiment.success_metric.mode={metric.mode!r}: use max or min")
+    if metric.mode != "max" and not metric.name:
+        raise ConfigError(
+            f"experiment.success_metric.mode={metric.mode} is set without "
+            "experiment.success_metric.name; the default metric brings its own mode, so name "
+            "the metric too (e.g. experiment.success_metric.name=val/loss)"
+        )
+
+
+# ------------------------------------------------------------------------------ success metric
+def success_metric(cfg: DictConfig) -> dict:
+    """The configured success metric; by default exact match on the first benchmark."""
+    metric = OmegaConf.to_container(cfg.experiment.success_metric, resolve=True)
+    if not metric["name"]:
+        benchmarks = list(cfg.eval.benchmarks)
+        if benchmarks:
+            label = benchmark_label(str(benchmarks[0]))
+            metric["name"], metric["mode"] = f"eval/{label}/exact_match", "max"
+        else:
+            metric["name"], metric["mode"] = "val/loss", "min"
+    if metric["mode"] not in ("max", "min"):
+        raise ConfigError(f"experiment.success_metric.mode={metric['mode']!r}: use max or min")
+    return metric
+
+
+HELD_OUT_METRICS = ("loss", "exact_match")
+
+
+def check_success_metric(cfg: DictConfig, name: str) -> None:
+    """The job will log `name`: val/..., train/..., eval/<label>/<metric> of one of its
+    benchmarks, or continual/... for a continual job; a ConfigError says what it produces."""
+    benchmarks = [str(b) for b in cfg.eval.benchmarks]
+    stages = cfg.experiment.continual.datasets
+    if stages is not None:
+        benchmarks = list(dict.fromkeys([str(s.dataset_name) for s in stages] + benchmarks))
+    labels = {benchmark_label(b): b for b in benchmarks}
+    produced = ["train/loss"] + (["val/loss"] if cfg.validation.enabled else [])
+    produced += [f"eval/{label}/<metric>" for label in labels]
+    produced += ["continual/<metric>"] if stages is not None else []
+    kind, _, rest = name.partition("/")
+    label, _, metric = rest.partition("/")
+    if kind == "eval" and label in labels:
+        if not has_held_out_metrics(labels[label]) or metric in HELD_OUT_METRICS:
+            return
+        produced = [f"eval/{label}/{m}" for m in HELD_OUT_METRICS]
+    elif kind == "val" and cfg.validation.enabled or kind == "train":
+        return
+    elif kind == "continual" and stages is not None:
+        return
+    raise ConfigError(
+        f"experiment.success_metric.name={name!r} is not a metric this job produces; it "
+        f"produces {', '.join(produced)}"
+    )
 
 
 # ----------------------------------------------------------------------------------- continual

@@ -149,7 +149,7 @@ def test_continual_run_expands_to_one_chain_per_seed():
 RUNS_PAGE = """
 name: same_plan
 hypothesis: a higher learning rate learns reversal faster
-success_metric: {name: eval/reversal/exact_match, mode: max}
+success_metric: {name: eval/addition/exact_match, mode: max}
 baseline: slow
 n_repeats: 2
 base_seed: 3
@@ -163,7 +163,7 @@ RUNS_PRESET = """# @package _global_
 experiment:
   name: same_plan
   hypothesis: a higher learning rate learns reversal faster
-  success_metric: {name: eval/reversal/exact_match, mode: max}
+  success_metric: {name: eval/addition/exact_match, mode: max}
   baseline: slow
   n_repeats: 2
   base_seed: 3
@@ -251,7 +251,7 @@ def test_python_config_equals_the_file(tmp_path):
     config = evsys.ExperimentConfig(
         name="same_plan",
         hypothesis="a higher learning rate learns reversal faster",
-        success_metric={"name": "eval/reversal/exact_match", "mode": "max"},
+        success_metric={"name": "eval/addition/exact_match", "mode": "max"},
         baseline="slow",
         n_repeats=2,
         base_seed=3,

@@ -7,13 +7,14 @@ evsys/sweep/callbacks.py once every record and the conclusion are written).
 from __future__ import annotations
 
 import logging
+import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from evsys.compose import register_schemas
+from evsys.compose import override_hints, preset_problem, register_schemas
 
 log = logging.getLogger("evsys")
 
@@ -38,7 +39,19 @@ def _print_single_run(record) -> None:
 
 
 def cli() -> None:
-    main()
+    # Hydra prints PyYAML's traceback for a malformed preset, and "use +key" for a typo: say
+    # what is wrong instead (file and line; did you mean), before and after Hydra runs.
+    arguments = sys.argv[1:]
+    if problem := preset_problem(arguments):
+        sys.stderr.write(f"{problem}\nNothing was run.\n")
+        raise SystemExit(1)
+    try:
+        main()
+    except SystemExit as exit_:
+        if exit_.code:
+            for hint in override_hints(arguments):
+                sys.stderr.write(hint + "\n")
+        raise
 
 
 if __name__ == "__main__":

@@ -139,6 +139,9 @@ def plain(value):
 
 
 # -------------------------------------------------------------------------------------- reading
+TEXT_ENCODING = "utf-8-sig"  # UTF-8, with or without a byte-order mark (Excel, Notepad)
+
+
 def read_source(data) -> dict[str, list[dict]]:
     """Every split of a local path or hub dataset, as raw rows with the source's columns."""
     name = data.dataset_name
@@ -165,12 +168,30 @@ def read_file(path: Path) -> list[dict]:
             f"data.dataset_name={str(path)!r}: cannot read {path.suffix or 'extensionless'} "
             f"files; use one of {', '.join(LOCAL_SUFFIXES)}"
         )
-    return readers[path.suffix](path)
+    try:
+        return readers[path.suffix](path)
+    except UnicodeDecodeError as error:
+        raise DataError(_not_utf8(path, error)) from None
+
+
+def _not_utf8(path: Path, error: UnicodeDecodeError) -> str:
+    """Where a text file stops being UTF-8: its line, or that it looks binary."""
+    content = path.read_bytes()
+    try:
+        content.decode(TEXT_ENCODING)
+    except UnicodeDecodeError as exact:  # offsets into the whole file, not a read buffer
+        error = exact
+    line = content[: error.start].count(b"\n") + 1
+    kind = "binary content" if b"\x00" in content[:8192] else "text that is not UTF-8"
+    return (
+        f"{path}, line {line}: {kind} (byte {content[error.start : error.start + 1]!r} at offset "
+        f"{error.start}); save the file as UTF-8 (a BOM is fine), or use .parquet for binary data"
+    )
 
 
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []
-    with path.open(encoding="utf-8") as lines:
+    with path.open(encoding=TEXT_ENCODING) as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -187,7 +208,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 def _read_json(path: Path) -> list[dict]:
     """A list of objects; JSON Lines saved as .json are read as such."""
     try:
-        content = json.loads(path.read_text(encoding="utf-8"))
+        content = json.loads(path.read_text(encoding=TEXT_ENCODING))
     except json.JSONDecodeError as error:
         if error.msg == "Extra data":  # one object per line
             return _read_jsonl(path)
@@ -198,7 +219,7 @@ def _read_json(path: Path) -> list[dict]:
 
 
 def _read_csv(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8", newline="") as lines:
+    with path.open(encoding=TEXT_ENCODING, newline="") as lines:
         # A row with more fields than the header puts the extras under None: ignore them.
         return [{k: v for k, v in row.items() if k is not None} for row in csv.DictReader(lines)]
 
@@ -214,7 +235,7 @@ def _read_parquet(path: Path) -> list[dict]:
 
 def _read_txt(path: Path) -> list[dict]:
     """One example per non-empty line, in the `text` format."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding=TEXT_ENCODING).splitlines()
     return [{"text": line} for line in lines if line.strip()]
 
 

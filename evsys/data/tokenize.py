@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
+from evsys.errors import DataError
+
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # label value that cross entropy skips
@@ -142,6 +144,7 @@ def tokenize_examples(
         "segments": [ex.get("segments") for ex in examples],
     }
     out = tokenize_batch(columns, tokenizer, max_length)
+    _refuse_if_none_kept(len(examples), len(out["labels"]), max_length)
     _report_truncation(len(examples), len(out["labels"]), sum(out["truncated"]), max_length)
     return [
         {"input_ids": ids, "labels": labels}
@@ -180,6 +183,7 @@ def tokenize_table(
         keep_in_memory=True,  # our own cache keeps the result; no second copy on disk
         new_fingerprint="evsys-tokenize",  # not hashed: evsys/data/cache.py keys the result
     )
+    _refuse_if_none_kept(len(examples), len(tokenized), max_length)
     arrow = tokenized.data.table
     truncated = int(np.sum(arrow.column("truncated").to_numpy()))
     _report_truncation(len(examples), len(tokenized), truncated, max_length)
@@ -211,6 +215,15 @@ def _token_rows(arrow, names: list[str]) -> TokenRows:
             np.cumsum(lengths, out=offsets[1:])
         columns[name] = column.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
     return TokenRows(columns, offsets)
+
+
+def _refuse_if_none_kept(total: int, kept: int, max_length: int) -> None:
+    if total and not kept:
+        raise DataError(
+            f"all {total} examples exceed data.max_length={max_length}: cut to that length, "
+            "each lost its whole completion (nothing left to train on or score); raise "
+            "data.max_length or shorten the prompts"
+        )
 
 
 def _report_truncation(total: int, kept: int, truncated: int, max_length: int) -> None:

@@ -39,13 +39,16 @@ def evaluate_benchmarks(
     held_out: dict[str, list[dict]] | None = None,
     harness: HarnessConfig | None = None,
     items: dict[str, list[dict]] | None = None,
+    errors: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Every named benchmark's metrics as {"eval/<name>/<metric>": value}.
 
     `held_out` maps dataset names that are not built-in tasks (a file, a hub id) to their
     eval examples, so the training data's own eval split can be a benchmark. `harness` holds
     the settings of harness:<task> benchmarks. `items`, when given, receives each
-    benchmark's per-item scores by label (benchmarks that score item by item).
+    benchmark's per-item scores by label (benchmarks that score item by item). With
+    `errors`, a benchmark that fails while scoring is recorded there (eval/<name> -> error)
+    and the others are still scored.
     """
     settings = BenchmarkSettings(
         data_seed=data_seed,
@@ -67,7 +70,14 @@ def evaluate_benchmarks(
     metrics: dict[str, float] = {}
     with evaluation_mode(model):
         for benchmark in benchmarks:
-            for metric, value in benchmark.score(model, tokenizer).items():
+            try:
+                scores = benchmark.score(model, tokenizer)
+            except Exception as error:
+                if errors is None:
+                    raise
+                errors[f"eval/{benchmark.name}"] = f"{type(error).__name__}: {error}"
+                continue
+            for metric, value in scores.items():
                 metrics[f"eval/{benchmark.name}/{metric}"] = float(value)
             if items is not None and benchmark.item_scores is not None:
                 items[benchmark.name] = benchmark.item_scores
@@ -81,6 +91,7 @@ def evaluate_configured(
     cfg,
     held_out: dict[str, list[dict]] | None = None,
     items: dict[str, list[dict]] | None = None,
+    errors: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """`evaluate_benchmarks` with the settings of a run config (data.* and eval.*), rounded."""
     scores = evaluate_benchmarks(
@@ -96,5 +107,6 @@ def evaluate_configured(
         held_out=held_out,
         harness=harness_settings(cfg),
         items=items,
+        errors=errors,
     )
     return {key: round(float(value), 6) for key, value in scores.items()}

@@ -7,9 +7,11 @@ and atomically, to the job dir (evsys/records.py).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
+import shlex
 import traceback
 from pathlib import Path
 
@@ -19,20 +21,23 @@ from omegaconf import DictConfig, OmegaConf
 from evsys.algorithms import algorithm_module_class
 from evsys.data.mixture import dataset_names
 from evsys.data.prepare import check_source
+from evsys.errors import DirInUse
 from evsys.evaluation.base import harness_settings
 from evsys.evaluation.names import check_benchmark_names
+from evsys.locks import dir_lock
 from evsys.models import count_parameters, export_model, load_tokenizer, resolve_init_from
-from evsys.records import CHECKPOINT, ArmResult, group_id
+from evsys.records import CHECKPOINT, ArmResult, group_id, record_path
 from evsys.run.fit import (
     final_metrics,
     fit,
     flat_hparams,
     is_global_zero,
+    job_identity,
     quiet_libraries,
     timed,
     write_hparams,
 )
-from evsys.validate import validate_run_config
+from evsys.validate import success_metric, validate_run_config
 
 log = logging.getLogger("evsys")
 
@@ -48,25 +53,70 @@ def run_experiment(cfg: DictConfig, job_dir: str | Path | None = None) -> ArmRes
     job_dir.mkdir(parents=True, exist_ok=True)
     record = _new_record(cfg)
     try:
+        # One process per job dir: a second run into it is refused, not mixed in.
+        with dir_lock(job_dir, "run") if is_global_zero() else contextlib.nullcontext():
+            _run(cfg, job_dir, record)
+    except DirInUse as error:
+        _failed(record, error)
+        record.dir = str(job_dir)
+        return record  # the dir is another run's: its record is not ours to write
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C (Lightning turns it into exit 1)
+        _interrupted(record, job_dir)
+        raise
+    record.finished_at = _now()
+    if is_global_zero():
+        _save(record, job_dir)
+    record.dir = str(job_dir)
+    return record
+
+
+def _save(record: ArmResult, job_dir: Path) -> None:
+    """Write the record; when even that fails (a full disk), say where and how the arm ended:
+    the sweep then reports the arm missing and a re-run resumes it."""
+    try:
+        record.save(job_dir)
+    except OSError as error:
+        log.error(
+            "cannot write the record %s (%s); arm %s seed %s ended %s%s",
+            record_path(job_dir), error, record.arm, record.seed, record.status,
+            f": {record.error}" if record.error else "",
+        )  # fmt: skip
+
+
+def _run(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
+    try:
         cfg = validate_run_config(cfg)
+        record.success_metric = success_metric(cfg)["name"]
+        identity = job_identity(cfg)
+        record.identity, record.identity_config = identity["identity"], identity["config"]
         with quiet_libraries():
             if cfg.experiment.continual.datasets is not None:
                 from evsys.run.continual import run_chain  # a chain of stages, each one fit
 
                 run_chain(cfg, job_dir, record)
             else:
-                _train_and_score(cfg, job_dir, record)
-        record.status = "completed"
+                _train_and_score(cfg, job_dir, record, identity)
+        record.status = "completed" if not record.error else "failed"
     except Exception as error:  # noqa: BLE001 - every failure becomes the arm's record
-        record.status = "failed"
-        record.error = f"{type(error).__name__}: {error}"
-        record.traceback = traceback.format_exc()
-        log.error("arm %s (seed %s) failed: %s", record.arm, record.seed, record.error)
-    record.finished_at = _now()
-    if is_global_zero():
-        record.save(job_dir)
-    record.dir = str(job_dir)
-    return record
+        _failed(record, error)
+
+
+def _failed(record: ArmResult, error: BaseException) -> None:
+    record.status = "failed"
+    record.error = f"{type(error).__name__}: {error}"
+    record.traceback = traceback.format_exc()
+    log.error("arm %s (seed %s) failed: %s", record.arm, record.seed, record.error)
+
+
+def _interrupted(record: ArmResult, job_dir: Path) -> None:
+    """No record is written (the job stays pending); say what stopped and how to go on."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    log.error("interrupted: arm %s (seed %s) in %s", record.arm, record.seed, job_dir)
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN:
+        command = ["python", "-m", "evsys.train", *record.overrides, f"hydra.run.dir={job_dir}"]
+        log.error("resume it from its last checkpoint with:\n  %s", shlex.join(command))
 
 
 def _new_record(cfg: DictConfig) -> ArmResult:
@@ -90,7 +140,7 @@ def _check_inputs(cfg: DictConfig) -> None:
     check_benchmark_names(benchmarks, dataset_names(cfg.data), harness_settings(cfg))
 
 
-def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
+def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult, identity: dict) -> None:
     timings: dict[str, float] = {}
     with timed(timings, "setup"):
         record.group_id = group_id(cfg)
@@ -102,7 +152,7 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
         cfg.model.init_from = resolve_init_from(cfg)
         tokenizer = load_tokenizer(cfg.model)
     with timed(timings, "train"):
-        fitted = fit(cfg, job_dir, tokenizer)
+        fitted = fit(cfg, job_dir, tokenizer, identity=identity)
     record.resumed_from_step = fitted.resumed_from_step
     log.info(
         "arm %s seed %s: %s parameters, %d training rows -> %s",
@@ -112,7 +162,12 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
     if not fitted.trainer.is_global_zero:
         return
     with timed(timings, "eval"):
-        metrics = final_metrics(fitted, cfg, job_dir)
+        # A benchmark failing after training costs its own scores only: the model, the
+        # checkpoint and every other metric are kept, and the record says what failed.
+        metrics = final_metrics(fitted, cfg, job_dir, record.benchmark_errors)
+    if record.benchmark_errors:
+        failed = "; ".join(f"{k}: {v}" for k, v in record.benchmark_errors.items())
+        record.error = f"benchmarks failed after training (the model is kept): {failed}"
     model = fitted.module.model
     export_dir = export_model(model, tokenizer, job_dir / "model", cfg.model.lora.export)
     write_hparams(fitted.trainer.logger, record.hparams, metrics)
@@ -135,7 +190,7 @@ def _default_job_dir(cfg: DictConfig) -> Path:
 
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir)
-    stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S.%f")
     root = OmegaConf.select(cfg, "experiment.stores.outputs_root", default="outputs")
     return Path(root) / "runs" / f"{stamp}_{cfg.get('arm', 'default')}_seed{cfg.get('seed', 0)}"
 

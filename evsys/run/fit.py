@@ -29,8 +29,16 @@ from evsys.evaluation.scoring import evaluate_configured
 from evsys.lightning.callbacks import BenchmarkScoring, LineProgress, ThroughputMonitor
 from evsys.lightning.checkpoint_io import AtomicCheckpointIO
 from evsys.lightning.datamodule import PostTrainingDataModule
+from evsys.locks import supersede
 from evsys.models import load_model
-from evsys.records import CHECKPOINT, write_item_scores
+from evsys.records import (
+    CHECKPOINT,
+    CHECKPOINT_IDENTITY,
+    config_identity,
+    identity_config,
+    identity_diff,
+    write_item_scores,
+)
 
 log = logging.getLogger("evsys")
 
@@ -52,9 +60,14 @@ def fit(
     tokenizer,
     init_from: Path | None = None,
     logger: TensorBoardLogger | None = None,
+    identity: dict | None = None,
 ) -> Fitted:
     """Train `cfg` in `run_dir` from `init_from`'s weights (None: cfg.model's), resuming an
-    interrupted run from its last.ckpt; a fresh module, so a fresh optimizer and schedule."""
+    interrupted run from its last.ckpt when it was saved by the same config (`identity`, see
+    job_identity; None: cfg's); a fresh module, so a fresh optimizer and schedule."""
+    identity = identity or job_identity(cfg)
+    resume = run_dir / CHECKPOINT
+    resumed_from_step = resume_step(cfg, resume, identity)  # refused before any model is built
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # data preparation, then the model
     algorithm_class = algorithm_module_class(cfg.algorithm.kind)
     data = PostTrainingDataModule(cfg, tokenizer, algorithm_class)
@@ -62,12 +75,11 @@ def fit(
     model = starting_model(cfg, tokenizer, init_from)
     module = algorithm_class(model, tokenizer, cfg.algorithm, seed=cfg.seed)
     throughput = ThroughputMonitor()
-    trainer = build_trainer(cfg, run_dir, throughput, logger)
-    resume = run_dir / CHECKPOINT
-    resumed_from_step = checkpoint_step(resume) if resume.exists() else None
+    trainer = build_trainer(cfg, run_dir, throughput, logger, identity)
     if resumed_from_step is not None:
         log.info("resuming from %s (step %d)", resume, resumed_from_step)
-    trainer.fit(module, datamodule=data, ckpt_path=str(resume) if resume.exists() else None)
+    ckpt_path = str(resume) if resumed_from_step is not None else None
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     return Fitted(trainer, module, data, throughput, resumed_from_step)
 
 
@@ -85,6 +97,7 @@ def build_trainer(
     run_dir: Path,
     throughput: ThroughputMonitor,
     logger: TensorBoardLogger | None = None,  # continual stages share one run across stages
+    identity: dict | None = None,  # stored in every checkpoint (job_identity)
 ) -> L.Trainer:
     algorithm, backend, validation = cfg.algorithm, cfg.backend, cfg.validation
     accumulate = algorithm.accumulate_grad_batches
@@ -112,7 +125,7 @@ def build_trainer(
         num_sanity_val_steps=0,
         logger=logger or run_logger(run_dir),
         callbacks=[checkpoint, throughput, progress, *_benchmark_scoring(cfg)],
-        plugins=[AtomicCheckpointIO(), *_slurm_plugins()],
+        plugins=[AtomicCheckpointIO(identity), *_slurm_plugins()],
         enable_progress_bar=interactive,
         log_every_n_steps=cfg.log_every_n_steps,
         enable_model_summary=False,
@@ -143,16 +156,19 @@ def train_metrics(trainer: L.Trainer) -> dict[str, float]:
     }
 
 
-def final_metrics(fitted: Fitted, cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+def final_metrics(
+    fitted: Fitted, cfg: DictConfig, run_dir: Path, errors: dict | None = None
+) -> dict[str, float]:
     """Train/validation metrics plus every benchmark's scores, logged at the last step; the
-    per-item scores go to <run dir>/scores/<label>.jsonl."""
+    per-item scores go to <run dir>/scores/<label>.jsonl. With `errors`, a failing benchmark
+    is recorded there and the others still scored."""
     trainer = fitted.trainer
     metrics = train_metrics(trainer)
     benchmarks = [str(b) for b in cfg.eval.benchmarks]
     held_out = fitted.data.held_out  # each dataset's eval split (every mixture component's)
     items: dict[str, list[dict]] = {}
     model, tokenizer = fitted.module.model, fitted.data.tokenizer
-    scores = evaluate_configured(model, tokenizer, benchmarks, cfg, held_out, items)
+    scores = evaluate_configured(model, tokenizer, benchmarks, cfg, held_out, items, errors)
     write_item_scores(run_dir, items)
     metrics.update(scores)
     for key, value in scores.items():
@@ -160,18 +176,52 @@ def final_metrics(fitted: Fitted, cfg: DictConfig, run_dir: Path) -> dict[str, f
     return metrics
 
 
-def checkpoint_step(path: Path) -> int:
-    """The optimizer step a Lightning checkpoint was saved at.
+def job_identity(cfg: DictConfig) -> dict:
+    """What a checkpoint of `cfg` carries: its identity and the config it hashes."""
+    config = identity_config(cfg)
+    return {"identity": config_identity(config), "config": config}
+
+
+def resume_step(cfg: DictConfig, path: Path, identity: dict) -> int | None:
+    """The step to resume from `path` at, None to train from step 0 (no checkpoint, or one of
+    another config moved aside with experiment.on_mismatch=rerun); a ConfigError naming the
+    file when it is unreadable or of another config."""
+    if not path.exists():
+        return None
+    step, stored = read_checkpoint(path)
+    if stored.get("identity") == identity["identity"]:
+        return step
+    run_dir = path.parent.parent
+    if OmegaConf.select(cfg, "experiment.on_mismatch", default="refuse") == "rerun":
+        target = supersede(run_dir, [path.parent])
+        log.warning("%s was saved by another config: moved to %s", path, target)
+        return None
+    differ = identity_diff(dict(stored.get("config") or {}), identity["config"])
+    raise ConfigError(
+        f"the checkpoint {path} was saved by another config ({differ}); resuming from it would "
+        "mix two configs. Run into a new directory, or add experiment.on_mismatch=rerun to move "
+        f"it aside into {run_dir}/.superseded/<timestamp>/ and train from step 0"
+    )
+
+
+def read_checkpoint(path: Path) -> tuple[int, dict]:
+    """The optimizer step a Lightning checkpoint was saved at, and its stored identity.
 
     weights_only: a checkpoint in a copied or shared run dir is not trusted to run code."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        return int(state["global_step"])
+        return int(state["global_step"]), dict(state.get(CHECKPOINT_IDENTITY) or {})
     except Exception as error:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
         raise ConfigError(
-            f"cannot read the checkpoint {path} ({type(error).__name__}: {error}); delete it "
-            "to train this run from step 0, or run into a fresh directory"
+            f"cannot read the checkpoint {path} ({type(error).__name__}: {error}); it is not "
+            "loaded (never unpickled with code). Delete or move it to train this run from step "
+            "0, or run into a fresh directory"
         ) from None
+
+
+def checkpoint_step(path: Path) -> int:
+    """The optimizer step a Lightning checkpoint was saved at (see read_checkpoint)."""
+    return read_checkpoint(path)[0]
 
 
 def write_hparams(logger: TensorBoardLogger, hparams: dict, metrics: dict) -> None:

@@ -17,7 +17,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.records import RESULT_FILE
+from evsys.errors import ConfigError, DirInUse
+from evsys.records import RESULT_FILE, plan_exists
 
 log = logging.getLogger("evsys")
 
@@ -25,14 +26,38 @@ EXIT_FAILED = 1
 
 
 class ConclusionCallback(Callback):
-    """After every arm has run (or failed), build and print the experiment's conclusion."""
+    """After every arm has run (or failed), build and print the experiment's conclusion.
+
+    Also the checks Hydra gives no other place before it creates a run's or sweep's dir
+    (names that would escape the outputs root, a preset's arms run without -m), and, under
+    another sweeper than evsys's (basic, Optuna), the sweep dir's lock and a plan written
+    from the jobs seen, so the conclusion treats each job as an arm."""
 
     def __init__(self) -> None:
         self.single_run_failed = False
+        self.jobs: list[JobReturn] = []  # a foreign sweeper's jobs, for its plan
+        self.lock = None
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _refuse_before_start(config, multirun=False)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _refuse_before_start(config, multirun=True)
+        if not _is_evsys_sweeper(config) and not config.experiment.dry_run:
+            from evsys.locks import acquire_lock  # evsys's sweeper locks after planning
+
+            try:
+                self.lock = acquire_lock(Path(config.hydra.sweep.dir), "sweep")
+            except DirInUse as error:
+                log.error("%s\nNothing was run.", error)
+                raise SystemExit(EXIT_FAILED) from None
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
-        if HydraConfig.get().mode != RunMode.RUN or job_return.status != JobStatus.COMPLETED:
+        if HydraConfig.get().mode != RunMode.RUN:
+            self.jobs.append(job_return)
             return  # in a sweep each arm reports itself and the conclusion reports them all
+        if job_return.status != JobStatus.COMPLETED:
+            return
         record = job_return.return_value
         if getattr(record, "status", "completed") != "completed":
             log.error("%s\n(full traceback in %s)", record.error, Path(record.dir) / RESULT_FILE)
@@ -48,6 +73,12 @@ class ConclusionCallback(Callback):
         from evsys.sweep.experiment import finish_sweep  # the conclusion: heavy imports
 
         sweep_dir = Path(config.hydra.sweep.dir)
+        if not plan_exists(sweep_dir):  # another sweeper: its jobs are the arms
+            from evsys.sweep import foreign
+
+            jobs = foreign.seen_jobs(self.jobs) or foreign.recorded_jobs(sweep_dir)
+            if jobs:
+                foreign.plan_from_jobs(config, sweep_dir, jobs)
         if not OmegaConf.select(config, "hydra.launcher.wait", default=True):
             # Fire-and-forget (SLURM launcher): the arms are still queued or running, and a
             # conclusion now would report every one of them missing.
@@ -58,3 +89,28 @@ class ConclusionCallback(Callback):
         conclusion = finish_sweep(sweep_dir)
         if conclusion is None or conclusion.get("failed") or conclusion.get("missing"):
             raise SystemExit(EXIT_FAILED)
+
+
+def _is_evsys_sweeper(config: DictConfig) -> bool:
+    return "evsys" in str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
+
+
+def _refuse_before_start(config: DictConfig, multirun: bool) -> None:
+    """Refuse, before Hydra creates any dir, what no job could run as asked."""
+    from evsys.validate import check_names
+
+    experiment = config.experiment
+    try:
+        check_names(config)
+        if not multirun and (experiment.arms or experiment.n_repeats > 1):
+            what = f"arms {', '.join(map(str, experiment.arms))}" if experiment.arms else ""
+            what += " and " if experiment.arms and experiment.n_repeats > 1 else ""
+            what += f"n_repeats={experiment.n_repeats}" if experiment.n_repeats > 1 else ""
+            raise ConfigError(
+                f"experiment {experiment.name!r} has {what}, which only a sweep runs: add -m "
+                "(python -m evsys.train +experiment=<name> -m); without it one job would train "
+                "with none of the arms' settings"
+            )
+    except ConfigError as error:
+        log.error("%s\nNothing was run.", error)
+        raise SystemExit(EXIT_FAILED) from None

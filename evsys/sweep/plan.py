@@ -14,25 +14,44 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from evsys.errors import ConfigError
-from evsys.evaluation.names import benchmark_label
-from evsys.records import BOOKKEEPING_OVERRIDES, Plan, PlannedJob, existing_plan_id
+from evsys.errors import ConfigError, DataError
+from evsys.records import (
+    BOOKKEEPING_OVERRIDES,
+    Plan,
+    PlannedJob,
+    config_identity,
+    existing_plan_id,
+    identity_config,
+)
 from evsys.sweep import registry
-from evsys.validate import override_hint, validate_run_config
+from evsys.validate import (
+    check_names,
+    check_success_metric,
+    override_hint,
+    success_metric,
+    validate_run_config,
+)
 
 
 def plan_sweep(config: DictConfig, axes: list[str], config_loader, sweep_dir: Path) -> Plan:
     """Expand the sweep and compose + validate every job; raises ConfigError naming the arm."""
+    check_names(config)
     experiment = OmegaConf.to_container(config.experiment, resolve=True)
     experiment_id = existing_plan_id(sweep_dir) or registry.new_experiment_id(experiment["name"])
     jobs = expand_jobs(config.experiment, axes)
+    metric = success_metric(config)
     for job in jobs:
-        _validate_job(job, config, config_loader)
+        # The job's own dir (<arm>_seed<seed>, job.dir), whatever hydra.sweep.subdir says:
+        # its default suits any sweeper. An interpolation, so a job copied with a new seed
+        # (adaptive rounds) gets its own dir too.
+        job.overrides.append("hydra.sweep.subdir=${arm}_seed${seed}")
+        _validate_job(job, config, config_loader, metric["name"])
         job.overrides.append(f"experiment.id={experiment_id}")
+    _check_baseline(experiment["baseline"], jobs, list(experiment["arms"]))
     return Plan(
         id=experiment_id,
         name=experiment["name"],
-        success_metric=_success_metric(config),
+        success_metric=metric,
         planned=jobs,
         hypothesis=experiment["hypothesis"],
         baseline=experiment["baseline"],
@@ -46,30 +65,44 @@ def plan_sweep(config: DictConfig, axes: list[str], config_loader, sweep_dir: Pa
     )
 
 
-def _validate_job(job: PlannedJob, config: DictConfig, config_loader) -> None:
+def _validate_job(job: PlannedJob, config: DictConfig, config_loader, metric: str) -> None:
+    """Compose the job, validate it, check its data and metric, and set its identity."""
     shown = " ".join(o for o in job.overrides if not o.startswith(BOOKKEEPING_OVERRIDES))
     where = f"arm {job.arm!r} (seed {job.seed}, overrides {shown})"
     try:
         job_config = config_loader.load_sweep_config(config, list(job.overrides))
-        validate_run_config(job_config)
-    except (HydraException, ConfigError) as error:
+        merged = validate_run_config(job_config)
+        check_success_metric(merged, metric)
+        _check_data(merged)
+    except (HydraException, ConfigError, DataError) as error:
         hint = override_hint(str(error), config)
         raise ConfigError(f"{where}: {hint or error}") from None
+    job.identity_config = identity_config(merged)
+    job.identity = config_identity(job.identity_config)
 
 
-def _success_metric(config: DictConfig) -> dict:
-    """The configured success metric; by default exact match on the first benchmark."""
-    metric = OmegaConf.to_container(config.experiment.success_metric, resolve=True)
-    if not metric["name"]:
-        benchmarks = list(config.eval.benchmarks)
-        if benchmarks:
-            label = benchmark_label(str(benchmarks[0]))
-            metric["name"], metric["mode"] = f"eval/{label}/exact_match", "max"
-        else:
-            metric["name"], metric["mode"] = "val/loss", "min"
-    if metric["mode"] not in ("max", "min"):
-        raise ConfigError(f"experiment.success_metric.mode={metric['mode']!r}: use max or min")
-    return metric
+def _check_data(cfg: DictConfig) -> None:
+    """The job's data source resolves and reads (cached per config and bytes, so cheap on a
+    re-run); built-in tasks need no check, nor the algorithm's (torch-importing) module."""
+    from evsys.data.mixture import dataset_names
+    from evsys.data.tasks import is_task
+
+    if all(is_task(name) for name in dataset_names(cfg.data)):
+        return
+    from evsys.algorithms import algorithm_module_class
+    from evsys.data.prepare import check_source
+
+    check_source(cfg.data, algorithm_module_class(cfg.algorithm.kind).example_format)
+
+
+def _check_baseline(baseline: str | None, jobs: list[PlannedJob], arm_names: list[str]) -> None:
+    """The baseline names an arm: a job's label, or a named arm (crossed with matrix axes)."""
+    arms = sorted({job.arm for job in jobs})
+    if baseline is not None and baseline not in arms and baseline not in arm_names:
+        raise ConfigError(
+            f"experiment.baseline={baseline!r} names no arm of this sweep; its arms are "
+            f"{', '.join(arms)}"
+        )
 
 
 def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = None) -> None:
@@ -99,6 +132,12 @@ def expand_jobs(experiment: DictConfig, sweep_arguments: list[str]) -> list[Plan
     jobs = []
     for arm_name, arm_overrides in arms.items():
         arm_pairs = _arm_pairs(arm_name, arm_overrides)
+        if "seed" in arm_pairs:
+            raise ConfigError(
+                f"experiment.arms.{arm_name} sets seed={arm_pairs['seed']}, which the sweep sets "
+                "per repeat and would override; use experiment.base_seed and "
+                "experiment.n_repeats instead"
+            )
         clash = sorted(set(arm_pairs) & set(varying))
         if clash:
             raise ConfigError(

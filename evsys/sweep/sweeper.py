@@ -9,7 +9,10 @@ own), so the conclusion always runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +20,14 @@ from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.errors import ConfigError
-from evsys.records import read_completed
+from evsys.errors import ConfigError, DirInUse, RegistryError
+from evsys.locks import acquire_lock
+from evsys.records import Plan, read_completed
+from evsys.sweep import registry
 from evsys.sweep.callbacks import EXIT_FAILED
 from evsys.sweep.experiment import start_sweep
 from evsys.sweep.plan import plan_sweep, planned_looks, print_plan
+from evsys.sweep.reuse import mismatch_message, resolve_mismatches, sort_jobs
 
 log = logging.getLogger("evsys")
 
@@ -32,6 +38,7 @@ class ExperimentSweeper(Sweeper):
         self.config: DictConfig | None = None
         self.launcher = None
         self.hydra_context = None
+        self.lock = None  # the sweep dir's lock file, held open for the sweep's life
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
@@ -45,15 +52,22 @@ class ExperimentSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         sweep_dir = Path(self.config.hydra.sweep.dir)
         axes = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
+        dry_run = self.config.experiment.dry_run
         try:
             plan = plan_sweep(self.config, axes, self.hydra_context.config_loader, sweep_dir)
-        except ConfigError as error:
+            if not dry_run:  # a second sweep into this dir fails here, before reading it
+                self.lock = acquire_lock(sweep_dir, "sweep")
+            pending, mismatched = sort_jobs(plan, sweep_dir)
+            if dry_run and mismatched:
+                log.warning("%s", mismatch_message(sweep_dir, mismatched))
+            elif not dry_run:
+                resolve_mismatches(plan, sweep_dir, mismatched, self.config.experiment.on_mismatch)
+        except (ConfigError, DirInUse) as error:
             # The user's mistake, not ours: the message names the arm and key; no traceback.
-            log.error("%s\nNothing was run: fix the experiment's config and run it again.", error)
+            log.error("%s\nNothing was run.", error)
             raise SystemExit(EXIT_FAILED) from None
-        pending = [job for job in plan.planned if read_completed(sweep_dir / job.dir) is None]
         print_plan(plan, pending)
-        if self.config.experiment.dry_run:
+        if dry_run:
             return []
         looks = planned_looks(self.config.experiment)
         if looks is not None and not OmegaConf.select(
@@ -81,7 +95,12 @@ class ExperimentSweeper(Sweeper):
             return []
         # Hydra numbers jobs; under a sweep of several rounds each job keeps its own number.
         first = every.index(pending[0]) if pending[0] in every else 0
-        results = self.launcher.launch([job.overrides for job in pending], initial_job_idx=first)
+        overrides = [job.overrides for job in pending]
+        try:
+            results = self.launcher.launch(overrides, initial_job_idx=first)
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C (Lightning turns it into exit 1)
+            _interrupted(sweep_dir)
+            raise SystemExit(EXIT_FAILED) from None
         for job, result in zip(pending, results, strict=False):
             if result.status == JobStatus.FAILED:
                 # Jobs record their own failures; reaching here means the job code itself broke.
@@ -101,3 +120,20 @@ class ExperimentSweeper(Sweeper):
             log.info("adaptive: %d more jobs for %s", len(jobs), ", ".join(arms))
             results += self._launch(pending, sweep_dir, every=plan.planned)
         return results
+
+
+def _interrupted(sweep_dir: Path) -> None:
+    """Mark the experiment interrupted and print the command that resumes it."""
+    plan = Plan.load(sweep_dir)
+    experiment_id = plan.id
+    with contextlib.suppress(RegistryError):  # a registry removed meanwhile: still say how on
+        registry.update(plan.outputs_root, experiment_id, status="interrupted")
+    arguments = [a for a in sys.argv[1:] if not a.startswith("hydra.sweep.dir=")]
+    multirun = {"-m", "--multirun"} & set(arguments)
+    arguments += [f"hydra.sweep.dir={sweep_dir}"] + ([] if multirun else ["-m"])
+    command = shlex.join(["python", "-m", "evsys.train", *arguments])
+    log.error(
+        "interrupted: experiment %s in %s; completed arms keep their records, the others "
+        "resume from their last checkpoint with:\n  %s",
+        experiment_id, sweep_dir, command,
+    )  # fmt: skip

@@ -1,0 +1,239 @@
+"""Results you can trust: config identity on records and checkpoints, locked dirs, any Hydra
+sweeper, no code run from files on disk (docs/reliability.md lists what each test covers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from evsys import compose_run_config, run_experiment
+from evsys.errors import DirInUse
+from evsys.lightning.checkpoint_io import AtomicCheckpointIO
+from evsys.locks import acquire_lock, release_lock
+from evsys.records import ArmResult, config_identity, identity_config
+from evsys.sweep import registry
+from tests.conftest import FAST, cli_env, run_cli
+
+
+def sweep(tmp_path: Path, *extra: str, sweep_dir: str = "sweep") -> subprocess.CompletedProcess:
+    """A one-arm sweep (no preset: a plain -m) into tmp_path/<sweep_dir>."""
+    args = [*FAST, f"hydra.sweep.dir={sweep_dir}", "experiment.stores.outputs_root=out"]
+    return run_cli([*args, *extra, "-m"], cwd=tmp_path)
+
+
+# ----------------------------------------------------------------------------- 1. identity
+def test_identity_ignores_how_a_job_runs_but_not_what_it_trains():
+    base = identity_config(compose_run_config(FAST))
+    assert base["algorithm.max_steps"] == 4 and base["seed"] == 0
+    same = identity_config(compose_run_config([*FAST, "log_every_n_steps=3", "arm=other"]))
+    assert config_identity(same) == config_identity(base)
+    for change in ("algorithm.max_steps=5", "seed=1", "eval.max_examples=4"):
+        changed = identity_config(compose_run_config([*FAST, change]))
+        assert config_identity(changed) != config_identity(base), change
+
+
+def test_changed_overrides_never_reuse_old_records(tmp_path):
+    first = sweep(tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    record_file = tmp_path / "sweep" / "default_seed0" / "result.json"
+    old = json.loads(record_file.read_text())
+    assert old["identity"] and old["identity_config"]["algorithm.max_steps"] == 4
+
+    same = sweep(tmp_path)  # the same config: the completed arm is skipped
+    assert "0 of 1 jobs to run" in same.stdout, same.stderr[-2000:]
+
+    changed = sweep(tmp_path, "algorithm.max_steps=5")
+    output = changed.stdout + changed.stderr
+    assert changed.returncode != 0
+    assert "sweep" in output and "algorithm.max_steps: 4 -> 5" in output
+    assert "experiment.on_mismatch=rerun" in output and "new sweep dir" in output
+    assert json.loads(record_file.read_text()) == old  # untouched, and not presented as new
+
+    rerun = sweep(tmp_path, "algorithm.max_steps=5", "experiment.on_mismatch=rerun")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    new = json.loads(record_file.read_text())
+    assert new["identity"] != old["identity"] and new["resumed_from_step"] is None
+    assert new["identity_config"]["algorithm.max_steps"] == 5
+    moved = list((tmp_path / "sweep" / ".superseded").glob("*/default_seed0/result.json"))
+    assert [json.loads(p.read_text()) for p in moved] == [old]  # moved aside, never deleted
+
+
+def test_checkpoint_of_another_config_is_not_resumed(tmp_path):
+    cfg = compose_run_config(FAST)
+    assert run_experiment(cfg, job_dir=tmp_path).completed
+    stored = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert stored["evsys_identity"]["identity"] == config_identity(identity_config(cfg))
+
+    refused = run_experiment(compose_run_config([*FAST, "algorithm.max_steps=6"]), tmp_path)
+    assert refused.status == "failed"
+    assert str(tmp_path / "checkpoints" / "last.ckpt") in refused.error
+    assert "algorithm.max_steps: 4 -> 6" in refused.error
+
+    overrides = [*FAST, "algorithm.max_steps=6", "experiment.on_mismatch=rerun"]
+    rerun = run_experiment(compose_run_config(overrides), tmp_path)
+    assert rerun.completed and rerun.resumed_from_step is None  # trained from step 0
+    assert list((tmp_path / ".superseded").glob("*/checkpoints/last.ckpt"))
+
+
+def test_record_is_float_castable_to_its_success_metric(tmp_path):
+    record = ArmResult("a", 0, "completed", success_metric="val/loss", metrics={"val/loss": 2.5})
+    assert float(record) == 2.5
+    assert float(ArmResult("a", 0, "failed", success_metric="val/loss")) != 0  # NaN
+    assert float(ArmResult("a", 0, "failed", success_metric="val/loss")) != float("nan")
+
+
+# ---------------------------------------------------------------------------- 2. dir locks
+def test_a_second_sweep_into_a_dir_in_use_is_refused(tmp_path):
+    held = acquire_lock(tmp_path / "sweep", "sweep")
+    try:
+        started = time.time()
+        refused = sweep(tmp_path)
+        output = refused.stdout + refused.stderr
+        assert refused.returncode != 0 and "is in use by another sweep" in output
+        assert time.time() - started < 60 and not list(tmp_path.rglob("result.json"))
+        with pytest.raises(DirInUse):
+            acquire_lock(tmp_path / "sweep", "sweep")
+    finally:
+        release_lock(held)
+
+
+def test_a_second_run_into_a_dir_in_use_is_refused(tmp_path):
+    held = acquire_lock(tmp_path / "run", "run")
+    try:
+        record = run_experiment(compose_run_config(FAST), tmp_path / "run")
+    finally:
+        release_lock(held)
+    assert record.status == "failed" and "in use by another run" in record.error
+    assert not (tmp_path / "run" / "result.json").exists()  # the other run's dir: not ours
+
+
+def test_same_second_launches_keep_both_results(tmp_path):
+    """Two sweeps of the same experiment started together, both into the default sweep dir."""
+    command = [sys.executable, "-m", "evsys.train", *FAST, "experiment.stores.outputs_root=out"]
+    processes = [
+        subprocess.Popen([*command, "-m"], cwd=tmp_path, env=cli_env(), text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(2)
+    ]  # fmt: skip
+    outputs = [p.communicate(timeout=600)[0] for p in processes]
+    assert all(p.returncode == 0 for p in processes), outputs[0][-2000:] + outputs[1][-2000:]
+    records = list((tmp_path / "out" / "default").glob("*/default_seed0/result.json"))
+    assert len(records) == 2  # two sweep dirs, each with its own record
+
+
+# ---------------------------------------------------------------------- 3. other sweepers
+def test_basic_sweeper_gets_one_dir_per_job_and_a_conclusion(tmp_path):
+    done = sweep(tmp_path, "hydra/sweeper=basic", "algorithm.lr=1e-3,3e-3")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    records = sorted((tmp_path / "sweep").glob("*/result.json"))
+    assert [p.parent.name for p in records] == ["0", "1"]
+    assert {json.loads(p.read_text())["hparams"]["algorithm.lr"] for p in records} == {
+        1e-3,
+        3e-3,
+    }
+    conclusion = json.loads((tmp_path / "sweep" / "conclusion.json").read_text())
+    assert {g["arm"] for g in conclusion["groups"]} == {"lr=0.001", "lr=0.003"}
+
+
+optuna = pytest.importorskip  # hydra-optuna-sweeper is the `optuna` extra
+
+
+def test_optuna_trials_train_from_scratch_in_their_own_dirs(tmp_path):
+    optuna("hydra_plugins.hydra_optuna_sweeper")
+    search = [
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_jobs=1",
+        "hydra.sweeper.direction=minimize",
+        "hydra.sweeper.sampler.seed=0",
+        "experiment.success_metric.name=val/loss",
+        "experiment.success_metric.mode=min",
+        "algorithm.lr=interval(1e-4,1e-2)",
+    ]
+    done = sweep(tmp_path, *search)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    records = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/result.json")]
+    assert len(records) == 3
+    assert len({r["hparams"]["algorithm.lr"] for r in records}) == 3
+    assert all(r["status"] == "completed" and r["resumed_from_step"] is None for r in records)
+    assert (tmp_path / "sweep" / "optimization_results.yaml").is_file()
+    assert (tmp_path / "sweep" / "conclusion.json").is_file()
+
+
+# ------------------------------------------------------------------- 4. no code from disk
+class _WritesMarker:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))  # unpickling it creates the marker file
+
+
+def test_a_planted_pickle_checkpoint_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    checkpoint.parent.mkdir(parents=True)
+    torch.save({"global_step": 1, "payload": _WritesMarker(marker)}, checkpoint)
+    record = run_experiment(compose_run_config(FAST), tmp_path / "run")
+    assert not marker.exists()
+    assert record.status == "failed" and str(checkpoint) in record.error
+    with pytest.raises(Exception):  # noqa: B017 - Lightning's own resume load is safe too
+        AtomicCheckpointIO().load_checkpoint(checkpoint)
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------- 8. Ctrl-C in a sweep
+def test_ctrl_c_says_what_was_interrupted_and_how_to_resume(tmp_path):
+    args = [*FAST, "algorithm.max_steps=400", "checkpoint_every_n_steps=5"]
+    args += ["hydra.sweep.dir=sweep", "experiment.stores.outputs_root=out", "-m"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evsys.train", *args], cwd=tmp_path, env=cli_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    checkpoint = tmp_path / "sweep" / "default_seed0" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode != 0
+    assert "interrupted" in output and "hydra.sweep.dir=sweep" in output and " -m" in output
+    (row,) = registry.list_experiments(tmp_path / "out")
+    assert row["status"] == "interrupted"
+
+
+def test_ctrl_c_in_a_single_run_prints_the_resume_command(tmp_path):
+    args = [*FAST, "algorithm.max_steps=400", "checkpoint_every_n_steps=5", "hydra.run.dir=run"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evsys.train", *args], cwd=tmp_path, env=cli_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode != 0 and "interrupted: arm default (seed 0)" in output
+    assert "algorithm.max_steps=400" in output and f"hydra.run.dir={tmp_path / 'run'}" in output
+    assert not (tmp_path / "run" / "result.json").exists()  # no record: a re-run resumes it
+
+
+def test_a_killed_jobs_checkpoint_of_another_config_is_refused_at_planning(tmp_path):
+    first = sweep(tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    job_dir = tmp_path / "sweep" / "default_seed0"
+    (job_dir / "result.json").unlink()  # as if killed after its last checkpoint
+    changed = sweep(tmp_path, "algorithm.lr=1e-3")
+    output = changed.stdout + changed.stderr
+    assert changed.returncode != 0 and "jobs to run" not in output  # refused at planning
+    assert "sweep/default_seed0/checkpoints/last.ckpt: algorithm.lr: 0.003 -> 0.001" in output
+    assert not (job_dir / "result.json").exists()
