@@ -1,6 +1,8 @@
-"""Hydra finds plugins in `hydra_plugins` only: this shim exposes evsys's SLURM launcher
-(evsys/sweep/slurm_launcher.py) there. Selected with `hydra/launcher=slurm`."""
+"""Hydra instantiates plugins defined in `hydra_plugins` only: this shim puts evsys's SLURM
+launcher (evsys/sweep/slurm_launcher.py, where the code is) there. `hydra/launcher=slurm`."""
 
-from evsys.sweep.slurm_launcher import EvsysSlurmLauncher
+from evsys.sweep import slurm_launcher
 
-__all__ = ["EvsysSlurmLauncher"]
+
+class EvsysSlurmLauncher(slurm_launcher.EvsysSlurmLauncher):
+    """evsys's SLURM launcher, under the name Hydra looks for (conf/hydra/launcher/slurm.yaml)."""

@@ -1,6 +1,8 @@
-"""Hydra finds plugins in `hydra_plugins` only: this shim exposes evsys's experiment sweeper
-(evsys/sweep/sweeper.py) there. Selected in conf/train.yaml (`override hydra/sweeper: evsys`)."""
+"""Hydra instantiates plugins defined in `hydra_plugins` only: this shim puts evsys's experiment
+sweeper (evsys/sweep/sweeper.py, where the code is) there. Selected in conf/train.yaml."""
 
-from evsys.sweep.sweeper import ExperimentSweeper
+from evsys.sweep import sweeper
 
-__all__ = ["ExperimentSweeper"]
+
+class ExperimentSweeper(sweeper.ExperimentSweeper):
+    """evsys's experiment sweeper, under the name Hydra looks for (conf/hydra/sweeper/)."""
