@@ -1,12 +1,15 @@
-"""`python -m evsys.train [overrides] [-m]`: Hydra composes one RunConfig per job and trains it.
+"""`evsys train [overrides] [-m]` (also `python -m evsys.train`): Hydra composes one RunConfig
+per job and trains it.
 
 A failed single run exits 1, and so does a sweep with a failed or missing arm (raised by
-evsys/sweep/callbacks.py once every record and the conclusion are written).
+evsys/sweep/callbacks.py once every record and the conclusion are written). `--help` and config
+mistakes are answered before torch is imported (evsys/cli/quick.py).
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -14,14 +17,20 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from evsys.compose import register_schemas
+from evsys.errors import ConfigError
 
 log = logging.getLogger("evsys")
 
 register_schemas()
+_task_started = False  # whether Hydra got as far as a job: its errors are then not overrides
 
 
 @hydra.main(version_base="1.3", config_path="pkg://evsys.conf", config_name="train")
 def main(cfg: DictConfig):
+    global _task_started
+    _task_started = True
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        _validate_or_exit(cfg)  # a sweep validated every job in its plan already
     # Imported here: `--help`, `--cfg job` and config errors never pay for torch/lightning.
     from evsys.run.arm import run_experiment
 
@@ -31,14 +40,40 @@ def main(cfg: DictConfig):
     return record  # failures: reported by the conclusion callback, never raised from a job
 
 
+def _validate_or_exit(cfg: DictConfig) -> None:
+    from evsys.validate import validate_run_config
+
+    try:
+        validate_run_config(cfg)
+    except ConfigError as error:
+        log.error("%s\nNothing was run: fix the config and run it again.", error)
+        raise SystemExit(1) from None
+
+
 def _print_single_run(record) -> None:
     scores = ", ".join(f"{k}={v:.4g}" for k, v in sorted(record.metrics.items()))
     log.info("arm %s seed %s completed: %s", record.arm, record.seed, scores)
     log.info("outputs in %s", record.dir)
 
 
-def cli() -> None:
-    main()
+def cli(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Run the Hydra app on `argv` (default: the command line); returns the exit code."""
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    args = sys.argv[1:]
+    from evsys.cli import quick
+
+    if quick.is_plain_help(args):
+        quick.print_help(args)
+        return 0
+    try:
+        main()
+    except SystemExit as exit_:
+        if exit_.code and not _task_started:
+            for hint in quick.typo_hints(args):
+                print(hint, file=sys.stderr)
+        raise
+    return 0
 
 
 if __name__ == "__main__":
