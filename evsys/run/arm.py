@@ -32,6 +32,13 @@ from evsys.run.fit import (
     timed,
     write_hparams,
 )
+from evsys.run.tensorboard import (
+    differing_keys,
+    ordered_metrics,
+    relative_log_dir,
+    success_metric_of,
+    table_hparams,
+)
 from evsys.validate import validate_run_config
 
 log = logging.getLogger("evsys")
@@ -115,7 +122,7 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
         metrics = final_metrics(fitted, cfg)
     model = fitted.module.model
     export_dir = export_model(model, tokenizer, job_dir / "model", cfg.model.lora.export)
-    write_hparams(fitted.trainer.logger, record.hparams, metrics)
+    write_table_row(fitted.trainer.logger, cfg, job_dir, metrics)
     record.metrics = metrics
     record.throughput = {
         "tokens_per_second": round(fitted.throughput.tokens_per_second, 1),
@@ -126,8 +133,15 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
     record.artifacts = {
         "model": str(export_dir.relative_to(job_dir)),
         "checkpoint": str(CHECKPOINT),
-        "tensorboard": "tensorboard",
+        "tensorboard": relative_log_dir(job_dir),
     }
+
+
+def write_table_row(logger, cfg: DictConfig, job_dir: Path, metrics: dict) -> None:
+    """The arm's HParams row: what tells it apart from the other arms, and its scores."""
+    columns = ordered_metrics(metrics, success_metric_of(job_dir))
+    row = table_hparams(cfg, job_dir)
+    write_hparams(logger, row, columns, str(cfg.get("arm")), differing_keys(job_dir))
 
 
 def _default_job_dir(cfg: DictConfig) -> Path:

@@ -31,6 +31,7 @@ from evsys.lightning.checkpoint_io import AtomicCheckpointIO
 from evsys.lightning.datamodule import PostTrainingDataModule
 from evsys.models import load_model
 from evsys.records import CHECKPOINT
+from evsys.run.tensorboard import run_log_dir
 
 log = logging.getLogger("evsys")
 
@@ -121,9 +122,22 @@ def build_trainer(
 
 
 def run_logger(run_dir: Path) -> TensorBoardLogger:
-    return TensorBoardLogger(
-        save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False
-    )
+    return RunLogger(run_dir)
+
+
+class RunLogger(TensorBoardLogger):
+    """The run's TensorBoard log at run_log_dir (in a sweep: <sweep>/tensorboard/<arm>/seed<n>),
+    without Lightning's `epoch` scalar: training is counted in steps (max_epochs is unbounded),
+    and the epoch card would open Time Series ahead of the train loss."""
+
+    def __init__(self, run_dir: Path) -> None:
+        log_dir = run_log_dir(run_dir)
+        super().__init__(
+            save_dir=str(log_dir.parent), name=log_dir.name, version="", default_hp_metric=False
+        )
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        super().log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step)
 
 
 def _benchmark_scoring(cfg: DictConfig) -> list[BenchmarkScoring]:
@@ -172,15 +186,41 @@ def checkpoint_step(path: Path) -> int:
         ) from None
 
 
-def write_hparams(logger: TensorBoardLogger, hparams: dict, metrics: dict) -> None:
-    """One HParams-table row for this run; its metric columns read the scalars already logged."""
+def write_hparams(
+    logger: TensorBoardLogger,
+    hparams: dict,
+    metrics: dict,
+    group: str | None = None,
+    differing: tuple[str, ...] = (),
+) -> None:
+    """One HParams-table row for this run; its metric columns read the scalars already logged,
+    in the order of `metrics`. Runs of one `group` (an arm's seeds) are one row of the table,
+    their metrics aggregated (mean, min, max, median: TensorBoard's choice). TensorBoard shows
+    the `differing` hparams (what the sweep varies) first, the rest after, each by name."""
     from torch.utils.tensorboard.summary import hparams as hparams_summary
 
     writer = logger.experiment
     file_writer = writer._get_file_writer()  # reopens the event file if Lightning closed it
-    for summary in hparams_summary(hparams, metrics):
+    experiment, start, end = hparams_summary(hparams, metrics)
+    with _plugin_data(experiment) as content:
+        for info in content.experiment.hparam_infos:
+            info.differs = info.name in differing
+    with _plugin_data(start) as content:
+        content.session_start_info.group_name = group or ""
+    for summary in (experiment, start, end):
         file_writer.add_summary(summary)
     writer.flush()
+
+
+@contextlib.contextmanager
+def _plugin_data(summary) -> Iterator:
+    """The HParams plugin data of a summary torch built, to edit in place."""
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    plugin_data = summary.value[0].metadata.plugin_data
+    content = HParamsPluginData.FromString(plugin_data.content)
+    yield content
+    plugin_data.content = content.SerializeToString()
 
 
 def flat_hparams(cfg: DictConfig) -> dict:
