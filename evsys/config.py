@@ -56,7 +56,7 @@ class ModelConfig:
 class AlgorithmConfig:
     """Fields every algorithm shares; each algorithm module subclasses it."""
 
-    kind: str = MISSING  # which algorithm: the module evsys/lightning/<kind>.py
+    kind: str = MISSING  # which algorithm (evsys/algorithms.py lists them)
     lr: float = 3e-3  # peak learning rate of AdamW
     max_steps: int = 180  # optimizer steps
     batch_size: int = 16  # rows per micro-batch (packed rows when data.packing)

@@ -26,6 +26,7 @@ PLAN_FILE = "experiment.json"
 RESULT_FILE = "result.json"
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
 CONCLUSION_FILES = ("conclusion.json", "conclusion.md", "conclusion.png")
+SCORES_DIR = "scores"  # <run dir>/scores/<benchmark label>.jsonl: one object per scored item
 
 # Overrides a sweep adds to every job for bookkeeping; they say nothing about what an arm trains.
 BOOKKEEPING_OVERRIDES = ("arm=", "experiment.id=", "+experiment=", "experiment.dry_run=")
@@ -139,6 +140,24 @@ def read_completed(job_dir: Path) -> ArmResult | None:
     except (OSError, ValueError, TypeError):
         return None
     return record if record.completed else None
+
+
+# ---------------------------------------------------------------------------- per-item scores
+def write_item_scores(run_dir: Path, items: dict[str, list[dict]]) -> None:
+    """Each benchmark's per-item scores as scores/<label>.jsonl, one JSON object per line."""
+    for label, rows in items.items():
+        text = "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows)
+        path = Path(run_dir) / SCORES_DIR / f"{label}.jsonl"
+        write_atomic(path, lambda out, text=text: out.write(text.encode("utf-8")))
+
+
+def read_item_scores(run_dir: Path, label: str) -> list[dict] | None:
+    """The per-item scores of benchmark `label` in `run_dir`, or None when there are none."""
+    path = Path(run_dir) / SCORES_DIR / f"{label}.jsonl"
+    if not path.is_file():
+        return None
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 # ------------------------------------------------------------------------------------- the plan

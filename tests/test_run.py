@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from evsys import compose_run_config, run_experiment
@@ -103,3 +104,41 @@ def test_killed_arm_resumes_to_the_same_metrics(tmp_path):
 
     args = [*FAST, "algorithm.max_steps=40", "experiment.stores.outputs_root=out"]
     assert_killed_run_resumes_exactly(args, tmp_path)
+
+
+def test_dataloader_workers_shard_the_stream_instead_of_repeating_it(tmp_path):
+    """Each worker yields every num_workers-th batch, so the batches (and metrics) are those of
+    a run without workers; before, each worker replayed the whole stream ([b0, b0, b1, b1])."""
+    metrics = {}
+    for workers in (0, 2):
+        cfg = compose_run_config([*FAST, f"data.num_workers={workers}", "seed=5"])
+        record = run_experiment(cfg, job_dir=tmp_path / f"workers{workers}")
+        assert record.completed, record.error
+        metrics[workers] = record.metrics
+    assert metrics[2] == metrics[0]
+
+
+def test_stream_workers_take_alternate_batches():
+    from evsys.lightning.datamodule import StepStream
+
+    rows = [{"input_ids": [i]} for i in range(10)]
+    stream = StepStream(
+        rows, 2, seed=1, collate=lambda batch: {"ids": [r["input_ids"] for r in batch]}
+    )
+    alone = [b["ids"] for b, _ in zip(stream, range(6), strict=False)]
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)
+    workers = [b["ids"] for b, _ in zip(loader, range(6), strict=False)]
+    assert workers == alone
+
+
+def test_every_benchmark_writes_per_item_scores_whose_mean_is_the_metric(finished_arm):
+    _, job_dir = finished_arm
+    record = json.loads((job_dir / "result.json").read_text())
+    lines = (job_dir / "scores" / "addition.jsonl").read_text().splitlines()
+    items = [json.loads(line) for line in lines]
+    assert len(items) == 8  # eval.max_examples in FAST
+    assert len({item["item"] for item in items}) == len(items)
+    assert all(isinstance(item["prediction"], str) for item in items)
+    for metric in ("exact_match", "loss"):
+        mean = sum(item[metric] for item in items) / len(items)
+        assert mean == pytest.approx(record["metrics"][f"eval/addition/{metric}"], abs=1e-6)

@@ -17,7 +17,8 @@ Five layouts are understood, detected from the columns or named by `data.format`
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from evsys.errors import ConfigError, DataError
 
@@ -27,6 +28,21 @@ FORMATS = ("auto", "prompt_completion", "prompt_answer", "chat", "text", "prefer
 CANONICAL_COLUMNS = ("prompt", "completion", "answer", "messages", "text", "chosen", "rejected")
 PREFERENCE = "preference"
 ANSWER_COLUMNS = ("answer", "reference")  # accepted as the completion of prompt_answer data
+
+
+@dataclass(frozen=True)
+class ExampleFormat:
+    """A data shape an algorithm declares itself (its `example_format`), beyond the built-in
+    ones: the columns every row needs and how a row becomes an example. e.g. KTO's unpaired
+    labelled rows: ExampleFormat("labelled", ("prompt", "completion", "label"), to_example).
+    `data.columns` maps these column names to the source's, as for the built-in formats."""
+
+    name: str
+    columns: tuple[str, ...]
+    to_example: Callable[[dict], dict]  # a row holding `columns` -> {"prompt", "completion", ...}
+
+    def __str__(self) -> str:  # part of the data cache key
+        return f"{self.name}({','.join(self.columns)})"
 
 
 def to_examples(
@@ -43,10 +59,33 @@ def to_examples(
     must be it or `auto`, and auto means that format, so a missing column is named.
     """
     present = sorted(rows[0]) if rows else []
+    if isinstance(required, ExampleFormat):
+        return _declared_examples(rows, required, columns, present, where)
     fmt = _required_format(fmt, required)
     fmt, source = resolve_columns(present, fmt, columns, where)
     convert = {"chat": _chat_example, PREFERENCE: _preference_example}.get(fmt, _plain_example)
     return [convert(row, i, source, where, tokenizer) for i, row in enumerate(rows)]
+
+
+def _declared_examples(
+    rows: list[dict], declared: ExampleFormat, columns: Mapping[str, str], present, where: str
+) -> list[dict]:
+    """Rows in an algorithm's own format: its columns (renamed by data.columns) converted."""
+    source = {name: columns.get(name, name) for name in declared.columns}
+    for name, column in source.items():
+        if column not in present:
+            mapped = f" (data.columns.{name})" if name in columns else ""
+            raise DataError(
+                f"{where}: column {column!r}{mapped} needed by format {declared.name!r} is "
+                f"missing; columns present: {present}"
+            )
+    examples = []
+    for index, row in enumerate(rows):
+        try:
+            examples.append(declared.to_example({n: row[c] for n, c in source.items()}))
+        except (KeyError, TypeError, ValueError) as error:
+            raise DataError(f"{where}: row {index}: {type(error).__name__}: {error}") from None
+    return examples
 
 
 def _required_format(fmt: str, required: str | None) -> str:

@@ -36,6 +36,10 @@ class Benchmark:
     """
 
     name: str = ""
+    # Set by `score` when the benchmark scores items one by one: one dict per item, {"item":
+    # stable id, <metric>: value, ...}, whose mean over items is each returned metric. The
+    # conclusion uses them to count the finite item sample into its uncertainty.
+    item_scores: list[dict] | None = None
 
     def __init__(self, settings: BenchmarkSettings | None = None):
         self.settings = settings or BenchmarkSettings()

@@ -32,7 +32,7 @@ from evsys.config import HarnessConfig
 from evsys.errors import ConfigError
 from evsys.evaluation.base import Benchmark, BenchmarkSettings
 
-INSTALL_HINT = 'pip install -e ".[harness]"  (or: pip install "lm-eval>=0.4.5")'
+INSTALL_HINT = 'pip install -e ".[harness]"  (or: pip install "lm-eval>=0.4.13")'
 UNSAFE = re.compile(r"[^\w.-]")  # characters a filter name loses in a metric name
 NOT_METRICS = ("name", "alias", "sample_len", "samples")  # bookkeeping keys in a task's results
 

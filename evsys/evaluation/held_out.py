@@ -6,6 +6,8 @@ A built-in task's held-out split (TaskBenchmark) or a dataset's eval split (Data
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import math
 from collections.abc import Iterator
 
 import torch
@@ -31,15 +33,28 @@ class HeldOutBenchmark(Benchmark):
         return float(prediction.strip() == example["completion"].strip())
 
     def score(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
+        """Mean over items of each item's exact match and loss; the items in `item_scores`."""
         s = self.settings
         examples = self.examples()
         predictions = generate_greedy(
             model, tokenizer, [ex["prompt"] for ex in examples], s.batch_size, s.max_new_tokens
         )
-        scores = [self.is_correct(p, ex) for p, ex in zip(predictions, examples, strict=True)]
+        losses = completion_losses(model, tokenizer, examples, s.batch_size, s.max_length)
+        self.item_scores = [
+            {
+                "item": item_id(index, example),
+                "exact_match": float(self.is_correct(prediction, example)),
+                "loss": loss,
+                "prediction": prediction,
+            }
+            for index, (example, prediction, loss) in enumerate(
+                zip(examples, predictions, losses, strict=True)
+            )
+        ]
+        count = max(len(self.item_scores), 1)
         return {
-            "loss": completion_loss(model, tokenizer, examples, s.batch_size, s.max_length),
-            "exact_match": sum(scores) / max(len(scores), 1),
+            metric: math.fsum(item[metric] for item in self.item_scores) / count
+            for metric in ("loss", "exact_match")
         }
 
 
@@ -83,30 +98,34 @@ def evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def completion_loss(
+def completion_losses(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     examples: list[dict],
     batch_size: int,
     max_length: int,
-) -> float:
-    """Mean cross entropy per target token (completion + EOS) over all examples, teacher forced."""
+) -> list[float]:
+    """Each example's mean cross entropy per target token (completion + EOS), teacher forced."""
     tokenized = tokenize_examples(examples, tokenizer, max_length)
-    total, count = 0.0, 0
+    losses: list[float] = []
     for start in range(0, len(tokenized), batch_size):
         batch = collate_padded(tokenized[start : start + batch_size], tokenizer.pad_token_id)
         batch = {key: value.to(model.device) for key, value in batch.items()}
-        labels = batch.pop("labels")
-        logits = model(**batch, use_cache=False).logits.float()
-        # Token t is predicted from the logits at t - 1.
-        total += F.cross_entropy(
-            logits[:, :-1].flatten(0, 1),
-            labels[:, 1:].flatten(),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
-        ).item()
-        count += int((labels[:, 1:] != IGNORE_INDEX).sum())
-    return total / max(count, 1)
+        labels = batch.pop("labels")[:, 1:]  # token t is predicted from the logits at t - 1
+        logits = model(**batch, use_cache=False).logits[:, :-1].float()
+        per_token = F.cross_entropy(
+            logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
+        )
+        counts = (labels != IGNORE_INDEX).sum(-1).clamp(min=1)
+        losses += (per_token.sum(-1) / counts).tolist()
+    return losses
+
+
+def item_id(index: int, example: dict) -> str:
+    """A stable id of a held-out item: its place and a hash of its text. Arms and seeds of a
+    sweep score the same items (the split is seeded by data.seed), so ids pair them."""
+    text = f"{example['prompt']}\x00{example['completion']}".encode()
+    return f"{index}-{hashlib.sha1(text).hexdigest()[:8]}"
 
 
 def generate_greedy(

@@ -38,12 +38,14 @@ def evaluate_benchmarks(
     max_length: int,
     held_out: dict[str, list[dict]] | None = None,
     harness: HarnessConfig | None = None,
+    items: dict[str, list[dict]] | None = None,
 ) -> dict[str, float]:
     """Every named benchmark's metrics as {"eval/<name>/<metric>": value}.
 
     `held_out` maps dataset names that are not built-in tasks (a file, a hub id) to their
     eval examples, so the training data's own eval split can be a benchmark. `harness` holds
-    the settings of harness:<task> benchmarks.
+    the settings of harness:<task> benchmarks. `items`, when given, receives each
+    benchmark's per-item scores by label (benchmarks that score item by item).
     """
     settings = BenchmarkSettings(
         data_seed=data_seed,
@@ -67,6 +69,8 @@ def evaluate_benchmarks(
         for benchmark in benchmarks:
             for metric, value in benchmark.score(model, tokenizer).items():
                 metrics[f"eval/{benchmark.name}/{metric}"] = float(value)
+            if items is not None and benchmark.item_scores is not None:
+                items[benchmark.name] = benchmark.item_scores
     return metrics
 
 
@@ -76,6 +80,7 @@ def evaluate_configured(
     names: list[str],
     cfg,
     held_out: dict[str, list[dict]] | None = None,
+    items: dict[str, list[dict]] | None = None,
 ) -> dict[str, float]:
     """`evaluate_benchmarks` with the settings of a run config (data.* and eval.*), rounded."""
     scores = evaluate_benchmarks(
@@ -90,5 +95,6 @@ def evaluate_configured(
         max_length=cfg.data.max_length,
         held_out=held_out,
         harness=harness_settings(cfg),
+        items=items,
     )
     return {key: round(float(value), 6) for key, value in scores.items()}

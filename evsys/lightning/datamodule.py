@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from evsys.data.prepare import cached_splits
 
@@ -13,7 +13,9 @@ class StepStream(IterableDataset):
     """An endless stream of micro-batches whose content depends only on (seed, position).
 
     Resuming at optimizer step k continues exactly where step k left off, and each DDP rank
-    reads its own slice of every global batch: no sampler state to save or restore.
+    reads its own slice of every global batch: no sampler state to save or restore. With
+    DataLoader workers, worker w of W yields batches w, w + W, ...: the DataLoader takes them
+    round-robin, so the batches arrive in the same order as with no workers.
     """
 
     def __init__(self, rows: list[dict], batch_size: int, seed: int, collate) -> None:
@@ -34,7 +36,9 @@ class StepStream(IterableDataset):
 
     def __iter__(self):
         global_batch = self.batch_size * self.world_size
-        index = self.start_batch
+        worker = get_worker_info()
+        worker_id, num_workers = (worker.id, worker.num_workers) if worker else (0, 1)
+        index = self.start_batch + worker_id
         while True:
             first = index * global_batch + self.rank * self.batch_size
             rows = [self._row_at(first + i) for i in range(self.batch_size)]
@@ -42,7 +46,7 @@ class StepStream(IterableDataset):
             if "num_tokens" not in batch:  # rows of other shapes count their own tokens
                 batch["num_tokens"] = sum(len(row["input_ids"]) for row in rows)
             yield batch
-            index += 1
+            index += num_workers
 
 
 class PostTrainingDataModule(L.LightningDataModule):

@@ -119,7 +119,7 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
     if not fitted.trainer.is_global_zero:
         return
     with timed(timings, "eval"):
-        metrics = final_metrics(fitted, cfg)
+        metrics = final_metrics(fitted, cfg, job_dir)
     model = fitted.module.model
     export_dir = export_model(model, tokenizer, job_dir / "model", cfg.model.lora.export)
     write_table_row(fitted.trainer.logger, cfg, job_dir, metrics)

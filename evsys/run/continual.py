@@ -43,7 +43,14 @@ from evsys.evaluation.base import harness_settings
 from evsys.evaluation.names import benchmark_label, check_benchmark_names, has_held_out_metrics
 from evsys.evaluation.scoring import evaluate_configured
 from evsys.models import export_model, load_tokenizer, resolve_init_from
-from evsys.records import CHECKPOINT, ArmResult, group_id, write_json_atomic
+from evsys.records import (
+    CHECKPOINT,
+    SCORES_DIR,
+    ArmResult,
+    group_id,
+    write_item_scores,
+    write_json_atomic,
+)
 from evsys.run.continual_metrics import (
     HIGHER_IS_BETTER,
     METRICS,
@@ -102,8 +109,12 @@ class Scoring:
         metrics of their own: they are scored and recorded per stage, not tabled."""
         return [benchmark_label(name) for name in self.names if has_held_out_metrics(name)]
 
-    def score(self, model, tokenizer) -> dict[str, float]:
-        return evaluate_configured(model, tokenizer, self.names, self.cfg, self.held_out)
+    def score(self, model, tokenizer, run_dir: Path) -> dict[str, float]:
+        """The row's scores; its per-item scores go to <run_dir>/scores/<label>.jsonl."""
+        items: dict[str, list[dict]] = {}
+        scores = evaluate_configured(model, tokenizer, self.names, self.cfg, self.held_out, items)
+        write_item_scores(run_dir, items)
+        return scores
 
 
 # ---------------------------------------------------------------------------------- the chain
@@ -130,6 +141,9 @@ def run_chain(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
         stage_records.append(done)
         rows.append(done["scores"])
     shutil.copytree(stages[-1].export_dir, job_dir / "model", dirs_exist_ok=True)
+    # The arm's scores are its final model's: the last stage's, items included.
+    if (stages[-1].dir / SCORES_DIR).is_dir():
+        shutil.copytree(stages[-1].dir / SCORES_DIR, job_dir / SCORES_DIR, dirs_exist_ok=True)
     _fill_record(record, job_dir, stages, stage_records, rows, scoring.labels)
     record.timings["total"] = round(time.perf_counter() - started, 3)
 
@@ -206,7 +220,7 @@ def _start_row(cfg: DictConfig, job_dir: Path, tokenizer, scoring: Scoring) -> d
     if path.is_file():
         return _checked(path, json.loads(path.read_text()), None, scoring.labels)["scores"]
     model = starting_model(cfg, tokenizer)
-    scores = scoring.score(model, tokenizer)
+    scores = scoring.score(model, tokenizer, job_dir / STAGES_DIR / "start")
     _log_scalars(job_dir, 0, scores)
     write_json_atomic(path, {"scores": scores})
     log.info("continual: starting model scored: %s", _short(scores))
@@ -221,7 +235,7 @@ def _train_stage(
     log.info("continual: stage %d %s on %s", stage.index, stage.name, cfg.data.dataset_name)
     trainer, module, throughput, resumed_from_step = _fit(stage, job_dir, previous, tokenizer)
     trained = time.perf_counter()
-    scores = scoring.score(module.model, tokenizer)
+    scores = scoring.score(module.model, tokenizer, stage.dir)
     export_model(module.model, tokenizer, stage.export_dir, cfg.model.lora.export)
     done = {
         "index": stage.index,

@@ -30,7 +30,7 @@ from evsys.lightning.callbacks import BenchmarkScoring, LineProgress, Throughput
 from evsys.lightning.checkpoint_io import AtomicCheckpointIO
 from evsys.lightning.datamodule import PostTrainingDataModule
 from evsys.models import load_model
-from evsys.records import CHECKPOINT
+from evsys.records import CHECKPOINT, write_item_scores
 from evsys.run.tensorboard import run_log_dir
 
 log = logging.getLogger("evsys")
@@ -157,15 +157,17 @@ def train_metrics(trainer: L.Trainer) -> dict[str, float]:
     }
 
 
-def final_metrics(fitted: Fitted, cfg: DictConfig) -> dict[str, float]:
-    """Train/validation metrics plus every benchmark's scores, logged at the last step."""
+def final_metrics(fitted: Fitted, cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    """Train/validation metrics plus every benchmark's scores, logged at the last step; the
+    per-item scores go to <run dir>/scores/<label>.jsonl."""
     trainer = fitted.trainer
     metrics = train_metrics(trainer)
     benchmarks = [str(b) for b in cfg.eval.benchmarks]
     held_out = fitted.data.held_out  # each dataset's eval split (every mixture component's)
-    scores = evaluate_configured(
-        fitted.module.model, fitted.data.tokenizer, benchmarks, cfg, held_out
-    )
+    items: dict[str, list[dict]] = {}
+    model, tokenizer = fitted.module.model, fitted.data.tokenizer
+    scores = evaluate_configured(model, tokenizer, benchmarks, cfg, held_out, items)
+    write_item_scores(run_dir, items)
     metrics.update(scores)
     for key, value in scores.items():
         trainer.logger.experiment.add_scalar(key, value, trainer.global_step)
