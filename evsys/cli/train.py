@@ -51,9 +51,7 @@ def _validate_or_exit(cfg: DictConfig) -> None:
 
 
 def _print_single_run(record) -> None:
-    scores = ", ".join(f"{k}={v:.4g}" for k, v in sorted(record.metrics.items()))
-    log.info("arm %s seed %s completed: %s", record.arm, record.seed, scores)
-    log.info("outputs in %s", record.dir)
+    log.info("outputs in %s", record.dir)  # the arm logged its summary line itself
 
 
 def cli(argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -32,6 +32,7 @@ from evsys.run.fit import (
     timed,
     write_hparams,
 )
+from evsys.run.progress import ensure_log_handler, summary_line, sweep_position
 from evsys.run.tensorboard import (
     differing_keys,
     ordered_metrics,
@@ -51,9 +52,12 @@ def run_experiment(cfg: DictConfig, job_dir: str | Path | None = None) -> ArmRes
     The record is written to the job dir last, atomically. Failures are recorded, not
     raised, so one arm never takes a sweep down.
     """
+    ensure_log_handler()
     job_dir = Path(job_dir or _default_job_dir(cfg))
     job_dir.mkdir(parents=True, exist_ok=True)
     record = _new_record(cfg)
+    if position := sweep_position(job_dir):
+        log.info("arm %s seed %s: %s", record.arm, record.seed, position)
     try:
         cfg = validate_run_config(cfg)
         with quiet_libraries():
@@ -72,6 +76,8 @@ def run_experiment(cfg: DictConfig, job_dir: str | Path | None = None) -> ArmRes
     record.finished_at = _now()
     if is_global_zero():
         record.save(job_dir)
+        if record.completed:
+            log.info(summary_line(record))
     record.dir = str(job_dir)
     return record
 

@@ -19,14 +19,19 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from evsys.algorithms import algorithm_module_class
 from evsys.errors import ConfigError
 from evsys.evaluation.scoring import evaluate_configured
-from evsys.lightning.callbacks import BenchmarkScoring, LineProgress, ThroughputMonitor
+from evsys.lightning.callbacks import (
+    BenchmarkScoring,
+    LineProgress,
+    StepProgressBar,
+    ThroughputMonitor,
+)
 from evsys.lightning.checkpoint_io import AtomicCheckpointIO
 from evsys.lightning.datamodule import PostTrainingDataModule
 from evsys.models import load_model
@@ -96,7 +101,8 @@ def build_trainer(
         every_n_train_steps=max(1, min(cfg.checkpoint_every_n_steps, algorithm.max_steps)),
     )
     interactive = sys.stdout.isatty()
-    progress = RichProgressBar() if interactive else LineProgress(f"[{cfg.arm} seed {cfg.seed}]")
+    label = f"{cfg.arm} seed {cfg.seed}"
+    progress = StepProgressBar(label) if interactive else LineProgress(f"[{label}]")
     return L.Trainer(
         accelerator=backend.accelerator,
         devices=backend.devices,

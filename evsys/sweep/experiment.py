@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -123,10 +124,10 @@ class Experiment:
         with tempfile.TemporaryDirectory(prefix="evsys-preset-") as config_dir:
             (Path(config_dir) / "experiment").mkdir()
             shutil.copy(self.preset, Path(config_dir) / "experiment" / self.preset.name)
-            completed = subprocess.run(self.command(Path(config_dir), sweep_dir), check=False)
+            returncode = _run_streamed(self.command(Path(config_dir), sweep_dir))
         if not plan_exists(sweep_dir):
             raise RuntimeError(
-                f"experiment {self.preset} did not start (exit code {completed.returncode}); "
+                f"experiment {self.preset} did not start (exit code {returncode}); "
                 "see the error above"
             )
         return load_experiment_result(sweep_dir)
@@ -137,6 +138,24 @@ class Experiment:
         root = OmegaConf.select(preset, "experiment.stores.outputs_root", default="outputs")
         stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
         return Path(root) / str(experiment.get("name", self.preset.stem)) / stamp
+
+
+def _run_streamed(command: list[str]) -> int:
+    """Run the sweep's process with its output in ours. In a terminal it inherits the terminal
+    (progress bars draw there); otherwise — a notebook, whose cells read sys.stdout and not the
+    process's own stdout, or a pipe — each line is copied into sys.stdout, with colors and
+    cursor tricks turned off, so no raw ANSI codes land in the captured output."""
+    if sys.stdout.isatty():
+        return subprocess.run(command, check=False).returncode
+    env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb", "PYTHONUNBUFFERED": "1"}
+    env.pop("FORCE_COLOR", None)
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    ) as process:
+        for line in process.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    return process.returncode
 
 
 def _now() -> str:
