@@ -8,6 +8,7 @@ and atomically, to the job dir (evsys/records.py).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import traceback
@@ -93,6 +94,7 @@ def _new_record(cfg: DictConfig) -> ArmResult:
         overrides=_job_overrides(),
         requeues=_requeues(),
         started_at=_now(),
+        placement=_placement(),
     )
 
 
@@ -111,6 +113,8 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
         _check_inputs(cfg)
         if cfg.backend.num_threads:
             torch.set_num_threads(cfg.backend.num_threads)
+        if record.placement is not None:
+            record.placement["torch_threads"] = torch.get_num_threads()
         # `parent` becomes the parent experiment's best export before anything is loaded.
         cfg.model.init_from = resolve_init_from(cfg)
         tokenizer = load_tokenizer(cfg.model)
@@ -166,6 +170,12 @@ def _job_overrides() -> list[str]:
     if not HydraConfig.initialized():
         return []
     return list(HydraConfig.get().overrides.task)
+
+
+def _placement() -> dict | None:
+    """The GPUs or CPU threads a launcher gave this job (evsys/sweep/local_launcher.py)."""
+    placement = os.environ.get("EVSYS_PLACEMENT")
+    return json.loads(placement) if placement else None
 
 
 def _requeues() -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import os
 import sys
 import time
 import warnings
@@ -100,7 +101,8 @@ def build_trainer(
         save_top_k=0,
         every_n_train_steps=max(1, min(cfg.checkpoint_every_n_steps, algorithm.max_steps)),
     )
-    interactive = sys.stdout.isatty()
+    # Arms running side by side (evsys/sweep/local_launcher.py) print lines, not bars.
+    interactive = sys.stdout.isatty() and not os.environ.get("EVSYS_PROGRESS_LINES")
     label = f"{cfg.arm} seed {cfg.seed}"
     progress = StepProgressBar(label) if interactive else LineProgress(f"[{label}]")
     return L.Trainer(
