@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from evsys import compose_run_config, run_experiment
-from evsys.data import sources
+from evsys.data import prepare, sources
 from evsys.data.cache import data_key
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.lightning.datamodule import PostTrainingDataModule
@@ -34,7 +34,7 @@ def prepared(cfg, tokenizer=None) -> PostTrainingDataModule:
 def test_a_cache_hit_reads_no_source_and_gives_the_same_rows(tmp_path, cache, monkeypatch):
     path = write_jsonl(tmp_path / "data.jsonl", ROWS)
     cfg = compose_run_config([f"data.dataset_name={path}", "data.transforms=[shuffle]"])
-    sources.check_source(cfg.data)
+    prepare.check_source(cfg.data)
     cold = prepared(cfg)
     assert len(list(cache.iterdir())) == 2  # the check's marker and the prepared data
 
@@ -42,8 +42,8 @@ def test_a_cache_hit_reads_no_source_and_gives_the_same_rows(tmp_path, cache, mo
         raise AssertionError("the source was read on a cache hit")
 
     monkeypatch.setattr(sources, "read_source", no_reading)
-    monkeypatch.setattr(sources, "load_split", no_reading)
-    sources.check_source(cfg.data)
+    monkeypatch.setattr(prepare, "load_split", no_reading)
+    prepare.check_source(cfg.data)
     warm = prepared(cfg)
     assert list(warm.train_rows) == list(cold.train_rows)
     assert list(warm.eval_examples) == list(cold.eval_examples)
@@ -84,7 +84,7 @@ def test_a_user_transform_edit_misses(tmp_path, cache, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     path = write_jsonl(tmp_path / "data.jsonl", ROWS)
     data = data_config(path, transforms=[{"name": "my_steps:keep"}])
-    sources.check_source(data)  # imports the module
+    prepare.check_source(data)  # imports the module
     key = data_key(data)
     module.write_text("def keep(examples):\n    return examples[:5]\n", encoding="utf-8")
     assert data_key(data) != key
@@ -94,7 +94,7 @@ def test_a_user_transform_edit_misses(tmp_path, cache, monkeypatch):
 def test_cache_off_writes_nothing(tmp_path, cache):
     path = write_jsonl(tmp_path / "data.jsonl", ROWS)
     cfg = compose_run_config([f"data.dataset_name={path}", "data.cache=false"])
-    sources.check_source(cfg.data)
+    prepare.check_source(cfg.data)
     assert len(prepared(cfg).train_rows) > 0
     assert not cache.exists()
 

@@ -259,6 +259,8 @@ def _fit(stage: Stage, job_dir: Path, previous: Path | None, tokenizer) -> tuple
     """The stage trained from `previous`'s weights with a fresh module, optimizer, schedule
     and Trainer, on the chain's one TensorBoard run; an interrupted stage goes on from its
     last.ckpt. Returns what the stage record needs."""
+    if (stage.dir / CHECKPOINT).exists():
+        log.info("continual: stage %d %s resumes from %s", stage.index, stage.name, stage.dir)
     logger = ChainLogger(job_dir, step_offset=stage.step_offset)
     fitted = fit(stage.cfg, stage.dir, tokenizer, init_from=previous, logger=logger)
     return fitted.trainer, fitted.module, fitted.throughput, fitted.resumed_from_step
