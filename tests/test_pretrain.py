@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from omegaconf import OmegaConf
@@ -44,13 +45,17 @@ def test_pretrain_arm_from_the_cli_on_a_text_file(tmp_path):
     corpus.write_text("\n".join(DOCUMENTS) + "\n", encoding="utf-8")
     job_dir = tmp_path / "arm"
     args = [*FAST, "algorithm=pretrain", f"data.dataset_name={corpus}", "data.max_length=48"]
-    # A text file is not scored as a benchmark: its prompts are empty, nothing to generate from.
-    args += ["eval.benchmarks=[addition]", f"hydra.run.dir={job_dir}"]
+    # The text file is also the benchmark (the default): scored by loss and perplexity, as
+    # its prompts are empty and there is nothing to generate from.
+    args += [f"hydra.run.dir={job_dir}"]
     done = run_cli(args, cwd=tmp_path, env={"EVSYS_CACHE_DIR": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads((job_dir / "result.json").read_text())
     assert record["status"] == "completed", record["error"]
     assert record["metrics"]["train/loss"] > 0 and record["metrics"]["val/loss"] > 0
+    metrics = record["metrics"]
+    assert metrics["eval/corpus/perplexity"] == pytest.approx(math.exp(metrics["eval/corpus/loss"]))
+    assert "eval/corpus/exact_match" not in metrics
     assert OmegaConf.load(job_dir / ".hydra" / "config.yaml").algorithm.kind == "pretrain"
 
 
