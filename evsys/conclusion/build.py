@@ -39,6 +39,7 @@ from typing import Any
 
 from evsys.conclusion import statistics
 from evsys.conclusion.continual import continual_groups
+from evsys.conclusion.exports import arm_exports
 from evsys.conclusion.runs import collect_runs, is_number
 from evsys.conclusion.verdict import verdict_of
 from evsys.records import Plan
@@ -76,6 +77,7 @@ def build_conclusion(sweep_dir: str | Path) -> dict[str, Any]:
         "missing": runs["missing"],
         "counts": {kind: len(runs[kind]) for kind in runs} | {"planned": len(plan.planned)},
         "other_metrics": _other_metrics(runs["completed"], metric["name"], ranking),
+        "exports": arm_exports(Path(sweep_dir), runs["completed"], mode),
     }
     continual = continual_groups(runs["completed"], ranking)
     if continual:  # only continual sweeps get the key: other conclusions stay as they were

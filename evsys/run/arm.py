@@ -31,16 +31,10 @@ from evsys.run.fit import (
     is_global_zero,
     quiet_libraries,
     timed,
-    write_hparams,
+    write_table_row,
 )
 from evsys.run.progress import ensure_log_handler, summary_line, sweep_position
-from evsys.run.tensorboard import (
-    differing_keys,
-    ordered_metrics,
-    relative_log_dir,
-    success_metric_of,
-    table_hparams,
-)
+from evsys.run.tensorboard import relative_log_dir
 from evsys.validate import validate_run_config
 
 log = logging.getLogger("evsys")
@@ -145,13 +139,6 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
         "checkpoint": str(CHECKPOINT),
         "tensorboard": relative_log_dir(job_dir),
     }
-
-
-def write_table_row(logger, cfg: DictConfig, job_dir: Path, metrics: dict) -> None:
-    """The arm's HParams row: what tells it apart from the other arms, and its scores."""
-    columns = ordered_metrics(metrics, success_metric_of(job_dir))
-    row = table_hparams(cfg, job_dir)
-    write_hparams(logger, row, columns, str(cfg.get("arm")), differing_keys(job_dir))
 
 
 def _default_job_dir(cfg: DictConfig) -> Path:

@@ -58,14 +58,15 @@ from evsys.run.continual_metrics import (
     flat_metrics,
     score_matrix,
 )
-from evsys.run.fit import RunLogger, fit, flat_hparams, starting_model, train_metrics, write_hparams
-from evsys.run.tensorboard import (
-    differing_keys,
-    ordered_metrics,
-    relative_log_dir,
-    success_metric_of,
-    table_hparams,
+from evsys.run.fit import (
+    RunLogger,
+    fit,
+    flat_hparams,
+    starting_model,
+    train_metrics,
+    write_table_row,
 )
+from evsys.run.tensorboard import relative_log_dir
 from evsys.validate import CONTINUAL_KEY
 
 log = logging.getLogger("evsys")
@@ -369,11 +370,8 @@ def _fill_record(
         "stages": STAGES_DIR,
     }
     logger = ChainLogger(job_dir)
-    columns = ordered_metrics(record.metrics, success_metric_of(job_dir))
-    row = table_hparams(stages[0].cfg, job_dir) | {
-        "continual.stages": record.hparams["continual.stages"]
-    }
-    write_hparams(logger, row, columns, record.arm, differing_keys(job_dir))
+    stages_key = {"continual.stages": record.hparams["continual.stages"]}
+    write_table_row(logger, stages[0].cfg, job_dir, record.metrics, stages_key)
     logger.finalize("success")
 
 

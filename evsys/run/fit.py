@@ -37,7 +37,13 @@ from evsys.lightning.checkpoint_io import AtomicCheckpointIO
 from evsys.lightning.datamodule import PostTrainingDataModule
 from evsys.models import load_model
 from evsys.records import CHECKPOINT, write_item_scores
-from evsys.run.tensorboard import run_log_dir
+from evsys.run.tensorboard import (
+    differing_keys,
+    ordered_metrics,
+    run_log_dir,
+    success_metric_of,
+    table_hparams,
+)
 
 log = logging.getLogger("evsys")
 
@@ -220,6 +226,16 @@ def write_hparams(
     for summary in (experiment, start, end):
         file_writer.add_summary(summary)
     writer.flush()
+
+
+def write_table_row(
+    logger: TensorBoardLogger, cfg: DictConfig, run_dir: Path, metrics: dict, extra=None
+) -> None:
+    """The run's HParams row: what tells its arm apart from the others, and its scores, the
+    success metric first; an arm's seeds share a group (evsys/run/tensorboard.py)."""
+    row = table_hparams(cfg, run_dir) | (extra or {})
+    columns = ordered_metrics(metrics, success_metric_of(run_dir))
+    write_hparams(logger, row, columns, str(cfg.get("arm")), differing_keys(run_dir))
 
 
 @contextlib.contextmanager
