@@ -18,6 +18,7 @@ missing), never an exception that would abandon the other arms.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import multiprocessing
@@ -155,6 +156,7 @@ class _Schedule:
             "cuda_visible_devices": ",".join(job.gpus),
             "num_threads": self.threads if not job.gpus else None,
             "cpus": job.cores,
+            "launched_at": dt.datetime.now().isoformat(timespec="seconds"),
         }
         env = {PLACEMENT_ENV: json.dumps(placement), LINES_ENV: "1"}
         env["CUDA_VISIBLE_DEVICES"] = placement["cuda_visible_devices"]
