@@ -306,6 +306,23 @@ class StoresConfig:
 
 
 @dataclass
+class PredictionConfig:
+    """A direction stated before the results (preregistration): `better` beats `than`."""
+
+    better: str = MISSING  # the arm predicted to win
+    than: str = "all"  # the arm it beats, or "all": every other arm
+
+
+@dataclass
+class AdaptiveConfig:
+    """Seeds until decided: after n_repeats seeds per arm, add seeds to the arms of undecided
+    comparisons, round after round, under a group-sequential design (docs/statistics.md)."""
+
+    max_repeats: int = 0  # seeds per arm at most; 0 (or <= n_repeats): a fixed design
+    increment: int = 1  # seeds added per round to each arm still undecided
+
+
+@dataclass
 class ExperimentConfig:
     name: str = "default"  # experiment name (sweep dir and registry)
     id: str | None = None  # set by evsys when the experiment starts; do not set by hand
@@ -315,6 +332,9 @@ class ExperimentConfig:
     base_seed: int = 0  # first seed of every arm
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm name -> dotted overrides
     baseline: str | None = None  # arm the others are compared against
+    # optional preregistered direction: the verdict then answers it (docs/statistics.md)
+    prediction: PredictionConfig | None = None
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)  # seeds until decided
     continual: ContinualConfig = field(default_factory=ContinualConfig)  # chain of datasets
     parent_experiment_id: str | None = None  # experiment this one follows up
     metadata: dict[str, Any] = field(default_factory=dict)  # free-form notes

@@ -130,10 +130,6 @@ def has_record(job_dir: Path) -> bool:
     return (Path(job_dir) / RESULT_FILE).is_file()
 
 
-def record_path(job_dir: Path) -> Path:
-    return Path(job_dir) / RESULT_FILE
-
-
 def read_completed(job_dir: Path) -> ArmResult | None:
     """The job's record when it completed, else None (absent, failed or unreadable)."""
     try:
@@ -191,6 +187,10 @@ class Plan:
     metadata: dict[str, Any] = field(default_factory=dict)
     outputs_root: str = ""
     created_at: str | None = None
+    prediction: dict[str, str] | None = None  # {better, than}: the preregistered direction
+    # Seeds until decided: the design (looks: seeds per arm at each round) and the rounds so
+    # far (per round: seeds, each comparison's status, the arms given more seeds, why).
+    adaptive: dict[str, Any] | None = None
 
     @property
     def metric_name(self) -> str:

@@ -83,14 +83,15 @@ def test_supported_when_the_best_arm_is_clearly_better(tmp_path):
     c = build_conclusion(sweep)
     assert c["verdict"] == "supported"
     assert c["ranking"] == ["high", "low"] and c["best_arm"] == "high"
-    assert c["reason"].startswith("supported: high beats low by 0.4 (95% CI [")
+    assert c["reason"].startswith("supported (exploratory): is high, the best arm, ahead of all")
+    assert "the difference 0.4 (95% CI [" in c["reason"]
     high = c["groups"][0]
     assert (high["n"], high["mean"], high["std"]) == (3, 0.91, 0.01)
     assert high["values"] == {"0": 0.9, "1": 0.92, "2": 0.91}
     assert high["overrides"] == ["algorithm.lr=high", "arm=high"]  # no seed=
     assert high["group_id"] == "group-high" and high["rank"] == 1
     (comparison,) = c["comparisons"]
-    assert comparison["name"] == "best_vs_runner_up"
+    assert comparison["name"] == "high vs low" and comparison["method"] == "welch_seed_means"
     assert comparison["diff"] == 0.4 and comparison["prob_improvement"] == 1.0
 
 
@@ -100,13 +101,13 @@ def test_inconclusive_when_the_interval_contains_zero(tmp_path):
     assert c["verdict"] == "inconclusive"
     lo, hi = c["comparisons"][0]["ci95"]
     assert lo < 0 < hi
-    assert "contains 0 (n=2 per arm)" in c["reason"] and "between a and b" in c["reason"]
+    assert "contains 0" in c["reason"] and "against b" in c["reason"]
 
 
 def test_inconclusive_with_one_seed_per_arm(tmp_path):
     c = build_conclusion(write_sweep(tmp_path, {"a": [0.9], "b": [0.5]}))
     assert c["verdict"] == "inconclusive"
-    assert "only n=1 seed per arm" in c["reason"] and "no variance estimate" in c["reason"]
+    assert "cannot be tested" in c["reason"] and "one seed" in c["reason"]
     assert c["groups"][0]["ci95"] is None and c["groups"][0]["std"] is None
     assert c["comparisons"][0]["p_value"] is None
 
@@ -120,7 +121,7 @@ def test_refuted_when_the_effect_is_confidently_below_min_effect(tmp_path):
 
 @pytest.mark.parametrize(
     "min_effect, verdict, words",
-    [(0.3, "supported", "above the minimum effect 0.3"), (0.4, "inconclusive", "minimum effect")],
+    [(0.3, "supported", "all 1 comparisons hold"), (0.4, "inconclusive", "minimum effect 0.4")],
 )
 def test_min_effect_decides_between_supported_and_inconclusive(
     tmp_path, min_effect, verdict, words
@@ -134,14 +135,15 @@ def test_refuted_when_the_baseline_is_confidently_best(tmp_path):
     arms = {"base": [0.9, 0.91, 0.92], "new": [0.5, 0.51, 0.52]}
     c = build_conclusion(write_sweep(tmp_path, arms, baseline="base"))
     assert c["verdict"] == "refuted" and c["best_arm"] == "base"
-    assert c["reason"].startswith("refuted: the baseline base ranks best, ahead of new by 0.4")
-    assert [x["name"] for x in c["comparisons"]] == ["best_vs_runner_up"]
+    assert c["reason"].startswith("refuted (exploratory): does an arm beat the baseline base?")
+    assert "every arm's interval lies below 0" in c["reason"]
+    assert [x["name"] for x in c["comparisons"]] == ["new vs base"]
 
 
 def test_inconclusive_when_the_baseline_leads_by_noise(tmp_path):
     arms = {"base": [0.5, 0.7], "new": [0.45, 0.72]}
     c = build_conclusion(write_sweep(tmp_path, arms, baseline="base"))
-    assert c["verdict"] == "inconclusive" and "the baseline base ranks best" in c["reason"]
+    assert c["verdict"] == "inconclusive" and "does an arm beat the baseline base" in c["reason"]
 
 
 def test_refuted_when_no_arm_can_beat_the_baseline_by_min_effect(tmp_path):
@@ -154,9 +156,11 @@ def test_refuted_when_no_arm_can_beat_the_baseline_by_min_effect(tmp_path):
 def test_best_is_compared_with_the_baseline_not_the_runner_up(tmp_path):
     arms = {"best": [0.9, 0.91, 0.92], "close": [0.89, 0.9, 0.91], "base": [0.5, 0.51, 0.52]}
     c = build_conclusion(write_sweep(tmp_path, arms, baseline="base"))
-    assert [x["name"] for x in c["comparisons"]] == ["best_vs_runner_up", "best_vs_baseline"]
+    # every arm vs the baseline is one Holm family: the best is picked from it
+    assert [x["name"] for x in c["comparisons"]] == ["best vs base", "close vs base"]
     assert c["verdict"] == "supported"
-    assert c["reason"].startswith("supported: best beats the baseline base by 0.4")
+    assert "best: the difference 0.4" in c["reason"] and "over 2 arms" in c["reason"]
+    assert all(x["p_holm"] >= x["p_value"] for x in c["comparisons"])
 
 
 def test_min_mode_ranks_the_lowest_first(tmp_path):

@@ -8,20 +8,16 @@ number), failed (status `failed`, an unreadable record, or a completed record wi
 metric), or missing (no arm record: the job was killed or never ran). Completed runs of an
 arm form its group; groups are ranked by their mean, best first.
 
-Verdict. Let m = max(min_effect, 0) and let the comparison be best arm vs baseline when a
-baseline is set (and is not the best), else best arm vs runner-up. d is the difference of
-means oriented so that positive is better, with its Welch 95% CI [lo, hi].
+Statistics and verdict (docs/statistics.md). Each arm's scores are seeds x items when its
+runs left per-item scores (evsys/conclusion/scores.py), so intervals and tests count the seeds
+and the finite item sample; the verdict is evsys/conclusion/decision.py's: the preregistered
+prediction when the experiment states one, else exploratory (the best arm vs the baseline, or
+vs every other arm), with Holm-adjusted p-values over the comparisons it rests on. An
+adaptive experiment's verdict is its group-sequential decisions (evsys/conclusion/sequential.py).
+Before any of that:
 
 - No completed arm -> inconclusive (everything failed or is missing).
-- Only one completed arm -> inconclusive (nothing to compare).
-- A baseline is set but has no completed seed -> inconclusive.
-- Either compared group has n < 2 -> inconclusive (no variance estimate).
-- The baseline ranks best: the hypothesis "some arm beats the baseline" is refuted when the
-  baseline's lead over the runner-up has lo > -m (for m = 0: lo > 0, the baseline is
-  confidently ahead; for m > 0 this also covers "the runner-up's gain over the baseline is
-  confidently below m", the same rule as below seen from the baseline); else inconclusive.
-- Otherwise: supported when lo > m (so also > 0); refuted when m > 0 and hi < m (the effect
-  is confidently smaller than what matters); else inconclusive.
+- A baseline (or a predicted arm) is set but has no completed seed -> inconclusive.
 
 Continual chains (records with a `continual` section, see docs/continual.md) add a
 `continual` entry per arm: the cell-wise mean and std over seeds of the score matrices and of
@@ -38,10 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from evsys.conclusion import statistics
+from evsys.conclusion.adaptive import adaptive_verdict
 from evsys.conclusion.continual import continual_groups
+from evsys.conclusion.decision import decide
 from evsys.conclusion.exports import arm_exports
+from evsys.conclusion.inference import arm_interval
+from evsys.conclusion.power import power_summary
 from evsys.conclusion.runs import collect_runs, is_number
-from evsys.conclusion.verdict import verdict_of
+from evsys.conclusion.scores import arm_scores, metric_bounds
 from evsys.records import Plan
 
 SIGNIFICANT_DIGITS = 6
@@ -50,14 +50,13 @@ SIGNIFICANT_DIGITS = 6
 def build_conclusion(sweep_dir: str | Path) -> dict[str, Any]:
     """The conclusion of a sweep dir as a JSON-ready dict (deterministic, rounded)."""
     plan = Plan.load(sweep_dir)
-    metric = plan.success_metric
-    mode = plan.mode
+    metric, mode = plan.success_metric, plan.mode
     runs = collect_runs(sweep_dir, plan)
-    groups = _rank_groups(runs["completed"], metric["name"], mode)
+    scores = arm_scores(Path(sweep_dir), runs["completed"], metric["name"])
+    bounds = metric_bounds(metric["name"])
+    groups = _rank_groups(runs["completed"], scores, mode, bounds)
     ranking = [g["arm"] for g in groups]
-    baseline = plan.baseline
-    comparisons = _comparisons(groups, baseline, mode)
-    verdict, reason = verdict_of(ranking, comparisons, baseline, _min_effect(metric), runs)
+    decision = _decision(plan, scores, ranking, runs, bounds)
     conclusion = {
         "experiment": {
             "id": plan.id,
@@ -66,35 +65,79 @@ def build_conclusion(sweep_dir: str | Path) -> dict[str, Any]:
         },
         "hypothesis": plan.hypothesis,
         "success_metric": {"name": metric["name"], "mode": mode, "min_effect": _min_effect(metric)},
-        "baseline": baseline,
+        "baseline": plan.baseline,
+        "prediction": plan.prediction,
         "groups": groups,
         "ranking": ranking,
         "best_arm": ranking[0] if ranking else None,
-        "comparisons": list(comparisons.values()),
-        "verdict": verdict,
-        "reason": reason,
+        **decision,
         "failed": runs["failed"],
         "missing": runs["missing"],
         "counts": {kind: len(runs[kind]) for kind in runs} | {"planned": len(plan.planned)},
         "other_metrics": _other_metrics(runs["completed"], metric["name"], ranking),
         "exports": arm_exports(Path(sweep_dir), runs["completed"], mode),
     }
+    if plan.adaptive:
+        conclusion["adaptive"] = plan.adaptive
+        conclusion.update(adaptive_verdict(plan.adaptive, conclusion))
     continual = continual_groups(runs["completed"], ranking)
     if continual:  # only continual sweeps get the key: other conclusions stay as they were
         conclusion["continual"] = continual
     return _rounded(conclusion)
 
 
+def _decision(plan: Plan, scores: dict, ranking: list[str], runs: dict, bounds) -> dict:
+    """verdict, reason, kind, claim, comparisons, surprises, notes and power."""
+    refusal = _cannot_decide(plan, ranking, runs)
+    if refusal is not None:
+        return {"verdict": "inconclusive", "reason": refusal, "kind": None, "claim": None}
+    decision = decide(
+        [scores[arm] for arm in ranking],
+        plan.mode,
+        _min_effect(plan.success_metric),
+        plan.baseline,
+        plan.prediction,
+        bounds,
+    )
+    tests = list(decision.tests)
+    return {
+        "verdict": decision.verdict,
+        "reason": decision.reason,
+        "kind": decision.kind,
+        "claim": decision.claim,
+        "comparisons": [_comparison_entry(t, scores, plan.mode) for t in tests],
+        "surprises": list(decision.surprises),
+        "notes": list(decision.notes),
+        "power": power_summary(tests, _min_effect(plan.success_metric) or None),
+    }
+
+
+def _cannot_decide(plan: Plan, ranking: list[str], runs: dict) -> str | None:
+    """Why no comparison can be made, or None."""
+    if not ranking:
+        n_failed, n_missing = len(runs["failed"]), len(runs["missing"])
+        return f"inconclusive: no arm completed ({n_failed} runs failed, {n_missing} missing)"
+    named = [("the baseline", plan.baseline)] if plan.baseline else []
+    if plan.prediction:
+        named.append(("the predicted arm", plan.prediction["better"]))
+        if plan.prediction.get("than", "all") != "all":
+            named.append(("the arm it is predicted to beat", plan.prediction["than"]))
+    for role, arm in named:
+        if arm not in ranking:
+            return f"inconclusive: {role} {arm} has no completed seed to compare"
+    return None
+
+
 def _min_effect(metric: dict[str, Any]) -> float:
     return max(float(metric.get("min_effect") or 0.0), 0.0)
 
 
-def _rank_groups(completed: list[dict], metric: str, mode: str) -> list[dict]:
+def _rank_groups(completed: list[dict], scores: dict, mode: str, bounds) -> list[dict]:
     """One entry per arm with completed runs, best mean first (ties: arm name)."""
     by_arm: dict[str, list[dict]] = {}
     for run in completed:
         by_arm.setdefault(run["arm"], []).append(run)
-    groups = [_group_entry(arm, runs) for arm, runs in by_arm.items()]
+    groups = [_group_entry(arm, runs, scores[arm], bounds) for arm, runs in by_arm.items()]
     sign = 1 if mode == "max" else -1
     groups.sort(key=lambda g: (-sign * g["mean"], g["arm"]))
     for rank, group in enumerate(groups, start=1):
@@ -102,19 +145,22 @@ def _rank_groups(completed: list[dict], metric: str, mode: str) -> list[dict]:
     return groups
 
 
-def _group_entry(arm: str, runs: list[dict]) -> dict[str, Any]:
+def _group_entry(arm: str, runs: list[dict], scores, bounds) -> dict[str, Any]:
     summary = statistics.summarize({run["seed"]: run["value"] for run in runs})
+    interval = arm_interval(scores, bounds)
     first = runs[0]["record"]  # an ArmResult
     return {
         "arm": arm,
         "group_id": first.group_id,
         "overrides": [o for o in first.overrides if not _is_seed_override(o)],
         "n": summary.n,
+        "n_items": interval.n_items,
         "mean": summary.mean,
         "std": summary.std,
         "min": summary.min,
         "max": summary.max,
-        "ci95": list(summary.ci95) if summary.ci95 else None,
+        "ci95": list(interval.ci95) if interval.ci95 else None,
+        "ci_method": interval.method,
         # JSON object keys are strings; make them strings here so the dict equals its file
         "values": {str(seed): value for seed, value in summary.values.items()},
     }
@@ -124,32 +170,29 @@ def _is_seed_override(override: str) -> bool:
     return override.lstrip("+~").startswith("seed=")
 
 
-def _comparisons(groups: list[dict], baseline: str | None, mode: str) -> dict[str, dict]:
-    """Best vs runner-up, and best vs baseline when the baseline completed and is not best."""
-    comparisons = {}
-    if len(groups) >= 2:
-        comparisons["best_vs_runner_up"] = _compare(groups[0], groups[1], mode)
-    by_arm = {g["arm"]: g for g in groups}
-    if groups and baseline in by_arm and baseline != groups[0]["arm"]:
-        comparisons["best_vs_baseline"] = _compare(groups[0], by_arm[baseline], mode)
-    for name, comparison in comparisons.items():
-        comparison["name"] = name
-    return comparisons
-
-
-def _compare(first: dict, second: dict, mode: str) -> dict[str, Any]:
-    result = statistics.compare(
-        list(first["values"].values()), list(second["values"].values()), mode
-    )
+def _comparison_entry(test, scores: dict, mode: str) -> dict[str, Any]:
+    c = test.comparison
+    first, second = scores[c.first], scores[c.second]
+    seed_means = [row.mean() for row in first.values], [row.mean() for row in second.values]
     return {
-        "first": first["arm"],
-        "second": second["arm"],
-        "diff": result.diff,
-        "ci95": list(result.ci95) if result.ci95 else None,
-        "p_value": result.p_value,
-        "prob_improvement": result.prob_improvement,
-        "n_first": result.n_first,
-        "n_second": result.n_second,
+        "name": c.name,
+        "first": c.first,
+        "second": c.second,
+        "diff": c.diff,
+        "ci95": list(c.ci95) if c.ci95 else None,
+        "p_value": test.p_raw,
+        "p_holm": test.p_holm,
+        "p_above": test.p_above,
+        "p_above_holm": test.p_above_holm,
+        "p_below": test.p_below,
+        "p_below_holm": test.p_below_holm,
+        "method": c.method,
+        "paired": c.paired,
+        "df": c.df,
+        "n_first": c.n_seeds[0],
+        "n_second": c.n_seeds[1],
+        "n_items": c.n_items,
+        "prob_improvement": statistics.probability_of_improvement(*seed_means, mode),
     }
 
 

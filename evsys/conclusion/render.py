@@ -34,7 +34,8 @@ def render_markdown(conclusion: dict[str, Any]) -> str:
     lines += _groups_markdown(conclusion)
     lines += _continual_markdown(conclusion.get("continual", {}))
     lines += _other_metrics_markdown(conclusion["other_metrics"])
-    lines += _comparisons_markdown(conclusion["comparisons"])
+    lines += _decision_markdown(conclusion)
+    lines += _comparisons_markdown(conclusion.get("comparisons") or [])
     lines += _exports_markdown(conclusion.get("exports", []))
     lines += _problems_markdown(conclusion)
     return "\n".join(lines).rstrip() + "\n"
@@ -123,24 +124,16 @@ def _comparisons_markdown(comparisons: list[dict]) -> list[str]:
     if not comparisons:
         return []
     lines = [
-        "## Comparisons (Welch; difference oriented so positive = first is better)",
+        "## Comparisons (difference oriented so positive = first is better)",
         "",
-        "| comparison | first | second | difference | 95% CI | p | P(first beats second) | n |",
-        "|---|---|---|---:|---|---:|---:|---|",
+        "| comparison | difference | 95% CI | p | Holm p | p(> m), Holm | method | seeds | items |",
+        "|---|---:|---|---:|---:|---:|---|---|---:|",
     ]
-    # When the runner-up is the baseline both comparisons are one test: one row, both names.
-    rows: dict[tuple[str, str], list[str]] = {}
     for c in comparisons:
-        rows.setdefault((c["first"], c["second"]), []).append(c["name"].replace("_", " "))
-    for c in comparisons:
-        names = rows.pop((c["first"], c["second"]), None)
-        if names is None:
-            continue
-        p = p_text(c["p_value"]) if c["p_value"] is not None else "–"
         lines.append(
-            f"| {', '.join(names)} | {c['first']} | {c['second']} | {num(c['diff'])} "
-            f"| {ci_text(c['ci95'])} | {p} | {num(c['prob_improvement'])} "
-            f"| {c['n_first']} vs {c['n_second']} |"
+            f"| {c['name']} | {num(c['diff'])} | {ci_text(c['ci95'])} | {_p_or_dash(c['p_value'])} "
+            f"| {_p_or_dash(c['p_holm'])} | {_p_or_dash(c['p_above_holm'])} | {c['method']} "
+            f"| {c['n_first']} vs {c['n_second']} | {c['n_items'] or '–'} |"
         )
     return lines + [""]
 
@@ -162,6 +155,39 @@ def _exports_markdown(exports: list[dict]) -> list[str]:
             f"  `{lm_eval_command(export)}`",
         ]
     return lines + [""]
+
+
+def _p_or_dash(p: float | None) -> str:
+    return "–" if p is None else p_text(p)
+
+
+def _decision_markdown(conclusion: dict) -> list[str]:
+    """What the verdict claims, surprises, caveats, the seed budget and adaptive rounds."""
+    lines = []
+    if conclusion.get("claim"):
+        lines += [f"Claim tested ({conclusion['kind']}): {conclusion['claim']}.", ""]
+    lines += [f"- {surprise}" for surprise in conclusion.get("surprises") or []]
+    lines += [f"- note: {note}" for note in conclusion.get("notes") or []]
+    for row in conclusion.get("power") or []:
+        needed = ""
+        if "seeds_needed" in row:
+            seeds = row["seeds_needed"]
+            needed = (
+                f"; an effect of {num(row['target'])} needs {seeds} seeds per arm"
+                if seeds
+                else f"; no number of seeds detects {num(row['target'])} (add items)"
+            )
+        lines.append(
+            f"- power: {row['comparison']} could detect {num(row['mde'])} or more "
+            f"(80% power, {row['n_seeds']} seeds){needed}"
+        )
+    adaptive = conclusion.get("adaptive")
+    if adaptive:
+        lines += ["", f"Adaptive seeds ({adaptive['design']}), looks at {adaptive['looks']}:", ""]
+        for r in adaptive["rounds"]:
+            status = ", ".join(f"{k}: {v}" for k, v in r["status"].items())
+            lines.append(f"- round {r['look'] + 1} ({r['n_seeds']} seeds): {status}. {r['reason']}")
+    return lines + ([""] if lines else [])
 
 
 def _problems_markdown(conclusion: dict) -> list[str]:
@@ -204,7 +230,7 @@ def print_summary(conclusion: dict[str, Any], console: Console | None = None) ->
         )
     console.print(table)
     style = {"supported": "bold green", "refuted": "bold red"}.get(conclusion["verdict"], "bold")
-    console.print(Text(conclusion["reason"], style=style))
+    console.print(Text(conclusion["reason"], style=style), soft_wrap=True)  # copy-pasteable
     for run in conclusion["failed"]:
         console.print(
             Text(f"FAILED  {run['arm']} seed {run['seed']} ({run['dir']}): {run['error']}")

@@ -41,6 +41,7 @@ def plan_sweep(config: DictConfig, axes: list[str], config_loader, sweep_dir: Pa
         parent_experiment_id=experiment["parent_experiment_id"],
         metadata=experiment["metadata"],
         outputs_root=str(Path(experiment["stores"]["outputs_root"]).resolve()),
+        prediction=experiment["prediction"],
         created_at=dt.datetime.now().isoformat(timespec="seconds"),
     )
 
@@ -192,3 +193,13 @@ def _check_unique(jobs: list[PlannedJob]) -> None:
         if job.dir in seen:
             raise ConfigError(f"two jobs of this sweep would share the directory {job.dir!r}")
         seen.add(job.dir)
+
+
+def planned_looks(experiment: DictConfig) -> list[int] | None:
+    """Seeds per arm at each look, or None for a fixed design."""
+    first, last = int(experiment.n_repeats), int(experiment.adaptive.max_repeats)
+    if last <= first:
+        return None
+    step = max(1, int(experiment.adaptive.increment))
+    looks = list(range(first, last, step)) + [last]
+    return looks

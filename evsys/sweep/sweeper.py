@@ -21,7 +21,7 @@ from evsys.errors import ConfigError
 from evsys.records import read_completed
 from evsys.sweep.callbacks import EXIT_FAILED
 from evsys.sweep.experiment import start_sweep
-from evsys.sweep.plan import plan_sweep, print_plan
+from evsys.sweep.plan import plan_sweep, planned_looks, print_plan
 
 log = logging.getLogger("evsys")
 
@@ -55,13 +55,40 @@ class ExperimentSweeper(Sweeper):
         print_plan(plan, pending)
         if self.config.experiment.dry_run:
             return []
+        looks = planned_looks(self.config.experiment)
+        if looks is not None:
+            from evsys.sweep import adaptive  # scipy: only sweeps that add seeds pay for it
+
+            adaptive.start_design(plan, looks)
         start_sweep(plan, sweep_dir, self.config)
+        results = self._launch(pending, sweep_dir, every=plan.planned)
+        if looks is not None:
+            results += self._rounds(plan, sweep_dir)
+        return results
+
+    def _launch(self, pending: list, sweep_dir: Path, every: list) -> list:
         if not pending:
             log.info("every arm already completed; rebuilding the conclusion only")
             return []
-        results = self.launcher.launch([job.overrides for job in pending], initial_job_idx=0)
+        # Hydra numbers jobs; under a sweep of several rounds each job keeps its own number.
+        first = every.index(pending[0]) if pending[0] in every else 0
+        results = self.launcher.launch([job.overrides for job in pending], initial_job_idx=first)
         for job, result in zip(pending, results, strict=False):
             if result.status == JobStatus.FAILED:
                 # Jobs record their own failures; reaching here means the job code itself broke.
                 log.error("job %s crashed outside its record: %r", job.dir, result._return_value)
+        return list(results)
+
+    def _rounds(self, plan, sweep_dir: Path) -> list:
+        """Seeds until decided: after each look, more seeds for the undecided arms' jobs."""
+        from evsys.sweep import adaptive
+
+        results, template = [], list(plan.planned)
+        while arms := adaptive.next_round(sweep_dir, plan):
+            jobs = adaptive.more_jobs(plan, arms, template)
+            plan.planned += jobs
+            plan.save(sweep_dir)
+            pending = [job for job in jobs if read_completed(sweep_dir / job.dir) is None]
+            log.info("adaptive: %d more jobs for %s", len(jobs), ", ".join(arms))
+            results += self._launch(pending, sweep_dir, every=plan.planned)
         return results

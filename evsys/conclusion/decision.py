@@ -1,0 +1,321 @@
+"""The verdict on a hypothesis from several arms: preregistered (a prediction) or exploratory.
+
+Pure: arms' scores in (evsys.conclusion.inference.ArmScores), a Decision out; the two families
+on their own: versus_baseline (every arm vs a baseline) and best_versus_others. Rules, with
+m = max(min_effect, 0), alpha = 0.05, each comparison oriented so positive is better, and
+p_above / p_below the p-values of "diff > m" / "diff < m" (doubled one-sided, so p < alpha is
+the 95% interval lying above / below m):
+
+- Prediction `better` than `than` (one arm): one planned comparison, no correction.
+  supported: p_above < alpha; refuted: p_below < alpha; else inconclusive.
+- Prediction `better` than "all": an intersection-union claim (Berger 1982): supported when
+  every comparison of `better` with another arm has p_above < alpha (equivalently all
+  Holm-adjusted ones, since Holm rejects all exactly when the largest raw p is < alpha);
+  refuted when any Holm-adjusted p_below < alpha; else inconclusive.
+- Exploratory, baseline set: every other arm vs the baseline is one Holm family (the best is
+  picked from it, so its test must survive the family's correction). supported when the best
+  arm's Holm-adjusted p_above < alpha; refuted when every arm has p_below < alpha (no arm
+  beats the baseline by m: intersection-union again); else inconclusive.
+- Exploratory, no baseline: the best arm vs every other arm. supported when all p_above <
+  alpha. Picking the best on the same data does not inflate this: a false claim needs the
+  selected arm to beat a truly-best arm significantly, and the natural procedure keeps that
+  error at alpha (Gutmann & Maymin 1987; Hsu 1996, ch. 4); the A/A sweeps in the tests check
+  it. refuted when some Holm-adjusted p_below < alpha (an arm is confidently within m of the
+  best; only possible when m > 0); else inconclusive.
+
+A surprise is another arm significantly better than the predicted one (Holm over the other
+arms vs the predicted arm); it is reported and never turns a prediction into supported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from evsys.conclusion.inference import (
+    ALPHA,
+    WELCH,
+    ArmScores,
+    Bounds,
+    Comparison,
+    FamilyTest,
+    compare,
+    family,
+)
+
+VERDICTS = ("supported", "refuted", "inconclusive")
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A preregistered prediction: arm `better` beats arm `than` (or every other arm: "all")."""
+
+    better: str
+    than: str = ALL
+
+    @classmethod
+    def of(cls, value: Prediction | Mapping[str, str] | None) -> Prediction | None:
+        if value is None or isinstance(value, Prediction):
+            return value
+        return cls(str(value["better"]), str(value.get("than", ALL)))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verdict and everything needed to explain it."""
+
+    verdict: str  # supported | refuted | inconclusive
+    kind: str  # "preregistered" or "exploratory"
+    claim: str  # what supported would mean, in words
+    reason: str  # one sentence: the verdict and the numbers behind it
+    ranking: tuple[str, ...]  # arms by mean, best first
+    best: str | None
+    tests: tuple[FamilyTest, ...]  # the comparisons the verdict rests on, raw and Holm p
+    surprises: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())  # fallbacks and caveats of the comparisons
+
+
+def decide(
+    arms: Sequence[ArmScores],
+    mode: str = "max",
+    min_effect: float = 0.0,
+    baseline: str | None = None,
+    prediction: Prediction | Mapping[str, str] | None = None,
+    bounds: Bounds | None = None,
+    pair_seeds: bool = True,
+) -> Decision:
+    """The verdict by the rules in the module docstring; `pair_seeds` as in compare()."""
+    pred = Prediction.of(prediction)
+    ctx = _context(arms, mode, min_effect, bounds, pair_seeds)
+    _check_names(ctx.arms, baseline, pred)
+    if len(ctx.ranking) < 2:
+        return ctx.nothing_to_compare()
+    if pred is not None:
+        return _preregistered(ctx, pred)
+    if baseline is not None:
+        return _exploratory_baseline(ctx, baseline)
+    return _exploratory_best(ctx)
+
+
+def versus_baseline(
+    arms: Sequence[ArmScores],
+    baseline: str,
+    mode: str = "max",
+    min_effect: float = 0.0,
+    bounds: Bounds | None = None,
+    pair_seeds: bool = True,
+) -> list[FamilyTest]:
+    """Every other arm vs the baseline, best first: one Holm family (FWER over k - 1)."""
+    ctx = _context(arms, mode, min_effect, bounds, pair_seeds)
+    _check_names(ctx.arms, baseline, None)
+    return ctx.tests([(a, baseline) for a in ctx.ranking if a != baseline])
+
+
+def best_versus_others(
+    arms: Sequence[ArmScores],
+    mode: str = "max",
+    min_effect: float = 0.0,
+    bounds: Bounds | None = None,
+    pair_seeds: bool = True,
+) -> list[FamilyTest]:
+    """The best arm (by mean) vs every other arm. "The best beats all" holds when every
+    p_above < alpha (equivalently every p_above_holm): see the module docstring for why
+    picking the best on the same data does not inflate that."""
+    ctx = _context(arms, mode, min_effect, bounds, pair_seeds)
+    return ctx.tests([(ctx.ranking[0], a) for a in ctx.ranking[1:]])
+
+
+def _context(arms, mode, min_effect, bounds, pair_seeds) -> _Context:
+    by_name = {a.arm: a for a in arms}
+    if len(by_name) != len(arms):
+        raise ValueError("arm names must be unique")
+    if mode not in ("max", "min"):
+        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+    sign = 1 if mode == "max" else -1
+    ranking = tuple(sorted(by_name, key=lambda a: -sign * by_name[a].mean))
+    return _Context(by_name, mode, max(float(min_effect), 0.0), bounds, ranking, pair_seeds)
+
+
+@dataclass(frozen=True)
+class _Context:
+    arms: Mapping[str, ArmScores]
+    mode: str
+    m: float
+    bounds: Bounds | None
+    ranking: tuple[str, ...]
+    pair_seeds: bool = True
+
+    def tests(self, pairs: Sequence[tuple[str, str]]) -> list[FamilyTest]:
+        comps = [
+            compare(self.arms[a], self.arms[b], self.mode, self.bounds, self.pair_seeds)
+            for a, b in pairs
+        ]
+        return family(comps, self.m)
+
+    def decision(self, verdict, kind, claim, reason, tests, surprises=()) -> Decision:
+        best = self.ranking[0] if self.ranking else None
+        return Decision(
+            verdict=verdict,
+            kind=kind,
+            claim=claim,
+            reason=reason,
+            ranking=self.ranking,
+            best=best,
+            tests=tuple(tests),
+            surprises=tuple(surprises),
+            notes=_notes(tests),
+        )
+
+    def nothing_to_compare(self) -> Decision:
+        only = ", ".join(self.ranking) or "no arm"
+        reason = f"inconclusive: nothing to compare, only {only}"
+        return self.decision("inconclusive", "exploratory", "", reason, [])
+
+    def effect(self) -> str:
+        return f" by at least {_num(self.m)}" if self.m > 0 else ""
+
+
+def _check_names(arms: Mapping, baseline: str | None, pred: Prediction | None) -> None:
+    named = [baseline] if baseline else []
+    if pred is not None:
+        named += [pred.better] + ([] if pred.than == ALL else [pred.than])
+    unknown = [n for n in named if n not in arms]
+    if unknown:
+        raise ValueError(f"unknown arm(s) {unknown}; arms are {sorted(arms)}")
+    if pred is not None and pred.better == pred.than:
+        raise ValueError("a prediction compares two different arms")
+
+
+# ----------------------------------------------------------------------------- preregistered
+def _preregistered(ctx: _Context, pred: Prediction) -> Decision:
+    x = pred.better
+    others = [a for a in ctx.ranking if a != x]
+    targets = others if pred.than == ALL else [pred.than]
+    tests = ctx.tests([(x, y) for y in targets])
+    against = "every other arm" if pred.than == ALL else pred.than
+    claim = f"{x} beats {against}{ctx.effect()} (preregistered)"
+    surprises = _surprises(ctx, x, others)
+    verdict, why = _all_above(tests, ctx.m) if pred.than == ALL else _single(tests[0], ctx.m)
+    reason = f"{verdict}: the prediction that {x} beats {against}{ctx.effect()}: {why}"
+    return ctx.decision(verdict, "preregistered", claim, reason, tests, surprises)
+
+
+def _surprises(ctx: _Context, x: str, others: Sequence[str]) -> list[str]:
+    """Other arms that beat the predicted one (Holm over all of them, against 0)."""
+    out = []
+    for t in family([c.comparison for c in ctx.tests([(z, x) for z in others])], 0.0):
+        c = t.comparison
+        if c.diff > 0 and t.p_holm is not None and t.p_holm < ALPHA:
+            out.append(
+                f"surprise: {c.first} beats the predicted {x} by {_num(c.diff)} "
+                f"(95% CI {_ci(c)}, p={_p(t.p_raw)}, Holm p={_p(t.p_holm)})"
+            )
+    return out
+
+
+def _single(t: FamilyTest, m: float) -> tuple[str, str]:
+    c = t.comparison
+    if t.p_above is None:
+        return "inconclusive", _untestable(c)
+    if t.p_above < ALPHA:
+        return "supported", f"{_diff_text(c)} lies above {_margin(m)}, p={_p(t.p_above)}"
+    if t.p_below is not None and t.p_below < ALPHA:
+        return "refuted", f"{_diff_text(c)} lies below {_margin(m)}, p={_p(t.p_below)}"
+    return "inconclusive", f"{_diff_text(c)} contains {_margin(m)}"
+
+
+def _all_above(tests: Sequence[FamilyTest], m: float) -> tuple[str, str]:
+    """Intersection-union: every comparison must be above m; one confidently below refutes."""
+    below = [t for t in tests if t.p_below_holm is not None and t.p_below_holm < ALPHA]
+    if below:
+        t = min(below, key=lambda t: t.p_below_holm)
+        return "refuted", f"against {t.comparison.second} {_diff_text(t.comparison)} " + (
+            f"lies below {_margin(m)} (Holm p={_p(t.p_below_holm)})"
+        )
+    weakest = max(tests, key=lambda t: 1.0 if t.p_above is None else t.p_above)
+    c = weakest.comparison
+    if weakest.p_above is None:
+        return "inconclusive", _untestable(c)
+    if weakest.p_above < ALPHA:
+        return "supported", (
+            f"all {len(tests)} comparisons hold, the weakest against {c.second}: "
+            f"{_diff_text(c)}, p={_p(weakest.p_above)}"
+        )
+    return "inconclusive", (f"against {c.second} {_diff_text(c)} contains {_margin(m)}")
+
+
+# ------------------------------------------------------------------------------- exploratory
+def _exploratory_baseline(ctx: _Context, baseline: str) -> Decision:
+    tests = ctx.tests([(a, baseline) for a in ctx.ranking if a != baseline])
+    best = tests[0]  # ranking order: the best non-baseline arm first
+    c = best.comparison
+    claim = f"the best arm beats the baseline {baseline}{ctx.effect()} (exploratory)"
+    if best.p_above_holm is None:
+        verdict, why = "inconclusive", _untestable(c)
+    elif best.p_above_holm < ALPHA:
+        verdict = "supported"
+        why = (
+            f"{c.first}: {_diff_text(c)} lies above {_margin(ctx.m)}, "
+            f"Holm p={_p(best.p_above_holm)} over {len(tests)} arms"
+        )
+    elif all(t.p_below is not None and t.p_below < ALPHA for t in tests):
+        verdict = "refuted"
+        why = f"every arm's interval lies below {_margin(ctx.m)}; the best, {c.first}: " + (
+            _diff_text(c)
+        )
+    else:
+        verdict = "inconclusive"
+        why = (
+            f"the best, {c.first}: {_diff_text(c)}, Holm p={_p(best.p_above_holm)} "
+            f"over {len(tests)} arms"
+        )
+    reason = f"{verdict} (exploratory): does an arm beat the baseline {baseline}? {why}"
+    return ctx.decision(verdict, "exploratory", claim, reason, tests)
+
+
+def _exploratory_best(ctx: _Context) -> Decision:
+    best = ctx.ranking[0]
+    tests = ctx.tests([(best, a) for a in ctx.ranking[1:]])
+    claim = f"the best arm beats every other arm{ctx.effect()} (exploratory)"
+    verdict, why = _all_above(tests, ctx.m)
+    reason = f"{verdict} (exploratory): is {best}, the best arm, ahead of all others? {why}"
+    return ctx.decision(verdict, "exploratory", claim, reason, tests)
+
+
+# ---------------------------------------------------------------------------------- wording
+def _notes(tests: Sequence[FamilyTest]) -> tuple[str, ...]:
+    notes = []
+    for t in tests:
+        c = t.comparison
+        if c.method == WELCH:
+            notes.append(f"{c.name}: item sampling not accounted for ({', '.join(c.notes)})")
+        else:
+            notes.extend(f"{c.name}: {n}" for n in c.notes)
+    return tuple(dict.fromkeys(notes))
+
+
+def _margin(m: float) -> str:
+    return f"the minimum effect {_num(m)}" if m > 0 else "0"
+
+
+def _untestable(c: Comparison) -> str:
+    return f"{c.name} cannot be tested ({'; '.join(c.notes) or 'no variance estimate'})"
+
+
+def _diff_text(c: Comparison) -> str:
+    n = c.n_seeds[0] if c.n_seeds[0] == c.n_seeds[1] else f"{c.n_seeds[0]} vs {c.n_seeds[1]}"
+    items = f", {c.n_items} items" if c.n_items else ""
+    return f"the difference {_num(c.diff)} (95% CI {_ci(c)}; {n} seeds{items})"
+
+
+def _ci(c: Comparison) -> str:
+    return "none" if c.ci95 is None else f"[{_num(c.ci95[0])}, {_num(c.ci95[1])}]"
+
+
+def _num(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _p(p: float | None) -> str:
+    return "n/a" if p is None else f"{p:.2g}"

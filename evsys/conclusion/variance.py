@@ -1,0 +1,206 @@
+"""Variance of a mean or of a difference of means, over seeds and items, and its pivot.
+
+Pure numpy/scipy; used by evsys.conclusion.inference (see its docstring for the model). A
+variance is a list of Terms (an estimate with its degrees of freedom); tests and intervals
+average the normal tail over the generalized pivotal quantity of the sum (Tsui & Weerahandi
+1989): each estimated term v with df k stands for v * k / chi2_k. Planning (mde,
+seeds_needed) uses Student's t with Satterthwaite (1946) df of the same terms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+from scipy import optimize, special, stats
+
+ALPHA = 0.05
+Bounds = tuple[float, float]
+KNOWN_DF = 200.0  # a variance term this precise is treated as known (chi-square/df ~ 1)
+GRID = {1: 161, 2: 49, 3: 21}  # pivot grid points per random term, by number of terms
+PROBIT = 8.0  # the grid spans u = Phi(-8) .. Phi(8) of each chi-square
+
+
+@dataclass(frozen=True)
+class VarianceComponents:
+    """What the variance of a mean (or of a difference of means) is made of (the model is in
+    the evsys.conclusion.inference docstring); also the input of power planning."""
+
+    seed_terms: tuple[tuple[float, int], ...]  # (seed_var, n_seeds) per independent seed set
+    item_var: float = 0.0  # arm-by-item variance per item (0 when unknown or absent)
+    n_items: int | None = None  # None: seed-level data, item sampling not accounted for
+    item_noise: float = 0.0  # per-item noise inside the item mean square (subtracted)
+
+    def terms(self, n_seeds: int | None = None) -> list[Term]:
+        """The variance of the mean as terms; n_seeds replaces every seed set's size. Two
+        seed sets (unpaired arms) make one term with Welch's df, so that with no item term
+        the test is Welch's t-test."""
+        seeds = [
+            Term(var / (n_seeds or n), float((n_seeds or n) - 1)) for var, n in self.seed_terms
+        ]
+        if len(seeds) > 1:
+            seeds = [Term(math.fsum(t.plus for t in seeds), satterthwaite(seeds))]
+        out = list(seeds)
+        if self.n_items and self.n_items > 1 and (self.item_var > 0 or self.item_noise > 0):
+            # the noise part shrinks with seeds; the arm-by-item part does not
+            scale = min(n for _, n in self.seed_terms) / (n_seeds or 1) if n_seeds else 1.0
+            item_noise = self.item_noise * scale / self.n_items
+            out.append(
+                Term(self.item_var / self.n_items + item_noise, self.n_items - 1.0, item_noise)
+            )
+        return out
+
+    def variance(self, n_seeds: int | None = None) -> float:
+        return math.fsum(t.value for t in self.terms(n_seeds))
+
+    def df(self, n_seeds: int | None = None) -> float:
+        """Satterthwaite (1946) degrees of freedom of the variance (for reading and planning;
+        the tests use the pivot)."""
+        return satterthwaite(self.terms(n_seeds))
+
+
+class Term(NamedTuple):
+    """One variance term: an estimate `plus` with `df` degrees of freedom, less a known
+    `minus` (the noise an item mean square carries); its value is max(0, plus - minus)."""
+
+    plus: float
+    df: float
+    minus: float = 0.0
+
+    @property
+    def value(self) -> float:
+        return max(0.0, self.plus - self.minus)
+
+
+# ------------------------------------------------------------------------ variance components
+def components_of(x: np.ndarray) -> VarianceComponents:
+    """Two-way (seeds x items) components of one matrix: the scores of one arm, or the paired
+    differences of two arms."""
+    n_seeds, n_items = x.shape
+    seed_var = float(np.var(x.mean(axis=1), ddof=1)) if n_seeds > 1 else 0.0
+    if n_items < 2:
+        return VarianceComponents(((seed_var, n_seeds),))
+    # E[var of item means] = item_var + residual / n_seeds; with one seed there is no
+    # residual to subtract (and no test is run then anyway).
+    resid = residual_ms(x)
+    item_var = max(0.0, float(np.var(x.mean(axis=0), ddof=1)) - resid / n_seeds)
+    return VarianceComponents(((seed_var, n_seeds),), item_var, n_items, resid / n_seeds)
+
+
+def seed_components(matrices: Sequence[np.ndarray]) -> VarianceComponents:
+    terms = []
+    for x in matrices:
+        means = x.mean(axis=1)
+        terms.append((float(np.var(means, ddof=1)) if len(means) > 1 else 0.0, len(means)))
+    return VarianceComponents(tuple(terms))
+
+
+def residual_ms(x: np.ndarray) -> float:
+    n_seeds, n_items = x.shape
+    if n_seeds < 2 or n_items < 2:
+        return 0.0
+    resid = x - x.mean(axis=1, keepdims=True) - x.mean(axis=0, keepdims=True) + x.mean()
+    return float((resid**2).sum() / ((n_seeds - 1) * (n_items - 1)))
+
+
+def satterthwaite(terms: Sequence[Term]) -> float:
+    total = math.fsum(t.value for t in terms)
+    denom = math.fsum(t.plus**2 / t.df for t in terms if t.value > 0 and t.df > 0)
+    if total == 0 or denom == 0:
+        return math.inf
+    return total**2 / denom
+
+
+# ------------------------------------------------------------------ the generalized pivot
+def pivot_tail(x: float, terms: Sequence[Term]) -> float:
+    """P(N(0, V) > x) averaged over the pivot of V. One-sided; callers double it."""
+    vs, weights = _pivot_variances(tuple(terms))
+    exact = 0.0 if x > 0 else (0.5 if x == 0 else 1.0)
+    if not np.any(vs > 0):  # no variance at all: the difference is exact
+        return exact
+    z = -x / np.sqrt(np.where(vs > 0, vs, 1.0))
+    return float(np.dot(weights, np.where(vs > 0, special.ndtr(z), exact)))
+
+
+def pivot_interval(center: float, terms: Sequence[Term]) -> Bounds:
+    """center +- h, with h the 1 - alpha/2 quantile of the pivot (so the interval and the
+    two-sided test agree)."""
+    vs, _ = _pivot_variances(tuple(terms))
+    if not np.any(vs > 0):
+        return (center, center)
+    hi = math.sqrt(math.fsum(t.value for t in terms) or float(vs.max()))
+    while pivot_tail(hi, terms) > ALPHA / 2:  # heavy tails at 2 seeds: t_1 needs ~12.7 se
+        hi *= 4.0
+    half = optimize.brentq(lambda h: pivot_tail(h, terms) - ALPHA / 2, 0.0, hi, rtol=1e-10)
+    return (center - half, center + half)
+
+
+@lru_cache(maxsize=4096)
+def _pivot_variances(terms: tuple[Term, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """V and its weights on a product grid over the pivot: each estimated term becomes
+    max(0, plus * df / chi2_df - minus); terms with df >= KNOWN_DF count as known. The grid is
+    uniform on the probit scale (trapezoid rule against normal weights), so the far tails
+    that decide p-values of 0.001 at 2 seeds are resolved, not lumped into one quantile."""
+    random = [t for t in terms if t.plus > 0 and t.df < KNOWN_DF]
+    fixed = [t for t in terms if t not in random]
+    known = math.fsum(t.value for t in fixed)
+    vs, weights = np.array([known]), np.array([1.0])
+    n = GRID.get(len(random), 12)
+    for t in random:
+        w, wt = _chi2_grid(n, t.df)
+        term = np.maximum(0.0, t.plus / w - t.minus)
+        vs = (vs[:, None] + term[None, :]).ravel()
+        weights = (weights[:, None] * wt[None, :]).ravel()
+    return vs, weights
+
+
+@lru_cache(maxsize=256)
+def _chi2_grid(n: int, df: float) -> tuple[np.ndarray, np.ndarray]:
+    """chi2_df / df at n points uniform in z in [-PROBIT, PROBIT] (u = Phi(z)), and weights."""
+    z = np.linspace(-PROBIT, PROBIT, n)
+    weights = stats.norm.pdf(z)
+    w = stats.chi2.ppf(special.ndtr(z), df) / df
+    w = np.where(z < -5.0, stats.chi2.isf(special.ndtr(-z), df) / df, w)  # ppf loses digits
+    return w, weights / weights.sum()
+
+
+# ------------------------------------------------------------------------------------- power
+def mde(
+    components: VarianceComponents,
+    n_seeds: int | None = None,
+    alpha: float = ALPHA,
+    power: float = 0.8,
+) -> float:
+    """Minimum detectable effect (two-sided level alpha, given power) of the design the
+    components came from, or of the same design with `n_seeds` seeds per arm. Normal-t
+    approximation with Satterthwaite df (the test itself uses the pivot)."""
+    var, df = components.variance(n_seeds), components.df(n_seeds)
+    if not math.isfinite(df):
+        df = 1e9
+    q = float(stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df))
+    return q * math.sqrt(var)
+
+
+def seeds_needed(
+    components: VarianceComponents,
+    effect: float,
+    alpha: float = ALPHA,
+    power: float = 0.8,
+    max_seeds: int = 1000,
+) -> int | None:
+    """Fewest seeds per arm whose minimum detectable effect is <= `effect`; None when even
+    `max_seeds` are not enough (the item term does not shrink with seeds: more items then)."""
+    if effect <= 0:
+        raise ValueError("effect must be positive")
+    lo = 2
+    if mde(components, max_seeds, alpha, power) > effect:
+        return None
+    hi = max_seeds
+    while lo < hi:  # mde decreases with seeds
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if mde(components, mid, alpha, power) <= effect else (mid + 1, hi)
+    return lo

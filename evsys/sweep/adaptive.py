@@ -1,0 +1,111 @@
+"""Seeds until decided: after each round of a sweep, test the verdict's comparisons under a
+group-sequential design and plan more seeds for the arms of undecided ones.
+
+The looks are n_repeats, n_repeats + increment, ..., max_repeats seeds per arm
+(experiment.adaptive). After look r the comparisons the verdict rests on (those
+evsys.conclusion.decision.decide tests) go to evsys.conclusion.sequential.sequential_step,
+whose O'Brien-Fleming-type alpha spending keeps the error at 5% over every look; a decided
+comparison stays decided. The rounds are written into the plan (records.Plan.adaptive), so a
+re-run replays them from the records and the conclusion reports how many ran and why the
+sweep stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+from evsys.conclusion.decision import decide
+from evsys.conclusion.runs import collect_runs
+from evsys.conclusion.scores import arm_scores, metric_bounds
+from evsys.conclusion.sequential import sequential_boundaries, sequential_step
+from evsys.records import Plan, PlannedJob
+
+log = logging.getLogger("evsys")
+
+
+def start_design(plan: Plan, looks: list[int]) -> None:
+    boundaries = sequential_boundaries(looks)
+    plan.adaptive = {
+        "looks": looks,
+        "nominal_alpha": [look.nominal_alpha for look in boundaries],
+        "design": "group-sequential, Lan-DeMets O'Brien-Fleming-type alpha spending, Holm",
+        "rounds": [],
+    }
+
+
+def next_round(sweep_dir: Path, plan: Plan) -> list[str]:
+    """Test the comparisons after the latest look; record the round in the plan. Returns the
+    arms that need more seeds (empty when the sweep stops)."""
+    adaptive = plan.adaptive
+    look = len(adaptive["rounds"])
+    runs = collect_runs(sweep_dir, plan)
+    scores = arm_scores(sweep_dir, runs["completed"], plan.metric_name)
+    decided = {
+        name: status
+        for name, status in (adaptive["rounds"][-1]["status"] if look else {}).items()
+        if status in ("supported", "refuted")
+    }
+    comparisons = _comparisons(plan, scores)
+    if comparisons is None:
+        step_reason, status, more, stop = "too few completed arms to compare", decided, [], True
+    else:
+        step = sequential_step(
+            comparisons, adaptive["looks"], look, _min_effect(plan), decided=decided
+        )
+        step_reason, status, more, stop = step.reason, step.status, list(step.more_seeds), step.stop
+    adaptive["rounds"].append(
+        {
+            "look": look,
+            "n_seeds": adaptive["looks"][look],
+            "status": status,
+            "more_seeds": more,
+            "stopped": stop,
+            "reason": step_reason,
+        }
+    )
+    plan.save(sweep_dir)
+    log.info(
+        "adaptive round %d (%d seeds per arm): %s", look + 1, adaptive["looks"][look], step_reason
+    )
+    return [] if stop else more
+
+
+def more_jobs(plan: Plan, arms: list[str], template: list[PlannedJob]) -> list[PlannedJob]:
+    """The next look's seeds for `arms`, each a copy of the arm's planned job with a new seed."""
+    n_seeds = plan.adaptive["looks"][len(plan.adaptive["rounds"])]
+    planned = {job.dir for job in plan.planned}
+    by_arm = {job.arm: job for job in template}
+    jobs = []
+    for arm in arms:
+        base = by_arm[arm]
+        for seed in range(plan.base_seed, plan.base_seed + n_seeds):
+            job = _with_seed(base, seed)
+            if job.dir not in planned:
+                jobs.append(job)
+    return jobs
+
+
+def _with_seed(job: PlannedJob, seed: int) -> PlannedJob:
+    overrides = [o for o in job.overrides if not o.startswith("seed=")] + [f"seed={seed}"]
+    directory = job.dir.rsplit("_seed", 1)[0] + f"_seed{seed}"
+    return PlannedJob(job.arm, seed, copy.copy(overrides), directory)
+
+
+def _comparisons(plan: Plan, scores: dict) -> list | None:
+    if len(scores) < 2:
+        return None
+    named = [plan.baseline] if plan.baseline else []
+    if plan.prediction:
+        named += [plan.prediction["better"], plan.prediction.get("than", "all")]
+    if any(arm not in scores for arm in named if arm != "all"):
+        return None
+    arms = list(scores.values())
+    bounds = metric_bounds(plan.metric_name)
+    decision = decide(arms, plan.mode, _min_effect(plan), plan.baseline, plan.prediction, bounds)
+    return [test.comparison for test in decision.tests]
+
+
+def _min_effect(plan: Plan) -> float:
+    return max(float(plan.success_metric.get("min_effect") or 0.0), 0.0)
