@@ -2,8 +2,9 @@
 
 The data are plain text (a `text` column, a .txt file, or data.columns.text); data in another
 format are rendered as text and trained on whole: prompt + completion as one document, a chat
-conversation through its template (evsys/data/formats.py). Documents are cut into max_length pieces rather than truncated, so no text is thrown away,
-and the pieces are packed into training rows; a piece never attends to another one.
+conversation through its template (evsys/data/formats.py). Documents are cut into max_length
+pieces rather than truncated, so no text is thrown away, and the pieces are packed into
+training rows; a piece never attends to another one.
 """
 
 from __future__ import annotations
