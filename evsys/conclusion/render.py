@@ -150,10 +150,10 @@ def _exports_markdown(exports: list[dict]) -> list[str]:
         "",
     ]
     for export in exports:
-        lines += [
-            f"- **{export['arm']}** (seed {export['seed']}): `{export['model']}`",
-            f"  `{lm_eval_command(export)}`",
-        ]
+        lines.append(
+            f"- **{export['arm']}** (seed {export['seed']}): `{export['model']}` — "
+            f"`{lm_eval_command(export)}`"
+        )
     return lines + [""]
 
 
