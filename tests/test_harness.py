@@ -8,6 +8,7 @@ on the arm's exported model.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import subprocess
@@ -83,7 +84,9 @@ def write_task(directory: Path) -> Path:
 
 def harness_env(root: Path) -> dict:
     # The json builder's cache goes under the test's directory, not the user's.
-    return {"HF_DATASETS_CACHE": str(root / "hf_datasets"), "PYTHONPATH": str(root)}
+    # root on the path for the custom benchmark class, before whatever evsys is imported from
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    return {"HF_DATASETS_CACHE": str(root / "hf_datasets"), "PYTHONPATH": path}
 
 
 def harness_overrides(tasks_dir: Path) -> list[str]:
