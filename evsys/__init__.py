@@ -1,7 +1,13 @@
 """evsys: hypothesis-driven LLM post-training experiments.
 
-    from evsys import Experiment, run_experiment
-    result = Experiment.from_yaml("my_experiment.yaml").run()
+    from evsys import Experiment, expand_runs, run_experiment
+    result = Experiment.from_yaml("config.yaml").run()   # the whole experiment, bookkept
+    runs = expand_runs("config.yaml")                     # its RunConfigs, nothing trained
+    record = run_experiment(runs[0])                      # one arm, no bookkeeping
+
+`ExperimentConfig` is the concept page's (evsys/sweep/page_format.py: the experiment node's
+fields plus output_dir and one of run / runs / matrix, `ExperimentConfig.from_yaml(path)`);
+the `experiment:` node's schema alone is evsys.config.ExperimentConfig.
 
 Names are imported lazily so that light commands (`python -m evsys.conclude`) start fast.
 """
@@ -12,6 +18,8 @@ import importlib
 
 _EXPORTS = {
     "Experiment": "evsys.sweep.experiment",
+    "expand_runs": "evsys.sweep.expand",
+    "MatrixSpec": "evsys.sweep.page_format",
     "run_experiment": "evsys.run.arm",
     "compose_run_config": "evsys.compose",
     "ArmResult": "evsys.records",
@@ -23,7 +31,7 @@ _EXPORTS = {
     "DataConfig": "evsys.config",
     "EvalConfig": "evsys.config",
     "ValidationConfig": "evsys.config",
-    "ExperimentConfig": "evsys.config",
+    "ExperimentConfig": "evsys.sweep.page_format",
     "ConfigError": "evsys.errors",
     "DataError": "evsys.errors",
 }

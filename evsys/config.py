@@ -49,6 +49,9 @@ class ModelConfig:
     trust_remote_code: bool = False  # allow custom modelling code from the model directory
     init_from: str | None = None  # start from these weights: a model dir, or "parent" (best arm)
     lora: LoraConfig = field(default_factory=LoraConfig)  # parameter-efficient fine-tuning
+    # Recompute each block's activations in the backward pass: far less memory, ~1/3 more compute.
+    gradient_checkpointing: bool = False
+    attn_implementation: str = "sdpa"  # sdpa | eager | flex_attention | flash_attention_2
 
 
 # ----------------------------------------------------------------------------------- algorithm
@@ -78,6 +81,7 @@ class BackendConfig:
     strategy: str = "auto"  # Lightning strategy: auto | ddp | fsdp | ...
     precision: str = "32-true"  # Lightning precision: 32-true | bf16-mixed | 16-mixed | bf16-true
     num_threads: int | None = None  # torch CPU threads; None keeps torch's default
+    compile: bool = False  # torch.compile the model's decoder blocks (first steps compile)
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -127,6 +131,7 @@ class DataConfig(DatasetConfig):
     mixture: list[MixtureComponent] | None = None
     max_length: int = 128  # tokens per row: packed row length, and truncation limit
     packing: bool = True  # pack several examples into each training row
+    packing_window: int = 4096  # examples packed together, best fit longest first (docs/scale.md)
     num_workers: int = 0  # DataLoader worker processes
     cache: bool = True  # reuse loaded and tokenized data across runs (docs/data.md#caching)
     cache_dir: str | None = None  # None: $EVSYS_CACHE_DIR, else ~/.cache/evsys/data

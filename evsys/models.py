@@ -24,6 +24,7 @@ from transformers import (
     PreTrainedTokenizerBase,
     Qwen3Config,
 )
+from transformers.utils import is_flash_attn_2_available
 
 from evsys.config import ModelConfig
 from evsys.data.tokenizer import byte_tokenizer
@@ -32,6 +33,8 @@ from evsys.errors import ConfigError
 log = logging.getLogger(__name__)
 
 ARCHITECTURES = {"qwen3": Qwen3Config, "llama": LlamaConfig}
+# Attention kernels; each keeps packed examples apart (see evsys/data/packing.py).
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flex_attention", "flash_attention_2")
 PARENT = "parent"  # model.init_from value: start from the parent experiment's best arm
 LORA_EXPORTS = ("merged", "adapter")
 ADAPTER_CONFIG = "adapter_config.json"  # what marks a directory as a peft adapter export
@@ -108,14 +111,23 @@ def _naming_key_on_failure(key: str, source: str) -> Iterator[None]:
 def load_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     """The model to train: pretrained weights when named, else a fresh one from the config."""
     key, source = _first_set(cfg, ("init_from", "name"))
+    _check_attn_implementation(cfg)
     if source is None:
-        model = AutoModelForCausalLM.from_config(_fresh_config(cfg, tokenizer))
+        config = _fresh_config(cfg, tokenizer)
+        model = AutoModelForCausalLM.from_config(
+            config, attn_implementation=cfg.attn_implementation
+        )
     else:
         path = _existing_or_hub(source, key)
         with _naming_key_on_failure(key, source):
             model = _from_pretrained(path, cfg)
+    if cfg.gradient_checkpointing:
+        # Non-reentrant: works with frozen inputs (LoRA) and with the chunked loss's checkpoints.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.lora.r > 0:
         model = _add_lora(model, cfg)
+        if cfg.gradient_checkpointing:
+            model.enable_input_require_grads()  # the frozen embeddings' output must carry grads
     # from_pretrained hands back eval mode, and Lightning keeps each module's mode as it finds
     # it: without this, dropout (LoRA's included) would silently stay off during training.
     return model.train()
@@ -125,7 +137,10 @@ def _from_pretrained(source: str, cfg: ModelConfig) -> PreTrainedModel:
     if (Path(source) / ADAPTER_CONFIG).is_file():
         return _merged_adapter(Path(source), cfg)
     return AutoModelForCausalLM.from_pretrained(
-        source, trust_remote_code=cfg.trust_remote_code, dtype=torch.float32
+        source,
+        trust_remote_code=cfg.trust_remote_code,
+        dtype=torch.float32,
+        attn_implementation=cfg.attn_implementation,
     )
 
 
@@ -143,6 +158,19 @@ def _merged_adapter(adapter_dir: Path, cfg: ModelConfig) -> PreTrainedModel:
     # These weights exist only in memory now; an adapter trained on them must save them.
     model.name_or_path = ""
     return model
+
+
+def _check_attn_implementation(cfg: ModelConfig) -> None:
+    if cfg.attn_implementation not in ATTN_IMPLEMENTATIONS:
+        raise ConfigError(
+            f"model.attn_implementation={cfg.attn_implementation!r}: choose one of "
+            f"{', '.join(ATTN_IMPLEMENTATIONS)}"
+        )
+    if cfg.attn_implementation == "flash_attention_2" and not is_flash_attn_2_available():
+        raise ConfigError(
+            "model.attn_implementation=flash_attention_2 needs a CUDA GPU and the flash-attn "
+            "package; use sdpa or flex_attention here"
+        )
 
 
 def _fresh_config(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase):

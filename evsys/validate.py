@@ -35,7 +35,7 @@ def validate_run_config(cfg: DictConfig) -> DictConfig:
         merged = OmegaConf.merge(schema, container)
         OmegaConf.resolve(merged)
     except OmegaConfBaseException as error:
-        raise ConfigError(_describe(error, schema)) from None
+        raise ConfigError(describe_config_error(error, schema)) from None
     # Building the dataclass runs its __post_init__: an algorithm checks its values there.
     OmegaConf.to_object(merged.algorithm)
     check_rewards(merged)
@@ -166,18 +166,29 @@ def override_hint(message: str, cfg: DictConfig) -> str:
     return f"'{match.group(1)}' is not a config key. Did you mean {known}?"
 
 
-def _describe(error: OmegaConfBaseException, schema: DictConfig) -> str:
-    """One readable sentence naming the full key, with a suggestion for typos."""
+def describe_config_error(
+    error: OmegaConfBaseException, schema: DictConfig, where: str = ""
+) -> str:
+    """One readable sentence naming the full key, with a suggestion for typos.
+
+    `where` names the node the schema was merged at, as its author wrote it (an experiment
+    file's `runs[1]`), so the message names the key in that file: `runs[1].algorithm.lr`."""
     full_key = getattr(error, "full_key", None) or "?"
     message = getattr(error, "msg", None) or str(error)
     parent_key, _, leaf = full_key.rpartition(".")
+    at = f"{where}." if where else ""
     hint = ""
     parent = OmegaConf.select(schema, parent_key) if parent_key else schema
     if isinstance(parent, DictConfig) and leaf not in parent:
         suggestion = _closest_key(leaf, [str(k) for k in parent.keys()])
-        prefix = f"{parent_key}." if parent_key else ""
+        prefix = f"{at}{parent_key}." if parent_key else at
         hint = f" Did you mean '{prefix}{suggestion}'?" if suggestion else ""
-        message = f"'{full_key}' is not a valid key ({message.splitlines()[0]})"
+        message = f"'{at}{full_key}' is not a valid key ({message.splitlines()[0]})"
     else:
-        message = f"bad value for '{full_key}': {message.splitlines()[0]}"
+        message = f"bad value for '{at}{full_key}': {message.splitlines()[0]}"
     return f"Invalid config: {message}.{hint}"
+
+
+def closest_key(typed: str, keys: list[str]) -> str | None:
+    """The key `typed` most likely means (a typo, or a name from another trainer), or None."""
+    return _closest_key(typed, keys)

@@ -63,6 +63,20 @@ def test_left_padded_batch_generates_like_single_prompts(tokenizer):
     assert any(batched)  # a random model says something, so the comparison is not vacuous
 
 
+def test_generation_batches_longest_first_within_the_token_budget(tokenizer):
+    from evsys.evaluation.held_out import _generation_batches
+
+    encoded = [[1] * n for n in (3, 9, 5, 9, 2, 7)]
+    order = sorted(range(6), key=lambda i: -len(encoded[i]))
+    batches = _generation_batches(order, encoded, batch_size=3, max_new_tokens=1, token_budget=25)
+    # Widths 10, 8, 6, 3: at most 25 tokens (rows x (longest prompt + new)) and 3 rows each.
+    assert batches == [[1, 3], [5, 2, 0], [4]]
+    model = tiny_model(tokenizer, seed=1)
+    prompts = ["1+2=", "reverse abcdefg=", "sort dcba=", "99+99=", "reverse xyz="]
+    budgeted = generate_greedy(model, tokenizer, prompts, 5, max_new_tokens=12, token_budget=60)
+    assert budgeted == generate_greedy(model, tokenizer, prompts, 5, max_new_tokens=12)
+
+
 def test_a_model_that_learned_the_answers_scores_one(tokenizer):
     """Overfit the scored examples, through the same tokenize and pack path training uses."""
     benchmark = get_benchmark("reversal", BenchmarkSettings(**SETTINGS))

@@ -1,5 +1,7 @@
+import itertools
 import logging
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,9 +13,11 @@ from evsys.data.packing import (
     count_real_tokens,
     count_target_tokens,
     pack_examples,
+    packing_fill,
+    packing_order,
 )
 from evsys.data.tasks import get_task
-from evsys.data.tokenize import IGNORE_INDEX, tokenize_examples
+from evsys.data.tokenize import IGNORE_INDEX, TokenRows, tokenize_examples
 from evsys.data.tokenizer import byte_tokenizer
 
 ROW_LENGTH = 48
@@ -98,13 +102,21 @@ def test_truncation_is_counted_and_empty_targets_dropped(tokenizer, caplog):
     assert "2 of 3 examples" in caplog.text and "1 of those" in caplog.text
 
 
-def test_rows_hold_whole_examples_in_order(tokenized):
+def packed_order(tokenized, row_length=ROW_LENGTH):
+    """The index of the example behind each packed span, in packing order."""
+    lengths = np.array([len(example["input_ids"]) for example in tokenized])
+    return packing_order(lengths, row_length)[0].tolist()
+
+
+def test_rows_hold_every_example_once(tokenized):
     rows = pack_examples(tokenized, ROW_LENGTH)
     assert len(rows) < len(tokenized)
     assert all(len(row["input_ids"]) <= ROW_LENGTH for row in rows)
     spans = example_spans(rows)
-    assert len(spans) == len(tokenized)
-    for (r, start, end), example in zip(spans, tokenized, strict=True):
+    order = packed_order(tokenized)
+    assert sorted(order) == list(range(len(tokenized)))  # none lost, none twice
+    for (r, start, end), index in zip(spans, order, strict=True):
+        example = tokenized[index]
         assert rows[r]["input_ids"][start:end] == example["input_ids"]
         assert rows[r]["position_ids"][start:end] == list(range(end - start))
         # The first label of an example is never a target (nothing precedes it in its block).
@@ -115,8 +127,43 @@ def test_overlong_example_gets_its_own_truncated_row():
     short = {"input_ids": [1, 2, 3], "labels": [-100, 2, 3]}
     long = {"input_ids": list(range(10)), "labels": list(range(10))}
     rows = pack_examples([short, long, short, short], row_length=8)
-    assert [row["input_ids"] for row in rows] == [[1, 2, 3], list(range(8)), [1, 2, 3, 1, 2, 3]]
-    assert rows[2]["position_ids"] == [0, 1, 2, 0, 1, 2]
+    # Longest first: the truncated long example fills a row, then best fit for the rest.
+    assert [row["input_ids"] for row in rows] == [list(range(8)), [1, 2, 3, 1, 2, 3], [1, 2, 3]]
+    assert rows[1]["position_ids"] == [0, 1, 2, 0, 1, 2]
+
+
+def long_tailed_lengths(count, row_length, seed=0):
+    """Lengths like real prompt/completion data: most short, a few near or over the row."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.lognormal(np.log(row_length / 10), 1.0, size=count).astype(np.int64)
+    return np.clip(lengths, 8, 2 * row_length)
+
+
+@pytest.mark.parametrize("row_length", [128, 1024])
+def test_best_fit_fills_rows_of_a_long_tailed_mix(row_length):
+    lengths = long_tailed_lengths(20_000, row_length)
+    order, row_starts = packing_order(lengths, row_length)
+    assert sorted(order.tolist()) == list(range(len(lengths)))
+    clipped = np.minimum(lengths, row_length)
+    assert all(clipped[order[a:b]].sum() <= row_length for a, b in itertools.pairwise(row_starts))
+    fill = clipped.sum() / ((len(row_starts) - 1) * row_length)
+    assert fill >= 0.95
+
+
+def test_packing_is_deterministic_and_windowed():
+    lengths = long_tailed_lengths(5_000, 256, seed=1)
+    first, starts = packing_order(lengths, 256, window=1000)
+    again, starts_again = packing_order(lengths, 256, window=1000)
+    assert first.tolist() == again.tolist() and starts.tolist() == starts_again.tolist()
+    # No row mixes examples of two windows: a window's examples are all packed before the next.
+    assert [int(i) // 1000 for i in first] == sorted(int(i) // 1000 for i in first)
+
+
+def test_packing_fill_of_token_rows(tokenized):
+    rows = pack_examples(TokenRows.from_list(tokenized), ROW_LENGTH)
+    real = sum(len(example["input_ids"]) for example in tokenized)
+    assert packing_fill(rows, ROW_LENGTH) == pytest.approx(real / (len(rows) * ROW_LENGTH))
+    assert packing_fill(rows, ROW_LENGTH) > 0.9
 
 
 def test_collate_packed_pads_as_a_block_of_its_own(tokenized):
@@ -154,7 +201,8 @@ def test_packed_loss_equals_padded_loss(model, tokenized):
     with torch.no_grad():
         packed_losses = token_losses(model, packed)
         padded_losses = token_losses(model, padded)
-    for i, (r, start, end) in enumerate(example_spans(rows)):
+    order = packed_order(tokenized)
+    for i, (r, start, end) in zip(order, example_spans(rows), strict=True):
         from_packed = mean_loss(packed_losses[r, start:end], packed["labels"][r, start:end])
         from_padded = mean_loss(padded_losses[i], padded["labels"][i])
         torch.testing.assert_close(from_packed, from_padded, atol=1e-5, rtol=0)

@@ -29,10 +29,15 @@ def test_rows_hold_every_token_of_every_document():
     tokenizer = byte_tokenizer()
     rows = PretrainModule.build_rows(examples, tokenizer, cfg, "train")
     assert all(len(row["input_ids"]) <= 32 for row in rows)
-    # Nothing is truncated: every byte and each document's EOS is in some row, in order.
-    tokens = [t for row in rows for t in row["input_ids"]]
-    expected = [t for doc in DOCUMENTS for t in [*doc.encode(), tokenizer.eos_token_id]]
-    assert tokens == expected
+    # Nothing is truncated: every 32-token piece of every document (with its EOS) is in some
+    # row, once; packing chooses which row (best fit), a piece restarts position_ids at 0.
+    pieces = []
+    for row in rows:
+        starts = [i for i, p in enumerate(row["position_ids"]) if p == 0] + [len(row["input_ids"])]
+        pieces += [tuple(row["input_ids"][a:b]) for a, b in zip(starts, starts[1:], strict=False)]
+    documents = [[*doc.encode(), tokenizer.eos_token_id] for doc in DOCUMENTS]
+    expected = [tuple(d[i : i + 32]) for d in documents for i in range(0, len(d), 32)]
+    assert sorted(pieces) == sorted(expected)
     # Every token is a target except the first of each piece, which nothing precedes.
     for row in rows:
         columns = zip(row["input_ids"], row["labels"], row["position_ids"], strict=True)

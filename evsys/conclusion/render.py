@@ -165,7 +165,7 @@ def _decision_markdown(conclusion: dict) -> list[str]:
     """What the verdict claims, surprises, caveats, the seed budget and adaptive rounds."""
     lines = []
     if conclusion.get("claim"):
-        lines += [f"Claim tested ({conclusion['kind']}): {conclusion['claim']}.", ""]
+        lines += [f"Claim tested: {conclusion['claim']}.", ""]
     lines += [f"- {surprise}" for surprise in conclusion.get("surprises") or []]
     lines += [f"- note: {note}" for note in conclusion.get("notes") or []]
     for row in conclusion.get("power") or []:

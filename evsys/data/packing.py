@@ -6,11 +6,14 @@ mask, so no token attends across examples. Two conditions, both on the caller's 
 the model must run with `use_cache=False` (with a cache, even a fresh one that a forward pass
 creates because `config.use_cache` is True, transformers skips the packed-mask detection), and
 the attention implementation must be one transformers builds masks for (sdpa, eager, flex).
-Flash attention reads packed boundaries from position_ids only for a batch of one row.
+Flash attention reads packed boundaries from position_ids only for a batch of one row, so
+for model.attn_implementation=flash_attention_2 packed batches are flattened into one row
+(`flatten_packed`).
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,35 +21,73 @@ import torch
 
 from evsys.data.tokenize import IGNORE_INDEX, TokenRows
 
+PACKING_WINDOW = 4096  # examples packed together (data.packing_window): fill vs. data order
 
-def pack_examples(tokenized: Sequence[dict], row_length: int) -> list[dict] | TokenRows:
-    """Rows of whole examples back to back, in the given order, each at most row_length long.
 
-    A row is closed as soon as the next example does not fit (keeps the data order); an
-    example longer than row_length gets a row of its own, truncated. Rows are not padded.
+def pack_examples(
+    tokenized: Sequence[dict], row_length: int, window: int = PACKING_WINDOW
+) -> list[dict] | TokenRows:
+    """Rows of whole examples back to back, each at most row_length long (see `pack_token_rows`).
+
     A list in gives a list out; `TokenRows` in (the cached path) gives `TokenRows` out.
     """
     rows = tokenized if isinstance(tokenized, TokenRows) else TokenRows.from_list(list(tokenized))
-    packed = pack_token_rows(rows, row_length)
+    packed = pack_token_rows(rows, row_length, window)
     return packed if isinstance(tokenized, TokenRows) else list(packed)
 
 
-def pack_token_rows(examples: TokenRows, row_length: int) -> TokenRows:
-    """`pack_examples` on flat arrays: one Python pass over lengths, the tokens moved by numpy."""
-    lengths = np.minimum(examples.lengths(), row_length)
-    row_offsets = [0]  # example index where each row starts
-    used = 0
-    for index, length in enumerate(lengths.tolist()):
-        if used and used + length > row_length:
-            row_offsets.append(index)
-            used = 0
-        used += length
-    row_offsets.append(len(lengths))
-    # Token positions: example i contributes its first lengths[i] tokens.
+def packing_order(
+    lengths: np.ndarray, row_length: int, window: int = PACKING_WINDOW
+) -> tuple[np.ndarray, np.ndarray]:
+    """Best-fit decreasing bin packing of each `window` consecutive examples into rows.
+
+    Returns (order, row_starts): the example indices in output order, and where in `order`
+    each row starts (one more entry, len(order), at the end). Within a window the examples go
+    longest first, each into the open row it fills most tightly (a new row if none has room),
+    so short examples fill the gaps long ones leave; an example longer than row_length is
+    counted as row_length (it is truncated) and fills a row of its own. Windows keep the data
+    order coarsely and bound the work; the same lengths always give the same rows.
+    """
+    lengths = np.minimum(np.asarray(lengths, dtype=np.int64), row_length)
+    order, row_starts = [], [0]
+    for first in range(0, len(lengths), max(window, 1)):
+        chunk = lengths[first : first + max(window, 1)]
+        # Stable sort: equal lengths keep their data order, so the result is deterministic.
+        longest_first = first + np.argsort(-chunk, kind="stable")
+        rows: list[list[int]] = []
+        open_rows: list[tuple[int, int]] = []  # (room left, row index), sorted
+        for index in longest_first.tolist():
+            length = int(lengths[index])
+            slot = bisect.bisect_left(open_rows, (length, -1))
+            if slot < len(open_rows):
+                room, row = open_rows.pop(slot)
+            else:
+                room, row = row_length, len(rows)
+                rows.append([])
+            rows[row].append(index)
+            if room - length > 0:
+                bisect.insort(open_rows, (room - length, row))
+        for row in rows:
+            order += row
+            row_starts.append(len(order))
+    return np.asarray(order, dtype=np.int64), np.asarray(row_starts, dtype=np.int64)
+
+
+def pack_token_rows(
+    examples: TokenRows, row_length: int, window: int = PACKING_WINDOW
+) -> TokenRows:
+    """Rows of whole examples in `packing_order`, on flat arrays: the tokens moved by numpy.
+
+    Rows are not padded; each example restarts position_ids at 0, which is how the model
+    tells the examples of a row apart.
+    """
+    order, row_starts = packing_order(examples.lengths(), row_length, window)
+    lengths = np.minimum(examples.lengths()[order], row_length)
+    # Token positions: the k-th example of the output contributes its first lengths[k] tokens.
     starts_in_out = np.zeros(len(lengths), dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts_in_out[1:])
     position_ids = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(starts_in_out, lengths)
-    take = np.repeat(examples.offsets[:-1], lengths) + position_ids
+    take = np.repeat(examples.offsets[:-1][order], lengths) + position_ids
     labels = examples.columns["labels"][take]
     # Nothing in the row precedes an example's first token, so it can never be a target;
     # unpacked, the label shift drops it the same way.
@@ -56,8 +97,14 @@ def pack_token_rows(examples: TokenRows, row_length: int) -> TokenRows:
         "labels": labels,
         "position_ids": position_ids,
     }
-    token_offsets = np.append(starts_in_out, int(lengths.sum()))[row_offsets]
+    token_offsets = np.append(starts_in_out, int(lengths.sum()))[row_starts]
     return TokenRows(columns, token_offsets)
+
+
+def packing_fill(rows: TokenRows | Sequence[dict], row_length: int) -> float:
+    """Share of the row slots (rows x row_length) that hold real tokens."""
+    lengths = rows.lengths() if isinstance(rows, TokenRows) else [len(r["input_ids"]) for r in rows]
+    return float(np.sum(lengths)) / max(len(lengths) * row_length, 1)
 
 
 def chunk_token_rows(examples: TokenRows, row_length: int) -> TokenRows:
@@ -101,6 +148,13 @@ def collate_packed(rows: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
         "labels": torch.tensor(labels, dtype=torch.long),
         "position_ids": torch.tensor(position_ids, dtype=torch.long),
     }
+
+
+def flatten_packed(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A packed batch as one long row, for flash attention (which reads example boundaries
+    from position_ids only in a batch of one row). Loss-exact: every row starts with an
+    example's first token, which is never a target, so no label crosses a row boundary."""
+    return {name: values.reshape(1, -1) for name, values in batch.items()}
 
 
 def collate_padded(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:

@@ -12,14 +12,16 @@ import math
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from evsys.data.packing import collate_padded
 from evsys.data.tasks import Task
-from evsys.data.tokenize import IGNORE_INDEX, encode_prompts, tokenize_examples
+from evsys.data.tokenize import encode_prompts, tokenize_examples
 from evsys.evaluation.base import Benchmark, BenchmarkSettings
 from evsys.evaluation.names import benchmark_label
+from evsys.lightning.chunked_logps import shifted_logps
+
+GENERATION_TOKEN_BUDGET = 65_536  # prompt + new tokens per generate call: bounds its KV cache
 
 
 class HeldOutBenchmark(Benchmark):
@@ -125,13 +127,16 @@ def completion_losses(
     for start in range(0, len(tokenized), batch_size):
         batch = collate_padded(tokenized[start : start + batch_size], tokenizer.pad_token_id)
         batch = {key: value.to(model.device) for key, value in batch.items()}
-        labels = batch.pop("labels")[:, 1:]  # token t is predicted from the logits at t - 1
-        logits = model(**batch, use_cache=False).logits[:, :-1].float()
-        per_token = F.cross_entropy(
-            logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none"
+        # Only target positions reach the LM head, in chunks: no full-vocabulary logits.
+        logps, mask = shifted_logps(
+            model,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["position_ids"],
+            batch["labels"],
         )
-        counts = (labels != IGNORE_INDEX).sum(-1).clamp(min=1)
-        losses += (per_token.sum(-1) / counts).tolist()
+        counts = mask.sum(-1).clamp(min=1)
+        losses += (-logps.sum(-1) / counts).tolist()
     return losses
 
 
@@ -148,15 +153,23 @@ def generate_greedy(
     prompts: list[str],
     batch_size: int,
     max_new_tokens: int,
+    token_budget: int = GENERATION_TOKEN_BUDGET,
 ) -> list[str]:
-    """The model's greedy continuation of each prompt, up to (not including) EOS."""
-    predictions: list[str] = []
+    """The model's greedy continuation of each prompt, up to (not including) EOS.
+
+    Prompts are generated longest first, so each batch holds prompts of similar length (little
+    left padding), at most `batch_size` of them and at most `token_budget` tokens of prompt
+    plus continuation; a batch stops as soon as every row has produced EOS (generate does
+    this). The results come back in the order of `prompts`.
+    """
+    encoded = encode_prompts(tokenizer, prompts)
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+    predictions: list[str | None] = [None] * len(encoded)
     with evaluation_mode(model):
-        for start in range(0, len(prompts), batch_size):
-            batch = _left_padded(
-                encode_prompts(tokenizer, prompts[start : start + batch_size]),
-                tokenizer.pad_token_id,
-            )
+        for indices in _generation_batches(
+            order, encoded, batch_size, max_new_tokens, token_budget
+        ):
+            batch = _left_padded([encoded[i] for i in indices], tokenizer.pad_token_id)
             batch = {key: value.to(model.device) for key, value in batch.items()}
             output = model.generate(
                 **batch,
@@ -168,8 +181,29 @@ def generate_greedy(
                 pad_token_id=tokenizer.pad_token_id,
             )
             new_tokens = output[:, batch["input_ids"].shape[1] :].tolist()
-            predictions += [_decode_answer(tokenizer, ids) for ids in new_tokens]
+            for index, ids in zip(indices, new_tokens, strict=True):
+                predictions[index] = _decode_answer(tokenizer, ids)
     return predictions
+
+
+def _generation_batches(
+    order: list[int],
+    encoded: list[list[int]],
+    batch_size: int,
+    max_new_tokens: int,
+    token_budget: int,
+) -> list[list[int]]:
+    """Consecutive runs of `order` (longest prompt first) within both limits."""
+    batches: list[list[int]] = []
+    for index in order:
+        if batches:
+            current = batches[-1]
+            width = len(encoded[current[0]]) + max_new_tokens  # the first is the longest
+            if len(current) < batch_size and (len(current) + 1) * width <= token_budget:
+                current.append(index)
+                continue
+        batches.append([index])
+    return batches
 
 
 def _left_padded(prompts: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from evsys.config import AlgorithmConfig
-from evsys.data.packing import collate_packed, collate_padded, pack_examples
-from evsys.data.tokenize import tokenize_rows
+from evsys.data.packing import (
+    collate_packed,
+    collate_padded,
+    flatten_packed,
+    pack_examples,
+    packing_fill,
+)
+from evsys.data.tokenize import TokenRows, tokenize_rows
+from evsys.lightning.chunked_logps import labelled_positions, shifted_logps, summed_nll
 from evsys.lightning.schedule import lr_multiplier
+
+log = logging.getLogger(__name__)
 
 
 class PostTrainingModule(L.LightningModule):
@@ -32,14 +41,17 @@ class PostTrainingModule(L.LightningModule):
         """Rows for `split` ("train" or "eval") from the examples `load_split` returned."""
         rows = tokenize_rows(examples, tokenizer, cfg.data.max_length, cfg.data.num_proc)
         if split == "train" and cfg.data.packing:
-            return pack_examples(rows, cfg.data.max_length)
+            return pack_examples(rows, cfg.data.max_length, cfg.data.packing_window)
         return rows
 
     @classmethod
     def collate(cls, rows: list[dict], tokenizer, cfg, split: str) -> dict:
         """One batch of `split` rows as tensors."""
         if split == "train" and cfg.data.packing:
-            return collate_packed(rows, tokenizer.pad_token_id)
+            batch = collate_packed(rows, tokenizer.pad_token_id)
+            if cfg.model.attn_implementation == "flash_attention_2":
+                return flatten_packed(batch)  # never attends across examples, see packing.py
+            return batch
         return collate_padded(rows, tokenizer.pad_token_id)
 
     def __init__(
@@ -50,8 +62,10 @@ class PostTrainingModule(L.LightningModule):
         self.model = model
         self.tokenizer = tokenizer
         self.algorithm = algorithm
+        self._compiled = False
 
     def forward_logits(self, batch: dict) -> torch.Tensor:
+        """Full logits [rows, tokens, vocab]: for callers that need them; losses do not."""
         # Packed rows carry no attention_mask: transformers then builds a block-diagonal causal
         # mask from position_ids, so examples never attend across their boundaries.
         return self.model(
@@ -62,18 +76,54 @@ class PostTrainingModule(L.LightningModule):
         ).logits
 
     def token_losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token cross entropy of predicting token t+1 at t, and the mask of counted tokens."""
-        logits = self.forward_logits(batch)[:, :-1].float()
-        targets = batch["labels"][:, 1:]
-        losses = F.cross_entropy(
-            logits.transpose(1, 2), targets, ignore_index=-100, reduction="none"
+        """Per-token cross entropy of predicting token t+1 at t, and the mask of counted tokens.
+
+        From the hidden states in chunks, only at counted tokens (evsys/lightning/chunked_logps.py):
+        the full-vocabulary logits never exist. Uncounted positions hold 0.
+        """
+        logps, mask = shifted_logps(
+            self.model,
+            batch["input_ids"],
+            batch.get("attention_mask"),
+            batch["position_ids"],
+            batch["labels"],
         )
-        return losses, targets != -100
+        return -logps, mask
 
     def masked_mean_loss(self, batch: dict) -> tuple[torch.Tensor, int]:
-        losses, mask = self.token_losses(batch)
-        count = int(mask.sum())
-        return (losses * mask).sum() / max(count, 1), count
+        """Mean cross entropy over the counted tokens, and their count (see `token_losses`)."""
+        hidden, targets, _ = labelled_positions(
+            self.model,
+            batch["input_ids"],
+            batch.get("attention_mask"),
+            batch["position_ids"],
+            batch["labels"],
+        )
+        head, count = self.model.get_output_embeddings(), len(targets)
+        return summed_nll(hidden, head, targets) / max(count, 1), count
+
+    def configure_model(self) -> None:
+        """backend.compile: compile the decoder in place (the chunked loss stays eager).
+
+        In place (`Module.compile`), so parameter names, checkpoints and peft are unchanged;
+        dynamic shapes, since packed batches vary in width."""
+        cfg = getattr(getattr(self.trainer, "datamodule", None), "cfg", None)
+        if cfg is not None and cfg.backend.get("compile") and not self._compiled:
+            self.model.get_decoder().compile(dynamic=True)
+            self._compiled = True
+
+    def on_train_start(self) -> None:
+        """Log how full the packed training rows are (train/packing_fill), once per run."""
+        data = getattr(self.trainer, "datamodule", None)
+        rows = getattr(data, "train_rows", None)
+        if not isinstance(rows, TokenRows) or "position_ids" not in rows.columns:
+            return  # not packed rows (padded examples, preference pairs, prompts)
+        fill = packing_fill(rows, data.cfg.data.max_length)
+        log.info(
+            "packed %d training rows, %.1f%% of their slots real tokens", len(rows), 100 * fill
+        )
+        if self.logger is not None:
+            self.logger.log_metrics({"train/packing_fill": fill}, step=self.global_step)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss, count = self.masked_mean_loss(batch)
@@ -81,6 +131,13 @@ class PostTrainingModule(L.LightningModule):
 
     def log_lr(self) -> None:
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, on_epoch=False)
+
+    def _fused_adam(self) -> bool:
+        """AdamW as one fused kernel (no per-tensor temporaries: less peak memory, faster),
+        except under mixed precision, where Lightning's gradient clipping refuses a fused
+        optimizer (it could unscale gradients inside its step)."""
+        precision = str(self._trainer.precision) if self._trainer is not None else "32-true"
+        return not precision.endswith("mixed")
 
     def configure_optimizers(self) -> dict:
         algorithm = self.algorithm
@@ -93,7 +150,9 @@ class PostTrainingModule(L.LightningModule):
             },
             {"params": [p for p in trainable if p.ndim < 2], "weight_decay": 0.0},
         ]
-        optimizer = torch.optim.AdamW(groups, lr=algorithm.lr, betas=tuple(algorithm.betas))
+        optimizer = torch.optim.AdamW(
+            groups, lr=algorithm.lr, betas=tuple(algorithm.betas), fused=self._fused_adam()
+        )
         multiplier = partial(
             lr_multiplier,
             warmup_steps=algorithm.warmup_steps,

@@ -35,7 +35,7 @@ from evsys.data.formats import PREFERENCE
 from evsys.data.packing import collate_padded
 from evsys.data.tokenize import IGNORE_INDEX, tokenize_examples
 from evsys.lightning.base import PostTrainingModule
-from evsys.lightning.logprobs import labelled_logps
+from evsys.lightning.chunked_logps import shifted_logps
 from evsys.lightning.reference import ReferenceModel
 
 log = logging.getLogger(__name__)
@@ -172,14 +172,19 @@ class DPOModule(PostTrainingModule):
                 row["ref_chosen_logps"], row["ref_rejected_logps"] = good, bad
 
     def sequence_logps(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """(summed log-prob of each answer, its token count), both [2 x pairs]."""
-        logits = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            position_ids=batch["position_ids"],
-            use_cache=False,
-        ).logits
-        logps, mask = labelled_logps(logits, batch["labels"])
+        """(summed log-prob of each answer, its token count), both [2 x pairs].
+
+        `model` is the policy or the ReferenceModel; only answer tokens reach the LM head."""
+        if isinstance(model, ReferenceModel):
+            with model.active() as reference:
+                return self.sequence_logps(reference, batch)
+        logps, mask = shifted_logps(
+            model,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["position_ids"],
+            batch["labels"],
+        )
         return logps.sum(-1), mask.sum(-1)
 
     def reference_logps(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

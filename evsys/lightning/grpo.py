@@ -147,13 +147,14 @@ class GRPOModule(PostTrainingModule):
         attention_mask = torch.cat([prompt_mask, mask], dim=1)
         num_tokens = completion_ids.shape[1]
         logps = completion_logps(
-            self.model, input_ids, attention_mask, num_tokens, algorithm.temperature
+            self.model, input_ids, attention_mask, num_tokens, algorithm.temperature, mask
         )
         ref_logps = None
         if self.reference is not None:
-            ref_logps = completion_logps(
-                self.reference, input_ids, attention_mask, num_tokens, algorithm.temperature
-            )
+            with self.reference.active() as reference:
+                ref_logps = completion_logps(
+                    reference, input_ids, attention_mask, num_tokens, algorithm.temperature, mask
+                )
         loss, kl = grpo_loss(
             logps,
             logps.detach(),  # one optimization step per generation: pi_old is pi

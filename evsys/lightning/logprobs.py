@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from evsys.lightning.chunked_logps import shifted_logps
+
 
 def token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """log p(target) at each position, from logits [..., vocab] and targets [...].
@@ -27,26 +29,30 @@ def completion_logps(
     attention_mask: torch.Tensor,
     num_completion_tokens: int,
     temperature: float = 1.0,
+    completion_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """log p of each of the last `num_completion_tokens` tokens of every row, given the rest.
 
     Rows are [left-padded prompt | completion]; the result is [rows, num_completion_tokens].
     `temperature` divides the logits first, so the log-probs are those of the distribution the
-    completions were sampled from.
+    completions were sampled from. With `completion_mask` ([rows, num_completion_tokens]),
+    only its tokens are scored (the LM head never sees the padding after EOS); the rest are 0.
+    Computed from the hidden states in chunks, never the full logits (chunked_logps.py).
     """
-    logits = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=positions_from_mask(attention_mask),
-        use_cache=False,
-    ).logits
-    # The token at t is predicted by the logits at t - 1.
-    logits = logits[:, -num_completion_tokens - 1 : -1] / temperature
-    return token_logps(logits, input_ids[:, -num_completion_tokens:])
+    scored = torch.zeros_like(input_ids, dtype=torch.bool)
+    scored[:, -num_completion_tokens:] = True if completion_mask is None else completion_mask.bool()
+    labels = input_ids.masked_fill(~scored, -100)
+    logps, _ = shifted_logps(
+        model, input_ids, attention_mask, positions_from_mask(attention_mask), labels, temperature
+    )
+    return logps[:, -num_completion_tokens:]
 
 
 def labelled_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """log p of every labelled token given the tokens before it, and the mask of those tokens.
+
+    From full logits: the reference that `chunked_logps.shifted_logps` (what training uses)
+    is tested against.
 
     `labels` is aligned with the input ids, -100 where nothing is scored (as in SFT batches);
     both results are one shorter than the rows, since the token at t is predicted at t - 1.

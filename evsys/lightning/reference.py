@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 
 import torch
 
@@ -26,15 +28,22 @@ class ReferenceModel:
         if not self.uses_adapters:
             self.copy = copy.deepcopy(policy).eval().requires_grad_(False)
 
-    @torch.no_grad()
+    @contextlib.contextmanager
+    def active(self) -> Iterator[torch.nn.Module]:
+        """The reference as a plain module, under no_grad: the frozen copy on the policy's
+        device, or the policy itself in eval mode with its adapters off until the block ends."""
+        with torch.no_grad():
+            if self.copy is not None:
+                yield self.copy.to(next(self.policy.parameters()).device)
+                return
+            was_training = self.policy.training
+            self.policy.eval()  # no (LoRA) dropout in the reference
+            try:
+                with self.policy.disable_adapter():
+                    yield self.policy
+            finally:
+                self.policy.train(was_training)
+
     def __call__(self, **inputs):
-        if self.copy is not None:
-            device = next(self.policy.parameters()).device
-            return self.copy.to(device)(**inputs)
-        was_training = self.policy.training
-        self.policy.eval()  # no (LoRA) dropout in the reference
-        try:
-            with self.policy.disable_adapter():
-                return self.policy(**inputs)
-        finally:
-            self.policy.train(was_training)
+        with self.active() as model:
+            return model(**inputs)

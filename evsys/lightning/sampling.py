@@ -32,8 +32,13 @@ def sample_completions(
     """
     attention_mask = prompt_mask
     positions = positions_from_mask(attention_mask)
+    # logits_to_keep=1: only the last position's logits, not [rows, prompt, vocab].
     output = model(
-        input_ids=prompt_ids, attention_mask=attention_mask, position_ids=positions, use_cache=True
+        input_ids=prompt_ids,
+        attention_mask=attention_mask,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=1,
     )
     next_position = positions[:, -1:] + 1
     finished = torch.zeros(prompt_ids.shape[0], dtype=torch.bool, device=prompt_ids.device)

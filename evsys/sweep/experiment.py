@@ -3,8 +3,8 @@
 The CLI path is `python -m evsys.train +experiment=x -m`: Hydra composes the preset, the evsys
 sweeper (evsys/sweep/sweeper.py) plans every job (evsys/sweep/plan.py) and calls `start_sweep`,
 the launcher runs each job, and the conclusion callback calls `finish_sweep`.
-`Experiment.from_yaml(path).run()` runs that same command on a standalone preset file and
-reads the results back from the sweep dir.
+`Experiment.from_yaml(path).run()` runs that same command on a standalone file (a preset, or
+the concept page's format translated into one) and reads the results back from the sweep dir.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import shutil
+import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -29,6 +31,8 @@ from evsys.records import (
     plan_exists,
 )
 from evsys.sweep import registry
+from evsys.sweep.page_format import ExperimentConfig, Page, check_page, is_page_file, read_yaml
+from evsys.sweep.page_preset import preset_yaml
 
 log = logging.getLogger("evsys")
 
@@ -93,51 +97,100 @@ def conclude_sweep(sweep_dir: Path) -> dict:
 
 
 class Experiment:
-    """An experiment preset file, run with the same expansion, launcher and conclusion as the CLI.
+    """The experiment: a hypothesis, its arms (training runs) and the conclusion, run with the
+    same expansion, launcher and conclusion as the CLI, with all of its bookkeeping.
 
-    >>> result = Experiment.from_yaml("my_experiment.yaml").run()
+    >>> result = Experiment.from_yaml("config.yaml").run()   # the concept page's file, or a preset
+    >>> result = Experiment(ExperimentConfig(name="x", run={...})).run()
     >>> result.best_arm, result.verdict
+
+    The concept page's file (one of run / runs / matrix, evsys/sweep/page_format.py) is written
+    as its equivalent preset (evsys/sweep/page_preset.py); from there both forms run alike.
     """
 
-    def __init__(self, preset: Path, overrides: list[str] | None = None) -> None:
-        self.preset = Path(preset)
+    def __init__(self, config: str | Path | ExperimentConfig | dict, overrides=None) -> None:
         self.overrides = list(overrides or [])
+        self.preset: Path | None = None  # the file, preset form or the page's
+        self.page: Page | None = None  # the page's format, checked; None for a preset
+        if isinstance(config, (str, Path)):
+            self.preset = Path(config)
+            if is_page_file(self.preset):
+                self.page = check_page(read_yaml(self.preset))
+        elif isinstance(config, (dict, ExperimentConfig)):
+            self.page = check_page(config if isinstance(config, dict) else config.to_dict())
+        else:
+            raise TypeError(
+                "Experiment takes the path of an experiment file, the concept page's "
+                f"evsys.ExperimentConfig or its mapping, not {type(config).__name__}"
+            )
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> Experiment:
+        """The experiment file at `path`, in the concept page's format or as a Hydra preset;
+        a ConfigError names any bad key in the file before anything runs."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"experiment file {path} does not exist")
         OmegaConf.load(path)  # a YAML syntax error surfaces here, naming the file
         return cls(path, overrides)
 
+    @property
+    def stem(self) -> str:
+        """The preset's name in its config dir: +experiment=<stem>."""
+        if self.preset is not None:
+            return self.preset.stem
+        return re.sub(r"[^\w.-]", "_", str(self.page.experiment.get("name", "experiment")))
+
+    def preset_text(self) -> str:
+        """The experiment as a preset file: the file itself, or the page's translated."""
+        if self.page is None:
+            return self.preset.read_text(encoding="utf-8")
+        return preset_yaml(self.page, str(self.preset or ""))
+
+    @contextmanager
+    def config_dir(self) -> Iterator[Path]:
+        """A temporary Hydra config dir holding the preset as experiment/<stem>.yaml."""
+        with tempfile.TemporaryDirectory(prefix="evsys-preset-") as directory:
+            path = Path(directory) / "experiment" / f"{self.stem}.yaml"
+            path.parent.mkdir()
+            path.write_text(self.preset_text(), encoding="utf-8")
+            yield Path(directory)
+
     def command(self, config_dir: Path, sweep_dir: Path) -> list[str]:
         return [
             sys.executable, "-m", "evsys.train", "--config-dir", str(config_dir),
-            f"+experiment={self.preset.stem}", f"hydra.sweep.dir={sweep_dir}",
+            f"+experiment={self.stem}", f"hydra.sweep.dir={sweep_dir}",
             *self.overrides, "-m",
         ]  # fmt: skip
 
+    def launch(self, sweep_dir: str | Path | None = None) -> int:
+        """Run every arm in a child process (any Hydra state of the caller is untouched);
+        returns its exit code: 0 when every arm completed."""
+        sweep_dir = Path(sweep_dir or self.default_sweep_dir()).resolve()
+        with self.config_dir() as config_dir:
+            return _run_streamed(self.command(config_dir, sweep_dir))
+
     def run(self, sweep_dir: str | Path | None = None) -> ExperimentResult:
-        """Run every arm (in a child process, so any Hydra state of the caller is untouched)."""
-        sweep_dir = Path(sweep_dir or self._default_sweep_dir()).resolve()
-        with tempfile.TemporaryDirectory(prefix="evsys-preset-") as config_dir:
-            (Path(config_dir) / "experiment").mkdir()
-            shutil.copy(self.preset, Path(config_dir) / "experiment" / self.preset.name)
-            returncode = _run_streamed(self.command(Path(config_dir), sweep_dir))
+        """Run every arm, then read every ArmResult and the conclusion back from the sweep dir."""
+        sweep_dir = Path(sweep_dir or self.default_sweep_dir()).resolve()
+        code = self.launch(sweep_dir)
         if not plan_exists(sweep_dir):
             raise RuntimeError(
-                f"experiment {self.preset} did not start (exit code {returncode}); "
+                f"experiment {self.preset or self.stem} did not start (exit code {code}); "
                 "see the error above"
             )
         return load_experiment_result(sweep_dir)
 
-    def _default_sweep_dir(self) -> Path:
-        preset = OmegaConf.load(self.preset)
-        experiment = preset.get("experiment") or {}
+    def default_sweep_dir(self) -> Path:
+        """The file's output_dir (hydra.sweep.dir), else <outputs_root>/<name>/<timestamp>."""
+        preset = OmegaConf.create(self.preset_text())
+        chosen = OmegaConf.select(preset, "hydra.sweep.dir", default=None)
+        if isinstance(chosen, str) and "${" not in chosen:
+            return Path(chosen)
         root = OmegaConf.select(preset, "experiment.stores.outputs_root", default="outputs")
+        name = OmegaConf.select(preset, "experiment.name", default=self.stem)
         stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-        return Path(root) / str(experiment.get("name", self.preset.stem)) / stamp
+        return Path(root or "outputs") / str(name) / stamp
 
 
 def _run_streamed(command: list[str]) -> int:

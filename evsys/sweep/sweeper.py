@@ -15,7 +15,7 @@ from typing import Any
 
 from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from evsys.errors import ConfigError
 from evsys.records import read_completed
@@ -56,6 +56,15 @@ class ExperimentSweeper(Sweeper):
         if self.config.experiment.dry_run:
             return []
         looks = planned_looks(self.config.experiment)
+        if looks is not None and not OmegaConf.select(
+            self.config, "hydra.launcher.wait", default=True
+        ):
+            log.error(
+                "experiment.adaptive.max_repeats adds seeds after each round, so it needs a "
+                "launcher that waits for the jobs; drop hydra.launcher.wait=false, or set "
+                "experiment.adaptive.max_repeats=0 for a fixed design"
+            )
+            raise SystemExit(EXIT_FAILED)
         if looks is not None:
             from evsys.sweep import adaptive  # scipy: only sweeps that add seeds pay for it
 

@@ -1,0 +1,139 @@
+"""The examples/ experiment files (the concept page's format) run offline on the tiny model with
+`Experiment.from_yaml(path).run()`, and train exactly what their Hydra preset twin trains."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from evsys import Experiment, ExperimentConfig
+from evsys.records import BOOKKEEPING_OVERRIDES
+from tests.conftest import FAST, REPO
+
+EXAMPLES = REPO / "examples"
+RUNS_AS_PRESET = """# @package _global_
+# examples/runs.yaml written as a preset by hand
+experiment:
+  name: example_runs
+  hypothesis: >-
+    With 100 SFT steps the tiny model reaches a lower held-out loss on string reversal at a peak
+    learning rate of 3e-3 than at 1e-4.
+  success_metric: {name: val/loss, mode: min}
+  baseline: lr_1e-4
+  metadata: {prediction: {better: lr_3e-3, than: lr_1e-4}}
+  n_repeats: 2
+  arms:
+    lr_1e-4: {algorithm.lr: 1e-4}
+    lr_3e-3: {algorithm.lr: 3e-3}
+algorithm:
+  max_steps: 100
+data:
+  dataset_name: reversal
+  num_train: 4000
+"""
+
+
+@pytest.fixture(autouse=True)
+def one_thread(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as cli_env: 2 shared cores, identical sums
+
+
+def run_example(name: str, tmp_path, extra: list[str] | None = None):
+    overrides = [*FAST, f"experiment.stores.outputs_root={tmp_path / 'outputs'}", *(extra or [])]
+    return Experiment.from_yaml(EXAMPLES / name, overrides).run(tmp_path / name)
+
+
+@pytest.fixture(scope="module")
+def runs_example(tmp_path_factory):
+    return run_example("runs.yaml", tmp_path_factory.mktemp("runs"))
+
+
+@pytest.mark.parametrize(
+    ("name", "jobs"), [("run_repeats.yaml", 3), ("matrix.yaml", 4), ("continual.yaml", 1)]
+)
+def test_example_runs_to_a_conclusion(tmp_path, name, jobs):
+    result = run_example(name, tmp_path)
+    assert len(result.arms) == jobs and all(arm.completed for arm in result.arms)
+    assert result.verdict in ("supported", "refuted", "inconclusive")
+    assert (result.sweep_dir / "conclusion.md").is_file()
+    if name == "run_repeats.yaml":
+        assert len({arm.group_id for arm in result.arms}) == 1  # one run group, three seeds
+        assert sorted(arm.seed for arm in result.arms) == [0, 1, 2]
+    if name == "matrix.yaml":
+        assert len({arm.arm for arm in result.arms}) == 4
+    if name == "continual.yaml":
+        matrix = result.arms[0].continual["matrix"]
+        # (start + each stage) x each benchmark
+        assert all(
+            len(rows) == 3 and all(len(row) == 2 for row in rows) for rows in matrix.values()
+        )
+
+
+def test_runs_example_writes_records_and_a_conclusion(runs_example):
+    result = runs_example
+    assert sorted((arm.arm, arm.seed) for arm in result.arms) == [
+        ("lr_1e-4", 0), ("lr_1e-4", 1), ("lr_3e-3", 0), ("lr_3e-3", 1)
+    ]  # fmt: skip
+    assert result.best_arm in ("lr_1e-4", "lr_3e-3")
+    plan = json.loads((result.sweep_dir / "experiment.json").read_text())
+    assert plan["metadata"]["prediction"] == {"better": "lr_3e-3", "than": "lr_1e-4"}
+
+
+def test_page_file_and_preset_train_the_same(runs_example, tmp_path):
+    preset = tmp_path / "runs.yaml"
+    preset.write_text(RUNS_AS_PRESET)
+    overrides = [*FAST, f"experiment.stores.outputs_root={tmp_path / 'outputs'}"]
+    twin = Experiment.from_yaml(preset, overrides).run(tmp_path / "preset")
+    page_plan = json.loads((runs_example.sweep_dir / "experiment.json").read_text())
+    preset_plan = json.loads((twin.sweep_dir / "experiment.json").read_text())
+    assert _jobs(page_plan) == _jobs(preset_plan)
+    by_job = {(arm.arm, arm.seed): arm for arm in twin.arms}
+    for arm in runs_example.arms:
+        assert arm.group_id == by_job[(arm.arm, arm.seed)].group_id
+        assert arm.metrics == by_job[(arm.arm, arm.seed)].metrics
+    for key in ("best_arm", "verdict", "reason"):
+        assert runs_example.conclusion[key] == twin.conclusion[key], key
+    assert _groups(runs_example.conclusion) == _groups(twin.conclusion)
+
+
+def _jobs(plan: dict) -> list:
+    return [
+        (job["arm"], job["seed"], [o for o in job["overrides"] if not o.startswith(HIDDEN)])
+        for job in plan["planned"]
+    ]
+
+
+def _groups(conclusion: dict) -> list[dict]:
+    """The ranked groups (means, CIs, seeds, group_id), overrides without where they ran."""
+    groups = [dict(group) for group in conclusion["groups"]]
+    for group in groups:
+        group["overrides"] = [o for o in group["overrides"] if not o.startswith(HIDDEN)]
+    return groups
+
+
+HIDDEN = (*BOOKKEEPING_OVERRIDES, "experiment.stores.outputs_root=")  # not what is trained
+
+
+def test_a_config_built_in_python_runs(tmp_path):
+    config = ExperimentConfig(
+        name="built_in_python",
+        hypothesis="four steps run end to end",
+        success_metric="val/loss",
+        stores={"outputs_root": str(tmp_path / "outputs")},
+        run={"algorithm": {"kind": "sft", "lr": 3e-3}, "data": {"dataset_name": "addition"}},
+    )
+    result = Experiment(config, FAST).run(tmp_path / "sweep")
+    (arm,) = result.arms
+    assert arm.completed and arm.arm == "default" and "val/loss" in arm.metrics
+    assert result.conclusion["success_metric"]["name"] == "val/loss"
+
+
+def test_run_experiment_trains_one_expanded_run_without_bookkeeping(tmp_path):
+    from evsys import expand_runs, run_experiment
+
+    cfg = expand_runs(EXAMPLES / "runs.yaml", FAST)[2]
+    record = run_experiment(cfg, tmp_path / "one_arm")
+    assert (record.arm, record.seed, record.status) == ("lr_3e-3", 0, "completed")
+    assert (tmp_path / "one_arm" / "result.json").is_file()
+    assert not list(tmp_path.rglob("experiment.json"))  # no plan, no registry: one arm only
