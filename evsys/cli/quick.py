@@ -41,7 +41,9 @@ def print_help(args: list[str]) -> None:
 
 
 def typo_hints(args: list[str]) -> list[str]:
-    """One "did you mean" per override whose key is not in the config (with or without `+`)."""
+    """One "did you mean" per `key=value` override whose key is not in the config: Hydra's own
+    error for it advises `+key=value`, which for a typo is wrong. A `+key` typo is composed
+    fine and then caught, with its suggestion, by evsys's validation (evsys/validate.py)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from evsys.validate import override_hint
@@ -58,7 +60,8 @@ def typo_hints(args: list[str]) -> list[str]:
     hints = []
     for override in parsed:
         key = override.key_or_group
-        if override.is_delete() or key in groups or key.startswith("hydra."):
+        added = override.input_line.startswith("+")
+        if added or override.is_delete() or key in groups or key.startswith("hydra."):
             continue
         hint = override_hint(f"Could not override '{key}'", cfg)
         if hint:
