@@ -93,11 +93,19 @@ def test_train_help_shows_groups_and_config_fast(tmp_path):
     assert result["s"] < 3  # about 0.5 s on an idle 2-core machine (benchmarks/startup.py)
 
 
-@pytest.mark.parametrize("typo", ["algorithm.lerning_rate=1", "+algorithm.lerning_rate=1"])
+@pytest.mark.parametrize(
+    "typo",
+    [
+        ["algorithm.lerning_rate=1"],
+        ["+algorithm.lerning_rate=1"],
+        ["-m", "algorithm.lerning_rate=1"],
+        ["-m", "+algorithm.lerning_rate=1"],
+    ],
+)
 def test_a_typo_fails_fast_with_did_you_mean(tmp_path, typo):
-    result, output = probe("train", typo, cwd=tmp_path)
+    result, output = probe("train", *typo, cwd=tmp_path)
     assert result["code"] == 1
-    assert "Did you mean 'algorithm.lr'?" in output
+    assert output.count("Did you mean 'algorithm.lr'?") == 1
     assert result["heavy"] == []  # nothing of training was loaded
     assert not list(tmp_path.rglob("result.json"))
 
