@@ -106,6 +106,10 @@ def test_a_typo_fails_fast_with_did_you_mean(tmp_path, typo):
     result, output = probe("train", *typo, cwd=tmp_path)
     assert result["code"] == 1
     assert output.count("Did you mean 'algorithm.lr'?") == 1
+    if "-m" not in typo:
+        assert not (tmp_path / "outputs" / "runs").exists() or not any(
+            (tmp_path / "outputs" / "runs").iterdir()
+        )  # no stray run dir
     assert result["heavy"] == []  # nothing of training was loaded
     assert not list(tmp_path.rglob("result.json"))
 

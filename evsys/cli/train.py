@@ -9,7 +9,9 @@ mistakes are answered before torch is imported (evsys/cli/quick.py).
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -47,7 +49,18 @@ def _validate_or_exit(cfg: DictConfig) -> None:
         validate_run_config(cfg)
     except ConfigError as error:
         log.error("%s\nNothing was run: fix the config and run it again.", error)
+        _remove_empty_run_dir()
         raise SystemExit(1) from None
+
+
+def _remove_empty_run_dir() -> None:
+    """The run dir Hydra made for a config that never ran, when it holds nothing but Hydra's
+    own files: a typo leaves no stray directory under outputs/runs."""
+    runtime = HydraConfig.get()
+    run_dir = Path(runtime.runtime.output_dir)
+    own = {".hydra", f"{runtime.job.name}.log"}
+    if run_dir.is_dir() and all(path.name in own for path in run_dir.iterdir()):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _print_single_run(record) -> None:
