@@ -161,6 +161,7 @@ class ArmResult:
     started_at: str | None = None
     finished_at: str | None = None
     continual: dict[str, Any] | None = None
+    placement: dict[str, Any] | None = None  # the GPUs / CPU threads a launcher assigned
     dir: str | None = None  # where the record lives; not stored in the file
 
     @property

@@ -228,7 +228,7 @@ def test_write_conclusion_writes_every_file(tmp_path):
     assert c["reason"] in md and "| rank | arm |" in md and "unknown dataset 'nope'" in md
     assert (sweep / "conclusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     write_conclusion(sweep)  # rebuilding replaces the TensorBoard run instead of adding one
-    events = list((sweep / "tensorboard_conclusion").glob("events.out.tfevents.*"))
+    events = list((sweep / "tensorboard" / "conclusion").glob("events.out.tfevents.*"))
     assert len(events) == 1
 
 

@@ -25,6 +25,7 @@ from evsys.data.tokenizer import byte_tokenizer
 from evsys.errors import ConfigError
 from evsys.lightning.dpo import DPOModule, collate_pairs, tokenize_pairs
 from evsys.models import load_model
+from evsys.run.tensorboard import run_log_dir
 from evsys.sweep import registry
 from tests.conftest import FAST, REPO, assert_killed_run_resumes_exactly, run_cli
 
@@ -298,7 +299,7 @@ def test_eval_examples_keep_the_chosen_answer_as_reference():
 
 # -------------------------------------------------------------------------------------- runs
 def scalars(job_dir: Path, tag: str) -> list[float]:
-    events = EventAccumulator(str(job_dir / "tensorboard"))
+    events = EventAccumulator(str(run_log_dir(job_dir)))
     events.Reload()
     return [event.value for event in events.Scalars(tag)]
 

@@ -60,7 +60,7 @@ def test_demo_sweep_writes_every_file(demo_sweep):
     assert "Hypothesis" in output and "lr_3e-3" in output
     for name in ("experiment.json", "conclusion.json", "conclusion.md", "conclusion.png"):
         assert (sweep_dir / name).is_file(), name
-    assert list((sweep_dir / "tensorboard_conclusion").iterdir())
+    assert list((sweep_dir / "tensorboard" / "conclusion").iterdir())
     dirs = sorted(p.name for p in sweep_dir.iterdir() if (p / "result.json").exists())
     assert dirs == ["lr_1e-4_seed0", "lr_1e-4_seed1", "lr_3e-3_seed0", "lr_3e-3_seed1"]
 

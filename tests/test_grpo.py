@@ -21,6 +21,7 @@ from evsys.errors import ConfigError
 from evsys.lightning.grpo import group_advantages, grpo_loss
 from evsys.lightning.logprobs import token_logps
 from evsys.rewards import exact_match, partial_credit
+from evsys.run.tensorboard import run_log_dir
 from tests.conftest import FAST, REPO, run_cli
 
 # Small groups and short completions: every part of a step runs, in well under a second.
@@ -168,7 +169,7 @@ def digit_share(completions: list[str], examples: list[dict]) -> list[float]:
 
 # ---------------------------------------------------------------------------------- real runs
 def scalars(job_dir: Path, tag: str) -> dict[int, float]:
-    events = EventAccumulator(str(job_dir / "tensorboard"))
+    events = EventAccumulator(str(run_log_dir(job_dir)))
     events.Reload()
     return {event.step: event.value for event in events.Scalars(tag)}
 

@@ -8,6 +8,7 @@ on the arm's exported model.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import subprocess
@@ -25,6 +26,7 @@ from evsys.config import HarnessConfig
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.evaluation import evaluate_benchmarks, generate_greedy
 from evsys.evaluation.base import BenchmarkSettings
+from evsys.run.tensorboard import run_log_dir
 from tests.conftest import FAST, cli_env, run_cli
 
 pytest.importorskip("lm_eval", reason='needs the harness extra: pip install -e ".[harness]"')
@@ -82,7 +84,9 @@ def write_task(directory: Path) -> Path:
 
 def harness_env(root: Path) -> dict:
     # The json builder's cache goes under the test's directory, not the user's.
-    return {"HF_DATASETS_CACHE": str(root / "hf_datasets"), "PYTHONPATH": str(root)}
+    # root on the path for the custom benchmark class, before whatever evsys is imported from
+    path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    return {"HF_DATASETS_CACHE": str(root / "hf_datasets"), "PYTHONPATH": path}
 
 
 def harness_overrides(tasks_dir: Path) -> list[str]:
@@ -169,7 +173,7 @@ def test_harness_scores_are_logged_during_and_after_training(sweep):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     _, _, sweep_dir = sweep
-    events = EventAccumulator(str(sweep_dir / "lr_3e-3_seed0" / "tensorboard")).Reload()
+    events = EventAccumulator(str(run_log_dir(sweep_dir / "lr_3e-3_seed0"))).Reload()
     steps = [event.step for event in events.Scalars(f"eval/{TASK}/acc")]
     assert steps == [2, 4]  # validation-time scoring at step 2, post-training at the last step
     assert [event.step for event in events.Scalars("eval/digits/digit_rate")] == [4]

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from omegaconf import OmegaConf
 
 from evsys import compose_run_config
 from evsys.data.prepare import check_source
+from evsys.data.sources import load_split
 from evsys.data.tokenize import IGNORE_INDEX
 from evsys.data.tokenizer import byte_tokenizer
-from evsys.errors import ConfigError
+from evsys.errors import DataError
 from evsys.lightning.pretrain import PretrainModule
 from tests.conftest import FAST, run_cli
 from tests.test_data_sources import data_config, write_jsonl
@@ -48,26 +50,39 @@ def test_pretrain_arm_from_the_cli_on_a_text_file(tmp_path):
     corpus.write_text("\n".join(DOCUMENTS) + "\n", encoding="utf-8")
     job_dir = tmp_path / "arm"
     args = [*FAST, "algorithm=pretrain", f"data.dataset_name={corpus}", "data.max_length=48"]
-    # A text file is not scored as a benchmark: its prompts are empty, nothing to generate from.
-    args += ["eval.benchmarks=[addition]", f"hydra.run.dir={job_dir}"]
+    # The text file is also the benchmark (the default): scored by loss and perplexity, as
+    # its prompts are empty and there is nothing to generate from.
+    args += [f"hydra.run.dir={job_dir}"]
     done = run_cli(args, cwd=tmp_path, env={"EVSYS_CACHE_DIR": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr[-3000:]
     record = json.loads((job_dir / "result.json").read_text())
     assert record["status"] == "completed", record["error"]
     assert record["metrics"]["train/loss"] > 0 and record["metrics"]["val/loss"] > 0
+    metrics = record["metrics"]
+    assert metrics["eval/corpus/perplexity"] == pytest.approx(math.exp(metrics["eval/corpus/loss"]))
+    assert "eval/corpus/exact_match" not in metrics
     assert OmegaConf.load(job_dir / ".hydra" / "config.yaml").algorithm.kind == "pretrain"
 
 
-def test_pretrain_on_data_without_text_fails_before_training(tmp_path):
-    path = write_jsonl(tmp_path / "qa.jsonl", [{"prompt": "1+1=", "completion": "2"}] * 10)
-    job_dir = tmp_path / "arm"
-    args = [*FAST, "algorithm=pretrain", f"data.dataset_name={path}", f"hydra.run.dir={job_dir}"]
-    done = run_cli(args, cwd=tmp_path, env={"EVSYS_CACHE_DIR": str(tmp_path / "cache")})
-    assert done.returncode != 0
-    record = json.loads((job_dir / "result.json").read_text())
-    assert record["status"] == "failed"
-    assert "column 'text' needed by format 'text' is missing" in record["error"]
-    assert "columns present: ['completion', 'prompt']" in record["error"]
-    assert not list(job_dir.rglob("*.ckpt"))
-    with pytest.raises(ConfigError, match=r"this algorithm trains on 'text' data"):
-        check_source(data_config(path, format="prompt_completion"), PretrainModule.example_format)
+def test_pretrain_on_prompt_completion_or_chat_trains_on_the_rendered_text(tmp_path):
+    rows = [{"prompt": "1+1=", "completion": "2"}] * 10
+    path = write_jsonl(tmp_path / "qa.jsonl", rows)
+    for fmt in ("auto", "prompt_completion"):
+        check_source(data_config(path, format=fmt), PretrainModule.example_format)
+        examples = load_split(data_config(path, format=fmt), "train", None, "text")
+        assert examples[0] == {"prompt": "", "completion": "1+1=2"}
+    chat = [
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    ]
+    examples = load_split(
+        data_config(write_jsonl(tmp_path / "chat.jsonl", chat * 10)), "train", None, "text"
+    )
+    assert examples[0]["prompt"] == "" and "hi" in examples[0]["completion"]
+    assert examples[0]["completion"].index("hi") < examples[0]["completion"].index("yo")
+
+
+def test_pretrain_on_preference_pairs_says_what_to_do(tmp_path):
+    rows = [{"prompt": "1+1=", "chosen": "2", "rejected": "3"}] * 10
+    path = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    with pytest.raises(DataError, match=r"not one text to pretrain on; use algorithm=dpo"):
+        load_split(data_config(path), "train", None, "text")

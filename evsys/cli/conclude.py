@@ -1,9 +1,10 @@
-"""Rebuild an experiment's conclusion from its sweep dir: `python -m evsys.conclude DIR`.
+"""Rebuild experiments' conclusions from their sweep dirs: `evsys conclude DIR...`
+(also `python -m evsys.conclude DIR...`).
 
 Useful after a fire-and-forget SLURM submission, or after fixing and re-running one arm; the
 experiment registry (`python -m evsys.experiments`) is updated with the new outcome.
-Exit code: 0 when every planned run completed, 1 when any run failed or is missing,
-2 when DIR is not a sweep dir.
+Exit code: 0 when every planned run of every DIR completed, 1 when any run failed or is
+missing, 2 when a DIR is not a sweep dir (the others are still concluded).
 """
 
 from __future__ import annotations
@@ -12,26 +13,34 @@ import argparse
 import sys
 from pathlib import Path
 
-from evsys.conclusion.render import print_summary
 from evsys.errors import NotASweepDir
-from evsys.sweep.experiment import conclude_sweep
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_NOT_A_SWEEP = 0, 1, 2
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evsys.conclude", description=__doc__)
-    parser.add_argument("sweep_dir", help="the experiment's sweep dir (where its plan was written)")
+def main(argv: list[str] | None = None, prog: str = "python -m evsys.conclude") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    parser.add_argument(
+        "sweep_dirs", nargs="+", metavar="DIR", help="an experiment's sweep dir (its plan's home)"
+    )
     parser.add_argument("--quiet", action="store_true", help="write the files, print nothing")
     args = parser.parse_args(argv)
+    return max(_conclude(Path(sweep_dir), args.quiet) for sweep_dir in args.sweep_dirs)
+
+
+def _conclude(sweep_dir: Path, quiet: bool) -> int:
+    # Imported here: `--help` never pays for the statistics and plotting stack.
+    from evsys.conclusion.render import print_summary
+    from evsys.sweep.experiment import conclude_sweep
+
     try:
-        conclusion = conclude_sweep(Path(args.sweep_dir))
+        conclusion = conclude_sweep(sweep_dir)
     except NotASweepDir as exc:
-        print(f"evsys.conclude: {exc}", file=sys.stderr)
+        print(f"evsys conclude: {exc}", file=sys.stderr)
         return EXIT_NOT_A_SWEEP
-    if not args.quiet:
+    if not quiet:
         print_summary(conclusion)
-        print(f"conclusion written to {args.sweep_dir}/conclusion.{{json,md,png}}")
+        print(f"conclusion written to {sweep_dir}/conclusion.{{json,md,png}}")
     return EXIT_INCOMPLETE if conclusion["failed"] or conclusion["missing"] else EXIT_OK
 
 

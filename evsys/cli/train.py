@@ -1,28 +1,38 @@
-"""`python -m evsys.train [overrides] [-m]`: Hydra composes one RunConfig per job and trains it.
+"""`evsys train [overrides] [-m]` (also `python -m evsys.train`): Hydra composes one RunConfig
+per job and trains it.
 
 A failed single run exits 1, and so does a sweep with a failed or missing arm (raised by
-evsys/sweep/callbacks.py once every record and the conclusion are written).
+evsys/sweep/callbacks.py once every record and the conclusion are written). `--help` and config
+mistakes are answered before torch is imported (evsys/cli/quick.py).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from evsys.compose import override_hints, preset_problem, register_schemas
+from evsys.compose import preset_problem, register_schemas
+from evsys.errors import ConfigError
 
 log = logging.getLogger("evsys")
 
 register_schemas()
+_task_started = False  # whether Hydra got as far as a job: its errors are then not overrides
 
 
 @hydra.main(version_base="1.3", config_path="pkg://evsys.conf", config_name="train")
 def main(cfg: DictConfig):
+    global _task_started
+    _task_started = True
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        _validate_or_exit(cfg)  # a sweep validated every job in its plan already
     # Imported here: `--help`, `--cfg job` and config errors never pay for torch/lightning.
     from evsys.run.arm import run_experiment
 
@@ -32,26 +42,53 @@ def main(cfg: DictConfig):
     return record  # failures: reported by the conclusion callback, never raised from a job
 
 
+def _validate_or_exit(cfg: DictConfig) -> None:
+    from evsys.validate import validate_run_config
+
+    try:
+        validate_run_config(cfg)
+    except ConfigError as error:
+        log.error("%s\nNothing was run: fix the config and run it again.", error)
+        _remove_empty_run_dir()
+        raise SystemExit(1) from None
+
+
+def _remove_empty_run_dir() -> None:
+    """The run dir Hydra made for a config that never ran, when it holds nothing but Hydra's
+    own files: a typo leaves no stray directory under outputs/runs."""
+    runtime = HydraConfig.get()
+    run_dir = Path(runtime.runtime.output_dir)
+    own = {".hydra", f"{runtime.job.name}.log"}
+    if run_dir.is_dir() and all(path.name in own for path in run_dir.iterdir()):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def _print_single_run(record) -> None:
-    scores = ", ".join(f"{k}={v:.4g}" for k, v in sorted(record.metrics.items()))
-    log.info("arm %s seed %s completed: %s", record.arm, record.seed, scores)
-    log.info("outputs in %s", record.dir)
+    log.info("outputs in %s", record.dir)  # the arm logged its summary line itself
 
 
-def cli() -> None:
-    # Hydra prints PyYAML's traceback for a malformed preset, and "use +key" for a typo: say
-    # what is wrong instead (file and line; did you mean), before and after Hydra runs.
-    arguments = sys.argv[1:]
-    if problem := preset_problem(arguments):
+def cli(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """Run the Hydra app on `argv` (default: the command line); returns the exit code."""
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
+    args = sys.argv[1:]
+    from evsys.cli import quick
+
+    if quick.is_plain_help(args):
+        quick.print_help(args)
+        return 0
+    # Hydra prints PyYAML's traceback for a malformed preset: name the file and line instead.
+    if problem := preset_problem(args):
         sys.stderr.write(f"{problem}\nNothing was run.\n")
         raise SystemExit(1)
     try:
         main()
     except SystemExit as exit_:
-        if exit_.code:
-            for hint in override_hints(arguments):
-                sys.stderr.write(hint + "\n")
+        if exit_.code and not _task_started:
+            for hint in quick.typo_hints(args):
+                print(hint, file=sys.stderr)
         raise
+    return 0
 
 
 if __name__ == "__main__":

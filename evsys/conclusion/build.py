@@ -37,6 +37,7 @@ from evsys.conclusion import statistics
 from evsys.conclusion.adaptive import adaptive_verdict
 from evsys.conclusion.continual import continual_groups
 from evsys.conclusion.decision import decide
+from evsys.conclusion.exports import arm_exports
 from evsys.conclusion.inference import arm_interval
 from evsys.conclusion.power import power_summary
 from evsys.conclusion.runs import collect_runs, is_number
@@ -74,6 +75,7 @@ def build_conclusion(sweep_dir: str | Path) -> dict[str, Any]:
         "missing": runs["missing"],
         "counts": {kind: len(runs[kind]) for kind in runs} | {"planned": len(plan.planned)},
         "other_metrics": _other_metrics(runs["completed"], metric["name"], ranking),
+        "exports": arm_exports(Path(sweep_dir), runs["completed"], mode),
     }
     if plan.adaptive:
         conclusion["adaptive"] = plan.adaptive

@@ -14,12 +14,26 @@ def matrix_plot_name(arm: str) -> str:
     return f"conclusion_{safe}_matrix.png"
 
 
+# Metrics that live in [0, 1]: their axis is the whole range, so arms compare at a glance.
+BOUNDED_METRICS = ("exact_match", "acc", "acc_norm", "accuracy", "f1", "pass@1", "win_rate")
+CAPTION = "best arm in orange; diamond = mean with 95% CI, dots = seeds"
+MAX_WIDTH_IN = 40.0  # beyond this many arms, labels shrink instead of the figure growing
+
+
 def metric_plot(conclusion: dict) -> Any:
-    """Success metric per group: mean with 95% CI bars, each seed a dot, best arm highlighted."""
+    """Success metric per group: mean with 95% CI bars, each seed a dot, best arm highlighted.
+    Legible at any number of arms: labels turn and shrink as arms get many or long, the caption
+    wraps to the figure's width, and a bounded metric keeps its whole 0..1 axis."""
     from matplotlib.figure import Figure  # no pyplot: no global backend state, Agg canvas
 
     groups = conclusion["groups"]
-    fig = Figure(figsize=(max(4.0, 1.3 * len(groups) + 2.0), 4.0), dpi=100, layout="tight")
+    baseline = conclusion["baseline"]
+    labels = [g["arm"] + (" (baseline)" if g["arm"] == baseline else "") for g in groups]
+    longest = max((len(label) for label in labels), default=0)
+    width = min(MAX_WIDTH_IN, max(5.0, 0.55 * len(groups) + 2.5))
+    turned = len(groups) * max(longest, 4) * 0.09 > width  # labels would collide side by side
+    height = 4.0 + (min(longest, 60) * 0.08 if turned else 0.0)
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     for x, group in enumerate(groups):
         color = "tab:orange" if group["arm"] == conclusion["best_arm"] else "tab:blue"
@@ -29,16 +43,33 @@ def metric_plot(conclusion: dict) -> Any:
         if group["ci95"]:
             yerr = [[group["mean"] - group["ci95"][0]], [group["ci95"][1] - group["mean"]]]
         ax.errorbar(x, group["mean"], yerr=yerr, fmt="D", color=color, capsize=6, zorder=4)
-    baseline = conclusion["baseline"]
-    labels = [g["arm"] + ("\n(baseline)" if g["arm"] == baseline else "") for g in groups]
-    ax.set_xticks(range(len(groups)), labels)
+    size = 10 if len(groups) <= 20 else max(5, 10 - (len(groups) - 20) // 10)
+    shown = [_shorten(label, 60) for label in labels]
+    if turned:
+        ax.set_xticks(range(len(groups)), shown, rotation=90, fontsize=size)
+    else:
+        ax.set_xticks(range(len(groups)), shown, fontsize=size)
     if not groups:
         ax.text(0.5, 0.5, "no completed arm", ha="center", va="center", transform=ax.transAxes)
-    ax.set_title(conclusion["experiment"]["name"] or "experiment")
-    ax.set_ylabel(conclusion["success_metric"]["name"])
-    ax.set_xlabel("arm, best first (orange); diamond = mean with 95% CI, dots = seeds")
+    metric = conclusion["success_metric"]["name"]
+    if metric.rsplit("/", 1)[-1] in BOUNDED_METRICS:
+        ax.set_ylim(-0.05, 1.05)
+    ax.set_xlim(-0.6, max(len(groups), 1) - 0.4)
+    ax.set_title(_wrap(conclusion["experiment"]["name"] or "experiment", width))
+    ax.set_ylabel(_shorten(metric, 50))
+    ax.set_xlabel(_wrap(f"arm, best first ({CAPTION})", width))
     ax.grid(axis="y", alpha=0.3)
     return fig
+
+
+def _wrap(text: str, width_in: float) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width=max(30, int(width_in * 11)))
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # Exact match on a fixed 0..1 scale so groups compare by colour; loss: low (good) is bright too.

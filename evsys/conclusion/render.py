@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from evsys.conclusion.exports import lm_eval_command
 from evsys.conclusion.plots import matrix_plot_name
 from evsys.conclusion.text import ci_text, mean_std, num, p_text, seeds_text, value_std
 from evsys.records import BOOKKEEPING_OVERRIDES
@@ -35,6 +36,7 @@ def render_markdown(conclusion: dict[str, Any]) -> str:
     lines += _other_metrics_markdown(conclusion["other_metrics"])
     lines += _decision_markdown(conclusion)
     lines += _comparisons_markdown(conclusion.get("comparisons") or [])
+    lines += _exports_markdown(conclusion.get("exports", []))
     lines += _problems_markdown(conclusion)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -132,6 +134,25 @@ def _comparisons_markdown(comparisons: list[dict]) -> list[str]:
             f"| {c['name']} | {num(c['diff'])} | {ci_text(c['ci95'])} | {_p_or_dash(c['p_value'])} "
             f"| {_p_or_dash(c['p_holm'])} | {_p_or_dash(c['p_above_holm'])} | {c['method']} "
             f"| {c['n_first']} vs {c['n_second']} | {c['n_items'] or '–'} |"
+        )
+    return lines + [""]
+
+
+def _exports_markdown(exports: list[dict]) -> list[str]:
+    """Each arm's trained model and the lm-evaluation-harness command that scores it."""
+    if not exports:
+        return []
+    lines = [
+        "## Trained models",
+        "",
+        "Each arm's best seed, in Hugging Face format; score one with lm-evaluation-harness",
+        'from the sweep dir (`pip install -e ".[harness]"`; docs/evaluation.md):',
+        "",
+    ]
+    for export in exports:
+        lines.append(
+            f"- **{export['arm']}** (seed {export['seed']}): `{export['model']}` — "
+            f"`{lm_eval_command(export)}`"
         )
     return lines + [""]
 

@@ -1,27 +1,32 @@
-"""Data: the byte tokenizer, built-in tasks, tokenization and packing."""
+"""Data: the byte tokenizer, built-in tasks, tokenization and packing.
 
-from evsys.data.packing import (
-    collate_packed,
-    collate_padded,
-    count_real_tokens,
-    count_target_tokens,
-    pack_examples,
-)
-from evsys.data.tasks import TASKS, Task, get_task, is_task
-from evsys.data.tokenize import IGNORE_INDEX, tokenize_examples
-from evsys.data.tokenizer import byte_tokenizer
+Names are imported on first use: `evsys.data.tasks` is pure Python and read while a config is
+validated, so `import evsys.data` must not load torch (packing) or transformers (tokenize).
+"""
 
-__all__ = [
-    "IGNORE_INDEX",
-    "TASKS",
-    "Task",
-    "byte_tokenizer",
-    "collate_packed",
-    "collate_padded",
-    "count_real_tokens",
-    "count_target_tokens",
-    "get_task",
-    "is_task",
-    "pack_examples",
-    "tokenize_examples",
-]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "collate_packed": "evsys.data.packing",
+    "collate_padded": "evsys.data.packing",
+    "count_real_tokens": "evsys.data.packing",
+    "count_target_tokens": "evsys.data.packing",
+    "pack_examples": "evsys.data.packing",
+    "TASKS": "evsys.data.tasks",
+    "Task": "evsys.data.tasks",
+    "get_task": "evsys.data.tasks",
+    "is_task": "evsys.data.tasks",
+    "IGNORE_INDEX": "evsys.data.tokenize",
+    "tokenize_examples": "evsys.data.tokenize",
+    "byte_tokenizer": "evsys.data.tokenizer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'evsys.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -61,6 +61,8 @@ def to_examples(
     present = sorted(rows[0]) if rows else []
     if isinstance(required, ExampleFormat):
         return _declared_examples(rows, required, columns, present, where)
+    if required == "text" and fmt != "text":
+        return _as_text(rows, fmt, columns, present, where, tokenizer)
     fmt = _required_format(fmt, required)
     fmt, source = resolve_columns(present, fmt, columns, where)
     convert = {"chat": _chat_example, PREFERENCE: _preference_example}.get(fmt, _plain_example)
@@ -86,6 +88,28 @@ def _declared_examples(
         except (KeyError, TypeError, ValueError) as error:
             raise DataError(f"{where}: row {index}: {type(error).__name__}: {error}") from None
     return examples
+
+
+def _as_text(rows, fmt: str, columns, present, where: str, tokenizer) -> list[dict]:
+    """Text for an algorithm that trains on every token (pretrain) from data in any format:
+    prompt + completion as one text, a conversation as its rendered chat template."""
+    fmt, source = resolve_columns(present, fmt, columns, where)
+    if fmt == PREFERENCE:
+        raise DataError(
+            f"{where}: preference pairs (prompt+chosen+rejected) have two answers, so they are "
+            "not one text to pretrain on; use algorithm=dpo, or point data.columns.text at "
+            "the column to train on"
+        )
+    convert = {"chat": _chat_example}.get(fmt, _plain_example)
+    texts = []
+    for index, row in enumerate(rows):
+        example = convert(row, index, source, where, tokenizer)
+        segments = example.get("segments")
+        text = "".join(s["text"] for s in segments) if segments else None
+        texts.append(
+            {"prompt": "", "completion": text or example["prompt"] + example["completion"]}
+        )
+    return texts
 
 
 def _required_format(fmt: str, required: str | None) -> str:

@@ -1,6 +1,7 @@
 """Held-out prompt/completion benchmarks: teacher-forced loss and greedy exact match.
 
 A built-in task's held-out split (TaskBenchmark) or a dataset's eval split (DatasetBenchmark).
+Plain text (every prompt empty: nothing to generate from) is scored by loss and perplexity.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ class HeldOutBenchmark(Benchmark):
         """Mean over items of each item's exact match and loss; the items in `item_scores`."""
         s = self.settings
         examples = self.examples()
+        if examples and not any(example["prompt"] for example in examples):
+            return self._score_text(model, tokenizer, examples)
         predictions = generate_greedy(
             model, tokenizer, [ex["prompt"] for ex in examples], s.batch_size, s.max_new_tokens
         )
@@ -58,6 +61,17 @@ class HeldOutBenchmark(Benchmark):
             metric: math.fsum(item[metric] for item in self.item_scores) / count
             for metric in ("loss", "exact_match")
         }
+
+    def _score_text(self, model, tokenizer, examples: list[dict]) -> dict[str, float]:
+        """Loss per token of each text, and the perplexity exp(mean loss)."""
+        s = self.settings
+        losses = completion_losses(model, tokenizer, examples, s.batch_size, s.max_length)
+        self.item_scores = [
+            {"item": item_id(index, example), "loss": loss}
+            for index, (example, loss) in enumerate(zip(examples, losses, strict=True))
+        ]
+        loss = math.fsum(losses) / max(len(losses), 1)
+        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
 
 class TaskBenchmark(HeldOutBenchmark):

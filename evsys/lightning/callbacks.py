@@ -1,4 +1,5 @@
-"""Trainer callbacks: token throughput, and progress lines for logs that are not a terminal."""
+"""Trainer callbacks: token throughput, a step progress bar for terminals, and progress lines
+for logs, notebooks and pipes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 import time
 
 import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
 
 from evsys.evaluation.names import needs_held_out
 from evsys.evaluation.scoring import evaluate_configured
@@ -43,8 +45,56 @@ class ThroughputMonitor(L.Callback):
             self._window_tokens, self._window_seconds = 0, 0.0
 
 
+# What a progress report shows, under the names it shows them by.
+PROGRESS_METRICS = {
+    "train/loss": "loss",
+    "val/loss": "val_loss",
+    "train/tokens_per_second": "tok/s",
+}
+
+
+def progress_metrics(trainer) -> dict[str, str]:
+    metrics = trainer.callback_metrics
+    return {
+        short: f"{float(metrics[key]):.4g}"
+        for key, short in PROGRESS_METRICS.items()
+        if key in metrics
+    }
+
+
+class StepProgressBar(TQDMProgressBar):
+    """One bar for the whole run in optimizer steps (`lr_3e-3 seed 0: 60/180`), with loss and
+    tokens/s; Lightning's own bar counts batches per epoch, and with max_epochs=-1 (training
+    is bounded by steps) it reads `Epoch 0/-2`."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
+
+    def on_train_start(self, trainer, *_) -> None:
+        self.train_progress_bar = self.init_train_tqdm()
+        self.train_progress_bar.reset(total=trainer.max_steps)
+        self.train_progress_bar.set_description(f"{self.label} step")
+
+    def on_train_epoch_start(self, trainer, *_) -> None:
+        pass  # one bar across epochs
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        bar = self.train_progress_bar
+        if bar is not None and not bar.disable and trainer.global_step != bar.n:
+            bar.n = trainer.global_step
+            bar.set_postfix(progress_metrics(trainer), refresh=True)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        pass
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        return progress_metrics(trainer)
+
+
 class LineProgress(L.Callback):
-    """A progress line every tenth of training, for SLURM and CI logs where bars are noise."""
+    """A progress line every tenth of training, for SLURM and CI logs, notebooks and pipes,
+    where bars are noise: `[lr_3e-3 seed 0] step 60/180  loss=0.41  tok/s=5.2e+04`."""
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -56,11 +106,8 @@ class LineProgress(L.Callback):
         if step == self._last_reported or (step % every and step != total):
             return
         self._last_reported = step
-        metrics = trainer.callback_metrics
         parts = [f"{self.label} step {step}/{total}"]
-        for key in ("train/loss", "val/loss", "train/tokens_per_second"):
-            if key in metrics:
-                parts.append(f"{key}={float(metrics[key]):.4g}")
+        parts += [f"{name}={value}" for name, value in progress_metrics(trainer).items()]
         log.info("  ".join(parts))
 
 

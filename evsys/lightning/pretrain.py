@@ -1,8 +1,10 @@
 """Pretraining (continued): next-token cross entropy on every token of plain text.
 
-The data must be in the `text` format (a `text` column, a .txt file, or data.columns.text).
-Documents are cut into max_length pieces rather than truncated, so no text is thrown away,
-and the pieces are packed into training rows; a piece never attends to another one.
+The data are plain text (a `text` column, a .txt file, or data.columns.text); data in another
+format are rendered as text and trained on whole: prompt + completion as one document, a chat
+conversation through its template (evsys/data/formats.py). Documents are cut into max_length
+pieces rather than truncated, so no text is thrown away, and the pieces are packed into
+training rows; a piece never attends to another one.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ class PretrainModule(SFTModule):
 
     The training step is SFT's; only the rows differ (every token is a target)."""
 
-    example_format = "text"  # load_split rejects data of any other format, naming its columns
+    example_format = "text"  # other formats arrive rendered as text (formats._as_text)
 
     @classmethod
     def build_rows(cls, examples, tokenizer, cfg, split: str):

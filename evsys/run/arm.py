@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import os
 import shlex
@@ -35,8 +36,10 @@ from evsys.run.fit import (
     job_identity,
     quiet_libraries,
     timed,
-    write_hparams,
+    write_table_row,
 )
+from evsys.run.progress import ensure_log_handler, summary_line, sweep_position
+from evsys.run.tensorboard import relative_log_dir
 from evsys.validate import success_metric, validate_run_config
 
 log = logging.getLogger("evsys")
@@ -49,9 +52,12 @@ def run_experiment(cfg: DictConfig, job_dir: str | Path | None = None) -> ArmRes
     The record is written to the job dir last, atomically. Failures are recorded, not
     raised, so one arm never takes a sweep down.
     """
+    ensure_log_handler()
     job_dir = Path(job_dir or _default_job_dir(cfg))
     job_dir.mkdir(parents=True, exist_ok=True)
     record = _new_record(cfg)
+    if position := sweep_position(job_dir):
+        log.info("arm %s seed %s: %s", record.arm, record.seed, position)
     try:
         # One process per job dir: a second run into it is refused, not mixed in.
         with dir_lock(job_dir, "run") if is_global_zero() else contextlib.nullcontext():
@@ -66,6 +72,8 @@ def run_experiment(cfg: DictConfig, job_dir: str | Path | None = None) -> ArmRes
     record.finished_at = _now()
     if is_global_zero():
         _save(record, job_dir)
+        if record.completed:
+            log.info(summary_line(record))
     record.dir = str(job_dir)
     return record
 
@@ -130,6 +138,7 @@ def _new_record(cfg: DictConfig) -> ArmResult:
         overrides=_job_overrides(),
         requeues=_requeues(),
         started_at=_now(),
+        placement=_placement(),
     )
 
 
@@ -148,6 +157,8 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult, identity
         _check_inputs(cfg)
         if cfg.backend.num_threads:
             torch.set_num_threads(cfg.backend.num_threads)
+        if record.placement is not None:
+            record.placement["torch_threads"] = torch.get_num_threads()
         # `parent` becomes the parent experiment's best export before anything is loaded.
         cfg.model.init_from = resolve_init_from(cfg)
         tokenizer = load_tokenizer(cfg.model)
@@ -170,7 +181,7 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult, identity
         record.error = f"benchmarks failed after training (the model is kept): {failed}"
     model = fitted.module.model
     export_dir = export_model(model, tokenizer, job_dir / "model", cfg.model.lora.export)
-    write_hparams(fitted.trainer.logger, record.hparams, metrics)
+    write_table_row(fitted.trainer.logger, cfg, job_dir, metrics)
     record.metrics = metrics
     record.throughput = {
         "tokens_per_second": round(fitted.throughput.tokens_per_second, 1),
@@ -181,7 +192,7 @@ def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult, identity
     record.artifacts = {
         "model": str(export_dir.relative_to(job_dir)),
         "checkpoint": str(CHECKPOINT),
-        "tensorboard": "tensorboard",
+        "tensorboard": relative_log_dir(job_dir),
     }
 
 
@@ -201,6 +212,12 @@ def _job_overrides() -> list[str]:
     if not HydraConfig.initialized():
         return []
     return list(HydraConfig.get().overrides.task)
+
+
+def _placement() -> dict | None:
+    """The GPUs or CPU threads a launcher gave this job (evsys/sweep/local_launcher.py)."""
+    placement = os.environ.get("EVSYS_PLACEMENT")
+    return json.loads(placement) if placement else None
 
 
 def _requeues() -> int:

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from evsys.algorithms import algorithm_module_class
@@ -59,7 +58,15 @@ from evsys.run.continual_metrics import (
     flat_metrics,
     score_matrix,
 )
-from evsys.run.fit import fit, flat_hparams, starting_model, train_metrics, write_hparams
+from evsys.run.fit import (
+    RunLogger,
+    fit,
+    flat_hparams,
+    starting_model,
+    train_metrics,
+    write_table_row,
+)
+from evsys.run.tensorboard import relative_log_dir
 from evsys.validate import CONTINUAL_KEY
 
 log = logging.getLogger("evsys")
@@ -359,11 +366,12 @@ def _fill_record(
     record.artifacts = {
         "model": "model",
         "checkpoint": str(stages[-1].dir.relative_to(job_dir) / CHECKPOINT),
-        "tensorboard": "tensorboard",
+        "tensorboard": relative_log_dir(job_dir),
         "stages": STAGES_DIR,
     }
     logger = ChainLogger(job_dir)
-    write_hparams(logger, record.hparams, record.metrics)
+    stages_key = {"continual.stages": record.hparams["continual.stages"]}
+    write_table_row(logger, stages[0].cfg, job_dir, record.metrics, stages_key)
     logger.finalize("success")
 
 
@@ -375,14 +383,12 @@ def _log_scalars(job_dir: Path, step: int, scalars: dict[str, float]) -> None:
     logger.finalize("success")
 
 
-class ChainLogger(TensorBoardLogger):
+class ChainLogger(RunLogger):
     """The arm's one TensorBoard run; a stage's step s is logged at step_offset + s, so the
     stages' curves follow each other on one axis instead of overlapping."""
 
     def __init__(self, job_dir: Path, step_offset: int = 0) -> None:
-        super().__init__(
-            save_dir=str(job_dir), name="tensorboard", version="", default_hp_metric=False
-        )
+        super().__init__(job_dir)
         self.step_offset = step_offset
 
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:

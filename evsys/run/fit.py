@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import os
 import sys
 import time
 import warnings
@@ -19,14 +20,19 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from evsys.algorithms import algorithm_module_class
 from evsys.errors import ConfigError
 from evsys.evaluation.scoring import evaluate_configured
-from evsys.lightning.callbacks import BenchmarkScoring, LineProgress, ThroughputMonitor
+from evsys.lightning.callbacks import (
+    BenchmarkScoring,
+    LineProgress,
+    StepProgressBar,
+    ThroughputMonitor,
+)
 from evsys.lightning.checkpoint_io import AtomicCheckpointIO
 from evsys.lightning.datamodule import PostTrainingDataModule
 from evsys.locks import supersede
@@ -38,6 +44,13 @@ from evsys.records import (
     identity_config,
     identity_diff,
     write_item_scores,
+)
+from evsys.run.tensorboard import (
+    differing_keys,
+    ordered_metrics,
+    run_log_dir,
+    success_metric_of,
+    table_hparams,
 )
 
 log = logging.getLogger("evsys")
@@ -107,8 +120,10 @@ def build_trainer(
         save_top_k=0,
         every_n_train_steps=max(1, min(cfg.checkpoint_every_n_steps, algorithm.max_steps)),
     )
-    interactive = sys.stdout.isatty()
-    progress = RichProgressBar() if interactive else LineProgress(f"[{cfg.arm} seed {cfg.seed}]")
+    # Arms running side by side (evsys/sweep/local_launcher.py) print lines, not bars.
+    interactive = sys.stdout.isatty() and not os.environ.get("EVSYS_PROGRESS_LINES")
+    label = f"{cfg.arm} seed {cfg.seed}"
+    progress = StepProgressBar(label) if interactive else LineProgress(f"[{label}]")
     return L.Trainer(
         accelerator=backend.accelerator,
         devices=backend.devices,
@@ -134,9 +149,22 @@ def build_trainer(
 
 
 def run_logger(run_dir: Path) -> TensorBoardLogger:
-    return TensorBoardLogger(
-        save_dir=str(run_dir), name="tensorboard", version="", default_hp_metric=False
-    )
+    return RunLogger(run_dir)
+
+
+class RunLogger(TensorBoardLogger):
+    """The run's TensorBoard log at run_log_dir (in a sweep: <sweep>/tensorboard/<arm>/seed<n>),
+    without Lightning's `epoch` scalar: training is counted in steps (max_epochs is unbounded),
+    and the epoch card would open Time Series ahead of the train loss."""
+
+    def __init__(self, run_dir: Path) -> None:
+        log_dir = run_log_dir(run_dir)
+        super().__init__(
+            save_dir=str(log_dir.parent), name=log_dir.name, version="", default_hp_metric=False
+        )
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        super().log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step)
 
 
 def _benchmark_scoring(cfg: DictConfig) -> list[BenchmarkScoring]:
@@ -224,15 +252,51 @@ def checkpoint_step(path: Path) -> int:
     return read_checkpoint(path)[0]
 
 
-def write_hparams(logger: TensorBoardLogger, hparams: dict, metrics: dict) -> None:
-    """One HParams-table row for this run; its metric columns read the scalars already logged."""
+def write_hparams(
+    logger: TensorBoardLogger,
+    hparams: dict,
+    metrics: dict,
+    group: str | None = None,
+    differing: tuple[str, ...] = (),
+) -> None:
+    """One HParams-table row for this run; its metric columns read the scalars already logged,
+    in the order of `metrics`. Runs of one `group` (an arm's seeds) are one row of the table,
+    their metrics aggregated (mean, min, max, median: TensorBoard's choice). TensorBoard shows
+    the `differing` hparams (what the sweep varies) first, the rest after, each by name."""
     from torch.utils.tensorboard.summary import hparams as hparams_summary
 
     writer = logger.experiment
     file_writer = writer._get_file_writer()  # reopens the event file if Lightning closed it
-    for summary in hparams_summary(hparams, metrics):
+    experiment, start, end = hparams_summary(hparams, metrics)
+    with _plugin_data(experiment) as content:
+        for info in content.experiment.hparam_infos:
+            info.differs = info.name in differing
+    with _plugin_data(start) as content:
+        content.session_start_info.group_name = group or ""
+    for summary in (experiment, start, end):
         file_writer.add_summary(summary)
     writer.flush()
+
+
+def write_table_row(
+    logger: TensorBoardLogger, cfg: DictConfig, run_dir: Path, metrics: dict, extra=None
+) -> None:
+    """The run's HParams row: what tells its arm apart from the others, and its scores, the
+    success metric first; an arm's seeds share a group (evsys/run/tensorboard.py)."""
+    row = table_hparams(cfg, run_dir) | (extra or {})
+    columns = ordered_metrics(metrics, success_metric_of(run_dir))
+    write_hparams(logger, row, columns, str(cfg.get("arm")), differing_keys(run_dir))
+
+
+@contextlib.contextmanager
+def _plugin_data(summary) -> Iterator:
+    """The HParams plugin data of a summary torch built, to edit in place."""
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    plugin_data = summary.value[0].metadata.plugin_data
+    content = HParamsPluginData.FromString(plugin_data.content)
+    yield content
+    plugin_data.content = content.SerializeToString()
 
 
 def flat_hparams(cfg: DictConfig) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -167,7 +168,7 @@ class Experiment:
         returns its exit code: 0 when every arm completed."""
         sweep_dir = Path(sweep_dir or self.default_sweep_dir()).resolve()
         with self.config_dir() as config_dir:
-            return subprocess.run(self.command(config_dir, sweep_dir), check=False).returncode
+            return _run_streamed(self.command(config_dir, sweep_dir))
 
     def run(self, sweep_dir: str | Path | None = None) -> ExperimentResult:
         """Run every arm, then read every ArmResult and the conclusion back from the sweep dir."""
@@ -190,6 +191,24 @@ class Experiment:
         name = OmegaConf.select(preset, "experiment.name", default=self.stem)
         stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
         return Path(root or "outputs") / str(name) / stamp
+
+
+def _run_streamed(command: list[str]) -> int:
+    """Run the sweep's process with its output in ours. In a terminal it inherits the terminal
+    (progress bars draw there); otherwise — a notebook, whose cells read sys.stdout and not the
+    process's own stdout, or a pipe — each line is copied into sys.stdout, with colors and
+    cursor tricks turned off, so no raw ANSI codes land in the captured output."""
+    if sys.stdout.isatty():
+        return subprocess.run(command, check=False).returncode
+    env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb", "PYTHONUNBUFFERED": "1"}
+    env.pop("FORCE_COLOR", None)
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    ) as process:
+        for line in process.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    return process.returncode
 
 
 def _now() -> str:

@@ -128,6 +128,21 @@ def get(outputs_root: str | Path, experiment_id: str) -> dict[str, Any]:
     return dict(row)
 
 
+def lineage(outputs_root: str | Path, experiment_id: str) -> list[dict[str, Any]]:
+    """The experiment, its parent, the parent's parent, ...: rows newest first. A parent that
+    is not in this registry ends the chain as {"id": ..., "missing": True}; so does a cycle."""
+    chain = [get(outputs_root, experiment_id)]
+    seen = {experiment_id}
+    while (parent := chain[-1].get("parent_experiment_id")) and parent not in seen:
+        seen.add(parent)
+        try:
+            chain.append(get(outputs_root, parent))
+        except ExperimentNotFound:
+            chain.append({"id": parent, "missing": True})
+            break
+    return chain
+
+
 def best_arm_model_dir(outputs_root: str | Path, experiment_id: str) -> Path:
     """The `model/` export of the experiment's best arm, from its best seed by the metric."""
     sweep_dir = Path(get(outputs_root, experiment_id)["sweep_dir"] or "")

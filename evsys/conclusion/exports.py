@@ -1,0 +1,76 @@
+"""Where each arm's trained model is, and the lm-evaluation-harness command that scores it.
+
+Per arm, the export of its best seed (by the success metric): `<arm dir>/model`, in Hugging
+Face format; a LoRA adapter export (`model.lora.export=adapter`) names its base, which evsys
+saved under `model/base` when the base existed only in memory. Paths are relative to the sweep
+dir (the conclusion moves with it), except a base outside it (a hub id or your own folder).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+HARNESS_PREFIX = "harness:"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def arm_exports(sweep_dir: Path, completed: list[dict], mode: str) -> list[dict]:
+    """One entry per arm: its best seed's model dir and lm_eval's --model_args for it."""
+    best: dict[str, dict] = {}
+    for run in completed:
+        current = best.get(run["arm"])
+        better = current is None or (
+            run["value"] > current["value"] if mode == "max" else run["value"] < current["value"]
+        )
+        if better:
+            best[run["arm"]] = run
+    exports = []
+    for arm, run in sorted(best.items()):
+        record = run["record"]
+        relative = Path(run["dir"]) / (record.artifacts or {}).get("model", "model")
+        model_dir = sweep_dir / relative
+        if not model_dir.is_dir():
+            continue
+        exports.append(
+            {
+                "arm": arm,
+                "seed": run["seed"],
+                "model": str(relative),
+                "model_args": _model_args(sweep_dir, model_dir, relative),
+                "tasks": _harness_tasks(record.hparams or {}),
+            }
+        )
+    return exports
+
+
+def lm_eval_command(export: dict) -> str:
+    tasks = ",".join(export["tasks"]) or "<task>"
+    return f"lm_eval --model hf --model_args {export['model_args']} --tasks {tasks}"
+
+
+def _model_args(sweep_dir: Path, model_dir: Path, relative: Path) -> str:
+    config = model_dir / ADAPTER_CONFIG
+    if not config.is_file():
+        return f"pretrained={relative}"
+    base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path") or ""
+    base_path = Path(base)
+    if base_path.is_absolute():
+        try:
+            base = str(base_path.resolve().relative_to(sweep_dir.resolve()))
+        except ValueError:
+            pass  # a base outside the sweep dir stays as the adapter names it
+    return f"pretrained={base},peft={relative}"
+
+
+def _harness_tasks(hparams: dict) -> list[str]:
+    """The harness tasks the arm was scored on (its eval.benchmarks), for the command."""
+    names = hparams.get("eval.benchmarks")
+    if isinstance(names, str):
+        try:
+            names = ast.literal_eval(names)
+        except (ValueError, SyntaxError):
+            names = []
+    names = names if isinstance(names, list) else []
+    return [n[len(HARNESS_PREFIX) :] for n in map(str, names) if n.startswith(HARNESS_PREFIX)]
