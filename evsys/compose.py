@@ -66,31 +66,3 @@ def _config_dirs(arguments: list[str]) -> list[Path]:
         if a in ("--config-dir", "-cd")
     ]
     return [*dirs, Path(__file__).parent / "conf"]
-
-
-def override_hints(arguments: list[str]) -> list[str]:
-    """ "Did you mean" lines for dotted overrides (written without +) whose key the config
-    lacks; Hydra's own advice for them is to add a +, which for a typo is wrong."""
-    from evsys.validate import override_hint
-
-    overrides = [a for a in arguments if "=" in a and not a.startswith("-")]
-    typed = [o for o in overrides if "." in o.split("=", 1)[0] and not o.startswith(("+", "~"))]
-    typed = [o for o in typed if not o.startswith("hydra.")]
-    if not typed:
-        return []
-    choices = [o for o in overrides if o not in typed and not o.startswith("hydra.")]
-    try:
-        cfg = _compose_unchecked(choices, _config_dirs(arguments)[:-1])
-    except Exception:  # noqa: BLE001 - no hint beats a second error message
-        return []
-    hints = [override_hint(f"Could not override '{o.split('=', 1)[0]}'", cfg) for o in typed]
-    return [hint for hint in hints if hint]
-
-
-def _compose_unchecked(overrides: list[str], config_dirs: list[Path]) -> DictConfig:
-    register_schemas()
-    GlobalHydra.instance().clear()
-    search = [f"file://{d.resolve()}" for d in config_dirs]
-    extra = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
-    with initialize_config_module(config_module="evsys.conf", version_base="1.3"):
-        return compose(config_name="train", overrides=[*overrides, *extra])

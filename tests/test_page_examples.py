@@ -21,7 +21,7 @@ experiment:
     learning rate of 3e-3 than at 1e-4.
   success_metric: {name: val/loss, mode: min}
   baseline: lr_1e-4
-  metadata: {prediction: {better: lr_3e-3, than: lr_1e-4}}
+  prediction: {better: lr_3e-3, than: lr_1e-4}
   n_repeats: 2
   arms:
     lr_1e-4: {algorithm.lr: 1e-4}
@@ -77,7 +77,7 @@ def test_runs_example_writes_records_and_a_conclusion(runs_example):
     ]  # fmt: skip
     assert result.best_arm in ("lr_1e-4", "lr_3e-3")
     plan = json.loads((result.sweep_dir / "experiment.json").read_text())
-    assert plan["metadata"]["prediction"] == {"better": "lr_3e-3", "than": "lr_1e-4"}
+    assert plan["prediction"] == {"better": "lr_3e-3", "than": "lr_1e-4"}
 
 
 def test_page_file_and_preset_train_the_same(runs_example, tmp_path):
