@@ -5,7 +5,7 @@ CPU), one forward and backward of the mean NLL, each way in a fresh process; the
 the peak RSS above the inputs (hidden states, weight, their gradients are the same for all).
 
     full          F.cross_entropy(head(hidden), targets): the [positions, vocab] logits kept
-    checkpointed  -chosen_logps(hidden, head, targets).mean(): chunks recomputed in backward
+    recomputed    -chosen_logps(hidden, head, targets).mean(): each chunk recomputed in backward
                   (what DPO and GRPO use)
     fused         summed_nll(hidden, head, targets) / n: gradients made in the forward (SFT)
 
@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-WAYS = ("full", "checkpointed", "fused")
+WAYS = ("full", "recomputed", "fused")
 
 
 def child(way: str, positions: int, vocab: int, hidden_size: int) -> dict:
@@ -41,7 +41,7 @@ def child(way: str, positions: int, vocab: int, hidden_size: int) -> dict:
     started = time.process_time()
     if way == "full":
         loss = F.cross_entropy(head(hidden).float(), targets)
-    elif way == "checkpointed":
+    elif way == "recomputed":
         loss = -chosen_logps(hidden, head, targets).mean()
     else:
         loss = summed_nll(hidden, head, targets) / positions
