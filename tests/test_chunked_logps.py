@@ -158,8 +158,8 @@ def test_summed_nll_with_a_frozen_head_makes_only_the_hidden_gradient():
 
 
 @pytest.mark.parametrize("dtype", ["bf16-true", "bf16-mixed"])
-def test_summed_nll_in_bf16_matches_the_chunked_autograd_path(dtype):
-    """Same low-precision matmuls as autograd through chosen_logps; float32 softmax."""
+def test_bf16_chunks_match_full_logits(dtype):
+    """The same low-precision matmuls as autograd through the full logits; float32 softmax."""
     torch.manual_seed(0)
     head = torch.nn.Linear(16, 258, bias=False)
     hidden = torch.randn(23, 16)
@@ -168,8 +168,11 @@ def test_summed_nll_in_bf16_matches_the_chunked_autograd_path(dtype):
     hidden.requires_grad_(True)
     targets = torch.randint(0, 258, (23,))
     results = []
+    weights = torch.rand(23)
     for loss_fn in (
-        lambda: -chosen_logps(hidden, head, targets).sum(),
+        lambda: -(token_logps(head(hidden), targets) * weights).sum(),  # full logits
+        lambda: -(chosen_logps(hidden, head, targets) * weights).sum(),
+        lambda: -token_logps(head(hidden), targets).sum(),  # full logits
         lambda: summed_nll(hidden, head, targets),
     ):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16-mixed"):
@@ -179,9 +182,10 @@ def test_summed_nll_in_bf16_matches_the_chunked_autograd_path(dtype):
         results.append((loss.detach(), hidden.grad.clone(), head.weight.grad.clone()))
         hidden.grad = None
         head.zero_grad()
-    for got, expected in zip(results[1], results[0], strict=True):
-        assert got.dtype == expected.dtype
-        torch.testing.assert_close(got.float(), expected.float(), atol=2e-2, rtol=2e-2)
+    for got_index, expected_index in ((1, 0), (3, 2)):
+        for got, expected in zip(results[got_index], results[expected_index], strict=True):
+            assert got.dtype == expected.dtype
+            torch.testing.assert_close(got.float(), expected.float(), atol=2e-2, rtol=2e-2)
 
 
 def test_bf16_hidden_states_give_float32_logps():
@@ -194,6 +198,34 @@ def test_bf16_hidden_states_give_float32_logps():
     torch.testing.assert_close(got, token_logps(head(hidden), targets), atol=1e-5, rtol=0)
     got.sum().backward()
     assert hidden.grad.dtype == torch.bfloat16 and head.weight.grad.dtype == torch.bfloat16
+
+
+class WrappedHead(torch.nn.Module):
+    """Not a plain Linear (as a LoRA-wrapped head is not): takes the checkpointed path."""
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        self.linear = linear
+        self.weight = linear.weight
+
+    def forward(self, hidden):
+        return self.linear(hidden)
+
+
+def test_checkpointed_path_for_other_heads_equals_full_logits():
+    torch.manual_seed(0)
+    head = WrappedHead(torch.nn.Linear(16, 258))
+    hidden = torch.randn(23, 16, requires_grad=True)
+    targets = torch.randint(0, 258, (23,))
+    weights = torch.randn(23)
+    (token_logps(head(hidden) / 0.7, targets) * weights).sum().backward()
+    expected = [hidden.grad.clone()] + [p.grad.clone() for p in head.parameters()]
+    hidden.grad = None
+    head.zero_grad()
+    got = chosen_logps(hidden, head, targets, 0.7)
+    (got * weights).sum().backward()
+    for a, b in zip([hidden.grad] + [p.grad for p in head.parameters()], expected, strict=True):
+        torch.testing.assert_close(a, b, **TOLERANCE)
 
 
 def test_no_positions_no_logps():

@@ -5,8 +5,9 @@ numbers, kept for the backward pass. At 150k-token vocabularies that tensor (and
 copy, its log-softmax and their gradients) is most of a training step's memory. Here the
 model's decoder gives the final hidden states, the positions that carry a loss are picked
 out, and the output projection (`get_output_embeddings()`: tied or untied, LoRA-wrapped or
-not) runs on a few hundred of them at a time. Each chunk is checkpointed: its logits are
-freed as soon as its log-probs are known and recomputed, chunk by chunk, in the backward pass.
+not) runs on a few hundred of them at a time. Each chunk's logits are freed as soon as its
+log-probs are known and recomputed, chunk by chunk, in the backward pass (`_LinearLogps` for
+a plain Linear head, `torch.utils.checkpoint` per chunk for any other, e.g. LoRA-wrapped).
 A plain sum of log-probs (the SFT loss, `summed_nll`) needs no recomputation: each chunk's
 gradient is made in the forward pass. The log-softmax runs in float32 whatever the model's
 precision, as the full-logits path did.
@@ -60,6 +61,8 @@ def chosen_logps(
     needs_grad = torch.is_grad_enabled() and (
         hidden.requires_grad or any(p.requires_grad for p in head.parameters())
     )
+    if needs_grad and type(head) is torch.nn.Linear:
+        return _LinearLogps.apply(hidden, head.weight, head.bias, targets, temperature, chunk)
     pieces = []
     for start in range(0, hidden.shape[0], chunk):
         args = (hidden[start : start + chunk], targets[start : start + chunk], head, temperature)
@@ -81,6 +84,71 @@ def _chunk_logps(
         logits = logits / temperature
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)
+
+
+class _LinearLogps(torch.autograd.Function):
+    """log softmax((hidden W^T + b) / T)[target] per position, chunk by chunk.
+
+    What checkpointing each chunk does, written out: the forward keeps only each position's
+    logsumexp; the backward recomputes one chunk's logits at a time (under the forward's
+    autocast, so they are the same numbers) and forms their gradient in place.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, temperature, chunk):
+        logps = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        lse = torch.empty_like(logps)
+        for start in range(0, hidden.shape[0], chunk):
+            end = start + chunk
+            logits = _scaled_logits(hidden[start:end], weight, bias, temperature)
+            lse[start:end] = torch.logsumexp(logits, dim=-1)
+            picked = logits.gather(-1, targets[start:end].unsqueeze(-1)).squeeze(-1)
+            logps[start:end] = picked - lse[start:end]
+        ctx.save_for_backward(hidden, weight, bias, targets, lse)
+        ctx.temperature, ctx.chunk = temperature, chunk
+        device = hidden.device.type
+        ctx.autocast = (
+            torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        )
+        return logps
+
+    @staticmethod
+    def backward(ctx, grad_logps):
+        hidden, weight, bias, targets, lse = ctx.saved_tensors
+        wants_hidden, wants_weight, wants_bias = ctx.needs_input_grad[:3]
+        grad_hidden = torch.empty_like(hidden) if wants_hidden else None
+        grad_weight = torch.zeros(weight.shape, device=weight.device) if wants_weight else None
+        grad_bias = torch.zeros(bias.shape, device=bias.device) if wants_bias else None
+        device = hidden.device.type
+        with torch.autocast(device, dtype=ctx.autocast, enabled=ctx.autocast is not None):
+            for start in range(0, hidden.shape[0], ctx.chunk):
+                end = start + ctx.chunk
+                h, t, g = hidden[start:end], targets[start:end], grad_logps[start:end].float()
+                logits = _scaled_logits(h, weight, bias, ctx.temperature)
+                # d log p_t / d logits = onehot(t) - softmax, times the incoming gradient.
+                grad = logits.sub_(lse[start:end].unsqueeze(-1)).exp_().mul_(-g.unsqueeze(-1))
+                grad[torch.arange(len(t), device=t.device), t] += g
+                if ctx.temperature != 1.0:
+                    grad.div_(ctx.temperature)
+                grad = grad.to(weight.dtype)
+                if grad_hidden is not None:
+                    grad_hidden[start:end] = grad @ weight
+                if grad_weight is not None and _plain_float32(grad, h):
+                    grad_weight.addmm_(grad.T, h)
+                elif grad_weight is not None:
+                    grad_weight += (grad.T @ h.to(weight.dtype)).float()
+                if grad_bias is not None:
+                    grad_bias += grad.float().sum(0)
+        if grad_weight is not None:
+            grad_weight = grad_weight.to(weight.dtype)
+        if grad_bias is not None:
+            grad_bias = grad_bias.to(bias.dtype)
+        return grad_hidden, grad_weight, grad_bias, None, None, None
+
+
+def _scaled_logits(hidden, weight, bias, temperature: float) -> torch.Tensor:
+    logits = torch.nn.functional.linear(hidden, weight, bias).float()
+    return logits.div_(temperature) if temperature != 1.0 else logits
 
 
 def labelled_positions(
