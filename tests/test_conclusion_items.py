@@ -89,3 +89,18 @@ def test_aa_sweeps_are_rarely_supported_through_the_conclusion(tmp_path):
             build_conclusion(write_item_sweep(root, arms, baseline="a"))["verdict"] == "supported"
         )
     assert supported <= 7  # P(X >= 8 | n=60, p=0.05) < 0.02
+
+
+def test_conclude_plans_the_seed_budget_for_a_target_effect(tmp_path, capsys):
+    from evsys.cli import conclude
+
+    rng = np.random.default_rng(2)
+    arms = {arm: (rng.random((3, 128)) < p).astype(float) for arm, p in (("a", 0.5), ("b", 0.45))}
+    sweep = write_item_sweep(tmp_path, arms)
+    conclude.main([str(sweep), str(sweep), "--power", "0.05"])
+    out = capsys.readouterr().out
+    assert "detects" in out and "at 80% power with 3 seeds" in out
+    assert "an effect of 0.05 needs" in out or "no number of seeds detects 0.05" in out
+    c = json.loads((sweep / "conclusion.json").read_text())
+    (row,) = c["power"]
+    assert row["comparison"] == "a vs b" and row["mde"] > 0

@@ -24,11 +24,18 @@ def main(argv: list[str] | None = None, prog: str = "python -m evsys.conclude") 
         "sweep_dirs", nargs="+", metavar="DIR", help="an experiment's sweep dir (its plan's home)"
     )
     parser.add_argument("--quiet", action="store_true", help="write the files, print nothing")
+    parser.add_argument(
+        "--power",
+        type=float,
+        metavar="EFFECT",
+        help="also print the seeds per arm a difference of EFFECT would need (80%% power)",
+    )
     args = parser.parse_args(argv)
-    return max(_conclude(Path(sweep_dir), args.quiet) for sweep_dir in args.sweep_dirs)
+    codes = [_conclude(Path(d), args.quiet, args.power) for d in args.sweep_dirs]
+    return max(codes)
 
 
-def _conclude(sweep_dir: Path, quiet: bool) -> int:
+def _conclude(sweep_dir: Path, quiet: bool, effect: float | None = None) -> int:
     # Imported here: `--help` never pays for the statistics and plotting stack.
     from evsys.conclusion.render import print_summary
     from evsys.sweep.experiment import conclude_sweep
@@ -41,6 +48,10 @@ def _conclude(sweep_dir: Path, quiet: bool) -> int:
     if not quiet:
         print_summary(conclusion)
         print(f"conclusion written to {sweep_dir}/conclusion.{{json,md,png}}")
+    if effect:
+        from evsys.conclusion.power import power_lines, sweep_power
+
+        print("\n".join(power_lines(sweep_power(sweep_dir, effect))) or "power: nothing to compare")
     return EXIT_INCOMPLETE if conclusion["failed"] or conclusion["missing"] else EXIT_OK
 
 

@@ -4,9 +4,14 @@ could have detected (80% power, two-sided 5%), and the seeds a target effect wou
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
+from evsys.conclusion.decision import decide
 from evsys.conclusion.inference import FamilyTest
+from evsys.conclusion.runs import collect_runs
+from evsys.conclusion.scores import arm_scores, metric_bounds
 from evsys.conclusion.variance import mde, seeds_needed
+from evsys.records import Plan
 
 POWER = 0.8
 
@@ -29,3 +34,38 @@ def power_summary(tests: Sequence[FamilyTest], target: float | None = None) -> l
             row["seeds_needed"] = seeds_needed(c.components, target, power=POWER)
         rows.append(row)
     return rows
+
+
+def sweep_power(sweep_dir: Path, effect: float) -> list[dict]:
+    """power_summary of a sweep dir's verdict comparisons for a target `effect`."""
+    plan = Plan.load(sweep_dir)
+    runs = collect_runs(sweep_dir, plan)
+    scores = arm_scores(Path(sweep_dir), runs["completed"], plan.metric_name)
+    if len(scores) < 2:
+        return []
+    minimum = max(float(plan.success_metric.get("min_effect") or 0.0), 0.0)
+    bounds = metric_bounds(plan.metric_name)
+    named = [plan.baseline] + list((plan.prediction or {}).values())
+    if any(arm and arm != "all" and arm not in scores for arm in named):
+        return []
+    decision = decide(
+        list(scores.values()), plan.mode, minimum, plan.baseline, plan.prediction, bounds
+    )
+    return power_summary(decision.tests, effect)
+
+
+def power_lines(rows: list[dict]) -> list[str]:
+    """The rows as sentences, for the console."""
+    lines = []
+    for row in rows:
+        seeds = row.get("seeds_needed")
+        need = (
+            f"an effect of {row['target']:.4g} needs {seeds} seeds per arm"
+            if seeds
+            else f"no number of seeds detects {row['target']:.4g} (score more items)"
+        )
+        lines.append(
+            f"{row['comparison']}: detects {row['mde']:.4g} or more at 80% power with "
+            f"{row['n_seeds']} seeds; {need}"
+        )
+    return lines
