@@ -22,7 +22,7 @@ from evsys.lightning.grpo import group_advantages, grpo_loss
 from evsys.lightning.logprobs import token_logps
 from evsys.rewards import exact_match, partial_credit
 from evsys.run.tensorboard import run_log_dir
-from tests.conftest import FAST, REPO, run_cli
+from tests.conftest import FAST, REPO, kill_cli_once, run_cli
 
 # Small groups and short completions: every part of a step runs, in well under a second.
 GRPO = [
@@ -228,21 +228,27 @@ def test_same_seed_same_metrics(tmp_path):
 
 
 def test_resumed_run_samples_what_the_uninterrupted_one_did(tmp_path):
-    """Stopped after step 2 and resumed from its checkpoint: steps 2 and 3 sample the same
-    completions (same rewards, same loss) and end at the same model as one run of 4 steps."""
+    """Killed after a checkpoint and resumed from it: the later steps sample the same
+    completions (same rewards, same loss) and end at the same model as an uninterrupted run.
+    (CLI runs from the repo, so the test's own reward function imports.)"""
     rewards = "algorithm.rewards=[tests.test_grpo.digit_share]"
-    overrides = [*GRPO, *FAST, rewards, "algorithm.lr=1e-2", "algorithm.num_generations=8"]
-    whole = run_experiment(compose_run_config(overrides), job_dir=tmp_path / "whole")
-    cut = [*overrides, "algorithm.max_steps=2"]
-    first = run_experiment(compose_run_config(cut), job_dir=tmp_path / "resumed")
-    resumed = run_experiment(compose_run_config(overrides), job_dir=tmp_path / "resumed")
-    assert whole.completed and first.completed and resumed.completed, resumed.error
-    assert resumed.resumed_from_step == 2
+    args = [*GRPO, *FAST, rewards, "algorithm.lr=1e-2", "algorithm.num_generations=8"]
+    args.append("algorithm.max_steps=24")  # room to be killed mid-run (checkpoints every 2)
+    whole = run_cli([*args, f"hydra.run.dir={tmp_path / 'whole'}"], cwd=REPO)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    checkpoint = tmp_path / "resumed" / "checkpoints" / "last.ckpt"
+    kill_cli_once([*args, f"hydra.run.dir={tmp_path / 'resumed'}"], REPO, checkpoint)
+    assert not (tmp_path / "resumed" / "result.json").exists(), "killed too late to test resume"
+    resumed = run_cli([*args, f"hydra.run.dir={tmp_path / 'resumed'}"], cwd=REPO)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    first = json.loads((tmp_path / "whole" / "result.json").read_text())
+    second = json.loads((tmp_path / "resumed" / "result.json").read_text())
+    assert 2 <= second["resumed_from_step"] < 24, second["resumed_from_step"]
     for tag in ("train/reward", "train/loss", "train/completion_length"):
-        # Both parts log into the same TensorBoard run: steps 0-1, then 2-3.
+        # Both parts log into the same TensorBoard run: the resumed steps overwrite, equal.
         assert scalars(tmp_path / "resumed", tag) == scalars(tmp_path / "whole", tag), tag
     assert len(set(scalars(tmp_path / "whole", "train/reward").values())) > 1  # not all equal
-    assert resumed.metrics["eval/addition/loss"] == whole.metrics["eval/addition/loss"]
+    assert second["metrics"]["eval/addition/loss"] == first["metrics"]["eval/addition/loss"]
 
 
 @pytest.mark.slow
