@@ -195,6 +195,16 @@ class ArmResult:
         return cls(**known, dir=str(job_dir))
 
 
+def read_checkpoint(path: Path) -> tuple[int, dict[str, Any]]:
+    """The optimizer step a Lightning checkpoint was saved at and the identity it carries
+    ({} when none). weights_only: a checkpoint in a copied or shared run dir is not trusted to
+    run code. Raises whatever torch raises for a file that is not a checkpoint."""
+    import torch  # only when a checkpoint is there to read: reading plans stays light
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return int(state["global_step"]), dict(state.get(CHECKPOINT_IDENTITY) or {})
+
+
 def has_record(job_dir: Path) -> bool:
     return (Path(job_dir) / RESULT_FILE).is_file()
 
@@ -275,6 +285,11 @@ class Plan:
     def mode(self) -> str:
         return self.success_metric.get("mode", "max")
 
+    @property
+    def min_effect(self) -> float:
+        """The smallest difference that counts (never negative)."""
+        return max(float(self.success_metric.get("min_effect") or 0.0), 0.0)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -306,8 +321,13 @@ class Plan:
         return cls(**values)
 
 
+def job_dir_name(arm: str, seed: int) -> str:
+    """A sweep job's dir under the sweep dir (the evsys sweeper's hydra.sweep.subdir)."""
+    return f"{arm}_seed{seed}"
+
+
 def _planned_job(job: dict) -> PlannedJob:
-    directory = job.get("dir") or f"{job['arm']}_seed{job['seed']}"  # Hydra's job subdir
+    directory = job.get("dir") or job_dir_name(job["arm"], job["seed"])
     overrides = list(job.get("overrides", []))
     identity, config = str(job.get("identity", "")), dict(job.get("identity_config") or {})
     return PlannedJob(job["arm"], int(job["seed"]), overrides, directory, identity, config)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import string
 from importlib import resources
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -70,15 +71,9 @@ def typo_hints(args: list[str]) -> list[str]:
 
 
 def _compose(overrides: list[str], with_hydra: bool) -> DictConfig:
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
+    from evsys.compose import compose_train
 
-    from evsys.compose import register_schemas
-
-    register_schemas()
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="evsys.conf", version_base="1.3", job_name="train"):
-        return compose(config_name="train", overrides=overrides, return_hydra_config=with_hydra)
+    return compose_train(overrides, return_hydra_config=with_hydra, job_name="train")
 
 
 def _groups(parent: str = "") -> dict[str, list[str]]:
@@ -115,3 +110,35 @@ def _flags_help() -> str:
     from hydra._internal.utils import get_args_parser
 
     return Hydra.format_args_help(get_args_parser())
+
+
+def preset_problem(arguments: list[str]) -> str | None:
+    """The preset named by +experiment=<name> when YAML cannot load it as written (a duplicate
+    arm name, a tab), as one sentence naming file and line instead of PyYAML's traceback."""
+    import yaml
+
+    names = [a.split("=", 1)[1] for a in arguments if a.startswith("+experiment=")]
+    for path in (
+        d / "experiment" / f"{name}.yaml" for name in names for d in _config_dirs(arguments)
+    ):
+        if not path.is_file():
+            continue
+        try:
+            OmegaConf.load(path)
+        except yaml.MarkedYAMLError as error:
+            mark = error.problem_mark
+            line = f", line {mark.line + 1}" if mark is not None else ""
+            why = " (each arm name, like every key of a mapping, may appear once)"
+            duplicate = "duplicate key" in str(error.problem)
+            return f"{path}{line}: {error.problem}{why if duplicate else ''}"
+    return None
+
+
+def _config_dirs(arguments: list[str]) -> list[Path]:
+    dirs = [Path(a.split("=", 1)[1]) for a in arguments if a.startswith(("--config-dir=", "-cd="))]
+    dirs += [
+        Path(b)
+        for a, b in zip(arguments, arguments[1:], strict=False)
+        if a in ("--config-dir", "-cd")
+    ]
+    return [*dirs, Path(__file__).parents[1] / "conf"]

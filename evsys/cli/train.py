@@ -18,7 +18,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from evsys.compose import preset_problem, register_schemas
+from evsys.cli.quick import preset_problem
+from evsys.compose import register_schemas
 from evsys.errors import ConfigError
 
 log = logging.getLogger("evsys")

@@ -36,9 +36,9 @@ from typing import Any
 from evsys.conclusion import statistics
 from evsys.conclusion.adaptive import adaptive_verdict
 from evsys.conclusion.continual import continual_groups
-from evsys.conclusion.decision import decide
 from evsys.conclusion.exports import arm_exports
 from evsys.conclusion.inference import arm_interval
+from evsys.conclusion.plan_decision import decide_plan, missing_named_arm
 from evsys.conclusion.power import power_summary
 from evsys.conclusion.runs import collect_runs, is_number
 from evsys.conclusion.scores import arm_scores, metric_bounds
@@ -56,7 +56,7 @@ def build_conclusion(sweep_dir: str | Path) -> dict[str, Any]:
     bounds = metric_bounds(metric["name"])
     groups = _rank_groups(runs["completed"], scores, mode, bounds)
     ranking = [g["arm"] for g in groups]
-    decision = _decision(plan, scores, ranking, runs, bounds)
+    decision = _decision(plan, scores, ranking, runs)
     conclusion = {
         "experiment": {
             "id": plan.id,
@@ -64,7 +64,7 @@ def build_conclusion(sweep_dir: str | Path) -> dict[str, Any]:
             "parent_experiment_id": plan.parent_experiment_id,
         },
         "hypothesis": plan.hypothesis,
-        "success_metric": {"name": metric["name"], "mode": mode, "min_effect": _min_effect(metric)},
+        "success_metric": {"name": metric["name"], "mode": mode, "min_effect": plan.min_effect},
         "baseline": plan.baseline,
         "prediction": plan.prediction,
         "groups": groups,
@@ -86,19 +86,12 @@ def build_conclusion(sweep_dir: str | Path) -> dict[str, Any]:
     return _rounded(conclusion)
 
 
-def _decision(plan: Plan, scores: dict, ranking: list[str], runs: dict, bounds) -> dict:
+def _decision(plan: Plan, scores: dict, ranking: list[str], runs: dict) -> dict:
     """verdict, reason, kind, claim, comparisons, surprises, notes and power."""
-    refusal = _cannot_decide(plan, ranking, runs)
+    refusal = _cannot_decide(plan, scores, runs)
     if refusal is not None:
         return {"verdict": "inconclusive", "reason": refusal, "kind": None, "claim": None}
-    decision = decide(
-        [scores[arm] for arm in ranking],
-        plan.mode,
-        _min_effect(plan.success_metric),
-        plan.baseline,
-        plan.prediction,
-        bounds,
-    )
+    decision = decide_plan(plan, {arm: scores[arm] for arm in ranking})
     tests = list(decision.tests)
     return {
         "verdict": decision.verdict,
@@ -108,28 +101,17 @@ def _decision(plan: Plan, scores: dict, ranking: list[str], runs: dict, bounds) 
         "comparisons": [_comparison_entry(t, scores, plan.mode) for t in tests],
         "surprises": list(decision.surprises),
         "notes": list(decision.notes),
-        "power": power_summary(tests, _min_effect(plan.success_metric) or None),
+        "power": power_summary(tests, plan.min_effect or None),
     }
 
 
-def _cannot_decide(plan: Plan, ranking: list[str], runs: dict) -> str | None:
+def _cannot_decide(plan: Plan, scores: dict, runs: dict) -> str | None:
     """Why no comparison can be made, or None."""
-    if not ranking:
+    if not scores:
         n_failed, n_missing = len(runs["failed"]), len(runs["missing"])
         return f"inconclusive: no arm completed ({n_failed} runs failed, {n_missing} missing)"
-    named = [("the baseline", plan.baseline)] if plan.baseline else []
-    if plan.prediction:
-        named.append(("the predicted arm", plan.prediction["better"]))
-        if plan.prediction.get("than", "all") != "all":
-            named.append(("the arm it is predicted to beat", plan.prediction["than"]))
-    for role, arm in named:
-        if arm not in ranking:
-            return f"inconclusive: {role} {arm} has no completed seed to compare"
-    return None
-
-
-def _min_effect(metric: dict[str, Any]) -> float:
-    return max(float(metric.get("min_effect") or 0.0), 0.0)
+    missing = missing_named_arm(plan, scores)
+    return f"inconclusive: {missing}" if missing else None
 
 
 def _rank_groups(completed: list[dict], scores: dict, mode: str, bounds) -> list[dict]:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from evsys.conclusion.decision import decide
 from evsys.conclusion.inference import FamilyTest
+from evsys.conclusion.plan_decision import decide_plan
 from evsys.conclusion.runs import collect_runs
-from evsys.conclusion.scores import arm_scores, metric_bounds
+from evsys.conclusion.scores import arm_scores
 from evsys.conclusion.variance import mde, seeds_needed
 from evsys.records import Plan
 
@@ -41,17 +41,8 @@ def sweep_power(sweep_dir: Path, effect: float) -> list[dict]:
     plan = Plan.load(sweep_dir)
     runs = collect_runs(sweep_dir, plan)
     scores = arm_scores(Path(sweep_dir), runs["completed"], plan.metric_name)
-    if len(scores) < 2:
-        return []
-    minimum = max(float(plan.success_metric.get("min_effect") or 0.0), 0.0)
-    bounds = metric_bounds(plan.metric_name)
-    named = [plan.baseline] + list((plan.prediction or {}).values())
-    if any(arm and arm != "all" and arm not in scores for arm in named):
-        return []
-    decision = decide(
-        list(scores.values()), plan.mode, minimum, plan.baseline, plan.prediction, bounds
-    )
-    return power_summary(decision.tests, effect)
+    decision = decide_plan(plan, scores) if len(scores) >= 2 else None
+    return power_summary(decision.tests, effect) if decision else []
 
 
 def power_lines(rows: list[dict]) -> list[str]:

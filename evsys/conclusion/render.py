@@ -131,8 +131,8 @@ def _comparisons_markdown(comparisons: list[dict]) -> list[str]:
     ]
     for c in comparisons:
         lines.append(
-            f"| {c['name']} | {num(c['diff'])} | {ci_text(c['ci95'])} | {_p_or_dash(c['p_value'])} "
-            f"| {_p_or_dash(c['p_holm'])} | {_p_or_dash(c['p_above_holm'])} | {c['method']} "
+            f"| {c['name']} | {num(c['diff'])} | {ci_text(c['ci95'])} | {p_text(c['p_value'])} "
+            f"| {p_text(c['p_holm'])} | {p_text(c['p_above_holm'])} | {c['method']} "
             f"| {c['n_first']} vs {c['n_second']} | {c['n_items'] or '–'} |"
         )
     return lines + [""]
@@ -155,10 +155,6 @@ def _exports_markdown(exports: list[dict]) -> list[str]:
             f"`{lm_eval_command(export)}`"
         )
     return lines + [""]
-
-
-def _p_or_dash(p: float | None) -> str:
-    return "–" if p is None else p_text(p)
 
 
 def _decision_markdown(conclusion: dict) -> list[str]:

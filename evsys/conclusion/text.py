@@ -7,8 +7,8 @@ def num(x: float) -> str:
     return f"{x:.4g}"
 
 
-def p_text(p: float) -> str:
-    return f"{p:.2g}"
+def p_text(p: float | None) -> str:
+    return "–" if p is None else f"{p:.2g}"
 
 
 def interval(lo: float, hi: float) -> str:

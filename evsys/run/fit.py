@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from evsys import records
 from evsys.algorithms import algorithm_module_class
 from evsys.errors import ConfigError
 from evsys.evaluation.scoring import evaluate_configured
@@ -39,7 +39,6 @@ from evsys.locks import supersede
 from evsys.models import load_model
 from evsys.records import (
     CHECKPOINT,
-    CHECKPOINT_IDENTITY,
     config_identity,
     identity_config,
     identity_diff,
@@ -233,23 +232,15 @@ def resume_step(cfg: DictConfig, path: Path, identity: dict) -> int | None:
 
 
 def read_checkpoint(path: Path) -> tuple[int, dict]:
-    """The optimizer step a Lightning checkpoint was saved at, and its stored identity.
-
-    weights_only: a checkpoint in a copied or shared run dir is not trusted to run code."""
+    """records.read_checkpoint, with a ConfigError naming the file when it is unreadable."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return int(state["global_step"]), dict(state.get(CHECKPOINT_IDENTITY) or {})
+        return records.read_checkpoint(path)
     except Exception as error:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
         raise ConfigError(
             f"cannot read the checkpoint {path} ({type(error).__name__}: {error}); it is not "
             "loaded (never unpickled with code). Delete or move it to train this run from step "
             "0, or run into a fresh directory"
         ) from None
-
-
-def checkpoint_step(path: Path) -> int:
-    """The optimizer step a Lightning checkpoint was saved at (see read_checkpoint)."""
-    return read_checkpoint(path)[0]
 
 
 def write_hparams(

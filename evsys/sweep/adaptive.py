@@ -12,15 +12,14 @@ sweep stopped.
 
 from __future__ import annotations
 
-import copy
 import logging
 from pathlib import Path
 
-from evsys.conclusion.decision import decide
+from evsys.conclusion.plan_decision import decide_plan
 from evsys.conclusion.runs import collect_runs
-from evsys.conclusion.scores import arm_scores, metric_bounds
+from evsys.conclusion.scores import arm_scores
 from evsys.conclusion.sequential import sequential_boundaries, sequential_step
-from evsys.records import Plan, PlannedJob
+from evsys.records import Plan, PlannedJob, job_dir_name
 
 log = logging.getLogger("evsys")
 
@@ -52,7 +51,7 @@ def next_round(sweep_dir: Path, plan: Plan) -> list[str]:
         step_reason, status, more, stop = "too few completed arms to compare", decided, [], True
     else:
         step = sequential_step(
-            comparisons, adaptive["looks"], look, _min_effect(plan), decided=decided
+            comparisons, adaptive["looks"], look, plan.min_effect, decided=decided
         )
         step_reason, status, more, stop = step.reason, step.status, list(step.more_seeds), step.stop
     adaptive["rounds"].append(
@@ -89,23 +88,10 @@ def more_jobs(plan: Plan, arms: list[str], template: list[PlannedJob]) -> list[P
 
 def _with_seed(job: PlannedJob, seed: int) -> PlannedJob:
     overrides = [o for o in job.overrides if not o.startswith("seed=")] + [f"seed={seed}"]
-    directory = job.dir.rsplit("_seed", 1)[0] + f"_seed{seed}"
-    return PlannedJob(job.arm, seed, copy.copy(overrides), directory)
+    return PlannedJob(job.arm, seed, overrides, job_dir_name(job.arm, seed))
 
 
 def _comparisons(plan: Plan, scores: dict) -> list | None:
-    if len(scores) < 2:
-        return None
-    named = [plan.baseline] if plan.baseline else []
-    if plan.prediction:
-        named += [plan.prediction["better"], plan.prediction.get("than", "all")]
-    if any(arm not in scores for arm in named if arm != "all"):
-        return None
-    arms = list(scores.values())
-    bounds = metric_bounds(plan.metric_name)
-    decision = decide(arms, plan.mode, _min_effect(plan), plan.baseline, plan.prediction, bounds)
-    return [test.comparison for test in decision.tests]
-
-
-def _min_effect(plan: Plan) -> float:
-    return max(float(plan.success_metric.get("min_effect") or 0.0), 0.0)
+    """The comparisons the verdict rests on, or None when there is nothing to compare yet."""
+    decision = decide_plan(plan, scores) if len(scores) >= 2 else None
+    return None if decision is None else [test.comparison for test in decision.tests]

@@ -22,6 +22,7 @@ from evsys.records import (
     config_identity,
     existing_plan_id,
     identity_config,
+    job_dir_name,
 )
 from evsys.sweep import registry
 from evsys.validate import (
@@ -152,7 +153,7 @@ def expand_jobs(experiment: DictConfig, sweep_arguments: list[str]) -> list[Plan
                 overrides = [f"{k}={v}" for k, v in pairs.items()]
                 # quoted: a swept label such as lr=0.001 is not a bare override value
                 overrides += [f"seed={seed}", f"arm={_override_value(label)}"]
-                jobs.append(PlannedJob(label, seed, overrides, f"{label}_seed{seed}"))
+                jobs.append(PlannedJob(label, seed, overrides, job_dir_name(label, seed)))
     _check_unique(jobs)
     return jobs
 

@@ -21,7 +21,6 @@ from evsys.errors import ConfigError, NotASweepDir
 from evsys.locks import supersede
 from evsys.records import (
     CHECKPOINT,
-    CHECKPOINT_IDENTITY,
     PLAN_FILE,
     SUPERSEDED,
     ArmResult,
@@ -29,6 +28,7 @@ from evsys.records import (
     PlannedJob,
     has_record,
     identity_diff,
+    read_checkpoint,
     record_path,
 )
 
@@ -63,11 +63,8 @@ def stored_identity(job_dir: Path) -> StoredIdentity | None:
 def checkpoint_identity(path: Path) -> StoredIdentity:
     """The identity a checkpoint was saved with; ("", {}) when it has none or is unreadable
     (loaded with weights_only: a file on disk is never trusted to run code)."""
-    import torch  # only when a checkpoint is there to read
-
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        stored = state.get(CHECKPOINT_IDENTITY) or {}
+        _, stored = read_checkpoint(path)
         return StoredIdentity(str(stored.get("identity", "")), dict(stored.get("config", {})), path)
     except Exception:  # noqa: BLE001 - any unreadable checkpoint is not this job's
         return StoredIdentity("", {}, Path(path))

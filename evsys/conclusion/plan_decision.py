@@ -1,0 +1,36 @@
+"""The verdict's decision for a sweep's plan: which arms it names, and `decide` called with
+the plan's metric, mode, minimum effect, baseline and prediction. The conclusion, the power
+planner and the adaptive rounds all decide through here, so they test the same comparisons."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from evsys.conclusion.decision import Decision, decide
+from evsys.conclusion.inference import ArmScores
+from evsys.conclusion.scores import metric_bounds
+from evsys.records import Plan
+
+
+def missing_named_arm(plan: Plan, arms: Mapping[str, ArmScores]) -> str | None:
+    """Why the plan's baseline or prediction cannot be tested on `arms`, or None."""
+    named = [("the baseline", plan.baseline)] if plan.baseline else []
+    if plan.prediction:
+        named.append(("the predicted arm", plan.prediction["better"]))
+        if plan.prediction.get("than", "all") != "all":
+            named.append(("the arm it is predicted to beat", plan.prediction["than"]))
+    for role, arm in named:
+        if arm not in arms:
+            return f"{role} {arm} has no completed seed to compare"
+    return None
+
+
+def decide_plan(plan: Plan, arms: Mapping[str, ArmScores]) -> Decision | None:
+    """The plan's decision on `arms`, or None when an arm the plan names has no scores (see
+    missing_named_arm). Fewer than two arms decide "nothing to compare"."""
+    if missing_named_arm(plan, arms) is not None:
+        return None
+    bounds = metric_bounds(plan.metric_name)
+    return decide(
+        list(arms.values()), plan.mode, plan.min_effect, plan.baseline, plan.prediction, bounds
+    )
