@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -35,6 +34,7 @@ from evsys.lightning.callbacks import (
 )
 from evsys.lightning.checkpoint_io import AtomicCheckpointIO
 from evsys.lightning.datamodule import PostTrainingDataModule
+from evsys.lightning.step_checkpoint import StepCheckpoint
 from evsys.locks import supersede
 from evsys.models import load_model
 from evsys.records import (
@@ -113,7 +113,7 @@ def build_trainer(
 ) -> L.Trainer:
     algorithm, backend, validation = cfg.algorithm, cfg.backend, cfg.validation
     accumulate = algorithm.accumulate_grad_batches
-    checkpoint = ModelCheckpoint(
+    checkpoint = StepCheckpoint(
         dirpath=run_dir / CHECKPOINT.parent,
         save_last=True,
         save_top_k=0,
@@ -161,9 +161,14 @@ class RunLogger(TensorBoardLogger):
         super().__init__(
             save_dir=str(log_dir.parent), name=log_dir.name, version="", default_hp_metric=False
         )
+        self._last_logged: tuple[int | None, dict] | None = None
 
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
-        super().log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step)
+        metrics = {k: v for k, v in metrics.items() if k != "epoch"}
+        if (step, metrics) == self._last_logged:
+            return  # already written before the step's checkpoint (StepCheckpoint)
+        self._last_logged = (step, metrics)
+        super().log_metrics(metrics, step)
 
 
 def _benchmark_scoring(cfg: DictConfig) -> list[BenchmarkScoring]:
