@@ -144,11 +144,16 @@ def check_ranges(cfg: DictConfig) -> None:
 
 # ------------------------------------------------------------------------------ success metric
 def success_metric(cfg: DictConfig) -> dict:
-    """The configured success metric; by default exact match on the first benchmark."""
+    """The configured success metric; by default a continual chain's average final exact
+    match over its tasks, else exact match on the first benchmark, else the validation loss."""
     metric = OmegaConf.to_container(cfg.experiment.success_metric, resolve=True)
     if not metric["name"]:
         benchmarks = list(cfg.eval.benchmarks)
-        if benchmarks:
+        if OmegaConf.select(cfg, "experiment.continual.datasets") is not None:
+            # The chain's question is what its final model still knows of every stage, not
+            # how it does on the first stage's dataset (the job's data.dataset_name).
+            metric["name"], metric["mode"] = "continual/avg_final", "max"
+        elif benchmarks:
             label = benchmark_label(str(benchmarks[0]))
             metric["name"], metric["mode"] = f"eval/{label}/exact_match", "max"
         else:

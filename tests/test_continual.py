@@ -22,6 +22,7 @@ from evsys.lightning.datamodule import PostTrainingDataModule, StepStream
 from evsys.lightning.sft import SFTModule
 from evsys.run.continual import plan_stages
 from evsys.run.continual_metrics import chain_metrics
+from evsys.validate import success_metric
 from tests.conftest import FAST, kill_cli_once, run_cli
 
 # Stage budgets differ so the step offsets on the TensorBoard axis are visible: 0, 4, 9.
@@ -346,3 +347,16 @@ def test_preset_full_size(tmp_path):
     kept = replay["matrix"]["exact_match"]["mean"]
     assert kept[3][0] > 0.5 and kept[3][1] > 0.5  # with replay both letter skills survive
     assert conclusion["best_arm"] == "replay"
+
+
+def test_a_chain_is_ranked_on_its_average_final_exact_match_by_default():
+    # Not on the first stage's dataset (the job's data.dataset_name) alone.
+    stages = "experiment.continual.datasets=[{dataset_name:reversal},{dataset_name:sorting}]"
+    chain = compose_run_config([stages])
+    assert success_metric(chain) == {
+        "name": "continual/avg_final",
+        "mode": "max",
+        "min_effect": 0.0,
+    }
+    single = compose_run_config([])
+    assert success_metric(single)["name"] == "eval/reversal/exact_match"
