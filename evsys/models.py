@@ -2,7 +2,7 @@
 
 Where the weights come from, first match wins:
   model.init_from  a previous export (plain or LoRA adapter), or `parent`: the best arm's export
-                   of experiment.parent_experiment_id (see `resolve_init_from`)
+                   of experiment.parent_experiment_id (see evsys/init_from.py)
   model.name       a hub id or a local directory saved with `save_pretrained`
   otherwise        a fresh model of model.arch, randomly initialised from the seed
 """
@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -35,39 +34,9 @@ log = logging.getLogger(__name__)
 ARCHITECTURES = {"qwen3": Qwen3Config, "llama": LlamaConfig}
 # Attention kernels; each keeps packed examples apart (see evsys/data/packing.py).
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flex_attention", "flash_attention_2")
-PARENT = "parent"  # model.init_from value: start from the parent experiment's best arm
 LORA_EXPORTS = ("merged", "adapter")
 ADAPTER_CONFIG = "adapter_config.json"  # what marks a directory as a peft adapter export
 BASE_DIR = "base"  # adapter exports keep an in-memory-only base model here
-
-
-# ------------------------------------------------------------------------------------ init_from
-def resolve_init_from(cfg: DictConfig) -> str | None:
-    """model.init_from as a directory (or None): `parent` becomes the parent's best export.
-
-    Raises ConfigError naming the key when the parent cannot be found, so a follow-up
-    experiment fails before any training rather than silently starting from scratch.
-    """
-    init_from = cfg.model.init_from
-    if init_from != PARENT:
-        return init_from
-    parent_id = cfg.experiment.parent_experiment_id
-    if not parent_id:
-        raise ConfigError(
-            "model.init_from=parent needs experiment.parent_experiment_id: "
-            "the id of the experiment whose best arm to start from"
-        )
-    # Imported here: the registry (and the records it reads) only serve follow-up experiments.
-    from evsys.errors import RegistryError
-    from evsys.sweep.registry import best_arm_model_dir
-
-    outputs_root = cfg.experiment.stores.outputs_root
-    try:
-        model_dir = best_arm_model_dir(outputs_root, parent_id)
-    except RegistryError as error:
-        raise ConfigError(f"model.init_from=parent: {error}") from None
-    log.info("model.init_from=parent: starting from %s (experiment %s)", model_dir, parent_id)
-    return str(model_dir)
 
 
 # ------------------------------------------------------------------------------------ tokenizer

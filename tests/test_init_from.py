@@ -16,9 +16,9 @@ from safetensors.torch import load_file
 from evsys import compose_run_config, run_experiment
 from evsys.conclusion.build import build_conclusion
 from evsys.errors import ConfigError
-from evsys.models import resolve_init_from
+from evsys.init_from import resolve_init_from
 from evsys.sweep.registry import register
-from tests.conftest import FAST
+from tests.conftest import FAST, run_cli
 
 SMALL = ["model.hidden_size=64", "model.num_layers=2", "model.intermediate_size=128"]
 METRIC = "eval/addition/loss"
@@ -126,3 +126,15 @@ def test_missing_init_from_dir_names_the_key(tmp_path):
     child = _frozen_child(tmp_path, "model.init_from=/no/such/export")
     assert child.status == "failed"
     assert "model.init_from='/no/such/export': no such directory" in child.error
+
+
+def test_a_follow_up_sweep_without_its_parent_stops_before_any_job(tmp_path):
+    args = ["-m", "+experiment=sft_then_dpo", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    args.append(f"experiment.stores.outputs_root={tmp_path / 'outputs'}")
+    missing = run_cli(args, cwd=tmp_path)
+    assert missing.returncode != 0
+    assert "needs experiment.parent_experiment_id" in missing.stderr + missing.stdout
+    unknown = run_cli([*args, "experiment.parent_experiment_id=nope"], cwd=tmp_path)
+    assert unknown.returncode != 0
+    assert "model.init_from=parent: no registry" in unknown.stderr + unknown.stdout
+    assert not list(tmp_path.rglob("result.json"))  # no job ran

@@ -25,8 +25,9 @@ from evsys.data.prepare import check_source
 from evsys.errors import DirInUse
 from evsys.evaluation.base import harness_settings
 from evsys.evaluation.names import check_benchmark_names
+from evsys.init_from import resolve_init_from
 from evsys.locks import dir_lock
-from evsys.models import count_parameters, export_model, load_tokenizer, resolve_init_from
+from evsys.models import count_parameters, export_model, load_tokenizer
 from evsys.records import CHECKPOINT, ArmResult, group_id, record_path
 from evsys.run.fit import (
     final_metrics,

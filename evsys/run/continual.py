@@ -42,7 +42,8 @@ from evsys.errors import ConfigError
 from evsys.evaluation.base import harness_settings
 from evsys.evaluation.names import benchmark_label, check_benchmark_names, has_held_out_metrics
 from evsys.evaluation.scoring import evaluate_configured
-from evsys.models import export_model, load_tokenizer, resolve_init_from
+from evsys.init_from import resolve_init_from
+from evsys.models import export_model, load_tokenizer
 from evsys.records import (
     CHECKPOINT,
     SCORES_DIR,

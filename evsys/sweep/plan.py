@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evsys.errors import ConfigError, DataError
+from evsys.init_from import PARENT, parent_model_dir
 from evsys.records import (
     BOOKKEEPING_OVERRIDES,
     Plan,
@@ -74,6 +75,8 @@ def _validate_job(job: PlannedJob, config: DictConfig, config_loader, metric: st
         job_config = config_loader.load_sweep_config(config, list(job.overrides))
         merged = validate_run_config(job_config)
         check_success_metric(merged, metric)
+        if merged.model.init_from == PARENT:
+            parent_model_dir(merged)
         _check_data(merged)
     except (HydraException, ConfigError, DataError) as error:
         hint = override_hint(str(error), config)
