@@ -13,7 +13,7 @@ task's, and each subtask's of a group, go to scores/<label>.jsonl with the docum
 the item, so the conclusion counts the item sample into its uncertainty.
 
 Standard errors are not computed (bootstrap_iters=0): they cost time, and evsys reports the
-spread over seeds instead. lm-eval is an optional extra: pip install -e ".[harness]".
+spread over seeds and items instead. lm-eval is an optional extra: pip install -e ".[harness]".
 """
 
 from __future__ import annotations
