@@ -56,3 +56,16 @@ def test_no_effect_goes_to_the_seed_budget(tmp_path):
     assert rounds[-1]["stopped"] and "last planned look" in rounds[-1]["reason"]
     assert c["verdict"] == "inconclusive"
     assert c["counts"]["planned"] == c["counts"]["completed"] == 10
+
+
+def test_slurm_without_waiting_is_refused_before_submitting(tmp_path):
+    """Adding seeds after a round needs the round's results: fire-and-forget cannot."""
+    write_preset(tmp_path, "no_wait", {"a": "algorithm.lr: 1e-3", "b": "algorithm.lr: 1e-4"})
+    sweep = tmp_path / "sweep"
+    args = ["--config-dir", str(tmp_path), "+experiment=no_wait", *FAST, *ADAPTIVE]
+    args += ["hydra/launcher=slurm", "hydra.launcher.wait=false", f"hydra.sweep.dir={sweep}"]
+    args += [f"experiment.stores.outputs_root={tmp_path / 'out'}", "-m"]
+    done = run_cli(args, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "needs a launcher that waits" in done.stdout + done.stderr
+    assert not (sweep / ".submitit").exists() and not list(sweep.glob("*_seed*"))

@@ -169,6 +169,31 @@ def test_sweep_is_ranked_on_the_harness_metric(sweep):
     assert f"eval/{TASK}/acc" in (sweep_dir / "conclusion.md").read_text()
 
 
+def item_rows(job_dir: Path, label: str) -> list[dict]:
+    lines = (job_dir / "scores" / f"{label}.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_harness_items_average_to_the_recorded_metrics(sweep):
+    _, _, sweep_dir = sweep
+    for arm in ("lr_1e-6", "lr_3e-3"):
+        metrics = record(sweep_dir, arm)["metrics"]
+        rows = item_rows(sweep_dir / f"{arm}_seed0", TASK)
+        assert [row["item"] for row in rows] == list(range(LIMIT))  # the harness's doc_ids
+        for metric in ("acc", "acc_norm"):
+            mean = sum(row[metric] for row in rows) / len(rows)
+            assert mean == pytest.approx(metrics[f"eval/{TASK}/{metric}"], abs=1e-6)
+
+
+def test_harness_metric_is_compared_item_by_item(sweep):
+    _, _, sweep_dir = sweep
+    conclusion = json.loads((sweep_dir / "conclusion.json").read_text())
+    (comparison,) = conclusion["comparisons"]
+    assert comparison["method"] == "paired_seeds_items"
+    assert comparison["n_items"] == LIMIT
+    assert not any("item sampling not accounted for" in note for note in conclusion["notes"])
+
+
 def test_harness_scores_are_logged_during_and_after_training(sweep):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -250,11 +275,14 @@ def test_in_memory_scoring_of_both_request_kinds_keeps_the_random_streams(tmp_pa
     torch.manual_seed(7), random.seed(7), np.random.seed(7)
     untouched = torch.rand(2).tolist(), random.random(), np.random.rand()
     torch.manual_seed(7), random.seed(7), np.random.seed(7)
+    items: dict[str, list[dict]] = {}
     scores = evaluate_benchmarks(
         model, tokenizer, [f"harness:{TASK}", "harness:evsys_echo"], data_seed=0, num_eval=8,
         max_examples=8, batch_size=8, max_new_tokens=8, max_length=64, harness=harness,
+        items=items,
     )  # fmt: skip
     assert (torch.rand(2).tolist(), random.random(), np.random.rand()) == untouched
+    assert [row["exact_match"] for row in items["evsys_echo"]] == [1.0, 0.0] * 4
 
     assert len(set(answers)) > 1  # the answers depend on the prompt
     assert scores["eval/evsys_echo/exact_match"] == 0.5
@@ -264,6 +292,51 @@ def test_in_memory_scoring_of_both_request_kinds_keeps_the_random_streams(tmp_pa
         "eval/evsys_echo/exact_match",
     }
     assert 0.0 <= scores[f"eval/{TASK}/acc"] <= 1.0
+
+
+GROUP_YAML = """\
+group: evsys_pair
+task: [{task}, evsys_few]
+aggregate_metric_list:
+  - {{metric: acc, weight_by_size: {weighted}}}
+"""
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+def test_a_group_writes_items_per_subtask(tmp_path, monkeypatch, weighted):
+    """Each subtask under its own label; the group's own items only where its number is
+    their mean (weighted by size), never a number they do not average to."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
+    tasks_dir = write_task(tmp_path / "tasks")
+    few = tasks_dir / "few.jsonl"
+    few.write_text("".join((tasks_dir / "sums.jsonl").read_text().splitlines(True)[:5]))
+    few_yaml = (
+        (tasks_dir / f"{TASK}.yaml").read_text().replace(str(tasks_dir / "sums.jsonl"), str(few))
+    )
+    (tasks_dir / "evsys_few.yaml").write_text(few_yaml.replace(f"task: {TASK}", "task: evsys_few"))
+    (tasks_dir / "evsys_pair.yaml").write_text(GROUP_YAML.format(task=TASK, weighted=weighted))
+    tokenizer = byte_tokenizer()
+    harness = HarnessConfig(include_path=str(tasks_dir), limit=8, batch_size=BATCH)
+    items: dict[str, list[dict]] = {}
+    scores = evaluate_benchmarks(
+        untied_tiny_model(tokenizer), tokenizer, ["harness:evsys_pair"], data_seed=0,
+        num_eval=8, max_examples=8, batch_size=8, max_new_tokens=8, max_length=64,
+        harness=harness, items=items,
+    )  # fmt: skip
+    for label, rows in items.items():
+        for metric in set(rows[0]) - {"item"}:
+            mean = sum(row[metric] for row in rows) / len(rows)
+            assert mean == pytest.approx(scores[f"eval/{label}/{metric}"], abs=1e-9)
+    assert [row["item"] for row in items[f"evsys_pair/{TASK}"]] == list(range(8))
+    assert [row["item"] for row in items["evsys_pair/evsys_few"]] == list(range(5))
+    if weighted:
+        assert len(items["evsys_pair"]) == 13
+        assert items["evsys_pair"][8]["item"] == "evsys_few/0"
+    else:  # the mean of 2/8 and 2/5 (0.325) is not the mean of the 13 items (4/13)
+        assert "evsys_pair" not in items
+        assert scores["eval/evsys_pair/acc"] == pytest.approx(0.325)
 
 
 # ------------------------------------------------------------------------ errors before training

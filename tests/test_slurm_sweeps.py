@@ -292,3 +292,59 @@ def test_dpo_grpo_and_lora_arms_run_on_slurm(slurm_cluster, tmp_path):
         assert result["status"] == "completed", result.get("error")
         assert (tmp_path / "sweep" / f"{arm}_seed0" / "slurm").is_symlink()  # ran as a job
     assert "val/rewards/accuracy" in record(tmp_path / "sweep", "dpo_seed0")["metrics"]
+
+
+# ------------------------------------------------- (e) seeds until decided, waiting on SLURM
+def test_adaptive_sweep_on_slurm_stops_at_the_first_look(slurm_cluster, tmp_path):
+    from tests.test_adaptive import ADAPTIVE
+    from tests.test_adaptive import write_preset as write_adaptive_preset
+
+    arms = {
+        "trained": "algorithm.lr: 3e-3, algorithm.max_steps: 12",
+        "untouched": "algorithm.lr: 1e-7",
+    }
+    write_adaptive_preset(tmp_path / "conf", "large_effect", arms)
+    args = sweep_args(tmp_path, "large_effect", *ADAPTIVE, *SLURM, "hydra.launcher.wait=true")
+    done = run_cli(args, cwd=tmp_path, timeout=600)
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    sweep_dir = tmp_path / "sweep"
+    c = json.loads((sweep_dir / "conclusion.json").read_text())
+    rounds = c["adaptive"]["rounds"]
+    assert len(rounds) == 1 and rounds[0]["stopped"], rounds
+    assert c["verdict"] == "supported" and c["best_arm"] == "trained"
+    assert c["counts"]["planned"] == c["counts"]["completed"] == 6  # 2 arms x 3 seeds
+    assert "group-sequential" in c["reason"]
+    plan = json.loads((sweep_dir / "experiment.json").read_text())
+    assert plan["adaptive"]["rounds"] == rounds  # a re-run replays them from the plan
+    for arm in arms:
+        for seed in range(3):
+            assert (sweep_dir / f"{arm}_seed{seed}" / "slurm").is_symlink()  # ran as a job
+
+
+@pytest.mark.slow  # 8 SLURM jobs in two rounds: 76 s on a busy 2-core machine
+def test_adaptive_sweep_on_slurm_launches_the_next_look(slurm_cluster, tmp_path):
+    """An A/A pair (one config under two names) stays undecided: the second look's seeds go
+    to SLURM as a second submission, and the sweep stops at its last look."""
+    from tests.test_adaptive import ADAPTIVE
+    from tests.test_adaptive import write_preset as write_adaptive_preset
+
+    same = "algorithm.lr: 1e-3"
+    write_adaptive_preset(tmp_path / "conf", "aa_check", {"first": same, "second": same})
+    budget = [*ADAPTIVE, "experiment.adaptive.max_repeats=4"]  # looks at 3 and 4 seeds
+    done = run_cli(sweep_args(tmp_path, "aa_check", *budget, *SLURM), cwd=tmp_path, timeout=900)
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    sweep_dir = tmp_path / "sweep"
+    c = json.loads((sweep_dir / "conclusion.json").read_text())
+    rounds = c["adaptive"]["rounds"]
+    assert [r["n_seeds"] for r in rounds] == [3, 4]
+    assert rounds[-1]["stopped"] and "last planned look" in rounds[-1]["reason"]
+    assert c["verdict"] == "inconclusive"
+    assert c["counts"]["planned"] == c["counts"]["completed"] == 8
+    first_round = {slurm_job_id(sweep_dir, f"first_seed{s}").split("_")[0] for s in range(3)}
+    added = slurm_job_id(sweep_dir, "first_seed3").split("_")[0]
+    assert len(first_round) == 1 and added not in first_round  # a second job array
+    plan = json.loads((sweep_dir / "experiment.json").read_text())
+    assert plan["adaptive"]["rounds"] == rounds
+    assert [job["dir"] for job in plan["planned"]][-2:] == ["first_seed3", "second_seed3"]

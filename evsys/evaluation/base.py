@@ -47,6 +47,12 @@ class Benchmark:
     def score(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
         raise NotImplementedError
 
+    def items_by_label(self) -> dict[str, list[dict]]:
+        """The per-item scores of the last `score`, by label (scores/<label>.jsonl): this
+        benchmark's own. One that scores several labels (a harness group's subtasks) has
+        each."""
+        return {} if self.item_scores is None else {self.name: self.item_scores}
+
 
 def harness_settings(cfg) -> HarnessConfig:
     """eval.harness of a run config as a HarnessConfig (defaults where a config lacks it)."""

@@ -8,8 +8,12 @@ harness's results for a task become evsys metrics:
     results["results"]["gsm8k"]["exact_match,strict-match"]  ->  eval/gsm8k/exact_match_strict-match
     a group's subtask, e.g. mmlu_anatomy in mmlu  ->  eval/mmlu/mmlu_anatomy/acc
 
+Per-item scores come from the harness's logged samples (one per document and filter): each
+task's, and each subtask's of a group, go to scores/<label>.jsonl with the document's doc_id as
+the item, so the conclusion counts the item sample into its uncertainty.
+
 Standard errors are not computed (bootstrap_iters=0): they cost time, and evsys reports the
-spread over seeds instead. lm-eval is an optional extra: pip install -e ".[harness]".
+spread over seeds and items instead. lm-eval is an optional extra: pip install -e ".[harness]".
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import contextlib
 import difflib
 import functools
 import logging
+import math
 import random
 import re
 from collections.abc import Iterator
@@ -35,6 +40,8 @@ from evsys.evaluation.base import Benchmark, BenchmarkSettings
 INSTALL_HINT = 'pip install -e ".[harness]"  (or: pip install "lm-eval>=0.4.13")'
 UNSAFE = re.compile(r"[^\w.-]")  # characters a filter name loses in a metric name
 NOT_METRICS = ("name", "alias", "sample_len", "samples")  # bookkeeping keys in a task's results
+SAFE_LABEL = re.compile(r"\w[\w.+=,-]*")  # a subtask name that can name scores/<task>/<name>.jsonl
+MEAN_TOLERANCE = 1e-9  # an item mean off the harness's own mean by more is another aggregation
 
 
 class HarnessBenchmark(Benchmark):
@@ -43,20 +50,27 @@ class HarnessBenchmark(Benchmark):
     def __init__(self, task: str, settings: BenchmarkSettings):
         self.name = task
         self.settings = settings
+        self.labelled_items: dict[str, list[dict]] = {}  # the task's and its subtasks' items
 
     @property
     def harness(self) -> HarnessConfig:
         return self.settings.harness or HarnessConfig()
 
     def score(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, float]:
-        results = run_harness(model, tokenizer, self.name, self.harness)
-        return harness_metrics(results, self.name)
+        output = run_harness(model, tokenizer, self.name, self.harness)
+        self.labelled_items = harness_item_scores(output, self.name)
+        self.item_scores = self.labelled_items.get(self.name)
+        return harness_metrics(output["results"], self.name)
+
+    def items_by_label(self) -> dict[str, list[dict]]:
+        return dict(self.labelled_items)
 
 
 def run_harness(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, task: str, harness: HarnessConfig
 ) -> dict[str, Any]:
-    """lm_eval.simple_evaluate on `task` with the model in memory; its `results` dict."""
+    """lm_eval.simple_evaluate on `task` with the model in memory: its output, with `results`,
+    `samples` (per leaf task, one per document and filter) and `group_subtasks`."""
     lm_eval = require_lm_eval()
     from lm_eval.models.huggingface import HFLM
 
@@ -73,9 +87,9 @@ def run_harness(
             limit=harness.limit,
             task_manager=_manager_for(task, harness.include_path),
             bootstrap_iters=0,
-            log_samples=False,
+            log_samples=True,  # the per-item scores
         )
-    return output["results"]
+    return output
 
 
 def harness_metrics(results: dict[str, dict], task: str) -> dict[str, float]:
@@ -83,14 +97,92 @@ def harness_metrics(results: dict[str, dict], task: str) -> dict[str, float]:
     metrics: dict[str, float] = {}
     for name, values in results.items():
         prefix = "" if name == task else f"{name}/"  # a group's subtasks get their own level
-        for key, value in values.items():
-            metric, _, filter_name = key.partition(",")
-            if key in NOT_METRICS or "_stderr" in metric or not _is_number(value):
-                continue
-            if filter_name and filter_name != "none":
-                metric = f"{metric}_{UNSAFE.sub('_', filter_name)}"
-            metrics[f"{prefix}{metric}"] = float(value)
+        metrics.update({f"{prefix}{metric}": value for metric, value in _named(values).items()})
     return metrics
+
+
+def _named(values: dict[str, Any]) -> dict[str, float]:
+    """One task's numbers by evsys name: acc,none -> acc; exact_match,strict-match ->
+    exact_match_strict-match; standard errors and bookkeeping left out."""
+    named = {}
+    for key, value in values.items():
+        metric, _, filter_name = key.partition(",")
+        if key not in NOT_METRICS and "_stderr" not in metric and _is_number(value):
+            named[_metric_name(metric, filter_name)] = float(value)
+    return named
+
+
+def _metric_name(metric: str, filter_name: str) -> str:
+    if filter_name and filter_name != "none":
+        return f"{metric}_{UNSAFE.sub('_', filter_name)}"
+    return metric
+
+
+# ------------------------------------------------------------------------------- per item
+def harness_item_scores(output: dict[str, Any], task: str) -> dict[str, list[dict]]:
+    """Per-item scores by label: `task`, and `task/<name>` for a group's subtasks (the labels
+    of the metric names). One row per document, {"item": doc_id, <metric>: value}; a group's
+    rows are its subtasks', their items named <subtask>/<doc_id>.
+
+    Only metrics whose mean over the items is the harness's number are kept, so the rows
+    average to the recorded eval/<label>/<metric>. That leaves out what the harness does not
+    aggregate as a mean over documents: perplexities (exp of a mean log-likelihood, or per
+    document a (log-likelihood, words) pair), corpus-level scores (bleu, chrf, ter), and a
+    group's average of subtask means that is not weighted by their sizes."""
+    rows = {name: _doc_rows(samples) for name, samples in output.get("samples", {}).items()}
+    subtasks = output.get("group_subtasks", {})
+    labelled = {}
+    for name, values in output["results"].items():
+        if name != task and not SAFE_LABEL.fullmatch(name):
+            continue  # a name that cannot be a file name under scores/
+        items = _means_only(_items_of(name, rows, subtasks), _named(values))
+        if items:
+            labelled[task if name == task else f"{task}/{name}"] = items
+    return labelled
+
+
+def _doc_rows(samples: list[dict]) -> dict[int, dict[str, float]]:
+    """{doc_id: {metric: value}} of one leaf task; a task with several filters logs each
+    document once per filter, and the filter is part of the metric's name."""
+    rows: dict[int, dict[str, float]] = {}
+    for sample in samples:
+        row = rows.setdefault(sample["doc_id"], {})
+        for metric in sample["metrics"]:
+            value = sample.get(metric)
+            if _is_number(value) or isinstance(value, bool):
+                row[_metric_name(metric, sample["filter"])] = float(value)
+    return rows
+
+
+def _items_of(name: str, rows: dict[str, dict], subtasks: dict[str, list]) -> list[dict]:
+    """The rows of a leaf task, by doc_id; a group's are those of every leaf task under it."""
+    if name in rows:
+        return [{"item": doc_id, **row} for doc_id, row in sorted(rows[name].items())]
+    return [
+        {"item": f"{leaf}/{doc_id}", **row}
+        for leaf in _leaves(name, rows, subtasks)
+        for doc_id, row in sorted(rows[leaf].items())
+    ]
+
+
+def _leaves(name: str, rows: dict[str, dict], subtasks: dict[str, list]) -> list[str]:
+    """The leaf tasks under `name`, as a group aggregates them (itself when it is one)."""
+    if name in rows:
+        return [name]
+    return [leaf for child in subtasks.get(name, []) for leaf in _leaves(child, rows, subtasks)]
+
+
+def _means_only(items: list[dict], recorded: dict[str, float]) -> list[dict]:
+    """The items with only the metrics whose mean over them is the recorded one."""
+    kept = [metric for metric, value in recorded.items() if _is_item_mean(items, metric, value)]
+    return [{"item": item["item"], **{m: item[m] for m in kept}} for item in items] if kept else []
+
+
+def _is_item_mean(items: list[dict], metric: str, value: float) -> bool:
+    if not items or any(metric not in item for item in items):
+        return False
+    mean = math.fsum(item[metric] for item in items) / len(items)
+    return math.isclose(mean, value, rel_tol=0.0, abs_tol=MEAN_TOLERANCE)
 
 
 # ------------------------------------------------------------------------------- checking

@@ -79,8 +79,8 @@ def evaluate_benchmarks(
                 continue
             for metric, value in scores.items():
                 metrics[f"eval/{benchmark.name}/{metric}"] = float(value)
-            if items is not None and benchmark.item_scores is not None:
-                items[benchmark.name] = benchmark.item_scores
+            if items is not None:
+                items.update(benchmark.items_by_label())
     return metrics
 
 
