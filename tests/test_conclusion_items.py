@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from evsys.conclusion.build import build_conclusion
+from evsys.conclusion.scores import metric_bounds
 from tests.test_conclusion import write_sweep
 
 LABEL = "addition"
@@ -104,3 +105,11 @@ def test_conclude_plans_the_seed_budget_for_a_target_effect(tmp_path, capsys):
     c = json.loads((sweep / "conclusion.json").read_text())
     (row,) = c["power"]
     assert row["comparison"] == "a vs b" and row["mde"] > 0
+
+
+def test_shares_are_bounded_under_a_harness_filter_too():
+    assert metric_bounds("eval/reversal/exact_match") == (0.0, 1.0)
+    assert metric_bounds("eval/gsm8k/exact_match_strict-match") == (0.0, 1.0)
+    assert metric_bounds("eval/mmlu/mmlu_anatomy/acc") == (0.0, 1.0)
+    assert metric_bounds("eval/reversal/loss") is None
+    assert metric_bounds("eval/wikitext/word_perplexity") is None

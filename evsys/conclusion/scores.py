@@ -14,8 +14,11 @@ SHARE_METRICS = ("exact_match", "acc", "acc_norm", "accuracy", "avg_final", "f1"
 
 
 def metric_bounds(metric: str) -> Bounds | None:
-    """(0, 1) for a share such as eval/<task>/exact_match; None (unbounded) otherwise."""
-    return (0.0, 1.0) if metric.rsplit("/", 1)[-1] in SHARE_METRICS else None
+    """(0, 1) for a share such as eval/<task>/exact_match, or a harness share under a filter
+    (eval/gsm8k/exact_match_strict-match); None (unbounded) otherwise."""
+    name = metric.rsplit("/", 1)[-1]
+    shares = any(name == share or name.startswith(f"{share}_") for share in SHARE_METRICS)
+    return (0.0, 1.0) if shares else None
 
 
 def benchmark_of(metric: str) -> tuple[str, str] | None:
