@@ -54,9 +54,6 @@ def check_sharding(cfg: DictConfig) -> None:
     unsupported = {
         "model.lora.r > 0": cfg.model.lora.r > 0,  # mixed frozen/trained units: untested
         "backend.compile=true": cfg.backend.compile,  # compiled FSDP blocks: untested
-        # Sampling calls the sharded model once per new token, a collective on every process;
-        # their rollouts end after different numbers of tokens.
-        "algorithm=grpo": cfg.algorithm.kind == "grpo",
         # Benchmarks during training score on rank 0 alone; a sharded model needs all ranks.
         "validation.benchmarks_every_n_steps > 0": cfg.validation.benchmarks_every_n_steps > 0,
     }
