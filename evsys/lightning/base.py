@@ -121,8 +121,9 @@ class PostTrainingModule(L.LightningModule):
             return loss, loss.detach(), count
         totals = torch.stack([summed.detach().float(), summed.new_tensor(float(count))])
         totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
-        total_count = max(int(totals[1].item()), 1)
-        return summed * (world / total_count), totals[0] / total_count, int(totals[1].item())
+        total_count = int(totals[1].item())
+        scale = world / max(total_count, 1)
+        return summed * scale, totals[0] / max(total_count, 1), total_count
 
     def configure_model(self) -> None:
         """backend=fsdp: shard the model (evsys/lightning/sharding.py). backend.compile:

@@ -61,10 +61,6 @@ class ShardedStrategy(ModelParallelStrategy):
             _swap_in(partial, path)
         self.barrier()
 
-    def remove_checkpoint(self, filepath: Any) -> None:
-        if self.global_rank == 0:
-            _remove(Path(filepath))
-
 
 def _swap_in(partial: Path, path: Path) -> None:
     """partial becomes path; the previous path stays as path.old until then (see
@@ -132,7 +128,8 @@ def gathered_model(
 ) -> torch.nn.Module | None:
     """The full model as a plain (unsharded) Hugging Face model on rank 0, None elsewhere.
 
-    Every rank must call it: the shards are gathered with collectives."""
+    Every rank must call it: the shards are gathered with collectives. Rank 0 holds two full
+    copies in CPU memory for a moment (the gathered weights and the model they load into)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     from transformers import AutoModelForCausalLM
 

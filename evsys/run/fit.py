@@ -95,9 +95,9 @@ def fit(
     ckpt_path = str(resume) if resumed_from_step is not None else None
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     if isinstance(trainer.strategy, ShardedStrategy):
-        # Scored and exported on rank 0 as one plain model; the other ranks are done.
         full = gathered_model(module.model, trainer.is_global_zero, trainer.strategy.root_device)
-        module.model = full if full is not None else module.model
+        if full is not None:  # rank 0 scores and exports one plain model; the others are done
+            module.model = full
     return Fitted(trainer, module, data, throughput, resumed_from_step)
 
 
