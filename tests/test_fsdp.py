@@ -4,6 +4,7 @@ the full model, with the sharded model's logits. Refused combinations name thems
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,8 @@ from tests.conftest import FAST, REPO, assert_killed_run_resumes_exactly, cli_en
 
 # Each of the 2 processes takes 4 rows a step: the global batch of one process taking 8.
 STEPS = [*FAST, "algorithm.max_steps=6", "algorithm.warmup_steps=2"]
-SHARDED = [*STEPS, "backend=fsdp", "algorithm.batch_size=4"]
+PER_PROCESS = [*STEPS, "algorithm.batch_size=4"]
+SHARDED = [*PER_PROCESS, "backend=fsdp"]
 SINGLE = [*STEPS, "algorithm.batch_size=8"]
 SMALL = ["model.hidden_size=64", "model.num_layers=2"]
 DPO = ["algorithm=dpo", "data=addition", *SMALL]
@@ -41,10 +43,13 @@ def weights(model_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def train_both(tmp_path: Path, extra: list[str], backend: str = "fsdp") -> tuple[Path, Path]:
-    sharded = [*SHARDED, f"backend={backend}"]
+    sharded = [*PER_PROCESS, f"backend={backend}"]
     for name, args in (("sharded", sharded), ("single", SINGLE)):
         done = run_cli([*args, *extra, f"hydra.run.dir={name}"], cwd=tmp_path)
         assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((tmp_path / "sharded" / "result.json").read_text())
+    assert record["hparams"]["backend.strategy"] == backend
+    assert record["hparams"]["backend.devices"] == 2
     return tmp_path / "sharded", tmp_path / "single"
 
 
