@@ -59,8 +59,8 @@ def check_sharding(cfg: DictConfig) -> None:
     }
     if chosen := [name for name, on in unsupported.items() if on]:
         raise ConfigError(
-            f"backend.strategy=fsdp does not support {', '.join(chosen)} yet (docs/scale.md#fsdp); "
-            "use backend=ddp or one process for it"
+            f"backend.strategy=fsdp does not support {', '.join(chosen)} yet "
+            "(docs/scale.md#backendfsdp); use backend=ddp or one process for it"
         )
 
 
