@@ -78,7 +78,7 @@ class BackendConfig:
     accelerator: str = "cpu"  # cpu | gpu | auto
     devices: Any = 1  # devices per node (int, or "auto")
     num_nodes: int = 1  # nodes for multi-node training
-    strategy: str = "auto"  # Lightning strategy: auto | ddp | fsdp | ...
+    strategy: str = "auto"  # Lightning strategy: auto | ddp | ...; fsdp: FSDP2 (backend=fsdp)
     precision: str = "32-true"  # Lightning precision: 32-true | bf16-mixed | 16-mixed | bf16-true
     num_threads: int | None = None  # torch CPU threads; None keeps torch's default
     compile: bool = False  # torch.compile the model's decoder blocks (first steps compile)

@@ -28,6 +28,7 @@ RESULT_FILE = "result.json"
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
 LOCK_FILE = ".evsys.lock"  # held (flock) by the sweep or run using the dir
 SUPERSEDED = ".superseded"  # <dir>/.superseded/<timestamp>/: old results moved aside, never deleted
+SHARDED_CHECKPOINT_META = "meta.pt"  # Lightning's file of a sharded checkpoint's loop state
 CHECKPOINT_IDENTITY = "evsys_identity"  # the key of a checkpoint's identity (see config_identity)
 CONCLUSION_FILES = ("conclusion.json", "conclusion.md", "conclusion.png")
 SCORES_DIR = "scores"  # <run dir>/scores/<benchmark label>.jsonl: one object per scored item
@@ -201,6 +202,8 @@ def read_checkpoint(path: Path) -> tuple[int, dict[str, Any]]:
     run code. Raises whatever torch raises for a file that is not a checkpoint."""
     import torch  # only when a checkpoint is there to read: reading plans stays light
 
+    if Path(path).is_dir():  # a sharded checkpoint (backend=fsdp): the rest is in meta.pt
+        path = Path(path) / SHARDED_CHECKPOINT_META
     state = torch.load(path, map_location="cpu", weights_only=True)
     return int(state["global_step"]), dict(state.get(CHECKPOINT_IDENTITY) or {})
 

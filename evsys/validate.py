@@ -43,7 +43,25 @@ def validate_run_config(cfg: DictConfig) -> DictConfig:
     check_rewards(merged)
     check_continual(merged)
     check_benchmarks(merged)
+    check_sharding(merged)
     return merged
+
+
+def check_sharding(cfg: DictConfig) -> None:
+    """backend.strategy=fsdp (backend=fsdp): what sharded training does not support yet."""
+    if cfg.backend.strategy != "fsdp":
+        return
+    unsupported = {
+        "model.lora.r > 0": cfg.model.lora.r > 0,  # mixed frozen/trained units: untested
+        "backend.compile=true": cfg.backend.compile,  # compiled FSDP blocks: untested
+        # Benchmarks during training score on rank 0 alone; a sharded model needs all ranks.
+        "validation.benchmarks_every_n_steps > 0": cfg.validation.benchmarks_every_n_steps > 0,
+    }
+    if chosen := [name for name, on in unsupported.items() if on]:
+        raise ConfigError(
+            f"backend.strategy=fsdp does not support {', '.join(chosen)} yet "
+            "(docs/scale.md#backendfsdp); use backend=ddp or one process for it"
+        )
 
 
 def check_benchmarks(cfg: DictConfig) -> None:

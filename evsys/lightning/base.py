@@ -19,6 +19,7 @@ from evsys.data.packing import (
 from evsys.data.tokenize import TokenRows, tokenize_rows
 from evsys.lightning.chunked_logps import labelled_positions, shifted_logps, summed_nll
 from evsys.lightning.schedule import lr_multiplier
+from evsys.lightning.sharding import is_sharded, run_as_forward, shard_model
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,9 @@ class PostTrainingModule(L.LightningModule):
         From the hidden states in chunks, only at counted tokens (evsys/lightning/chunked_logps.py):
         the full-vocabulary logits never exist. Uncounted positions hold 0.
         """
-        logps, mask = shifted_logps(
+        logps, mask = run_as_forward(
+            self.model,
+            shifted_logps,
             self.model,
             batch["input_ids"],
             batch.get("attention_mask"),
@@ -92,6 +95,10 @@ class PostTrainingModule(L.LightningModule):
 
     def masked_mean_loss(self, batch: dict) -> tuple[torch.Tensor, int]:
         """Mean cross entropy over the counted tokens, and their count (see `token_losses`)."""
+        summed, count = run_as_forward(self.model, self._summed_loss, batch)
+        return summed / max(count, 1), count
+
+    def _summed_loss(self, batch: dict) -> tuple[torch.Tensor, int]:
         hidden, targets, _ = labelled_positions(
             self.model,
             batch["input_ids"],
@@ -99,14 +106,33 @@ class PostTrainingModule(L.LightningModule):
             batch["position_ids"],
             batch["labels"],
         )
-        head, count = self.model.get_output_embeddings(), len(targets)
-        return summed_nll(hidden, head, targets) / max(count, 1), count
+        return summed_nll(hidden, self.model.get_output_embeddings(), targets), len(targets)
+
+    def global_mean_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(the loss to backpropagate, the mean over every process's counted tokens, their
+        count): one process's `masked_mean_loss`; with several data-parallel processes, each
+        one's summed loss is divided by the count of all of them (times their number, since
+        their gradients are averaged), so the step equals one process taking the whole global
+        batch, whatever share of its tokens each process holds."""
+        summed, count = run_as_forward(self.model, self._summed_loss, batch)
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world == 1:
+            loss = summed / max(count, 1)
+            return loss, loss.detach(), count
+        totals = torch.stack([summed.detach().float(), summed.new_tensor(float(count))])
+        totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
+        total_count = int(totals[1].item())
+        scale = world / max(total_count, 1)
+        return summed * scale, totals[0] / max(total_count, 1), total_count
 
     def configure_model(self) -> None:
-        """backend.compile: compile the decoder in place (the chunked loss stays eager).
+        """backend=fsdp: shard the model (evsys/lightning/sharding.py). backend.compile:
+        compile the decoder in place (the chunked loss stays eager).
 
         In place (`Module.compile`), so parameter names, checkpoints and peft are unchanged;
         dynamic shapes, since packed batches vary in width."""
+        if self._device_mesh is not None and not is_sharded(self.model):
+            shard_model(self.model, self._device_mesh["data_parallel"])
         cfg = getattr(getattr(self.trainer, "datamodule", None), "cfg", None)
         if cfg is not None and cfg.backend.get("compile") and not self._compiled:
             self.model.get_decoder().compile(dynamic=True)

@@ -37,6 +37,7 @@ from evsys.data.tokenize import IGNORE_INDEX, tokenize_examples
 from evsys.lightning.base import PostTrainingModule
 from evsys.lightning.chunked_logps import shifted_logps
 from evsys.lightning.reference import ReferenceModel
+from evsys.lightning.sharding import run_as_forward
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,9 @@ class DPOModule(PostTrainingModule):
         if isinstance(model, ReferenceModel):
             with model.active() as reference:
                 return self.sequence_logps(reference, batch)
-        logps, mask = shifted_logps(
+        logps, mask = run_as_forward(  # backend=fsdp: gathers the root's weights
+            model,
+            shifted_logps,
             model,
             batch["input_ids"],
             batch["attention_mask"],
@@ -215,9 +218,10 @@ class DPOModule(PostTrainingModule):
         stats = self.pair_stats(batch)
         pairs = batch["input_ids"].shape[0] // 2
         for name, value in stats.items():
+            # sync_dist: with several processes, the mean over all of them (equal pair counts).
             self.log(
                 f"train/{name}", value, batch_size=pairs, prog_bar=name == "loss",
-                on_step=True, on_epoch=False,
+                on_step=True, on_epoch=False, sync_dist=True,
             )  # fmt: skip
         self.log_lr()
         return stats["loss"]

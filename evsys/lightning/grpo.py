@@ -27,6 +27,7 @@ from evsys.lightning.base import PostTrainingModule
 from evsys.lightning.logprobs import completion_logps
 from evsys.lightning.reference import ReferenceModel
 from evsys.lightning.sampling import completion_mask, sample_completions
+from evsys.lightning.sharding import is_sharded, run_as_forward
 from evsys.rewards import resolve_reward, reward_label
 
 STD_EPSILON = 1e-4  # keeps a group whose rewards all agree at advantage 0, as TRL does
@@ -146,9 +147,11 @@ class GRPOModule(PostTrainingModule):
         input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
         attention_mask = torch.cat([prompt_mask, mask], dim=1)
         num_tokens = completion_ids.shape[1]
-        logps = completion_logps(
-            self.model, input_ids, attention_mask, num_tokens, algorithm.temperature, mask
-        )
+        logps = run_as_forward(  # backend=fsdp: gathers the root's weights
+            self.model,
+            completion_logps,
+            self.model, input_ids, attention_mask, num_tokens, algorithm.temperature, mask,
+        )  # fmt: skip
         ref_logps = None
         if self.reference is not None:
             with self.reference.active() as reference:
@@ -193,6 +196,7 @@ class GRPOModule(PostTrainingModule):
                 eos_token_id=self.tokenizer.eos_token_id,
                 pad_token_id=self.tokenizer.pad_token_id,
                 generator=generator,
+                synced=is_sharded(self.model),
             )
         return completion_ids, completion_mask(completion_ids, self.tokenizer.eos_token_id)
 

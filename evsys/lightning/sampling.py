@@ -24,11 +24,13 @@ def sample_completions(
     eos_token_id: int,
     pad_token_id: int,
     generator: torch.Generator,
+    synced: bool = False,
 ) -> torch.Tensor:
     """[rows, <= max_new_tokens] sampled token ids; a row ends with EOS, then padding.
 
     Prompts are left-padded (`prompt_mask` 0 on padding), so every row continues from the
-    last column. The loop stops early once every row has produced EOS.
+    last column. The loop stops early once every row has produced EOS; `synced` (a sharded
+    model, whose every forward is a collective): once every row of every process has.
     """
     attention_mask = prompt_mask
     positions = positions_from_mask(attention_mask)
@@ -49,7 +51,7 @@ def sample_completions(
         token = token.masked_fill(finished, pad_token_id)
         tokens.append(token)
         finished |= token == eos_token_id
-        if finished.all():
+        if _all_finished(finished, synced):
             break
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(token), 1)], 1)
         output = model(
@@ -61,6 +63,14 @@ def sample_completions(
         )
         next_position = next_position + 1
     return torch.stack(tokens, dim=1)
+
+
+def _all_finished(finished: torch.Tensor, synced: bool) -> bool:
+    done = finished.all()
+    if synced:
+        done = done.to(torch.int32)
+        torch.distributed.all_reduce(done, op=torch.distributed.ReduceOp.MIN)
+    return bool(done)
 
 
 def completion_mask(completion_ids: torch.Tensor, eos_token_id: int) -> torch.Tensor:

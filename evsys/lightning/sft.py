@@ -11,7 +11,7 @@ class SFTModule(PostTrainingModule):
     """SFT: the loss of every completion token (and EOS) given everything before it."""
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, count = self.masked_mean_loss(batch)
-        self.log("train/loss", loss, batch_size=count, prog_bar=True, on_step=True, on_epoch=False)
+        loss, mean, count = self.global_mean_loss(batch)  # the whole global batch's mean
+        self.log("train/loss", mean, batch_size=count, prog_bar=True, on_step=True, on_epoch=False)
         self.log_lr()
         return loss

@@ -34,6 +34,7 @@ from evsys.lightning.callbacks import (
 )
 from evsys.lightning.checkpoint_io import AtomicCheckpointIO
 from evsys.lightning.datamodule import PostTrainingDataModule
+from evsys.lightning.sharding import ShardedStrategy, gathered_model, restore_interrupted_save
 from evsys.lightning.step_checkpoint import StepCheckpoint
 from evsys.locks import supersede
 from evsys.models import load_model
@@ -79,6 +80,7 @@ def fit(
     job_identity; None: cfg's); a fresh module, so a fresh optimizer and schedule."""
     identity = identity or job_identity(cfg)
     resume = run_dir / CHECKPOINT
+    restore_interrupted_save(resume)  # backend=fsdp: a kill mid-swap of its checkpoint dir
     resumed_from_step = resume_step(cfg, resume, identity)  # refused before any model is built
     L.seed_everything(cfg.seed, workers=True, verbose=False)  # data preparation, then the model
     algorithm_class = algorithm_module_class(cfg.algorithm.kind)
@@ -92,6 +94,10 @@ def fit(
         log.info("resuming from %s (step %d)", resume, resumed_from_step)
     ckpt_path = str(resume) if resumed_from_step is not None else None
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    if isinstance(trainer.strategy, ShardedStrategy):
+        full = gathered_model(module.model, trainer.is_global_zero, trainer.strategy.root_device)
+        if full is not None:  # rank 0 scores and exports one plain model; the others are done
+            module.model = full
     return Fitted(trainer, module, data, throughput, resumed_from_step)
 
 
@@ -127,7 +133,7 @@ def build_trainer(
         accelerator=backend.accelerator,
         devices=backend.devices,
         num_nodes=backend.num_nodes,
-        strategy=backend.strategy,
+        strategy=ShardedStrategy(identity) if backend.strategy == "fsdp" else backend.strategy,
         precision=backend.precision,
         max_steps=algorithm.max_steps,
         max_epochs=-1,

@@ -55,7 +55,7 @@ def stored_identity(job_dir: Path) -> StoredIdentity | None:
             return StoredIdentity("", {}, record_path(job_dir))  # unreadable: never reused
         path = record_path(job_dir)
         return StoredIdentity(record.identity, record.identity_config, path, record.completed)
-    if (job_dir / CHECKPOINT).is_file():
+    if (job_dir / CHECKPOINT).exists():  # a file, or a sharded checkpoint's dir
         return checkpoint_identity(job_dir / CHECKPOINT)
     return None
 
