@@ -40,6 +40,7 @@ from evsys.run.fit import (
     write_table_row,
 )
 from evsys.run.progress import ensure_log_handler, summary_line, sweep_position
+from evsys.run.ranks import end_process_group
 from evsys.run.tensorboard import relative_log_dir
 from evsys.validate import success_metric, validate_run_config
 
@@ -62,7 +63,10 @@ def run_experiment(cfg: DictConfig, job_dir: str | Path | None = None) -> ArmRes
     try:
         # One process per job dir: a second run into it is refused, not mixed in.
         with dir_lock(job_dir, "run") if is_global_zero() else contextlib.nullcontext():
-            _run(cfg, job_dir, record)
+            try:
+                _run(cfg, job_dir, record)
+            finally:
+                end_process_group()
     except DirInUse as error:
         _failed(record, error)
         record.dir = str(job_dir)

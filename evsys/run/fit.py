@@ -45,6 +45,7 @@ from evsys.records import (
     identity_diff,
     write_item_scores,
 )
+from evsys.run.ranks import other_ranks_run_this_job
 from evsys.run.tensorboard import (
     differing_keys,
     ordered_metrics,
@@ -93,7 +94,8 @@ def fit(
     if resumed_from_step is not None:
         log.info("resuming from %s (step %d)", resume, resumed_from_step)
     ckpt_path = str(resume) if resumed_from_step is not None else None
-    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
+    with other_ranks_run_this_job():
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     if isinstance(trainer.strategy, ShardedStrategy):
         full = gathered_model(module.model, trainer.is_global_zero, trainer.strategy.root_device)
         if full is not None:  # rank 0 scores and exports one plain model; the others are done
