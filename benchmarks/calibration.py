@@ -34,6 +34,7 @@ from evsys.conclusion.decision import decide  # noqa: E402
 from evsys.conclusion.inference import ArmScores, compare  # noqa: E402
 from evsys.conclusion.sequential import sequential_step  # noqa: E402
 
+EM = (0.0, 1.0)  # exact-match bounds
 EFFECT = 0.35  # logit shift of the better arm in the power runs (+6 points of exact match)
 
 
@@ -50,8 +51,10 @@ def simulate_arms(
     seed_corr: float = 0.5,
     cell_sd: float = 0.3,
     shared_seeds: bool = True,
+    first_seed_scale: float = 1.0,
 ) -> list[ArmScores]:
-    """Arms a0, a1, ... scored 0/1 on the same items; arm j's logit is shifted by effects[j]."""
+    """Arms a0, a1, ... scored 0/1 on the same items; arm j's logit is shifted by effects[j];
+    arm a0's seed effect is multiplied by first_seed_scale (unequal seed variances)."""
     effects = np.zeros(n_arms) if effects is None else np.asarray(effects, dtype=float)
     items = tuple(f"q{i}" for i in range(n_items))
     b = rng.normal(0.0, item_sd, n_items)
@@ -62,6 +65,7 @@ def simulate_arms(
         if not shared_seeds:  # other seeds: nothing in common with the other arms' seeds
             common_seed = rng.normal(0.0, 1.0, n_seeds)
         u = seed_sd * (np.sqrt(seed_corr) * common_seed + np.sqrt(1 - seed_corr) * own)
+        u = u * (first_seed_scale if j == 0 else 1.0)
         c = rng.normal(0.0, arm_item_sd, n_items)
         e = rng.normal(0.0, cell_sd, (n_seeds, n_items))
         logit = effects[j] + b[None, :] + c[None, :] + u[:, None] + e
@@ -82,8 +86,12 @@ SCENARIOS = {
     "item-heavy": {"seed_sd": 0.05, "arm_item_sd": 0.6},
     # same-seed runs strongly alike (same init and data order dominate)
     "seed-correlated": {"seed_sd": 0.4, "seed_corr": 0.9},
+    # sphericity violated: arm a0 (the baseline when there is one) has twice the seed sd
+    "hetero-seeds": {"first_seed_scale": 2.0},
+    # ... and seeds matter more, so the violation is not drowned in item noise
+    "hetero-strong": {"seed_sd": 0.4, "seed_corr": 0.5, "first_seed_scale": 2.0},
 }
-METHODS = ("paired", "unpaired", "welch")
+METHODS = ("pooled", "paired", "unpaired", "welch")
 
 
 def rates(
@@ -106,10 +114,15 @@ def rates(
     for _ in range(reps):
         arms = simulate_arms(rng, n_arms, n_seeds, n_items, effects, **SCENARIOS[scenario])
         runs = {
-            "paired": decide(arms, "max", baseline=base, bounds=(0.0, 1.0)),
-            "unpaired": decide(arms, "max", baseline=base, bounds=(0.0, 1.0), pair_seeds=False),
-            "welch": decide(seed_means(arms), "max", baseline=base, bounds=(0.0, 1.0)),
-        }
+            "paired": decide(arms, "max", baseline=base, bounds=EM, pool_seeds=False),
+            "unpaired": decide(arms, "max", baseline=base, bounds=EM, pair_seeds=False),
+            "welch": decide(seed_means(arms), "max", baseline=base, bounds=EM),
+        }  # pooling needs 3 or more arms: with 2 it is the paired test
+        runs["pooled"] = (
+            decide(arms, "max", baseline=base, bounds=EM, pool_seeds=True)
+            if n_arms > 2
+            else runs["paired"]
+        )
         for method, d in runs.items():
             winner = d.tests[0].comparison.first if d.tests else None
             right = effect == 0 or winner == f"a{n_arms - 1}"

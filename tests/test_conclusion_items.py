@@ -104,3 +104,21 @@ def test_conclude_plans_the_seed_budget_for_a_target_effect(tmp_path, capsys):
     c = json.loads((sweep / "conclusion.json").read_text())
     (row,) = c["power"]
     assert row["comparison"] == "a vs b" and row["mde"] > 0
+
+
+def test_a_shared_seed_family_pools_its_seed_variance(tmp_path):
+    """Four arms on the same three seeds, no baseline ("is one arm ahead of all?"): the
+    comparisons use the seed variance pooled over the arms, and the notes say so; the plan
+    can turn it off (success_metric.pool_seeds: false)."""
+    rng = np.random.default_rng(3)
+    shares = {"a": 0.5, "b": 0.5, "c": 0.5, "d": 0.7}
+    arms = {arm: (rng.random((3, 128)) < p).astype(float) for arm, p in shares.items()}
+    (tmp_path / "a").mkdir()
+    c = build_conclusion(write_item_sweep(tmp_path / "a", arms))
+    assert {x["method"] for x in c["comparisons"]} == {"paired_pooled_seeds_items"}
+    assert any("seed variance pooled over the 4 arms" in n for n in c["notes"])
+    assert c["verdict"] == "supported" and c["best_arm"] == "d"
+    (tmp_path / "b").mkdir()
+    metric = {"name": "eval/addition/exact_match", "mode": "max", "pool_seeds": False}
+    c = build_conclusion(write_item_sweep(tmp_path / "b", arms, success_metric=metric))
+    assert {x["method"] for x in c["comparisons"]} == {"paired_seeds_items"}
