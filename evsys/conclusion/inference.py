@@ -1,8 +1,9 @@
 """Verdict statistics: intervals and tests of arms scored per seed and per item.
 
 Pure functions over numpy arrays: no files, no evsys imports but evsys.conclusion.variance (the
-variance terms and their pivot), deterministic (no resampling). docs/statistics.md explains
-the choices and shows the calibration table.
+variance terms and their pivot) and evsys.conclusion.arms (ArmScores, the seed pool);
+deterministic (no resampling). docs/statistics.md explains the choices and shows the
+calibration tables.
 
 API (the integrator wires these in; `evsys.conclusion.decision` holds the verdict on top):
 
@@ -10,8 +11,10 @@ API (the integrator wires these in; `evsys.conclusion.decision` holds the verdic
                                                 items=None means seed-level values only (seeds x 1)
     ArmScores.from_items(arm, {seed: {item: score}}) / ArmScores.seed_level(arm, {seed: value})
     arm_interval(arm, bounds=None) -> Interval  the arm's mean with a 95% interval
-    compare(first, second, mode, bounds, pair_seeds=True) -> Comparison
+    compare(first, second, mode, bounds, pair_seeds=True, pool=None) -> Comparison
                                                 oriented difference, interval, p-value
+    seed_pool(arms) -> SeedPool | None          the seed variance pooled over arms that ran
+                                                the same seeds (evsys.conclusion.arms)
     p_greater(c, margin) / p_less(c, margin)    p-values of "diff > margin" / "diff < margin"
     holm(p_values) -> adjusted p-values         Holm (1979) step-down, FWER
     family(comparisons, margin) -> FamilyTest per comparison: raw and Holm-adjusted p-values
