@@ -1,7 +1,7 @@
 """Calibration of the verdict statistics: false-positive rate and power by arms and seeds.
 
     python benchmarks/calibration.py [--reps 1000] [--scenario default|item-heavy|...]
-    python benchmarks/calibration.py --sequential    # adaptive seeds
+    python benchmarks/calibration.py --sequential [--pool]   # adaptive seeds
     python benchmarks/calibration.py --components    # the pivot vs Satterthwaite's t
 
 Simulates exact-match scores (0/1 per item) of k arms x n seeds x items and prints, for the
@@ -31,7 +31,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evsys.conclusion.decision import decide  # noqa: E402
-from evsys.conclusion.inference import ArmScores, compare  # noqa: E402
+from evsys.conclusion.inference import ArmScores, compare, seed_pool  # noqa: E402
 from evsys.conclusion.sequential import sequential_step  # noqa: E402
 
 EM = (0.0, 1.0)  # exact-match bounds
@@ -135,13 +135,16 @@ def first_seeds(arms: Sequence[ArmScores], n: int) -> list[ArmScores]:
     return [ArmScores(a.arm, a.seeds[:n], a.values[:n], a.items) for a in arms]
 
 
-def sequential_run(arms: Sequence[ArmScores], looks: Sequence[int]) -> tuple[dict, int]:
-    """Every arm vs the baseline a0, seeds added look by look until decided; returns the
-    final status and the seeds per arm used."""
+def sequential_run(
+    arms: Sequence[ArmScores], looks: Sequence[int], pool: bool = False
+) -> tuple[dict, int]:
+    """Every arm vs the baseline a0, seeds added look by look until decided (the seed variance
+    pooled over the arms when `pool`); returns the final status and the seeds per arm used."""
     decided: dict[str, str] = {}
     for r, n in enumerate(looks):
         seen = first_seeds(arms, n)
-        comps = [compare(x, seen[0]) for x in seen[1:]]
+        shared = seed_pool(seen) if pool else None
+        comps = [compare(x, seen[0], pool=shared) for x in seen[1:]]
         step = sequential_step(comps, looks, r, 0.0, decided)
         decided = {k: v for k, v in step.status.items() if v in ("supported", "refuted")}
         if step.stop:
@@ -150,7 +153,12 @@ def sequential_run(arms: Sequence[ArmScores], looks: Sequence[int]) -> tuple[dic
 
 
 def sequential_rates(
-    n_arms: int, looks: Sequence[int], reps: int, effect: float, scenario: str = "default"
+    n_arms: int,
+    looks: Sequence[int],
+    reps: int,
+    effect: float,
+    scenario: str = "default",
+    pool: bool = False,
 ) -> tuple[float, float, float]:
     """(rate of any decision under A/A, power: the better arm supported, mean seeds used
     with the effect) of the sequential design against the baseline a0."""
@@ -158,11 +166,11 @@ def sequential_rates(
     false, power, seeds = 0, 0, 0
     for _ in range(reps):
         null = simulate_arms(rng, n_arms, looks[-1], **SCENARIOS[scenario])
-        false += any(v != "inconclusive" for v in sequential_run(null, looks)[0].values())
+        false += any(v != "inconclusive" for v in sequential_run(null, looks, pool)[0].values())
         effects = np.zeros(n_arms)
         effects[-1] = effect
         alt = simulate_arms(rng, n_arms, looks[-1], effects=effects, **SCENARIOS[scenario])
-        status, n = sequential_run(alt, looks)
+        status, n = sequential_run(alt, looks, pool)
         power += status[f"a{n_arms - 1} vs a0"] == "supported"
         seeds += n
     return false / reps, power / reps, seeds / reps
@@ -207,6 +215,9 @@ def main() -> None:
     parser.add_argument("--arms", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--sequential", action="store_true", help="the adaptive-seeds table")
     parser.add_argument(
+        "--pool", action="store_true", help="--sequential: pool the seed variance over the arms"
+    )
+    parser.add_argument(
         "--components", action="store_true", help="pivot vs Satterthwaite on Gaussian data"
     )
     args = parser.parse_args()
@@ -226,7 +237,7 @@ def sequential_table(args: argparse.Namespace) -> None:
     for n_arms in args.arms:
         for looks in ((2, 3, 5), (3, 5, 8)):
             false, power, seeds = sequential_rates(
-                n_arms, looks, args.reps, args.effect, args.scenario
+                n_arms, looks, args.reps, args.effect, args.scenario, args.pool
             )
             text = ", ".join(map(str, looks))
             print(f"| {n_arms} | {text} | {false:.3f} | {power:.3f} | {seeds:.2f} |")
