@@ -5,9 +5,10 @@
     python benchmarks/calibration.py --components    # the pivot vs Satterthwaite's t
 
 Simulates exact-match scores (0/1 per item) of k arms x n seeds x items and prints, for the
-seeds-x-items method (evsys.conclusion.inference) and for Welch's t-test on seed means (the
-conclusion's current test), the rate of "supported" verdicts when no arm is better (A/A) and
-when one arm is better (power: supported with the truly better arm as the winner).
+seeds-x-items method (evsys.conclusion.inference: seed variance pooled over the arms, each
+pair's own, unpaired) and for Welch's t-test on seed means, the rate of "supported" verdicts
+when no arm is better (A/A) and when one arm is better (power: supported with the truly
+better arm as the winner).
 The simulator is imported by tests/test_inference.py.
 
 Model, on the logit scale of P(correct): item difficulty b_i ~ N(0, 1.5), arm-by-item
