@@ -136,7 +136,7 @@ def seed_pool(arms: Sequence[ArmScores]) -> SeedPool | None:
     if not same or min(first.values.shape) < 2:
         return None
     scales = np.array([residual_ms(a.values) for a in arms])
-    if not np.all(scales > 0):  # an arm at a bound everywhere: no scale to pool with
+    if not np.all(scales > 0):  # an arm with the same scores on every seed: no scale
         return None
     table = np.array([a.values.mean(axis=1) for a in arms])  # arms x seeds
     sigma2 = weighted_interaction_ms(table, 1.0 / scales)

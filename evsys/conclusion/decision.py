@@ -9,8 +9,8 @@ the 95% interval lying above / below m):
 - Prediction `better` than `than` (one arm): one planned comparison, no correction.
   supported: p_above < alpha; refuted: p_below < alpha; else inconclusive.
 - Prediction `better` than "all": an intersection-union claim (Berger 1982): supported when
-  every comparison of `better` with another arm has p_above < alpha (equivalently all
-  Holm-adjusted ones, since Holm rejects all exactly when the largest raw p is < alpha);
+  every comparison of `better` with another arm has p_above < alpha (raw: the conjunction
+  needs no correction; Holm-adjusted ones would only be stricter);
   refuted when any Holm-adjusted p_below < alpha; else inconclusive.
 - Exploratory, baseline set: every other arm vs the baseline is one Holm family (the best is
   picked from it, so its test must survive the family's correction). supported when the best
@@ -138,7 +138,7 @@ def best_versus_others(
     pool_seeds: bool = True,
 ) -> list[FamilyTest]:
     """The best arm (by mean) vs every other arm. "The best beats all" holds when every
-    p_above < alpha (equivalently every p_above_holm): see the module docstring for why
+    raw p_above < alpha (intersection-union: no correction): see the module docstring for why
     picking the best on the same data does not inflate that."""
     ctx = _context(arms, mode, min_effect, bounds, pair_seeds, pool_seeds)
     return ctx.tests([(ctx.ranking[0], a) for a in ctx.ranking[1:]])
