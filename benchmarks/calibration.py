@@ -1,13 +1,14 @@
 """Calibration of the verdict statistics: false-positive rate and power by arms and seeds.
 
     python benchmarks/calibration.py [--reps 1000] [--scenario default|item-heavy|...]
-    python benchmarks/calibration.py --sequential    # adaptive seeds
+    python benchmarks/calibration.py --sequential [--pool]   # adaptive seeds
     python benchmarks/calibration.py --components    # the pivot vs Satterthwaite's t
 
 Simulates exact-match scores (0/1 per item) of k arms x n seeds x items and prints, for the
-seeds-x-items method (evsys.conclusion.inference) and for Welch's t-test on seed means (the
-conclusion's current test), the rate of "supported" verdicts when no arm is better (A/A) and
-when one arm is better (power: supported with the truly better arm as the winner).
+seeds-x-items method (evsys.conclusion.inference: seed variance pooled over the arms, each
+pair's own, unpaired) and for Welch's t-test on seed means, the rate of "supported" verdicts
+when no arm is better (A/A) and when one arm is better (power: supported with the truly
+better arm as the winner).
 The simulator is imported by tests/test_inference.py.
 
 Model, on the logit scale of P(correct): item difficulty b_i ~ N(0, 1.5), arm-by-item
@@ -31,9 +32,10 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evsys.conclusion.decision import decide  # noqa: E402
-from evsys.conclusion.inference import ArmScores, compare  # noqa: E402
+from evsys.conclusion.inference import ArmScores, compare, seed_pool  # noqa: E402
 from evsys.conclusion.sequential import sequential_step  # noqa: E402
 
+EM = (0.0, 1.0)  # exact-match bounds
 EFFECT = 0.35  # logit shift of the better arm in the power runs (+6 points of exact match)
 
 
@@ -50,8 +52,10 @@ def simulate_arms(
     seed_corr: float = 0.5,
     cell_sd: float = 0.3,
     shared_seeds: bool = True,
+    first_seed_scale: float = 1.0,
 ) -> list[ArmScores]:
-    """Arms a0, a1, ... scored 0/1 on the same items; arm j's logit is shifted by effects[j]."""
+    """Arms a0, a1, ... scored 0/1 on the same items; arm j's logit is shifted by effects[j];
+    arm a0's seed effect is multiplied by first_seed_scale (unequal seed variances)."""
     effects = np.zeros(n_arms) if effects is None else np.asarray(effects, dtype=float)
     items = tuple(f"q{i}" for i in range(n_items))
     b = rng.normal(0.0, item_sd, n_items)
@@ -62,6 +66,7 @@ def simulate_arms(
         if not shared_seeds:  # other seeds: nothing in common with the other arms' seeds
             common_seed = rng.normal(0.0, 1.0, n_seeds)
         u = seed_sd * (np.sqrt(seed_corr) * common_seed + np.sqrt(1 - seed_corr) * own)
+        u = u * (first_seed_scale if j == 0 else 1.0)
         c = rng.normal(0.0, arm_item_sd, n_items)
         e = rng.normal(0.0, cell_sd, (n_seeds, n_items))
         logit = effects[j] + b[None, :] + c[None, :] + u[:, None] + e
@@ -82,8 +87,12 @@ SCENARIOS = {
     "item-heavy": {"seed_sd": 0.05, "arm_item_sd": 0.6},
     # same-seed runs strongly alike (same init and data order dominate)
     "seed-correlated": {"seed_sd": 0.4, "seed_corr": 0.9},
+    # sphericity violated: arm a0 (the baseline when there is one) has twice the seed sd
+    "hetero-seeds": {"first_seed_scale": 2.0},
+    # ... and seeds matter more, so the violation is not drowned in item noise
+    "hetero-strong": {"seed_sd": 0.4, "seed_corr": 0.5, "first_seed_scale": 2.0},
 }
-METHODS = ("paired", "unpaired", "welch")
+METHODS = ("pooled", "paired", "unpaired", "welch")
 
 
 def rates(
@@ -106,10 +115,15 @@ def rates(
     for _ in range(reps):
         arms = simulate_arms(rng, n_arms, n_seeds, n_items, effects, **SCENARIOS[scenario])
         runs = {
-            "paired": decide(arms, "max", baseline=base, bounds=(0.0, 1.0)),
-            "unpaired": decide(arms, "max", baseline=base, bounds=(0.0, 1.0), pair_seeds=False),
-            "welch": decide(seed_means(arms), "max", baseline=base, bounds=(0.0, 1.0)),
-        }
+            "paired": decide(arms, "max", baseline=base, bounds=EM, pool_seeds=False),
+            "unpaired": decide(arms, "max", baseline=base, bounds=EM, pair_seeds=False),
+            "welch": decide(seed_means(arms), "max", baseline=base, bounds=EM),
+        }  # pooling needs 3 or more arms: with 2 it is the paired test
+        runs["pooled"] = (
+            decide(arms, "max", baseline=base, bounds=EM, pool_seeds=True)
+            if n_arms > 2
+            else runs["paired"]
+        )
         for method, d in runs.items():
             winner = d.tests[0].comparison.first if d.tests else None
             right = effect == 0 or winner == f"a{n_arms - 1}"
@@ -122,13 +136,16 @@ def first_seeds(arms: Sequence[ArmScores], n: int) -> list[ArmScores]:
     return [ArmScores(a.arm, a.seeds[:n], a.values[:n], a.items) for a in arms]
 
 
-def sequential_run(arms: Sequence[ArmScores], looks: Sequence[int]) -> tuple[dict, int]:
-    """Every arm vs the baseline a0, seeds added look by look until decided; returns the
-    final status and the seeds per arm used."""
+def sequential_run(
+    arms: Sequence[ArmScores], looks: Sequence[int], pool: bool = False
+) -> tuple[dict, int]:
+    """Every arm vs the baseline a0, seeds added look by look until decided (the seed variance
+    pooled over the arms when `pool`); returns the final status and the seeds per arm used."""
     decided: dict[str, str] = {}
     for r, n in enumerate(looks):
         seen = first_seeds(arms, n)
-        comps = [compare(x, seen[0]) for x in seen[1:]]
+        shared = seed_pool(seen) if pool else None
+        comps = [compare(x, seen[0], pool=shared) for x in seen[1:]]
         step = sequential_step(comps, looks, r, 0.0, decided)
         decided = {k: v for k, v in step.status.items() if v in ("supported", "refuted")}
         if step.stop:
@@ -137,7 +154,12 @@ def sequential_run(arms: Sequence[ArmScores], looks: Sequence[int]) -> tuple[dic
 
 
 def sequential_rates(
-    n_arms: int, looks: Sequence[int], reps: int, effect: float, scenario: str = "default"
+    n_arms: int,
+    looks: Sequence[int],
+    reps: int,
+    effect: float,
+    scenario: str = "default",
+    pool: bool = False,
 ) -> tuple[float, float, float]:
     """(rate of any decision under A/A, power: the better arm supported, mean seeds used
     with the effect) of the sequential design against the baseline a0."""
@@ -145,11 +167,11 @@ def sequential_rates(
     false, power, seeds = 0, 0, 0
     for _ in range(reps):
         null = simulate_arms(rng, n_arms, looks[-1], **SCENARIOS[scenario])
-        false += any(v != "inconclusive" for v in sequential_run(null, looks)[0].values())
+        false += any(v != "inconclusive" for v in sequential_run(null, looks, pool)[0].values())
         effects = np.zeros(n_arms)
         effects[-1] = effect
         alt = simulate_arms(rng, n_arms, looks[-1], effects=effects, **SCENARIOS[scenario])
-        status, n = sequential_run(alt, looks)
+        status, n = sequential_run(alt, looks, pool)
         power += status[f"a{n_arms - 1} vs a0"] == "supported"
         seeds += n
     return false / reps, power / reps, seeds / reps
@@ -194,6 +216,9 @@ def main() -> None:
     parser.add_argument("--arms", type=int, nargs="+", default=[2, 4, 8])
     parser.add_argument("--sequential", action="store_true", help="the adaptive-seeds table")
     parser.add_argument(
+        "--pool", action="store_true", help="--sequential: pool the seed variance over the arms"
+    )
+    parser.add_argument(
         "--components", action="store_true", help="pivot vs Satterthwaite on Gaussian data"
     )
     args = parser.parse_args()
@@ -213,7 +238,7 @@ def sequential_table(args: argparse.Namespace) -> None:
     for n_arms in args.arms:
         for looks in ((2, 3, 5), (3, 5, 8)):
             false, power, seeds = sequential_rates(
-                n_arms, looks, args.reps, args.effect, args.scenario
+                n_arms, looks, args.reps, args.effect, args.scenario, args.pool
             )
             text = ", ".join(map(str, looks))
             print(f"| {n_arms} | {text} | {false:.3f} | {power:.3f} | {seeds:.2f} |")

@@ -285,6 +285,9 @@ class SuccessMetric:
     name: str = ""  # metric that ranks arms, e.g. eval/addition/exact_match
     mode: str = "max"  # max: higher is better | min: lower is better
     min_effect: float = 0.0  # smallest difference that counts as a real effect
+    # pool the seed variance over arms that ran the same seeds (docs/statistics.md): null
+    # (auto) pools for "one arm beats every other arm" claims only; true / false: always / never
+    pool_seeds: bool | None = None
 
 
 @dataclass

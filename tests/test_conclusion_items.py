@@ -113,3 +113,21 @@ def test_shares_are_bounded_under_a_harness_filter_too():
     assert metric_bounds("eval/mmlu/mmlu_anatomy/acc") == (0.0, 1.0)
     assert metric_bounds("eval/reversal/loss") is None
     assert metric_bounds("eval/wikitext/word_perplexity") is None
+
+
+def test_a_shared_seed_family_pools_its_seed_variance(tmp_path):
+    """Four arms on the same three seeds, no baseline ("is one arm ahead of all?"): the
+    comparisons use the seed variance pooled over the arms, and the notes say so; the plan
+    can turn it off (success_metric.pool_seeds: false)."""
+    rng = np.random.default_rng(3)
+    shares = {"a": 0.5, "b": 0.5, "c": 0.5, "d": 0.7}
+    arms = {arm: (rng.random((3, 128)) < p).astype(float) for arm, p in shares.items()}
+    (tmp_path / "a").mkdir()
+    c = build_conclusion(write_item_sweep(tmp_path / "a", arms))
+    assert {x["method"] for x in c["comparisons"]} == {"paired_pooled_seeds_items"}
+    assert any("seed variance pooled over the 4 arms" in n for n in c["notes"])
+    assert c["verdict"] == "supported" and c["best_arm"] == "d"
+    (tmp_path / "b").mkdir()
+    metric = {"name": "eval/addition/exact_match", "mode": "max", "pool_seeds": False}
+    c = build_conclusion(write_item_sweep(tmp_path / "b", arms, success_metric=metric))
+    assert {x["method"] for x in c["comparisons"]} == {"paired_seeds_items"}

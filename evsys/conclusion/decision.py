@@ -9,8 +9,8 @@ the 95% interval lying above / below m):
 - Prediction `better` than `than` (one arm): one planned comparison, no correction.
   supported: p_above < alpha; refuted: p_below < alpha; else inconclusive.
 - Prediction `better` than "all": an intersection-union claim (Berger 1982): supported when
-  every comparison of `better` with another arm has p_above < alpha (equivalently all
-  Holm-adjusted ones, since Holm rejects all exactly when the largest raw p is < alpha);
+  every comparison of `better` with another arm has p_above < alpha (raw: the conjunction
+  needs no correction; Holm-adjusted ones would only be stricter);
   refuted when any Holm-adjusted p_below < alpha; else inconclusive.
 - Exploratory, baseline set: every other arm vs the baseline is one Holm family (the best is
   picked from it, so its test must survive the family's correction). supported when the best
@@ -23,6 +23,12 @@ the 95% interval lying above / below m):
   it. refuted when some Holm-adjusted p_below < alpha (an arm is confidently within m of the
   best; only possible when m > 0); else inconclusive.
 
+Seed variance: when every arm ran the same seeds (3 or more arms), the claims that one arm
+beats every other arm pool it over the arms (evsys.conclusion.arms.SeedPool: (k - 1)(n - 1)
+df, assuming every pair's seed differences vary alike); the baseline family and a single
+named rival keep each pair's own (one arm with a larger seed variance would bias every
+comparison with the baseline alike). `pool_seeds` overrides this; docs/statistics.md has why.
+
 A surprise is another arm significantly better than the predicted one (Holm over the other
 arms vs the predicted arm); it is reported and never turns a prediction into supported.
 """
@@ -34,13 +40,16 @@ from dataclasses import dataclass, field
 
 from evsys.conclusion.inference import (
     ALPHA,
+    POOLED,
     WELCH,
     ArmScores,
     Bounds,
     Comparison,
     FamilyTest,
+    SeedPool,
     compare,
     family,
+    seed_pool,
 )
 
 VERDICTS = ("supported", "refuted", "inconclusive")
@@ -84,10 +93,16 @@ def decide(
     prediction: Prediction | Mapping[str, str] | None = None,
     bounds: Bounds | None = None,
     pair_seeds: bool = True,
+    pool_seeds: bool | None = None,
 ) -> Decision:
-    """The verdict by the rules in the module docstring; `pair_seeds` as in compare()."""
+    """The verdict by the rules in the module docstring; `pair_seeds` as in compare().
+    `pool_seeds`: pool the seed variance over the arms when all of them ran the same seeds
+    (3 or more arms; evsys.conclusion.arms); None (auto) pools for the claims that one arm
+    beats every other arm and not for the baseline family or one named rival."""
     pred = Prediction.of(prediction)
-    ctx = _context(arms, mode, min_effect, bounds, pair_seeds)
+    if pool_seeds is None:
+        pool_seeds = pred.than == ALL if pred is not None else baseline is None
+    ctx = _context(arms, mode, min_effect, bounds, pair_seeds, pool_seeds)
     _check_names(ctx.arms, baseline, pred)
     if len(ctx.ranking) < 2:
         return ctx.nothing_to_compare()
@@ -105,9 +120,11 @@ def versus_baseline(
     min_effect: float = 0.0,
     bounds: Bounds | None = None,
     pair_seeds: bool = True,
+    pool_seeds: bool = False,
 ) -> list[FamilyTest]:
-    """Every other arm vs the baseline, best first: one Holm family (FWER over k - 1)."""
-    ctx = _context(arms, mode, min_effect, bounds, pair_seeds)
+    """Every other arm vs the baseline, best first: one Holm family (FWER over k - 1); not
+    pooled by default (as decide's auto)."""
+    ctx = _context(arms, mode, min_effect, bounds, pair_seeds, pool_seeds)
     _check_names(ctx.arms, baseline, None)
     return ctx.tests([(a, baseline) for a in ctx.ranking if a != baseline])
 
@@ -118,15 +135,16 @@ def best_versus_others(
     min_effect: float = 0.0,
     bounds: Bounds | None = None,
     pair_seeds: bool = True,
+    pool_seeds: bool = True,
 ) -> list[FamilyTest]:
     """The best arm (by mean) vs every other arm. "The best beats all" holds when every
-    p_above < alpha (equivalently every p_above_holm): see the module docstring for why
+    raw p_above < alpha (intersection-union: no correction): see the module docstring for why
     picking the best on the same data does not inflate that."""
-    ctx = _context(arms, mode, min_effect, bounds, pair_seeds)
+    ctx = _context(arms, mode, min_effect, bounds, pair_seeds, pool_seeds)
     return ctx.tests([(ctx.ranking[0], a) for a in ctx.ranking[1:]])
 
 
-def _context(arms, mode, min_effect, bounds, pair_seeds) -> _Context:
+def _context(arms, mode, min_effect, bounds, pair_seeds, pool_seeds) -> _Context:
     by_name = {a.arm: a for a in arms}
     if len(by_name) != len(arms):
         raise ValueError("arm names must be unique")
@@ -134,7 +152,9 @@ def _context(arms, mode, min_effect, bounds, pair_seeds) -> _Context:
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
     sign = 1 if mode == "max" else -1
     ranking = tuple(sorted(by_name, key=lambda a: -sign * by_name[a].mean))
-    return _Context(by_name, mode, max(float(min_effect), 0.0), bounds, ranking, pair_seeds)
+    pool = seed_pool(list(arms)) if pool_seeds and pair_seeds else None
+    m = max(float(min_effect), 0.0)
+    return _Context(by_name, mode, m, bounds, ranking, pair_seeds, pool)
 
 
 @dataclass(frozen=True)
@@ -145,13 +165,11 @@ class _Context:
     bounds: Bounds | None
     ranking: tuple[str, ...]
     pair_seeds: bool = True
+    pool: SeedPool | None = None  # the arms' pooled seed variance, when the design allows it
 
     def tests(self, pairs: Sequence[tuple[str, str]]) -> list[FamilyTest]:
-        comps = [
-            compare(self.arms[a], self.arms[b], self.mode, self.bounds, self.pair_seeds)
-            for a, b in pairs
-        ]
-        return family(comps, self.m)
+        arms, how = self.arms, (self.mode, self.bounds, self.pair_seeds, self.pool)
+        return family([compare(arms[a], arms[b], *how) for a, b in pairs], self.m)
 
     def decision(self, verdict, kind, claim, reason, tests, surprises=()) -> Decision:
         best = self.ranking[0] if self.ranking else None
@@ -164,7 +182,7 @@ class _Context:
             best=best,
             tests=tuple(tests),
             surprises=tuple(surprises),
-            notes=_notes(tests),
+            notes=_notes(tests, self.pool),
         )
 
     def nothing_to_compare(self) -> Decision:
@@ -284,8 +302,9 @@ def _exploratory_best(ctx: _Context) -> Decision:
 
 
 # ---------------------------------------------------------------------------------- wording
-def _notes(tests: Sequence[FamilyTest]) -> tuple[str, ...]:
-    notes = []
+def _notes(tests: Sequence[FamilyTest], pool: SeedPool | None) -> tuple[str, ...]:
+    pooled = pool is not None and any(t.comparison.method == POOLED for t in tests)
+    notes = [pool.note()] if pooled else []
     for t in tests:
         c = t.comparison
         if c.method == WELCH:

@@ -1,8 +1,9 @@
 """Verdict statistics: intervals and tests of arms scored per seed and per item.
 
 Pure functions over numpy arrays: no files, no evsys imports but evsys.conclusion.variance (the
-variance terms and their pivot), deterministic (no resampling). docs/statistics.md explains
-the choices and shows the calibration table.
+variance terms and their pivot) and evsys.conclusion.arms (ArmScores, the seed pool);
+deterministic (no resampling). docs/statistics.md explains the choices and shows the
+calibration tables.
 
 API (the integrator wires these in; `evsys.conclusion.decision` holds the verdict on top):
 
@@ -10,8 +11,10 @@ API (the integrator wires these in; `evsys.conclusion.decision` holds the verdic
                                                 items=None means seed-level values only (seeds x 1)
     ArmScores.from_items(arm, {seed: {item: score}}) / ArmScores.seed_level(arm, {seed: value})
     arm_interval(arm, bounds=None) -> Interval  the arm's mean with a 95% interval
-    compare(first, second, mode, bounds, pair_seeds=True) -> Comparison
+    compare(first, second, mode, bounds, pair_seeds=True, pool=None) -> Comparison
                                                 oriented difference, interval, p-value
+    seed_pool(arms) -> SeedPool | None          the seed variance pooled over arms that ran
+                                                the same seeds (evsys.conclusion.arms)
     p_greater(c, margin) / p_less(c, margin)    p-values of "diff > margin" / "diff < margin"
     holm(p_values) -> adjusted p-values         Holm (1979) step-down, FWER
     family(comparisons, margin) -> FamilyTest per comparison: raw and Holm-adjusted p-values
@@ -48,12 +51,13 @@ bounds exactly when the test rejects it).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import stats
 
+from evsys.conclusion.arms import ArmScores, SeedPool, seed_pool
 from evsys.conclusion.variance import (
     ALPHA,
     Bounds,
@@ -74,6 +78,7 @@ __all__ = [  # the API, with what evsys.conclusion.variance contributes to it
     "Comparison",
     "FamilyTest",
     "Interval",
+    "SeedPool",
     "VarianceComponents",
     "arm_interval",
     "compare",
@@ -82,76 +87,18 @@ __all__ = [  # the API, with what evsys.conclusion.variance contributes to it
     "mde",
     "p_greater",
     "p_less",
+    "seed_pool",
     "seeds_needed",
 ]
 
 MODES = ("max", "min")
-PAIRED, UNPAIRED, WELCH, ONE_ARM = (
+PAIRED, POOLED, UNPAIRED, WELCH, ONE_ARM = (
     "paired_seeds_items",
+    "paired_pooled_seeds_items",
     "unpaired_seeds_items",
     "welch_seed_means",
     "seeds_items",
 )
-
-
-@dataclass(frozen=True)
-class ArmScores:
-    """Scores of one arm: values[s, i] is seed seeds[s] on item items[i]."""
-
-    arm: str
-    seeds: tuple[int, ...]
-    values: np.ndarray  # seeds x items, or seeds x 1 when items is None
-    items: tuple[str, ...] | None = None  # None: only seed-level values are known
-
-    def __post_init__(self) -> None:
-        values = np.asarray(self.values, dtype=float)
-        if values.ndim == 1:  # seed-level values given as a vector
-            values = values[:, None]
-        object.__setattr__(self, "values", values)
-        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
-        if self.items is not None:
-            object.__setattr__(self, "items", tuple(str(i) for i in self.items))
-        _check_arm(self)
-
-    @classmethod
-    def from_items(cls, arm: str, scores: Mapping[int, Mapping[str, float]]) -> ArmScores:
-        """From {seed: {item: score}} (what the per-item score files hold); every seed must
-        score the same items."""
-        seeds = sorted(scores)
-        items = sorted(scores[seeds[0]]) if seeds else []
-        if any(sorted(scores[s]) != items for s in seeds):
-            raise ValueError(f"arm {arm!r}: seeds scored different items")
-        values = np.array([[scores[s][i] for i in items] for s in seeds], dtype=float)
-        return cls(arm, tuple(seeds), values, tuple(items))
-
-    @classmethod
-    def seed_level(cls, arm: str, values: Mapping[int, float]) -> ArmScores:
-        """From {seed: value} when no per-item scores exist (tests fall back to Welch)."""
-        seeds = sorted(values)
-        return cls(arm, tuple(seeds), np.array([[values[s]] for s in seeds], dtype=float))
-
-    @property
-    def mean(self) -> float:
-        return float(self.values.mean())
-
-    @property
-    def has_items(self) -> bool:
-        return self.items is not None
-
-
-def _check_arm(arm: ArmScores) -> None:
-    v = arm.values
-    if v.ndim != 2 or v.shape[0] != len(arm.seeds) or v.size == 0:
-        raise ValueError(f"arm {arm.arm!r}: values must be seeds x items, got shape {v.shape}")
-    if arm.items is None and v.shape[1] != 1:
-        raise ValueError(f"arm {arm.arm!r}: without item ids values must be seeds x 1")
-    if arm.items is not None and len(arm.items) != v.shape[1]:
-        raise ValueError(f"arm {arm.arm!r}: {len(arm.items)} item ids for {v.shape[1]} columns")
-    items_unique = arm.items is None or len(set(arm.items)) == len(arm.items)
-    if len(set(arm.seeds)) != len(arm.seeds) or not items_unique:
-        raise ValueError(f"arm {arm.arm!r}: seeds and items must be unique")
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"arm {arm.arm!r}: scores must be finite numbers")
 
 
 @dataclass(frozen=True)
@@ -229,6 +176,7 @@ def compare(
     mode: str = "max",
     bounds: Bounds | None = None,
     pair_seeds: bool = True,
+    pool: SeedPool | None = None,
 ) -> Comparison:
     """The oriented difference of two arms' means: paired by item (and by seed when both ran
     the same seeds and pair_seeds), or Welch on seed means when either arm has no per-item
@@ -236,7 +184,9 @@ def compare(
 
     Pairing by seed removes what a seed does to both arms but leaves n - 1 df for the seed
     term instead of about 2(n - 1): it pays when same-seed runs are correlated enough
-    (docs/statistics.md has the numbers); pair_seeds=False analyses them as independent."""
+    (docs/statistics.md has the numbers); pair_seeds=False analyses them as independent.
+    `pool` (seed_pool() of the family's arms) replaces the pair's own seed variance by the
+    family's pooled one, with its (k - 1)(n - 1) df, when both arms are in it."""
     sign = _orientation(mode)
     diff_bounds = None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
     items, notes = _shared_items(first, second)
@@ -244,13 +194,17 @@ def compare(
         return _welch(first, second, sign, diff_bounds, notes)
     a, b = _columns(first, items), _columns(second, items)
     if first.seeds == second.seeds and pair_seeds:
-        return _paired(first, second, sign * (a - b), diff_bounds, notes)
+        pool = pool if pool is not None and pool.covers(first, second) else None
+        return _paired(first, second, sign * (a - b), diff_bounds, notes, pool)
     return _unpaired(first, second, sign * a, sign * b, diff_bounds, notes)
 
 
-def _paired(first, second, d: np.ndarray, bounds, notes) -> Comparison:
-    comps = components_of(d)
-    return _comparison(first, second, float(d.mean()), comps, PAIRED, True, bounds, notes)
+def _paired(first, second, d: np.ndarray, bounds, notes, pool: SeedPool | None) -> Comparison:
+    comps, method = components_of(d), PAIRED
+    if pool is not None:  # the family's seed variance, with (k - 1)(n - 1) df
+        seeds = ((pool.seed_var(first.arm, second.arm), d.shape[0]),)
+        comps, method = replace(comps, seed_terms=seeds, seed_pool=pool.n_arms - 1), POOLED
+    return _comparison(first, second, float(d.mean()), comps, method, True, bounds, notes)
 
 
 def _unpaired(first, second, a: np.ndarray, b: np.ndarray, bounds, notes) -> Comparison:

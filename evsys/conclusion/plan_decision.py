@@ -31,6 +31,13 @@ def decide_plan(plan: Plan, arms: Mapping[str, ArmScores]) -> Decision | None:
     if missing_named_arm(plan, arms) is not None:
         return None
     bounds = metric_bounds(plan.metric_name)
+    pool = plan.success_metric.get("pool_seeds")  # None: auto (decide's default)
     return decide(
-        list(arms.values()), plan.mode, plan.min_effect, plan.baseline, plan.prediction, bounds
+        list(arms.values()),
+        plan.mode,
+        plan.min_effect,
+        plan.baseline,
+        plan.prediction,
+        bounds,
+        pool_seeds=None if pool is None else bool(pool),
     )

@@ -34,13 +34,17 @@ class VarianceComponents:
     item_var: float = 0.0  # arm-by-item variance per item (0 when unknown or absent)
     n_items: int | None = None  # None: seed-level data, item sampling not accounted for
     item_noise: float = 0.0  # per-item noise inside the item mean square (subtracted)
+    # seed contrasts the seed variance is pooled over: k - 1 for a family of k arms that ran
+    # the same seeds (evsys.conclusion.arms.SeedPool), 1 for a pair's own; df = that x (n - 1)
+    seed_pool: int = 1
 
     def terms(self, n_seeds: int | None = None) -> list[Term]:
         """The variance of the mean as terms; n_seeds replaces every seed set's size. Two
         seed sets (unpaired arms) make one term with Welch's df, so that with no item term
         the test is Welch's t-test."""
         seeds = [
-            Term(var / (n_seeds or n), float((n_seeds or n) - 1)) for var, n in self.seed_terms
+            Term(var / (n_seeds or n), float(self.seed_pool * ((n_seeds or n) - 1)))
+            for var, n in self.seed_terms
         ]
         if len(seeds) > 1:
             seeds = [Term(math.fsum(t.plus for t in seeds), satterthwaite(seeds))]
