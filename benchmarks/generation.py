@@ -168,6 +168,81 @@ def run_generate(model, tokenizer, prompts, batch_size, max_new_tokens) -> tuple
 CONTENDERS = {"evsys": run_evsys, "generate": run_generate}
 
 
+# -------------------------------------------------------------------------------------- scoring
+def reference_answers(count: int, seed: int, longest: int) -> list[str]:
+    """Reference completions of 1..`longest` random words, for the teacher-forced loss."""
+    rng = random.Random(seed)
+    return [
+        " ".join(f"t{rng.randrange(EOS_ID)}" for _ in range(rng.randint(1, longest)))
+        for _ in range(count)
+    ]
+
+
+def score_evsys(model, tokenizer, examples, batch_size) -> list[float]:
+    from evsys.evaluation.held_out import completion_losses, evaluation_mode
+
+    with evaluation_mode(model):
+        return completion_losses(model, tokenizer, examples, batch_size, max_length=4096)
+
+
+def score_plain(model, tokenizer, examples, batch_size) -> list[float]:
+    """What a user writes: prompt + answer + EOS, right-padded, full logits, cross entropy."""
+    import torch
+    import torch.nn.functional as F
+
+    losses = []
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            rows, labels = [], []
+            for example in examples[start : start + batch_size]:
+                prompt = tokenizer(example["prompt"], add_special_tokens=False)["input_ids"]
+                answer = tokenizer(example["completion"], add_special_tokens=False)["input_ids"]
+                rows.append(prompt + answer + [EOS_ID])
+                labels.append([-100] * len(prompt) + answer + [EOS_ID])
+            width = max(len(row) for row in rows)
+            pad = [width - len(row) for row in rows]
+            input_ids = torch.tensor([r + [EOS_ID] * n for r, n in zip(rows, pad, strict=True)])
+            mask = torch.tensor([[1] * len(r) + [0] * n for r, n in zip(rows, pad, strict=True)])
+            target = torch.tensor([t + [-100] * n for t, n in zip(labels, pad, strict=True)])
+            logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
+            per_token = F.cross_entropy(
+                logits.transpose(1, 2), target[:, 1:], ignore_index=-100, reduction="none"
+            )
+            counts = (target[:, 1:] != -100).sum(-1)
+            losses += (per_token.sum(-1) / counts).tolist()
+    return losses
+
+
+SCORERS = {"evsys": score_evsys, "plain": score_plain}
+
+
+def run_scoring(model, tokenizer, prompts, args) -> list[dict]:
+    """Teacher-forced loss of reference answers: evsys's completion_losses vs a plain loop."""
+    answers = reference_answers(len(prompts), 1, args.max_new_tokens)
+    examples = [{"prompt": p, "completion": a} for p, a in zip(prompts, answers, strict=True)]
+    results, losses = [], {}
+    for name, scorer in SCORERS.items():
+        start, cpu = time.perf_counter(), time.process_time()
+        losses[name] = scorer(model, tokenizer, examples, args.batch_size)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+        result = {
+            "scoring": name,
+            "seconds": round(seconds, 2),
+            "cpu_seconds": round(cpu, 2),
+            "examples_per_cpu_second": round(len(examples) / cpu, 3),
+            "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        }
+        results.append(result)
+        print(json.dumps(result), flush=True)
+    gap = max(abs(a - b) for a, b in zip(losses["evsys"], losses["plain"], strict=True))
+    cpu = {r["scoring"]: r["cpu_seconds"] for r in results}
+    print(
+        f"scoring {len(examples)} examples: largest loss difference {gap:.2e}; evsys vs plain "
+        f"{cpu['plain'] / cpu['evsys']:.2f}x CPU time"
+    )
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=1000, help="number of prompts")
@@ -179,6 +254,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="runs of each, order alternating")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--score", action="store_true", help="also time the teacher-forced loss")
+    parser.add_argument("--no-generate", action="store_true", help="skip generation")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     import torch
@@ -200,6 +277,12 @@ def main() -> None:
         f"{args.max_new_tokens}, {torch.get_num_threads()} threads",
         flush=True,
     )
+    scoring = run_scoring(model, tokenizer, prompts, args) if args.score else []
+    if args.no_generate:
+        if args.json:
+            args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
+                                             "scoring": scoring}))  # fmt: skip
+        return
     results, answers = [], {}
     for repeat in range(args.repeats):
         names = list(CONTENDERS) if repeat % 2 == 0 else list(CONTENDERS)[::-1]
@@ -258,7 +341,13 @@ def main() -> None:
     )
     if args.json:
         args.json.write_text(
-            json.dumps({"args": vars(args) | {"json": str(args.json)}, "results": results})
+            json.dumps(
+                {
+                    "args": vars(args) | {"json": str(args.json)},
+                    "results": results,
+                    "scoring": scoring,
+                }
+            )
         )
 
 
