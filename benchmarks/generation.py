@@ -27,8 +27,14 @@ tokens plus its EOS, if any) over the wall seconds of the whole call, tokenizati
 "computed" counts rows x steps that every batch actually ran (a batch runs until its longest
 answer ends): the work padding and unequal lengths cost.
 
+`--score` also times the teacher-forced loss of a reference answer per prompt (random words,
+1-32 of them), the held-out loss evsys reports: `completion_losses` (batches longest first,
+the LM head at target positions only, in chunks) against a plain loop (batches in the given
+order, right-padded, full logits, `F.cross_entropy`), and checks the losses agree.
+
     python benchmarks/generation.py --prompts 1000
     python benchmarks/generation.py --prompts 32 --repeats 1      # a small slice first
+    python benchmarks/generation.py --prompts 128 --score --no-generate
 """
 
 from __future__ import annotations
