@@ -77,6 +77,23 @@ def test_generation_batches_longest_first_within_the_token_budget(tokenizer):
     assert budgeted == generate_greedy(model, tokenizer, prompts, 5, max_new_tokens=12)
 
 
+def test_completion_losses_in_length_order_equal_one_by_one(tokenizer):
+    """Batches are formed longest first; each example's loss is still its own, in order."""
+    from evsys.evaluation.held_out import completion_losses
+
+    model = tiny_model(tokenizer, seed=2).eval()
+    lengths = [3, 17, 1, 9, 30, 5, 12]
+    examples = [
+        {"prompt": "x" * (n % 4 + 1) + "=", "completion": "abcdefghij" * 3} for n in lengths
+    ]
+    for example, n in zip(examples, lengths, strict=True):
+        example["completion"] = example["completion"][:n]
+    batched = completion_losses(model, tokenizer, examples, batch_size=3, max_length=64)
+    alone = [completion_losses(model, tokenizer, [ex], 1, max_length=64)[0] for ex in examples]
+    assert batched == pytest.approx(alone, abs=1e-5)
+    assert len(set(round(x, 4) for x in batched)) == len(examples)  # not all the same
+
+
 def test_a_model_that_learned_the_answers_scores_one(tokenizer):
     """Overfit the scored examples, through the same tokenize and pack path training uses."""
     benchmark = get_benchmark("reversal", BenchmarkSettings(**SETTINGS))

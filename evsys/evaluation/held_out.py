@@ -121,11 +121,18 @@ def completion_losses(
     batch_size: int,
     max_length: int,
 ) -> list[float]:
-    """Each example's mean cross entropy per target token (completion + EOS), teacher forced."""
+    """Each example's mean cross entropy per target token (completion + EOS), teacher forced.
+
+    Batches are taken longest first, so each holds examples of similar length (little right
+    padding, which every layer would otherwise compute); the losses come back in the order
+    of `examples`.
+    """
     tokenized = tokenize_examples(examples, tokenizer, max_length)
-    losses: list[float] = []
-    for start in range(0, len(tokenized), batch_size):
-        batch = collate_padded(tokenized[start : start + batch_size], tokenizer.pad_token_id)
+    order = sorted(range(len(tokenized)), key=lambda i: -len(tokenized[i]["input_ids"]))
+    losses: list[float] = [0.0] * len(tokenized)
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        batch = collate_padded([tokenized[i] for i in indices], tokenizer.pad_token_id)
         batch = {key: value.to(model.device) for key, value in batch.items()}
         # Only target positions reach the LM head, in chunks: no full-vocabulary logits.
         logps, mask = shifted_logps(
@@ -136,7 +143,8 @@ def completion_losses(
             batch["labels"],
         )
         counts = mask.sum(-1).clamp(min=1)
-        losses += (-logps.sum(-1) / counts).tolist()
+        for index, loss in zip(indices, (-logps.sum(-1) / counts).tolist(), strict=True):
+            losses[index] = loss
     return losses
 
 
