@@ -17,8 +17,13 @@ from omegaconf import MISSING
 
 from evsys.errors import ConfigError
 
-
 # --------------------------------------------------------------------------------------- model
+# data.packing_strategy: best_fit fills rows, but each row then holds examples of about one
+# length (longest first); next_fit keeps the data order and closes a row as soon as the next
+# example does not fit (rows of mixed lengths, less full). docs/scale.md.
+PACKING_STRATEGIES = ("best_fit", "next_fit")
+
+
 @dataclass
 class LoraConfig:
     r: int = 0  # LoRA rank; 0 trains all weights
@@ -132,6 +137,7 @@ class DataConfig(DatasetConfig):
     max_length: int = 128  # tokens per row: packed row length, and truncation limit
     packing: bool = True  # pack several examples into each training row
     packing_window: int = 4096  # examples packed together, best fit longest first (docs/scale.md)
+    packing_strategy: str = "best_fit"  # one of PACKING_STRATEGIES
     num_workers: int = 0  # DataLoader worker processes
     cache: bool = True  # reuse loaded and tokenized data across runs (docs/data.md#caching)
     cache_dir: str | None = None  # None: $EVSYS_CACHE_DIR, else ~/.cache/evsys/data

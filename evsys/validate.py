@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from evsys.algorithms import algorithm_schema
-from evsys.config import ContinualStage, RunConfig
+from evsys.config import PACKING_STRATEGIES, ContinualStage, RunConfig
 from evsys.errors import ConfigError
 from evsys.evaluation.base import harness_settings
 from evsys.evaluation.names import benchmark_label, check_benchmark_kinds, has_held_out_metrics
@@ -144,6 +144,11 @@ def check_ranges(cfg: DictConfig) -> None:
         raise ConfigError(
             f"data.max_length={cfg.data.max_length} exceeds model.max_position_embeddings="
             f"{longest}, the longest sequence the model supports: lower one or raise the other"
+        )
+    if cfg.data.packing_strategy not in PACKING_STRATEGIES:
+        raise ConfigError(
+            f"data.packing_strategy={cfg.data.packing_strategy!r}: choose one of "
+            f"{', '.join(PACKING_STRATEGIES)}"
         )
     if cfg.experiment.on_mismatch not in ON_MISMATCH:
         raise ConfigError(

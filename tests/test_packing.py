@@ -12,6 +12,7 @@ from evsys.data.packing import (
     collate_padded,
     count_real_tokens,
     count_target_tokens,
+    next_fit_order,
     pack_examples,
     packing_fill,
     packing_order,
@@ -227,3 +228,27 @@ def test_examples_in_a_row_do_not_see_each_other(model, tokenized):
     # Neither the example before nor the one after the changed one moves.
     torch.testing.assert_close(before[: starts[1]], after[: starts[1]], atol=1e-6, rtol=0)
     torch.testing.assert_close(before[starts[2] :], after[starts[2] :], atol=1e-6, rtol=0)
+
+
+def test_next_fit_keeps_the_data_order():
+    short = {"input_ids": [1, 2, 3], "labels": [-100, 2, 3]}
+    long = {"input_ids": list(range(10)), "labels": list(range(10))}
+    rows = pack_examples([short, long, short, short], row_length=8, strategy="next_fit")
+    # A row closes as soon as the next example does not fit; nothing is reordered.
+    assert [row["input_ids"] for row in rows] == [[1, 2, 3], list(range(8)), [1, 2, 3, 1, 2, 3]]
+    lengths = long_tailed_lengths(2_000, 128)
+    order, row_starts = next_fit_order(lengths, 128)
+    assert order.tolist() == list(range(len(lengths)))
+    clipped = np.minimum(lengths, 128)
+    assert all(clipped[order[a:b]].sum() <= 128 for a, b in itertools.pairwise(row_starts))
+
+
+def test_a_packing_strategy_typo_is_refused():
+    from evsys import compose_run_config
+    from evsys.errors import ConfigError
+
+    assert (
+        compose_run_config(["data.packing_strategy=next_fit"]).data.packing_strategy == "next_fit"
+    )
+    with pytest.raises(ConfigError, match="data.packing_strategy='nextfit': choose one of"):
+        compose_run_config(["data.packing_strategy=nextfit"])

@@ -25,14 +25,17 @@ PACKING_WINDOW = 4096  # examples packed together (data.packing_window): fill vs
 
 
 def pack_examples(
-    tokenized: Sequence[dict], row_length: int, window: int = PACKING_WINDOW
+    tokenized: Sequence[dict],
+    row_length: int,
+    window: int = PACKING_WINDOW,
+    strategy: str = "best_fit",
 ) -> list[dict] | TokenRows:
     """Rows of whole examples back to back, each at most row_length long (see `pack_token_rows`).
 
     A list in gives a list out; `TokenRows` in (the cached path) gives `TokenRows` out.
     """
     rows = tokenized if isinstance(tokenized, TokenRows) else TokenRows.from_list(list(tokenized))
-    packed = pack_token_rows(rows, row_length, window)
+    packed = pack_token_rows(rows, row_length, window, strategy)
     return packed if isinstance(tokenized, TokenRows) else list(packed)
 
 
@@ -73,15 +76,32 @@ def packing_order(
     return np.asarray(order, dtype=np.int64), np.asarray(row_starts, dtype=np.int64)
 
 
+def next_fit_order(lengths: np.ndarray, row_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Next-fit packing in data order: a row is closed as soon as the next example does not
+    fit. Returns (order, row_starts) like `packing_order`."""
+    lengths = np.minimum(np.asarray(lengths, dtype=np.int64), row_length)
+    row_starts, used = [0], 0
+    for index, length in enumerate(lengths.tolist()):
+        if used and used + length > row_length:
+            row_starts.append(index)
+            used = 0
+        used += length
+    row_starts.append(len(lengths))
+    return np.arange(len(lengths), dtype=np.int64), np.asarray(row_starts, dtype=np.int64)
+
+
 def pack_token_rows(
-    examples: TokenRows, row_length: int, window: int = PACKING_WINDOW
+    examples: TokenRows, row_length: int, window: int = PACKING_WINDOW, strategy: str = "best_fit"
 ) -> TokenRows:
     """Rows of whole examples in `packing_order`, on flat arrays: the tokens moved by numpy.
 
     Rows are not padded; each example restarts position_ids at 0, which is how the model
     tells the examples of a row apart.
     """
-    order, row_starts = packing_order(examples.lengths(), row_length, window)
+    if strategy == "next_fit":
+        order, row_starts = next_fit_order(examples.lengths(), row_length)
+    else:
+        order, row_starts = packing_order(examples.lengths(), row_length, window)
     lengths = np.minimum(examples.lengths()[order], row_length)
     # Token positions: the k-th example of the output contributes its first lengths[k] tokens.
     starts_in_out = np.zeros(len(lengths), dtype=np.int64)

@@ -40,9 +40,10 @@ class PostTrainingModule(L.LightningModule):
     @classmethod
     def build_rows(cls, examples: list[dict], tokenizer, cfg, split: str) -> list[dict]:
         """Rows for `split` ("train" or "eval") from the examples `load_split` returned."""
-        rows = tokenize_rows(examples, tokenizer, cfg.data.max_length, cfg.data.num_proc)
-        if split == "train" and cfg.data.packing:
-            return pack_examples(rows, cfg.data.max_length, cfg.data.packing_window)
+        data = cfg.data
+        rows = tokenize_rows(examples, tokenizer, data.max_length, data.num_proc)
+        if split == "train" and data.packing:
+            return pack_examples(rows, data.max_length, data.packing_window, data.packing_strategy)
         return rows
 
     @classmethod

@@ -29,5 +29,7 @@ class PretrainModule(SFTModule):
         documents = tokenize_rows(examples, tokenizer, NO_LIMIT, cfg.data.num_proc)
         pieces = chunk_token_rows(documents, cfg.data.max_length)
         if split == "train" and cfg.data.packing:
-            return pack_token_rows(pieces, cfg.data.max_length, cfg.data.packing_window)
+            return pack_token_rows(
+                pieces, cfg.data.max_length, cfg.data.packing_window, cfg.data.packing_strategy
+            )
         return pieces
