@@ -259,7 +259,7 @@ def test_grpo_addition_preset_end_to_end(tmp_path):
 
     outputs = tmp_path / "outputs"
     root = f"experiment.stores.outputs_root={outputs}"
-    parent = run_cli(["+experiment=sft_addition", "algorithm.max_steps=400", root, "-m"], REPO)
+    parent = run_cli(["+experiment=sft_addition", "algorithm.max_steps=500", root, "-m"], REPO)
     assert parent.returncode == 0, parent.stdout[-3000:] + parent.stderr[-3000:]
     (parent_id,) = [e["id"] for e in list_experiments(outputs) if e["name"] == "sft_addition"]
     child = run_cli(
@@ -271,7 +271,7 @@ def test_grpo_addition_preset_end_to_end(tmp_path):
     groups = {g["arm"]: g for g in json.loads(conclusion.read_text())["groups"]}
     assert groups["start"]["n"] == groups["grpo"]["n"] == 3
     assert groups["start"]["std"] == 0  # the parent's model, scored as is, whatever the seed
-    # Measured (docs/algorithms.md): 0.769 -> 0.796, 95% CI of the gain [0.013, 0.040].
+    # Measured (docs/algorithms.md): 0.251 -> 0.332, 95% CI of the gain [0.053, 0.110].
     assert groups["grpo"]["mean"] > groups["start"]["mean"]
 
 
