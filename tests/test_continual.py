@@ -353,10 +353,7 @@ def test_a_chain_is_ranked_on_its_average_final_exact_match_by_default():
     # Not on the first stage's dataset (the job's data.dataset_name) alone.
     stages = "experiment.continual.datasets=[{dataset_name:reversal},{dataset_name:sorting}]"
     chain = compose_run_config([stages])
-    assert success_metric(chain) == {
-        "name": "continual/avg_final",
-        "mode": "max",
-        "min_effect": 0.0,
-    }
+    metric = success_metric(chain)
+    assert (metric["name"], metric["mode"]) == ("continual/avg_final", "max")
     single = compose_run_config([])
     assert success_metric(single)["name"] == "eval/reversal/exact_match"
