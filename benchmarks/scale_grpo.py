@@ -30,17 +30,14 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_sft import make_fixtures, peak_rss_gb  # noqa: E402
+from scale_sft import make_fixtures, peak_rss_gb, quiet_child, run_child  # noqa: E402
 
 CONTENDERS = ("evsys", "trl")
 LR = 1e-6
@@ -263,13 +260,7 @@ def profiled(train, clock: StepClock, name: str, args) -> dict:
 
 # ---------------------------------------------------------------------------------------- main
 def child(args) -> None:
-    warnings.filterwarnings("ignore")
-    import logging
-
-    logging.disable(logging.WARNING)
-    import torch
-
-    torch.set_num_threads(args.threads)
+    quiet_child(args.threads)
     model_dir, _ = make_fixtures(args.workdir)
     prompts = make_prompts(args.workdir)
     run = run_evsys if args.contender == "evsys" else run_trl
@@ -294,15 +285,9 @@ def spawn(args, contender: str) -> dict | None:
         command += ["--override", override]
     if args.profile:
         command.append("--profile")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    env["OMP_NUM_THREADS"] = str(args.threads)
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode or not lines:
-        print(f"{contender} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
-        return None
-    result = json.loads(lines[-1][len("RESULT ") :])
-    print(json.dumps(result), flush=True)
+    result = run_child(command, args.threads, contender)
+    if result is not None:
+        print(json.dumps(result), flush=True)
     return result
 
 

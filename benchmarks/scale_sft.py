@@ -291,14 +291,34 @@ def run_trl(model_dir: Path, data_file: Path, rows: int, steps: int, workdir: Pa
 
 
 # ---------------------------------------------------------------------------------------- main
-def child(args) -> None:
+def quiet_child(threads: int) -> None:
+    """A contender's own process: library warnings and logs off, `threads` torch threads."""
     warnings.filterwarnings("ignore")
     import logging
 
     logging.disable(logging.WARNING)
     import torch
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
+
+
+def run_child(command: list[str], threads: int, label: str, pythonpath: str | None = None):
+    """Run one contender's process (offline, `threads` OpenMP threads) and return the report
+    it printed as its last `RESULT <json>` line; None, with its stderr, when it failed."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env["OMP_NUM_THREADS"] = str(threads)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not lines:
+        print(f"{label} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+        return None
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def child(args) -> None:
+    quiet_child(args.threads)
     model_dir, data_file = make_fixtures(args.workdir)
     if args.contender == "evsys":
         report = run_evsys(model_dir, data_file, args.rows, args.steps, args.override)
@@ -318,16 +338,10 @@ def spawn(args, contender: str, rows: int) -> dict | None:
     ]  # fmt: skip
     for override in args.override if contender == "evsys" else []:
         command += ["--override", override]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    env["OMP_NUM_THREADS"] = str(args.threads)
-    if contender == "evsys" and args.evsys_path:
-        env["PYTHONPATH"] = args.evsys_path
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode or not lines:
-        print(f"{contender} rows={rows} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+    pythonpath = args.evsys_path if contender == "evsys" else None
+    result = run_child(command, args.threads, f"{contender} rows={rows}", pythonpath)
+    if result is None:
         return None
-    result = json.loads(lines[-1][len("RESULT ") :])
     if contender == "evsys" and args.evsys_path:
         result["contender"] += f" ({args.evsys_path})"
     print(json.dumps(result), flush=True)
