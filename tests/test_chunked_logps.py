@@ -22,7 +22,6 @@ from evsys.lightning.chunked_logps import chosen_logps, shifted_logps, summed_nl
 from evsys.lightning.dpo import DPOModule, collate_pairs, tokenize_pairs
 from evsys.lightning.logprobs import (
     completion_logps,
-    labelled_logps,
     positions_from_mask,
     token_logps,
 )
@@ -34,6 +33,22 @@ PAIRS = [
     {"prompt": "reverse abc=", "completion": "cba", "rejected": "cab"},
     {"prompt": "sort dcba=", "completion": "abcd", "rejected": "abdcx"},
 ]
+
+
+def labelled_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p of every labelled token given the tokens before it, and the mask of those tokens.
+
+    From full logits: the reference that `chunked_logps.shifted_logps` (what training uses)
+    is tested against (a test-only oracle).
+
+    `labels` is aligned with the input ids, -100 where nothing is scored (as in SFT batches);
+    both results are one shorter than the rows, since the token at t is predicted at t - 1.
+    Unlabelled positions hold 0, so a row's sum is the log-prob of its labelled tokens.
+    """
+    targets = labels[:, 1:]
+    mask = targets != -100
+    logps = token_logps(logits[:, :-1], targets.masked_fill(~mask, 0))
+    return logps * mask, mask
 
 
 @pytest.fixture(autouse=True)

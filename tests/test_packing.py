@@ -10,8 +10,6 @@ import transformers
 from evsys.data.packing import (
     collate_packed,
     collate_padded,
-    count_real_tokens,
-    count_target_tokens,
     next_fit_order,
     pack_examples,
     packing_fill,
@@ -22,6 +20,25 @@ from evsys.data.tokenize import IGNORE_INDEX, TokenRows, tokenize_examples
 from evsys.data.tokenizer import byte_tokenizer
 
 ROW_LENGTH = 48
+
+
+def count_target_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """Tokens that carry a loss."""
+    return int((batch["labels"] != IGNORE_INDEX).sum())
+
+
+def count_real_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """Tokens that are not padding.
+
+    Packed batches have no mask, but every example ends with a target token (its EOS, or a
+    completion token where it was truncated), so a row's real tokens end at its last target.
+    """
+    if "attention_mask" in batch:
+        return int(batch["attention_mask"].sum())
+    is_target = batch["labels"] != IGNORE_INDEX
+    width = is_target.shape[1]
+    positions = torch.arange(1, width + 1, device=is_target.device)
+    return int((is_target * positions).amax(dim=1).sum())
 
 
 @pytest.fixture(scope="module")

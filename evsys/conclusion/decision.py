@@ -52,7 +52,6 @@ from evsys.conclusion.inference import (
     seed_pool,
 )
 
-VERDICTS = ("supported", "refuted", "inconclusive")
 ALL = "all"
 
 

@@ -11,8 +11,6 @@ import importlib
 _EXPORTS = {
     "collate_packed": "evsys.data.packing",
     "collate_padded": "evsys.data.packing",
-    "count_real_tokens": "evsys.data.packing",
-    "count_target_tokens": "evsys.data.packing",
     "pack_examples": "evsys.data.packing",
     "TASKS": "evsys.data.tasks",
     "Task": "evsys.data.tasks",

@@ -193,22 +193,3 @@ def collate_padded(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]
         "attention_mask": torch.tensor(attention_mask, dtype=torch.long),
         "position_ids": torch.arange(width).expand(len(examples), width).clone(),
     }
-
-
-def count_target_tokens(batch: dict[str, torch.Tensor]) -> int:
-    """Tokens that carry a loss."""
-    return int((batch["labels"] != IGNORE_INDEX).sum())
-
-
-def count_real_tokens(batch: dict[str, torch.Tensor]) -> int:
-    """Tokens that are not padding.
-
-    Packed batches have no mask, but every example ends with a target token (its EOS, or a
-    completion token where it was truncated), so a row's real tokens end at its last target.
-    """
-    if "attention_mask" in batch:
-        return int(batch["attention_mask"].sum())
-    is_target = batch["labels"] != IGNORE_INDEX
-    width = is_target.shape[1]
-    positions = torch.arange(1, width + 1, device=is_target.device)
-    return int((is_target * positions).amax(dim=1).sum())

@@ -66,17 +66,6 @@ class PostTrainingModule(L.LightningModule):
         self.algorithm = algorithm
         self._compiled = False
 
-    def forward_logits(self, batch: dict) -> torch.Tensor:
-        """Full logits [rows, tokens, vocab]: for callers that need them; losses do not."""
-        # Packed rows carry no attention_mask: transformers then builds a block-diagonal causal
-        # mask from position_ids, so examples never attend across their boundaries.
-        return self.model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch.get("attention_mask"),
-            position_ids=batch["position_ids"],
-            use_cache=False,
-        ).logits
-
     def token_losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token cross entropy of predicting token t+1 at t, and the mask of counted tokens.
 

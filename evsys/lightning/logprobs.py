@@ -46,19 +46,3 @@ def completion_logps(
         model, input_ids, attention_mask, positions_from_mask(attention_mask), labels, temperature
     )
     return logps[:, -num_completion_tokens:]
-
-
-def labelled_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p of every labelled token given the tokens before it, and the mask of those tokens.
-
-    From full logits: the reference that `chunked_logps.shifted_logps` (what training uses)
-    is tested against.
-
-    `labels` is aligned with the input ids, -100 where nothing is scored (as in SFT batches);
-    both results are one shorter than the rows, since the token at t is predicted at t - 1.
-    Unlabelled positions hold 0, so a row's sum is the log-prob of its labelled tokens.
-    """
-    targets = labels[:, 1:]
-    mask = targets != -100
-    logps = token_logps(logits[:, :-1], targets.masked_fill(~mask, 0))
-    return logps * mask, mask
