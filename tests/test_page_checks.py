@@ -1,0 +1,132 @@
+"""The concept page's experiment file, checked: wrong types and typos anywhere in the file (deep
+in matrix.base, in an axis path, in stores) named as written in the file, on one line, before
+anything trains; and the page's own snippets load as they stand. No training."""
+
+from __future__ import annotations
+
+import pytest
+
+import evsys
+from evsys.errors import ConfigError
+from evsys.sweep.page_format import check_page
+
+RUN = {"algorithm": {"kind": "sft", "max_steps": 5}}
+ARMS = [{"name": "a"}, {"name": "b", "algorithm": {"lr": "fast"}}]
+
+
+@pytest.mark.parametrize(
+    ("page", "message"),
+    [
+        # a wrong type, named as in the file
+        ({"runs": ARMS}, "bad value for 'runs[1].algorithm.lr'"),
+        ({"runs": {"a": {"model": {"hidden_size": "big"}}}}, "'runs.a.model.hidden_size'"),
+        ({"run": {"seed": "x"}}, "bad value for 'run.seed'"),
+        # a typo deep in matrix.base
+        (
+            {"matrix": {"base": {"model": {"hiden_size": 1}}, "axes": {"algorithm.lr": [1]}}},
+            "Did you mean 'matrix.base.model.hidden_size'?",
+        ),
+        # axis paths: a typo at any depth gets the whole corrected path
+        (
+            {"matrix": {"base": RUN, "axes": {"model.hiden_size": [64]}}},
+            "Did you mean 'matrix.axes.model.hidden_size'?",
+        ),
+        (
+            {"matrix": {"base": RUN, "axes": {"modle.hidden_size": [64]}}},
+            "Did you mean 'matrix.axes.model.hidden_size'?",
+        ),
+        ({"matrix": {"base": RUN, "axes": {"algorithm.lr.x": [1]}}}, "is not a config key"),
+        (
+            {"matrix": {"base": RUN, "axes": {"algorithm.kind": ["sft", "ppo"]}}},
+            "matrix.axes.algorithm.kind[1]='ppo' is not a known algorithm",
+        ),
+        # the experiment's own keys
+        ({"run": RUN, "stores": {"cache_dri": "c"}}, "Did you mean 'stores.cache_dir'?"),
+        ({"run": RUN, "stores": {"output_root": "o"}}, "Did you mean 'stores.outputs_root'?"),
+        ({"run": RUN, "stores": "outputs"}, "stores must be {outputs_root, cache_dir}"),
+        ({"run": RUN, "output_dir": 3}, "output_dir must be a directory path"),
+        ({"run": RUN, "success_metric": 5}, "success_metric must be a metric name"),
+        (
+            {"run": RUN, "success_metric": {"name": "val/loss", "mode": "lowest"}},
+            "success_metric.mode='lowest': use max or min",
+        ),
+        ({"run": RUN, "n_repeats": "two"}, "bad value for 'n_repeats'"),
+        (
+            {"run": RUN, "continual": {"datasets": [{"dataset_name": "a", "max_steps": "x"}]}},
+            "bad value for 'continual.datasets[0].max_steps'",
+        ),
+    ],
+)
+def test_wrong_types_and_typos_are_named_as_in_the_file(page, message):
+    with pytest.raises(ConfigError) as refused:
+        check_page(page)
+    assert message in str(refused.value)
+    assert "\n" not in str(refused.value)
+    assert "matrix.axes.algorithm.kind.algorithm.kind" not in str(refused.value)
+
+
+# The refusals the issue lists, as files: each one line naming the key, before anything runs.
+REFUSED_FILES = {
+    "none": ("name: x\n", "one of run, runs or matrix"),
+    "two": ("run: {}\nruns: {a: {}}\n", "one of run, runs or matrix"),
+    "continual_runs": (
+        "runs: {a: {}}\ncontinual: {datasets: [{dataset_name: reversal}]}\n",
+        "continual requires a single run base, as the concept page says",
+    ),
+    "continual_matrix": (
+        "matrix: {axes: {algorithm.lr: [1e-3]}}\ncontinual: {datasets: [{dataset_name: a}]}\n",
+        "continual requires a single run base, as the concept page says",
+    ),
+    "axis_path": (
+        "matrix: {axes: {algorithm.lerning_rate: [1e-3]}}\n",
+        "'matrix.axes.algorithm.lerning_rate' is not a config key",
+    ),
+    "empty_axis": ("matrix: {axes: {algorithm.lr: []}}\n", "matrix.axes.algorithm.lr is empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_FILES))
+def test_the_issues_refusals_are_one_line_before_anything_runs(tmp_path, case):
+    text, message = REFUSED_FILES[case]
+    path = tmp_path / "config.yaml"
+    path.write_text(f"output_dir: {tmp_path / 'sweep'}\n{text}")
+    with pytest.raises(ConfigError) as refused:
+        evsys.Experiment.from_yaml(path)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+    with pytest.raises(ConfigError, match="one of|continual requires|matrix.axes"):
+        evsys.ExperimentConfig.from_yaml(path)
+    assert not (tmp_path / "sweep").exists()
+
+
+# The concept page's continual snippet, adapted as the issue allows: a tiny model saved with
+# save_pretrained in place of Qwen/Qwen3.5-4B (still `model: { name: ... }`), built-in tasks and
+# built-in transforms in place of corpus_a..c and their `[...]`.
+PAGE_CONTINUAL = """
+run:                       # the base recipe; its own `data` is ignored
+  model: { name: MODEL_DIR }
+  algorithm: { kind: sft }
+continual:
+  datasets:                # one training stage per entry, chained in order
+    - { dataset_name: reversal, transforms: [dedupe] }
+    - { dataset_name: sorting, transforms: [{name: take, n: 500}] }
+    - { dataset_name: addition, transforms: [shuffle] }
+"""
+
+
+def test_the_pages_continual_snippet_loads_as_it_stands(tmp_path):
+    from tests.test_real_model import save_tiny_llama
+
+    model_dir = str(save_tiny_llama(tmp_path / "tiny_llama"))
+    path = tmp_path / "config.yaml"
+    path.write_text(PAGE_CONTINUAL.replace("MODEL_DIR", model_dir))
+    config = evsys.ExperimentConfig.from_yaml(path)
+    assert config.run == {"model": {"name": model_dir}, "algorithm": {"kind": "sft"}}
+    (run,) = evsys.expand_runs(evsys.Experiment.from_yaml(path))
+    stages = run.experiment.continual.datasets
+    assert [stage.dataset_name for stage in stages] == ["reversal", "sorting", "addition"]
+    assert [list(stage.transforms) for stage in stages] == [
+        ["dedupe"], [{"name": "take", "n": 500}], ["shuffle"]
+    ]  # fmt: skip
+    assert (run.model.name, run.algorithm.kind, run.arm, run.seed) == (
+        model_dir, "sft", "default", 0
+    )  # fmt: skip
