@@ -137,3 +137,35 @@ def test_run_experiment_trains_one_expanded_run_without_bookkeeping(tmp_path):
     assert (record.arm, record.seed, record.status) == ("lr_3e-3", 0, "completed")
     assert (tmp_path / "one_arm" / "result.json").is_file()
     assert not list(tmp_path.rglob("experiment.json"))  # no plan, no registry: one arm only
+
+
+WHERE = """
+name: where
+success_metric: {name: eval/addition/loss, mode: min}
+n_repeats: 2
+base_seed: 5
+parent_experiment_id: parent-20261201-000000-abcd
+metadata: {owner: me, issue: 17}
+output_dir: ROOT/sweep
+stores: {outputs_root: ROOT/stores/outputs, cache_dir: ROOT/stores/cache}
+run: {data: {dataset_name: addition}, tags: [where]}
+"""
+
+
+def test_output_dir_stores_metadata_and_base_seed_are_honoured(tmp_path, monkeypatch):
+    from evsys.sweep import registry
+
+    monkeypatch.chdir(tmp_path)  # nothing may land in ./outputs
+    path = tmp_path / "where.yaml"
+    path.write_text(WHERE.replace("ROOT", str(tmp_path)))
+    result = Experiment.from_yaml(path, FAST).run()
+    assert result.sweep_dir == tmp_path / "sweep"  # output_dir is the sweep dir
+    assert sorted(arm.seed for arm in result.arms) == [5, 6]  # base_seed, base_seed + 1
+    assert all(arm.completed for arm in result.arms)
+    plan = json.loads((result.sweep_dir / "experiment.json").read_text())
+    assert plan["metadata"] == {"owner": "me", "issue": 17}
+    (row,) = registry.list_experiments(tmp_path / "stores" / "outputs")
+    assert row["parent_experiment_id"] == "parent-20261201-000000-abcd"
+    assert row["sweep_dir"] == str(tmp_path / "sweep")
+    assert any((tmp_path / "stores" / "cache").iterdir())  # the data cache moved with stores
+    assert not (tmp_path / "outputs").exists()
