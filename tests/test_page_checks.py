@@ -130,3 +130,45 @@ def test_the_pages_continual_snippet_loads_as_it_stands(tmp_path):
     assert (run.model.name, run.algorithm.kind, run.arm, run.seed) == (
         model_dir, "sft", "default", 0
     )  # fmt: skip
+
+
+# The single-run mode (run x n_repeats) plans as its preset, as runs / matrix / continual do
+# (tests/test_page_format.py::test_page_and_preset_plan_the_same_jobs).
+RUN_PAGE = """
+name: same_run
+success_metric: {name: val/loss, mode: min}
+n_repeats: 3
+base_seed: 2
+run:
+  model: {hidden_size: 64}
+  algorithm: {kind: pretrain, lr: 1e-3, max_steps: 6}
+  data: {dataset_name: sorting}
+  tags: [one]
+"""
+RUN_PRESET = """# @package _global_
+defaults:
+  - override /algorithm: pretrain
+experiment:
+  name: same_run
+  success_metric: {name: val/loss, mode: min}
+  n_repeats: 3
+  base_seed: 2
+model: {hidden_size: 64}
+algorithm: {lr: 1e-3, max_steps: 6}
+data: {dataset_name: sorting}
+tags: [one]
+"""
+
+
+def test_a_single_run_with_repeats_plans_as_its_preset(tmp_path):
+    from evsys.records import group_id
+    from evsys.sweep.expand import plan_experiment
+    from tests.test_page_format import _config, _jobs, _write
+
+    page_plan, page_runs = plan_experiment(_write(tmp_path / "page", RUN_PAGE))
+    preset_plan, preset_runs = plan_experiment(_write(tmp_path / "preset", RUN_PRESET))
+    assert _jobs(page_plan) == _jobs(preset_plan)
+    assert [(cfg.arm, cfg.seed) for cfg in page_runs] == [("default", s) for s in (2, 3, 4)]
+    assert len({group_id(cfg) for cfg in page_runs}) == 1  # one run group over the seeds
+    assert [group_id(cfg) for cfg in page_runs] == [group_id(cfg) for cfg in preset_runs]
+    assert [_config(cfg) for cfg in page_runs] == [_config(cfg) for cfg in preset_runs]
