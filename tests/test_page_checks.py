@@ -172,3 +172,18 @@ def test_a_single_run_with_repeats_plans_as_its_preset(tmp_path):
     assert len({group_id(cfg) for cfg in page_runs}) == 1  # one run group over the seeds
     assert [group_id(cfg) for cfg in page_runs] == [group_id(cfg) for cfg in preset_runs]
     assert [_config(cfg) for cfg in page_runs] == [_config(cfg) for cfg in preset_runs]
+
+
+def test_the_readmes_page_file_plans_as_it_says(tmp_path):
+    import re
+
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## The concept page's experiment file") :]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    (tmp_path / "config.yaml").write_text(block)
+    runs = evsys.expand_runs(tmp_path / "config.yaml")
+    assert [(cfg.arm, cfg.seed) for cfg in runs] == [
+        ("lr_1e-4", 0), ("lr_1e-4", 1), ("lr_3e-3", 0), ("lr_3e-3", 1)
+    ]  # fmt: skip
