@@ -187,3 +187,23 @@ def test_the_readmes_page_file_plans_as_it_says(tmp_path):
     assert [(cfg.arm, cfg.seed) for cfg in runs] == [
         ("lr_1e-4", 0), ("lr_1e-4", 1), ("lr_3e-3", 0), ("lr_3e-3", 1)
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # no header: Hydra would nest these under `experiment`, so it is no preset
+        (
+            "name: x\nalgorithm: {lr: 1e-3}\n",
+            "'algorithm' belongs to a RunConfig: move it under run:",
+        ),
+        ("name: x\nrnu: {algorithm: {lr: 1e-3}}\n", "Did you mean 'run'?"),
+        ("name: x\nmatirx: {axes: {algorithm.lr: [1]}}\n", "Did you mean 'matrix'?"),
+    ],
+)
+def test_a_misplaced_or_misspelled_mode_is_named(tmp_path, text, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        evsys.Experiment.from_yaml(path)
+    assert message in str(refused.value) and "\n" not in str(refused.value)

@@ -123,8 +123,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def is_page_file(path: str | Path) -> bool:
-    """The page's format, not a preset: no `# @package _global_` header, no `experiment:`
-    node, and only keys of the page's ExperimentConfig (run, runs, matrix, name, ...)."""
+    """The page's format, not a preset: no `# @package _global_` header and no `experiment:`
+    or `defaults:` node. Without the header Hydra would put every key under `experiment`, so a
+    headerless file with a RunConfig's keys at its top (`algorithm:`) is no preset either: it
+    is read as the page's, whose check says where those keys belong."""
     header = []  # the leading comment block, where Hydra reads `# @package`
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
@@ -133,9 +135,7 @@ def is_page_file(path: str | Path) -> bool:
     if any("@package" in line for line in header):
         return False
     raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    if not isinstance(raw, dict) or "experiment" in raw or "defaults" in raw:
-        return False
-    return any(key in raw for key in MODES) or not set(raw) & set(RUN_KEYS)
+    return isinstance(raw, dict) and "experiment" not in raw and "defaults" not in raw
 
 
 # ------------------------------------------------------------------------------- the whole file
@@ -184,9 +184,15 @@ def _check_top_keys(raw: dict[str, Any]) -> None:
                 f"'{key}' is a Hydra preset's key, not one of the concept page's file: run a "
                 "preset with Experiment.from_yaml(path) or python -m evsys.train"
             )
-        suggestion = closest_key(str(key), list(TOP_KEYS))
+        suggestion = closest_key(str(key), list(TOP_KEYS)) or _swapped_mode(str(key))
         hint = f"Did you mean '{suggestion}'?" if suggestion else f"Use one of {list(TOP_KEYS)}."
         raise ConfigError(f"'{key}' is not a key of an experiment file. {hint}")
+
+
+def _swapped_mode(key: str) -> str | None:
+    """run, runs or matrix with its letters mixed up (`rnu`): for keys this short a swapped
+    pair falls below the usual did-you-mean's similarity cutoff."""
+    return next((mode for mode in MODES if sorted(mode) == sorted(key)), None)
 
 
 def _experiment_node(raw: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
