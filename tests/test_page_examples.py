@@ -63,8 +63,13 @@ def test_example_runs_to_a_conclusion(tmp_path, name, jobs):
     if name == "matrix.yaml":
         assert len({arm.arm for arm in result.arms}) == 4
     if name == "continual.yaml":
-        matrix = result.arms[0].continual["matrix"]
-        # (start + each stage) x each benchmark
+        continual = result.arms[0].continual
+        assert continual["rows"] == ["start", "reversal", "sorting"]  # start + each stage
+        assert continual["benchmarks"] == ["reversal", "sorting"]
+        assert [stage["max_steps"] for stage in continual["stages"]] == [4, 60]  # FAST, own
+        matrix = continual["matrix"]
+        assert set(matrix) == {"exact_match", "loss"}
+        # (start + each stage) x each benchmark, for each metric
         assert all(
             len(rows) == 3 and all(len(row) == 2 for row in rows) for rows in matrix.values()
         )
