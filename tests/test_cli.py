@@ -59,7 +59,7 @@ def test_console_script_is_declared():
 def test_help_lists_the_commands(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("train", "conclude", "experiments"):
+    for command in ("train", "run", "conclude", "experiments"):
         assert f"  {command}" in out
     assert main(["nonsense"]) == 2
     assert "unknown command 'nonsense'" in capsys.readouterr().err
@@ -74,6 +74,7 @@ def test_help_lists_the_commands(capsys):
         ("--import", "evsys.cli.train"),
         ("--help",),
         ("train", "--help"),
+        ("run", "--help"),
         ("conclude", "--help"),
         ("experiments", "--root", "nowhere"),
     ],
@@ -82,6 +83,21 @@ def test_light_paths_do_not_import_the_training_stack(tmp_path, argv):
     result, output = probe(*argv, cwd=tmp_path)
     assert result["code"] == 0, output
     assert result["heavy"] == [], f"{argv} imported {result['heavy']}"
+
+
+def test_run_takes_the_concept_pages_file_with_sweep_overrides(tmp_path):
+    # -m as with `evsys train`; the comma override is one more axis: 2 arms x 2 x 2 seeds
+    argv = ("run", str(REPO / "examples/runs.yaml"), "-m", "algorithm.max_steps=3,4")
+    result, output = probe(*argv, "--dry-run", "--sweep-dir", str(tmp_path / "sweep"))
+    assert result["code"] == 0, output
+    assert "8 of 8 jobs to run" in output and "lr_3e-3,max_steps=4" in output
+    assert not list(tmp_path.rglob("result.json"))  # a dry run trains nothing
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nruns: [{name: a}, {name: b, algorithm: {lerning_rate: 1}}]\n")
+    result, output = probe("run", str(bad), cwd=tmp_path)
+    assert result["code"] == 2 and result["heavy"] == []
+    assert f"evsys run: {bad}: " in output and "Traceback" not in output
+    assert "Did you mean 'runs[1].algorithm.lr'?" in output
 
 
 def test_train_help_shows_groups_and_config_fast(tmp_path):
@@ -120,7 +136,7 @@ def test_bash_completion_offers_commands_keys_and_options(tmp_path):
         assert result["code"] == 0, output
         return output.splitlines()[0].split() if output.strip() else []
 
-    assert complete("evsys ") == ["train", "conclude", "experiments"]
+    assert complete("evsys ") == ["train", "run", "conclude", "experiments"]
     assert complete("evsys con") == ["conclude"]
     assert "algorithm.lr=" in complete("evsys train algorithm.l")
     assert "algorithm=dpo" in complete("evsys train algorithm=")

@@ -1,6 +1,7 @@
 """`evsys`: one command for the researcher's loop.
 
     evsys train [overrides] [-m]     train one arm, or with -m the experiment's whole sweep
+    evsys run FILE [overrides]       run an experiment file (the concept page's format, or a preset)
     evsys conclude DIR...            rebuild the conclusion of sweep dirs
     evsys experiments [show ID]      the experiment registry, one experiment with its lineage
 
@@ -21,6 +22,11 @@ COMMANDS = {
         "evsys.cli.train",
         "cli",
         "train one arm; with -m the whole experiment (Hydra overrides)",
+    ),
+    "run": (
+        "evsys.cli.run_file",
+        "main",
+        "run an experiment file (the concept page's format or a preset), bookkept",
     ),
     "conclude": ("evsys.cli.conclude", "main", "rebuild the conclusion of one or more sweep dirs"),
     "experiments": ("evsys.cli.experiments", "main", "list experiments; `show ID`: one, lineage"),

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from evsys import config as schemas
-from evsys.algorithms import algorithm_schema
+from evsys.algorithms import algorithm_schema, algorithms
 from evsys.errors import ConfigError
 from evsys.validate import closest_key, describe_config_error
 
@@ -135,8 +135,12 @@ def _check_axis(path: str, values: Any, kinds: list) -> list:
     if not values:
         raise ConfigError(f"{where} is empty: list at least one value")
     if path == KIND:
-        for kind in values:
-            run_schema(kind, where)
+        known = sorted(algorithms())
+        for index, kind in enumerate(values):
+            if str(kind) not in known:
+                raise ConfigError(
+                    f"{where}[{index}]={kind!r} is not a known algorithm; choose one of {known}"
+                )
         return list(values)
     problems = [_path_problem(run_schema(kind, where), path) for kind in kinds]
     if None not in problems:
@@ -157,19 +161,23 @@ def _check_axis(path: str, values: Any, kinds: list) -> list:
 
 
 def _path_problem(schema: DictConfig, path: str) -> str | None:
-    """None when `path` is a key of the schema, else a did-you-mean hint (maybe empty)."""
+    """None when `path` is a key of the schema, else a did-you-mean hint (maybe empty): each
+    misspelled part corrected, so the hint is a whole path (`model.hiden_size` ->
+    `model.hidden_size`, `modle.hidden_size` -> `model.hidden_size`)."""
     node: Any = schema
-    parts = path.split(".")
-    for depth, part in enumerate(parts):
+    fixed: list[str] = []
+    for part in path.split("."):
         keys = [str(key) for key in node.keys()] if isinstance(node, DictConfig) else []
-        if depth == 0:
+        if not fixed:
             keys = [key for key in keys if key in RUN_KEYS]
         if part not in keys:
-            suggestion = closest_key(part, keys) if keys else None
-            fixed = ".".join([*parts[:depth], suggestion or ""])
-            return f" Did you mean 'matrix.axes.{fixed}'?" if suggestion else ""
+            part = closest_key(part, keys) if keys else None
+            if part is None:
+                return ""
+        fixed.append(part)
         node = node._get_node(part)  # a node, never its (possibly missing) value
-    return None
+    corrected = ".".join(fixed)
+    return None if corrected == path else f" Did you mean 'matrix.axes.{corrected}'?"
 
 
 # ------------------------------------------------------------------------------------- continual

@@ -44,6 +44,8 @@ EXPERIMENT_KEYS = (  # the page's keys that are the experiment node's own fields
     "parent_experiment_id", "metadata", "dry_run", "adaptive",
 )  # fmt: skip
 TOP_KEYS = (*EXPERIMENT_KEYS, "prediction", "output_dir", "stores", "continual", *MODES)
+# outputs_root: experiments, their registry and sweep dirs; cache_dir: the data caches
+STORES = ("outputs_root", "cache_dir")
 UNNAMED = ""  # the arm of a single run without a name (planned as "default")
 
 
@@ -121,8 +123,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def is_page_file(path: str | Path) -> bool:
-    """The page's format, not a preset: no `# @package _global_` header, no `experiment:`
-    node, and only keys of the page's ExperimentConfig (run, runs, matrix, name, ...)."""
+    """The page's format, not a preset: no `# @package _global_` header and no `experiment:`
+    or `defaults:` node. Without the header Hydra would put every key under `experiment`, so a
+    headerless file with a RunConfig's keys at its top (`algorithm:`) is no preset either: it
+    is read as the page's, whose check says where those keys belong."""
     header = []  # the leading comment block, where Hydra reads `# @package`
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
@@ -131,9 +135,7 @@ def is_page_file(path: str | Path) -> bool:
     if any("@package" in line for line in header):
         return False
     raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    if not isinstance(raw, dict) or "experiment" in raw or "defaults" in raw:
-        return False
-    return any(key in raw for key in MODES) or not set(raw) & set(RUN_KEYS)
+    return isinstance(raw, dict) and "experiment" not in raw and "defaults" not in raw
 
 
 # ------------------------------------------------------------------------------- the whole file
@@ -182,20 +184,29 @@ def _check_top_keys(raw: dict[str, Any]) -> None:
                 f"'{key}' is a Hydra preset's key, not one of the concept page's file: run a "
                 "preset with Experiment.from_yaml(path) or python -m evsys.train"
             )
-        suggestion = closest_key(str(key), list(TOP_KEYS))
+        suggestion = closest_key(str(key), list(TOP_KEYS)) or _swapped_mode(str(key))
         hint = f"Did you mean '{suggestion}'?" if suggestion else f"Use one of {list(TOP_KEYS)}."
         raise ConfigError(f"'{key}' is not a key of an experiment file. {hint}")
+
+
+def _swapped_mode(key: str) -> str | None:
+    """run, runs or matrix with its letters mixed up (`rnu`): for keys this short a swapped
+    pair falls below the usual did-you-mean's similarity cutoff."""
+    return next((mode for mode in MODES if sorted(mode) == sorted(key)), None)
 
 
 def _experiment_node(raw: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """The experiment node of the equivalent preset, checked by its schema; and cache_dir."""
     node = {key: copy.deepcopy(raw[key]) for key in EXPERIMENT_KEYS if key in raw}
-    if isinstance(node.get("success_metric"), str):
-        node["success_metric"] = {"name": node["success_metric"]}
-    stores = dict(raw.get("stores") or {})
+    if "success_metric" in node:
+        node["success_metric"] = _success_metric(node["success_metric"])
+    stores = _stores(raw.get("stores"))
     cache_dir = stores.pop("cache_dir", None)
     if stores:
         node["stores"] = stores
+    output_dir = raw.get("output_dir")
+    if output_dir is not None and not isinstance(output_dir, str):
+        raise ConfigError(f"output_dir must be a directory path, got {output_dir!r}")
     if raw.get("prediction") is not None:
         node["prediction"] = _prediction(raw)  # experiment.prediction: the verdict answers it
     if raw.get("continual") is not None:
@@ -208,6 +219,36 @@ def _experiment_node(raw: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     if int(node.get("n_repeats", 1)) < 1:
         raise ConfigError(f"n_repeats={node['n_repeats']} must be at least 1")
     return node, cache_dir
+
+
+def _success_metric(metric: Any) -> Any:
+    """A metric name, or {name, mode, min_effect, pool_seeds}; mode named as in the file (the
+    preset form's own check would name experiment.success_metric.mode)."""
+    if isinstance(metric, str):
+        return {"name": metric}
+    if not isinstance(metric, dict):
+        raise ConfigError(
+            "success_metric must be a metric name (val/loss) or {name, mode, min_effect}, "
+            f"got {metric!r}"
+        )
+    if metric.get("mode", "max") not in ("max", "min"):
+        raise ConfigError(f"success_metric.mode={metric['mode']!r}: use max or min")
+    return metric
+
+
+def _stores(stores: Any) -> dict[str, Any]:
+    """stores: {outputs_root, cache_dir}; cache_dir is the data's, not the experiment node's,
+    so its keys are checked here, with a did-you-mean for either."""
+    if stores is None:
+        return {}
+    if not isinstance(stores, dict):
+        raise ConfigError(f"stores must be {{{', '.join(STORES)}}}, got {stores!r}")
+    for key in stores:
+        if key not in STORES:
+            suggestion = closest_key(str(key), list(STORES))
+            hint = f" Did you mean 'stores.{suggestion}'?" if suggestion else ""
+            raise ConfigError(f"'stores.{key}' is not a store ({', '.join(STORES)}).{hint}")
+    return dict(stores)
 
 
 def _prediction(raw: dict[str, Any]) -> dict[str, str]:
