@@ -51,8 +51,9 @@ def test_in_a_terminal_one_bar_counts_steps(tmp_path):
     )
     screen = proc.stdout.decode(errors="replace")
     assert proc.returncode == 0, screen[-3000:]
-    assert "default seed 0 step: 100%" in screen and "4/4" in screen
+    assert "default seed 0 step 4/4 |" in screen and "step/s" in screen
     assert "loss=" in screen and "Epoch" not in screen
+    assert "Training" not in screen  # no frame of Lightning's own bar before the total is known
 
 
 def test_sweep_position_names_the_job_and_an_eta(tmp_path):

@@ -74,6 +74,16 @@ def test_time_series_has_the_train_loss_and_no_epoch(sweep):
     assert "epoch" not in scalars
 
 
+def test_a_run_shorter_than_the_logging_interval_logs_its_train_loss(tmp_path):
+    # FAST logs every step; here the default interval (10) is longer than the run (4 steps)
+    args = [arg for arg in FAST if not arg.startswith("log_every_n_steps=")]
+    done = run_cli([*args, "hydra.run.dir=run"], cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert len(events.Scalars("train/loss")) == 1  # the last step (Lightning counts from 0)
+
+
 def test_the_conclusion_run_has_text_and_plot(sweep):
     events = EventAccumulator(str(sweep / "tensorboard" / "conclusion"))
     events.Reload()

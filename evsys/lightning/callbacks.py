@@ -4,10 +4,12 @@ for logs, notebooks and pipes."""
 from __future__ import annotations
 
 import logging
+import sys
 import time
 
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
 from evsys.evaluation.names import needs_held_out
 from evsys.evaluation.scoring import evaluate_configured
@@ -63,18 +65,42 @@ def progress_metrics(trainer) -> dict[str, str]:
 
 
 class StepProgressBar(TQDMProgressBar):
-    """One bar for the whole run in optimizer steps (`lr_3e-3 seed 0: 60/180`), with loss and
+    """One bar for the whole run in optimizer steps (`lr_3e-3 seed 0 step 60/180`), with loss and
     tokens/s; Lightning's own bar counts batches per epoch, and with max_epochs=-1 (training
     is bounded by steps) it reads `Epoch 0/-2`."""
+
+    # `lr_3e-3 seed 0 step 60/180 |███   | 00:04<00:08, 15.2step/s, loss=0.41, tok/s=5.2e+04`
+    STEP_BAR_FORMAT = (
+        "{desc} step {n_fmt}/{total_fmt} |{bar}| {elapsed}<{remaining}, {rate_fmt}{postfix}"
+    )
 
     def __init__(self, label: str) -> None:
         super().__init__()
         self.label = label
+        self._total: int | None = None
+
+    @property
+    def train_description(self) -> str:
+        return self.label
+
+    def init_train_tqdm(self) -> Tqdm:
+        # Made with its total and unit: no `Training: 0/?` frame drawn before the reset.
+        return Tqdm(
+            desc=self.train_description,
+            total=self._total,
+            unit="step",
+            position=(2 * self.process_position),
+            disable=self.is_disabled,
+            leave=True,
+            dynamic_ncols=True,
+            file=sys.stdout,
+            smoothing=0,
+            bar_format=self.STEP_BAR_FORMAT,
+        )
 
     def on_train_start(self, trainer, *_) -> None:
+        self._total = trainer.max_steps
         self.train_progress_bar = self.init_train_tqdm()
-        self.train_progress_bar.reset(total=trainer.max_steps)
-        self.train_progress_bar.set_description(f"{self.label} step")
 
     def on_train_epoch_start(self, trainer, *_) -> None:
         pass  # one bar across epochs

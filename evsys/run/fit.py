@@ -149,7 +149,8 @@ def build_trainer(
         callbacks=[checkpoint, throughput, progress, *_benchmark_scoring(cfg)],
         plugins=[AtomicCheckpointIO(identity), *_slurm_plugins()],
         enable_progress_bar=interactive,
-        log_every_n_steps=cfg.log_every_n_steps,
+        # a run shorter than the logging interval still gets its train loss into TensorBoard
+        log_every_n_steps=max(1, min(cfg.log_every_n_steps, algorithm.max_steps)),
         enable_model_summary=False,
         default_root_dir=str(run_dir),
     )
