@@ -155,6 +155,41 @@ def test_in_memory_score_equals_the_harness_cli(sweep):
     assert metrics[f"eval/{TASK}/acc_norm"] == round(cli["acc_norm,none"], 6)
 
 
+def test_an_adapter_export_scores_the_same_through_conclusion_mds_command(tmp_path):
+    """model.lora.export=adapter: the command conclusion.md prints for the arm
+    (pretrained=<arm>/model/base,peft=<arm>/model), run as written from the sweep dir, gives
+    the harness numbers evsys recorded in memory."""
+    tasks_dir = write_task(tmp_path / "tasks")
+    sweep_dir = tmp_path / "sweep"
+    args = [
+        "model.lora.r=4", "model.lora.export=adapter", "data=addition", *FAST,
+        f"eval.benchmarks=[harness:{TASK}]", f"eval.harness.include_path={tasks_dir}",
+        f"eval.harness.limit={LIMIT}", f"eval.harness.batch_size={BATCH}",
+        f"experiment.success_metric.name=eval/{TASK}/acc", f"hydra.sweep.dir={sweep_dir}",
+        f"experiment.stores.outputs_root={tmp_path / 'outputs'}", "-m",
+    ]  # fmt: skip
+    done = run_cli(args, cwd=tmp_path, env=harness_env(tmp_path))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    printed = re.search(r"`(lm_eval --model hf [^`]*)`", (sweep_dir / "conclusion.md").read_text())
+    assert printed, "conclusion.md names no lm_eval command"
+    command = printed.group(1).split()
+    assert "pretrained=default_seed0/model/base,peft=default_seed0/model" in command
+    out = tmp_path / "cli_results"
+    command[0:1] = [sys.executable, "-m", "lm_eval"]
+    command += [
+        "--include_path", str(tasks_dir), "--device", "cpu", "--limit", str(LIMIT),
+        "--batch_size", str(BATCH), "--output_path", str(out),
+    ]  # fmt: skip
+    ran = subprocess.run(
+        command, cwd=sweep_dir, env=cli_env(harness_env(tmp_path)), capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    cli = json.loads(next(out.rglob("results_*.json")).read_text())["results"][TASK]
+    metrics = record(sweep_dir, "default")["metrics"]
+    assert metrics[f"eval/{TASK}/acc"] == round(cli["acc,none"], 6)
+    assert metrics[f"eval/{TASK}/acc_norm"] == round(cli["acc_norm,none"], 6)
+
+
 def test_sweep_is_ranked_on_the_harness_metric(sweep):
     _, _, sweep_dir = sweep
     scores = {
