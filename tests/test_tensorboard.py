@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -16,8 +17,9 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
+from evsys.cli import conclude
 from evsys.records import Plan, PlannedJob
-from evsys.run.tensorboard import ordered_metrics, swept_keys
+from evsys.run.tensorboard import ordered_metrics, swept_keys, time_series_url
 from tests.conftest import FAST, cli_env, run_cli
 
 METRIC = "eval/reversal/exact_match"
@@ -146,6 +148,20 @@ def _post_when_up(port: int, route: str, body: dict, timeout: float = 90) -> dic
         if time.time() > deadline:
             raise AssertionError(f"no answer from TensorBoard at {url}")
         time.sleep(1)
+
+
+def test_the_time_series_link_pins_the_train_loss_first():
+    # the pinnedCards query TensorBoard's Time Series reads: cards shown above every group
+    url = urllib.parse.urlsplit(time_series_url(6006))
+    pins = json.loads(urllib.parse.parse_qs(url.query)["pinnedCards"][0])
+    assert pins == [{"plugin": "scalars", "tag": "train/loss"}]
+    assert url.fragment == "timeseries" and url.netloc == "localhost:6006"
+
+
+def test_conclude_says_how_to_open_the_sweep_in_tensorboard(sweep, capsys):
+    assert conclude.main([str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert f"tensorboard --logdir {sweep / 'tensorboard'}, then open {time_series_url()}" in out
 
 
 def test_swept_keys_and_metric_order():

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from evsys.errors import NotASweepDir
+from evsys.run.tensorboard import viewing_hint
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_NOT_A_SWEEP = 0, 1, 2
 
@@ -48,6 +49,7 @@ def _conclude(sweep_dir: Path, quiet: bool, effect: float | None = None) -> int:
     if not quiet:
         print_summary(conclusion)
         print(f"conclusion written to {sweep_dir}/conclusion.{{json,md,png}}")
+        print(viewing_hint(sweep_dir))
     if effect:
         from evsys.conclusion.power import power_lines, sweep_power
 

@@ -13,8 +13,10 @@ its metric columns start with the success metric. Torch-free: paths and dicts on
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -34,10 +36,28 @@ HEADLINE = (
 )
 MAX_HPARAMS = 15  # the HParams table stays readable, every column shown by default
 NOT_SWEPT = ("seed", "arm")  # their own columns
+# Time Series sorts its card groups by name, so the benchmark scores (eval/...) open before
+# train/...; pinned cards show above every group, and TensorBoard reads pins from its URL.
+PINNED_FIRST = ("train/loss",)
 
 
 def sweep_tensorboard_dir(sweep_dir: str | Path) -> Path:
     return Path(sweep_dir) / TENSORBOARD
+
+
+def time_series_url(port: int = 6006) -> str:
+    """TensorBoard's Time Series with the train loss pinned at the top."""
+    pins = [{"plugin": "scalars", "tag": tag} for tag in PINNED_FIRST]
+    query = quote(json.dumps(pins, separators=(",", ":")), safe="")
+    return f"http://localhost:{port}/?pinnedCards={query}#timeseries"
+
+
+def viewing_hint(sweep_dir: str | Path) -> str:
+    """How to look at a sweep: runs are then named <arm>/seed<n>, the train loss on top."""
+    return (
+        f"TensorBoard: tensorboard --logdir {sweep_tensorboard_dir(sweep_dir)}, "
+        f"then open {time_series_url()}"
+    )
 
 
 def run_log_dir(run_dir: str | Path) -> Path:

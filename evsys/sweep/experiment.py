@@ -30,6 +30,7 @@ from evsys.records import (
     load_experiment_result,
     plan_exists,
 )
+from evsys.run.tensorboard import viewing_hint
 from evsys.sweep import registry
 from evsys.sweep.page_format import ExperimentConfig, Page, check_page, is_page_file, read_yaml
 from evsys.sweep.page_preset import preset_yaml
@@ -68,6 +69,7 @@ def finish_sweep(sweep_dir: Path) -> dict | None:
     conclusion = conclude_sweep(sweep_dir)
     print_summary(conclusion)
     log.info("conclusion written to %s", sweep_dir / CONCLUSION_FILES[1])
+    log.info(viewing_hint(sweep_dir))
     return conclusion
 
 
