@@ -130,6 +130,13 @@ def test_a_typo_fails_fast_with_did_you_mean(tmp_path, typo):
     assert not list(tmp_path.rglob("result.json"))
 
 
+def test_messages_name_the_evsys_command(tmp_path):
+    result, output = probe("train", "+experiment=demo", cwd=tmp_path)  # a preset without -m
+    assert result["code"] == 1
+    assert "add -m (evsys train +experiment=<name> -m)" in output
+    assert "python -m" not in output
+
+
 def test_bash_completion_offers_commands_keys_and_options(tmp_path):
     def complete(line: str) -> list[str]:
         result, output = probe("-sc", "query=bash", cwd=tmp_path, env={"COMP_LINE": line})

@@ -144,7 +144,7 @@ def test_demo_sweep_on_slurm_concludes_like_the_basic_launcher(slurm_cluster, tm
 
     output = submitted.stdout + submitted.stderr
     assert submitted.returncode == 0, output[-3000:]
-    assert f"python -m evsys.conclude {(on_slurm / 'sweep').resolve()}" in output
+    assert f"evsys conclude {(on_slurm / 'sweep').resolve()}" in output
     assert local.returncode == 0, local.stderr[-3000:]
     job_dirs = ["lr_1e-4_seed0", "lr_1e-4_seed1", "lr_3e-3_seed0", "lr_3e-3_seed1"]
     wait_for_jobs(on_slurm / "sweep", job_dirs)

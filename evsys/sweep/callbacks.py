@@ -82,9 +82,7 @@ class ConclusionCallback(Callback):
         if not OmegaConf.select(config, "hydra.launcher.wait", default=True):
             # Fire-and-forget (SLURM launcher): the arms are still queued or running, and a
             # conclusion now would report every one of them missing.
-            log.info(
-                "conclusion pending; when the jobs are done: python -m evsys.conclude %s", sweep_dir
-            )
+            log.info("conclusion pending; when the jobs are done: evsys conclude %s", sweep_dir)
             return
         conclusion = finish_sweep(sweep_dir)
         if conclusion is None or conclusion.get("failed") or conclusion.get("missing"):
@@ -108,7 +106,7 @@ def _refuse_before_start(config: DictConfig, multirun: bool) -> None:
             what += f"n_repeats={experiment.n_repeats}" if experiment.n_repeats > 1 else ""
             raise ConfigError(
                 f"experiment {experiment.name!r} has {what}, which only a sweep runs: add -m "
-                "(python -m evsys.train +experiment=<name> -m); without it one job would train "
+                "(evsys train +experiment=<name> -m); without it one job would train "
                 "with none of the arms' settings"
             )
     except ConfigError as error:

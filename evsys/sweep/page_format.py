@@ -182,7 +182,7 @@ def _check_top_keys(raw: dict[str, Any]) -> None:
         if key in ("experiment", "defaults", "hydra"):
             raise ConfigError(
                 f"'{key}' is a Hydra preset's key, not one of the concept page's file: run a "
-                "preset with Experiment.from_yaml(path) or python -m evsys.train"
+                "preset with Experiment.from_yaml(path) or evsys train"
             )
         suggestion = closest_key(str(key), list(TOP_KEYS)) or _swapped_mode(str(key))
         hint = f"Did you mean '{suggestion}'?" if suggestion else f"Use one of {list(TOP_KEYS)}."

@@ -150,7 +150,7 @@ def best_arm_model_dir(outputs_root: str | Path, experiment_id: str) -> Path:
     if not conclusion_path.is_file():
         raise RegistryError(
             f"experiment {experiment_id} has no conclusion ({conclusion_path} is missing); "
-            f"build it with: python -m evsys.conclude {sweep_dir}"
+            f"build it with: evsys conclude {sweep_dir}"
         )
     conclusion = json.loads(conclusion_path.read_text(encoding="utf-8"))
     best_arm = conclusion.get("best_arm")

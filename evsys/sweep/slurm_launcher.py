@@ -137,7 +137,7 @@ class EvsysSlurmLauncher(SlurmLauncher):
         log.info(
             "submitted %d jobs (SLURM job %s) and not waiting for them (hydra.launcher.wait=false)"
             "\n  sweep dir:  %s\n  progress:   squeue -j %s\n"
-            "  conclusion, once they are done:  python -m evsys.conclude %s",
+            "  conclusion, once they are done:  evsys conclude %s",
             len(arms), ids, sweep_dir, ids.replace(" ", ","), sweep_dir,
         )  # fmt: skip
 
