@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from evsys.errors import NotASweepDir
-from evsys.run.tensorboard import viewing_hint
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_NOT_A_SWEEP = 0, 1, 2
 
@@ -39,6 +38,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m evsys.conclude") 
 def _conclude(sweep_dir: Path, quiet: bool, effect: float | None = None) -> int:
     # Imported here: `--help` never pays for the statistics and plotting stack.
     from evsys.conclusion.render import print_summary
+    from evsys.run.tensorboard import viewing_hint
     from evsys.sweep.experiment import conclude_sweep
 
     try:
