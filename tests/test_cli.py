@@ -148,6 +148,9 @@ def test_bash_completion_offers_commands_keys_and_options(tmp_path):
     assert "algorithm.lr=" in complete("evsys train algorithm.l")
     assert "algorithm=dpo" in complete("evsys train algorithm=")
     assert "+experiment=demo" in complete("evsys train +experiment=de")
+    launchers = complete("evsys train hydra/launcher=")
+    assert {"hydra/launcher=local", "hydra/launcher=slurm"} <= set(launchers)
+    assert not [option for option in launchers if "schema" in option]  # schemas are no choice
 
 
 def test_bash_completion_installs_for_the_console_script(tmp_path):

@@ -1,6 +1,8 @@
 """The schema of evsys's SLURM launcher: submitit_slurm's settings plus evsys's own.
 
-Registered as `hydra/launcher/evsys_slurm_schema`, the base of conf/hydra/launcher/slurm.yaml.
+Registered as `schema/hydra_launcher/evsys_slurm` (a schema, not a launcher one would pick: so
+tab completion of `hydra/launcher=` offers only launchers), the base of
+conf/hydra/launcher/slurm.yaml.
 It subclasses hydra-submitit-launcher's `submitit_slurm` schema rather than being merged over
 it: Hydra's plugin scan re-executes that module, so a merge would see two unrelated classes.
 Hydra imports every module of `hydra_plugins` at start-up, so the registration below runs
@@ -29,8 +31,8 @@ class EvsysSlurmQueueConf(SlurmQueueConf):
 
 
 ConfigStore.instance().store(
-    group="hydra/launcher",
-    name="evsys_slurm_schema",
+    group="schema/hydra_launcher",
+    name="evsys_slurm",
     node=EvsysSlurmQueueConf,
     provider="evsys",
 )
