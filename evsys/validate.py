@@ -168,7 +168,8 @@ def check_ranges(cfg: DictConfig) -> None:
 # ------------------------------------------------------------------------------ success metric
 def success_metric(cfg: DictConfig) -> dict:
     """The configured success metric; by default a continual chain's average final exact
-    match over its tasks, else exact match on the first benchmark, else the validation loss."""
+    match over its tasks, else exact match on the first benchmark (its loss when it is scored
+    as text), else the validation loss."""
     metric = OmegaConf.to_container(cfg.experiment.success_metric, resolve=True)
     if not metric["name"]:
         benchmarks = list(cfg.eval.benchmarks)
@@ -176,6 +177,9 @@ def success_metric(cfg: DictConfig) -> dict:
             # The chain's question is what its final model still knows of every stage, not
             # how it does on the first stage's dataset (the job's data.dataset_name).
             metric["name"], metric["mode"] = "continual/avg_final", "max"
+        elif benchmarks and scored_as_text(cfg, str(benchmarks[0])):
+            label = benchmark_label(str(benchmarks[0]))
+            metric["name"], metric["mode"] = f"eval/{label}/loss", "min"
         elif benchmarks:
             label = benchmark_label(str(benchmarks[0]))
             metric["name"], metric["mode"] = f"eval/{label}/exact_match", "max"
@@ -187,6 +191,21 @@ def success_metric(cfg: DictConfig) -> dict:
 
 
 HELD_OUT_METRICS = ("loss", "exact_match")
+TEXT_METRICS = ("loss", "perplexity")  # text has no prompt to generate an answer from
+
+
+def scored_as_text(cfg: DictConfig, benchmark: str) -> bool:
+    """Whether `benchmark` is the eval split of a dataset the arm trains on, scored as plain
+    text: every one under algorithm=pretrain (which trains on examples rendered as text), and
+    a text-format dataset (data.format=text, a .txt file) under any algorithm."""
+    from evsys.data.mixture import dataset_names, is_mixture
+
+    if benchmark not in map(str, dataset_names(cfg.data)):
+        return False
+    if cfg.algorithm.kind == "pretrain" or benchmark.endswith(".txt"):
+        return True
+    components = cfg.data.mixture if is_mixture(cfg.data) else [cfg.data]
+    return any(str(c.dataset_name) == benchmark and c.format == "text" for c in components)
 
 
 def check_success_metric(cfg: DictConfig, name: str) -> None:
@@ -203,9 +222,10 @@ def check_success_metric(cfg: DictConfig, name: str) -> None:
     kind, _, rest = name.partition("/")
     label, _, metric = rest.partition("/")
     if kind == "eval" and label in labels:
-        if not has_held_out_metrics(labels[label]) or metric in HELD_OUT_METRICS:
+        allowed = TEXT_METRICS if scored_as_text(cfg, labels[label]) else HELD_OUT_METRICS
+        if not has_held_out_metrics(labels[label]) or metric in allowed:
             return
-        produced = [f"eval/{label}/{m}" for m in HELD_OUT_METRICS]
+        produced = [f"eval/{label}/{m}" for m in allowed]
     elif kind == "val" and cfg.validation.enabled or kind == "train":
         return
     elif kind == "continual" and stages is not None:

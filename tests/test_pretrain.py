@@ -13,8 +13,9 @@ from evsys.data.prepare import check_source
 from evsys.data.sources import load_split
 from evsys.data.tokenize import IGNORE_INDEX
 from evsys.data.tokenizer import byte_tokenizer
-from evsys.errors import DataError
+from evsys.errors import ConfigError, DataError
 from evsys.lightning.pretrain import PretrainModule
+from evsys.validate import check_success_metric, success_metric
 from tests.conftest import FAST, run_cli
 from tests.test_data_sources import data_config, write_jsonl
 
@@ -86,3 +87,43 @@ def test_pretrain_on_preference_pairs_says_what_to_do(tmp_path):
     path = write_jsonl(tmp_path / "pairs.jsonl", rows)
     with pytest.raises(DataError, match=r"not one text to pretrain on; use algorithm=dpo"):
         load_split(data_config(path), "train", None, "text")
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["algorithm=pretrain", "data.dataset_name=corpus.jsonl"], ("eval/corpus/loss", "min")),
+        (["algorithm=pretrain"], ("eval/reversal/loss", "min")),  # rendered as text
+        (["data.dataset_name=notes.txt"], ("eval/notes/loss", "min")),  # SFT on a text file
+        (["data.dataset_name=qa.jsonl", "data.format=text"], ("eval/qa/loss", "min")),
+        ([], ("eval/reversal/exact_match", "max")),
+        (
+            ["algorithm=pretrain", "eval.benchmarks=[addition]"],
+            ("eval/addition/exact_match", "max"),
+        ),
+    ],
+)
+def test_the_default_success_metric_of_text_is_its_loss(overrides, expected):
+    metric = success_metric(compose_run_config(overrides))
+    assert (metric["name"], metric["mode"]) == expected
+
+
+def test_exact_match_of_text_is_refused_before_training():
+    cfg = compose_run_config(["algorithm=pretrain", "data.dataset_name=corpus.jsonl"])
+    check_success_metric(cfg, "eval/corpus/perplexity")
+    with pytest.raises(ConfigError, match="produces eval/corpus/loss, eval/corpus/perplexity"):
+        check_success_metric(cfg, "eval/corpus/exact_match")
+
+
+def test_a_pretrain_sweep_on_a_corpus_concludes_on_the_loss(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(DOCUMENTS) + "\n", encoding="utf-8")
+    sweep = tmp_path / "sweep"
+    args = [*FAST, "algorithm=pretrain", f"data.dataset_name={corpus}", "data.max_length=48"]
+    args += ["algorithm.lr=1e-3,1e-4", f"hydra.sweep.dir={sweep}"]
+    args += [f"experiment.stores.outputs_root={tmp_path / 'outputs'}", "-m"]
+    done = run_cli(args, cwd=tmp_path, env={"EVSYS_CACHE_DIR": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    conclusion = json.loads((sweep / "conclusion.json").read_text())
+    assert conclusion["success_metric"]["name"] == "eval/corpus/loss"
+    assert not conclusion["failed"] and conclusion["best_arm"]
