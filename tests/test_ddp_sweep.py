@@ -32,5 +32,8 @@ def test_each_job_of_a_sweep_trains_on_its_own_ranks(tmp_path):
     assert not (tmp_path / "outputs" / "runs").exists()  # no rank ran outside its job dir
     single = run_cli([*DDP, "seed=1", "hydra.run.dir=single"], cwd=tmp_path)
     assert single.returncode == 0, single.stderr[-2000:]
+    output = single.stdout + single.stderr
+    for line in ("step 4/4", "packed 33 training rows"):  # rank 0 reports; rank 1 is quiet
+        assert output.count(line) == 1, output[-2000:]
     curve = losses(sweep / "default_seed1")
     assert len(curve) == 4 and curve == pytest.approx(losses(tmp_path / "single"), rel=1e-6)

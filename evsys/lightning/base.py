@@ -134,6 +134,8 @@ class PostTrainingModule(L.LightningModule):
         rows = getattr(data, "train_rows", None)
         if not isinstance(rows, TokenRows) or "position_ids" not in rows.columns:
             return  # not packed rows (padded examples, preference pairs, prompts)
+        if not self.trainer.is_global_zero:
+            return  # every rank packs the same rows: one says so
         fill = packing_fill(rows, data.cfg.data.max_length)
         log.info(
             "packed %d training rows, %.1f%% of their slots real tokens", len(rows), 100 * fill

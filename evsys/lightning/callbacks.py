@@ -131,6 +131,8 @@ class LineProgress(L.Callback):
         every = max(1, total // 10)
         if step == self._last_reported or (step % every and step != total):
             return
+        if not trainer.is_global_zero:
+            return  # every rank of a multi-process arm trains the same steps: one reports them
         self._last_reported = step
         parts = [f"{self.label} step {step}/{total}"]
         parts += [f"{name}={value}" for name, value in progress_metrics(trainer).items()]
