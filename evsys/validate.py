@@ -7,11 +7,12 @@ neither torch nor any model code, so a sweep is checked in a second before anyth
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from evsys.algorithms import algorithm_schema
 from evsys.config import PACKING_STRATEGIES, ContinualStage, RunConfig
@@ -325,16 +326,20 @@ def override_hint(message: str, cfg: DictConfig) -> str:
     Hydra's own advice for an unknown key is to append it with `+`, which for a typo is wrong.
     """
     match = re.search(r"Could not override '([^']+)'", message)
-    if not match:
-        return ""
-    parent_key, _, leaf = match.group(1).rpartition(".")
-    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
-    if not isinstance(parent, DictConfig) or leaf in parent:
-        return ""
-    suggestion = _closest_key(leaf, [str(k) for k in parent.keys()])
-    prefix = f"{parent_key}." if parent_key else ""
-    known = f"'{prefix}{suggestion}'" if suggestion else f"one of {sorted(map(str, parent))}"
-    return f"'{match.group(1)}' is not a config key. Did you mean {known}?"
+    return unknown_key(cfg, match.group(1)) if match else ""
+
+
+def unknown_key(cfg: DictConfig, key: str) -> str:
+    """The error for overriding `key` (no `+`) when `cfg` has no such key, worded as for a `+`
+    typo (describe_config_error, with its "did you mean"); "" when Hydra could override it."""
+    try:
+        # Hydra overrides with this very call and reports the same two errors as missing keys.
+        OmegaConf.update(copy.deepcopy(cfg), key, None, merge=True)
+    except (ConfigKeyError, ConfigAttributeError) as error:
+        return describe_config_error(error, cfg)
+    except OmegaConfBaseException:
+        pass  # the key exists; its value is checked later, with the real value
+    return ""
 
 
 def describe_config_error(

@@ -189,8 +189,10 @@ def test_duplicate_arm_names_name_file_and_line(tmp_path):
 
 def test_a_single_run_typo_gets_a_did_you_mean(tmp_path):
     done = run_cli(["algorithm.lerning_rate=1"], cwd=tmp_path, timeout=120)
+    output = done.stdout + done.stderr
     assert done.returncode != 0
-    assert "Did you mean 'algorithm.lr'?" in done.stdout + done.stderr
+    assert "'algorithm.lerning_rate' is not a valid key" in output
+    assert "Did you mean 'algorithm.lr'?" in output and "To append" not in output
 
 
 def test_a_record_that_cannot_be_written_says_where(tmp_path, monkeypatch, caplog):

@@ -1,5 +1,5 @@
 """The parts of `evsys train` that answer without Hydra's full start-up: `--help`, and a
-"did you mean" after Hydra rejects a mistyped override.
+"did you mean" for a mistyped override, before Hydra rejects it.
 
 Hydra's own `--help` lists config groups by copying its whole config store once per group
 (126 copies of every schema: seconds); this composes once and lists groups from conf/ itself,
@@ -11,6 +11,7 @@ from __future__ import annotations
 import string
 from importlib import resources
 from pathlib import Path
+from typing import NoReturn
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -41,33 +42,60 @@ def print_help(args: list[str]) -> None:
     print(text)
 
 
-def typo_hints(args: list[str]) -> list[str]:
-    """One "did you mean" per `key=value` override whose key is not in the config: Hydra's own
-    error for it advises `+key=value`, which for a typo is wrong. A `+key` typo is composed
-    fine and then caught, with its suggestion, by evsys's validation (evsys/validate.py)."""
+def typo_errors(args: list[str]) -> list[str]:
+    """One error per `key=value` override whose key is not in the config, worded as for a
+    `+key` typo, with its "did you mean". Checked before Hydra starts: Hydra's own error for it
+    advises `+key=value`, which for a typo is wrong. Sweep values (`a=1,2`) are left to the
+    sweep's plan, which composes each job; a config that does not compose is left to Hydra."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from evsys.validate import override_hint
+    from evsys.validate import unknown_key
 
     try:
-        parsed = OverridesParser.create().parse_overrides(
-            [arg for arg in args if not arg.startswith("-")]
-        )
+        parsed = OverridesParser.create().parse_overrides(_overrides(args))
         groups = set(_groups())
-        choices = [o.input_line for o in parsed if o.key_or_group in groups]
-        cfg = _compose(choices, with_hydra=False)
-    except Exception:  # noqa: BLE001 - a hint is a courtesy; Hydra has already said what failed
+        plain = [o for o in parsed if _is_plain_key(o, groups)]
+        rest = [o.input_line for o in parsed if o not in plain and not o.is_sweep_override()]
+        cfg = _compose(rest + _search_path(args), with_hydra=False)
+    except Exception:  # noqa: BLE001 - Hydra reports a config that does not compose
         return []
-    hints = []
-    for override in parsed:
-        key = override.key_or_group
-        added = override.input_line.startswith("+")
-        if added or override.is_delete() or key in groups or key.startswith("hydra."):
-            continue
-        hint = override_hint(f"Could not override '{key}'", cfg)
-        if hint:
-            hints.append(hint)
-    return hints
+    return [error for o in plain if (error := unknown_key(cfg, o.key_or_group))]
+
+
+def _overrides(args: list[str]) -> list[str]:
+    """The overrides among `args`, as Hydra's own argument parser finds them (a flag's value,
+    like `--config-dir DIR`, is not one); none for `--version` or arguments it rejects, which
+    Hydra answers itself."""
+    from hydra._internal.utils import get_args_parser
+
+    if "--version" in args:
+        return []
+    parser = get_args_parser()
+    parser.error = _no_overrides  # argparse would print and exit: leave that to Hydra
+    return parser.parse_args(args).overrides
+
+
+def _no_overrides(message: str) -> NoReturn:
+    raise ValueError(message)
+
+
+def _is_plain_key(override, groups: set[str]) -> bool:
+    """`a.b=value`: an override Hydra applies only to a key that exists."""
+    return not (
+        override.is_add()
+        or override.is_force_add()
+        or override.is_delete()
+        or override.is_sweep_override()
+        or override.key_or_group in groups
+        or override.key_or_group.startswith("hydra.")
+        or override.package is not None
+    )
+
+
+def _search_path(args: list[str]) -> list[str]:
+    """`--config-dir` as compose() takes it, so its presets compose here as in Hydra."""
+    dirs = [f"file://{path.resolve()}" for path in _config_dirs(args)[:-1]]
+    return [f"hydra.searchpath=[{','.join(dirs)}]"] if dirs else []
 
 
 def _compose(overrides: list[str], with_hydra: bool) -> DictConfig:

@@ -25,13 +25,11 @@ from evsys.errors import ConfigError
 log = logging.getLogger("evsys")
 
 register_schemas()
-_task_started = False  # whether Hydra got as far as a job: its errors are then not overrides
+NOTHING_RUN = "Nothing was run: fix the config and run it again."
 
 
 @hydra.main(version_base="1.3", config_path="pkg://evsys.conf", config_name="train")
 def main(cfg: DictConfig):
-    global _task_started
-    _task_started = True
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         _validate_or_exit(cfg)  # a sweep validated every job in its plan already
     # Imported here: `--help`, `--cfg job` and config errors never pay for torch/lightning.
@@ -49,7 +47,7 @@ def _validate_or_exit(cfg: DictConfig) -> None:
     try:
         validate_run_config(cfg)
     except ConfigError as error:
-        log.error("%s\nNothing was run: fix the config and run it again.", error)
+        log.error("%s\n%s", error, NOTHING_RUN)
         _remove_empty_run_dir()
         raise SystemExit(1) from None
 
@@ -82,13 +80,10 @@ def cli(argv: list[str] | None = None, prog: str | None = None) -> int:
     if problem := preset_problem(args):
         sys.stderr.write(f"{problem}\nNothing was run.\n")
         raise SystemExit(1)
-    try:
-        main()
-    except SystemExit as exit_:
-        if exit_.code and not _task_started:
-            for hint in quick.typo_hints(args):
-                print(hint, file=sys.stderr)
-        raise
+    if errors := quick.typo_errors(args):
+        sys.stderr.write("\n".join(errors) + f"\n{NOTHING_RUN}\n")
+        raise SystemExit(1)
+    main()
     return 0
 
 
