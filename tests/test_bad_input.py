@@ -125,6 +125,21 @@ def test_every_example_too_long_says_so(tmp_path):
     assert "truncated" not in record.error.split(":")[0]
 
 
+def test_a_later_arms_data_too_long_is_refused_before_any_arm_trains(tmp_path):
+    long_prompt = json.dumps({"prompt": "word " * 40, "completion": "done"})
+    data = tmp_path / "long.jsonl"
+    data.write_text((long_prompt + "\n") * 54)
+    arms = {"fine": {"algorithm.lr": 3e-3}, "long": {"data.dataset_name": str(data)}}
+    write_preset(tmp_path, "too_long", arms)
+    args = ["--config-dir", str(tmp_path), "+experiment=too_long", *FAST, "data.max_length=128"]
+    args += ["experiment.success_metric.name=val/loss", "experiment.success_metric.mode=min"]
+    done = run_cli([*args, "hydra.sweep.dir=sweep", "-m"], tmp_path, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "arm 'long'" in output
+    assert "examples exceed data.max_length=128" in output
+    assert "parameters" not in output and not (tmp_path / "sweep").exists()  # nothing trained
+
+
 # ------------------------------------------------------------------ 8. faults
 def test_disk_full_while_checkpointing_leaves_no_partial_file(tmp_path, monkeypatch):
     def full(*args, **kwargs):

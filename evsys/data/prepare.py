@@ -1,5 +1,7 @@
 """An arm's data, ready before any model is built: every source checked, then each split
-read through the tokenization cache (a mixture's eval split is the union of its parts)."""
+read through the tokenization cache (a mixture's eval split is the union of its parts).
+`check_fits` lets a sweep's plan refuse data too long for data.max_length before any arm
+trains."""
 
 from __future__ import annotations
 
@@ -11,7 +13,10 @@ from evsys.config import DataConfig
 from evsys.data import cache, mixture
 from evsys.data.sources import load_split, plain
 from evsys.data.tasks import is_task
+from evsys.data.tokenize import refuse_if_none_kept, tokenize_batch
 from evsys.data.transforms import resolve_steps
+
+FIT_BATCH = 256  # examples tokenized at a time until one fits: usually the first batch
 
 
 def check_source(data: DataConfig, required_format: str | None = None) -> None:
@@ -55,3 +60,26 @@ def cached_splits(
         entry, "eval", lambda: [ex for part in parts.values() for ex in part.examples()]
     )
     return train, union, parts
+
+
+def check_fits(data, tokenizer, required_format: str | None = None) -> None:
+    """A DataError when no example of a split keeps a target token within data.max_length, the
+    rule tokenization drops examples by (tokenize_batch). Stops at the first batch with one
+    that fits, so it costs a tokenized batch, not the data set; the examples it reads are
+    those the arm trains on, through the same cache."""
+    train, held_out, _ = cached_splits(data, tokenizer, required_format)
+    for examples in (train.examples(), held_out.examples()):
+        _refuse_if_none_fit(examples, tokenizer, data.max_length)
+
+
+def _refuse_if_none_fit(examples: list[dict], tokenizer, max_length: int) -> None:
+    for start in range(0, len(examples), FIT_BATCH):
+        batch = examples[start : start + FIT_BATCH]
+        columns = {
+            "prompt": [ex["prompt"] for ex in batch],
+            "completion": [ex["completion"] for ex in batch],
+            "segments": [ex.get("segments") for ex in batch],
+        }
+        if tokenize_batch(columns, tokenizer, max_length)["labels"]:
+            return
+    refuse_if_none_kept(len(examples), 0, max_length)

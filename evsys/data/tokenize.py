@@ -144,7 +144,7 @@ def tokenize_examples(
         "segments": [ex.get("segments") for ex in examples],
     }
     out = tokenize_batch(columns, tokenizer, max_length)
-    _refuse_if_none_kept(len(examples), len(out["labels"]), max_length)
+    refuse_if_none_kept(len(examples), len(out["labels"]), max_length)
     _report_truncation(len(examples), len(out["labels"]), sum(out["truncated"]), max_length)
     return [
         {"input_ids": ids, "labels": labels}
@@ -183,7 +183,7 @@ def tokenize_table(
         keep_in_memory=True,  # our own cache keeps the result; no second copy on disk
         new_fingerprint="evsys-tokenize",  # not hashed: evsys/data/cache.py keys the result
     )
-    _refuse_if_none_kept(len(examples), len(tokenized), max_length)
+    refuse_if_none_kept(len(examples), len(tokenized), max_length)
     arrow = tokenized.data.table
     truncated = int(np.sum(arrow.column("truncated").to_numpy()))
     _report_truncation(len(examples), len(tokenized), truncated, max_length)
@@ -217,7 +217,8 @@ def _token_rows(arrow, names: list[str]) -> TokenRows:
     return TokenRows(columns, offsets)
 
 
-def _refuse_if_none_kept(total: int, kept: int, max_length: int) -> None:
+def refuse_if_none_kept(total: int, kept: int, max_length: int) -> None:
+    """A DataError when examples there were but none kept a target token."""
     if total and not kept:
         raise DataError(
             f"all {total} examples exceed data.max_length={max_length}: cut to that length, "

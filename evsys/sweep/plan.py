@@ -87,16 +87,37 @@ def _validate_job(job: PlannedJob, config: DictConfig, config_loader, metric: st
 
 def _check_data(cfg: DictConfig) -> None:
     """The job's data source resolves and reads (cached per config and bytes, so cheap on a
-    re-run); built-in tasks need no check, nor the algorithm's (torch-importing) module."""
+    re-run), and, for an algorithm that tokenizes as SFT does, some example fits
+    data.max_length: bad data fails here, not after the arms before it have trained.
+    Built-in tasks need neither check, nor the algorithm's (torch-importing) module: a plan
+    of tasks only is made in a second."""
     from evsys.data.mixture import dataset_names
     from evsys.data.tasks import is_task
 
     if all(is_task(name) for name in dataset_names(cfg.data)):
         return
     from evsys.algorithms import algorithm_module_class
-    from evsys.data.prepare import check_source
+    from evsys.data.prepare import check_fits, check_source
+    from evsys.lightning.base import PostTrainingModule
 
-    check_source(cfg.data, algorithm_module_class(cfg.algorithm.kind).example_format)
+    algorithm = algorithm_module_class(cfg.algorithm.kind)
+    check_source(cfg.data, algorithm.example_format)
+    sft_rows = getattr(algorithm.build_rows, "__func__", None)
+    if sft_rows is PostTrainingModule.build_rows.__func__ and cfg.model.init_from != PARENT:
+        # (a parent's tokenizer is known only at the job's turn)
+        check_fits(cfg.data, _tokenizer(cfg.model), algorithm.example_format)
+
+
+_TOKENIZERS: dict[str, object] = {}  # one load per tokenizer a plan uses, not one per job
+
+
+def _tokenizer(model: DictConfig):
+    from evsys.models import load_tokenizer
+
+    key = repr(OmegaConf.to_container(model, resolve=True))
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = load_tokenizer(model)
+    return _TOKENIZERS[key]
 
 
 def _check_baseline(baseline: str | None, jobs: list[PlannedJob], arm_names: list[str]) -> None:
