@@ -28,6 +28,7 @@ from transformers.utils import is_flash_attn_2_available
 from evsys.config import ModelConfig
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.errors import ConfigError
+from evsys.records import readable_by_group
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +229,7 @@ def export_model(
             model = model.merge_and_unload()
         model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+    readable_by_group(out_dir)
     return out_dir
 
 

@@ -70,6 +70,14 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> Path:
     return path
 
 
+def readable_by_group(directory: Path) -> None:
+    """Every file under `directory` gets FILE_MODE: a library that writes through a temp file
+    (transformers' safetensors save) leaves 0600 files the group cannot read."""
+    for path in Path(directory).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, FILE_MODE)
+
+
 def write_json_atomic(path: Path, payload: Any) -> Path:
     """JSON with sorted keys, written atomically."""
     text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"

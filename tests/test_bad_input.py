@@ -159,6 +159,15 @@ def test_checkpoints_are_readable_by_the_group(tmp_path):
     assert AtomicCheckpointIO().load_checkpoint(path)["evsys_identity"]["identity"] == "x"
 
 
+def test_every_output_of_a_run_is_readable_by_the_group(tmp_path):
+    cfg = compose_run_config([*FAST, "algorithm.max_steps=2", "eval.benchmarks=[reversal]"])
+    assert run_experiment(cfg, tmp_path).completed
+    files = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert tmp_path / "model" / "model.safetensors" in files  # saved by transformers
+    unreadable = [str(path) for path in files if path.stat().st_mode & 0o044 != 0o044]
+    assert unreadable == []
+
+
 def test_corrupt_checkpoint_names_the_file_and_the_choice(tmp_path):
     checkpoint = tmp_path / "checkpoints" / "last.ckpt"
     checkpoint.parent.mkdir(parents=True)
