@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import errno
 import json
+import resource
+import signal
 from pathlib import Path
 
 import pytest
@@ -141,15 +143,35 @@ def test_a_later_arms_data_too_long_is_refused_before_any_arm_trains(tmp_path):
 
 
 # ------------------------------------------------------------------ 8. faults
-def test_disk_full_while_checkpointing_leaves_no_partial_file(tmp_path, monkeypatch):
+def test_disk_full_while_checkpointing_leaves_no_partial_file(tmp_path):
+    path = tmp_path / "last.ckpt"
+    saver = AtomicCheckpointIO()
+    saver.save_checkpoint({"global_step": 1, "weights": torch.zeros(1000)}, path)
+    previous = path.read_bytes()
+    # A real write that stops part-way: the file size limit fails it as a full disk would.
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+    resource.setrlimit(resource.RLIMIT_FSIZE, (len(previous), limit[1]))
+    try:
+        with pytest.raises(OSError, match=r"cannot save the checkpoint .*last\.ckpt"):
+            saver.save_checkpoint({"global_step": 2, "weights": torch.zeros(100_000)}, path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert path.read_bytes() == previous  # the previous checkpoint, intact
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no last.ckpt.partial
+
+
+def test_disk_full_while_checkpointing_fails_the_arm_with_a_record(tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", full)
-    path = tmp_path / "last.ckpt"
-    with pytest.raises(OSError, match=r"cannot save the checkpoint .*last\.ckpt"):
-        AtomicCheckpointIO().save_checkpoint({"global_step": 1}, path)
-    assert not list(tmp_path.iterdir())
+    monkeypatch.setattr(torch, "save", full)  # every checkpoint write hits a full disk
+    record = run_experiment(compose_run_config(FAST), tmp_path)
+    stored = json.loads((tmp_path / "result.json").read_text())
+    assert record.status == stored["status"] == "failed"
+    assert f"cannot save the checkpoint {tmp_path / 'checkpoints' / 'last.ckpt'}" in stored["error"]
+    assert not [path for path in tmp_path.rglob("*") if path.name.endswith((".partial", ".tmp"))]
 
 
 def test_checkpoints_are_readable_by_the_group(tmp_path):

@@ -4,6 +4,7 @@ sweeper, no code run from files on disk (docs/reliability.md lists what each tes
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -86,8 +87,7 @@ def test_checkpoint_of_another_config_is_not_resumed(tmp_path):
 def test_record_is_float_castable_to_its_success_metric(tmp_path):
     record = ArmResult("a", 0, "completed", success_metric="val/loss", metrics={"val/loss": 2.5})
     assert float(record) == 2.5
-    assert float(ArmResult("a", 0, "failed", success_metric="val/loss")) != 0  # NaN
-    assert float(ArmResult("a", 0, "failed", success_metric="val/loss")) != float("nan")
+    assert math.isnan(float(ArmResult("a", 0, "failed", success_metric="val/loss")))
 
 
 # ---------------------------------------------------------------------------- 2. dir locks
