@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from evsys.cli import conclude, experiments
+from evsys.cli import conclude, experiments, quick
 from evsys.cli.main import main
 from evsys.sweep import registry
 from tests.conftest import REPO, cli_env
@@ -144,6 +144,20 @@ def test_messages_name_the_evsys_command(tmp_path):
     assert result["code"] == 1
     assert "add -m (evsys train +experiment=<name> -m)" in output
     assert "python -m" not in output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["hydra/sweeper=basic", "algorithm.lr=1e-3,3e-3", "-m"],
+        ["hydra/sweeper=optuna", "hydra.sweeper.n_trials=3", "algorithm.lr=interval(1e-4,1e-2)"],
+        ["algorithm=dpo", "algorithm.beta=0.2"],
+        ["+experiment=demo", "experiment.n_repeats=1", "-m"],
+        ["model=tiny", "model.hidden_size=32", "+data.extra=1", "~tags"],
+    ],
+)
+def test_overrides_that_are_no_typos_pass_the_typo_check(args):
+    assert quick.typo_errors(args) == []
 
 
 def test_bash_completion_offers_commands_keys_and_options(tmp_path):

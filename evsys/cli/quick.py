@@ -18,6 +18,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 # Flags whose help only Hydra itself can give (another config dir or file, Hydra's help).
 HYDRA_ONLY_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
 HELP_FLAGS = ("-h", "--help")
+# Flags after which the other arguments are no overrides to check: Hydra answers them itself.
+HYDRA_ANSWERS = ("--version", "-sc", "--shell-completion", "--experimental-rerun")
 
 
 def is_plain_help(args: list[str]) -> bool:
@@ -53,22 +55,26 @@ def typo_errors(args: list[str]) -> list[str]:
 
     try:
         parsed = OverridesParser.create().parse_overrides(_overrides(args))
-        groups = set(_groups())
-        plain = [o for o in parsed if _is_plain_key(o, groups)]
+        plain = [o for o in parsed if _is_plain_key(o, set(_groups()))]
         rest = [o.input_line for o in parsed if o not in plain and not o.is_sweep_override()]
-        cfg = _compose(rest + _search_path(args), with_hydra=False)
+        cfg = _compose(rest + _search_path(args), with_hydra=True)
     except Exception:  # noqa: BLE001 - Hydra reports a config that does not compose
         return []
-    return [error for o in plain if (error := unknown_key(cfg, o.key_or_group))]
+    groups = set(cfg.hydra.runtime.choices)  # every group of the defaults list, a user's too
+    return [
+        error
+        for o in plain
+        if o.key_or_group not in groups and (error := unknown_key(cfg, o.key_or_group))
+    ]
 
 
 def _overrides(args: list[str]) -> list[str]:
     """The overrides among `args`, as Hydra's own argument parser finds them (a flag's value,
-    like `--config-dir DIR`, is not one); none for `--version` or arguments it rejects, which
-    Hydra answers itself."""
+    like `--config-dir DIR`, is not one); none for arguments it rejects."""
     from hydra._internal.utils import get_args_parser
 
-    if "--version" in args:
+    # `-sc query=bash` is completion, not an override; Hydra answers these itself
+    if any(arg.split("=")[0] in HYDRA_ANSWERS for arg in args):
         return []
     parser = get_args_parser()
     parser.error = _no_overrides  # argparse would print and exit: leave that to Hydra
@@ -87,7 +93,8 @@ def _is_plain_key(override, groups: set[str]) -> bool:
         or override.is_delete()
         or override.is_sweep_override()
         or override.key_or_group in groups
-        or override.key_or_group.startswith("hydra.")
+        or "/" in override.key_or_group  # a group path, like hydra/sweeper
+        or override.key_or_group.split(".")[0] == "hydra"
         or override.package is not None
     )
 
