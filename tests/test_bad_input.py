@@ -199,6 +199,19 @@ def test_corrupt_checkpoint_names_the_file_and_the_choice(tmp_path):
     assert "Delete or move it" in record.error and "fresh directory" in record.error
 
 
+def test_a_corrupt_checkpoint_in_a_sweep_is_named_at_planning(tmp_path):
+    sweep = [*FAST, "hydra.sweep.dir=sweep", "experiment.stores.outputs_root=out", "-m"]
+    assert run_cli(sweep, tmp_path, timeout=300).returncode == 0
+    job_dir = tmp_path / "sweep" / "default_seed0"
+    (job_dir / "result.json").unlink()  # killed after its last checkpoint, which then broke
+    (job_dir / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
+    done = run_cli(sweep, tmp_path, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "jobs to run" not in output  # refused at planning
+    assert "sweep/default_seed0/checkpoints/last.ckpt: unreadable, not loaded" in output
+    assert "hydra.sweep.dir=<new dir>" in output and "experiment.on_mismatch=rerun" in output
+
+
 class BrokenBenchmark(Benchmark):
     """A benchmark that fails after training (a harness download, a bug in user code)."""
 

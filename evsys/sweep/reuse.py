@@ -43,6 +43,7 @@ class StoredIdentity:
     config: dict[str, Any]
     path: Path  # the file it was read from
     completed: bool = False
+    problem: str = ""  # why the file could not be read, when it could not
 
 
 def stored_identity(job_dir: Path) -> StoredIdentity | None:
@@ -66,8 +67,9 @@ def checkpoint_identity(path: Path) -> StoredIdentity:
     try:
         _, stored = read_checkpoint(path)
         return StoredIdentity(str(stored.get("identity", "")), dict(stored.get("config", {})), path)
-    except Exception:  # noqa: BLE001 - any unreadable checkpoint is not this job's
-        return StoredIdentity("", {}, Path(path))
+    except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is not this job's
+        why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return StoredIdentity("", {}, Path(path), problem=f"unreadable, not loaded ({why})")
 
 
 @dataclass
@@ -95,7 +97,7 @@ def sort_jobs(plan: Plan, sweep_dir: Path) -> tuple[list[PlannedJob], list[Misma
 def mismatch_message(sweep_dir: Path, mismatched: list[Mismatch]) -> str:
     lines = [f"the sweep dir {sweep_dir} already holds results of another config:"]
     for item in mismatched[:10]:
-        what = identity_diff(item.stored.config, item.job.identity_config)
+        what = item.stored.problem or identity_diff(item.stored.config, item.job.identity_config)
         lines.append(f"  {item.stored.path}: {what}")
     if len(mismatched) > 10:
         lines.append(f"  and {len(mismatched) - 10} more jobs")
