@@ -197,6 +197,12 @@ def test_corrupt_checkpoint_names_the_file_and_the_choice(tmp_path):
     record = run_experiment(compose_run_config(FAST), tmp_path)
     assert record.status == "failed" and str(checkpoint) in record.error
     assert "Delete or move it" in record.error and "fresh directory" in record.error
+    assert "experiment.on_mismatch=rerun" in record.error and "weights_only" not in record.error
+
+    rerun = run_experiment(compose_run_config([*FAST, "experiment.on_mismatch=rerun"]), tmp_path)
+    assert rerun.completed and rerun.resumed_from_step is None  # trained from step 0
+    (moved,) = (tmp_path / ".superseded").glob("*/checkpoints/last.ckpt")
+    assert moved.read_bytes() == b"not a checkpoint"  # moved aside, never deleted
 
 
 def test_a_corrupt_checkpoint_in_a_sweep_is_named_at_planning(tmp_path):

@@ -224,37 +224,39 @@ def job_identity(cfg: DictConfig) -> dict:
 
 
 def resume_step(cfg: DictConfig, path: Path, identity: dict) -> int | None:
-    """The step to resume from `path` at, None to train from step 0 (no checkpoint, or one of
-    another config moved aside with experiment.on_mismatch=rerun); a ConfigError naming the
-    file when it is unreadable or of another config."""
+    """The step to resume from `path` at, None to train from step 0 (no checkpoint, or one
+    unreadable or of another config moved aside with experiment.on_mismatch=rerun); a
+    ConfigError naming the file and the ways on when it is unreadable or of another config."""
     if not path.exists():
         return None
-    step, stored = read_checkpoint(path)
-    if stored.get("identity") == identity["identity"]:
+    try:
+        step, stored = records.read_checkpoint(path)
+        unreadable = ""
+    except Exception as error:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
+        # The type only: torch's text advises weights_only=False, which runs a planted file.
+        step, stored, unreadable = 0, {}, type(error).__name__
+    if not unreadable and stored.get("identity") == identity["identity"]:
         return step
     run_dir = path.parent.parent
     if OmegaConf.select(cfg, "experiment.on_mismatch", default="refuse") == "rerun":
         target = supersede(run_dir, [path.parent])
-        log.warning("%s was saved by another config: moved to %s", path, target)
+        why = "is unreadable" if unreadable else "was saved by another config"
+        log.warning("%s %s: moved to %s", path, why, target)
         return None
+    rerun = (
+        f"add experiment.on_mismatch=rerun to move it aside into {run_dir}/.superseded/"
+        "<timestamp>/ and train from step 0"
+    )
+    if unreadable:
+        raise ConfigError(
+            f"cannot read the checkpoint {path} ({unreadable}); it is not loaded (never "
+            f"unpickled with code). Delete or move it, or {rerun}, or run into a fresh directory"
+        )
     differ = identity_diff(dict(stored.get("config") or {}), identity["config"])
     raise ConfigError(
         f"the checkpoint {path} was saved by another config ({differ}); resuming from it would "
-        "mix two configs. Run into a new directory, or add experiment.on_mismatch=rerun to move "
-        f"it aside into {run_dir}/.superseded/<timestamp>/ and train from step 0"
+        f"mix two configs. Run into a new directory, or {rerun}"
     )
-
-
-def read_checkpoint(path: Path) -> tuple[int, dict]:
-    """records.read_checkpoint, with a ConfigError naming the file when it is unreadable."""
-    try:
-        return records.read_checkpoint(path)
-    except Exception as error:  # noqa: BLE001 - any unreadable checkpoint gets the same advice
-        raise ConfigError(
-            f"cannot read the checkpoint {path} ({type(error).__name__}: {error}); it is not "
-            "loaded (never unpickled with code). Delete or move it to train this run from step "
-            "0, or run into a fresh directory"
-        ) from None
 
 
 def write_hparams(

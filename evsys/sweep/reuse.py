@@ -68,8 +68,10 @@ def checkpoint_identity(path: Path) -> StoredIdentity:
         _, stored = read_checkpoint(path)
         return StoredIdentity(str(stored.get("identity", "")), dict(stored.get("config", {})), path)
     except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is not this job's
-        why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return StoredIdentity("", {}, Path(path), problem=f"unreadable, not loaded ({why})")
+        # The type only: torch's text for a broken file advises weights_only=False, which
+        # would run any code a planted file holds.
+        problem = f"unreadable, not loaded ({type(error).__name__}): not a checkpoint evsys wrote"
+        return StoredIdentity("", {}, Path(path), problem=problem)
 
 
 @dataclass
