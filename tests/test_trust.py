@@ -143,6 +143,14 @@ def test_basic_sweeper_gets_one_dir_per_job_and_a_conclusion(tmp_path):
     assert {g["arm"] for g in conclusion["groups"]} == {"lr=0.001", "lr=0.003"}
 
 
+def test_another_sweepers_bad_shared_value_is_refused_before_any_job(tmp_path):
+    done = sweep(tmp_path, "hydra/sweeper=basic", "algorithm.lr=1e-3,3e-3", "algorithm.max_steps=0")
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "every job of this sweep shares" in output
+    assert "algorithm.max_steps=0 must be >= 1" in output
+    assert "parameters" not in output and not (tmp_path / "sweep").exists()  # nothing trained
+
+
 optuna = pytest.importorskip  # hydra-optuna-sweeper is the `optuna` extra
 
 

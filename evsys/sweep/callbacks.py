@@ -17,7 +17,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.errors import ConfigError, DirInUse
+from evsys.errors import ConfigError, DataError, DirInUse
 from evsys.records import RESULT_FILE, plan_exists
 
 log = logging.getLogger("evsys")
@@ -47,8 +47,9 @@ class ConclusionCallback(Callback):
             from evsys.locks import acquire_lock  # evsys's sweeper locks after planning
 
             try:
+                _check_shared_config(config)
                 self.lock = acquire_lock(Path(config.hydra.sweep.dir), "sweep")
-            except DirInUse as error:
+            except (ConfigError, DataError, DirInUse) as error:
                 log.error("%s\nNothing was run.", error)
                 raise SystemExit(EXIT_FAILED) from None
 
@@ -87,6 +88,19 @@ class ConclusionCallback(Callback):
         conclusion = finish_sweep(sweep_dir)
         if conclusion is None or conclusion.get("failed") or conclusion.get("missing"):
             raise SystemExit(EXIT_FAILED)
+
+
+def _check_shared_config(config: DictConfig) -> None:
+    """Under another sweeper, which plans nothing ahead (Optuna picks each trial from the last
+    ones), what every job shares: the config without the swept values, checked as a job is.
+    A bad shared value fails here once, not in every trial after the first has trained."""
+    from evsys.sweep.plan import check_job
+    from evsys.validate import success_metric
+
+    try:
+        check_job(config, success_metric(config)["name"])
+    except (ConfigError, DataError) as error:
+        raise type(error)(f"every job of this sweep shares: {error}") from None
 
 
 def _is_evsys_sweeper(config: DictConfig) -> bool:

@@ -72,17 +72,23 @@ def _validate_job(job: PlannedJob, config: DictConfig, config_loader, metric: st
     shown = " ".join(o for o in job.overrides if not o.startswith(BOOKKEEPING_OVERRIDES))
     where = f"arm {job.arm!r} (seed {job.seed}, overrides {shown})"
     try:
-        job_config = config_loader.load_sweep_config(config, list(job.overrides))
-        merged = validate_run_config(job_config)
-        check_success_metric(merged, metric)
-        if merged.model.init_from == PARENT:
-            parent_model_dir(merged)
-        _check_data(merged)
+        merged = check_job(config_loader.load_sweep_config(config, list(job.overrides)), metric)
     except (HydraException, ConfigError, DataError) as error:
         hint = override_hint(str(error), config)
         raise ConfigError(f"{where}: {hint or error}") from None
     job.identity_config = identity_config(merged)
     job.identity = config_identity(job.identity_config)
+
+
+def check_job(job_config: DictConfig, metric: str) -> DictConfig:
+    """One job's composed config validated, its metric and data checked: the merged config,
+    or a ConfigError / DataError naming the key or the file."""
+    merged = validate_run_config(job_config)
+    check_success_metric(merged, metric)
+    if merged.model.init_from == PARENT:
+        parent_model_dir(merged)
+    _check_data(merged)
+    return merged
 
 
 def _check_data(cfg: DictConfig) -> None:
