@@ -151,6 +151,19 @@ def test_another_sweepers_bad_shared_value_is_refused_before_any_job(tmp_path):
     assert "parameters" not in output and not (tmp_path / "sweep").exists()  # nothing trained
 
 
+def test_an_optuna_direction_against_the_metric_is_refused(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    search = [
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=2",
+        "algorithm.lr=interval(1e-4,1e-2)",
+    ]
+    done = sweep(tmp_path, *search)  # Optuna minimizes by default; exact match is best at max
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "set hydra.sweeper.direction=maximize" in output
+    assert "eval/reversal/exact_match" in output and not (tmp_path / "sweep").exists()
+
+
 optuna = pytest.importorskip  # hydra-optuna-sweeper is the `optuna` extra
 
 

@@ -97,10 +97,31 @@ def _check_shared_config(config: DictConfig) -> None:
     from evsys.sweep.plan import check_job
     from evsys.validate import success_metric
 
+    metric = success_metric(config)
     try:
-        check_job(config, success_metric(config)["name"])
+        check_job(config, metric["name"])
     except (ConfigError, DataError) as error:
         raise type(error)(f"every job of this sweep shares: {error}") from None
+    _check_direction(config, metric)
+
+
+DIRECTIONS = {"min": "minimize", "max": "maximize"}
+
+
+def _check_direction(config: DictConfig, metric: dict) -> None:
+    """An optimizing sweeper (Optuna, Nevergrad) reads its direction from its own config: one
+    against the success metric's mode would search for the worst arm, silently."""
+    direction = OmegaConf.select(config, "hydra.sweeper.direction", default=None)
+    direction = str(getattr(direction, "name", direction)).lower()  # Optuna's is an enum
+    if direction not in DIRECTIONS.values():
+        return  # no such setting, or several objectives: nothing to compare
+    wanted = DIRECTIONS[metric["mode"]]
+    if direction != wanted:
+        raise ConfigError(
+            f"hydra.sweeper.direction={direction} but the success metric {metric['name']} is "
+            f"best at its {metric['mode']} (experiment.success_metric.mode={metric['mode']}): "
+            f"the search would look for the worst arm; set hydra.sweeper.direction={wanted}"
+        )
 
 
 def _is_evsys_sweeper(config: DictConfig) -> bool:
