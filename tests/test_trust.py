@@ -73,15 +73,27 @@ def test_checkpoint_of_another_config_is_not_resumed(tmp_path):
     stored = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert stored["evsys_identity"]["identity"] == config_identity(identity_config(cfg))
 
+    old_record = (tmp_path / "result.json").read_bytes()
     refused = run_experiment(compose_run_config([*FAST, "algorithm.max_steps=6"]), tmp_path)
     assert refused.status == "failed"
-    assert str(tmp_path / "checkpoints" / "last.ckpt") in refused.error
+    assert str(tmp_path / "result.json") in refused.error
     assert "algorithm.max_steps: 4 -> 6" in refused.error
+    assert (tmp_path / "result.json").read_bytes() == old_record  # not written over
+
+    (tmp_path / "result.json").rename(tmp_path / "kept.json")  # as if killed after the save
+    refused = run_experiment(compose_run_config([*FAST, "algorithm.max_steps=6"]), tmp_path)
+    assert str(tmp_path / "checkpoints" / "last.ckpt") in refused.error
+    assert (
+        "algorithm.max_steps: 4 -> 6" in refused.error and not (tmp_path / "result.json").exists()
+    )
+    (tmp_path / "kept.json").rename(tmp_path / "result.json")
 
     overrides = [*FAST, "algorithm.max_steps=6", "experiment.on_mismatch=rerun"]
     rerun = run_experiment(compose_run_config(overrides), tmp_path)
     assert rerun.completed and rerun.resumed_from_step is None  # trained from step 0
-    assert list((tmp_path / ".superseded").glob("*/checkpoints/last.ckpt"))
+    (moved,) = (tmp_path / ".superseded").glob("*/result.json")  # moved aside, never deleted
+    assert moved.read_bytes() == old_record
+    assert (moved.parent / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_record_is_float_castable_to_its_success_metric(tmp_path):
@@ -141,6 +153,25 @@ def test_basic_sweeper_gets_one_dir_per_job_and_a_conclusion(tmp_path):
     }
     conclusion = json.loads((tmp_path / "sweep" / "conclusion.json").read_text())
     assert {g["arm"] for g in conclusion["groups"]} == {"lr=0.001", "lr=0.003"}
+
+
+def test_another_sweeper_never_reuses_an_earlier_sweeps_results(tmp_path):
+    assert sweep(tmp_path, "hydra/sweeper=basic", "algorithm.lr=1e-3,3e-3").returncode == 0
+    old = {p: p.read_bytes() for p in (tmp_path / "sweep").glob("*/result.json")}
+
+    changed = sweep(tmp_path, "hydra/sweeper=basic", "algorithm.lr=2e-3,4e-3")
+    output = changed.stdout + changed.stderr
+    assert changed.returncode != 0 and "already holds an earlier sweep's results" in output
+    assert "parameters" not in output  # refused before any job
+    assert {p: p.read_bytes() for p in old} == old  # untouched, and not presented as new
+
+    rerun = sweep(tmp_path, "hydra/sweeper=basic", "algorithm.lr=2e-3,4e-3",
+                  "experiment.on_mismatch=rerun")  # fmt: skip
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    conclusion = json.loads((tmp_path / "sweep" / "conclusion.json").read_text())
+    assert {g["arm"] for g in conclusion["groups"]} == {"lr=0.002", "lr=0.004"}
+    moved = sorted((tmp_path / "sweep" / ".superseded").glob("*/*/result.json"))
+    assert sorted(p.read_bytes() for p in moved) == sorted(old.values())  # never deleted
 
 
 def test_another_sweepers_bad_shared_value_is_refused_before_any_job(tmp_path):

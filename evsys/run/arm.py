@@ -29,6 +29,7 @@ from evsys.init_from import resolve_init_from
 from evsys.locks import dir_lock
 from evsys.models import count_parameters, export_model, load_tokenizer
 from evsys.records import CHECKPOINT, ArmResult, group_id, record_path
+from evsys.run.claim import OtherConfigsResults, claim_dir
 from evsys.run.fit import (
     final_metrics,
     fit,
@@ -67,10 +68,11 @@ def run_experiment(cfg: DictConfig, job_dir: str | Path | None = None) -> ArmRes
                 _run(cfg, job_dir, record)
             finally:
                 end_process_group()
-    except DirInUse as error:
+    except (DirInUse, OtherConfigsResults) as error:
         _failed(record, error)
+        record.traceback = None  # a refusal, not a crash; and no record of it is written
         record.dir = str(job_dir)
-        return record  # the dir is another run's: its record is not ours to write
+        return record  # the dir is another run's or config's: its record is not ours to write
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C (Lightning turns it into exit 1)
         _interrupted(record, job_dir)
         raise
@@ -102,6 +104,7 @@ def _run(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
         record.success_metric = success_metric(cfg)["name"]
         identity = job_identity(cfg)
         record.identity, record.identity_config = identity["identity"], identity["config"]
+        claim_dir(cfg, job_dir, identity)
         with quiet_libraries():
             if cfg.experiment.continual.datasets is not None:
                 from evsys.run.continual import run_chain  # a chain of stages, each one fit
@@ -110,6 +113,8 @@ def _run(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
             else:
                 _train_and_score(cfg, job_dir, record, identity)
         record.status = "completed" if not record.error else "failed"
+    except OtherConfigsResults:
+        raise  # another config's results: this job writes no record over them
     except Exception as error:  # noqa: BLE001 - every failure becomes the arm's record
         _failed(record, error)
 

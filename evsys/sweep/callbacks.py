@@ -45,10 +45,13 @@ class ConclusionCallback(Callback):
         _refuse_before_start(config, multirun=True)
         if not _is_evsys_sweeper(config) and not config.experiment.dry_run:
             from evsys.locks import acquire_lock  # evsys's sweeper locks after planning
+            from evsys.sweep import foreign
 
+            sweep_dir = Path(config.hydra.sweep.dir)
             try:
                 _check_shared_config(config)
-                self.lock = acquire_lock(Path(config.hydra.sweep.dir), "sweep")
+                self.lock = acquire_lock(sweep_dir, "sweep")
+                foreign.claim_sweep_dir(sweep_dir, config.experiment.on_mismatch)
             except (ConfigError, DataError, DirInUse) as error:
                 log.error("%s\nNothing was run.", error)
                 raise SystemExit(EXIT_FAILED) from None
@@ -61,7 +64,9 @@ class ConclusionCallback(Callback):
             return
         record = job_return.return_value
         if getattr(record, "status", "completed") != "completed":
-            log.error("%s\n(full traceback in %s)", record.error, Path(record.dir) / RESULT_FILE)
+            written = record.traceback is not None  # a refused job writes no record
+            where = f"\n(full traceback in {Path(record.dir) / RESULT_FILE})" if written else ""
+            log.error("%s%s", record.error, where)
             self.single_run_failed = True
 
     def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -4,18 +4,54 @@ named by its overrides, so evsys's conclusion, registry and `evsys.conclude` wor
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from pathlib import Path
 
 from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.records import RESULT_FILE, ArmResult, Plan, PlannedJob
+from evsys.errors import ConfigError
+from evsys.locks import supersede
+from evsys.records import (
+    CHECKPOINT,
+    LOCK_FILE,
+    PLAN_FILE,
+    RESULT_FILE,
+    SUPERSEDED,
+    ArmResult,
+    Plan,
+    PlannedJob,
+)
 from evsys.sweep import registry
 from evsys.sweep.experiment import start_sweep
 from evsys.validate import success_metric
 
 Job = tuple[list[str], Path]  # a job's overrides and its dir
+log = logging.getLogger("evsys")
+
+
+def claim_sweep_dir(sweep_dir: Path, on_mismatch: str) -> None:
+    """Refuse a sweep dir that holds an earlier sweep's results, or with
+    experiment.on_mismatch=rerun move them aside: another sweeper cannot say which of its jobs
+    they belong to (its job dirs are numbers, Optuna's trials new each time), so they are never
+    resumed nor mixed into this sweep's conclusion."""
+    sweep_dir = Path(sweep_dir)
+    old = [p for p in sweep_dir.iterdir() if p.name not in (LOCK_FILE, SUPERSEDED)]
+    earlier = [p for p in old if (p / RESULT_FILE).exists() or (p / CHECKPOINT).exists()]
+    if not earlier and not (sweep_dir / PLAN_FILE).exists():
+        return
+    if on_mismatch == "rerun":
+        log.warning("experiment.on_mismatch=rerun: an earlier sweep moved to %s",
+                    supersede(sweep_dir, old))  # fmt: skip
+        return
+    raise ConfigError(
+        f"the sweep dir {sweep_dir} already holds an earlier sweep's results "
+        f"({len(earlier)} jobs); under another sweeper than evsys's they cannot be matched to "
+        "this sweep's jobs. Run into a new sweep dir (hydra.sweep.dir=<new dir>), or add "
+        f"experiment.on_mismatch=rerun to move them aside into {sweep_dir / SUPERSEDED}/"
+        "<timestamp>/ (nothing is deleted)"
+    )
 
 
 def seen_jobs(returns: list[JobReturn]) -> list[Job]:

@@ -53,7 +53,8 @@ def stored_identity(job_dir: Path) -> StoredIdentity | None:
         try:
             record = ArmResult.load(job_dir)
         except (OSError, ValueError, TypeError):
-            return StoredIdentity("", {}, record_path(job_dir))  # unreadable: never reused
+            problem = "unreadable: not a record evsys wrote"  # never reused
+            return StoredIdentity("", {}, record_path(job_dir), problem=problem)
         path = record_path(job_dir)
         return StoredIdentity(record.identity, record.identity_config, path, record.completed)
     if (job_dir / CHECKPOINT).exists():  # a file, or a sharded checkpoint's dir
@@ -70,7 +71,10 @@ def checkpoint_identity(path: Path) -> StoredIdentity:
     except Exception as error:  # noqa: BLE001 - any unreadable checkpoint is not this job's
         # The type only: torch's text for a broken file advises weights_only=False, which
         # would run any code a planted file holds.
-        problem = f"unreadable, not loaded ({type(error).__name__}): not a checkpoint evsys wrote"
+        problem = (
+            f"unreadable ({type(error).__name__}), so not loaded (never unpickled with code): "
+            "not a checkpoint evsys wrote"
+        )
         return StoredIdentity("", {}, Path(path), problem=problem)
 
 

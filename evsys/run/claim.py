@@ -1,0 +1,52 @@
+"""A job dir holds the results of one config. A job whose dir holds another config's record or
+checkpoint refuses before training and writes nothing there (the old record is not its to
+overwrite), or, with experiment.on_mismatch=rerun, moves those results aside first."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from evsys.errors import ConfigError
+from evsys.locks import supersede
+from evsys.records import SUPERSEDED, identity_diff
+from evsys.sweep.reuse import stored_identity
+
+log = logging.getLogger("evsys")
+
+# What stays when old results move aside: this run's own Hydra files, log and lock.
+KEPT = (".hydra", ".evsys.lock", SUPERSEDED, "train.log")
+
+
+class OtherConfigsResults(ConfigError):
+    """The job dir holds another config's results: refused, and they are left as they are."""
+
+
+def claim_dir(cfg: DictConfig, job_dir: Path, identity: dict) -> None:
+    """Return when `job_dir` holds no results or this config's; else move them aside
+    (experiment.on_mismatch=rerun) or raise OtherConfigsResults naming the file."""
+    stored = stored_identity(job_dir)
+    if stored is None or (stored.identity and stored.identity == identity["identity"]):
+        return
+    if OmegaConf.select(cfg, "experiment.on_mismatch", default="refuse") == "rerun":
+        old = [path for path in Path(job_dir).iterdir() if path.name not in KEPT]
+        target = supersede(job_dir, old)
+        log.warning("%s: results of another config, moved to %s", stored.path, target)
+        return
+    rerun = (
+        f"add experiment.on_mismatch=rerun to move them aside into {job_dir}/{SUPERSEDED}/"
+        "<timestamp>/ and train from step 0"
+    )
+    if stored.problem:  # an unreadable checkpoint, or a record that is not one
+        raise OtherConfigsResults(
+            f"{stored.path}: {stored.problem}. Delete or move it, or {rerun}, or run into a "
+            "fresh directory"
+        )
+    differ = identity_diff(stored.config, identity["config"])
+    raise OtherConfigsResults(
+        f"{stored.path} holds results of another config ({differ}); they are left as they "
+        f"are, and resuming from them would mix two configs. Run into a new directory, or "
+        f"{rerun}"
+    )
