@@ -214,7 +214,8 @@ def test_a_corrupt_checkpoint_in_a_sweep_is_named_at_planning(tmp_path):
     done = run_cli(sweep, tmp_path, timeout=300)
     output = done.stdout + done.stderr
     assert done.returncode != 0 and "jobs to run" not in output  # refused at planning
-    assert "sweep/default_seed0/checkpoints/last.ckpt: unreadable, not loaded" in output
+    assert "sweep/default_seed0/checkpoints/last.ckpt: unreadable (" in output
+    assert "not a checkpoint evsys wrote" in output and "weights_only" not in output
     assert "hydra.sweep.dir=<new dir>" in output and "experiment.on_mismatch=rerun" in output
 
 
