@@ -104,7 +104,7 @@ def _run(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
         record.success_metric = success_metric(cfg)["name"]
         identity = job_identity(cfg)
         record.identity, record.identity_config = identity["identity"], identity["config"]
-        claim_dir(cfg, job_dir, identity)
+        claim_dir(cfg, job_dir, identity, mover=is_global_zero())
         with quiet_libraries():
             if cfg.experiment.continual.datasets is not None:
                 from evsys.run.continual import run_chain  # a chain of stages, each one fit

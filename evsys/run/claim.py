@@ -24,16 +24,18 @@ class OtherConfigsResults(ConfigError):
     """The job dir holds another config's results: refused, and they are left as they are."""
 
 
-def claim_dir(cfg: DictConfig, job_dir: Path, identity: dict) -> None:
+def claim_dir(cfg: DictConfig, job_dir: Path, identity: dict, mover: bool = True) -> None:
     """Return when `job_dir` holds no results or this config's; else move them aside
-    (experiment.on_mismatch=rerun) or raise OtherConfigsResults naming the file."""
+    (experiment.on_mismatch=rerun; only the `mover`, rank 0 of a multi-process arm, moves)
+    or raise OtherConfigsResults naming the file."""
     stored = stored_identity(job_dir)
     if stored is None or (stored.identity and stored.identity == identity["identity"]):
         return
     if OmegaConf.select(cfg, "experiment.on_mismatch", default="refuse") == "rerun":
-        old = [path for path in Path(job_dir).iterdir() if path.name not in KEPT]
-        target = supersede(job_dir, old)
-        log.warning("%s: results of another config, moved to %s", stored.path, target)
+        if mover:
+            old = [path for path in Path(job_dir).iterdir() if path.name not in KEPT]
+            target = supersede(job_dir, old)
+            log.warning("%s: results of another config, moved to %s", stored.path, target)
         return
     rerun = (
         f"add experiment.on_mismatch=rerun to move them aside into {job_dir}/{SUPERSEDED}/"
