@@ -289,7 +289,9 @@ class GRPOConfig(AlgorithmConfig):
 @dataclass
 class SuccessMetric:
     name: str = ""  # metric that ranks arms, e.g. eval/addition/exact_match
-    mode: str = "max"  # max: higher is better | min: lower is better
+    # max: higher is better | min: lower is better | null: min for a loss, perplexity or
+    # forgetting metric, max otherwise (evsys.evaluation.names.metric_mode); the plan says which
+    mode: str | None = None
     min_effect: float = 0.0  # smallest difference that counts as a real effect
     # pool the seed variance over arms that ran the same seeds (docs/statistics.md): null
     # (auto) pools for "one arm beats every other arm" claims only; true / false: always / never

@@ -18,7 +18,13 @@ from evsys.algorithms import algorithm_schema
 from evsys.config import PACKING_STRATEGIES, ContinualStage, RunConfig
 from evsys.errors import ConfigError
 from evsys.evaluation.base import harness_settings
-from evsys.evaluation.names import benchmark_label, check_benchmark_kinds, has_held_out_metrics
+from evsys.evaluation.names import (
+    benchmark_label,
+    check_benchmark_kinds,
+    has_held_out_metrics,
+    is_harness_name,
+    metric_mode,
+)
 from evsys.rewards import resolve_reward
 
 
@@ -156,9 +162,9 @@ def check_ranges(cfg: DictConfig) -> None:
             f"experiment.on_mismatch={cfg.experiment.on_mismatch!r}: choose one of {ON_MISMATCH}"
         )
     metric = cfg.experiment.success_metric
-    if metric.mode not in ("max", "min"):
+    if metric.mode not in ("max", "min", None):
         raise ConfigError(f"experiment.success_metric.mode={metric.mode!r}: use max or min")
-    if metric.mode != "max" and not metric.name:
+    if metric.mode is not None and not metric.name:
         raise ConfigError(
             f"experiment.success_metric.mode={metric.mode} is set without "
             "experiment.success_metric.name; the default metric brings its own mode, so name "
@@ -186,6 +192,8 @@ def success_metric(cfg: DictConfig) -> dict:
             metric["name"], metric["mode"] = f"eval/{label}/exact_match", "max"
         else:
             metric["name"], metric["mode"] = "val/loss", "min"
+    if metric["mode"] is None:  # a named metric without a mode: a loss is not maximised
+        metric["mode"] = metric_mode(metric["name"])
     if metric["mode"] not in ("max", "min"):
         raise ConfigError(f"experiment.success_metric.mode={metric['mode']!r}: use max or min")
     return metric
@@ -214,6 +222,8 @@ def check_success_metric(cfg: DictConfig, name: str) -> None:
     benchmarks, or continual/... for a continual job; a ConfigError says what it produces."""
     benchmarks = [str(b) for b in cfg.eval.benchmarks]
     stages = cfg.experiment.continual.datasets
+    if not cfg.experiment.success_metric.name and stages is None and benchmarks:
+        _check_default_is_known(benchmarks[0])
     if stages is not None:
         benchmarks = list(dict.fromkeys([str(s.dataset_name) for s in stages] + benchmarks))
     labels = {benchmark_label(b): b for b in benchmarks}
@@ -235,6 +245,20 @@ def check_success_metric(cfg: DictConfig, name: str) -> None:
         f"experiment.success_metric.name={name!r} is not a metric this job produces; it "
         f"produces {', '.join(produced)}"
     )
+
+
+def _check_default_is_known(first_benchmark: str) -> None:
+    """The default metric (exact match of the first benchmark) is a guess for a harness task,
+    which reports what its own YAML lists (acc, acc_norm, f1, ...): a sweep names it instead
+    of training every arm and then finding nothing to rank them by."""
+    if is_harness_name(first_benchmark):
+        label = benchmark_label(first_benchmark)
+        raise ConfigError(
+            f"experiment.success_metric.name is not set, and the first benchmark "
+            f"{first_benchmark} is a harness task, whose metrics evsys cannot know before it "
+            f"runs: name the one to rank arms by, e.g. experiment.success_metric.name="
+            f"eval/{label}/acc (the task's metric_list in lm-eval)"
+        )
 
 
 # ----------------------------------------------------------------------------------- continual

@@ -18,6 +18,7 @@ from evsys.errors import DataError
 from evsys.evaluation.base import Benchmark
 from evsys.lightning.checkpoint_io import AtomicCheckpointIO
 from evsys.sweep.plan import expand_jobs
+from evsys.validate import success_metric
 from tests.conftest import FAST, run_cli
 from tests.test_experiment import write_preset
 
@@ -90,6 +91,33 @@ def test_planning_refuses_bad_arms_before_any_training(tmp_path):
 
     code, output = _plan(tmp_path, "experiment.baseline=nobody")
     assert code != 0 and "experiment.baseline='nobody' names no arm" in output
+
+    code, output = _plan(tmp_path, "experiment.success_metric.name=val/loss")  # no mode given
+    assert code == 0 and "val/loss (min: lower is better)" in output, output[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [
+        ("val/loss", "min"),
+        ("eval/corpus/perplexity", "min"),
+        ("eval/wikitext/word_perplexity", "min"),
+        ("eval/wikitext/bits_per_byte", "min"),
+        ("continual/forgetting", "min"),
+        ("eval/addition/exact_match", "max"),
+        ("eval/gsm8k/exact_match_strict-match", "max"),
+        ("eval/arc_easy/acc_norm", "max"),
+        ("continual/avg_final", "max"),
+    ],
+)
+def test_a_named_metric_without_a_mode_is_ranked_the_right_way_up(name, mode):
+    cfg = compose_run_config([f"experiment.success_metric.name={name}"])
+    assert success_metric(cfg)["mode"] == mode
+    other = "max" if mode == "min" else "min"  # a mode the config states is kept as stated
+    stated = compose_run_config(
+        [f"experiment.success_metric.name={name}", f"experiment.success_metric.mode={other}"]
+    )
+    assert success_metric(stated)["mode"] == other
 
 
 def test_a_preset_with_arms_run_without_m_is_refused(tmp_path):

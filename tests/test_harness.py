@@ -423,3 +423,17 @@ def test_bad_custom_benchmark_path_is_named(path, problem):
 def test_validation_benchmarks_must_be_eval_benchmarks():
     with pytest.raises(ConfigError, match=r"validation\.benchmarks: \['sorting'\] are not in"):
         compose_run_config(["eval.benchmarks=[addition]", "validation.benchmarks=[sorting]"])
+
+
+def test_a_sweep_ranked_by_a_harness_tasks_guessed_metric_is_refused(tmp_path):
+    """Exact match, the default metric, is a guess for a harness task: a sweep must name one."""
+    from evsys.validate import check_success_metric, success_metric
+
+    tasks_dir = write_task(tmp_path / "tasks")
+    overrides = [f"eval.benchmarks=[harness:{TASK}]", f"eval.harness.include_path={tasks_dir}"]
+    cfg = compose_run_config(overrides)
+    with pytest.raises(ConfigError, match=rf"success_metric\.name=eval/{TASK}/acc"):
+        check_success_metric(cfg, success_metric(cfg)["name"])
+    named = compose_run_config([*overrides, f"experiment.success_metric.name=eval/{TASK}/acc"])
+    check_success_metric(named, success_metric(named)["name"])  # named: accepted
+    assert success_metric(named)["mode"] == "max"

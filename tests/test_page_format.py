@@ -112,6 +112,8 @@ def test_expand_runs_counts_run_times_repeats_runs_and_matrix():
     run = evsys.expand_runs({"run": RUN, "n_repeats": 3, "base_seed": 7})
     assert [(cfg.arm, cfg.seed) for cfg in run] == [("default", 7), ("default", 8), ("default", 9)]
     runs = {"runs": {"a": RUN, "b": RUN, "c": {"algorithm": {"kind": "pretrain"}}}, "n_repeats": 2}
+    # pretrain scores reversal as text (loss, perplexity): every arm produces the loss only
+    runs["success_metric"] = "eval/reversal/loss"
     assert len(evsys.expand_runs(runs)) == 3 * 2
     matrix = evsys.MatrixSpec(base=RUN, axes={"algorithm.lr": [1e-3, 3e-3], "seed": [0, 1, 2]})
     cells = evsys.expand_runs(evsys.ExperimentConfig(name="m", matrix=matrix))
@@ -336,8 +338,8 @@ def test_a_named_run_and_a_metric_given_by_name(tmp_path):
     text = "name: one\nsuccess_metric: val/loss\nrun: {name: only, algorithm: {max_steps: 5}}\n"
     plan, (cfg,) = plan_experiment(_write(tmp_path, text))
     assert (cfg.arm, plan.success_metric["name"], plan.success_metric["mode"]) == (
-        "only", "val/loss", "max"
-    )  # fmt: skip
+        "only", "val/loss", "min"
+    )  # fmt: skip  (a loss named without a mode is ranked lowest first)
 
 
 def test_expand_runs_of_a_preset_with_a_swept_override():

@@ -231,7 +231,7 @@ def _success_metric(metric: Any) -> Any:
             "success_metric must be a metric name (val/loss) or {name, mode, min_effect}, "
             f"got {metric!r}"
         )
-    if metric.get("mode", "max") not in ("max", "min"):
+    if metric.get("mode") not in ("max", "min", None):  # None: from the name (a loss: min)
         raise ConfigError(f"success_metric.mode={metric['mode']!r}: use max or min")
     return metric
 

@@ -148,7 +148,8 @@ def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = 
         table.add_row(str(index), job.arm, str(job.seed), shown, status)
     if plan.hypothesis:
         console.print(f"[bold]Hypothesis:[/] {plan.hypothesis}")
-    console.print(f"[bold]Success metric:[/] {plan.metric_name} ({plan.mode})")
+    better = "higher" if plan.mode == "max" else "lower"
+    console.print(f"[bold]Success metric:[/] {plan.metric_name} ({plan.mode}: {better} is better)")
     console.print(table)
     console.print(f"{len(pending)} of {len(plan.planned)} jobs to run")
 
