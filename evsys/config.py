@@ -35,6 +35,10 @@ class LoraConfig:
     export: str = "merged"  # merged: plain weights | adapter: peft files (+ model/base/ if fresh)
 
 
+# Where the tokenizer comes from, first set first; none set: the built-in byte tokenizer.
+TOKENIZER_SOURCES = ("tokenizer", "init_from", "name")
+
+
 @dataclass
 class ModelConfig:
     name: str | None = None  # hub id or local directory; None builds a fresh model from arch below

@@ -25,7 +25,7 @@ from transformers import (
 )
 from transformers.utils import is_flash_attn_2_available
 
-from evsys.config import ModelConfig
+from evsys.config import TOKENIZER_SOURCES, ModelConfig
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.errors import ConfigError
 from evsys.records import readable_by_group
@@ -57,7 +57,7 @@ def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
 
 
 def _tokenizer_source(cfg: ModelConfig) -> tuple[str, str | None]:
-    return _first_set(cfg, ("tokenizer", "init_from", "name"))
+    return _first_set(cfg, TOKENIZER_SOURCES)
 
 
 def _first_set(cfg: ModelConfig, keys: tuple[str, ...]) -> tuple[str, str | None]:

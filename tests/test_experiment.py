@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -117,19 +118,43 @@ def test_conclude_cli_updates_the_registry(demo_sweep):
 
 
 def test_failing_arm_does_not_take_the_sweep_down(tmp_path):
-    # An unknown dataset is refused at planning now; this one fails while its data is prepared.
-    arms = {"good": {"algorithm.lr": 3e-3}, "broken": {"data.max_length": 2}}
+    # Bad configs and data are refused at planning now; user code that raises while an arm
+    # trains (here a GRPO reward) can only fail at that arm's turn.
+    (tmp_path / "boom.py").write_text(
+        "def explode(completions, examples):\n    raise RuntimeError('reward exploded')\n"
+    )
+    arms = {
+        "good": {"algorithm.lr": 3e-3},
+        "broken": {"algorithm": "grpo", "algorithm.rewards": "[boom.explode]"},
+    }
     write_preset(tmp_path, "with_failure", arms)
     sweep_dir = tmp_path / "sweep"
     args = ["--config-dir", str(tmp_path), "+experiment=with_failure"]
-    done = run_cli([*args, *sweep_args(sweep_dir, tmp_path / "out"), "-m"], cwd=tmp_path)
+    env = {
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    }
+    done = run_cli([*args, *sweep_args(sweep_dir, tmp_path / "out"), "-m"], cwd=tmp_path, env=env)
     assert done.returncode != 0
     conclusion = json.loads((sweep_dir / "conclusion.json").read_text())
-    assert [f["arm"] for f in conclusion["failed"]] == ["broken"]
-    assert "exceed data.max_length=2" in conclusion["failed"][0]["error"]
+    assert [f["arm"] for f in conclusion["failed"]] == ["broken"], done.stderr[-2000:]
+    assert "reward exploded" in conclusion["failed"][0]["error"]
     good = json.loads((sweep_dir / "good_seed0" / "result.json").read_text())
     assert good["status"] == "completed"
-    assert "exceed data.max_length=2" in (sweep_dir / "conclusion.md").read_text()
+    assert "reward exploded" in (sweep_dir / "conclusion.md").read_text()
+
+
+def test_an_arms_data_too_long_for_max_length_is_refused_at_planning(tmp_path):
+    """A built-in task none of whose examples fits data.max_length, in a later arm: refused
+    before the first arm trains, naming the arm."""
+    arms = {"good": {"algorithm.lr": 3e-3}, "short": {"data.max_length": 2}}
+    write_preset(tmp_path, "too_short", arms)
+    sweep_dir = tmp_path / "sweep"
+    args = ["--config-dir", str(tmp_path), "+experiment=too_short"]
+    done = run_cli([*args, *sweep_args(sweep_dir, tmp_path / "out"), "-m"], cwd=tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0 and "arm 'short'" in output
+    assert "exceed data.max_length=2" in output and "Traceback" not in output
+    assert not (sweep_dir / "good_seed0" / "result.json").exists()  # nothing trained
 
 
 def test_typo_in_an_arm_is_reported_before_any_arm_trains(tmp_path):

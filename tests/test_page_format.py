@@ -338,7 +338,9 @@ def test_a_named_run_and_a_metric_given_by_name(tmp_path):
     text = "name: one\nsuccess_metric: val/loss\nrun: {name: only, algorithm: {max_steps: 5}}\n"
     plan, (cfg,) = plan_experiment(_write(tmp_path, text))
     assert (cfg.arm, plan.success_metric["name"], plan.success_metric["mode"]) == (
-        "only", "val/loss", "min"
+        "only",
+        "val/loss",
+        "min",
     )  # fmt: skip  (a loss named without a mode is ranked lowest first)
 
 

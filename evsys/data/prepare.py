@@ -72,6 +72,13 @@ def check_fits(data, tokenizer, required_format: str | None = None) -> None:
         _refuse_if_none_fit(examples, tokenizer, data.max_length)
 
 
+def check_task_fits(data: DataConfig, tokenizer) -> None:
+    """check_fits for a built-in task, read directly: its examples are made, not loaded, and
+    caching them here would store a second copy beside the arm's own (tokenized) entry."""
+    for split in ("train", "eval"):
+        _refuse_if_none_fit(load_split(data, split, tokenizer), tokenizer, data.max_length)
+
+
 def _refuse_if_none_fit(examples: list[dict], tokenizer, max_length: int) -> None:
     for start in range(0, len(examples), FIT_BATCH):
         batch = examples[start : start + FIT_BATCH]
