@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import resource
 import signal
 from pathlib import Path
@@ -30,6 +31,16 @@ from tests.test_experiment import write_preset
 def test_names_that_would_escape_the_outputs_root_are_refused(override):
     with pytest.raises(ConfigError, match="not a valid name"):
         compose_run_config([override])
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", ".hidden"])
+def test_a_preset_arm_name_that_would_escape_is_refused_as_written(name):
+    from omegaconf import OmegaConf
+
+    experiment = OmegaConf.create({"arms": {name: {"algorithm.lr": 0.1}}, "n_repeats": 1})
+    experiment.base_seed = 0
+    with pytest.raises(ConfigError, match=f"arm name '{re.escape(name)}' is not a valid name"):
+        expand_jobs(experiment, [])
 
 
 @pytest.mark.parametrize("mode", ["", "-m"])

@@ -200,6 +200,12 @@ def expand_jobs(experiment: DictConfig, sweep_arguments: list[str]) -> list[Plan
     jobs = []
     for arm_name, arm_overrides in arms.items():
         arm_pairs = _arm_pairs(arm_name, arm_overrides)
+        if str(arm_name).startswith(".") or "/" in str(arm_name) or "\\" in str(arm_name):
+            # named as written: the label it would become (.._x) hides what was wrong
+            raise ConfigError(
+                f"experiment.arms: the arm name {str(arm_name)!r} is not a valid name: it names "
+                "a directory, so no slashes and no leading '.' (letters, digits and . _ + = , -)"
+            )
         if "seed" in arm_pairs:
             raise ConfigError(
                 f"experiment.arms.{arm_name} sets seed={arm_pairs['seed']}, which the sweep sets "
