@@ -207,3 +207,16 @@ def test_a_misplaced_or_misspelled_mode_is_named(tmp_path, text, message):
     with pytest.raises(ConfigError) as refused:
         evsys.Experiment.from_yaml(path)
     assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_range_error_found_when_planning_is_raised_as_a_config_error(tmp_path):
+    """What only the sweep's plan checks (a value out of range in the second run) comes back
+    from .run() as a ConfigError naming the arm and the key, not as "did not start"."""
+    path = tmp_path / "x.yaml"
+    path.write_text(
+        "name: ranges\nruns:\n  - {name: a}\n  - {name: b, algorithm: {lr: -1}}\n"
+        f"output_dir: {tmp_path / 'sweep'}\nstores: {{outputs_root: {tmp_path / 'out'}}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"arm 'b' .*algorithm\.lr=-1\.0? must be >= 0"):
+        evsys.Experiment.from_yaml(path).run()
+    assert not (tmp_path / "sweep" / "a_seed0").exists()  # nothing trained

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.errors import RegistryError
+from evsys.errors import ConfigError, RegistryError
 from evsys.records import (
     CONCLUSION_FILES,
     ExperimentResult,
@@ -169,14 +169,19 @@ class Experiment:
         """Run every arm in a child process (any Hydra state of the caller is untouched);
         returns its exit code: 0 when every arm completed."""
         sweep_dir = Path(sweep_dir or self.default_sweep_dir()).resolve()
+        return self._launch(sweep_dir)[0]
+
+    def _launch(self, sweep_dir: Path) -> tuple[int, str | None]:
         with self.config_dir() as config_dir:
             return _run_streamed(self.command(config_dir, sweep_dir))
 
     def run(self, sweep_dir: str | Path | None = None) -> ExperimentResult:
         """Run every arm, then read every ArmResult and the conclusion back from the sweep dir."""
         sweep_dir = Path(sweep_dir or self.default_sweep_dir()).resolve()
-        code = self.launch(sweep_dir)
+        code, refusal = self._launch(sweep_dir)
         if not plan_exists(sweep_dir):
+            if refusal:  # the plan's own one-line reason, as a Python error
+                raise ConfigError(f"experiment {self.preset or self.stem}: {refusal}")
             raise RuntimeError(
                 f"experiment {self.preset or self.stem} did not start (exit code {code}); "
                 "see the error above"
@@ -195,22 +200,30 @@ class Experiment:
         return Path(root or "outputs") / str(name) / stamp
 
 
-def _run_streamed(command: list[str]) -> int:
-    """Run the sweep's process with its output in ours. In a terminal it inherits the terminal
-    (progress bars draw there); otherwise — a notebook, whose cells read sys.stdout and not the
-    process's own stdout, or a pipe — each line is copied into sys.stdout, with colors and
-    cursor tricks turned off, so no raw ANSI codes land in the captured output."""
+def _run_streamed(command: list[str]) -> tuple[int, str | None]:
+    """Run the sweep's process with its output in ours: its exit code, and the reason it gave
+    when it refused to start ("... Nothing was run."), if seen. In a terminal it inherits the
+    terminal (progress bars draw there); otherwise — a notebook, whose cells read sys.stdout
+    and not the process's own stdout, or a pipe — each line is copied into sys.stdout, with
+    colors and cursor tricks turned off, so no raw ANSI codes land in the captured output."""
     if sys.stdout.isatty():
-        return subprocess.run(command, check=False).returncode
+        return subprocess.run(command, check=False).returncode, None
     env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb", "PYTHONUNBUFFERED": "1"}
     env.pop("FORCE_COLOR", None)
+    previous, refusal = "", None
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     ) as process:
         for line in process.stdout:
             sys.stdout.write(line)
             sys.stdout.flush()
-    return process.returncode
+            if line.startswith("Nothing was run") and previous:
+                refusal = LOG_PREFIX.sub("", previous.strip())
+            previous = line
+    return process.returncode, refusal
+
+
+LOG_PREFIX = re.compile(r"^(\[[^\]]*\])+ ?(- )?")  # "[time][HYDRA] ", "[time][evsys][ERROR] - "
 
 
 def _now() -> str:
