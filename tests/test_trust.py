@@ -243,12 +243,19 @@ def test_a_planted_pickle_checkpoint_never_runs(tmp_path):
 
 
 # ------------------------------------------------------------------- 8. Ctrl-C in a sweep
+def _ctrl_c_as_in_a_terminal() -> None:
+    """The child gets Ctrl-C as a terminal's process does: a test suite started in the
+    background (`pytest &`) ignores SIGINT, and a child would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_says_what_was_interrupted_and_how_to_resume(tmp_path):
     args = [*FAST, "algorithm.max_steps=400", "checkpoint_every_n_steps=5"]
     args += ["hydra.sweep.dir=sweep", "experiment.stores.outputs_root=out", "-m"]
     process = subprocess.Popen(
         [sys.executable, "-m", "evsys.train", *args], cwd=tmp_path, env=cli_env(),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )  # fmt: skip
     checkpoint = tmp_path / "sweep" / "default_seed0" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
@@ -267,6 +274,7 @@ def test_ctrl_c_in_a_single_run_prints_the_resume_command(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "evsys.train", *args], cwd=tmp_path, env=cli_env(),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )  # fmt: skip
     checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
