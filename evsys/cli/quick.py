@@ -56,6 +56,8 @@ def typo_errors(args: list[str]) -> list[str]:
     try:
         parsed = OverridesParser.create().parse_overrides(_overrides(args))
         plain = [o for o in parsed if _is_plain_key(o, set(_groups()))]
+        if not plain:
+            return []  # nothing to check: no compose before Hydra's own
         rest = [o.input_line for o in parsed if o not in plain and not o.is_sweep_override()]
         cfg = _compose(rest + _search_path(args), with_hydra=True)
     except Exception:  # noqa: BLE001 - Hydra reports a config that does not compose
