@@ -4,6 +4,8 @@ anything trains; and the page's own snippets load as they stand. No training."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import evsys
@@ -209,14 +211,34 @@ def test_a_misplaced_or_misspelled_mode_is_named(tmp_path, text, message):
     assert message in str(refused.value) and "\n" not in str(refused.value)
 
 
-def test_a_range_error_found_when_planning_is_raised_as_a_config_error(tmp_path):
-    """What only the sweep's plan checks (a value out of range in the second run) comes back
-    from .run() as a ConfigError naming the arm and the key, not as "did not start"."""
+def test_what_only_the_plan_finds_is_raised_as_a_config_error(tmp_path):
+    """What only the sweep's plan checks (the second run's data file is missing) comes back
+    from .run() as a ConfigError naming the arm and the file, not as "did not start"."""
     path = tmp_path / "x.yaml"
     path.write_text(
-        "name: ranges\nruns:\n  - {name: a}\n  - {name: b, algorithm: {lr: -1}}\n"
+        "name: plan_only\nruns:\n  - {name: a}\n"
+        "  - {name: b, data: {dataset_name: ./missing.jsonl}}\n"
         f"output_dir: {tmp_path / 'sweep'}\nstores: {{outputs_root: {tmp_path / 'out'}}}\n"
     )
-    with pytest.raises(ConfigError, match=r"arm 'b' .*algorithm\.lr=-1\.0? must be >= 0"):
+    with pytest.raises(ConfigError, match=r"arm 'b' .*missing\.jsonl"):
         evsys.Experiment.from_yaml(path).run()
     assert not (tmp_path / "sweep" / "a_seed0").exists()  # nothing trained
+
+
+@pytest.mark.parametrize(
+    ("page", "message"),
+    [
+        (
+            {"runs": [{"name": "a"}, {"name": "b", "algorithm": {"lr": -1}}]},
+            "runs[1].algorithm.lr=-1 must be >= 0",
+        ),
+        (
+            {"matrix": {"base": {"data": {"max_length": 0}}, "axes": {"algorithm.lr": [1e-3]}}},
+            "matrix.base.data.max_length=0 must be >= 1",
+        ),
+        ({"run": {"algorithm": {"max_steps": 0}}}, "run.algorithm.max_steps=0 must be >= 1"),
+    ],
+)
+def test_a_value_out_of_range_is_named_as_in_the_file(page, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        evsys.expand_runs({"name": "ranges", **page})
