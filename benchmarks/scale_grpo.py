@@ -37,7 +37,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale_sft import make_fixtures, peak_rss_gb, quiet_child, run_child  # noqa: E402
+from scale_sft import (  # noqa: E402
+    make_fixtures,
+    peak_rss_gb,
+    quiet_child,
+    run_child,
+    trl_inputs,
+)
 
 CONTENDERS = ("evsys", "trl")
 LR = 1e-6
@@ -176,15 +182,10 @@ def run_evsys(model_dir: Path, prompts: Path, args) -> dict:
 
 
 def run_trl(model_dir: Path, prompts: Path, args) -> dict:
-    import datasets
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    dataset = datasets.load_dataset("json", data_files=str(prompts), split="train")
+    tokenizer, model, dataset = trl_inputs(model_dir, prompts)
     clock = StepClock()
 
     class Clock(TrainerCallback):

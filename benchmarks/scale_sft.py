@@ -233,16 +233,24 @@ def run_hand(model_dir: Path, data_file: Path, rows: int, steps: int) -> dict:
     return clock.report("hand loop, full logits", rows)
 
 
-def run_trl(model_dir: Path, data_file: Path, rows: int, steps: int, workdir: Path) -> dict:
+def trl_inputs(model_dir: Path, data_file: Path) -> tuple:
+    """(tokenizer, fp32 model, dataset) as a TRL user loads them, seeded: both TRL runs."""
     import datasets
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import SFTConfig, SFTTrainer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     dataset = datasets.load_dataset("json", data_files=str(data_file), split="train")
+    return tokenizer, model, dataset
+
+
+def run_trl(model_dir: Path, data_file: Path, rows: int, steps: int, workdir: Path) -> dict:
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    tokenizer, model, dataset = trl_inputs(model_dir, data_file)
     clock = StepClock()
 
     class Clock(TrainerCallback):

@@ -29,3 +29,8 @@ class ExperimentNotFound(RegistryError, LookupError):
 
 class DirInUse(RuntimeError):
     """Another sweep or run holds the lock on this directory."""
+
+
+# How every refusal before training ends its message: Experiment.run() takes the line above
+# it as the reason a sweep did not start (evsys/sweep/experiment.py).
+NOTHING_RUN = "Nothing was run"

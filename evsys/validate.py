@@ -132,6 +132,8 @@ AT_LEAST = (
     ("data.max_length", 1, "tokens per row"),
     ("log_every_n_steps", 1, "steps between logged scalars"),
     ("checkpoint_every_n_steps", 1, "steps between checkpoints"),
+    # 0 is allowed: an arm that scores its starting model as is (grpo_addition's baseline)
+    ("algorithm.lr", 0, "0 leaves the weights as they start"),
 )
 ON_MISMATCH = ("refuse", "rerun")
 
@@ -140,12 +142,8 @@ def check_ranges(cfg: DictConfig) -> None:
     """Numeric settings in range, or a ConfigError naming key, value and what is allowed."""
     for key, least, meaning in AT_LEAST:
         value = OmegaConf.select(cfg, key)
-        if value < least:
+        if not value >= least:  # `not >=`: a NaN is out of range too
             raise ConfigError(f"{key}={value} must be >= {least} ({meaning})")
-    if not cfg.algorithm.lr >= 0:  # 0 is allowed: an arm that scores its starting model as is
-        raise ConfigError(
-            f"algorithm.lr={cfg.algorithm.lr} must be >= 0 (0 leaves the weights as they start)"
-        )
     longest = cfg.model.max_position_embeddings
     if cfg.model.name is None and cfg.data.max_length > longest:
         raise ConfigError(
@@ -183,16 +181,15 @@ def success_metric(cfg: DictConfig) -> dict:
         if OmegaConf.select(cfg, "experiment.continual.datasets") is not None:
             # The chain's question is what its final model still knows of every stage, not
             # how it does on the first stage's dataset (the job's data.dataset_name).
-            metric["name"], metric["mode"] = "continual/avg_final", "max"
+            metric["name"] = "continual/avg_final"
         elif benchmarks and scored_as_text(cfg, str(benchmarks[0])):
-            label = benchmark_label(str(benchmarks[0]))
-            metric["name"], metric["mode"] = f"eval/{label}/loss", "min"
+            metric["name"] = f"eval/{benchmark_label(str(benchmarks[0]))}/loss"
         elif benchmarks:
-            label = benchmark_label(str(benchmarks[0]))
-            metric["name"], metric["mode"] = f"eval/{label}/exact_match", "max"
+            metric["name"] = f"eval/{benchmark_label(str(benchmarks[0]))}/exact_match"
         else:
-            metric["name"], metric["mode"] = "val/loss", "min"
-    if metric["mode"] is None:  # a named metric without a mode: a loss is not maximised
+            metric["name"] = "val/loss"
+        metric["mode"] = None  # a default metric brings its own mode
+    if metric["mode"] is None:  # from the name: a loss is not maximised
         metric["mode"] = metric_mode(metric["name"])
     if metric["mode"] not in ("max", "min"):
         raise ConfigError(f"experiment.success_metric.mode={metric['mode']!r}: use max or min")

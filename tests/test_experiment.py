@@ -42,6 +42,14 @@ def sweep_args(sweep_dir: Path, outputs: Path) -> list[str]:
     return [*FAST, f"hydra.sweep.dir={sweep_dir}", f"experiment.stores.outputs_root={outputs}"]
 
 
+def run_preset_sweep(tmp_path: Path, name: str, arms: dict, env: dict | None = None):
+    """A user preset of these arms written and run as a sweep into tmp_path/sweep."""
+    write_preset(tmp_path, name, arms)
+    args = ["--config-dir", str(tmp_path), f"+experiment={name}"]
+    args += [*sweep_args(tmp_path / "sweep", tmp_path / "out"), "-m"]
+    return run_cli(args, cwd=tmp_path, env=env)
+
+
 @pytest.fixture(scope="module")
 def demo_sweep(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
@@ -127,13 +135,11 @@ def test_failing_arm_does_not_take_the_sweep_down(tmp_path):
         "good": {"algorithm.lr": 3e-3},
         "broken": {"algorithm": "grpo", "algorithm.rewards": "[boom.explode]"},
     }
-    write_preset(tmp_path, "with_failure", arms)
-    sweep_dir = tmp_path / "sweep"
-    args = ["--config-dir", str(tmp_path), "+experiment=with_failure"]
     env = {
         "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
     }
-    done = run_cli([*args, *sweep_args(sweep_dir, tmp_path / "out"), "-m"], cwd=tmp_path, env=env)
+    done = run_preset_sweep(tmp_path, "with_failure", arms, env)
+    sweep_dir = tmp_path / "sweep"
     assert done.returncode != 0
     conclusion = json.loads((sweep_dir / "conclusion.json").read_text())
     assert [f["arm"] for f in conclusion["failed"]] == ["broken"], done.stderr[-2000:]
@@ -147,10 +153,8 @@ def test_an_arms_data_too_long_for_max_length_is_refused_at_planning(tmp_path):
     """A built-in task none of whose examples fits data.max_length, in a later arm: refused
     before the first arm trains, naming the arm."""
     arms = {"good": {"algorithm.lr": 3e-3}, "short": {"data.max_length": 2}}
-    write_preset(tmp_path, "too_short", arms)
+    done = run_preset_sweep(tmp_path, "too_short", arms)
     sweep_dir = tmp_path / "sweep"
-    args = ["--config-dir", str(tmp_path), "+experiment=too_short"]
-    done = run_cli([*args, *sweep_args(sweep_dir, tmp_path / "out"), "-m"], cwd=tmp_path)
     output = done.stdout + done.stderr
     assert done.returncode != 0 and "arm 'short'" in output
     assert "exceed data.max_length=2" in output and "Traceback" not in output
@@ -159,10 +163,7 @@ def test_an_arms_data_too_long_for_max_length_is_refused_at_planning(tmp_path):
 
 def test_typo_in_an_arm_is_reported_before_any_arm_trains(tmp_path):
     arms = {"fine": {"algorithm.lr": 3e-3}, "typo": {"algorithm.lerning_rate": 1}}
-    write_preset(tmp_path, "with_typo", arms)
-    sweep_dir = tmp_path / "sweep"
-    args = ["--config-dir", str(tmp_path), "+experiment=with_typo"]
-    done = run_cli([*args, *sweep_args(sweep_dir, tmp_path / "out"), "-m"], cwd=tmp_path)
+    done = run_preset_sweep(tmp_path, "with_typo", arms)
     output = done.stdout + done.stderr
     assert done.returncode != 0
     assert "typo" in output and "algorithm.lerning_rate" in output

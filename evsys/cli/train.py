@@ -20,12 +20,12 @@ from omegaconf import DictConfig
 
 from evsys.cli.quick import preset_problem
 from evsys.compose import register_schemas
-from evsys.errors import ConfigError
+from evsys.errors import NOTHING_RUN, ConfigError
 
 log = logging.getLogger("evsys")
 
 register_schemas()
-NOTHING_RUN = "Nothing was run: fix the config and run it again."
+FIX_AND_RERUN = f"{NOTHING_RUN}: fix the config and run it again."
 
 
 @hydra.main(version_base="1.3", config_path="pkg://evsys.conf", config_name="train")
@@ -47,7 +47,7 @@ def _validate_or_exit(cfg: DictConfig) -> None:
     try:
         validate_run_config(cfg)
     except ConfigError as error:
-        log.error("%s\n%s", error, NOTHING_RUN)
+        log.error("%s\n%s", error, FIX_AND_RERUN)
         _remove_empty_run_dir()
         raise SystemExit(1) from None
 
@@ -78,10 +78,10 @@ def cli(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 0
     # Hydra prints PyYAML's traceback for a malformed preset: name the file and line instead.
     if problem := preset_problem(args):
-        sys.stderr.write(f"{problem}\nNothing was run.\n")
+        sys.stderr.write(f"{problem}\n{NOTHING_RUN}.\n")
         raise SystemExit(1)
     if errors := quick.typo_errors(args):
-        sys.stderr.write("\n".join(errors) + f"\n{NOTHING_RUN}\n")
+        sys.stderr.write("\n".join(errors) + f"\n{FIX_AND_RERUN}\n")
         raise SystemExit(1)
     main()
     return 0

@@ -17,7 +17,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.errors import ConfigError, DataError, DirInUse
+from evsys.errors import NOTHING_RUN, ConfigError, DataError, DirInUse
 from evsys.records import RESULT_FILE, plan_exists
 
 log = logging.getLogger("evsys")
@@ -53,7 +53,7 @@ class ConclusionCallback(Callback):
                 self.lock = acquire_lock(sweep_dir, "sweep")
                 foreign.claim_sweep_dir(sweep_dir, config.experiment.on_mismatch)
             except (ConfigError, DataError, DirInUse) as error:
-                log.error("%s\nNothing was run.", error)
+                log.error("%s\n%s.", error, NOTHING_RUN)
                 raise SystemExit(EXIT_FAILED) from None
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
@@ -150,5 +150,5 @@ def _refuse_before_start(config: DictConfig, multirun: bool) -> None:
                 "with none of the arms' settings"
             )
     except ConfigError as error:
-        log.error("%s\nNothing was run.", error)
+        log.error("%s\n%s.", error, NOTHING_RUN)
         raise SystemExit(EXIT_FAILED) from None

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.errors import ConfigError, RegistryError
+from evsys.errors import NOTHING_RUN, ConfigError, RegistryError
 from evsys.records import (
     CONCLUSION_FILES,
     ExperimentResult,
@@ -217,7 +217,7 @@ def _run_streamed(command: list[str]) -> tuple[int, str | None]:
         for line in process.stdout:
             sys.stdout.write(line)
             sys.stdout.flush()
-            if line.startswith("Nothing was run") and previous:
+            if line.startswith(NOTHING_RUN) and previous:
                 refusal = LOG_PREFIX.sub("", previous.strip())
             previous = line
     return process.returncode, refusal

@@ -69,11 +69,9 @@ def _check_given_ranges(body: dict, where: str) -> None:
     """The numeric ranges the plan checks on every composed config (validate.AT_LEAST), on
     the values the file itself gives, so the error names them as written: runs[1].algorithm.lr.
     (Values the file leaves to defaults or interpolations are checked when the plan composes.)"""
-    rules = [*AT_LEAST, ("algorithm.lr", 0, "0 leaves the weights as they start")]
-    for key, least, meaning in rules:
-        value = OmegaConf.select(
-            OmegaConf.create(body), key, default=None, throw_on_resolution_failure=False
-        )
+    given = OmegaConf.create(body)
+    for key, least, meaning in AT_LEAST:
+        value = OmegaConf.select(given, key, default=None, throw_on_resolution_failure=False)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < least:
             raise ConfigError(f"{where}.{key}={value} must be >= {least} ({meaning})")
 

@@ -20,7 +20,7 @@ from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.errors import ConfigError, DirInUse, RegistryError
+from evsys.errors import NOTHING_RUN, ConfigError, DirInUse, RegistryError
 from evsys.locks import acquire_lock
 from evsys.records import Plan, read_completed
 from evsys.sweep import registry
@@ -64,7 +64,7 @@ class ExperimentSweeper(Sweeper):
                 resolve_mismatches(plan, sweep_dir, mismatched, self.config.experiment.on_mismatch)
         except (ConfigError, DirInUse) as error:
             # The user's mistake, not ours: the message names the arm and key; no traceback.
-            log.error("%s\nNothing was run.", error)
+            log.error("%s\n%s.", error, NOTHING_RUN)
             raise SystemExit(EXIT_FAILED) from None
         print_plan(plan, pending)
         if dry_run:
