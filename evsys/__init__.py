@@ -20,6 +20,7 @@ _EXPORTS = {
     "Experiment": "evsys.sweep.experiment",
     "expand_runs": "evsys.sweep.expand",
     "MatrixSpec": "evsys.sweep.page_format",
+    "Sweep": "evsys.sweep.page_format",
     "run_experiment": "evsys.run.arm",
     "compose_run_config": "evsys.compose",
     "ArmResult": "evsys.records",

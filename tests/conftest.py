@@ -86,6 +86,14 @@ def assert_killed_run_resumes_exactly(args: list[str], tmp_path: Path) -> None:
     assert second["metrics"] == first["metrics"]
 
 
+@pytest.fixture(scope="module")
+def tokenizer():
+    """evsys's byte tokenizer (the default model's), once per test module."""
+    from evsys.data.tokenizer import byte_tokenizer
+
+    return byte_tokenizer()
+
+
 @pytest.fixture
 def outputs(tmp_path: Path) -> Path:
     return tmp_path / "outputs"

@@ -1,38 +1,20 @@
 import pytest
 import torch
-import transformers
 
 from evsys.data.packing import collate_packed, pack_examples
 from evsys.data.tasks import get_task
 from evsys.data.tokenize import tokenize_examples
-from evsys.data.tokenizer import byte_tokenizer
 from evsys.evaluation import evaluate_benchmarks, generate_greedy, get_benchmark
 from evsys.evaluation.base import BenchmarkSettings
+from tests.tiny import tiny_qwen3
 
 SETTINGS = dict(
     data_seed=0, num_eval=64, max_examples=8, batch_size=4, max_new_tokens=10, max_length=64
 )
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return byte_tokenizer()
-
-
 def tiny_model(tokenizer, seed=0):
-    torch.manual_seed(seed)
-    config = transformers.Qwen3Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=128,
-        head_dim=16,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    return transformers.Qwen3ForCausalLM(config)
+    return tiny_qwen3(tokenizer, seed=seed)
 
 
 def test_metric_names_and_ranges(tokenizer):

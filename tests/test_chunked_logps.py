@@ -10,13 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-import transformers
 
 from evsys.config import DPOConfig, SFTConfig
 from evsys.data.packing import collate_packed, collate_padded, pack_examples
 from evsys.data.tasks import get_task
 from evsys.data.tokenize import IGNORE_INDEX, tokenize_examples
-from evsys.data.tokenizer import byte_tokenizer
 from evsys.lightning import chunked_logps
 from evsys.lightning.chunked_logps import chosen_logps, shifted_logps, summed_nll
 from evsys.lightning.dpo import DPOModule, collate_pairs, tokenize_pairs
@@ -26,6 +24,7 @@ from evsys.lightning.logprobs import (
     token_logps,
 )
 from evsys.lightning.sft import SFTModule
+from tests.tiny import tiny_qwen3
 
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-5}
 PAIRS = [
@@ -57,24 +56,16 @@ def tiny_chunks(monkeypatch):
     monkeypatch.setattr(chunked_logps, "LOGITS_CHUNK_BYTES", 4 * 258 * 5)
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return byte_tokenizer()
-
-
 def tiny_model(tokenizer, tied: bool = True, lora: tuple[str, ...] = ()) -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = transformers.Qwen3Config(
-        vocab_size=len(tokenizer),
+    # narrower than the shared tiny model: chunk boundaries matter, not capacity
+    model = tiny_qwen3(
+        tokenizer,
+        special_tokens=False,
         hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
         intermediate_size=64,
         head_dim=8,
         tie_word_embeddings=tied,
     )
-    model = transformers.Qwen3ForCausalLM(config)
     if lora:
         from peft import LoraConfig, get_peft_model
 

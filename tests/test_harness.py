@@ -28,6 +28,7 @@ from evsys.evaluation import evaluate_benchmarks, generate_greedy
 from evsys.evaluation.base import BenchmarkSettings
 from evsys.run.tensorboard import run_log_dir
 from tests.conftest import FAST, cli_env, run_cli
+from tests.tiny import tiny_qwen3
 
 pytest.importorskip("lm_eval", reason='needs the harness extra: pip install -e ".[harness]"')
 
@@ -277,13 +278,7 @@ metric_list:
 def untied_tiny_model(tokenizer) -> transformers.PreTrainedModel:
     """A random model whose greedy answers differ from prompt to prompt (a tied one repeats
     the prompt's last byte), so matching them is not a coincidence."""
-    torch.manual_seed(0)
-    config = transformers.Qwen3Config(
-        vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, intermediate_size=128, head_dim=16, tie_word_embeddings=False,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-    )  # fmt: skip
-    return transformers.Qwen3ForCausalLM(config)
+    return tiny_qwen3(tokenizer, tie_word_embeddings=False)
 
 
 def test_in_memory_scoring_of_both_request_kinds_keeps_the_random_streams(tmp_path, monkeypatch):

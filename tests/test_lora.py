@@ -10,12 +10,13 @@ import torch
 from peft import AutoPeftModelForCausalLM, LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from transformers import AutoModelForCausalLM, Qwen3Config
+from transformers import AutoModelForCausalLM
 
 from evsys import compose_run_config, run_experiment
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.run.tensorboard import run_log_dir
 from tests.conftest import FAST
+from tests.tiny import tiny_qwen3_config
 
 TARGETS = ["q_proj", "v_proj", "o_proj", "up_proj", "down_proj"]
 LORA = ["model.lora.r=8", "model.lora.alpha=16", f"model.lora.target_modules=[{','.join(TARGETS)}]"]
@@ -31,19 +32,7 @@ def base_dir(tmp_path_factory) -> Path:
     tiny embeddings no adapter can make the logits confident, so the loss would barely move.
     """
     tokenizer = byte_tokenizer()
-    config = Qwen3Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        intermediate_size=128,
-        tie_word_embeddings=True,
-        initializer_range=0.1,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    config = tiny_qwen3_config(tokenizer, tie_word_embeddings=True, initializer_range=0.1)
     path = tmp_path_factory.mktemp("base")
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(config).save_pretrained(path)

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import transformers
 
 from evsys.data.packing import (
     collate_packed,
@@ -17,7 +16,7 @@ from evsys.data.packing import (
 )
 from evsys.data.tasks import get_task
 from evsys.data.tokenize import IGNORE_INDEX, TokenRows, tokenize_examples
-from evsys.data.tokenizer import byte_tokenizer
+from tests.tiny import tiny_qwen3
 
 ROW_LENGTH = 48
 
@@ -42,11 +41,6 @@ def count_real_tokens(batch: dict[str, torch.Tensor]) -> int:
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    return byte_tokenizer()
-
-
-@pytest.fixture(scope="module")
 def tokenized(tokenizer):
     # Mixed tasks give examples of different lengths (about 6 to 19 tokens).
     examples = [
@@ -57,17 +51,7 @@ def tokenized(tokenizer):
 
 @pytest.fixture(scope="module")
 def model(tokenizer):
-    torch.manual_seed(0)
-    config = transformers.Qwen3Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=128,
-        head_dim=16,
-    )
-    return transformers.Qwen3ForCausalLM(config).eval()
+    return tiny_qwen3(tokenizer, special_tokens=False).eval()
 
 
 def token_losses(model, batch):

@@ -15,7 +15,6 @@ from evsys.config import SFTConfig
 from evsys.data.packing import collate_packed, collate_padded, flatten_packed, pack_examples
 from evsys.data.tasks import get_task
 from evsys.data.tokenize import tokenize_examples
-from evsys.data.tokenizer import byte_tokenizer
 from evsys.errors import ConfigError
 from evsys.lightning.sft import SFTModule
 from evsys.models import load_model
@@ -23,11 +22,6 @@ from tests.test_packing import example_spans, packed_order
 
 SMALL = ["model.hidden_size=32", "model.num_layers=2", "model.intermediate_size=64"]
 ROW_LENGTH = 48
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return byte_tokenizer()
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,10 @@ class MatrixSpec:
     axes: dict[str, list[Any]] = field(default_factory=dict)  # dotted path -> values swept
 
 
+# The concept page names the matrix "MatrixSpec / Sweep": one object under both names.
+Sweep = MatrixSpec
+
+
 @dataclass
 class ExperimentConfig(schemas.ExperimentConfig):
     """The concept page's ExperimentConfig: the experiment node's fields (name, hypothesis,
