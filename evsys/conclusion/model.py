@@ -2,9 +2,9 @@
 
 `conclusion.json` is `Conclusion.to_dict()` written with sorted keys; `Conclusion.from_dict()`
 (or `Conclusion.load(path)`) reads it back, so the value built from a sweep dir equals the one
-read from its file. The keys are the field names. A field marked optional below is left out of
-the JSON when it is None (e.g. no `comparisons` when nothing could be compared, no `continual`
-outside continual sweeps), so the file keeps the keys it always had.
+read from its file. The keys are the field names. A field in its class's OPTIONAL is left out
+of the JSON when it is None (e.g. no `comparisons` when nothing could be compared, no
+`continual` outside continual sweeps), so the file keeps the keys it always had.
 
 SCHEMA_VERSION (an int, written as `schema_version`) changes when a key is renamed, removed or
 changes meaning; adding a key does not. Version 1 is the layout below; a file written before
