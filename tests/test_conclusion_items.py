@@ -37,10 +37,10 @@ def test_one_item_in_every_seed_is_not_a_certain_effect(tmp_path):
     one[:, 7] = 1.0
     sweep = write_item_sweep(tmp_path, {"a": one, "b": np.zeros((2, 256))})
     c = build_conclusion(sweep)
-    assert c["verdict"] != "supported"
-    (comparison,) = c["comparisons"]
-    assert comparison["method"] == "paired_seeds_items" and comparison["n_items"] == 256
-    assert comparison["ci95"][0] < 0 < comparison["ci95"][1]
+    assert c.verdict != "supported"
+    (comparison,) = c.comparisons
+    assert comparison.method == "paired_seeds_items" and comparison.n_items == 256
+    assert comparison.ci95[0] < 0 < comparison.ci95[1]
 
 
 def test_intervals_of_a_share_stay_within_zero_and_one(tmp_path):
@@ -48,10 +48,10 @@ def test_intervals_of_a_share_stay_within_zero_and_one(tmp_path):
     near_one[0, :2] = 0.0
     sweep = write_item_sweep(tmp_path, {"a": near_one, "b": np.zeros((3, 64))})
     c = build_conclusion(sweep)
-    for group in c["groups"]:
-        lo, hi = group["ci95"]
+    for group in c.groups:
+        lo, hi = group.ci95
         assert 0.0 <= lo <= hi <= 1.0
-    assert c["verdict"] == "supported"
+    assert c.verdict == "supported"
 
 
 def test_a_prediction_is_what_the_verdict_answers(tmp_path):
@@ -63,11 +63,11 @@ def test_a_prediction_is_what_the_verdict_answers(tmp_path):
     c = build_conclusion(
         write_item_sweep(tmp_path / "a", arms, prediction={"better": "good", "than": "bad"})
     )
-    assert (c["verdict"], c["kind"]) == ("supported", "preregistered")
+    assert (c.verdict, c.kind) == ("supported", "preregistered")
     (tmp_path / "b").mkdir()
     wrong = {"better": "bad", "than": "good"}
     c = build_conclusion(write_item_sweep(tmp_path / "b", arms, prediction=wrong))
-    assert c["verdict"] == "refuted" and c["kind"] == "preregistered"
+    assert c.verdict == "refuted" and c.kind == "preregistered"
 
 
 def test_aa_sweeps_are_rarely_supported_through_the_conclusion(tmp_path):
@@ -87,7 +87,7 @@ def test_aa_sweeps_are_rarely_supported_through_the_conclusion(tmp_path):
         root = tmp_path / str(rep)
         root.mkdir()
         supported += (
-            build_conclusion(write_item_sweep(root, arms, baseline="a"))["verdict"] == "supported"
+            build_conclusion(write_item_sweep(root, arms, baseline="a")).verdict == "supported"
         )
     assert supported <= 7  # P(X >= 8 | n=60, p=0.05) < 0.02
 
@@ -124,10 +124,10 @@ def test_a_shared_seed_family_pools_its_seed_variance(tmp_path):
     arms = {arm: (rng.random((3, 128)) < p).astype(float) for arm, p in shares.items()}
     (tmp_path / "a").mkdir()
     c = build_conclusion(write_item_sweep(tmp_path / "a", arms))
-    assert {x["method"] for x in c["comparisons"]} == {"paired_pooled_seeds_items"}
-    assert any("seed variance pooled over the 4 arms" in n for n in c["notes"])
-    assert c["verdict"] == "supported" and c["best_arm"] == "d"
+    assert {x.method for x in c.comparisons} == {"paired_pooled_seeds_items"}
+    assert any("seed variance pooled over the 4 arms" in n for n in c.notes)
+    assert c.verdict == "supported" and c.best_arm == "d"
     (tmp_path / "b").mkdir()
     metric = {"name": "eval/addition/exact_match", "mode": "max", "pool_seeds": False}
     c = build_conclusion(write_item_sweep(tmp_path / "b", arms, success_metric=metric))
-    assert {x["method"] for x in c["comparisons"]} == {"paired_seeds_items"}
+    assert {x.method for x in c.comparisons} == {"paired_seeds_items"}

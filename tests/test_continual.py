@@ -285,17 +285,19 @@ def test_conclusion_averages_matrices_over_seeds(tmp_path):
         record = fake_chain_record(seed, matrix, bwt=-0.5 + 0.1 * seed)
         (tmp_path / f"x_seed{seed}" / "result.json").write_text(json.dumps(record))
     conclusion = write_conclusion(tmp_path)
-    entry = conclusion["continual"]["x"]
-    assert entry["n"] == 2 and entry["rows"] == ["start", "a", "b"]
-    assert entry["matrix"]["exact_match"]["mean"] == [[0.0, 0.1], [0.9, 0.2], [0.4, 1.0]]
-    std = entry["matrix"]["exact_match"]["std"]
+    entry = conclusion.continual["x"]
+    assert entry.n == 2 and entry.rows == ["start", "a", "b"]
+    assert entry.matrix["exact_match"].mean == [[0.0, 0.1], [0.9, 0.2], [0.4, 1.0]]
+    std = entry.matrix["exact_match"].std
     assert std[0][1] == pytest.approx(0.141421) and std[2][1] == 0.0
-    assert entry["metrics"]["bwt"]["mean"] == pytest.approx(-0.45)
-    assert conclusion["best_arm"] == "x"  # ranked on a continual metric
+    assert entry.metrics["bwt"].mean == pytest.approx(-0.45)
+    assert conclusion.best_arm == "x"  # ranked on a continual metric
     markdown = (tmp_path / "conclusion.md").read_text()
     assert "| stage 1: a | 0.9 ± 0.1414 | 0.2 ± 0 |" in markdown
     assert (tmp_path / "conclusion_x_matrix.png").stat().st_size > 0
-    assert build_conclusion(tmp_path) == json.loads((tmp_path / "conclusion.json").read_text())
+    assert build_conclusion(tmp_path).to_dict() == json.loads(
+        (tmp_path / "conclusion.json").read_text()
+    )
 
 
 # ------------------------------------------------------------------------------ preset, sweep

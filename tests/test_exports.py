@@ -16,10 +16,10 @@ def test_each_arm_gets_its_best_seeds_model_and_lm_eval_command(tmp_path):
     base = str((adapter / "base").resolve())
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base}))
     conclusion = write_conclusion(sweep)
-    exports = {e["arm"]: e for e in conclusion["exports"]}
-    assert exports["a"]["seed"] == 1 and exports["a"]["model"] == "a_seed1/model"
-    assert exports["a"]["model_args"] == "pretrained=a_seed1/model"
-    assert exports["b"]["model_args"] == "pretrained=b_seed1/model/base,peft=b_seed1/model"
+    exports = {e.arm: e for e in conclusion.exports}
+    assert exports["a"].seed == 1 and exports["a"].model == "a_seed1/model"
+    assert exports["a"].model_args == "pretrained=a_seed1/model"
+    assert exports["b"].model_args == "pretrained=b_seed1/model/base,peft=b_seed1/model"
     markdown = (sweep / "conclusion.md").read_text()
     assert "## Trained models" in markdown
     assert "`lm_eval --model hf --model_args pretrained=a_seed1/model --tasks <task>`" in markdown
@@ -35,5 +35,5 @@ def test_harness_tasks_of_the_arm_go_into_the_command(tmp_path):
     record_path.write_text(json.dumps(record))
     (sweep / "a_seed0" / "model").mkdir()
     conclusion = write_conclusion(sweep)
-    assert conclusion["exports"][0]["tasks"] == ["hellaswag", "arc_easy"]
+    assert conclusion.exports[0].tasks == ["hellaswag", "arc_easy"]
     assert "--tasks hellaswag,arc_easy`" in (sweep / "conclusion.md").read_text()

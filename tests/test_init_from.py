@@ -65,7 +65,7 @@ def _parent_experiment(root: Path, parent_arm: Path) -> Path:
     plan = {"id": "parent-1", "name": "parent", "planned": planned}
     plan["success_metric"] = {"name": METRIC, "mode": "min"}
     (sweep / "experiment.json").write_text(json.dumps(plan))
-    (sweep / "conclusion.json").write_text(json.dumps(build_conclusion(sweep)))
+    (sweep / "conclusion.json").write_text(build_conclusion(sweep).to_json())
     register(root, {"id": "parent-1", "name": "parent", "sweep_dir": sweep, "status": "completed"})
     return sweep
 

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from evsys import Experiment, ExperimentConfig
+from evsys.conclusion.model import Conclusion
 from evsys.records import BOOKKEEPING_OVERRIDES
 from tests.conftest import FAST, REPO
 
@@ -98,7 +99,7 @@ def test_page_file_and_preset_train_the_same(runs_example, tmp_path):
         assert arm.group_id == by_job[(arm.arm, arm.seed)].group_id
         assert arm.metrics == by_job[(arm.arm, arm.seed)].metrics
     for key in ("best_arm", "verdict", "reason"):
-        assert runs_example.conclusion[key] == twin.conclusion[key], key
+        assert getattr(runs_example.conclusion, key) == getattr(twin.conclusion, key), key
     assert _groups(runs_example.conclusion) == _groups(twin.conclusion)
 
 
@@ -109,9 +110,9 @@ def _jobs(plan: dict) -> list:
     ]
 
 
-def _groups(conclusion: dict) -> list[dict]:
+def _groups(conclusion: Conclusion) -> list[dict]:
     """The ranked groups (means, CIs, seeds, group_id), overrides without where they ran."""
-    groups = [dict(group) for group in conclusion["groups"]]
+    groups = [group.to_dict() for group in conclusion.groups]
     for group in groups:
         group["overrides"] = [o for o in group["overrides"] if not o.startswith(HIDDEN)]
     return groups
@@ -131,7 +132,7 @@ def test_a_config_built_in_python_runs(tmp_path):
     result = Experiment(config, FAST).run(tmp_path / "sweep")
     (arm,) = result.arms
     assert arm.completed and arm.arm == "default" and "val/loss" in arm.metrics
-    assert result.conclusion["success_metric"]["name"] == "val/loss"
+    assert result.conclusion.success_metric.name == "val/loss"
 
 
 def test_run_experiment_trains_one_expanded_run_without_bookkeeping(tmp_path):

@@ -124,7 +124,7 @@ def _sweep_with_models(root: Path, values: dict[int, float], exports: set[int]) 
 
 
 def _write_conclusion_json(sweep: Path) -> None:
-    (sweep / "conclusion.json").write_text(json.dumps(build_conclusion(sweep)))
+    (sweep / "conclusion.json").write_text(build_conclusion(sweep).to_json())
 
 
 def test_best_arm_model_dir_picks_the_best_seed(tmp_path):

@@ -54,7 +54,7 @@ def _conclude(sweep_dir: Path, quiet: bool, effect: float | None = None) -> int:
         from evsys.conclusion.power import power_lines, sweep_power
 
         print("\n".join(power_lines(sweep_power(sweep_dir, effect))) or "power: nothing to compare")
-    return EXIT_INCOMPLETE if conclusion["failed"] or conclusion["missing"] else EXIT_OK
+    return EXIT_INCOMPLETE if conclusion.problems else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from evsys.conclusion.model import Conclusion
 
-def adaptive_verdict(adaptive: dict[str, Any], conclusion: dict[str, Any]) -> dict[str, Any]:
+
+def adaptive_verdict(adaptive: dict[str, Any], conclusion: Conclusion) -> dict[str, Any]:
     """verdict and reason from the last round's statuses, combined as the verdict's family
     is: "some arm beats the baseline" needs one supported comparison; any other claim needs
-    every comparison supported, and one refuted comparison refutes it."""
+    every comparison supported, and one refuted comparison refutes it. Returns the fields of
+    the conclusion it replaces (verdict, reason, fixed_n_reason); none before the first round."""
     rounds = adaptive.get("rounds") or []
     if not rounds:
         return {}
     last = rounds[-1]
     status = last["status"]
     values = list(status.values())
-    exploratory_baseline = conclusion.get("kind") == "exploratory" and conclusion.get("baseline")
+    exploratory_baseline = conclusion.kind == "exploratory" and conclusion.baseline
     if not values:
         verdict = "inconclusive"
     elif exploratory_baseline:
@@ -40,4 +43,4 @@ def adaptive_verdict(adaptive: dict[str, Any], conclusion: dict[str, Any]) -> di
         f"{verdict} (group-sequential, {len(rounds)} round(s), {last['n_seeds']} seeds per arm "
         f"at the last look): {shown}. Stopped: {last['reason']}"
     )
-    return {"verdict": verdict, "reason": reason, "fixed_n_reason": conclusion.get("reason")}
+    return {"verdict": verdict, "reason": reason, "fixed_n_reason": conclusion.reason}

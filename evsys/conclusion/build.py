@@ -24,12 +24,15 @@ Continual chains (records with a `continual` section, see docs/continual.md) add
 every continual/<metric>; conclusion.md shows the exact-match matrix and
 conclusion_<arm>_matrix.png draws both matrices. Other conclusions have no `continual` key.
 
-Floats in conclusion.json are rounded to 6 significant digits and keys are sorted.
+The result is a `Conclusion` (evsys/conclusion/model.py); conclusion.json is its to_dict(),
+with keys sorted. Floats are rounded to 6 significant digits in the value itself, so the
+value built here equals the one read back from its file.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,15 @@ from evsys.conclusion import statistics
 from evsys.conclusion.adaptive import adaptive_verdict
 from evsys.conclusion.continual import continual_groups
 from evsys.conclusion.exports import arm_exports
-from evsys.conclusion.inference import arm_interval
+from evsys.conclusion.inference import arm_interval, orientation
+from evsys.conclusion.model import (
+    ComparisonResult,
+    Conclusion,
+    ExperimentRef,
+    Group,
+    RunProblem,
+    SuccessMetric,
+)
 from evsys.conclusion.plan_decision import decide_plan, missing_named_arm
 from evsys.conclusion.power import power_summary
 from evsys.conclusion.runs import collect_runs, is_number
@@ -47,46 +58,40 @@ from evsys.records import Plan
 SIGNIFICANT_DIGITS = 6
 
 
-def build_conclusion(sweep_dir: str | Path) -> dict[str, Any]:
-    """The conclusion of a sweep dir as a JSON-ready dict (deterministic, rounded)."""
+def build_conclusion(sweep_dir: str | Path) -> Conclusion:
+    """The conclusion of a sweep dir (deterministic, rounded as its file is)."""
     plan = Plan.load(sweep_dir)
     metric, mode = plan.success_metric, plan.mode
     runs = collect_runs(sweep_dir, plan)
     scores = arm_scores(Path(sweep_dir), runs["completed"], metric["name"])
     bounds = metric_bounds(metric["name"])
     groups = _rank_groups(runs["completed"], scores, mode, bounds)
-    ranking = [g["arm"] for g in groups]
-    decision = _decision(plan, scores, ranking, runs)
-    conclusion = {
-        "experiment": {
-            "id": plan.id,
-            "name": plan.name,
-            "parent_experiment_id": plan.parent_experiment_id,
-        },
-        "hypothesis": plan.hypothesis,
-        "success_metric": {"name": metric["name"], "mode": mode, "min_effect": plan.min_effect},
-        "baseline": plan.baseline,
-        "prediction": plan.prediction,
-        "groups": groups,
-        "ranking": ranking,
-        "best_arm": ranking[0] if ranking else None,
-        **decision,
-        "failed": runs["failed"],
-        "missing": runs["missing"],
-        "counts": {kind: len(runs[kind]) for kind in runs} | {"planned": len(plan.planned)},
-        "other_metrics": _other_metrics(runs["completed"], metric["name"], ranking),
-        "exports": arm_exports(Path(sweep_dir), runs["completed"], mode),
-    }
+    ranking = [g.arm for g in groups]
+    conclusion = Conclusion(
+        experiment=ExperimentRef(plan.id, plan.name, plan.parent_experiment_id),
+        hypothesis=plan.hypothesis,
+        success_metric=SuccessMetric(metric["name"], mode, plan.min_effect),
+        baseline=plan.baseline,
+        prediction=plan.prediction,
+        groups=groups,
+        ranking=ranking,
+        best_arm=ranking[0] if ranking else None,
+        **_decision(plan, scores, ranking, runs),
+        failed=[RunProblem(**run) for run in runs["failed"]],
+        missing=[RunProblem(**run) for run in runs["missing"]],
+        counts={kind: len(runs[kind]) for kind in runs} | {"planned": len(plan.planned)},
+        other_metrics=_other_metrics(runs["completed"], metric["name"], ranking),
+        exports=arm_exports(Path(sweep_dir), runs["completed"], mode),
+        # only continual sweeps get the key: other conclusions stay as they were
+        continual=continual_groups(runs["completed"], ranking) or None,
+    )
     if plan.adaptive:
-        conclusion["adaptive"] = plan.adaptive
-        conclusion.update(adaptive_verdict(plan.adaptive, conclusion))
-    continual = continual_groups(runs["completed"], ranking)
-    if continual:  # only continual sweeps get the key: other conclusions stay as they were
-        conclusion["continual"] = continual
+        conclusion = replace(conclusion, adaptive=plan.adaptive)
+        conclusion = replace(conclusion, **adaptive_verdict(plan.adaptive, conclusion))
     return _rounded(conclusion)
 
 
-def _decision(plan: Plan, scores: dict, ranking: list[str], runs: dict) -> dict:
+def _decision(plan: Plan, scores: dict, ranking: list[str], runs: dict) -> dict[str, Any]:
     """verdict, reason, kind, claim, comparisons, surprises, notes and power."""
     refusal = _cannot_decide(plan, scores, runs)
     if refusal is not None:
@@ -98,7 +103,7 @@ def _decision(plan: Plan, scores: dict, ranking: list[str], runs: dict) -> dict:
         "reason": decision.reason,
         "kind": decision.kind,
         "claim": decision.claim,
-        "comparisons": [_comparison_entry(t, scores, plan.mode) for t in tests],
+        "comparisons": [_comparison(t, scores, plan.mode) for t in tests],
         "surprises": list(decision.surprises),
         "notes": list(decision.notes),
         "power": power_summary(tests, plan.min_effect or None),
@@ -114,68 +119,67 @@ def _cannot_decide(plan: Plan, scores: dict, runs: dict) -> str | None:
     return f"inconclusive: {missing}" if missing else None
 
 
-def _rank_groups(completed: list[dict], scores: dict, mode: str, bounds) -> list[dict]:
+def _rank_groups(completed: list[dict], scores: dict, mode: str, bounds) -> list[Group]:
     """One entry per arm with completed runs, best mean first (ties: arm name)."""
     by_arm: dict[str, list[dict]] = {}
     for run in completed:
         by_arm.setdefault(run["arm"], []).append(run)
-    groups = [_group_entry(arm, runs, scores[arm], bounds) for arm, runs in by_arm.items()]
-    sign = 1 if mode == "max" else -1
-    groups.sort(key=lambda g: (-sign * g["mean"], g["arm"]))
-    for rank, group in enumerate(groups, start=1):
-        group["rank"] = rank
-    return groups
+    groups = [_group(arm, runs, scores[arm], bounds) for arm, runs in by_arm.items()]
+    sign = orientation(mode)
+    groups.sort(key=lambda g: (-sign * g.mean, g.arm))
+    return [replace(group, rank=rank) for rank, group in enumerate(groups, start=1)]
 
 
-def _group_entry(arm: str, runs: list[dict], scores, bounds) -> dict[str, Any]:
+def _group(arm: str, runs: list[dict], scores, bounds) -> Group:
     summary = statistics.summarize({run["seed"]: run["value"] for run in runs})
     interval = arm_interval(scores, bounds)
     first = runs[0]["record"]  # an ArmResult
-    return {
-        "arm": arm,
-        "group_id": first.group_id,
-        "overrides": [o for o in first.overrides if not _is_seed_override(o)],
-        "n": summary.n,
-        "n_items": interval.n_items,
-        "mean": summary.mean,
-        "std": summary.std,
-        "min": summary.min,
-        "max": summary.max,
-        "ci95": list(interval.ci95) if interval.ci95 else None,
-        "ci_method": interval.method,
-        # JSON object keys are strings; make them strings here so the dict equals its file
-        "values": {str(seed): value for seed, value in summary.values.items()},
-    }
+    return Group(
+        arm=arm,
+        rank=0,  # set once the groups are sorted
+        group_id=first.group_id,
+        overrides=[o for o in first.overrides if not _is_seed_override(o)],
+        n=summary.n,
+        n_items=interval.n_items,
+        mean=summary.mean,
+        std=summary.std,
+        min=summary.min,
+        max=summary.max,
+        ci95=list(interval.ci95) if interval.ci95 else None,
+        ci_method=interval.method,
+        # JSON object keys are strings; make them strings here so the value equals its file
+        values={str(seed): value for seed, value in summary.values.items()},
+    )
 
 
 def _is_seed_override(override: str) -> bool:
     return override.lstrip("+~").startswith("seed=")
 
 
-def _comparison_entry(test, scores: dict, mode: str) -> dict[str, Any]:
+def _comparison(test, scores: dict, mode: str) -> ComparisonResult:
     c = test.comparison
     first, second = scores[c.first], scores[c.second]
     seed_means = [row.mean() for row in first.values], [row.mean() for row in second.values]
-    return {
-        "name": c.name,
-        "first": c.first,
-        "second": c.second,
-        "diff": c.diff,
-        "ci95": list(c.ci95) if c.ci95 else None,
-        "p_value": test.p_raw,
-        "p_holm": test.p_holm,
-        "p_above": test.p_above,
-        "p_above_holm": test.p_above_holm,
-        "p_below": test.p_below,
-        "p_below_holm": test.p_below_holm,
-        "method": c.method,
-        "paired": c.paired,
-        "df": c.df,
-        "n_first": c.n_seeds[0],
-        "n_second": c.n_seeds[1],
-        "n_items": c.n_items,
-        "prob_improvement": statistics.probability_of_improvement(*seed_means, mode),
-    }
+    return ComparisonResult(
+        name=c.name,
+        first=c.first,
+        second=c.second,
+        diff=c.diff,
+        ci95=list(c.ci95) if c.ci95 else None,
+        p_value=test.p_raw,
+        p_holm=test.p_holm,
+        p_above=test.p_above,
+        p_above_holm=test.p_above_holm,
+        p_below=test.p_below,
+        p_below_holm=test.p_below_holm,
+        method=c.method,
+        paired=c.paired,
+        df=c.df,
+        n_first=c.n_seeds[0],
+        n_second=c.n_seeds[1],
+        n_items=c.n_items,
+        prob_improvement=statistics.probability_of_improvement(*seed_means, mode),
+    )
 
 
 def _other_metrics(completed: list[dict], metric: str, ranking: list[str]) -> dict[str, dict]:
@@ -191,12 +195,16 @@ def _other_metrics(completed: list[dict], metric: str, ranking: list[str]) -> di
     }
 
 
-def _rounded(obj: Any) -> Any:
-    """Floats to SIGNIFICANT_DIGITS (non-finite to None), recursively; tuples become lists."""
+def _rounded(conclusion: Conclusion) -> Conclusion:
+    """The conclusion as its file holds it: floats to SIGNIFICANT_DIGITS, non-finite to None."""
+    return Conclusion.from_dict(_rounded_json(conclusion.to_dict()))
+
+
+def _rounded_json(obj: Any) -> Any:
     if isinstance(obj, float):
         return float(f"{obj:.{SIGNIFICANT_DIGITS}g}") if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {key: _rounded(value) for key, value in obj.items()}
+        return {key: _rounded_json(value) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_rounded(value) for value in obj]
+        return [_rounded_json(value) for value in obj]
     return obj

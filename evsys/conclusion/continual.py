@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from evsys.conclusion import statistics
+from evsys.conclusion.model import ContinualGroup, MatrixStats, MetricStats
 from evsys.conclusion.runs import is_number
 
 CONTINUAL_PREFIX = "continual/"
 
 
-def continual_groups(completed: list[dict], ranking: list[str]) -> dict[str, dict]:
+def continual_groups(completed: list[dict], ranking: list[str]) -> dict[str, ContinualGroup]:
     """Per arm whose runs are continual chains: the score matrices and metrics over seeds."""
     by_arm: dict[str, list[dict]] = {}
     for run in completed:
@@ -19,7 +18,7 @@ def continual_groups(completed: list[dict], ranking: list[str]) -> dict[str, dic
     return {arm: _continual_entry(by_arm[arm]) for arm in ranking if arm in by_arm}
 
 
-def _continual_entry(runs: list[dict]) -> dict[str, Any]:
+def _continual_entry(runs: list[dict]) -> ContinualGroup:
     first = runs[0]["record"].continual
     # Seeds of one group share the config, so their chains share rows and benchmarks.
     alike = [
@@ -33,18 +32,18 @@ def _continual_entry(runs: list[dict]) -> dict[str, Any]:
         mean, std = statistics.summarize_matrices(
             [r["record"].continual["matrix"][name] for r in alike]
         )
-        matrix[name] = {"mean": mean, "std": std}
-    return {
-        "n": len(alike),
-        "seeds": [r["seed"] for r in alike],
-        "rows": first["rows"],
-        "benchmarks": first["benchmarks"],
-        "matrix": matrix,
-        "metrics": _continual_metric_stats(alike),
-    }
+        matrix[name] = MatrixStats(mean, std)
+    return ContinualGroup(
+        n=len(alike),
+        seeds=[r["seed"] for r in alike],
+        rows=first["rows"],
+        benchmarks=first["benchmarks"],
+        matrix=matrix,
+        metrics=_continual_metric_stats(alike),
+    )
 
 
-def _continual_metric_stats(runs: list[dict]) -> dict[str, dict]:
+def _continual_metric_stats(runs: list[dict]) -> dict[str, MetricStats]:
     """Mean and std over seeds of each continual/<name> metric of the records."""
     values: dict[str, dict[int, float]] = {}
     for run in runs:
@@ -54,5 +53,5 @@ def _continual_metric_stats(runs: list[dict]) -> dict[str, dict]:
     stats = {}
     for name, by_seed in sorted(values.items()):
         summary = statistics.summarize(by_seed)
-        stats[name] = {"mean": summary.mean, "std": summary.std, "n": summary.n}
+        stats[name] = MetricStats(summary.mean, summary.std, summary.n)
     return stats

@@ -49,6 +49,7 @@ from evsys.conclusion.inference import (
     SeedPool,
     compare,
     family,
+    orientation,
     seed_pool,
 )
 
@@ -147,9 +148,7 @@ def _context(arms, mode, min_effect, bounds, pair_seeds, pool_seeds) -> _Context
     by_name = {a.arm: a for a in arms}
     if len(by_name) != len(arms):
         raise ValueError("arm names must be unique")
-    if mode not in ("max", "min"):
-        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-    sign = 1 if mode == "max" else -1
+    sign = orientation(mode)
     ranking = tuple(sorted(by_name, key=lambda a: -sign * by_name[a].mean))
     pool = seed_pool(list(arms)) if pool_seeds and pair_seeds else None
     m = max(float(min_effect), 0.0)

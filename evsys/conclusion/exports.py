@@ -12,11 +12,13 @@ import ast
 import json
 from pathlib import Path
 
+from evsys.conclusion.model import Export
+
 HARNESS_PREFIX = "harness:"
 ADAPTER_CONFIG = "adapter_config.json"
 
 
-def arm_exports(sweep_dir: Path, completed: list[dict], mode: str) -> list[dict]:
+def arm_exports(sweep_dir: Path, completed: list[dict], mode: str) -> list[Export]:
     """One entry per arm: its best seed's model dir and lm_eval's --model_args for it."""
     best: dict[str, dict] = {}
     for run in completed:
@@ -34,20 +36,20 @@ def arm_exports(sweep_dir: Path, completed: list[dict], mode: str) -> list[dict]
         if not model_dir.is_dir():
             continue
         exports.append(
-            {
-                "arm": arm,
-                "seed": run["seed"],
-                "model": str(relative),
-                "model_args": _model_args(sweep_dir, model_dir, relative),
-                "tasks": _harness_tasks(record.hparams or {}),
-            }
+            Export(
+                arm=arm,
+                seed=run["seed"],
+                model=str(relative),
+                model_args=_model_args(sweep_dir, model_dir, relative),
+                tasks=_harness_tasks(record.hparams or {}),
+            )
         )
     return exports
 
 
-def lm_eval_command(export: dict) -> str:
-    tasks = ",".join(export["tasks"]) or "<task>"
-    return f"lm_eval --model hf --model_args {export['model_args']} --tasks {tasks}"
+def lm_eval_command(export: Export) -> str:
+    tasks = ",".join(export.tasks) or "<task>"
+    return f"lm_eval --model hf --model_args {export.model_args} --tasks {tasks}"
 
 
 def _model_args(sweep_dir: Path, model_dir: Path, relative: Path) -> str:

@@ -85,6 +85,7 @@ __all__ = [  # the API, with what evsys.conclusion.variance contributes to it
     "family",
     "holm",
     "mde",
+    "orientation",
     "p_greater",
     "p_less",
     "seed_pool",
@@ -187,7 +188,7 @@ def compare(
     (docs/statistics.md has the numbers); pair_seeds=False analyses them as independent.
     `pool` (seed_pool() of the family's arms) replaces the pair's own seed variance by the
     family's pooled one, with its (k - 1)(n - 1) df, when both arms are in it."""
-    sign = _orientation(mode)
+    sign = orientation(mode)
     diff_bounds = None if bounds is None else (bounds[0] - bounds[1], bounds[1] - bounds[0])
     items, notes = _shared_items(first, second)
     if items is None:
@@ -316,13 +317,14 @@ def family(comparisons: Sequence[Comparison], margin: float = 0.0) -> list[Famil
     return [FamilyTest(c, *col) for c, col in zip(comparisons, cols, strict=True)]
 
 
-# ------------------------------------------------------------------------------------ helpers
-def _orientation(mode: str) -> int:
+def orientation(mode: str) -> int:
+    """+1 when the metric is maximised, -1 when minimised: sign * (a - b) > 0 means a is better."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     return 1 if mode == "max" else -1
 
 
+# ------------------------------------------------------------------------------------ helpers
 def _shared_items(first: ArmScores, second: ArmScores) -> tuple[list[str] | None, tuple]:
     if not (first.has_items and second.has_items):
         return None, ()

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from evsys.conclusion.inference import FamilyTest
+from evsys.conclusion.model import PowerRow
 from evsys.conclusion.plan_decision import decide_plan
 from evsys.conclusion.runs import collect_runs
 from evsys.conclusion.scores import arm_scores
@@ -16,7 +17,7 @@ from evsys.records import Plan
 POWER = 0.8
 
 
-def power_summary(tests: Sequence[FamilyTest], target: float | None = None) -> list[dict]:
+def power_summary(tests: Sequence[FamilyTest], target: float | None = None) -> list[PowerRow]:
     """Per comparison: its minimum detectable effect now and, for `target`, the seeds per arm
     it would need (None: more seeds alone would not do: the item term does not shrink)."""
     rows = []
@@ -24,19 +25,13 @@ def power_summary(tests: Sequence[FamilyTest], target: float | None = None) -> l
         c = test.comparison
         if c.components is None:
             continue  # no variance estimate (one seed): nothing to plan from
-        row = {
-            "comparison": c.name,
-            "n_seeds": min(c.n_seeds),
-            "mde": mde(c.components, power=POWER),
-        }
-        if target:
-            row["target"] = target
-            row["seeds_needed"] = seeds_needed(c.components, target, power=POWER)
-        rows.append(row)
+        needed = seeds_needed(c.components, target, power=POWER) if target else None
+        detectable = mde(c.components, power=POWER)
+        rows.append(PowerRow(c.name, min(c.n_seeds), detectable, target or None, needed))
     return rows
 
 
-def sweep_power(sweep_dir: Path, effect: float) -> list[dict]:
+def sweep_power(sweep_dir: Path, effect: float) -> list[PowerRow]:
     """power_summary of a sweep dir's verdict comparisons for a target `effect`."""
     plan = Plan.load(sweep_dir)
     runs = collect_runs(sweep_dir, plan)
@@ -45,18 +40,17 @@ def sweep_power(sweep_dir: Path, effect: float) -> list[dict]:
     return power_summary(decision.tests, effect) if decision else []
 
 
-def power_lines(rows: list[dict]) -> list[str]:
-    """The rows as sentences, for the console."""
+def power_lines(rows: list[PowerRow]) -> list[str]:
+    """The rows (each with a target) as sentences, for the console."""
     lines = []
     for row in rows:
-        seeds = row.get("seeds_needed")
         need = (
-            f"an effect of {row['target']:.4g} needs {seeds} seeds per arm"
-            if seeds
-            else f"no number of seeds detects {row['target']:.4g} (score more items)"
+            f"an effect of {row.target:.4g} needs {row.seeds_needed} seeds per arm"
+            if row.seeds_needed
+            else f"no number of seeds detects {row.target:.4g} (score more items)"
         )
         lines.append(
-            f"{row['comparison']}: detects {row['mde']:.4g} or more at 80% power with "
-            f"{row['n_seeds']} seeds; {need}"
+            f"{row.comparison}: detects {row.mde:.4g} or more at 80% power with "
+            f"{row.n_seeds} seeds; {need}"
         )
     return lines

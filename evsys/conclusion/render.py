@@ -2,90 +2,96 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from evsys.conclusion.exports import lm_eval_command
+from evsys.conclusion.model import (
+    ComparisonResult,
+    Conclusion,
+    ContinualGroup,
+    Export,
+    Group,
+    MetricStats,
+)
 from evsys.conclusion.plots import matrix_plot_name
 from evsys.conclusion.text import ci_text, mean_std, num, p_text, seeds_text, value_std
 from evsys.records import BOOKKEEPING_OVERRIDES
 
 
-def render_markdown(conclusion: dict[str, Any]) -> str:
+def render_markdown(conclusion: Conclusion) -> str:
     """The conclusion as a readable markdown page."""
-    metric = conclusion["success_metric"]
+    metric = conclusion.success_metric
     lines = [
-        f"# Conclusion: {conclusion['experiment']['name']}",
+        f"# Conclusion: {conclusion.experiment.name}",
         "",
-        f"- Experiment: `{conclusion['experiment']['id']}`",
-        f"- Hypothesis: {conclusion['hypothesis'] or '(none stated)'}",
-        f"- Success metric: `{metric['name']}` ({metric['mode']}, "
-        f"minimum effect {num(metric['min_effect'])})",
-        f"- Baseline: {conclusion['baseline'] or '(none: best vs runner-up)'}",
+        f"- Experiment: `{conclusion.experiment.id}`",
+        f"- Hypothesis: {conclusion.hypothesis or '(none stated)'}",
+        f"- Success metric: `{metric.name}` ({metric.mode}, "
+        f"minimum effect {num(metric.min_effect)})",
+        f"- Baseline: {conclusion.baseline or '(none: best vs runner-up)'}",
         "",
-        f"## Verdict: {conclusion['verdict']}",
+        f"## Verdict: {conclusion.verdict}",
         "",
-        conclusion["reason"],
+        conclusion.reason,
         "",
     ]
     lines += _groups_markdown(conclusion)
-    lines += _continual_markdown(conclusion.get("continual", {}))
-    lines += _other_metrics_markdown(conclusion["other_metrics"])
+    lines += _continual_markdown(conclusion.continual or {})
+    lines += _other_metrics_markdown(conclusion.other_metrics)
     lines += _decision_markdown(conclusion)
-    lines += _comparisons_markdown(conclusion.get("comparisons") or [])
-    lines += _exports_markdown(conclusion.get("exports", []))
+    lines += _comparisons_markdown(conclusion.comparisons or [])
+    lines += _exports_markdown(conclusion.exports)
     lines += _problems_markdown(conclusion)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _groups_markdown(conclusion: dict) -> list[str]:
+def _groups_markdown(conclusion: Conclusion) -> list[str]:
     lines = [
-        f"## Arms ranked by {conclusion['success_metric']['name']}",
+        f"## Arms ranked by {conclusion.success_metric.name}",
         "",
         "| rank | arm | mean ± std | 95% CI | n | seeds | overrides of this arm |",
         "|---:|---|---|---|---:|---|---|",
     ]
-    shared = _shared_overrides(conclusion["groups"])
-    for g in conclusion["groups"]:
-        overrides = " ".join(f"`{o}`" for o in g["overrides"] if o not in shared)
+    shared = _shared_overrides(conclusion.groups)
+    for g in conclusion.groups:
+        overrides = " ".join(f"`{o}`" for o in g.overrides if o not in shared)
         lines.append(
-            f"| {g['rank']} | {g['arm']} | {mean_std(g)} | {ci_text(g['ci95'])} | {g['n']} "
-            f"| {seeds_text(g['values'])} | {overrides} |"
+            f"| {g.rank} | {g.arm} | {mean_std(g)} | {ci_text(g.ci95)} | {g.n} "
+            f"| {seeds_text(g.values)} | {overrides} |"
         )
-    if not conclusion["groups"]:
+    if not conclusion.groups:
         lines.append("| | (no completed arm) | | | | | |")
     return lines + [""]
 
 
-def _continual_markdown(continual: dict[str, dict]) -> list[str]:
+def _continual_markdown(continual: dict[str, ContinualGroup]) -> list[str]:
     """Each continual group's exact-match matrix (mean ± std over seeds) and its metrics."""
     lines = []
     for arm, entry in continual.items():
-        mean, std = entry["matrix"]["exact_match"]["mean"], entry["matrix"]["exact_match"]["std"]
+        exact_match = entry.matrix["exact_match"]
         lines += [
-            f"## Continual: {arm} (exact match, mean ± std over n={entry['n']} seeds)",
+            f"## Continual: {arm} (exact match, mean ± std over n={entry.n} seeds)",
             "",
-            "| scored after | " + " | ".join(entry["benchmarks"]) + " |",
-            "|---|" + "---:|" * len(entry["benchmarks"]),
+            "| scored after | " + " | ".join(entry.benchmarks) + " |",
+            "|---|" + "---:|" * len(entry.benchmarks),
         ]
-        for r, row in enumerate(entry["rows"]):
+        for r, row in enumerate(entry.rows):
             label = row if r == 0 else f"stage {r}: {row}"
-            cells = [value_std(m, s) for m, s in zip(mean[r], std[r], strict=True)]
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        lines += ["", _continual_metrics_line(entry["metrics"]), ""]
+            pairs = zip(exact_match.mean[r], exact_match.std[r], strict=True)
+            lines.append(f"| {label} | " + " | ".join(value_std(m, s) for m, s in pairs) + " |")
+        lines += ["", _continual_metrics_line(entry.metrics), ""]
         lines += [f"![{arm} score matrices]({matrix_plot_name(arm)})", ""]
     return lines
 
 
-def _continual_metrics_line(metrics: dict[str, dict]) -> str:
+def _continual_metrics_line(metrics: dict[str, MetricStats]) -> str:
     """Exact-match metrics of the chain: average final score, BWT, FWT, drops, forgetting."""
     shown = ["avg_final", "bwt", "fwt", "max_drop"]
     shown += sorted(name for name in metrics if name.startswith("forgetting/"))
     parts = [
-        f"{name} {value_std(metrics[name]['mean'], metrics[name]['std'])}"
+        f"{name} {value_std(metrics[name].mean, metrics[name].std)}"
         for name in shown
         if name in metrics
     ]
@@ -110,17 +116,15 @@ def _other_metrics_markdown(other: dict[str, dict]) -> list[str]:
     return lines + [""]
 
 
-def _shared_overrides(groups: list[dict]) -> set[str]:
+def _shared_overrides(groups: list[Group]) -> set[str]:
     """Overrides every arm has (the preset, ids, paths): the table shows what sets arms apart."""
+    bookkeeping = {o for g in groups for o in g.overrides if o.startswith(BOOKKEEPING_OVERRIDES)}
     if len(groups) < 2:
-        return {o for g in groups for o in g["overrides"] if o.startswith(BOOKKEEPING_OVERRIDES)}
-    shared = set(groups[0]["overrides"]).intersection(*(g["overrides"] for g in groups[1:]))
-    return shared | {
-        o for g in groups for o in g["overrides"] if o.startswith(BOOKKEEPING_OVERRIDES)
-    }
+        return bookkeeping
+    return set(groups[0].overrides).intersection(*(g.overrides for g in groups[1:])) | bookkeeping
 
 
-def _comparisons_markdown(comparisons: list[dict]) -> list[str]:
+def _comparisons_markdown(comparisons: list[ComparisonResult]) -> list[str]:
     if not comparisons:
         return []
     lines = [
@@ -131,14 +135,14 @@ def _comparisons_markdown(comparisons: list[dict]) -> list[str]:
     ]
     for c in comparisons:
         lines.append(
-            f"| {c['name']} | {num(c['diff'])} | {ci_text(c['ci95'])} | {p_text(c['p_value'])} "
-            f"| {p_text(c['p_holm'])} | {p_text(c['p_above_holm'])} | {c['method']} "
-            f"| {c['n_first']} vs {c['n_second']} | {c['n_items'] or '–'} |"
+            f"| {c.name} | {num(c.diff)} | {ci_text(c.ci95)} | {p_text(c.p_value)} "
+            f"| {p_text(c.p_holm)} | {p_text(c.p_above_holm)} | {c.method} "
+            f"| {c.n_first} vs {c.n_second} | {c.n_items or '–'} |"
         )
     return lines + [""]
 
 
-def _exports_markdown(exports: list[dict]) -> list[str]:
+def _exports_markdown(exports: list[Export]) -> list[str]:
     """Each arm's trained model and the lm-evaluation-harness command that scores it."""
     if not exports:
         return []
@@ -151,33 +155,32 @@ def _exports_markdown(exports: list[dict]) -> list[str]:
     ]
     for export in exports:
         lines.append(
-            f"- **{export['arm']}** (seed {export['seed']}): `{export['model']}` — "
+            f"- **{export.arm}** (seed {export.seed}): `{export.model}` — "
             f"`{lm_eval_command(export)}`"
         )
     return lines + [""]
 
 
-def _decision_markdown(conclusion: dict) -> list[str]:
+def _decision_markdown(conclusion: Conclusion) -> list[str]:
     """What the verdict claims, surprises, caveats, the seed budget and adaptive rounds."""
     lines = []
-    if conclusion.get("claim"):
-        lines += [f"Claim tested: {conclusion['claim']}.", ""]
-    lines += [f"- {surprise}" for surprise in conclusion.get("surprises") or []]
-    lines += [f"- note: {note}" for note in conclusion.get("notes") or []]
-    for row in conclusion.get("power") or []:
+    if conclusion.claim:
+        lines += [f"Claim tested: {conclusion.claim}.", ""]
+    lines += [f"- {surprise}" for surprise in conclusion.surprises or []]
+    lines += [f"- note: {note}" for note in conclusion.notes or []]
+    for row in conclusion.power or []:
         needed = ""
-        if "seeds_needed" in row:
-            seeds = row["seeds_needed"]
+        if row.target is not None:
             needed = (
-                f"; an effect of {num(row['target'])} needs {seeds} seeds per arm"
-                if seeds
-                else f"; no number of seeds detects {num(row['target'])} (add items)"
+                f"; an effect of {num(row.target)} needs {row.seeds_needed} seeds per arm"
+                if row.seeds_needed
+                else f"; no number of seeds detects {num(row.target)} (add items)"
             )
         lines.append(
-            f"- power: {row['comparison']} could detect {num(row['mde'])} or more "
-            f"(80% power, {row['n_seeds']} seeds){needed}"
+            f"- power: {row.comparison} could detect {num(row.mde)} or more "
+            f"(80% power, {row.n_seeds} seeds){needed}"
         )
-    adaptive = conclusion.get("adaptive")
+    adaptive = conclusion.adaptive  # the plan's design and rounds, as experiment.json has them
     if adaptive:
         lines += ["", f"Adaptive seeds ({adaptive['design']}), looks at {adaptive['looks']}:", ""]
         for r in adaptive["rounds"]:
@@ -186,17 +189,17 @@ def _decision_markdown(conclusion: dict) -> list[str]:
     return lines + ([""] if lines else [])
 
 
-def _problems_markdown(conclusion: dict) -> list[str]:
+def _problems_markdown(conclusion: Conclusion) -> list[str]:
     lines = []
-    if conclusion["failed"]:
+    if conclusion.failed:
         lines += ["## Failed runs", ""]
-        for run in conclusion["failed"]:
-            error = " ".join(str(run["error"]).split())  # one line, whatever the error held
-            lines.append(f"- {run['arm']} seed {run['seed']} (`{run['dir']}`): {error}")
+        for run in conclusion.failed:
+            error = " ".join(str(run.error).split())  # one line, whatever the error held
+            lines.append(f"- {run.arm} seed {run.seed} (`{run.dir}`): {error}")
         lines.append("")
-    if conclusion["missing"]:
+    if conclusion.missing:
         lines += ["## Missing runs (no arm record: killed or never ran)", ""]
-        lines += [f"- {r['arm']} seed {r['seed']} (`{r['dir']}`)" for r in conclusion["missing"]]
+        lines += [f"- {r.arm} seed {r.seed} (`{r.dir}`)" for r in conclusion.missing]
         lines.append("")
     return lines
 
@@ -207,31 +210,24 @@ def default_console() -> Console:
     return console if console.is_terminal else Console(width=160)
 
 
-def print_summary(conclusion: dict[str, Any], console: Console | None = None) -> None:
+def print_summary(conclusion: Conclusion, console: Console | None = None) -> None:
     """The ranked arms as a table, then the verdict and any failed or missing runs."""
     console = console or default_console()
-    metric = conclusion["success_metric"]
-    title = f"{conclusion['experiment']['name']}: {metric['name']} ({metric['mode']})"
+    metric = conclusion.success_metric
+    title = f"{conclusion.experiment.name}: {metric.name} ({metric.mode})"
     table = Table(title=Text(title))
     for column in ("rank", "arm", "n", "mean ± std", "95% CI", "seeds"):
         table.add_column(column, justify="right" if column in ("rank", "n") else "left")
-    for g in conclusion["groups"]:
+    for g in conclusion.groups:
         table.add_row(
-            str(g["rank"]),
-            Text(g["arm"]),
-            str(g["n"]),
-            mean_std(g),
-            ci_text(g["ci95"]),
-            seeds_text(g["values"]),
+            str(g.rank), Text(g.arm), str(g.n), mean_std(g), ci_text(g.ci95), seeds_text(g.values)
         )
     console.print(table)
-    style = {"supported": "bold green", "refuted": "bold red"}.get(conclusion["verdict"], "bold")
-    console.print(Text(conclusion["reason"], style=style), soft_wrap=True)  # copy-pasteable
-    for run in conclusion["failed"]:
-        console.print(
-            Text(f"FAILED  {run['arm']} seed {run['seed']} ({run['dir']}): {run['error']}")
-        )
-    for run in conclusion["missing"]:
-        console.print(Text(f"MISSING {run['arm']} seed {run['seed']} ({run['dir']})"))
-    for arm, entry in conclusion.get("continual", {}).items():
-        console.print(Text(f"continual {arm}: {_continual_metrics_line(entry['metrics'])}"))
+    style = {"supported": "bold green", "refuted": "bold red"}.get(conclusion.verdict, "bold")
+    console.print(Text(conclusion.reason, style=style), soft_wrap=True)  # copy-pasteable
+    for run in conclusion.failed:
+        console.print(Text(f"FAILED  {run.arm} seed {run.seed} ({run.dir}): {run.error}"))
+    for run in conclusion.missing:
+        console.print(Text(f"MISSING {run.arm} seed {run.seed} ({run.dir})"))
+    for arm, entry in (conclusion.continual or {}).items():
+        console.print(Text(f"continual {arm}: {_continual_metrics_line(entry.metrics)}"))

@@ -1,19 +1,15 @@
-"""Statistics of a sweep: one summary per run group, and the Welch difference of two groups.
+"""Descriptive statistics of a sweep: one summary per run group (and per cell of continual
+score matrices), and the probability that one group's seed beats another's.
 
-Pure functions over plain numbers; no files, no rounding. The conclusion builds on them.
+Pure functions over plain numbers; no files, no rounding. The conclusion builds on them; the
+verdict's intervals and tests are evsys/conclusion/inference.py's.
 
 Conventions:
 - `std` uses ddof=1 (the sample standard deviation); with one seed there is none (None).
 - 95% intervals use Student's t. A group's interval needs n >= 2.
-- A difference is oriented so that positive means the first group is better: mean1 - mean2
-  when the metric is maximised, mean2 - mean1 when it is minimised.
-- The difference's interval and p-value are Welch's (unequal variances, Welch–Satterthwaite
-  degrees of freedom); both need n >= 2 in each group. When both groups have zero variance
-  the interval collapses to the point difference and p is 0 (a difference) or 1 (none),
-  instead of the NaN a t statistic of x/0 would give.
 - Probability of improvement is taken over every cross pair of seeds (a from the first
-  group, b from the second): the fraction where a beats b, ties counting 1/2. It is defined
-  for any n >= 1.
+  group, b from the second): the fraction where a beats b, ties counting 1/2 ("beats" as the
+  metric's mode orients it). It is defined for any n >= 1.
 """
 
 from __future__ import annotations
@@ -24,8 +20,9 @@ from dataclasses import dataclass
 
 from scipy import stats
 
+from evsys.conclusion.inference import orientation
+
 CONFIDENCE = 0.95
-MODES = ("max", "min")
 
 
 @dataclass(frozen=True)
@@ -37,16 +34,6 @@ class GroupSummary:
     max: float
     ci95: tuple[float, float] | None  # Student t interval of the mean; None when n < 2
     values: dict[int, float]  # seed -> value
-
-
-@dataclass(frozen=True)
-class Difference:
-    diff: float  # oriented: positive means the first group is better
-    ci95: tuple[float, float] | None  # Welch interval of diff; None when a group has n < 2
-    p_value: float | None  # two-sided Welch t-test; None when a group has n < 2
-    prob_improvement: float  # P(a seed of the first group beats a seed of the second)
-    n_first: int
-    n_second: int
 
 
 def summarize(values: Mapping[int, float]) -> GroupSummary:
@@ -83,56 +70,17 @@ def summarize_matrices(
     return means, stds
 
 
-def compare(first: Sequence[float], second: Sequence[float], mode: str = "max") -> Difference:
-    """Welch difference `first - second`, oriented so positive means `first` is better."""
-    sign = _orientation(mode)
-    a, b = [float(x) for x in first], [float(x) for x in second]
-    if not a or not b:
-        raise ValueError("cannot compare groups with no values")
-    diff = sign * (_mean(a) - _mean(b))
-    prob = probability_of_improvement(a, b, mode)
-    if len(a) < 2 or len(b) < 2:
-        return Difference(diff, None, None, prob, len(a), len(b))
-    ci95, p_value = _welch(a, b, diff)
-    return Difference(diff, ci95, p_value, prob, len(a), len(b))
-
-
 def probability_of_improvement(
     first: Sequence[float], second: Sequence[float], mode: str = "max"
 ) -> float:
     """Fraction of (first, second) seed pairs where first is better; ties count 1/2."""
-    sign = _orientation(mode)
+    sign = orientation(mode)
     score = 0.0
     for a in first:
         for b in second:
             d = sign * (a - b)
             score += 1.0 if d > 0 else 0.5 if d == 0 else 0.0
     return score / (len(first) * len(second))
-
-
-def _welch(
-    a: Sequence[float], b: Sequence[float], diff: float
-) -> tuple[tuple[float, float], float]:
-    """Welch interval and p-value of an already oriented `diff` (the sign cancels out)."""
-    va = _sample_std(a, _mean(a)) ** 2 / len(a)
-    vb = _sample_std(b, _mean(b)) ** 2 / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0.0:  # no spread at all: the difference is exact
-        return (diff, diff), (0.0 if diff != 0 else 1.0)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = _t_quantile(df) * se
-    p_value = float(2.0 * stats.t.sf(abs(diff) / se, df))
-    return (diff - half, diff + half), p_value
-
-
-def _orientation(mode: str) -> int:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return 1 if mode == "max" else -1
-
-
-def _mean(xs: Sequence[float]) -> float:
-    return math.fsum(xs) / len(xs)
 
 
 def _sample_std(xs: Sequence[float], mean: float) -> float:

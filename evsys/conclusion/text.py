@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from evsys.conclusion.model import Group
+
 
 def num(x: float) -> str:
     return f"{x:.4g}"
@@ -19,9 +21,8 @@ def value_std(mean: float, std: float | None) -> str:
     return num(mean) + (f" ± {num(std)}" if std is not None else "")
 
 
-def mean_std(group: dict) -> str:
-    std = f" ± {num(group['std'])}" if group["std"] is not None else ""
-    return f"{num(group['mean'])}{std}"
+def mean_std(group: Group) -> str:
+    return value_std(group.mean, group.std)
 
 
 def ci_text(ci: list[float] | None) -> str:

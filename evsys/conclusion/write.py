@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 from evsys.conclusion.build import build_conclusion
+from evsys.conclusion.model import Conclusion
 from evsys.conclusion.plots import matrix_plot, matrix_plot_name, metric_plot
 from evsys.conclusion.render import render_markdown
 from evsys.records import CONCLUSION_FILES, write_atomic
@@ -16,25 +15,25 @@ from evsys.records import CONCLUSION_FILES, write_atomic
 TENSORBOARD_DIR = "tensorboard/conclusion"
 
 
-def write_conclusion(sweep_dir: str | Path) -> dict[str, Any]:
+def write_conclusion(sweep_dir: str | Path) -> Conclusion:
     """Build the conclusion and write conclusion.json/.md/.png and its TensorBoard run."""
     sweep_dir = Path(sweep_dir)
     conclusion = build_conclusion(sweep_dir)
     markdown = render_markdown(conclusion)
-    text = json.dumps(conclusion, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    text = conclusion.to_json()
     json_file, markdown_file, plot_file = (sweep_dir / name for name in CONCLUSION_FILES)
     write_atomic(json_file, lambda f: f.write(text.encode("utf-8")))
     write_atomic(markdown_file, lambda f: f.write(markdown.encode("utf-8")))
     plot = metric_plot(conclusion)
     write_atomic(plot_file, lambda f: plot.savefig(f, format="png"))
-    for arm, entry in conclusion.get("continual", {}).items():
+    for arm, entry in (conclusion.continual or {}).items():
         figure = matrix_plot(arm, entry)
         write_atomic(sweep_dir / matrix_plot_name(arm), lambda f, fig=figure: fig.savefig(f))
     _write_tensorboard(sweep_dir / TENSORBOARD_DIR, conclusion, markdown, plot)
     return conclusion
 
 
-def _write_tensorboard(log_dir: Path, conclusion: dict, markdown: str, plot) -> None:
+def _write_tensorboard(log_dir: Path, conclusion: Conclusion, markdown: str, plot) -> None:
     """A fresh TensorBoard run holding the conclusion as text and its plot as an image
     (never appended to)."""
     from torch.utils.tensorboard import SummaryWriter  # heavy import; only when writing
@@ -42,7 +41,7 @@ def _write_tensorboard(log_dir: Path, conclusion: dict, markdown: str, plot) -> 
     shutil.rmtree(log_dir, ignore_errors=True)
     with SummaryWriter(log_dir=str(log_dir)) as writer:
         writer.add_text("conclusion", markdown, global_step=0)
-        writer.add_text("verdict", conclusion["reason"], global_step=0)
+        writer.add_text("verdict", conclusion.reason, global_step=0)
         # Time Series sorts card groups by name and opens the first two: a tag after `train`
         # leaves those two to the arms' benchmark scores (eval/) and their train loss.
         writer.add_figure("verdict/plot", plot, global_step=0)

@@ -91,7 +91,7 @@ class ConclusionCallback(Callback):
             log.info("conclusion pending; when the jobs are done: evsys conclude %s", sweep_dir)
             return
         conclusion = finish_sweep(sweep_dir)
-        if conclusion is None or conclusion.get("failed") or conclusion.get("missing"):
+        if conclusion is None or conclusion.problems:
             raise SystemExit(EXIT_FAILED)
 
 

@@ -79,7 +79,7 @@ def conclude_sweep(sweep_dir: Path) -> dict:
 
     conclusion = write_conclusion(sweep_dir)
     plan = Plan.load(sweep_dir)
-    problems = conclusion.get("failed") or conclusion.get("missing")
+    problems = conclusion.problems
     if not registry.registry_path(plan.outputs_root).is_file():
         log.warning("no experiment registry at %s; not updated", plan.outputs_root)
         return conclusion
@@ -88,8 +88,8 @@ def conclude_sweep(sweep_dir: Path) -> dict:
             plan.outputs_root,
             plan.id,
             status="failed" if problems else "completed",
-            best_arm=conclusion.get("best_arm"),
-            verdict=conclusion.get("verdict"),
+            best_arm=conclusion.best_arm,
+            verdict=conclusion.verdict,
             finished_at=_now(),
         )
     except RegistryError as error:

@@ -8,7 +8,6 @@ tasks), so every call opens its own connection with a 30 s busy timeout, uses WA
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import sqlite3
@@ -18,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from evsys.conclusion.model import Conclusion
 from evsys.conclusion.runs import collect_runs
 from evsys.errors import ExperimentNotFound, RegistryError
 from evsys.records import CONCLUSION_FILES, Plan
@@ -152,10 +152,10 @@ def best_arm_model_dir(outputs_root: str | Path, experiment_id: str) -> Path:
             f"experiment {experiment_id} has no conclusion ({conclusion_path} is missing); "
             f"build it with: evsys conclude {sweep_dir}"
         )
-    conclusion = json.loads(conclusion_path.read_text(encoding="utf-8"))
-    best_arm = conclusion.get("best_arm")
+    conclusion = Conclusion.load(conclusion_path)
+    best_arm = conclusion.best_arm
     if not best_arm:
-        raise RegistryError(f"experiment {experiment_id} has no best arm: {conclusion['reason']}")
+        raise RegistryError(f"experiment {experiment_id} has no best arm: {conclusion.reason}")
     candidates = _model_dirs_best_first(sweep_dir, best_arm)
     for model_dir in candidates:
         if model_dir.is_dir():
