@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import FAST, run_cli
 
 ADAPTIVE = ["experiment.n_repeats=3", "experiment.adaptive.max_repeats=5", "eval.max_examples=16"]
@@ -35,6 +37,7 @@ def run_adaptive(tmp_path: Path, name: str, arms: dict[str, str]) -> dict:
     return json.loads((sweep / "conclusion.json").read_text())
 
 
+@pytest.mark.integration
 def test_a_large_effect_stops_at_the_first_look(tmp_path):
     arms = {
         "trained": "algorithm.lr: 3e-3, algorithm.max_steps: 12",
@@ -48,6 +51,7 @@ def test_a_large_effect_stops_at_the_first_look(tmp_path):
     assert "group-sequential" in c["reason"]
 
 
+@pytest.mark.integration
 def test_no_effect_goes_to_the_seed_budget(tmp_path):
     same = "algorithm.lr: 1e-3"
     c = run_adaptive(tmp_path, "aa_check", {"first": same, "second": same})
@@ -58,6 +62,7 @@ def test_no_effect_goes_to_the_seed_budget(tmp_path):
     assert c["counts"]["planned"] == c["counts"]["completed"] == 10
 
 
+@pytest.mark.integration
 def test_slurm_without_waiting_is_refused_before_submitting(tmp_path):
     """Adding seeds after a round needs the round's results: fire-and-forget cannot."""
     write_preset(tmp_path, "no_wait", {"a": "algorithm.lr: 1e-3", "b": "algorithm.lr: 1e-4"})

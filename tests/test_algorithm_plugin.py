@@ -7,11 +7,14 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import FAST, run_cli
 
 PLUGIN = Path(__file__).resolve().parent / "toy_plugin"
 
 
+@pytest.mark.integration
 def test_a_plugin_algorithm_trains_end_to_end_through_the_cli(tmp_path):
     rows = [{"prompt": f"{i}+1=", "completion": str(i + 1), "label": i % 3 != 0} for i in range(60)]
     data = tmp_path / "labelled.jsonl"
@@ -29,6 +32,7 @@ def test_a_plugin_algorithm_trains_end_to_end_through_the_cli(tmp_path):
     assert "eval/labelled/loss" in record["metrics"]
 
 
+@pytest.mark.integration
 def test_a_plugin_format_names_its_missing_column(tmp_path):
     data = tmp_path / "unlabelled.jsonl"
     data.write_text(

@@ -43,6 +43,7 @@ def test_a_preset_arm_name_that_would_escape_is_refused_as_written(name):
         expand_jobs(experiment, [])
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("mode", ["", "-m"])
 def test_cli_refuses_escaping_names_before_any_dir_exists(tmp_path, mode):
     args = ["arm=../../../x", "experiment.name=../../evil", "experiment.stores.outputs_root=a/b"]
@@ -89,6 +90,7 @@ def _plan(tmp_path: Path, *overrides: str, preset: str | None = None):
     return done.returncode, done.stdout + done.stderr
 
 
+@pytest.mark.integration
 def test_planning_refuses_bad_arms_before_any_training(tmp_path):
     arms = {"fine": {"algorithm.lr": 3e-3}, "nodata": {"data.dataset_name": "./missing.jsonl"}}
     write_preset(tmp_path, "bad_data", arms)
@@ -131,6 +133,7 @@ def test_a_named_metric_without_a_mode_is_ranked_the_right_way_up(name, mode):
     assert success_metric(stated)["mode"] == other
 
 
+@pytest.mark.integration
 def test_a_preset_with_arms_run_without_m_is_refused(tmp_path):
     done = run_cli(["+experiment=demo", "experiment.stores.outputs_root=out"], tmp_path, 120)
     output = done.stdout + done.stderr
@@ -159,6 +162,7 @@ def test_utf8_with_a_bom_is_read(tmp_path):
     assert read_file(csv) == [{"prompt": "a", "completion": "b"}]
 
 
+@pytest.mark.integration
 def test_every_example_too_long_says_so(tmp_path):
     record = run_experiment(compose_run_config([*FAST, "data.max_length=2"]), tmp_path)
     assert record.status == "failed"
@@ -166,6 +170,7 @@ def test_every_example_too_long_says_so(tmp_path):
     assert "truncated" not in record.error.split(":")[0]
 
 
+@pytest.mark.integration
 def test_a_later_arms_data_too_long_is_refused_before_any_arm_trains(tmp_path):
     long_prompt = json.dumps({"prompt": "word " * 40, "completion": "done"})
     data = tmp_path / "long.jsonl"
@@ -201,6 +206,7 @@ def test_disk_full_while_checkpointing_leaves_no_partial_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no last.ckpt.partial
 
 
+@pytest.mark.integration
 def test_disk_full_while_checkpointing_fails_the_arm_with_a_record(tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -220,6 +226,7 @@ def test_checkpoints_are_readable_by_the_group(tmp_path):
     assert AtomicCheckpointIO().load_checkpoint(path)["evsys_identity"]["identity"] == "x"
 
 
+@pytest.mark.integration
 def test_every_output_of_a_run_is_readable_by_the_group(tmp_path):
     cfg = compose_run_config([*FAST, "algorithm.max_steps=2", "eval.benchmarks=[reversal]"])
     assert run_experiment(cfg, tmp_path).completed
@@ -229,6 +236,7 @@ def test_every_output_of_a_run_is_readable_by_the_group(tmp_path):
     assert unreadable == []
 
 
+@pytest.mark.integration
 def test_corrupt_checkpoint_names_the_file_and_the_choice(tmp_path):
     checkpoint = tmp_path / "checkpoints" / "last.ckpt"
     checkpoint.parent.mkdir(parents=True)
@@ -244,6 +252,7 @@ def test_corrupt_checkpoint_names_the_file_and_the_choice(tmp_path):
     assert moved.read_bytes() == b"not a checkpoint"  # moved aside, never deleted
 
 
+@pytest.mark.integration
 def test_a_corrupt_checkpoint_in_a_sweep_is_named_at_planning(tmp_path):
     sweep = [*FAST, "hydra.sweep.dir=sweep", "experiment.stores.outputs_root=out", "-m"]
     assert run_cli(sweep, tmp_path, timeout=300).returncode == 0
@@ -267,6 +276,7 @@ class BrokenBenchmark(Benchmark):
         raise RuntimeError("the benchmark server is down")
 
 
+@pytest.mark.integration
 def test_a_failing_benchmark_keeps_the_model_and_the_other_metrics(tmp_path):
     benchmarks = "eval.benchmarks=[reversal,class:tests.test_bad_input.BrokenBenchmark]"
     record = run_experiment(compose_run_config([*FAST, benchmarks]), tmp_path)
@@ -279,6 +289,7 @@ def test_a_failing_benchmark_keeps_the_model_and_the_other_metrics(tmp_path):
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.integration
 def test_duplicate_arm_names_name_file_and_line(tmp_path):
     preset = tmp_path / "experiment" / "dup.yaml"
     preset.parent.mkdir()
@@ -292,6 +303,7 @@ def test_duplicate_arm_names_name_file_and_line(tmp_path):
     assert f"{preset}, line 6: found duplicate key a" in output
 
 
+@pytest.mark.integration
 def test_a_single_run_typo_gets_a_did_you_mean(tmp_path):
     done = run_cli(["algorithm.lerning_rate=1"], cwd=tmp_path, timeout=120)
     output = done.stdout + done.stderr
@@ -300,6 +312,7 @@ def test_a_single_run_typo_gets_a_did_you_mean(tmp_path):
     assert "Did you mean 'algorithm.lr'?" in output and "To append" not in output
 
 
+@pytest.mark.integration
 def test_a_record_that_cannot_be_written_says_where(tmp_path, monkeypatch, caplog):
     from evsys.records import ArmResult
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from evsys import compose_run_config, run_experiment
 from evsys.data.formats import to_examples
 from evsys.data.tokenize import IGNORE_INDEX, tokenize_examples
@@ -97,6 +99,7 @@ def test_template_that_rewrites_earlier_turns_trains_the_last_reply(caplog):
     assert "only the last assistant reply" in caplog.text
 
 
+@pytest.mark.integration
 def test_sft_arm_trains_on_multi_turn_chat_with_transforms(tmp_path, monkeypatch):
     monkeypatch.setenv("EVSYS_CACHE_DIR", str(tmp_path / "cache"))
     rows = [

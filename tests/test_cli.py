@@ -79,12 +79,14 @@ def test_help_lists_the_commands(capsys):
         ("experiments", "--root", "nowhere"),
     ],
 )
+@pytest.mark.integration
 def test_light_paths_do_not_import_the_training_stack(tmp_path, argv):
     result, output = probe(*argv, cwd=tmp_path)
     assert result["code"] == 0, output
     assert result["heavy"] == [], f"{argv} imported {result['heavy']}"
 
 
+@pytest.mark.integration
 def test_run_takes_the_concept_pages_file_with_sweep_overrides(tmp_path):
     # -m as with `evsys train`; the comma override is one more axis: 2 arms x 2 x 2 seeds
     argv = ("run", str(REPO / "examples/runs.yaml"), "-m", "algorithm.max_steps=3,4")
@@ -100,6 +102,7 @@ def test_run_takes_the_concept_pages_file_with_sweep_overrides(tmp_path):
     assert "Did you mean 'runs[1].algorithm.lr'?" in output
 
 
+@pytest.mark.integration
 def test_train_help_shows_groups_and_config_fast(tmp_path):
     result, output = probe("train", "--help", "data=addition", cwd=tmp_path)
     assert result["code"] == 0
@@ -121,6 +124,7 @@ def test_train_help_shows_groups_and_config_fast(tmp_path):
         ["--config-dir", str(REPO / "examples"), "algorithm.lerning_rate=1"],
     ],
 )
+@pytest.mark.integration
 def test_a_typo_fails_fast_with_did_you_mean(tmp_path, typo):
     result, output = probe("train", *typo, cwd=tmp_path)
     assert result["code"] == 1
@@ -139,6 +143,7 @@ def test_a_typo_fails_fast_with_did_you_mean(tmp_path, typo):
     assert not list(tmp_path.rglob("result.json"))
 
 
+@pytest.mark.integration
 def test_messages_name_the_evsys_command(tmp_path):
     result, output = probe("train", "+experiment=demo", cwd=tmp_path)  # a preset without -m
     assert result["code"] == 1
@@ -160,6 +165,7 @@ def test_overrides_that_are_no_typos_pass_the_typo_check(args):
     assert quick.typo_errors(args) == []
 
 
+@pytest.mark.integration
 def test_bash_completion_offers_commands_keys_and_options(tmp_path):
     def complete(line: str) -> list[str]:
         result, output = probe("-sc", "query=bash", cwd=tmp_path, env={"COMP_LINE": line})
@@ -176,6 +182,7 @@ def test_bash_completion_offers_commands_keys_and_options(tmp_path):
     assert not [option for option in launchers if "schema" in option]  # schemas are no choice
 
 
+@pytest.mark.integration
 def test_bash_completion_installs_for_the_console_script(tmp_path):
     # Hydra names the completed program after sys.argv[0]: the console script's path
     code = (
@@ -216,6 +223,7 @@ def test_conclude_takes_several_dirs(tmp_path, capsys):
     assert "not a sweep dir" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_python_m_train_still_works(tmp_path):
     start = time.perf_counter()
     proc = subprocess.run(

@@ -232,6 +232,7 @@ def test_write_conclusion_writes_every_file(tmp_path):
     assert len(events) == 1
 
 
+@pytest.mark.integration
 def test_conclude_cli_reproduces_the_json_byte_for_byte(tmp_path):
     sweep = write_sweep(tmp_path, {"a": [0.9, 0.93, 0.88], "b": [0.5, MISSING, 0.52]})
     write_conclusion(sweep)
@@ -242,6 +243,7 @@ def test_conclude_cli_reproduces_the_json_byte_for_byte(tmp_path):
     assert "MISSING b seed 1" in proc.stdout and "supported" in proc.stdout
 
 
+@pytest.mark.integration
 def test_conclude_exit_codes(tmp_path, capsys):
     sweep = write_sweep(tmp_path, {"a": [0.9, 0.91], "b": [0.5, 0.51]})
     assert conclude.main([str(sweep), "--quiet"]) == 0

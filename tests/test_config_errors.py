@@ -19,6 +19,7 @@ from tests.conftest import run_cli
         ("+data.colums=x", "data.colums"),
     ],
 )
+@pytest.mark.integration
 def test_cli_rejects_bad_config_before_training(tmp_path, override, named):
     result = run_cli([override], cwd=tmp_path, timeout=120)
     output = result.stdout + result.stderr
@@ -62,6 +63,7 @@ def test_default_config_composes_with_seed_vocabulary():
     assert cfg.model.name is None
 
 
+@pytest.mark.integration
 def test_schemas_are_not_user_facing_options(tmp_path):
     result = run_cli(["--info", "defaults"], cwd=tmp_path, timeout=120)
     assert result.returncode == 0

@@ -61,6 +61,7 @@ def hand_metrics(R: list[list[float]], sign: float) -> dict:
     }
 
 
+@pytest.mark.integration
 def test_record_holds_the_matrix_and_metrics_by_hand(chain):
     record, _ = chain
     continual = record["continual"]
@@ -96,6 +97,7 @@ def test_metrics_on_a_known_matrix():
 
 
 # -------------------------------------------------------------------------------- files, logs
+@pytest.mark.integration
 def test_stage_dirs_and_exports_exist(chain):
     record, job_dir = chain
     for name in STAGE_DIRS:
@@ -115,6 +117,7 @@ def scalars(job_dir: Path, tag: str) -> dict[int, float]:
     return {event.step: event.value for event in events.Scalars(tag)}
 
 
+@pytest.mark.integration
 def test_one_tensorboard_run_with_stages_back_to_back(chain):
     _, job_dir = chain
     assert sorted(scalars(job_dir, "train/loss")) == list(range(12))  # 4 + 5 + 3 steps
@@ -122,6 +125,7 @@ def test_one_tensorboard_run_with_stages_back_to_back(chain):
     assert sorted(scalars(job_dir, "continual/bwt")) == [9, 12]  # needs two stages
 
 
+@pytest.mark.integration
 def test_each_stage_starts_from_the_last_export_with_a_fresh_optimizer(chain):
     _, job_dir = chain
     lr = scalars(job_dir, "train/lr")
@@ -154,6 +158,7 @@ def first_batch_loss(model_dir: Path, dataset: str) -> float:
     return F.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten()).item()
 
 
+@pytest.mark.integration
 def test_a_file_dataset_is_a_stage_and_a_benchmark(tmp_path):
     rows = [{"prompt": f"double {i}=", "completion": str(2 * i)} for i in range(60)]
     (tmp_path / "doubling.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -214,6 +219,7 @@ def test_replay_share_out_of_range_is_rejected():
         )
 
 
+@pytest.mark.integration
 def test_unknown_dataset_names_its_stage_before_training(tmp_path):
     stages = "[{dataset_name:addition},{dataset_name:./no_such_set.jsonl}]"
     cfg = compose_run_config([*FAST, f"experiment.continual.datasets={stages}"])
@@ -224,6 +230,7 @@ def test_unknown_dataset_names_its_stage_before_training(tmp_path):
     assert not (tmp_path / "stages").exists()  # nothing was scored or trained
 
 
+@pytest.mark.integration
 def test_cli_rejects_an_empty_chain_before_training(tmp_path):
     done = run_cli(["experiment.continual.datasets=[]"], cwd=tmp_path, timeout=120)
     assert done.returncode != 0
@@ -232,6 +239,7 @@ def test_cli_rejects_an_empty_chain_before_training(tmp_path):
 
 
 # -------------------------------------------------------------------------------------- resume
+@pytest.mark.integration
 def test_killed_chain_resumes_at_the_interrupted_stage(tmp_path):
     sweep_dir = tmp_path / "sweep"
     chain = (
@@ -306,6 +314,7 @@ def test_conclusion_averages_matrices_over_seeds(tmp_path):
 TINY_PRESET = [*FAST, "eval.max_examples=4", "experiment.continual.datasets.2.max_steps=4"]
 
 
+@pytest.mark.integration
 def test_preset_runs_through_the_cli_and_concludes_with_matrices(tmp_path):
     # The preset's two arms (sequential, replay) x two seeds: four chains in two groups.
     sweep_dir = tmp_path / "sweep"

@@ -30,6 +30,7 @@ def train(tmp_path, *overrides: str):
     return run_experiment(cfg, job_dir=tmp_path / "arm")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("filename", sorted(WRITERS))  # jsonl, json, csv, parquet, saved
 def test_sft_arm_from_a_local_format_with_a_transform_chain(tmp_path, filename):
     path = tmp_path / filename
@@ -39,6 +40,7 @@ def test_sft_arm_from_a_local_format_with_a_transform_chain(tmp_path, filename):
     assert result.metrics["val/loss"] > 0
 
 
+@pytest.mark.integration
 def test_sft_arm_from_a_txt_file_with_a_transform_chain(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text("".join(f"line {i % 30}: the quick brown fox\n" for i in range(60)))
@@ -47,6 +49,7 @@ def test_sft_arm_from_a_txt_file_with_a_transform_chain(tmp_path):
     assert result.status == "completed", result.error
 
 
+@pytest.mark.integration
 def test_hub_id_from_the_local_cache_with_the_network_off(tmp_path):
     """A dataset in the `datasets` cache as an online load_dataset leaves it, read by id by an
     arm in a fresh process with only a private HF_HOME and both offline switches on."""
@@ -91,6 +94,7 @@ BAD_DATA = {
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("case", sorted(BAD_DATA))
 def test_bad_data_fails_the_arm_before_any_training_step(tmp_path, case):
     write, overrides, message = BAD_DATA[case]

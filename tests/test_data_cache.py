@@ -99,6 +99,7 @@ def test_cache_off_writes_nothing(tmp_path, cache):
     assert not cache.exists()
 
 
+@pytest.mark.integration
 def test_a_warm_arm_trains_exactly_like_the_cold_one(tmp_path, cache):
     path = write_jsonl(tmp_path / "data.jsonl", ROWS * 3)
     overrides = [*FAST, f"data.dataset_name={path}", f"eval.benchmarks=[{path}]"]

@@ -326,6 +326,7 @@ def _train(tmp_path: Path, *overrides: str):
     return run_experiment(cfg, job_dir=tmp_path / "arm")
 
 
+@pytest.mark.integration
 def test_sft_arm_trains_on_a_jsonl_file_with_transforms(tmp_path):
     rows = [{"question": f"{a}+{b}=", "answer": str(a + b)} for a in range(12) for b in range(12)]
     path = write_jsonl(tmp_path / "sums.jsonl", rows)
@@ -339,12 +340,14 @@ def test_sft_arm_trains_on_a_jsonl_file_with_transforms(tmp_path):
     assert result.metrics["val/loss"] > 0
 
 
+@pytest.mark.integration
 def test_sft_arm_trains_on_chat_messages(tmp_path):
     path = write_jsonl(tmp_path / "chat.jsonl", CHAT * 3)
     result = _train(tmp_path, f"data.dataset_name={path}")
     assert result.status == "completed", result.error
 
 
+@pytest.mark.integration
 def test_bad_data_fails_the_arm_with_the_message(tmp_path):
     path = write_jsonl(tmp_path / "data.jsonl", ROWS)
     path.write_text(path.read_text() + "not json\n", encoding="utf-8")

@@ -21,6 +21,7 @@ def losses(run_dir) -> list[float]:
     return [event.value for event in events.Scalars("train/loss")]
 
 
+@pytest.mark.integration
 def test_each_job_of_a_sweep_trains_on_its_own_ranks(tmp_path):
     sweep = tmp_path / "sweep"
     done = run_cli(["-m", *DDP, "seed=0,1", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)

@@ -136,6 +136,7 @@ def trl_simpo_loss(trl, module: DPOModule, rows: list[dict], tmp: Path, **config
         ),
     ],
 )
+@pytest.mark.integration
 def test_dpo_and_ipo_losses_equal_trls(trl, tmp_path, ours, theirs):
     module = dpo_module(DPOConfig(**ours))
     rows = tokenize_pairs(PAIRS, module.tokenizer, 128)
@@ -144,6 +145,7 @@ def test_dpo_and_ipo_losses_equal_trls(trl, tmp_path, ours, theirs):
     assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])
 def test_simpo_loss_equals_trls(trl, tmp_path, smoothing):
     ours = DPOConfig(loss_type="simpo", beta=2.0, simpo_gamma=1.0, label_smoothing=smoothing)
@@ -270,6 +272,7 @@ def test_preference_files_load_as_text_messages_or_mapped_columns(tmp_path):
     assert sft[0]["completion"] == "a"
 
 
+@pytest.mark.integration
 def test_preference_data_without_rejected_fails_before_training(tmp_path):
     path = write_jsonl(tmp_path / "prefs.jsonl", [{"prompt": "q", "chosen": "a"}] * 8)
     cfg = compose_run_config([*FAST, "algorithm=dpo", f"data.dataset_name={path}"])
@@ -304,6 +307,7 @@ def scalars(job_dir: Path, tag: str) -> list[float]:
     return [event.value for event in events.Scalars(tag)]
 
 
+@pytest.mark.integration
 def test_a_model_that_prefers_chosen_learns_to_accuracy_one(tmp_path):
     """SFT on the chosen answers first, so the model prefers them; DPO from there."""
     rows = [{"prompt": f"q{i}=", "chosen": "yes", "rejected": "no"} for i in range(64)]
@@ -347,6 +351,7 @@ def test_a_model_that_prefers_chosen_learns_to_accuracy_one(tmp_path):
     assert scalars(tmp_path / "dpo", "train/rewards/accuracy")[-1] >= 0.95
 
 
+@pytest.mark.integration
 def test_precomputed_reference_logps_give_the_same_run(tmp_path):
     records = {}
     for precompute in ("false", "true"):
@@ -364,6 +369,7 @@ def test_precomputed_reference_logps_give_the_same_run(tmp_path):
     assert all(key.startswith("model.") for key in state)
 
 
+@pytest.mark.integration
 def test_cli_trains_dpo_offline(tmp_path):
     done = run_cli([*FAST, *DPO, f"hydra.run.dir={tmp_path / 'arm'}"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -387,6 +393,7 @@ def test_cli_trains_dpo_offline(tmp_path):
         assert len(scalars(tmp_path / "arm", tag)) == 4, tag
 
 
+@pytest.mark.integration
 def test_cli_trains_dpo_with_lora(tmp_path):
     args = [
         *FAST,
@@ -402,6 +409,7 @@ def test_cli_trains_dpo_with_lora(tmp_path):
     assert (tmp_path / "arm" / "model" / "adapter_config.json").is_file()
 
 
+@pytest.mark.integration
 def test_dpo_sweep_completes_and_concludes(tmp_path):
     preset = tmp_path / "presets" / "experiment" / "dpo_losses.yaml"
     preset.parent.mkdir(parents=True)

@@ -61,6 +61,7 @@ def demo_sweep(tmp_path_factory):
     return done, sweep_dir, root
 
 
+@pytest.mark.integration
 def test_demo_sweep_writes_every_file(demo_sweep):
     done, sweep_dir, _ = demo_sweep
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -74,6 +75,7 @@ def test_demo_sweep_writes_every_file(demo_sweep):
     assert dirs == ["lr_1e-4_seed0", "lr_1e-4_seed1", "lr_3e-3_seed0", "lr_3e-3_seed1"]
 
 
+@pytest.mark.integration
 def test_repeats_share_group_id_and_seeds_differ(demo_sweep):
     _, sweep_dir, _ = demo_sweep
     records = [json.loads(p.read_text()) for p in sweep_dir.glob("*/result.json")]
@@ -85,6 +87,7 @@ def test_repeats_share_group_id_and_seeds_differ(demo_sweep):
     assert sorted(r["seed"] for r in records) == [0, 0, 1, 1]
 
 
+@pytest.mark.integration
 def test_conclusion_content_and_rebuild_is_exact(demo_sweep):
     _, sweep_dir, _ = demo_sweep
     before = (sweep_dir / "conclusion.json").read_bytes()
@@ -101,6 +104,7 @@ def test_conclusion_content_and_rebuild_is_exact(demo_sweep):
     assert (sweep_dir / "conclusion.json").read_bytes() == before
 
 
+@pytest.mark.integration
 def test_registry_lists_the_experiment(demo_sweep):
     _, sweep_dir, root = demo_sweep
     listing = subprocess.run(
@@ -113,6 +117,7 @@ def test_registry_lists_the_experiment(demo_sweep):
     assert plan["id"][:20] in listing.stdout
 
 
+@pytest.mark.integration
 def test_conclude_cli_updates_the_registry(demo_sweep):
     """After a fire-and-forget sweep the registry says running until someone concludes it."""
     _, sweep_dir, root = demo_sweep
@@ -125,6 +130,7 @@ def test_conclude_cli_updates_the_registry(demo_sweep):
     assert (row["status"], row["best_arm"]) == ("completed", conclusion["best_arm"])
 
 
+@pytest.mark.integration
 def test_failing_arm_does_not_take_the_sweep_down(tmp_path):
     # Bad configs and data are refused at planning now; user code that raises while an arm
     # trains (here a GRPO reward) can only fail at that arm's turn.
@@ -149,6 +155,7 @@ def test_failing_arm_does_not_take_the_sweep_down(tmp_path):
     assert "reward exploded" in (sweep_dir / "conclusion.md").read_text()
 
 
+@pytest.mark.integration
 def test_an_arms_data_too_long_for_max_length_is_refused_at_planning(tmp_path):
     """A built-in task none of whose examples fits data.max_length, in a later arm: refused
     before the first arm trains, naming the arm."""
@@ -161,6 +168,7 @@ def test_an_arms_data_too_long_for_max_length_is_refused_at_planning(tmp_path):
     assert not (sweep_dir / "good_seed0" / "result.json").exists()  # nothing trained
 
 
+@pytest.mark.integration
 def test_typo_in_an_arm_is_reported_before_any_arm_trains(tmp_path):
     arms = {"fine": {"algorithm.lr": 3e-3}, "typo": {"algorithm.lerning_rate": 1}}
     done = run_preset_sweep(tmp_path, "with_typo", arms)
@@ -173,6 +181,7 @@ def test_typo_in_an_arm_is_reported_before_any_arm_trains(tmp_path):
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
+@pytest.mark.integration
 def test_dry_run_prints_the_plan_only(tmp_path):
     sweep_dir = tmp_path / "sweep"
     args = ["+experiment=demo", *DEMO_AT_TEST_SIZE, "experiment.dry_run=true"]
@@ -183,6 +192,7 @@ def test_dry_run_prints_the_plan_only(tmp_path):
     assert not list(tmp_path.rglob("result.json"))
 
 
+@pytest.mark.integration
 def test_python_api_matches_the_cli(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the same threads as run_cli: same float sums
     arms = {"slow": {"algorithm.lr": 1e-4}, "fast": {"algorithm.lr": 3e-3}}
@@ -207,6 +217,7 @@ def test_python_api_matches_the_cli(tmp_path, monkeypatch):
     assert {arm.arm: arm.metrics for arm in result.arms} == cli_metrics
 
 
+@pytest.mark.integration
 def test_killed_sweep_resumes_only_missing_arms(tmp_path):
     arms = {"first": {"algorithm.lr": 3e-3}, "second": {"algorithm.lr": 1e-3}}
     write_preset(tmp_path, "resumable", arms)

@@ -64,6 +64,7 @@ def assert_same_training(sharded: Path, single: Path, tag: str) -> None:
         torch.testing.assert_close(value, theirs[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("backend", ["fsdp", pytest.param("ddp", marks=pytest.mark.slow)])
 def test_two_processes_train_sft_as_one_process_with_the_global_batch(tmp_path, backend):
     """The SFT loss is the token mean over both processes' rows (global_mean_loss), so even

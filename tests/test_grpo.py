@@ -185,6 +185,7 @@ def check_logged_and_checkpointed(job_dir: Path, steps: int) -> None:
     assert not any("reference" in key for key in checkpoint["state_dict"])
 
 
+@pytest.mark.integration
 def test_cli_lora_with_kl(tmp_path):
     """The CLI, offline, with LoRA: the reference is the policy with its adapters off."""
     outputs = tmp_path / "outputs"
@@ -198,6 +199,7 @@ def test_cli_lora_with_kl(tmp_path):
     check_logged_and_checkpointed(path.parent, 4)
 
 
+@pytest.mark.integration
 def test_policy_learns_a_user_reward(tmp_path):
     """A reward by dotted path, beside exact match with a weight: the fresh model learns to
     write digits (its exact match stays 0, so only the user reward moves the policy)."""
@@ -212,6 +214,7 @@ def test_policy_learns_a_user_reward(tmp_path):
     assert last > first + 0.5, digits
 
 
+@pytest.mark.integration
 def test_same_seed_same_metrics(tmp_path):
     """Full fine-tuning with a KL penalty (the reference a frozen copy), twice: same numbers."""
     overrides = [*GRPO, *FAST, "algorithm.rewards=[partial_credit]", "algorithm.beta=0.05"]
@@ -227,6 +230,7 @@ def test_same_seed_same_metrics(tmp_path):
     assert scalars(tmp_path / "c", "train/reward") != scalars(tmp_path / "a", "train/reward")
 
 
+@pytest.mark.integration
 def test_resumed_run_samples_what_the_uninterrupted_one_did(tmp_path):
     """Killed after a checkpoint and resumed from it: the later steps sample the same
     completions (same rewards, same loss) and end at the same model as an uninterrupted run.
@@ -294,6 +298,7 @@ def test_bad_settings_fail_before_training(override, message):
     assert message in str(error.value)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("sweep", [False, True])
 def test_bad_reward_path_fails_on_the_cli(tmp_path, sweep):
     """A single run and a sweep: the error names the reward, and no arm ever trains."""

@@ -135,6 +135,7 @@ def record(sweep_dir: Path, arm: str) -> dict:
     return json.loads((sweep_dir / f"{arm}_seed0" / "result.json").read_text())
 
 
+@pytest.mark.integration
 def test_in_memory_score_equals_the_harness_cli(sweep):
     root, tasks_dir, sweep_dir = sweep
     # The barely trained arm: its scores are not the saturated 1.0 of the other one.
@@ -156,6 +157,7 @@ def test_in_memory_score_equals_the_harness_cli(sweep):
     assert metrics[f"eval/{TASK}/acc_norm"] == round(cli["acc_norm,none"], 6)
 
 
+@pytest.mark.integration
 def test_an_adapter_export_scores_the_same_through_conclusion_mds_command(tmp_path):
     """model.lora.export=adapter: the command conclusion.md prints for the arm
     (pretrained=<arm>/model/base,peft=<arm>/model), run as written from the sweep dir, gives
@@ -191,6 +193,7 @@ def test_an_adapter_export_scores_the_same_through_conclusion_mds_command(tmp_pa
     assert metrics[f"eval/{TASK}/acc_norm"] == round(cli["acc_norm,none"], 6)
 
 
+@pytest.mark.integration
 def test_sweep_is_ranked_on_the_harness_metric(sweep):
     _, _, sweep_dir = sweep
     scores = {
@@ -210,6 +213,7 @@ def item_rows(job_dir: Path, label: str) -> list[dict]:
     return [json.loads(line) for line in lines]
 
 
+@pytest.mark.integration
 def test_harness_items_average_to_the_recorded_metrics(sweep):
     _, _, sweep_dir = sweep
     for arm in ("lr_1e-6", "lr_3e-3"):
@@ -221,6 +225,7 @@ def test_harness_items_average_to_the_recorded_metrics(sweep):
             assert mean == pytest.approx(metrics[f"eval/{TASK}/{metric}"], abs=1e-6)
 
 
+@pytest.mark.integration
 def test_harness_metric_is_compared_item_by_item(sweep):
     _, _, sweep_dir = sweep
     conclusion = json.loads((sweep_dir / "conclusion.json").read_text())
@@ -230,6 +235,7 @@ def test_harness_metric_is_compared_item_by_item(sweep):
     assert not any("item sampling not accounted for" in note for note in conclusion["notes"])
 
 
+@pytest.mark.integration
 def test_harness_scores_are_logged_during_and_after_training(sweep):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -240,6 +246,7 @@ def test_harness_scores_are_logged_during_and_after_training(sweep):
     assert [event.step for event in events.Scalars("eval/digits/digit_rate")] == [4]
 
 
+@pytest.mark.integration
 def test_custom_benchmark_class_scores_the_arm(sweep):
     _, _, sweep_dir = sweep
     arm_dir = sweep_dir / "lr_3e-3_seed0"
@@ -370,6 +377,7 @@ def test_a_group_writes_items_per_subtask(tmp_path, monkeypatch, weighted):
 
 
 # ------------------------------------------------------------------------ errors before training
+@pytest.mark.integration
 def test_missing_lm_eval_is_named_before_training(tmp_path):
     hidden = tmp_path / "hide" / "lm_eval"
     hidden.mkdir(parents=True)

@@ -43,6 +43,7 @@ def _same_weights(first: Path, second: Path) -> bool:
     return a.keys() == b.keys() and all((a[key] == b[key]).all() for key in a)
 
 
+@pytest.mark.integration
 def test_starts_from_an_export_dir(parent_arm, tmp_path):
     child = _frozen_child(tmp_path, f"model.init_from={parent_arm / 'model'}")
     assert child.status == "completed", child.error
@@ -70,6 +71,7 @@ def _parent_experiment(root: Path, parent_arm: Path) -> Path:
     return sweep
 
 
+@pytest.mark.integration
 def test_starts_from_the_parent_experiments_best_arm(parent_arm, tmp_path):
     root = tmp_path / "outputs"
     sweep = _parent_experiment(root, parent_arm)
@@ -105,6 +107,7 @@ def test_parent_errors_name_the_problem(tmp_path):
         _resolve(tmp_path, *parent)
 
 
+@pytest.mark.integration
 def test_parent_without_export_fails_the_arm_before_training(parent_arm, tmp_path):
     root = tmp_path / "outputs"
     sweep = _parent_experiment(root, parent_arm)
@@ -122,12 +125,14 @@ def test_parent_without_export_fails_the_arm_before_training(parent_arm, tmp_pat
     assert not (tmp_path / "child" / "checkpoints").exists()
 
 
+@pytest.mark.integration
 def test_missing_init_from_dir_names_the_key(tmp_path):
     child = _frozen_child(tmp_path, "model.init_from=/no/such/export")
     assert child.status == "failed"
     assert "model.init_from='/no/such/export': no such directory" in child.error
 
 
+@pytest.mark.integration
 def test_a_follow_up_sweep_without_its_parent_stops_before_any_job(tmp_path):
     args = ["-m", "+experiment=sft_then_dpo", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     args.append(f"experiment.stores.outputs_root={tmp_path / 'outputs'}")

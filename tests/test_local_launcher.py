@@ -14,6 +14,7 @@ from evsys.sweep.local_launcher import LocalLauncher, _Job, _Schedule, visible_g
 from tests.conftest import FAST, run_cli
 
 
+@pytest.mark.integration
 def test_two_cpu_arms_run_at_once_on_their_own_cores(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["+experiment=demo", "experiment.n_repeats=1", *FAST, f"hydra.sweep.dir={sweep}"]
@@ -75,6 +76,7 @@ class _FakeContext:
         return _FakeEnd(), _FakeEnd()
 
 
+@pytest.mark.integration
 def test_gpu_arms_get_distinct_gpus_and_a_dead_job_is_a_failed_return(monkeypatch):
     monkeypatch.setattr(local_launcher.multiprocessing, "get_context", lambda _: _FakeContext)
     _FakeProcess.started = []

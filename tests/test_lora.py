@@ -74,6 +74,7 @@ def _peft_from_checkpoint(job_dir: Path, base_dir: Path) -> PeftModel:
     return model.eval()
 
 
+@pytest.mark.integration
 def test_lora_loss_falls(merged_arm):
     events = EventAccumulator(str(run_log_dir(merged_arm)))
     events.Reload()
@@ -82,6 +83,7 @@ def test_lora_loss_falls(merged_arm):
     assert sum(losses[-5:]) / 5 < sum(losses[:3]) / 3 - 0.5, losses
 
 
+@pytest.mark.integration
 def test_only_adapters_change(merged_arm, base_dir):
     start = load_file(base_dir / "model.safetensors")
     trained = _checkpoint_state(merged_arm)
@@ -99,6 +101,7 @@ def test_only_adapters_change(merged_arm, base_dir):
         assert torch.equal(base[key], value), key
 
 
+@pytest.mark.integration
 def test_merged_export_is_plain_and_matches_the_peft_model(merged_arm, base_dir):
     export = merged_arm / "model"
     assert not (export / "adapter_config.json").exists()
@@ -110,6 +113,7 @@ def test_merged_export_is_plain_and_matches_the_peft_model(merged_arm, base_dir)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.integration
 def test_lora_arm_resumes_from_its_checkpoint(merged_arm, base_dir):
     first = json.loads((merged_arm / "result.json").read_text())
     steps = ["algorithm.max_steps=20", "algorithm.lr=1e-2", "checkpoint_every_n_steps=20"]
@@ -119,6 +123,7 @@ def test_lora_arm_resumes_from_its_checkpoint(merged_arm, base_dir):
     assert again.metrics["eval/reversal/loss"] == first["metrics"]["eval/reversal/loss"]
 
 
+@pytest.mark.integration
 def test_adapter_export_of_a_fresh_base_saves_the_base(adapter_arm):
     export = adapter_arm / "model"
     assert (export / "adapter_config.json").is_file()
@@ -133,6 +138,7 @@ def test_adapter_export_of_a_fresh_base_saves_the_base(adapter_arm):
         assert not torch.allclose(on_base(PROMPT).logits, base_logits)  # the adapter matters
 
 
+@pytest.mark.integration
 def test_adapter_export_can_be_started_from(adapter_arm, tmp_path):
     export = adapter_arm / "model"
     cfg = compose_run_config([*FAST, "algorithm.lr=0", f"model.init_from={export}"])
@@ -145,6 +151,7 @@ def test_adapter_export_can_be_started_from(adapter_arm, tmp_path):
         assert torch.equal(value, expected[key]), key
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("override", "key"),
     [("model.lora.target_modules=[no_such_proj]", "model.lora.target_modules"),

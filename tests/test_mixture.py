@@ -46,6 +46,7 @@ def mixture_overrides(a, b, weight_a=3, weight_b=1):
     ]
 
 
+@pytest.mark.integration
 def test_sft_arm_trains_on_a_weighted_mixture(tmp_path, monkeypatch):
     monkeypatch.setenv("EVSYS_CACHE_DIR", str(tmp_path / "cache"))
     a, b = mixture_files(tmp_path)

@@ -211,6 +211,7 @@ def test_a_misplaced_or_misspelled_mode_is_named(tmp_path, text, message):
     assert message in str(refused.value) and "\n" not in str(refused.value)
 
 
+@pytest.mark.integration
 def test_what_only_the_plan_finds_is_raised_as_a_config_error(tmp_path):
     """What only the sweep's plan checks (the second run's data file is missing) comes back
     from .run() as a ConfigError naming the arm and the file, not as "did not start"."""

@@ -50,6 +50,7 @@ def runs_example(tmp_path_factory):
     return run_example("runs.yaml", tmp_path_factory.mktemp("runs"))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("name", "jobs"), [("run_repeats.yaml", 3), ("matrix.yaml", 4), ("continual.yaml", 1)]
 )
@@ -76,6 +77,7 @@ def test_example_runs_to_a_conclusion(tmp_path, name, jobs):
         )
 
 
+@pytest.mark.integration
 def test_runs_example_writes_records_and_a_conclusion(runs_example):
     result = runs_example
     assert sorted((arm.arm, arm.seed) for arm in result.arms) == [
@@ -86,6 +88,7 @@ def test_runs_example_writes_records_and_a_conclusion(runs_example):
     assert plan["prediction"] == {"better": "lr_3e-3", "than": "lr_1e-4"}
 
 
+@pytest.mark.integration
 def test_page_file_and_preset_train_the_same(runs_example, tmp_path):
     preset = tmp_path / "runs.yaml"
     preset.write_text(RUNS_AS_PRESET)
@@ -121,6 +124,7 @@ def _groups(conclusion: Conclusion) -> list[dict]:
 HIDDEN = (*BOOKKEEPING_OVERRIDES, "experiment.stores.outputs_root=")  # not what is trained
 
 
+@pytest.mark.integration
 def test_a_config_built_in_python_runs(tmp_path):
     config = ExperimentConfig(
         name="built_in_python",
@@ -135,6 +139,7 @@ def test_a_config_built_in_python_runs(tmp_path):
     assert result.conclusion.success_metric.name == "val/loss"
 
 
+@pytest.mark.integration
 def test_run_experiment_trains_one_expanded_run_without_bookkeeping(tmp_path):
     from evsys import expand_runs, run_experiment
 
@@ -158,6 +163,7 @@ run: {data: {dataset_name: addition}, tags: [where]}
 """
 
 
+@pytest.mark.integration
 def test_output_dir_stores_metadata_and_base_seed_are_honoured(tmp_path, monkeypatch):
     from evsys.sweep import registry
 

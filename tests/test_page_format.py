@@ -84,6 +84,7 @@ def test_refusals_name_the_key_in_the_file(page, message):
         assert part in str(refused.value)
 
 
+@pytest.mark.integration
 def test_a_refused_file_is_refused_by_from_yaml_and_the_cli(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("name: x\nrun: {}\nmatrix: {axes: {algorithm.lr: [1]}}\n")
@@ -291,6 +292,7 @@ def test_output_dir_and_stores(tmp_path):
     assert cfg.data.cache_dir == str(tmp_path / "cache")
 
 
+@pytest.mark.integration
 def test_cli_shows_the_equivalent_preset():
     done = subprocess.run(
         [

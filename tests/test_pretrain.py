@@ -46,6 +46,7 @@ def test_rows_hold_every_token_of_every_document():
             assert label == (IGNORE_INDEX if position == 0 else token)
 
 
+@pytest.mark.integration
 def test_pretrain_arm_from_the_cli_on_a_text_file(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(DOCUMENTS) + "\n", encoding="utf-8")
@@ -115,6 +116,7 @@ def test_exact_match_of_text_is_refused_before_training():
         check_success_metric(cfg, "eval/corpus/exact_match")
 
 
+@pytest.mark.integration
 def test_a_pretrain_sweep_on_a_corpus_concludes_on_the_loss(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(DOCUMENTS) + "\n", encoding="utf-8")

@@ -28,6 +28,7 @@ print("STATUS", record.status)
 """
 
 
+@pytest.mark.integration
 def test_outside_a_terminal_progress_lines_and_the_summary_show(tmp_path):
     code = NOTEBOOK.format(fast=FAST, job=str(tmp_path / "arm"))
     proc = subprocess.run(
@@ -68,6 +69,7 @@ def test_sweep_position_names_the_job_and_an_eta(tmp_path):
     assert sweep_position(tmp_path / "elsewhere") is None
 
 
+@pytest.mark.integration
 def test_experiment_run_streams_clean_lines_into_sys_stdout(tmp_path, capsys):
     preset = write_preset(tmp_path, "progress", {"slow": {"algorithm.lr": 1e-4}, "fast": {}})
     overrides = [*FAST, f"experiment.stores.outputs_root={tmp_path / 'out'}"]

@@ -78,6 +78,7 @@ def llama_dir(tmp_path_factory) -> Path:
     return save_tiny_llama(tmp_path_factory.mktemp("tiny_llama"))
 
 
+@pytest.mark.integration
 def test_tokenizer_without_pad_and_with_bos_fits_the_data_path(llama_dir):
     tokenizer = load_tokenizer(ModelConfig(name=str(llama_dir)))
     assert tokenizer.pad_token_id == tokenizer.eos_token_id  # no pad of its own: eos stands in
@@ -86,6 +87,7 @@ def test_tokenizer_without_pad_and_with_bos_fits_the_data_path(llama_dir):
     assert prompt[0] == tokenizer.bos_token_id and prompt.count(tokenizer.bos_token_id) == 1
 
 
+@pytest.mark.integration
 def test_trains_through_the_cli_and_exports_a_plain_llama(llama_dir, tmp_path):
     outputs = tmp_path / "outputs"
     args = [f"model.name={llama_dir}", *FAST, f"experiment.stores.outputs_root={outputs}"]
@@ -103,6 +105,7 @@ def test_trains_through_the_cli_and_exports_a_plain_llama(llama_dir, tmp_path):
     assert tokenizer.pad_token == EOS and tokenizer.bos_token == BOS
 
 
+@pytest.mark.integration
 def test_missing_model_dir_fails_before_training(tmp_path):
     outputs = tmp_path / "outputs"
     args = ["model.name=/no/such/dir", *FAST, f"experiment.stores.outputs_root={outputs}"]

@@ -72,6 +72,7 @@ def test_unknown_ids_and_fields_are_clear_errors(tmp_path):
         registry.update(tmp_path, "known-1", status="done")
 
 
+@pytest.mark.integration
 def test_concurrent_writers_lose_no_rows(tmp_path):
     workers, count = 4, 25
     procs = [
@@ -86,6 +87,7 @@ def test_concurrent_writers_lose_no_rows(tmp_path):
     assert {r["status"] for r in rows} == {"running"}
 
 
+@pytest.mark.integration
 def test_listing_cli_and_show(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     sweep.mkdir()

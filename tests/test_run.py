@@ -22,6 +22,7 @@ def finished_arm(tmp_path_factory):
     return run_experiment(cfg, job_dir=job_dir), job_dir
 
 
+@pytest.mark.integration
 def test_record_has_every_field(finished_arm):
     result, job_dir = finished_arm
     record = json.loads((job_dir / "result.json").read_text())
@@ -39,6 +40,7 @@ def test_record_has_every_field(finished_arm):
     assert result.metrics == record["metrics"]
 
 
+@pytest.mark.integration
 def test_export_loads_with_plain_transformers(finished_arm):
     _, job_dir = finished_arm
     script = (
@@ -64,6 +66,7 @@ def test_export_loads_with_plain_transformers(finished_arm):
     assert (job_dir / "model" / "model.safetensors").is_file()
 
 
+@pytest.mark.integration
 def test_tensorboard_has_one_train_loss_point_per_logged_step(finished_arm):
     _, job_dir = finished_arm
     events = EventAccumulator(str(job_dir / "tensorboard"))
@@ -74,6 +77,7 @@ def test_tensorboard_has_one_train_loss_point_per_logged_step(finished_arm):
     assert "val/loss" in events.Tags()["scalars"]
 
 
+@pytest.mark.integration
 def test_same_config_and_seed_give_same_metrics(tmp_path, finished_arm):
     first, _ = finished_arm
     cfg = compose_run_config([*FAST, "data=addition", "seed=3", "tags=[smoke]"])
@@ -82,6 +86,7 @@ def test_same_config_and_seed_give_same_metrics(tmp_path, finished_arm):
     assert second.group_id == first.group_id
 
 
+@pytest.mark.integration
 def test_other_seed_same_group(tmp_path, finished_arm):
     first, _ = finished_arm
     cfg = compose_run_config([*FAST, "data=addition", "seed=4"])
@@ -90,6 +95,7 @@ def test_other_seed_same_group(tmp_path, finished_arm):
     assert other.metrics["train/loss"] != first.metrics["train/loss"]
 
 
+@pytest.mark.integration
 def test_failure_is_recorded_not_raised(tmp_path):
     cfg = compose_run_config([*FAST, "data.dataset_name=no_such_dataset"])
     result = run_experiment(cfg, job_dir=tmp_path)
@@ -99,6 +105,7 @@ def test_failure_is_recorded_not_raised(tmp_path):
     assert "Traceback" in record["traceback"]
 
 
+@pytest.mark.integration
 def test_killed_arm_resumes_to_the_same_metrics(tmp_path):
     from tests.conftest import assert_killed_run_resumes_exactly
 
@@ -106,6 +113,7 @@ def test_killed_arm_resumes_to_the_same_metrics(tmp_path):
     assert_killed_run_resumes_exactly(args, tmp_path)
 
 
+@pytest.mark.integration
 def test_dataloader_workers_shard_the_stream_instead_of_repeating_it(tmp_path):
     """Each worker yields every num_workers-th batch, so the batches (and metrics) are those of
     a run without workers; before, each worker replayed the whole stream ([b0, b0, b1, b1])."""
@@ -131,6 +139,7 @@ def test_stream_workers_take_alternate_batches():
     assert workers == alone
 
 
+@pytest.mark.integration
 def test_every_benchmark_writes_per_item_scores_whose_mean_is_the_metric(finished_arm):
     _, job_dir = finished_arm
     record = json.loads((job_dir / "result.json").read_text())

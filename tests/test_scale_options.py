@@ -134,6 +134,7 @@ def test_unknown_attn_implementation_is_a_config_error(tokenizer):
 
 
 # ---------------------------------------------------------------------------------- precision
+@pytest.mark.integration
 @pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true"])
 def test_bf16_runs_end_to_end_on_the_cli(tmp_path, precision):
     """The chunked loss takes bf16 hidden states and computes its log-softmax in float32."""

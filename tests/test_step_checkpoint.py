@@ -4,6 +4,7 @@ after a checkpoint resumes with no hole in its curves."""
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -43,6 +44,7 @@ class StepsOnDiskAtSave(L.Callback):
         self.seen[trainer.global_step] = sorted(e.step for e in events.Scalars("train/loss"))
 
 
+@pytest.mark.integration
 def test_the_steps_scalars_are_written_before_its_checkpoint(tmp_path):
     spy = StepsOnDiskAtSave(tmp_path)
     trainer = L.Trainer(

@@ -43,6 +43,7 @@ def hparams_data(run_dir: Path) -> dict[str, HParamsPluginData]:
     return {tag: HParamsPluginData.FromString(content) for tag, content in tags.items()}
 
 
+@pytest.mark.integration
 def test_one_run_per_arm_and_seed_in_the_sweep_tree(sweep):
     tree = sweep / "tensorboard"
     runs = {str(p.parent.relative_to(tree)) for p in tree.rglob("events.out.tfevents.*")}
@@ -51,6 +52,7 @@ def test_one_run_per_arm_and_seed_in_the_sweep_tree(sweep):
     assert record["artifacts"]["tensorboard"] == "../tensorboard/lr_3e-3/seed1"
 
 
+@pytest.mark.integration
 def test_hparams_rows_lead_with_the_swept_key_and_the_success_metric(sweep):
     for run in RUNS:
         data = hparams_data(sweep / "tensorboard" / run)
@@ -68,6 +70,7 @@ def test_hparams_rows_lead_with_the_swept_key_and_the_success_metric(sweep):
         assert lr == pytest.approx(3e-3 if arm == "lr_3e-3" else 1e-4)
 
 
+@pytest.mark.integration
 def test_time_series_has_the_train_loss_and_no_epoch(sweep):
     events = EventAccumulator(str(sweep / "tensorboard" / "lr_3e-3" / "seed0"))
     events.Reload()
@@ -76,6 +79,7 @@ def test_time_series_has_the_train_loss_and_no_epoch(sweep):
     assert "epoch" not in scalars
 
 
+@pytest.mark.integration
 def test_a_run_shorter_than_the_logging_interval_logs_its_train_loss(tmp_path):
     # FAST logs every step; here the default interval (10) is longer than the run (4 steps)
     args = [arg for arg in FAST if not arg.startswith("log_every_n_steps=")]
@@ -86,6 +90,7 @@ def test_a_run_shorter_than_the_logging_interval_logs_its_train_loss(tmp_path):
     assert len(events.Scalars("train/loss")) == 1  # the last step (Lightning counts from 0)
 
 
+@pytest.mark.integration
 def test_the_conclusion_run_has_text_and_plot(sweep):
     events = EventAccumulator(str(sweep / "tensorboard" / "conclusion"))
     events.Reload()
@@ -93,6 +98,7 @@ def test_the_conclusion_run_has_text_and_plot(sweep):
     assert "conclusion/text_summary" in events.Tags()["tensors"]
 
 
+@pytest.mark.integration
 def test_tensorboard_server_lists_the_swept_key_for_every_arm(sweep):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -158,6 +164,7 @@ def test_the_time_series_link_pins_the_train_loss_first():
     assert url.fragment == "timeseries" and url.netloc == "localhost:6006"
 
 
+@pytest.mark.integration
 def test_conclude_says_how_to_open_the_sweep_in_tensorboard(sweep, capsys):
     assert conclude.main([str(sweep)]) == 0
     out = capsys.readouterr().out

@@ -35,6 +35,7 @@ def test_special_tokens():
     assert tokenizer.decode([104, 105, 256, 257], skip_special_tokens=True) == "hi"
 
 
+@pytest.mark.integration
 def test_save_and_load_with_auto_tokenizer_in_fresh_process(tmp_path):
     tokenizer = byte_tokenizer()
     tokenizer.save_pretrained(tmp_path)

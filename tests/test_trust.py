@@ -41,6 +41,7 @@ def test_identity_ignores_how_a_job_runs_but_not_what_it_trains():
         assert config_identity(changed) != config_identity(base), change
 
 
+@pytest.mark.integration
 def test_changed_overrides_never_reuse_old_records(tmp_path):
     first = sweep(tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
@@ -67,6 +68,7 @@ def test_changed_overrides_never_reuse_old_records(tmp_path):
     assert [json.loads(p.read_text()) for p in moved] == [old]  # moved aside, never deleted
 
 
+@pytest.mark.integration
 def test_checkpoint_of_another_config_is_not_resumed(tmp_path):
     cfg = compose_run_config(FAST)
     assert run_experiment(cfg, job_dir=tmp_path).completed
@@ -103,6 +105,7 @@ def test_record_is_float_castable_to_its_success_metric(tmp_path):
 
 
 # ---------------------------------------------------------------------------- 2. dir locks
+@pytest.mark.integration
 def test_a_second_sweep_into_a_dir_in_use_is_refused(tmp_path):
     held = acquire_lock(tmp_path / "sweep", "sweep")
     try:
@@ -117,6 +120,7 @@ def test_a_second_sweep_into_a_dir_in_use_is_refused(tmp_path):
         release_lock(held)
 
 
+@pytest.mark.integration
 def test_a_second_run_into_a_dir_in_use_is_refused(tmp_path):
     held = acquire_lock(tmp_path / "run", "run")
     try:
@@ -127,6 +131,7 @@ def test_a_second_run_into_a_dir_in_use_is_refused(tmp_path):
     assert not (tmp_path / "run" / "result.json").exists()  # the other run's dir: not ours
 
 
+@pytest.mark.integration
 def test_same_second_launches_keep_both_results(tmp_path):
     """Two sweeps of the same experiment started together, both into the default sweep dir."""
     command = [sys.executable, "-m", "evsys.train", *FAST, "experiment.stores.outputs_root=out"]
@@ -142,6 +147,7 @@ def test_same_second_launches_keep_both_results(tmp_path):
 
 
 # ---------------------------------------------------------------------- 3. other sweepers
+@pytest.mark.integration
 def test_basic_sweeper_gets_one_dir_per_job_and_a_conclusion(tmp_path):
     done = sweep(tmp_path, "hydra/sweeper=basic", "algorithm.lr=1e-3,3e-3")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -155,6 +161,7 @@ def test_basic_sweeper_gets_one_dir_per_job_and_a_conclusion(tmp_path):
     assert {g["arm"] for g in conclusion["groups"]} == {"lr=0.001", "lr=0.003"}
 
 
+@pytest.mark.integration
 def test_another_sweeper_never_reuses_an_earlier_sweeps_results(tmp_path):
     assert sweep(tmp_path, "hydra/sweeper=basic", "algorithm.lr=1e-3,3e-3").returncode == 0
     old = {p: p.read_bytes() for p in (tmp_path / "sweep").glob("*/result.json")}
@@ -174,6 +181,7 @@ def test_another_sweeper_never_reuses_an_earlier_sweeps_results(tmp_path):
     assert sorted(p.read_bytes() for p in moved) == sorted(old.values())  # never deleted
 
 
+@pytest.mark.integration
 def test_another_sweepers_bad_shared_value_is_refused_before_any_job(tmp_path):
     done = sweep(tmp_path, "hydra/sweeper=basic", "algorithm.lr=1e-3,3e-3", "algorithm.max_steps=0")
     output = done.stdout + done.stderr
@@ -182,6 +190,7 @@ def test_another_sweepers_bad_shared_value_is_refused_before_any_job(tmp_path):
     assert "parameters" not in output and not (tmp_path / "sweep").exists()  # nothing trained
 
 
+@pytest.mark.integration
 def test_an_optuna_direction_against_the_metric_is_refused(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     search = [
@@ -198,6 +207,7 @@ def test_an_optuna_direction_against_the_metric_is_refused(tmp_path):
 optuna = pytest.importorskip  # hydra-optuna-sweeper is the `optuna` extra
 
 
+@pytest.mark.integration
 def test_optuna_trials_train_from_scratch_in_their_own_dirs(tmp_path):
     optuna("hydra_plugins.hydra_optuna_sweeper")
     search = [
@@ -229,6 +239,7 @@ class _WritesMarker:
         return (open, (str(self.marker), "w"))  # unpickling it creates the marker file
 
 
+@pytest.mark.integration
 def test_a_planted_pickle_checkpoint_never_runs(tmp_path):
     marker = tmp_path / "pwned"
     checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
@@ -249,6 +260,7 @@ def _ctrl_c_as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.integration
 def test_ctrl_c_says_what_was_interrupted_and_how_to_resume(tmp_path):
     args = [*FAST, "algorithm.max_steps=400", "checkpoint_every_n_steps=5"]
     args += ["hydra.sweep.dir=sweep", "experiment.stores.outputs_root=out", "-m"]
@@ -269,6 +281,7 @@ def test_ctrl_c_says_what_was_interrupted_and_how_to_resume(tmp_path):
     assert row["status"] == "interrupted"
 
 
+@pytest.mark.integration
 def test_ctrl_c_in_a_single_run_prints_the_resume_command(tmp_path):
     args = [*FAST, "algorithm.max_steps=400", "checkpoint_every_n_steps=5", "hydra.run.dir=run"]
     process = subprocess.Popen(
@@ -287,6 +300,7 @@ def test_ctrl_c_in_a_single_run_prints_the_resume_command(tmp_path):
     assert not (tmp_path / "run" / "result.json").exists()  # no record: a re-run resumes it
 
 
+@pytest.mark.integration
 def test_a_killed_jobs_checkpoint_of_another_config_is_refused_at_planning(tmp_path):
     first = sweep(tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
