@@ -102,15 +102,17 @@ def _is_plain_key(override, groups: set[str]) -> bool:
 
 
 def _search_path(args: list[str]) -> list[str]:
-    """`--config-dir` as compose() takes it, so its presets compose here as in Hydra."""
-    dirs = [f"file://{path.resolve()}" for path in _config_dirs(args)[:-1]]
-    return [f"hydra.searchpath=[{','.join(dirs)}]"] if dirs else []
+    """`--config-dir` as the composer takes it, so its presets compose here as in Hydra."""
+    from evsys.compose import search_path
+
+    return search_path(_config_dirs(args)[:-1])
 
 
 def _compose(overrides: list[str], with_hydra: bool) -> DictConfig:
+    """One run's config, by the composer of the plan and of `evsys.plan` (evsys/compose.py)."""
     from evsys.compose import compose_train
 
-    return compose_train(overrides, return_hydra_config=with_hydra, job_name="train")
+    return compose_train(overrides, return_hydra_config=with_hydra)
 
 
 def _groups(parent: str = "") -> dict[str, list[str]]:
