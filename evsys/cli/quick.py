@@ -70,6 +70,18 @@ def typo_errors(args: list[str]) -> list[str]:
     ]
 
 
+def sweep_dir_given(args: list[str]) -> str | None:
+    """The hydra.sweep.dir a sweep's command line sets, if any (no -m: none)."""
+    if not {"-m", "--multirun"} & set(args):
+        return None
+    try:
+        overrides = _overrides(args)
+    except ValueError:
+        return None
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.sweep.dir=")]
+    return given[-1] if given else None
+
+
 def _overrides(args: list[str]) -> list[str]:
     """The overrides among `args`, as Hydra's own argument parser finds them (a flag's value,
     like `--config-dir DIR`, is not one); none for arguments it rejects."""
