@@ -42,8 +42,13 @@ def register_schemas() -> None:
 def search_path(config_dirs: Sequence[Path]) -> list[str]:
     """User config dirs as the override that puts them on Hydra's search path (where
     `--config-dir` puts one: after conf/, before the schemas)."""
-    dirs = [f"file://{Path(d).resolve()}" for d in config_dirs]
+    dirs = [quoted(f"file://{Path(d).resolve()}") for d in config_dirs]
     return [f"hydra.searchpath=[{','.join(dirs)}]"] if dirs else []
+
+
+def quoted(text: str) -> str:
+    """A string in Hydra's override grammar, whatever it holds (a space, a comma, a bracket)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class Composer:

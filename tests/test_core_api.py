@@ -22,7 +22,7 @@ from evsys import ConfigError, Experiment
 from evsys.errors import DirInUse
 from evsys.locks import acquire_lock, release_lock
 from evsys.records import LAUNCH_FILE, Plan
-from tests.conftest import FAST, REPO, cli_env
+from tests.conftest import FAST, REPO, cli_env, run_cli
 from tests.test_conclusion import write_sweep
 from tests.test_experiment import write_preset
 
@@ -199,7 +199,7 @@ def test_a_crash_reaches_run_through_the_launch_report_and_the_plans_agree(
     target = "hydra_plugins.evsys_test_crash_launcher.CrashLauncher"
     overrides = [*_overrides(tmp_path), f"hydra.launcher._target_={target}"]
     experiment_file = _experiment_file(tmp_path, kind)
-    sweep_dir = tmp_path / "sweep"
+    sweep_dir = tmp_path / "a sweep, dir"  # passed to the child as one quoted override
     with pytest.raises(RuntimeError, match="crashed on purpose") as crashed:
         Experiment.from_yaml(experiment_file, overrides).run(sweep_dir)
     assert "crashed: RuntimeError" in str(crashed.value)
@@ -207,6 +207,23 @@ def test_a_crash_reaches_run_through_the_launch_report_and_the_plans_agree(
     assert report["status"] == "crashed" and report["error_type"] == "RuntimeError"
     assert report["message"] == "the test launcher crashed on purpose"
     assert _jobs(Plan.load(sweep_dir)) == _jobs(evsys.plan(experiment_file, overrides))
+
+
+def test_the_train_cli_reports_a_refusal_before_hydra_in_an_existing_sweep_dir(tmp_path):
+    """A typo'd override, refused before Hydra starts: reported into the sweep dir given on
+    the command line when it exists; a fresh one is not created for it."""
+    typo = ["+experiment=demo", "algorithm.lerning_rate=1"]
+    fresh = tmp_path / "fresh"
+    done = run_cli([*typo, f"hydra.sweep.dir={fresh}", "-m"], cwd=tmp_path)
+    assert done.returncode == 1 and "algorithm.lerning_rate" in done.stderr
+    assert not fresh.exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    done = run_cli([*typo, f"hydra.sweep.dir={existing}", "-m"], cwd=tmp_path)
+    report = json.loads((existing / LAUNCH_FILE).read_text())
+    assert report["status"] == "refused" and report["error_type"] == "ConfigError"
+    assert "Did you mean 'algorithm.lr'?" in report["message"]
+    assert report["launch_id"] is None  # started from a shell, not by Experiment.run()
 
 
 def _jobs(plan: Plan) -> list[tuple]:

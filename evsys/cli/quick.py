@@ -74,12 +74,14 @@ def sweep_dir_given(args: list[str]) -> str | None:
     """The hydra.sweep.dir a sweep's command line sets, if any (no -m: none)."""
     if not {"-m", "--multirun"} & set(args):
         return None
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     try:
-        overrides = _overrides(args)
-    except ValueError:
+        parsed = OverridesParser.create().parse_overrides(_overrides(args))
+    except Exception:  # noqa: BLE001 - Hydra reports overrides it cannot parse
         return None
-    given = [o.split("=", 1)[1] for o in overrides if o.startswith("hydra.sweep.dir=")]
-    return given[-1] if given else None
+    given = [o.value() for o in parsed if o.key_or_group == "hydra.sweep.dir"]
+    return str(given[-1]) if given else None
 
 
 def _overrides(args: list[str]) -> list[str]:

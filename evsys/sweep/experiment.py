@@ -26,7 +26,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.compose import search_path
+from evsys.compose import quoted, search_path
 from evsys.errors import RegistryError
 from evsys.records import (
     CONCLUSION_FILES,
@@ -171,7 +171,7 @@ class Experiment:
     def arguments(self, config_dir: Path, sweep_dir: Path | None = None) -> list[str]:
         """`evsys train`'s arguments for this experiment (but -m): the in-process plan and the
         child process compose from these same ones."""
-        where = [f"hydra.sweep.dir={sweep_dir}"] if sweep_dir is not None else []
+        where = [f"hydra.sweep.dir={quoted(str(sweep_dir))}"] if sweep_dir is not None else []
         return [*search_path([config_dir]), f"+experiment={self.stem}", *where, *self.overrides]
 
     def command(self, config_dir: Path, sweep_dir: Path) -> list[str]:
