@@ -1,9 +1,13 @@
 """evsys: hypothesis-driven LLM post-training experiments.
 
-    from evsys import Experiment, expand_runs, run_experiment
+    from evsys import Experiment, conclude, expand_runs, plan, run_experiment
     result = Experiment.from_yaml("config.yaml").run()   # the whole experiment, bookkept
+    planned = plan("config.yaml")                         # its Plan (jobs), nothing trained
     runs = expand_runs("config.yaml")                     # its RunConfigs, nothing trained
     record = run_experiment(runs[0])                      # one arm, no bookkeeping
+    conclusion = conclude(result.sweep_dir)               # rebuilt from the sweep dir's files
+
+The core is `plan`, `run_experiment` and `conclude`: the CLI calls the same three.
 
 `ExperimentConfig` is the concept page's (evsys/sweep/page_format.py: the experiment node's
 fields plus output_dir and one of run / runs / matrix, `ExperimentConfig.from_yaml(path)`);
@@ -19,6 +23,8 @@ import importlib
 _EXPORTS = {
     "Experiment": "evsys.sweep.experiment",
     "expand_runs": "evsys.sweep.expand",
+    "plan": "evsys.sweep.expand",
+    "conclude": "evsys.sweep.experiment",
     "MatrixSpec": "evsys.sweep.page_format",
     "Sweep": "evsys.sweep.page_format",
     "run_experiment": "evsys.run.arm",

@@ -31,6 +31,7 @@ class DirInUse(RuntimeError):
     """Another sweep or run holds the lock on this directory."""
 
 
-# How every refusal before training ends its message: Experiment.run() takes the line above
-# it as the reason a sweep did not start (evsys/sweep/experiment.py).
+# How every refusal before training ends its message, for the reader of a terminal or log;
+# a launching process learns of a refusal from the sweep dir's launch report instead
+# (evsys/sweep/launch_report.py), never from this text.
 NOTHING_RUN = "Nothing was run"

@@ -39,10 +39,10 @@ def _conclude(sweep_dir: Path, quiet: bool, effect: float | None = None) -> int:
     # Imported here: `--help` never pays for the statistics and plotting stack.
     from evsys.conclusion.render import print_summary
     from evsys.run.tensorboard import viewing_hint
-    from evsys.sweep.experiment import conclude_sweep
+    from evsys.sweep.experiment import conclude
 
     try:
-        conclusion = conclude_sweep(sweep_dir)
+        conclusion = conclude(sweep_dir)
     except NotASweepDir as exc:
         print(f"evsys conclude: {exc}", file=sys.stderr)
         return EXIT_NOT_A_SWEEP

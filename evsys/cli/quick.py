@@ -70,6 +70,20 @@ def typo_errors(args: list[str]) -> list[str]:
     ]
 
 
+def sweep_dir_given(args: list[str]) -> str | None:
+    """The hydra.sweep.dir a sweep's command line sets, if any (no -m: none)."""
+    if not {"-m", "--multirun"} & set(args):
+        return None
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(_overrides(args))
+    except Exception:  # noqa: BLE001 - Hydra reports overrides it cannot parse
+        return None
+    given = [o.value() for o in parsed if o.key_or_group == "hydra.sweep.dir"]
+    return str(given[-1]) if given else None
+
+
 def _overrides(args: list[str]) -> list[str]:
     """The overrides among `args`, as Hydra's own argument parser finds them (a flag's value,
     like `--config-dir DIR`, is not one); none for arguments it rejects."""
@@ -102,15 +116,17 @@ def _is_plain_key(override, groups: set[str]) -> bool:
 
 
 def _search_path(args: list[str]) -> list[str]:
-    """`--config-dir` as compose() takes it, so its presets compose here as in Hydra."""
-    dirs = [f"file://{path.resolve()}" for path in _config_dirs(args)[:-1]]
-    return [f"hydra.searchpath=[{','.join(dirs)}]"] if dirs else []
+    """`--config-dir` as the composer takes it, so its presets compose here as in Hydra."""
+    from evsys.compose import search_path
+
+    return search_path(_config_dirs(args)[:-1])
 
 
 def _compose(overrides: list[str], with_hydra: bool) -> DictConfig:
+    """One run's config, by the composer of the plan and of `evsys.plan` (evsys/compose.py)."""
     from evsys.compose import compose_train
 
-    return compose_train(overrides, return_hydra_config=with_hydra, job_name="train")
+    return compose_train(overrides, return_hydra_config=with_hydra)
 
 
 def _groups(parent: str = "") -> dict[str, list[str]]:

@@ -12,6 +12,7 @@ import logging
 import shutil
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -78,13 +79,22 @@ def cli(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 0
     # Hydra prints PyYAML's traceback for a malformed preset: name the file and line instead.
     if problem := preset_problem(args):
-        sys.stderr.write(f"{problem}\n{NOTHING_RUN}.\n")
-        raise SystemExit(1)
+        _refuse(args, problem, f"{NOTHING_RUN}.")
     if errors := quick.typo_errors(args):
-        sys.stderr.write("\n".join(errors) + f"\n{FIX_AND_RERUN}\n")
-        raise SystemExit(1)
+        _refuse(args, "\n".join(errors), FIX_AND_RERUN)
     main()
     return 0
+
+
+def _refuse(args: list[str], problem: str, ending: str) -> NoReturn:
+    """Refused before Hydra starts: said on stderr, and in the sweep dir given on the command
+    line (when it exists) for whoever launched this sweep (evsys/sweep/launch_report.py)."""
+    from evsys.cli.quick import sweep_dir_given
+    from evsys.sweep import launch_report
+
+    sys.stderr.write(f"{problem}\n{ending}\n")
+    launch_report.report(sweep_dir_given(args), launch_report.REFUSED, ConfigError(problem))
+    raise SystemExit(1)
 
 
 if __name__ == "__main__":

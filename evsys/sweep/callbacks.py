@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from evsys.errors import NOTHING_RUN, ConfigError, DataError, DirInUse
 from evsys.records import RESULT_FILE, plan_exists
+from evsys.sweep import launch_report
 
 log = logging.getLogger("evsys")
 
@@ -53,8 +54,7 @@ class ConclusionCallback(Callback):
                 self.lock = acquire_lock(sweep_dir, "sweep")
                 foreign.claim_sweep_dir(sweep_dir, config.experiment.on_mismatch)
             except (ConfigError, DataError, DirInUse) as error:
-                log.error("%s\n%s.", error, NOTHING_RUN)
-                raise SystemExit(EXIT_FAILED) from None
+                _refuse(error, config)
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         if HydraConfig.get().mode != RunMode.RUN:
@@ -90,7 +90,11 @@ class ConclusionCallback(Callback):
             # conclusion now would report every one of them missing.
             log.info("conclusion pending; when the jobs are done: evsys conclude %s", sweep_dir)
             return
-        conclusion = finish_sweep(sweep_dir)
+        try:
+            conclusion = finish_sweep(sweep_dir)
+        except Exception as error:  # the arms ran, the conclusion broke: say so
+            launch_report.report(sweep_dir, launch_report.CRASHED, error)
+            raise
         if conclusion is None or conclusion.problems:
             raise SystemExit(EXIT_FAILED)
 
@@ -150,5 +154,13 @@ def _refuse_before_start(config: DictConfig, multirun: bool) -> None:
                 "with none of the arms' settings"
             )
     except ConfigError as error:
-        log.error("%s\n%s.", error, NOTHING_RUN)
-        raise SystemExit(EXIT_FAILED) from None
+        _refuse(error, config if multirun else None)
+
+
+def _refuse(error: Exception, sweep: DictConfig | None) -> NoReturn:
+    """The user's mistake: one message, no traceback, and for a sweep the same in its dir's
+    launch report (where the dir exists already: a refusal creates none)."""
+    if sweep is not None:
+        launch_report.report_config(sweep, launch_report.REFUSED, error)
+    log.error("%s\n%s.", error, NOTHING_RUN)
+    raise SystemExit(EXIT_FAILED) from None

@@ -1,10 +1,13 @@
-"""Experiment: launch, collect, conclude — from the CLI or from Python.
+"""Experiment: plan, launch, collect, conclude — from the CLI or from Python.
 
 The CLI path is `python -m evsys.train +experiment=x -m`: Hydra composes the preset, the evsys
 sweeper (evsys/sweep/sweeper.py) plans every job (evsys/sweep/plan.py) and calls `start_sweep`,
 the launcher runs each job, and the conclusion callback calls `finish_sweep`.
-`Experiment.from_yaml(path).run()` runs that same command on a standalone file (a preset, or
-the concept page's format translated into one) and reads the results back from the sweep dir.
+`Experiment.from_yaml(path).run()` plans a standalone file (a preset, or the concept page's
+format translated into one) in-process with the same arguments, raising the plan's ConfigError,
+then runs that same command in a child process; the child says through the sweep dir's launch
+report (evsys/sweep/launch_report.py) if it refused or crashed, and the results are read back
+from the sweep dir.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import datetime as dt
 import logging
 import os
 import re
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -22,7 +26,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.errors import NOTHING_RUN, ConfigError, RegistryError
+from evsys.compose import quoted, search_path
+from evsys.conclusion.model import Conclusion
+from evsys.errors import RegistryError
 from evsys.records import (
     CONCLUSION_FILES,
     ExperimentResult,
@@ -31,9 +37,10 @@ from evsys.records import (
     plan_exists,
 )
 from evsys.run.tensorboard import viewing_hint
-from evsys.sweep import registry
+from evsys.sweep import launch_report, registry
 from evsys.sweep.page_format import ExperimentConfig, Page, check_page, is_page_file, read_yaml
 from evsys.sweep.page_preset import preset_yaml
+from evsys.sweep.plan import plan_arguments
 
 log = logging.getLogger("evsys")
 
@@ -41,6 +48,7 @@ log = logging.getLogger("evsys")
 def start_sweep(plan: Plan, sweep_dir: Path, config: DictConfig) -> None:
     """Write the plan into the sweep dir and register the experiment, before any job runs."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    launch_report.clear(sweep_dir)  # this launch started: an earlier one's refusal is history
     plan.save(sweep_dir)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
     registry.register(
@@ -57,7 +65,7 @@ def start_sweep(plan: Plan, sweep_dir: Path, config: DictConfig) -> None:
     )
 
 
-def finish_sweep(sweep_dir: Path) -> dict | None:
+def finish_sweep(sweep_dir: Path) -> Conclusion | None:
     """Conclude from the files in the sweep dir, print the summary, update the registry."""
     # Imported here: the conclusion pulls in scipy and matplotlib, which a sweep's start-up
     # (and `--help`) should not pay for.
@@ -66,17 +74,20 @@ def finish_sweep(sweep_dir: Path) -> dict | None:
     if not plan_exists(sweep_dir):
         log.error("%s was never planned: nothing to conclude", sweep_dir)
         return None
-    conclusion = conclude_sweep(sweep_dir)
+    conclusion = conclude(sweep_dir)
     print_summary(conclusion)
     log.info("conclusion written to %s", sweep_dir / CONCLUSION_FILES[1])
     log.info(viewing_hint(sweep_dir))
     return conclusion
 
 
-def conclude_sweep(sweep_dir: Path) -> dict:
-    """Write the conclusion files and record the outcome in the experiment registry."""
+def conclude(sweep_dir: str | Path) -> Conclusion:
+    """The conclusion of a sweep dir, a pure function of its files: written beside them
+    (conclusion.json, .md, plots) and recorded in the experiment registry. The core's third
+    call, after `evsys.plan` and `evsys.run_experiment`; `evsys conclude DIR` calls it too."""
     from evsys.conclusion.write import write_conclusion  # heavy: see finish_sweep
 
+    sweep_dir = Path(sweep_dir)
     conclusion = write_conclusion(sweep_dir)
     plan = Plan.load(sweep_dir)
     problems = conclusion.problems
@@ -158,34 +169,39 @@ class Experiment:
             path.write_text(self.preset_text(), encoding="utf-8")
             yield Path(directory)
 
+    def arguments(self, config_dir: Path, sweep_dir: Path | None = None) -> list[str]:
+        """`evsys train`'s arguments for this experiment (but -m): the in-process plan and the
+        child process compose from these same ones."""
+        where = [f"hydra.sweep.dir={quoted(str(sweep_dir))}"] if sweep_dir is not None else []
+        return [*search_path([config_dir]), f"+experiment={self.stem}", *where, *self.overrides]
+
     def command(self, config_dir: Path, sweep_dir: Path) -> list[str]:
-        return [
-            sys.executable, "-m", "evsys.train", "--config-dir", str(config_dir),
-            f"+experiment={self.stem}", f"hydra.sweep.dir={sweep_dir}",
-            *self.overrides, "-m",
-        ]  # fmt: skip
+        arguments = self.arguments(config_dir, sweep_dir)
+        return [sys.executable, "-m", "evsys.train", *arguments, "-m"]
 
     def launch(self, sweep_dir: str | Path | None = None) -> int:
         """Run every arm in a child process (any Hydra state of the caller is untouched);
         returns its exit code: 0 when every arm completed."""
         sweep_dir = Path(sweep_dir or self.default_sweep_dir()).resolve()
-        return self._launch(sweep_dir)[0]
-
-    def _launch(self, sweep_dir: Path) -> tuple[int, str | None]:
         with self.config_dir() as config_dir:
             return _run_streamed(self.command(config_dir, sweep_dir))
 
     def run(self, sweep_dir: str | Path | None = None) -> ExperimentResult:
-        """Run every arm, then read every ArmResult and the conclusion back from the sweep dir."""
+        """Plan every job in-process (a ConfigError names the arm and key, and nothing is
+        launched), run them in a child process, then read every ArmResult and the conclusion
+        back from the sweep dir. A refusal or crash of the child is raised as its error."""
         sweep_dir = Path(sweep_dir or self.default_sweep_dir()).resolve()
-        code, refusal = self._launch(sweep_dir)
-        if not plan_exists(sweep_dir):
-            if refusal:  # the plan's own one-line reason, as a Python error
-                raise ConfigError(f"experiment {self.preset or self.stem}: {refusal}")
-            raise RuntimeError(
-                f"experiment {self.preset or self.stem} did not start (exit code {code}); "
-                "see the error above"
-            )
+        what = f"experiment {self.preset or self.stem}"
+        launch_id = secrets.token_hex(8)
+        with self.config_dir() as config_dir:
+            plan_arguments(self.arguments(config_dir, sweep_dir), sweep_dir)
+            sweep_dir.mkdir(parents=True, exist_ok=True)  # where the child reports to us
+            command = self.command(config_dir, sweep_dir)
+            code = _run_streamed(command, {launch_report.LAUNCH_ID: launch_id})
+        if report := launch_report.read(sweep_dir, launch_id):
+            raise report.error(what)
+        if not plan_exists(sweep_dir):  # e.g. killed before it could say why
+            raise RuntimeError(f"{what} did not start (exit code {code}); see the error above")
         return load_experiment_result(sweep_dir)
 
     def default_sweep_dir(self) -> Path:
@@ -200,30 +216,24 @@ class Experiment:
         return Path(root or "outputs") / str(name) / stamp
 
 
-def _run_streamed(command: list[str]) -> tuple[int, str | None]:
-    """Run the sweep's process with its output in ours: its exit code, and the reason it gave
-    when it refused to start ("... Nothing was run."), if seen. In a terminal it inherits the
-    terminal (progress bars draw there); otherwise — a notebook, whose cells read sys.stdout
-    and not the process's own stdout, or a pipe — each line is copied into sys.stdout, with
-    colors and cursor tricks turned off, so no raw ANSI codes land in the captured output."""
+def _run_streamed(command: list[str], env: dict[str, str] | None = None) -> int:
+    """Run the sweep's process with its output in ours; its exit code. In a terminal it
+    inherits the terminal (progress bars draw there); otherwise — a notebook, whose cells read
+    sys.stdout and not the process's own stdout, or a pipe — each line is copied into
+    sys.stdout, with colors and cursor tricks turned off, so no raw ANSI codes land in the
+    captured output. What happened is read from the sweep dir, never from this output."""
+    env = {**os.environ, **(env or {})}
     if sys.stdout.isatty():
-        return subprocess.run(command, check=False).returncode, None
-    env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb", "PYTHONUNBUFFERED": "1"}
+        return subprocess.run(command, check=False, env=env).returncode
+    env.update({"NO_COLOR": "1", "TERM": "dumb", "PYTHONUNBUFFERED": "1"})
     env.pop("FORCE_COLOR", None)
-    previous, refusal = "", None
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     ) as process:
         for line in process.stdout:
             sys.stdout.write(line)
             sys.stdout.flush()
-            if line.startswith(NOTHING_RUN) and previous:
-                refusal = LOG_PREFIX.sub("", previous.strip())
-            previous = line
-    return process.returncode, refusal
-
-
-LOG_PREFIX = re.compile(r"^(\[[^\]]*\])+ ?(- )?")  # "[time][HYDRA] ", "[time][evsys][ERROR] - "
+    return process.returncode
 
 
 def _now() -> str:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
@@ -14,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from evsys.compose import composer
 from evsys.errors import ConfigError, DataError
 from evsys.init_from import PARENT, parent_model_dir
 from evsys.records import (
@@ -33,6 +36,22 @@ from evsys.validate import (
     success_metric,
     validate_run_config,
 )
+
+
+def plan_arguments(arguments: list[str], sweep_dir: Path) -> tuple[Plan, list[DictConfig]]:
+    """The plan of `evsys train ARGUMENTS -m`, made in-process and the same way: the master
+    config composed as Hydra's multirun composes it, then plan_sweep over Hydra's config loader,
+    as in the evsys sweeper. Nothing is written; each job's composed config comes with it."""
+    with composer() as compose_with:
+        config = compose_with.sweep(arguments)
+        axes = sweep_axes(config.hydra.sweeper.params or {}, list(config.hydra.overrides.task))
+        plan = plan_sweep(config, axes, compose_with, sweep_dir)
+    return plan, compose_with.jobs
+
+
+def sweep_axes(params: Mapping[str, Any], arguments: list[str]) -> list[str]:
+    """What a sweep expands: hydra.sweeper.params, then the command line's task overrides."""
+    return [f"{key}={value}" for key, value in params.items()] + list(arguments)
 
 
 def plan_sweep(config: DictConfig, axes: list[str], config_loader, sweep_dir: Path) -> Plan:

@@ -14,7 +14,7 @@ import logging
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
@@ -23,10 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 from evsys.errors import NOTHING_RUN, ConfigError, DirInUse, RegistryError
 from evsys.locks import acquire_lock
 from evsys.records import Plan, read_completed
-from evsys.sweep import registry
+from evsys.sweep import launch_report, registry
 from evsys.sweep.callbacks import EXIT_FAILED
 from evsys.sweep.experiment import start_sweep
-from evsys.sweep.plan import plan_sweep, planned_looks, print_plan
+from evsys.sweep.plan import plan_sweep, planned_looks, print_plan, sweep_axes
 from evsys.sweep.reuse import mismatch_message, resolve_mismatches, sort_jobs
 
 log = logging.getLogger("evsys")
@@ -45,15 +45,27 @@ class ExperimentSweeper(Sweeper):
 
         self.hydra_context = hydra_context
         self.config = config
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
+        try:
+            self.launcher = Plugins.instance().instantiate_launcher(
+                hydra_context=hydra_context, task_function=task_function, config=config
+            )
+        except Exception as error:  # a launcher that cannot start: say so in the sweep dir
+            launch_report.report_config(config, launch_report.CRASHED, error)
+            raise
 
     def sweep(self, arguments: list[str]) -> Any:
+        try:
+            return self._sweep(arguments)
+        except Exception as error:  # evsys or a launcher broke: say so in the sweep dir
+            launch_report.report_config(self.config, launch_report.CRASHED, error)
+            raise
+
+    def _sweep(self, arguments: list[str]) -> list:
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        axes = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
+        axes = sweep_axes(self.params, arguments)  # as an in-process plan (evsys.plan) expands
         dry_run = self.config.experiment.dry_run
         try:
+            # Hydra's own config loader composes each job: the one evsys.compose.Composer calls
             plan = plan_sweep(self.config, axes, self.hydra_context.config_loader, sweep_dir)
             if not dry_run:  # a second sweep into this dir fails here, before reading it
                 self.lock = acquire_lock(sweep_dir, "sweep")
@@ -63,9 +75,7 @@ class ExperimentSweeper(Sweeper):
             elif not dry_run:
                 resolve_mismatches(plan, sweep_dir, mismatched, self.config.experiment.on_mismatch)
         except (ConfigError, DirInUse) as error:
-            # The user's mistake, not ours: the message names the arm and key; no traceback.
-            log.error("%s\n%s.", error, NOTHING_RUN)
-            raise SystemExit(EXIT_FAILED) from None
+            _refuse(sweep_dir, error)
         print_plan(plan, pending)
         if dry_run:
             return []
@@ -73,12 +83,14 @@ class ExperimentSweeper(Sweeper):
         if looks is not None and not OmegaConf.select(
             self.config, "hydra.launcher.wait", default=True
         ):
-            log.error(
-                "experiment.adaptive.max_repeats adds seeds after each round, so it needs a "
-                "launcher that waits for the jobs; drop hydra.launcher.wait=false, or set "
-                "experiment.adaptive.max_repeats=0 for a fixed design"
+            _refuse(
+                sweep_dir,
+                ConfigError(
+                    "experiment.adaptive.max_repeats adds seeds after each round, so it needs "
+                    "a launcher that waits for the jobs; drop hydra.launcher.wait=false, or set "
+                    "experiment.adaptive.max_repeats=0 for a fixed design"
+                ),
             )
-            raise SystemExit(EXIT_FAILED)
         if looks is not None:
             from evsys.sweep import adaptive  # scipy: only sweeps that add seeds pay for it
 
@@ -120,6 +132,14 @@ class ExperimentSweeper(Sweeper):
             log.info("adaptive: %d more jobs for %s", len(jobs), ", ".join(arms))
             results += self._launch(pending, sweep_dir, every=plan.planned)
         return results
+
+
+def _refuse(sweep_dir: Path, error: Exception) -> NoReturn:
+    """The user's mistake, not ours: the message names the arm and key; no traceback. Said in
+    the sweep dir too, for Experiment.run() (evsys/sweep/launch_report.py)."""
+    launch_report.report(sweep_dir, launch_report.REFUSED, error)
+    log.error("%s\n%s.", error, NOTHING_RUN)
+    raise SystemExit(EXIT_FAILED) from None
 
 
 def _interrupted(sweep_dir: Path) -> None:
