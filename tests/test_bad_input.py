@@ -25,6 +25,7 @@ from tests.test_experiment import write_preset
 
 
 # ------------------------------------------------------------------ 5. names stay inside
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "override", ["experiment.name=../../etc/evil", "arm=../../x", "arm=a/b", "experiment.name=.."]
 )
@@ -53,6 +54,7 @@ def test_cli_refuses_escaping_names_before_any_dir_exists(tmp_path, mode):
 
 
 # ------------------------------------------------------------------ 6. refused at planning
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -109,6 +111,7 @@ def test_planning_refuses_bad_arms_before_any_training(tmp_path):
     assert code == 0 and "val/loss (min: lower is better)" in output, output[-2000:]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("name", "mode"),
     [

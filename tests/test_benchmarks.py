@@ -17,6 +17,7 @@ def tiny_model(tokenizer, seed=0):
     return tiny_qwen3(tokenizer, seed=seed)
 
 
+@pytest.mark.integration
 def test_metric_names_and_ranges(tokenizer):
     model = tiny_model(tokenizer).train()
     metrics = evaluate_benchmarks(model, tokenizer, ["addition", "reversal", "sorting"], **SETTINGS)
@@ -36,6 +37,7 @@ def test_unknown_benchmark_is_named(tokenizer):
         evaluate_benchmarks(tiny_model(tokenizer), tokenizer, ["reversal", "reversel"], **SETTINGS)
 
 
+@pytest.mark.integration
 def test_left_padded_batch_generates_like_single_prompts(tokenizer):
     model = tiny_model(tokenizer, seed=1)
     prompts = ["1+2=", "reverse abcdefg=", "sort dcba=", "99+99=", "reverse xyz="]
@@ -45,6 +47,7 @@ def test_left_padded_batch_generates_like_single_prompts(tokenizer):
     assert any(batched)  # a random model says something, so the comparison is not vacuous
 
 
+@pytest.mark.integration
 def test_generation_batches_longest_first_within_the_token_budget(tokenizer):
     from evsys.evaluation.held_out import _generation_batches
 
@@ -59,6 +62,7 @@ def test_generation_batches_longest_first_within_the_token_budget(tokenizer):
     assert budgeted == generate_greedy(model, tokenizer, prompts, 5, max_new_tokens=12)
 
 
+@pytest.mark.integration
 def test_completion_losses_in_length_order_equal_one_by_one(tokenizer):
     """Batches are formed longest first; each example's loss is still its own, in order."""
     from evsys.evaluation.held_out import completion_losses
@@ -76,6 +80,7 @@ def test_completion_losses_in_length_order_equal_one_by_one(tokenizer):
     assert len(set(round(x, 4) for x in batched)) == len(examples)  # not all the same
 
 
+@pytest.mark.integration
 def test_a_model_that_learned_the_answers_scores_one(tokenizer):
     """Overfit the scored examples, through the same tokenize and pack path training uses."""
     benchmark = get_benchmark("reversal", BenchmarkSettings(**SETTINGS))

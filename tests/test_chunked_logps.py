@@ -252,6 +252,7 @@ def sft_batches(tokenizer):
     return {"packed": packed, "padded": padded}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("layout", ["packed", "padded"])
 @pytest.mark.parametrize("kind", list(MODELS))
 def test_sft_loss_and_gradients_equal_full_logits(tokenizer, sft_batches, kind, layout):
@@ -322,6 +323,7 @@ def grpo_rows(tokenizer, seed: int = 0):
     return input_ids, torch.cat([prompt_mask, completion_mask], dim=1), completion_mask
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 @pytest.mark.parametrize("kind", list(MODELS))
 def test_grpo_logps_and_gradients_equal_full_logits(tokenizer, kind, temperature):

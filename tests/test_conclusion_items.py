@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from evsys.conclusion.build import build_conclusion
 from evsys.conclusion.scores import metric_bounds
@@ -70,6 +71,7 @@ def test_a_prediction_is_what_the_verdict_answers(tmp_path):
     assert c.verdict == "refuted" and c.kind == "preregistered"
 
 
+@pytest.mark.integration
 def test_aa_sweeps_are_rarely_supported_through_the_conclusion(tmp_path):
     """No true difference (4 arms, 3 seeds, 128 items, seed and item effects): the real
     conclusion code says supported in at most ~5% of sweeps (binomial slack for 60 sweeps)."""

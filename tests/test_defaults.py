@@ -44,6 +44,7 @@ def has_comment(text: str, key: str) -> bool:
     return False
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(("group", "option"), options())
 def test_group_option_equals_its_schema_defaults_except_commented_keys(group, option):
     composed = compose_run_config([f"{group}={option}"])

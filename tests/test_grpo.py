@@ -280,6 +280,7 @@ def test_grpo_addition_preset_end_to_end(tmp_path):
 
 
 # ---------------------------------------------------------------------------------- bad input
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -288,6 +288,7 @@ def untied_tiny_model(tokenizer) -> transformers.PreTrainedModel:
     return tiny_qwen3(tokenizer, tie_word_embeddings=False)
 
 
+@pytest.mark.integration
 def test_in_memory_scoring_of_both_request_kinds_keeps_the_random_streams(tmp_path, monkeypatch):
     """Multiple choice (loglikelihood) and generation (generate_until) through the byte
     tokenizer; the generation task's targets are evsys's own greedy answers for half of the
@@ -339,6 +340,7 @@ aggregate_metric_list:
 """
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("weighted", [True, False])
 def test_a_group_writes_items_per_subtask(tmp_path, monkeypatch, weighted):
     """Each subtask under its own label; the group's own items only where its number is
@@ -393,6 +395,7 @@ def test_missing_lm_eval_is_named_before_training(tmp_path):
     assert not (tmp_path / "arm" / "checkpoints").exists()  # nothing was trained
 
 
+@pytest.mark.integration
 def test_unknown_harness_task_is_named(tmp_path):
     tasks_dir = write_task(tmp_path / "tasks")
     overrides = [f"eval.benchmarks=[harness:{TASK}x]", f"eval.harness.include_path={tasks_dir}"]

@@ -496,12 +496,14 @@ def aa_rate(n_arms, n_seeds, baseline, reps, effects=None, seed=0):
     return rate(hits, reps)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("n_seeds", [2, 3, 5])
 def test_aa_two_arms_is_calibrated(n_seeds):
     got, tol = aa_rate(2, n_seeds, False, 600)
     assert got <= 0.05 + tol
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("n_arms", [4, 8])
 @pytest.mark.parametrize("n_seeds", [2, 3, 5])
 @pytest.mark.parametrize("baseline", [False, True])
@@ -510,6 +512,7 @@ def test_aa_many_arms_is_calibrated(n_arms, n_seeds, baseline):
     assert got <= 0.05 + tol
 
 
+@pytest.mark.integration
 def test_best_of_two_tied_leaders_is_not_claimed():
     # least favourable for "the best beats all": two tied leaders, the rest far behind
     got, tol = aa_rate(4, 3, False, 400, effects=[0.0, 0.0, -3.0, -3.0])
@@ -538,6 +541,7 @@ def sequential_aa_rate(n_arms, baseline, looks, reps):
     return rate(hits, reps)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("n_arms,baseline", [(2, False), (4, True)])
 def test_sequential_aa_is_calibrated(n_arms, baseline):
     got, tol = sequential_aa_rate(n_arms, baseline, (2, 3, 5), 300)

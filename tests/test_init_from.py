@@ -91,6 +91,7 @@ def _resolve(root: Path, *overrides: str) -> str | None:
     return resolve_init_from(cfg)
 
 
+@pytest.mark.integration
 def test_parent_errors_name_the_problem(tmp_path):
     assert _resolve(tmp_path) is None
     assert _resolve(tmp_path, "model.init_from=some/dir") == "some/dir"  # checked when loading

@@ -86,6 +86,7 @@ def _example_starts(rows) -> list[str]:
     ]
 
 
+@pytest.mark.integration
 def test_mixture_errors_name_the_component(tmp_path):
     a, b = mixture_files(tmp_path)
     with pytest.raises(ConfigError, match=r"data.mixture\[1\].weight=0.0 must be positive"):

@@ -39,6 +39,7 @@ def run_cell(code: str, timeout: float = 300) -> str:
         kernel.shutdown_kernel(now=True)
 
 
+@pytest.mark.integration
 def test_run_experiment_in_a_notebook_shows_progress_and_summary(tmp_path):
     shown = run_cell(CELL.format(fast=FAST, job=str(tmp_path / "arm")))
     assert "STATUS completed" in shown, shown[-3000:]

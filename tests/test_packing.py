@@ -196,6 +196,7 @@ def test_collate_padded(tokenized):
     )
 
 
+@pytest.mark.integration
 def test_packed_loss_equals_padded_loss(model, tokenized):
     rows = pack_examples(tokenized, ROW_LENGTH)
     packed = collate_packed(rows, pad_id=257)

@@ -162,6 +162,7 @@ tags: [one]
 """
 
 
+@pytest.mark.integration
 def test_a_single_run_with_repeats_plans_as_its_preset(tmp_path):
     from evsys.records import group_id
     from evsys.sweep.expand import plan_experiment
@@ -176,6 +177,7 @@ def test_a_single_run_with_repeats_plans_as_its_preset(tmp_path):
     assert [_config(cfg) for cfg in page_runs] == [_config(cfg) for cfg in preset_runs]
 
 
+@pytest.mark.integration
 def test_the_readmes_page_file_plans_as_it_says(tmp_path):
     import re
 

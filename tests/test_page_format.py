@@ -109,6 +109,7 @@ def test_presets_are_not_taken_for_the_page_format():
 
 
 # -------------------------------------------------------------------------------- expand_runs
+@pytest.mark.integration
 def test_expand_runs_counts_run_times_repeats_runs_and_matrix():
     run = evsys.expand_runs({"run": RUN, "n_repeats": 3, "base_seed": 7})
     assert [(cfg.arm, cfg.seed) for cfg in run] == [("default", 7), ("default", 8), ("default", 9)]
@@ -125,6 +126,7 @@ def test_expand_runs_counts_run_times_repeats_runs_and_matrix():
     assert all(isinstance(cfg.algorithm.max_steps, int) for cfg in cells)  # validated configs
 
 
+@pytest.mark.integration
 def test_expand_runs_takes_an_experiment_a_config_or_a_path():
     path = EXAMPLES / "runs.yaml"
     by_path = evsys.expand_runs(path)
@@ -221,6 +223,7 @@ algorithm:
 """
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("page", "preset"),
     [(RUNS_PAGE, RUNS_PRESET), (MATRIX_PAGE, MATRIX_PRESET), (CONTINUAL_PAGE, CONTINUAL_PRESET)],
@@ -238,6 +241,7 @@ def test_page_and_preset_plan_the_same_jobs(tmp_path, page, preset):
     assert page_plan.metadata == preset_plan.metadata
 
 
+@pytest.mark.integration
 def test_prediction_is_kept_in_the_plan(tmp_path):
     text = RUNS_PAGE + "prediction: {better: fast, than: slow}\n"
     plan, _ = plan_experiment(_write(tmp_path, text))
@@ -249,6 +253,7 @@ def test_prediction_is_kept_in_the_plan(tmp_path):
 ADDITION = {"data": {"dataset_name": "addition"}}
 
 
+@pytest.mark.integration
 def test_python_config_equals_the_file(tmp_path):
     path = _write(tmp_path, RUNS_PAGE)
     config = evsys.ExperimentConfig(
@@ -269,6 +274,7 @@ def test_python_config_equals_the_file(tmp_path):
     assert isinstance(config, evsys.config.ExperimentConfig)  # the experiment node's fields
 
 
+@pytest.mark.integration
 def test_different_algorithms_per_run_pick_the_group_option(tmp_path):
     text = "runs:\n  s: {algorithm: {kind: sft}}\n  d: {algorithm: {kind: dpo, beta: 0.5}}\n"
     plan, runs = plan_experiment(_write(tmp_path, text))
@@ -346,6 +352,7 @@ def test_a_named_run_and_a_metric_given_by_name(tmp_path):
     )  # fmt: skip  (a loss named without a mode is ranked lowest first)
 
 
+@pytest.mark.integration
 def test_expand_runs_of_a_preset_with_a_swept_override():
     runs = evsys.expand_runs(REPO / "evsys/conf/experiment/demo.yaml", ["algorithm.max_steps=3,4"])
     assert len(runs) == 2 * 2 * 3  # arms x cells x n_repeats

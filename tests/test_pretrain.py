@@ -90,6 +90,7 @@ def test_pretrain_on_preference_pairs_says_what_to_do(tmp_path):
         load_split(data_config(path), "train", None, "text")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "overrides, expected",
     [

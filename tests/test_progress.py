@@ -42,6 +42,7 @@ def test_outside_a_terminal_progress_lines_and_the_summary_show(tmp_path):
     assert "Epoch" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) for a terminal")
 def test_in_a_terminal_one_bar_counts_steps(tmp_path):
     train = " ".join([sys.executable, "-m", "evsys.train", *FAST, "hydra.run.dir=run"])

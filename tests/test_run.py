@@ -22,7 +22,6 @@ def finished_arm(tmp_path_factory):
     return run_experiment(cfg, job_dir=job_dir), job_dir
 
 
-@pytest.mark.integration
 def test_record_has_every_field(finished_arm):
     result, job_dir = finished_arm
     record = json.loads((job_dir / "result.json").read_text())
@@ -66,7 +65,6 @@ def test_export_loads_with_plain_transformers(finished_arm):
     assert (job_dir / "model" / "model.safetensors").is_file()
 
 
-@pytest.mark.integration
 def test_tensorboard_has_one_train_loss_point_per_logged_step(finished_arm):
     _, job_dir = finished_arm
     events = EventAccumulator(str(job_dir / "tensorboard"))
@@ -77,7 +75,6 @@ def test_tensorboard_has_one_train_loss_point_per_logged_step(finished_arm):
     assert "val/loss" in events.Tags()["scalars"]
 
 
-@pytest.mark.integration
 def test_same_config_and_seed_give_same_metrics(tmp_path, finished_arm):
     first, _ = finished_arm
     cfg = compose_run_config([*FAST, "data=addition", "seed=3", "tags=[smoke]"])

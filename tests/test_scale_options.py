@@ -48,6 +48,7 @@ def loss_and_grads(module: SFTModule, batch: dict) -> tuple[torch.Tensor, dict]:
 
 
 # --------------------------------------------------------------------- gradient checkpointing
+@pytest.mark.integration
 @pytest.mark.parametrize("lora", [False, True])
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients(tokenizer, tokenized, lora):
     extra = ["model.lora.r=4"] if lora else []
@@ -88,6 +89,7 @@ def per_example_losses(module: SFTModule, batch: dict) -> torch.Tensor:
     return losses, mask
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("implementation", ["sdpa", "eager", "flex_attention"])
 def test_packed_loss_equals_unpacked_loss_per_example(tokenizer, tokenized, implementation):
     """flex_attention runs forward only here: torch has no flex backward on CPU."""

@@ -51,7 +51,6 @@ def test_an_unknown_name_is_an_attribute_error():
         evsys_sdk.Experimnt  # noqa: B018
 
 
-@pytest.mark.integration
 def test_the_page_snippet_runs_as_written(tmp_path):
     (tmp_path / "config.yaml").write_text(CONFIG_YAML)
     done = subprocess.run(
