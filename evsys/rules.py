@@ -76,26 +76,29 @@ def choices_of(schema: type, name: str) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------------------------ the check
-def check_fields(node: DictConfig, where: str = "") -> None:
+def check_fields(node: DictConfig, where: str = "", given: Any = None) -> None:
     """Every field of `node` (merged into its dataclass schema) and of the schemas nested in it
     within its choices and range; a ConfigError names the first that is not, as `where` + key.
-    Missing values and interpolations that do not resolve are left to the caller."""
+    `given`: the values as a file wrote them (before the schema made 1 into 1.0), for the
+    message. Missing values and interpolations that do not resolve are left to the caller."""
     schema = OmegaConf.get_type(node)
     if not dataclasses.is_dataclass(schema):
         return
+    given = given if isinstance(given, dict) else {}
     for item in dataclasses.fields(schema):
         if item.name not in node:
             continue
-        key = f"{where}{item.name}"
+        key, written = f"{where}{item.name}", given.get(item.name)
         value = OmegaConf.select(node, item.name, default=None, throw_on_resolution_failure=False)
         if isinstance(value, DictConfig):
-            check_fields(value, f"{key}.")
+            check_fields(value, f"{key}.", written)
         elif isinstance(value, ListConfig):
             for index, element in enumerate(value):
                 if isinstance(element, DictConfig):
-                    check_fields(element, f"{key}[{index}].")
+                    mine = written[index] if isinstance(written, list) else None
+                    check_fields(element, f"{key}[{index}].", mine)
         elif value is not None:
-            check_value(key, value, rules_of(schema, item.name))
+            check_value(key, value, rules_of(schema, item.name), written)
 
 
 def rules_of(schema: type, name: str) -> dict:
@@ -108,8 +111,9 @@ def rules_of(schema: type, name: str) -> dict:
     return {}
 
 
-def check_value(key: str, value: Any, metadata: Any) -> None:
-    """`value` of `key` within the choices and range of its field's metadata."""
+def check_value(key: str, value: Any, metadata: Any, written: Any = None) -> None:
+    """`value` of `key` within the choices and range of its field's metadata (shown as
+    `written` when given)."""
     choices = metadata.get(CHOICES)
     if choices is not None and value not in choices:
         close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
@@ -118,7 +122,8 @@ def check_value(key: str, value: Any, metadata: Any) -> None:
     bounds = metadata.get(RANGE)
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if bounds is not None and number and not bounds.holds(value):
-        raise ConfigError(f"{key}={value} {bounds.text()}")
+        shown = value if written is None else written
+        raise ConfigError(f"{key}={shown} {bounds.text()}")
 
 
 def fields_with_rules(schema: type, where: str = "") -> list[tuple[str, dict]]:

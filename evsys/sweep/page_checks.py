@@ -59,7 +59,7 @@ def check_run(tree: Any, where: str) -> dict[str, Any]:
     # The choices and ranges every composed config is checked against (evsys/rules.py), named
     # as written in the file: runs[1].algorithm.lr. (The defaults are within them; values left
     # to interpolations are checked when the plan composes.)
-    check_fields(merged, f"{where}.")
+    check_fields(merged, f"{where}.", body)
     try:
         OmegaConf.to_object(merged.algorithm)  # the algorithm's own value checks
     except ConfigError as error:
