@@ -155,9 +155,12 @@ def check_metric(cfg: DictConfig, name: str, key: str = "experiment.success_metr
         return
     why = produced.absent.get(name)
     text = f"{key}={name!r} is not a metric this job produces" + (f": {why}." if why else ".")
-    close = difflib.get_close_matches(name, produced.names, n=1, cutoff=0.6)
+    known = produced.names + list(produced.absent)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     if close and not why:
         text += f" Did you mean {close[0]!r}?"
+        if close[0] in produced.absent:
+            text += f" It is not produced either: {produced.absent[close[0]]}."
     label = name.split("/")[1] if name.startswith("eval/") and name.count("/") >= 2 else None
     if own := [n for n in produced.names if label and n.startswith(f"eval/{label}/")]:
         text += f" eval/{label} produces {', '.join(own)}."
