@@ -125,7 +125,7 @@ class DatasetConfig:
     train_split: str = "train"  # local and hub datasets: the split trained on
     eval_split: str | None = None  # None: "validation" or "test" if present, else held out
     # share of train held out (seeded by data.seed) if no eval split
-    eval_fraction: float = within(0.1, 0, 1)
+    eval_fraction: float = within(0.1, 0, 1, low_open=True)
     transforms: list[Any] = field(default_factory=list)  # ordered steps, see docs/data.md
     num_train: int = at_least(20000, 1)  # built-in tasks: training examples generated
     num_eval: int = at_least(256, 1)  # built-in tasks: held-out examples generated

@@ -65,9 +65,10 @@ def above(default: Any, low: float, why: str = "") -> Any:
     return dataclasses.field(default=default, metadata={RANGE: Range(low, True, why=why)})
 
 
-def within(default: Any, low: float, high: float, why: str = "") -> Any:
-    """A number in [low, high)."""
-    return dataclasses.field(default=default, metadata={RANGE: Range(low, high=high, why=why)})
+def within(default: Any, low: float, high: float, why: str = "", low_open: bool = False) -> Any:
+    """A number in [low, high), or in (low, high) when low_open."""
+    bounds = Range(low, low_open, high=high, why=why)
+    return dataclasses.field(default=default, metadata={RANGE: bounds})
 
 
 def choices_of(schema: type, name: str) -> tuple[str, ...]:

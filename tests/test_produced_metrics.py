@@ -12,8 +12,9 @@ import pytest
 import evsys
 from evsys import compose_run_config, run_experiment
 from evsys.errors import ConfigError
-from evsys.metric_names import check_metric, check_record, produced_metrics
+from evsys.metric_names import check_record, produced_metrics
 from evsys.records import ArmResult
+from evsys.validate import check_success_metric
 from tests.conftest import FAST, REPO, cli_env, run_cli
 
 TINY = ["model.hidden_size=64", "model.num_layers=2", "model.intermediate_size=128"]
@@ -64,9 +65,11 @@ def test_a_continual_chain_produces_its_continual_metrics():
     ],
 )
 def test_a_metric_no_record_will_hold_is_refused(overrides, metric, named):
-    cfg = compose_run_config(overrides)
+    """check_success_metric, as the plan calls it on every job's composed config (a single
+    RunConfig may name any metric: tests/test_bad_input.py ranks names it does not produce)."""
+    cfg = compose_run_config([*overrides, f"experiment.success_metric.name={metric}"])
     with pytest.raises(ConfigError) as error:
-        check_metric(cfg, metric)
+        check_success_metric(cfg, metric)
     message = str(error.value)
     assert f"experiment.success_metric.name='{metric}' is not a metric this job produces" in message
     assert named in message and "The job produces train/loss" in message
