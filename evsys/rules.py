@@ -4,8 +4,9 @@ reads them.
 A field of evsys/config.py that takes one of a few values is declared with `one_of`, a numeric
 field with a range with `at_least`, `above` or `within`; `check_fields` walks a config merged
 into its schemas and rejects every value outside them, naming the full key and what is allowed.
-Code that dispatches on such a value reads the choices here (`choices_of`), never a list of
-its own. No torch, no evsys imports beyond errors: config.py builds its fields from this.
+The lists of values are in evsys/choices.py; code that dispatches on a value imports its list
+from there (or reads a field's with `choices_of`), never keeps one of its own. No torch, no
+evsys imports beyond errors: config.py builds its fields from this.
 """
 
 from __future__ import annotations

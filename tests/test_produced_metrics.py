@@ -17,6 +17,7 @@ from evsys.records import ArmResult
 from evsys.validate import check_success_metric
 from tests.conftest import FAST, REPO, cli_env, run_cli
 
+STAGES = "experiment.continual.datasets"
 TINY = ["model.hidden_size=64", "model.num_layers=2", "model.intermediate_size=128"]
 GRPO = ["algorithm=grpo", "data=addition", "algorithm.num_generations=2"]
 GRPO += ["algorithm.max_completion_length=4", "algorithm.rewards=[exact_match,partial_credit]"]
@@ -171,8 +172,9 @@ def test_evsys_run_dry_run_refuses_before_the_plan_prints(tmp_path):
         [*FAST, *TINY, "algorithm=dpo", "data=addition", "algorithm.max_steps=2"],
         [*FAST, *TINY, *GRPO, "algorithm.max_steps=2"],
         [*FAST, *TINY, "algorithm.max_steps=1"],  # validation never runs
+        [*FAST, *TINY, f"{STAGES}=[{{dataset_name:addition}},{{dataset_name:sorting}}]"],
     ],
-    ids=["sft", "dpo", "grpo", "no-validation"],
+    ids=["sft", "dpo", "grpo", "no-validation", "continual"],
 )
 def test_a_real_record_holds_exactly_the_produced_metrics(tmp_path, overrides):
     cfg = compose_run_config(overrides)
