@@ -3,36 +3,37 @@
 Each group file under conf/ starts from its schema (`defaults: [/schema/<group>/<name>@_here_]`)
 and sets only what deliberately differs from it, so Hydra type-checks values and rejects
 unknown keys while composing. evsys/validate.py checks the composed config once more (keys
-added with `+key=value`, ranges, data, benchmarks). Schemas only: no torch, no models.
+added with `+key=value`, data, benchmarks). Schemas only: no torch, no models.
 
-Every field has a type, a default and one line of help (the comment beside it).
+Every field has a type, a default and one line of help (the comment beside it); a field with
+a few allowed values or a range declares them with evsys/rules.py's `one_of`, `at_least`,
+`above` or `within` (the lists are in evsys/choices.py), checked on every composed config.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from omegaconf import MISSING
 
+from evsys import choices as allowed  # the allowed values of enumerated fields
 from evsys.errors import ConfigError
+from evsys.rules import above, at_least, one_of, within
+
 
 # --------------------------------------------------------------------------------------- model
-# data.packing_strategy: best_fit fills rows, but each row then holds examples of about one
-# length (longest first); next_fit keeps the data order and closes a row as soon as the next
-# example does not fit (rows of mixed lengths, less full). docs/scale.md.
-PACKING_STRATEGIES = ("best_fit", "next_fit")
-
-
 @dataclass
 class LoraConfig:
-    r: int = 0  # LoRA rank; 0 trains all weights
-    alpha: int = 16  # LoRA scaling numerator (scale = alpha / r)
-    dropout: float = 0.0  # dropout on the LoRA input
+    r: int = at_least(0, 0)  # LoRA rank; 0 trains all weights
+    alpha: int = above(16, 0)  # LoRA scaling numerator (scale = alpha / r)
+    dropout: float = within(0.0, 0, 1)  # dropout on the LoRA input
+    # module names that get adapters
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
-    )  # module names that get adapters
-    export: str = "merged"  # merged: plain weights | adapter: peft files (+ model/base/ if fresh)
+    )
+    # merged: plain weights | adapter: peft files (+ model/base/ if fresh)
+    export: str = one_of("merged", allowed.LORA_EXPORTS)
 
 
 # Where the tokenizer comes from, first set first; none set: the built-in byte tokenizer.
@@ -42,13 +43,13 @@ TOKENIZER_SOURCES = ("tokenizer", "init_from", "name")
 @dataclass
 class ModelConfig:
     name: str | None = None  # hub id or local directory; None builds a fresh model from arch below
-    arch: str = "qwen3"  # architecture when building from a config: qwen3 | llama
-    hidden_size: int = 128  # width of the residual stream
-    num_layers: int = 4  # decoder blocks
-    num_heads: int = 4  # attention heads
-    num_kv_heads: int = 2  # key/value heads (grouped-query attention)
-    intermediate_size: int = 384  # MLP width
-    max_position_embeddings: int = 512  # longest sequence the model supports
+    arch: str = one_of("qwen3", allowed.ARCHITECTURES)  # architecture when building from a config
+    hidden_size: int = at_least(128, 1)  # width of the residual stream
+    num_layers: int = at_least(4, 1)  # decoder blocks
+    num_heads: int = at_least(4, 1)  # attention heads
+    num_kv_heads: int = at_least(2, 1)  # key/value heads (grouped-query attention)
+    intermediate_size: int = at_least(384, 1)  # MLP width
+    max_position_embeddings: int = at_least(512, 1)  # longest sequence the model supports
     # Share input and output embeddings. Untied, tokens a task never shows keep distinct input
     # embeddings while another task is trained (see conf/experiment/continual_demo.yaml).
     tie_word_embeddings: bool = True
@@ -60,7 +61,7 @@ class ModelConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)  # parameter-efficient fine-tuning
     # Recompute each block's activations in the backward pass: far less memory, ~1/3 more compute.
     gradient_checkpointing: bool = False
-    attn_implementation: str = "sdpa"  # sdpa | eager | flex_attention | flash_attention_2
+    attn_implementation: str = one_of("sdpa", allowed.ATTN_IMPLEMENTATIONS)  # attention kernel
 
 
 # ----------------------------------------------------------------------------------- algorithm
@@ -69,27 +70,33 @@ class AlgorithmConfig:
     """Fields every algorithm shares; each algorithm module subclasses it."""
 
     kind: str = MISSING  # which algorithm (evsys/algorithms.py lists them)
-    lr: float = 3e-3  # peak learning rate of AdamW
-    max_steps: int = 180  # optimizer steps
-    batch_size: int = 16  # rows per micro-batch (packed rows when data.packing)
-    accumulate_grad_batches: int = 1  # micro-batches per optimizer step
-    warmup_steps: int = 20  # linear warm-up from 0 to lr
-    schedule: str = "cosine"  # decay after warm-up: cosine | linear | constant
-    min_lr_ratio: float = 0.1  # final lr as a fraction of lr (cosine/linear)
-    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    # 0 is allowed: an arm that scores its starting model as is (grpo_addition's baseline)
+    lr: float = at_least(3e-3, 0, "0 leaves the weights as they start")  # peak lr of AdamW
+    max_steps: int = at_least(180, 1)  # optimizer steps
+    batch_size: int = at_least(16, 1)  # rows per micro-batch (packed rows when data.packing)
+    accumulate_grad_batches: int = at_least(1, 1)  # micro-batches per optimizer step
+    warmup_steps: int = at_least(20, 0, "0 for none")  # linear warm-up from 0 to lr
+    schedule: str = one_of("cosine", allowed.SCHEDULES)  # decay after warm-up
+    min_lr_ratio: float = at_least(0.1, 0)  # final lr as a fraction of lr (cosine/linear)
+    weight_decay: float = at_least(0.0, 0)  # AdamW decoupled weight decay
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # AdamW betas
-    grad_clip: float = 1.0  # clip the global gradient norm to this; 0 disables
+    grad_clip: float = at_least(1.0, 0)  # clip the global gradient norm to this; 0 disables
+    # Not config keys: what the algorithm's module logs (evsys/metric_names.py reads them).
+    # val/<name> each validation logs; the record keeps them.
+    validation_metrics: ClassVar[tuple[str, ...]] = ("loss",)
+    # train/<name> logged each step besides train/loss: TensorBoard curves, not in the record
+    curves: ClassVar[tuple[str, ...]] = ("lr",)
 
 
 # ------------------------------------------------------------------------------------- backend
 @dataclass
 class BackendConfig:
-    accelerator: str = "cpu"  # cpu | gpu | auto
+    accelerator: str = one_of("cpu", allowed.ACCELERATORS)  # where it trains
     devices: Any = 1  # devices per node (int, or "auto")
-    num_nodes: int = 1  # nodes for multi-node training
-    strategy: str = "auto"  # Lightning strategy: auto | ddp | ...; fsdp: FSDP2 (backend=fsdp)
-    precision: str = "32-true"  # Lightning precision: 32-true | bf16-mixed | 16-mixed | bf16-true
-    num_threads: int | None = None  # torch CPU threads; None keeps torch's default
+    num_nodes: int = at_least(1, 1)  # nodes for multi-node training
+    strategy: str = one_of("auto", allowed.STRATEGIES)  # Lightning's; fsdp: FSDP2 (backend=fsdp)
+    precision: str = one_of("32-true", allowed.PRECISIONS)  # Lightning precision
+    num_threads: int | None = at_least(None, 1)  # torch CPU threads; None keeps torch's default
     compile: bool = False  # torch.compile the model's decoder blocks (first steps compile)
 
 
@@ -113,14 +120,15 @@ class DatasetConfig:
 
     dataset_name: str = "reversal"  # a built-in task, a local file/folder, or a hub id
     config_name: str | None = None  # hub datasets: the configuration (subset), if any
-    format: str = "auto"  # auto | prompt_completion | prompt_answer | chat | text | preference
+    format: str = one_of("auto", allowed.FORMATS)  # how rows become examples
     columns: DataColumns = field(default_factory=DataColumns)  # source column names
     train_split: str = "train"  # local and hub datasets: the split trained on
     eval_split: str | None = None  # None: "validation" or "test" if present, else held out
-    eval_fraction: float = 0.1  # share of train held out (seeded by data.seed) if no eval split
+    # share of train held out (seeded by data.seed) if no eval split
+    eval_fraction: float = within(0.1, 0, 1, low_open=True)
     transforms: list[Any] = field(default_factory=list)  # ordered steps, see docs/data.md
-    num_train: int = 20000  # built-in tasks: training examples generated
-    num_eval: int = 256  # built-in tasks: held-out examples generated
+    num_train: int = at_least(20000, 1)  # built-in tasks: training examples generated
+    num_eval: int = at_least(256, 1)  # built-in tasks: held-out examples generated
     seed: int = 0  # seed of the data itself (the run's `seed` drives init and order)
 
 
@@ -129,7 +137,8 @@ class MixtureComponent(DatasetConfig):
     """One weighted dataset of `data.mixture`; its fields default as data.* fields do."""
 
     dataset_name: str = MISSING  # this component's dataset (task, local path or hub id)
-    weight: float = 1.0  # sampling proportion of the training mix (normalised over components)
+    # sampling proportion of the training mix (normalised over components)
+    weight: float = above(1.0, 0)
     seed: int | None = None  # None: data.seed
 
 
@@ -138,14 +147,17 @@ class DataConfig(DatasetConfig):
     # Weighted datasets trained together; when set, they replace dataset_name and the fields
     # above (docs/data.md#mixtures). None: the one dataset above.
     mixture: list[MixtureComponent] | None = None
-    max_length: int = 128  # tokens per row: packed row length, and truncation limit
+    max_length: int = at_least(128, 1)  # tokens per row: packed row length, and truncation limit
     packing: bool = True  # pack several examples into each training row
-    packing_window: int = 4096  # examples packed together, best fit longest first (docs/scale.md)
-    packing_strategy: str = "best_fit"  # one of PACKING_STRATEGIES
-    num_workers: int = 0  # DataLoader worker processes
+    # examples packed together, best fit longest first (docs/scale.md)
+    packing_window: int = at_least(4096, 1)
+    # best_fit: full rows of like lengths | next_fit: data order kept (evsys/choices.py)
+    packing_strategy: str = one_of("best_fit", allowed.PACKING_STRATEGIES)
+    num_workers: int = at_least(0, 0)  # DataLoader worker processes
     cache: bool = True  # reuse loaded and tokenized data across runs (docs/data.md#caching)
     cache_dir: str | None = None  # None: $EVSYS_CACHE_DIR, else ~/.cache/evsys/data
-    num_proc: int | None = None  # tokenization processes; None: all cores for >= 20k examples
+    # tokenization processes; None: all cores for >= 20k examples
+    num_proc: int | None = at_least(None, 1)
 
 
 # ---------------------------------------------------------------------------------------- eval
@@ -154,9 +166,11 @@ class HarnessConfig:
     """Settings of every `harness:<task>` benchmark (lm-evaluation-harness, docs/evaluation.md)."""
 
     include_path: str | None = None  # folder of local lm-eval task YAMLs, added to its own tasks
-    num_fewshot: int | None = None  # few-shot examples per prompt; None: each task's default
-    limit: int | None = None  # examples scored per task; None: all (the standard number)
-    batch_size: int = 8  # requests per forward pass
+    # few-shot examples per prompt; None: each task's default
+    num_fewshot: int | None = at_least(None, 0)
+    # examples scored per task; None: all (the standard number)
+    limit: int | None = at_least(None, 1)
+    batch_size: int = at_least(8, 1)  # requests per forward pass
 
 
 @dataclass
@@ -164,18 +178,19 @@ class EvalConfig:
     # names scored after training: a built-in task, the training dataset, harness:<task>
     # (lm-evaluation-harness) or class:<module.Class> (your own Benchmark subclass)
     benchmarks: list[Any] = field(default_factory=list)
-    batch_size: int = 64  # prompts per generation batch
-    max_examples: int = 256  # held-out examples scored per benchmark
-    max_new_tokens: int = 32  # generation budget per answer
+    batch_size: int = at_least(64, 1)  # prompts per generation batch
+    max_examples: int = at_least(256, 1)  # held-out examples scored per benchmark
+    max_new_tokens: int = at_least(32, 1)  # generation budget per answer
     harness: HarnessConfig = field(default_factory=HarnessConfig)  # harness:<task> settings
 
 
 @dataclass
 class ValidationConfig:
     enabled: bool = True  # compute val/loss during training
-    every_n_steps: int = 50  # validate every this many optimizer steps
-    num_batches: int = 4  # validation batches per check
-    benchmarks_every_n_steps: int = 0  # also score benchmarks this often in training; 0: never
+    every_n_steps: int = at_least(50, 1)  # validate every this many optimizer steps
+    num_batches: int = at_least(4, 1)  # validation batches per check
+    # also score benchmarks this often in training; 0: never
+    benchmarks_every_n_steps: int = at_least(0, 0)
     benchmarks: list[str] | None = None  # which ones then; None: all of eval.benchmarks
 
 
@@ -191,44 +206,34 @@ class PretrainConfig(AlgorithmConfig):
     kind: str = "pretrain"
 
 
-LOSS_TYPES = ("sigmoid", "ipo", "simpo")
-SMOOTHED = ("sigmoid", "simpo")  # the losses label smoothing applies to
-
-
 @dataclass
 class DPOConfig(AlgorithmConfig):
     kind: str = "dpo"
     lr: float = 1e-4  # peak learning rate; well below SFT's: DPO fine-tunes a trained policy
     max_steps: int = 100  # optimizer steps
     warmup_steps: int = 10  # linear warm-up from 0 to lr
-    loss_type: str = "sigmoid"  # sigmoid: DPO | ipo: IPO | simpo: SimPO (reference-free)
-    beta: float = 0.1  # sigmoid/ipo: pull towards the reference; simpo: reward scale (try 2)
-    label_smoothing: float = 0.0  # sigmoid/simpo: assumed share of flipped labels, in [0, 0.5)
+    loss_type: str = one_of("sigmoid", allowed.LOSS_TYPES)  # sigmoid: DPO | ipo: IPO | simpo: SimPO
+    beta: float = above(0.1, 0)  # sigmoid/ipo: pull towards the reference; simpo: reward scale
+    # sigmoid/simpo: assumed share of flipped labels
+    label_smoothing: float = within(0.0, 0, 0.5)
     simpo_gamma: float = 0.5  # simpo: target reward margin between chosen and rejected
-    sft_weight: float = 0.0  # add this times the chosen answers' token NLL (RPO); 0: none
+    sft_weight: float = at_least(0.0, 0)  # add this times the chosen answers' token NLL (RPO)
     precompute_ref_logps: bool = False  # score all pairs with the reference once, before training
+    # val/<name> each validation logs (evsys/lightning/dpo.py); the record keeps them
+    validation_metrics: ClassVar[tuple[str, ...]] = (
+        "loss", "chosen_nll", "rewards/chosen", "rewards/rejected", "rewards/margins",
+        "rewards/accuracy",
+    )  # fmt: skip
+    curves: ClassVar[tuple[str, ...]] = validation_metrics[1:] + ("lr",)
 
     def __post_init__(self) -> None:
-        if self.loss_type not in LOSS_TYPES:
-            raise ConfigError(
-                f"algorithm.loss_type={self.loss_type!r} is not one of {', '.join(LOSS_TYPES)}"
-            )
-        if not self.beta > 0:
-            raise ConfigError(f"algorithm.beta={self.beta} must be positive")
-        if not 0 <= self.label_smoothing < 0.5:
-            raise ConfigError(
-                f"algorithm.label_smoothing={self.label_smoothing} must be in [0, 0.5)"
-            )
-        if self.sft_weight < 0:
-            raise ConfigError(f"algorithm.sft_weight={self.sft_weight} must be >= 0")
-        if self.label_smoothing and self.loss_type not in SMOOTHED:
+        """The one rule between two keys (each key's own range is on its field)."""
+        if self.label_smoothing and self.loss_type not in allowed.SMOOTHED:
             raise ConfigError(
                 f"algorithm.label_smoothing={self.label_smoothing} has no meaning for "
-                f"algorithm.loss_type={self.loss_type}; it applies to {' and '.join(SMOOTHED)}"
+                f"algorithm.loss_type={self.loss_type}; it applies to "
+                f"{' and '.join(allowed.SMOOTHED)}"
             )
-
-
-LOSS_AGGREGATIONS = ("token", "sequence")
 
 
 @dataclass
@@ -241,51 +246,35 @@ class GRPOConfig(AlgorithmConfig):
     batch_size: int = 8  # prompts per micro-batch; each gets num_generations completions
     warmup_steps: int = 5
     schedule: str = "constant"
-    num_generations: int = 8  # completions sampled per prompt (G, the group); at least 2
-    temperature: float = 1.0  # sampling temperature (> 0)
-    max_completion_length: int = 16  # tokens sampled per completion, EOS included
-    rewards: list[str] = field(
-        default_factory=lambda: ["exact_match"]
-    )  # built-in reward names (evsys/rewards.py) or dotted paths to functions
+    # completions sampled per prompt (G, the group)
+    num_generations: int = at_least(8, 2, "each advantage is relative to its group")
+    temperature: float = above(1.0, 0)  # sampling temperature
+    max_completion_length: int = at_least(16, 1)  # tokens sampled per completion, EOS included
+    # built-in reward names (evsys/rewards.py) or dotted paths to functions
+    rewards: list[str] = field(default_factory=lambda: ["exact_match"])
     reward_weights: list[float] = field(default_factory=list)  # one per reward; empty: all 1
     scale_rewards: bool = True  # divide advantages by the group's reward std (False: Dr. GRPO)
-    epsilon: float = 0.2  # clip range of the probability ratio
-    beta: float = 0.0  # weight of the KL penalty to the reference (starting) policy; 0: none
-    loss_aggregation: str = "token"  # token: mean over all completion tokens | sequence: per
-    # completion mean, then mean over completions
+    epsilon: float = above(0.2, 0)  # clip range of the probability ratio
+    beta: float = at_least(0.0, 0)  # weight of the KL penalty to the reference policy; 0: none
+    # token: mean over all completion tokens | sequence: per completion mean, then mean over
+    # completions
+    loss_aggregation: str = one_of("token", allowed.LOSS_AGGREGATIONS)
+    # train/<name> logged each step besides train/loss (evsys/lightning/grpo.py): TensorBoard
+    # curves, not kept in the record; {reward}: one per algorithm.rewards; kl: when beta > 0
+    curves: ClassVar[tuple[str, ...]] = (
+        "reward", "reward_std", "completion_length", "rewards/{reward}", "kl", "lr",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
-        """A ConfigError naming the key for settings GRPO cannot train with (the reward
-        names are resolved by evsys/validate.py)."""
-        algorithm = self
-        if algorithm.num_generations < 2:
-            raise ConfigError(
-                f"algorithm.num_generations={algorithm.num_generations}: GRPO needs at least 2 "
-                "completions per prompt, since each advantage is relative to its group"
-            )
-        if algorithm.temperature <= 0:
-            raise ConfigError(f"algorithm.temperature={algorithm.temperature} must be > 0")
-        if algorithm.max_completion_length < 1:
-            raise ConfigError(
-                f"algorithm.max_completion_length={algorithm.max_completion_length} must be >= 1"
-            )
-        if algorithm.epsilon <= 0 or algorithm.beta < 0:
-            raise ConfigError(
-                f"algorithm.epsilon={algorithm.epsilon} must be > 0 and "
-                f"algorithm.beta={algorithm.beta} >= 0"
-            )
-        if algorithm.loss_aggregation not in LOSS_AGGREGATIONS:
-            raise ConfigError(
-                f"algorithm.loss_aggregation={algorithm.loss_aggregation!r}: choose one of "
-                f"{LOSS_AGGREGATIONS}"
-            )
-        if not algorithm.rewards:
+        """A ConfigError naming the key for reward lists GRPO cannot train with (the reward
+        names are resolved by evsys/validate.py; each key's own range is on its field)."""
+        if not self.rewards:
             raise ConfigError("algorithm.rewards is empty: name at least one reward function")
-        weights = algorithm.reward_weights
-        if weights and len(weights) != len(algorithm.rewards):
+        weights = self.reward_weights
+        if weights and len(weights) != len(self.rewards):
             raise ConfigError(
                 f"algorithm.reward_weights has {len(weights)} values for "
-                f"{len(algorithm.rewards)} algorithm.rewards: give one weight per reward"
+                f"{len(self.rewards)} algorithm.rewards: give one weight per reward"
             )
 
 
@@ -295,8 +284,8 @@ class SuccessMetric:
     name: str = ""  # metric that ranks arms, e.g. eval/addition/exact_match
     # max: higher is better | min: lower is better | null: min for a loss, perplexity or
     # forgetting metric, max otherwise (evsys.evaluation.names.metric_mode); the plan says which
-    mode: str | None = None
-    min_effect: float = 0.0  # smallest difference that counts as a real effect
+    mode: str | None = one_of(None, allowed.METRIC_MODES)
+    min_effect: float = at_least(0.0, 0)  # smallest difference that counts as a real effect
     # pool the seed variance over arms that ran the same seeds (docs/statistics.md): null
     # (auto) pools for "one arm beats every other arm" claims only; true / false: always / never
     pool_seeds: bool | None = None
@@ -306,7 +295,8 @@ class SuccessMetric:
 class ContinualStage:
     dataset_name: str = MISSING  # this stage's training set (and one of the benchmarks)
     transforms: list[Any] = field(default_factory=list)  # this stage's data.transforms
-    max_steps: int | None = None  # this stage's optimizer steps; None: algorithm.max_steps
+    # this stage's optimizer steps; None: algorithm.max_steps
+    max_steps: int | None = above(None, 0)
     name: str | None = None  # label in stage dirs, tables and plots; None: dataset_name
 
 
@@ -317,7 +307,7 @@ class ContinualConfig:
     datasets: list[ContinualStage] | None = None
     # Experience replay: this share of every stage's training mix (after the first) is drawn
     # from the earlier stages' datasets, equally; 0 trains each stage on its own data only.
-    replay: float = 0.0
+    replay: float = within(0.0, 0, 1)
 
 
 @dataclass
@@ -338,8 +328,8 @@ class AdaptiveConfig:
     """Seeds until decided: after n_repeats seeds per arm, add seeds to the arms of undecided
     comparisons, round after round, under a group-sequential design (docs/statistics.md)."""
 
-    max_repeats: int = 0  # seeds per arm at most; 0 (or <= n_repeats): a fixed design
-    increment: int = 1  # seeds added per round to each arm still undecided
+    max_repeats: int = at_least(0, 0)  # seeds per arm at most; 0 (or <= n_repeats): a fixed design
+    increment: int = at_least(1, 1)  # seeds added per round to each arm still undecided
 
 
 @dataclass
@@ -348,7 +338,7 @@ class ExperimentConfig:
     id: str | None = None  # set by evsys when the experiment starts; do not set by hand
     hypothesis: str = ""  # the question the arms answer
     success_metric: SuccessMetric = field(default_factory=SuccessMetric)
-    n_repeats: int = 1  # seeds per arm: base_seed, base_seed+1, ...
+    n_repeats: int = at_least(1, 1)  # seeds per arm: base_seed, base_seed+1, ...
     base_seed: int = 0  # first seed of every arm
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm name -> dotted overrides
     baseline: str | None = None  # arm the others are compared against
@@ -362,7 +352,7 @@ class ExperimentConfig:
     dry_run: bool = False  # print the plan and exit without training
     # Results or checkpoints of another config already in the job's dir: refuse (say which keys
     # differ), or rerun: move them aside into <dir>/.superseded/<timestamp>/ and train anew.
-    on_mismatch: str = "refuse"
+    on_mismatch: str = one_of("refuse", allowed.ON_MISMATCH)
 
 
 # ----------------------------------------------------------------------------------- run config
@@ -378,8 +368,9 @@ class RunConfig:
     seed: int = 0  # seeds model init, data order and dropout
     tags: list[str] = field(default_factory=list)  # free labels recorded with the arm
     arm: str = "default"  # this job's arm name (set by the experiment sweeper)
-    log_every_n_steps: int = 10  # scalars logged to TensorBoard every this many steps
-    checkpoint_every_n_steps: int = 100  # refresh checkpoints/last.ckpt this often (for resume)
+    log_every_n_steps: int = at_least(10, 1)  # scalars logged to TensorBoard every this many steps
+    # refresh checkpoints/last.ckpt this often (for resume)
+    checkpoint_every_n_steps: int = at_least(100, 1)
 
 
 GROUP_SCHEMAS: dict[str, type] = {

@@ -15,17 +15,18 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from evsys.algorithms import algorithm_schema
-from evsys.config import PACKING_STRATEGIES, ContinualStage, RunConfig
+from evsys.config import ContinualStage, RunConfig, SuccessMetric
 from evsys.errors import ConfigError
 from evsys.evaluation.base import harness_settings
 from evsys.evaluation.names import (
     benchmark_label,
     check_benchmark_kinds,
-    has_held_out_metrics,
     is_harness_name,
     metric_mode,
 )
+from evsys.metric_names import check_metric, scored_as_text
 from evsys.rewards import resolve_reward
+from evsys.rules import check_fields, check_value, rules_of
 
 
 def validate_run_config(cfg: DictConfig) -> DictConfig:
@@ -43,7 +44,8 @@ def validate_run_config(cfg: DictConfig) -> DictConfig:
         OmegaConf.resolve(merged)
     except OmegaConfBaseException as error:
         raise ConfigError(describe_config_error(error, schema)) from None
-    # Building the dataclass runs its __post_init__: an algorithm checks its values there.
+    check_fields(merged)  # every value within its field's choices and range (evsys/rules.py)
+    # Building the dataclass runs its __post_init__: an algorithm checks rules between keys there.
     OmegaConf.to_object(merged.algorithm)
     check_names(merged)
     check_ranges(merged)
@@ -81,8 +83,6 @@ def check_benchmarks(cfg: DictConfig) -> None:
             f"validation.benchmarks: {unknown} are not in eval.benchmarks {names}; "
             "list the ones to score during training out of those"
         )
-    if cfg.validation.benchmarks_every_n_steps < 0:
-        raise ConfigError("validation.benchmarks_every_n_steps must be >= 0 (0: never)")
     check_benchmark_kinds(names, harness_settings(cfg))
     for name in names:  # a label names the file scores/<label>.jsonl: it stays in the run dir
         label = benchmark_label(name)
@@ -118,50 +118,22 @@ def check_names(cfg: DictConfig) -> None:
             )
 
 
-# (key, smallest allowed value, why): checked on every composed config, so on every arm.
-AT_LEAST = (
-    ("algorithm.max_steps", 1, "optimizer steps"),
-    ("algorithm.batch_size", 1, "rows per micro-batch"),
-    ("algorithm.accumulate_grad_batches", 1, "micro-batches per optimizer step"),
-    ("algorithm.warmup_steps", 0, "warm-up steps; 0 for none"),
-    ("validation.every_n_steps", 1, "steps between validations"),
-    ("validation.num_batches", 1, "batches per validation"),
-    ("eval.max_examples", 1, "examples scored per benchmark"),
-    ("eval.batch_size", 1, "prompts per generation batch"),
-    ("eval.max_new_tokens", 1, "tokens generated per answer"),
-    ("data.max_length", 1, "tokens per row"),
-    ("log_every_n_steps", 1, "steps between logged scalars"),
-    ("checkpoint_every_n_steps", 1, "steps between checkpoints"),
-    # 0 is allowed: an arm that scores its starting model as is (grpo_addition's baseline)
-    ("algorithm.lr", 0, "0 leaves the weights as they start"),
-)
-ON_MISMATCH = ("refuse", "rerun")
-
-
 def check_ranges(cfg: DictConfig) -> None:
-    """Numeric settings in range, or a ConfigError naming key, value and what is allowed."""
-    for key, least, meaning in AT_LEAST:
-        value = OmegaConf.select(cfg, key)
-        if not value >= least:  # `not >=`: a NaN is out of range too
-            raise ConfigError(f"{key}={value} must be >= {least} ({meaning})")
+    """The rules between keys (each key's own range and choices are on its schema field,
+    checked by evsys/rules.py), or a ConfigError naming the keys."""
     longest = cfg.model.max_position_embeddings
     if cfg.model.name is None and cfg.data.max_length > longest:
         raise ConfigError(
             f"data.max_length={cfg.data.max_length} exceeds model.max_position_embeddings="
             f"{longest}, the longest sequence the model supports: lower one or raise the other"
         )
-    if cfg.data.packing_strategy not in PACKING_STRATEGIES:
+    fresh = cfg.model.name is None and cfg.model.init_from is None
+    if fresh and cfg.model.hidden_size % cfg.model.num_heads:
         raise ConfigError(
-            f"data.packing_strategy={cfg.data.packing_strategy!r}: choose one of "
-            f"{', '.join(PACKING_STRATEGIES)}"
-        )
-    if cfg.experiment.on_mismatch not in ON_MISMATCH:
-        raise ConfigError(
-            f"experiment.on_mismatch={cfg.experiment.on_mismatch!r}: choose one of {ON_MISMATCH}"
+            f"model.hidden_size={cfg.model.hidden_size} must be divisible by "
+            f"model.num_heads={cfg.model.num_heads}"
         )
     metric = cfg.experiment.success_metric
-    if metric.mode not in ("max", "min", None):
-        raise ConfigError(f"experiment.success_metric.mode={metric.mode!r}: use max or min")
     if metric.mode is not None and not metric.name:
         raise ConfigError(
             f"experiment.success_metric.mode={metric.mode} is set without "
@@ -191,57 +163,18 @@ def success_metric(cfg: DictConfig) -> dict:
         metric["mode"] = None  # a default metric brings its own mode
     if metric["mode"] is None:  # from the name: a loss is not maximised
         metric["mode"] = metric_mode(metric["name"])
-    if metric["mode"] not in ("max", "min"):
-        raise ConfigError(f"experiment.success_metric.mode={metric['mode']!r}: use max or min")
+    # (also here: a sweep run by another sweeper is planned from this alone, evsys/sweep/foreign.py)
+    check_value("experiment.success_metric.mode", metric["mode"], rules_of(SuccessMetric, "mode"))
     return metric
 
 
-HELD_OUT_METRICS = ("loss", "exact_match")
-TEXT_METRICS = ("loss", "perplexity")  # text has no prompt to generate an answer from
-
-
-def scored_as_text(cfg: DictConfig, benchmark: str) -> bool:
-    """Whether `benchmark` is the eval split of a dataset the arm trains on, scored as plain
-    text: every one under algorithm=pretrain (which trains on examples rendered as text), and
-    a text-format dataset (data.format=text, a .txt file) under any algorithm."""
-    from evsys.data.mixture import dataset_names, is_mixture
-
-    if benchmark not in map(str, dataset_names(cfg.data)):
-        return False
-    if cfg.algorithm.kind == "pretrain" or benchmark.endswith(".txt"):
-        return True
-    components = cfg.data.mixture if is_mixture(cfg.data) else [cfg.data]
-    return any(str(c.dataset_name) == benchmark and c.format == "text" for c in components)
-
-
 def check_success_metric(cfg: DictConfig, name: str) -> None:
-    """The job will log `name`: val/..., train/..., eval/<label>/<metric> of one of its
-    benchmarks, or continual/... for a continual job; a ConfigError says what it produces."""
-    benchmarks = [str(b) for b in cfg.eval.benchmarks]
-    stages = cfg.experiment.continual.datasets
-    if not cfg.experiment.success_metric.name and stages is None and benchmarks:
-        _check_default_is_known(benchmarks[0])
-    if stages is not None:
-        benchmarks = list(dict.fromkeys([str(s.dataset_name) for s in stages] + benchmarks))
-    labels = {benchmark_label(b): b for b in benchmarks}
-    produced = ["train/loss"] + (["val/loss"] if cfg.validation.enabled else [])
-    produced += [f"eval/{label}/<metric>" for label in labels]
-    produced += ["continual/<metric>"] if stages is not None else []
-    kind, _, rest = name.partition("/")
-    label, _, metric = rest.partition("/")
-    if kind == "eval" and label in labels:
-        allowed = TEXT_METRICS if scored_as_text(cfg, labels[label]) else HELD_OUT_METRICS
-        if not has_held_out_metrics(labels[label]) or metric in allowed:
-            return
-        produced = [f"eval/{label}/{m}" for m in allowed]
-    elif kind == "val" and cfg.validation.enabled or kind == "train":
-        return
-    elif kind == "continual" and stages is not None:
-        return
-    raise ConfigError(
-        f"experiment.success_metric.name={name!r} is not a metric this job produces; it "
-        f"produces {', '.join(produced)}"
-    )
+    """The job's record will hold `name` (evsys/metric_names.py); a ConfigError says why not,
+    and what the job produces."""
+    if not cfg.experiment.success_metric.name and cfg.experiment.continual.datasets is None:
+        if benchmarks := [str(b) for b in cfg.eval.benchmarks]:
+            _check_default_is_known(benchmarks[0])
+    check_metric(cfg, name)
 
 
 def _check_default_is_known(first_benchmark: str) -> None:
@@ -301,19 +234,11 @@ def check_continual(cfg: DictConfig) -> None:
         where = f"{CONTINUAL_KEY}[{index}]"
         if OmegaConf.is_missing(stage, "dataset_name") or not stage.dataset_name:
             raise ConfigError(f"{where}.dataset_name is missing: name the stage's dataset")
-        if stage.max_steps is not None and stage.max_steps <= 0:
-            raise ConfigError(f"{where}.max_steps={stage.max_steps} must be positive (or null)")
         if stage.name is not None and not STAGE_NAME.fullmatch(stage.name):
             raise ConfigError(
                 f"{where}.name={stage.name!r}: use letters, digits and . _ + = - only "
                 "(it names the stage's directory)"
             )
-    replay = cfg.experiment.continual.replay
-    if not 0.0 <= replay < 1.0:
-        raise ConfigError(
-            f"experiment.continual.replay={replay} must be in [0, 1): the share of each stage's "
-            "training mix drawn from earlier stages"
-        )
     if cfg.backend.num_nodes != 1 or str(cfg.backend.devices) != "1":
         raise ConfigError(
             f"{CONTINUAL_KEY}: continual jobs run in one process for now; set backend.devices=1 "

@@ -90,6 +90,7 @@ def test_light_paths_do_not_import_the_training_stack(tmp_path, argv):
 def test_run_takes_the_concept_pages_file_with_sweep_overrides(tmp_path):
     # -m as with `evsys train`; the comma override is one more axis: 2 arms x 2 x 2 seeds
     argv = ("run", str(REPO / "examples/runs.yaml"), "-m", "algorithm.max_steps=3,4")
+    argv += ("validation.every_n_steps=3",)  # val/loss, the success metric, is then logged
     result, output = probe(*argv, "--dry-run", "--sweep-dir", str(tmp_path / "sweep"))
     assert result["code"] == 0, output
     assert "8 of 8 jobs to run" in output and "lr_3e-3,max_steps=4" in output

@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM
 
 from evsys import compose_run_config, run_experiment
 from evsys.data.tokenizer import byte_tokenizer
+from evsys.errors import ConfigError
 from evsys.run.tensorboard import run_log_dir
 from tests.conftest import FAST
 from tests.tiny import tiny_qwen3_config
@@ -154,11 +155,16 @@ def test_adapter_export_can_be_started_from(adapter_arm, tmp_path):
 @pytest.mark.integration
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("model.lora.target_modules=[no_such_proj]", "model.lora.target_modules"),
-     ("model.lora.export=zip", "model.lora.export")],
+    [("model.lora.target_modules=[no_such_proj]", "model.lora.target_modules")],
 )  # fmt: skip
 def test_bad_lora_settings_fail_naming_the_key(tmp_path, override, key):
     cfg = compose_run_config([*FAST, *SMALL, "model.lora.r=4", override])
     record = run_experiment(cfg, job_dir=tmp_path)
     assert record.status == "failed" and key in record.error
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_bad_lora_export_fails_at_composition():
+    """model.lora.export's choices are on its schema field: refused before any run starts."""
+    with pytest.raises(ConfigError, match="model.lora.export='zip' is not one of merged, adapter"):
+        compose_run_config([*FAST, *SMALL, "model.lora.r=4", "model.lora.export=zip"])

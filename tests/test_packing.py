@@ -252,5 +252,7 @@ def test_a_packing_strategy_typo_is_refused():
     assert (
         compose_run_config(["data.packing_strategy=next_fit"]).data.packing_strategy == "next_fit"
     )
-    with pytest.raises(ConfigError, match="data.packing_strategy='nextfit': choose one of"):
+    with pytest.raises(
+        ConfigError, match="data.packing_strategy='nextfit' is not one of best_fit, next_fit"
+    ):
         compose_run_config(["data.packing_strategy=nextfit"])

@@ -145,6 +145,7 @@ run:
   model: {hidden_size: 64}
   algorithm: {kind: pretrain, lr: 1e-3, max_steps: 6}
   data: {dataset_name: sorting}
+  validation: {every_n_steps: 3}  # val/loss, the success metric, is then logged
   tags: [one]
 """
 RUN_PRESET = """# @package _global_
@@ -158,6 +159,7 @@ experiment:
 model: {hidden_size: 64}
 algorithm: {lr: 1e-3, max_steps: 6}
 data: {dataset_name: sorting}
+validation: {every_n_steps: 3}
 tags: [one]
 """
 

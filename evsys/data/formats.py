@@ -20,11 +20,11 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from evsys.choices import FORMATS
 from evsys.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("auto", "prompt_completion", "prompt_answer", "chat", "text", "preference")
 CANONICAL_COLUMNS = ("prompt", "completion", "answer", "messages", "text", "chosen", "rejected")
 PREFERENCE = "preference"
 ANSWER_COLUMNS = ("answer", "reference")  # accepted as the completion of prompt_answer data

@@ -44,8 +44,6 @@ def components(data) -> list[tuple[str, DictConfig, float]]:
         where = f"data.mixture[{index}]"
         if OmegaConf.is_missing(entry, "dataset_name") or not entry.dataset_name:
             raise ConfigError(f"{where}.dataset_name is missing: name the component's dataset")
-        if not entry.weight > 0:
-            raise ConfigError(f"{where}.weight={entry.weight} must be positive")
         if entry.dataset_name in seen:
             raise ConfigError(
                 f"{where}.dataset_name={entry.dataset_name!r} appears twice in data.mixture; "

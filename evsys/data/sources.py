@@ -99,9 +99,8 @@ def _check_examples(examples: list[dict], where: str, required_format: str | Non
 
 
 def hold_out(examples: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """(train, eval): a seeded `fraction` of the examples held out, the rest in order."""
-    if not 0.0 < fraction < 1.0:
-        raise ConfigError(f"data.eval_fraction must be between 0 and 1, got {fraction}")
+    """(train, eval): a seeded `fraction` of the examples held out, the rest in order
+    (`fraction` in (0, 1): data.eval_fraction's range, checked with the config)."""
     if len(examples) < 2:
         raise DataError(f"cannot hold out an eval share of {len(examples)} example(s)")
     count = min(len(examples) - 1, max(1, round(fraction * len(examples))))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from evsys.config import HarnessConfig
+from evsys.config import DataConfig, EvalConfig, HarnessConfig
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -17,14 +17,15 @@ if TYPE_CHECKING:
 
 @dataclass
 class BenchmarkSettings:
-    """How much of each benchmark to run and how; shared by all benchmarks of one evaluation."""
+    """How much of each benchmark to run and how; shared by all benchmarks of one evaluation.
+    Each default is the config's (eval.*, data.*): one source, no second literal."""
 
-    data_seed: int = 0  # seed of the held-out examples (the data seed, not the run seed)
-    num_eval: int = 256  # held-out examples generated per task
-    max_examples: int = 256  # of those, how many are scored
-    batch_size: int = 64  # sequences per forward pass / generate call
-    max_new_tokens: int = 16  # generation budget per answer
-    max_length: int = 128  # truncation limit for the loss
+    data_seed: int = DataConfig.seed  # seed of the held-out examples (data.seed, not the run's)
+    num_eval: int = DataConfig.num_eval  # held-out examples generated per task
+    max_examples: int = EvalConfig.max_examples  # of those, how many are scored
+    batch_size: int = EvalConfig.batch_size  # sequences per forward pass / generate call
+    max_new_tokens: int = EvalConfig.max_new_tokens  # generation budget per answer
+    max_length: int = DataConfig.max_length  # truncation limit for the loss
     harness: HarnessConfig | None = None  # settings of harness:<task> benchmarks (eval.harness)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from evsys.choices import SCHEDULES
+
 
 def lr_multiplier(
     step: int, *, warmup_steps: int, max_steps: int, schedule: str, min_lr_ratio: float
@@ -19,5 +21,5 @@ def lr_multiplier(
     elif schedule == "linear":
         decay = 1.0 - progress
     else:
-        raise ValueError(f"algorithm.schedule={schedule!r}: choose cosine, linear or constant")
+        raise ValueError(f"algorithm.schedule={schedule!r} is not one of {', '.join(SCHEDULES)}")
     return min_lr_ratio + (1.0 - min_lr_ratio) * decay

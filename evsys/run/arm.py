@@ -27,6 +27,7 @@ from evsys.evaluation.base import harness_settings
 from evsys.evaluation.names import check_benchmark_names
 from evsys.init_from import resolve_init_from
 from evsys.locks import dir_lock
+from evsys.metric_names import check_record
 from evsys.models import count_parameters, export_model, load_tokenizer
 from evsys.records import CHECKPOINT, ArmResult, group_id, record_path
 from evsys.run.claim import OtherConfigsResults, claim_dir
@@ -113,6 +114,8 @@ def _run(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
             else:
                 _train_and_score(cfg, job_dir, record, identity)
         record.status = "completed" if not record.error else "failed"
+        if is_global_zero():  # (ranks > 0 hold no metrics)
+            check_record(cfg, record)  # against the metrics the plan expected (metric_names)
     except OtherConfigsResults:
         raise  # another config's results: this job writes no record over them
     except Exception as error:  # noqa: BLE001 - every failure becomes the arm's record

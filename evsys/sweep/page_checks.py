@@ -14,7 +14,8 @@ from omegaconf.errors import OmegaConfBaseException
 from evsys import config as schemas
 from evsys.algorithms import algorithm_schema, algorithms
 from evsys.errors import ConfigError
-from evsys.validate import AT_LEAST, closest_key, describe_config_error
+from evsys.rules import check_fields
+from evsys.validate import closest_key, describe_config_error
 
 # A RunConfig of the page: the composed config's keys, less the experiment's own.
 RUN_KEYS = tuple(
@@ -55,7 +56,10 @@ def check_run(tree: Any, where: str) -> dict[str, Any]:
         merged = OmegaConf.merge(schema, body)
     except (OmegaConfBaseException, ValueError) as error:
         raise ConfigError(describe_config_error(error, schema, where)) from None
-    _check_given_ranges(body, where)
+    # The choices and ranges every composed config is checked against (evsys/rules.py), named
+    # as written in the file: runs[1].algorithm.lr. (The defaults are within them; values left
+    # to interpolations are checked when the plan composes.)
+    check_fields(merged, f"{where}.", body)
     try:
         OmegaConf.to_object(merged.algorithm)  # the algorithm's own value checks
     except ConfigError as error:
@@ -63,17 +67,6 @@ def check_run(tree: Any, where: str) -> dict[str, Any]:
     except OmegaConfBaseException:
         pass  # an interpolation into the rest of the config: checked once composed
     return tree
-
-
-def _check_given_ranges(body: dict, where: str) -> None:
-    """The numeric ranges the plan checks on every composed config (validate.AT_LEAST), on
-    the values the file itself gives, so the error names them as written: runs[1].algorithm.lr.
-    (Values the file leaves to defaults or interpolations are checked when the plan composes.)"""
-    given = OmegaConf.create(body)
-    for key, least, meaning in AT_LEAST:
-        value = OmegaConf.select(given, key, default=None, throw_on_resolution_failure=False)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < least:
-            raise ConfigError(f"{where}.{key}={value} must be >= {least} ({meaning})")
 
 
 def run_schema(kind: str, where: str) -> DictConfig:

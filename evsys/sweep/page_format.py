@@ -28,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from evsys import config as schemas
 from evsys.errors import ConfigError
+from evsys.rules import choices_of
 from evsys.sweep.page_checks import (
     RUN_KEYS,
     check_continual,
@@ -235,8 +236,9 @@ def _success_metric(metric: Any) -> Any:
             "success_metric must be a metric name (val/loss) or {name, mode, min_effect}, "
             f"got {metric!r}"
         )
-    if metric.get("mode") not in ("max", "min", None):  # None: from the name (a loss: min)
-        raise ConfigError(f"success_metric.mode={metric['mode']!r}: use max or min")
+    modes = choices_of(schemas.SuccessMetric, "mode")
+    if metric.get("mode") not in (*modes, None):  # None: from the name (a loss: min)
+        raise ConfigError(f"success_metric.mode={metric['mode']!r}: use {' or '.join(modes)}")
     return metric
 
 

@@ -4,6 +4,7 @@ before the first one starts, then written to the sweep dir as a records.Plan."""
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import itertools
 import re
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from rich.table import Table
 from evsys.compose import composer
 from evsys.errors import ConfigError, DataError
 from evsys.init_from import PARENT, parent_model_dir
+from evsys.metric_names import check_min_effect
 from evsys.records import (
     BOOKKEEPING_OVERRIDES,
     Plan,
@@ -61,6 +63,7 @@ def plan_sweep(config: DictConfig, axes: list[str], config_loader, sweep_dir: Pa
     experiment_id = existing_plan_id(sweep_dir) or registry.new_experiment_id(experiment["name"])
     jobs = expand_jobs(config.experiment, axes)
     metric = success_metric(config)
+    check_min_effect(metric["name"], metric["min_effect"])
     for job in jobs:
         # The job's own dir (<arm>_seed<seed>, job.dir), whatever hydra.sweep.subdir says:
         # its default suits any sweeper. An interpolation, so a job copied with a new seed
@@ -68,7 +71,7 @@ def plan_sweep(config: DictConfig, axes: list[str], config_loader, sweep_dir: Pa
         job.overrides.append("hydra.sweep.subdir=${arm}_seed${seed}")
         _validate_job(job, config, config_loader, metric["name"])
         job.overrides.append(f"experiment.id={experiment_id}")
-    _check_baseline(experiment["baseline"], jobs, list(experiment["arms"]))
+    _check_arms_named(experiment, jobs)
     return Plan(
         id=experiment_id,
         name=experiment["name"],
@@ -181,13 +184,21 @@ def _tokenizer(model: DictConfig):
     return _TOKENIZERS[key]
 
 
-def _check_baseline(baseline: str | None, jobs: list[PlannedJob], arm_names: list[str]) -> None:
-    """The baseline names an arm: a job's label, or a named arm (crossed with matrix axes)."""
+def _check_arms_named(experiment: dict, jobs: list[PlannedJob]) -> None:
+    """The baseline and the prediction name arms: a job's label, or a named arm (crossed with
+    matrix axes); every job was checked to produce the success metric, so each compares."""
     arms = sorted({job.arm for job in jobs})
-    if baseline is not None and baseline not in arms and baseline not in arm_names:
+    known = set(arms) | set(experiment["arms"])
+    prediction = experiment.get("prediction") or {}
+    named = [("experiment.baseline", experiment["baseline"])]
+    named += [(f"experiment.prediction.{key}", prediction.get(key)) for key in ("better", "than")]
+    for key, arm in named:
+        if arm is None or arm in known or (key, arm) == ("experiment.prediction.than", "all"):
+            continue
+        close = difflib.get_close_matches(str(arm), sorted(known), n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
-            f"experiment.baseline={baseline!r} names no arm of this sweep; its arms are "
-            f"{', '.join(arms)}"
+            f"{key}={arm!r} names no arm of this sweep; its arms are {', '.join(arms)}.{hint}"
         )
 
 

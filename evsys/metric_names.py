@@ -1,0 +1,206 @@
+"""The metrics a job writes to its record, known from its composed config before any model is
+built. The plan refuses a success metric, baseline, prediction or min_effect that its jobs
+cannot evaluate (evsys/sweep/plan.py), and a finished job's record is checked against the same
+list (evsys/run/arm.py). No torch.
+
+What a record's `metrics` hold (evsys/run/fit.py final_metrics, evsys/run/continual.py):
+  train/loss                 always (the last step's); other train/* are TensorBoard curves only
+  val/<name>                 when validation runs at least once: validation.enabled and
+                             validation.every_n_steps <= the steps trained (Lightning validates
+                             every every_n_steps optimizer steps, never at the end of training);
+                             <name>: the algorithm's `validation_metrics` (evsys/config.py)
+  eval/<label>/<metric>      every benchmark: loss and exact_match (perplexity instead of
+                             exact_match for text); a harness task or your own class reports
+                             metrics of its own, known only when it runs: eval/<label>/*
+  continual/...              continual chains: avg_final, max_drop, bwt and fwt (two stages or
+                             more), forgetting/<label> of each earlier stage; and continual/loss/...
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import logging
+from dataclasses import dataclass, field
+
+from omegaconf import DictConfig, OmegaConf
+
+from evsys.algorithms import algorithm_schema
+from evsys.errors import ConfigError
+from evsys.evaluation.names import benchmark_label, has_held_out_metrics
+
+HELD_OUT_METRICS = ("loss", "exact_match")  # evsys/evaluation/held_out.py
+TEXT_METRICS = ("loss", "perplexity")  # text has no prompt to generate an answer from
+CONTINUAL_PREFIXES = ("continual/", "continual/loss/")  # exact match, then loss matrices
+# Metrics bounded to [0, 1]: a difference of 1 or more between two arms cannot happen.
+FRACTIONS = ("exact_match", "accuracy", "acc", "acc_norm", "avg_final")
+
+log = logging.getLogger("evsys")
+
+
+@dataclass
+class Produced:
+    """The metric names one job's record will hold."""
+
+    names: list[str] = field(default_factory=list)  # exact names
+    patterns: list[str] = field(default_factory=list)  # eval/<label>/*: known when it runs
+    # names the job logs (or could) that its record will not hold, and why
+    absent: dict[str, str] = field(default_factory=dict)
+
+    def holds(self, name: str) -> bool:
+        return name in self.names or any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+
+    def listed(self) -> str:
+        return ", ".join(self.names + self.patterns)
+
+
+def produced_metrics(cfg: DictConfig) -> Produced:
+    """What the record of the job `cfg` (composed and validated) will hold in `metrics`."""
+    produced = Produced(names=["train/loss"])
+    _validation(cfg, produced)
+    _curves(cfg, produced)
+    for name in benchmarks_scored(cfg):
+        label = benchmark_label(name)
+        if has_held_out_metrics(name):
+            metrics = TEXT_METRICS if scored_as_text(cfg, name) else HELD_OUT_METRICS
+            produced.names += [f"eval/{label}/{metric}" for metric in metrics]
+        else:
+            produced.patterns.append(f"eval/{label}/*")
+    if _stages(cfg) is not None:
+        produced.names += _continual(cfg)
+    return produced
+
+
+def benchmarks_scored(cfg: DictConfig) -> list[str]:
+    """eval.benchmarks, and for a continual chain every stage's dataset first."""
+    names = [str(b) for b in cfg.eval.benchmarks]
+    stages = _stages(cfg)
+    if stages is not None:
+        names = [str(stage.dataset_name) for stage in stages] + names
+    return list(dict.fromkeys(names))
+
+
+def _stages(cfg: DictConfig):
+    return OmegaConf.select(cfg, "experiment.continual.datasets", default=None)
+
+
+def _validation(cfg: DictConfig, produced: Produced) -> None:
+    """val/<name> when validation runs at least once (in a chain: in its last stage, whose
+    metrics the record keeps)."""
+    names = [f"val/{name}" for name in algorithm_schema(cfg.algorithm.kind).validation_metrics]
+    every, steps = cfg.validation.every_n_steps, cfg.algorithm.max_steps
+    stages = _stages(cfg)
+    if stages:
+        steps = stages[-1].max_steps or steps
+    if not cfg.validation.enabled:
+        why = "validation.enabled=false: validation never runs"
+    elif every > steps:
+        trained = (
+            f"the {steps} steps of the last stage" if stages else f"algorithm.max_steps={steps}"
+        )
+        why = (
+            f"validation never runs, since validation.every_n_steps={every} > {trained} (set "
+            f"validation.every_n_steps <= {steps} to validate)"
+        )
+    else:
+        produced.names += names
+        return
+    produced.absent.update({name: why for name in names})
+
+
+def _curves(cfg: DictConfig, produced: Produced) -> None:
+    """train/* the algorithm logs besides train/loss: TensorBoard curves, not in the record."""
+    algorithm = cfg.algorithm
+    for curve in algorithm_schema(algorithm.kind).curves:
+        names = [curve]
+        if "{reward}" in curve:
+            names = [curve.format(reward=reward) for reward in algorithm.get("rewards", [])]
+        for name in names:
+            produced.absent[f"train/{name}"] = (
+                f"algorithm={algorithm.kind} logs train/{name} to TensorBoard each step, but a "
+                "record keeps train/loss only of the train/ curves"
+            )
+
+
+def _continual(cfg: DictConfig) -> list[str]:
+    """continual/* of evsys/run/continual_metrics.py flat_metrics, for this chain's stages."""
+    stages = _stages(cfg)
+    labels = [benchmark_label(str(stage.dataset_name)) for stage in stages]
+    names = ["avg_final", "max_drop"] + (["bwt", "fwt"] if len(stages) > 1 else [])
+    # forgetting of each dataset learned before, other than the last stage's
+    names += [f"forgetting/{label}" for label in dict.fromkeys(labels) if label != labels[-1]]
+    return [prefix + name for prefix in CONTINUAL_PREFIXES for name in names]
+
+
+def scored_as_text(cfg: DictConfig, benchmark: str) -> bool:
+    """Whether `benchmark` is the eval split of a dataset the arm trains on, scored as plain
+    text: every one under algorithm=pretrain (which trains on examples rendered as text), and
+    a text-format dataset (data.format=text, a .txt file) under any algorithm."""
+    from evsys.data.mixture import dataset_names, is_mixture
+
+    if benchmark not in map(str, dataset_names(cfg.data)):
+        return False
+    if cfg.algorithm.kind == "pretrain" or benchmark.endswith(".txt"):
+        return True
+    components = cfg.data.mixture if is_mixture(cfg.data) else [cfg.data]
+    return any(str(c.dataset_name) == benchmark and c.format == "text" for c in components)
+
+
+# ----------------------------------------------------------------------------------- checks
+def check_metric(cfg: DictConfig, name: str, key: str = "experiment.success_metric.name") -> None:
+    """A ConfigError unless the job's record will hold `name`: it says why the metric is not
+    there where evsys knows, the closest name, and what the job does produce."""
+    produced = produced_metrics(cfg)
+    if produced.holds(name):
+        return
+    why = produced.absent.get(name)
+    text = f"{key}={name!r} is not a metric this job produces" + (f": {why}." if why else ".")
+    known = produced.names + list(produced.absent)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if close and not why:
+        text += f" Did you mean {close[0]!r}?"
+        if close[0] in produced.absent:
+            text += f" It is not produced either: {produced.absent[close[0]]}."
+    label = name.split("/")[1] if name.startswith("eval/") and name.count("/") >= 2 else None
+    if own := [n for n in produced.names if label and n.startswith(f"eval/{label}/")]:
+        text += f" eval/{label} produces {', '.join(own)}."
+    raise ConfigError(f"{text} The job produces {produced.listed()}.")
+
+
+def check_min_effect(name: str, min_effect: float) -> None:
+    """A min_effect no difference of a [0, 1] metric can reach is refused."""
+    fraction = name.rsplit("/", 1)[-1] in FRACTIONS and not name.startswith("continual/loss/")
+    if fraction and min_effect >= 1:
+        raise ConfigError(
+            f"experiment.success_metric.min_effect={min_effect} cannot be reached: {name} lies "
+            "in [0, 1], so no two arms differ by that much; state the smallest difference that "
+            "matters, e.g. 0.05"
+        )
+
+
+def missing_from_record(cfg: DictConfig, metrics: dict) -> list[str]:
+    """The exact names the plan expected of this job that its record lacks (benchmarks that
+    failed after training are the record's own error, not counted here)."""
+    return [name for name in produced_metrics(cfg).names if name not in metrics]
+
+
+def check_record(cfg: DictConfig, record) -> None:
+    """A completed record (evsys.records.ArmResult) that lacks a success metric the plan
+    expected of it is failed, naming what was expected: the record then agrees with the
+    conclusion. A metric the plan knew the job would not produce (a single run's default
+    val/loss without validation) leaves the record as it is, with a warning."""
+    name, metrics = record.success_metric, record.metrics or {}
+    if not record.completed or not name or name in metrics:
+        return
+    produced = produced_metrics(cfg)
+    present = ", ".join(sorted(metrics)) or "none"
+    if not produced.holds(name):
+        why = produced.absent.get(name, "not a metric this job produces")
+        log.warning("success metric %s is not in the record (%s); it holds %s", name, why, present)
+        return
+    record.status = "failed"
+    record.error = (
+        f"metric {name!r} missing from the record (metrics present: {present}); the plan "
+        f"expected {produced.listed()}"
+    )
+    log.error("arm %s (seed %s) failed: %s", record.arm, record.seed, record.error)
