@@ -110,7 +110,7 @@ def test_train_help_shows_groups_and_config_fast(tmp_path):
     assert "algorithm: dpo, grpo, pretrain, sft" in output
     assert "dataset_name: addition" in output  # the config, with the overrides applied
     assert "schema" not in output  # the stored schemas are not options
-    assert result["s"] < 3  # about 0.5 s on an idle 2-core machine (benchmarks/startup.py)
+    assert result["s"] < 10  # about 0.5 s idle (benchmarks/startup.py); only catches a slip
 
 
 @pytest.mark.parametrize(
@@ -140,7 +140,9 @@ def test_a_typo_fails_fast_with_did_you_mean(tmp_path, typo):
             (tmp_path / "outputs" / "runs").iterdir()
         )  # no stray run dir
     assert result["heavy"] == []  # nothing of training was loaded
-    assert result["s"] < 3  # about 0.6 s on an idle 2-core machine
+    # About 0.6 s on an idle 2-core machine (benchmarks/startup.py measures it); the bound
+    # only catches a start-up that trains first, also when CI runs two tests per core pair.
+    assert result["s"] < 10
     assert not list(tmp_path.rglob("result.json"))
 
 

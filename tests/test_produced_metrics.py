@@ -165,6 +165,7 @@ def test_evsys_run_dry_run_refuses_before_the_plan_prints(tmp_path):
 
 
 # ------------------------------------------------------------------------- the records, checked
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "overrides",
     [
