@@ -19,7 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from evsys import compose_run_config, run_experiment
 from evsys.errors import ConfigError
 from evsys.lightning.grpo import group_advantages, grpo_loss
-from evsys.lightning.logprobs import token_logps
+from evsys.ops.logprobs import token_logps
 from evsys.rewards import exact_match, partial_credit
 from evsys.run.tensorboard import run_log_dir
 from tests.conftest import FAST, REPO, kill_cli_once, run_cli

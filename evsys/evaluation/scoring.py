@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from evsys.config import HarnessConfig
 from evsys.data.tasks import get_task, is_task
 from evsys.evaluation import custom, harness
 from evsys.evaluation.base import Benchmark, BenchmarkSettings, harness_settings
-from evsys.evaluation.held_out import DatasetBenchmark, TaskBenchmark, evaluation_mode
-from evsys.evaluation.names import harness_task, is_harness_name, known_benchmarks
+from evsys.evaluation.held_out import DatasetBenchmark, TaskBenchmark
+from evsys.evaluation.names import (
+    harness_task,
+    is_harness_name,
+    known_benchmarks,
+    needs_held_out,
+)
+from evsys.ops.eval_mode import evaluation_mode
 
 
 def get_benchmark(name: str, settings: BenchmarkSettings) -> Benchmark:
@@ -110,3 +118,15 @@ def evaluate_configured(
         errors=errors,
     )
     return {key: round(float(value), 6) for key, value in scores.items()}
+
+
+def scorer(cfg, names: list[str]) -> Callable[..., dict[str, float]]:
+    """`score(model, tokenizer, held_out)` for scoring during training (BenchmarkScoring): the
+    named benchmarks that can be scored with the eval splits at hand, with `cfg`'s settings."""
+
+    def score(model, tokenizer, held_out: dict[str, list[dict]]) -> dict[str, float]:
+        # A continual stage has only its own datasets' eval splits at hand.
+        scoreable = [n for n in names if n in held_out or not needs_held_out(n)]
+        return evaluate_configured(model, tokenizer, scoreable, cfg, held_out)
+
+    return score

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from evsys import records
 from evsys.algorithms import algorithm_module_class
 from evsys.errors import ConfigError
-from evsys.evaluation.scoring import evaluate_configured
+from evsys.evaluation.scoring import evaluate_configured, scorer
 from evsys.lightning.callbacks import (
     BenchmarkScoring,
     LineProgress,
@@ -88,7 +88,14 @@ def fit(
     data = PostTrainingDataModule(cfg, tokenizer, algorithm_class)
     data.prepare()
     model = starting_model(cfg, tokenizer, init_from)
-    module = algorithm_class(model, tokenizer, cfg.algorithm, seed=cfg.seed)
+    module = algorithm_class(
+        model,
+        tokenizer,
+        cfg.algorithm,
+        seed=cfg.seed,
+        compile_decoder=bool(cfg.backend.get("compile")),
+        max_length=cfg.data.max_length,
+    )
     throughput = ThroughputMonitor()
     trainer = build_trainer(cfg, run_dir, throughput, logger, identity)
     if resumed_from_step is not None:
@@ -185,7 +192,7 @@ def _benchmark_scoring(cfg: DictConfig) -> list[BenchmarkScoring]:
     every = cfg.validation.benchmarks_every_n_steps
     names = cfg.validation.benchmarks
     names = [str(b) for b in (cfg.eval.benchmarks if names is None else names)]
-    return [BenchmarkScoring(cfg, names, every)] if every > 0 and names else []
+    return [BenchmarkScoring(scorer(cfg, names), every)] if every > 0 and names else []
 
 
 def train_metrics(trainer: L.Trainer) -> dict[str, float]:
