@@ -10,7 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from evsys.errors import ConfigError, RegistryError
-from evsys.sweep.registry import best_arm_model_dir
+from evsys.registry import best_arm_model_dir
 
 log = logging.getLogger(__name__)
 
