@@ -21,8 +21,7 @@ from evsys.errors import ConfigError
 from evsys.lightning.grpo import group_advantages, grpo_loss
 from evsys.ops.logprobs import token_logps
 from evsys.rewards import exact_match, partial_credit
-from evsys.run.tensorboard import run_log_dir
-from tests.conftest import FAST, REPO, kill_cli_once, run_cli
+from tests.conftest import FAST, REPO, arm_log_dir, kill_cli_once, run_cli
 
 # Small groups and short completions: every part of a step runs, in well under a second.
 GRPO = [
@@ -169,7 +168,7 @@ def digit_share(completions: list[str], examples: list[dict]) -> list[float]:
 
 # ---------------------------------------------------------------------------------- real runs
 def scalars(job_dir: Path, tag: str) -> dict[int, float]:
-    events = EventAccumulator(str(run_log_dir(job_dir)))
+    events = EventAccumulator(str(arm_log_dir(job_dir)))
     events.Reload()
     return {event.step: event.value for event in events.Scalars(tag)}
 

@@ -14,8 +14,7 @@ from transformers import AutoModelForCausalLM, Qwen3Config
 
 from evsys import compose_run_config, run_experiment
 from evsys.data.tokenizer import byte_tokenizer
-from evsys.run.tensorboard import run_log_dir
-from tests.conftest import FAST
+from tests.conftest import FAST, arm_log_dir
 
 TARGETS = ["q_proj", "v_proj", "o_proj", "up_proj", "down_proj"]
 LORA = ["model.lora.r=8", "model.lora.alpha=16", f"model.lora.target_modules=[{','.join(TARGETS)}]"]
@@ -86,7 +85,7 @@ def _peft_from_checkpoint(job_dir: Path, base_dir: Path) -> PeftModel:
 
 
 def test_lora_loss_falls(merged_arm):
-    events = EventAccumulator(str(run_log_dir(merged_arm)))
+    events = EventAccumulator(str(arm_log_dir(merged_arm)))
     events.Reload()
     losses = [event.value for event in events.Scalars("train/loss")]
     assert len(losses) == 20
