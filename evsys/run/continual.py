@@ -231,7 +231,7 @@ def _train_stage(
         tokenizer=tokenizer,
         step_offset=stage.step_offset,
     )
-    outcome = run.run()
+    outcome = run.run()  # never None: a chain runs in one process (evsys/validate.py)
     done = {
         "index": stage.index,
         "name": stage.name,

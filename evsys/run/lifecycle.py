@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
-import torch
 from omegaconf import DictConfig
 
 from evsys.algorithms import algorithm_module_class
@@ -98,8 +97,12 @@ class ArmRun:
     Assumptions: `cfg` is validated and final — model.init_from is a directory, hub name or
     None, never `parent` (the caller resolves it and builds a new config; nothing here
     changes `cfg`); the run dir is this run's alone (the arm holds its lock and claimed it);
-    the data and benchmarks were checked to resolve before the run was made; a fresh module
-    means a fresh optimizer and schedule, whatever weights the model starts from.
+    the data and benchmarks were checked to resolve before the run was made; torch's threads
+    are set (backend.num_threads) by the arm; a fresh module means a fresh optimizer and
+    schedule, whatever weights the model starts from.
+
+    `identity`: what its checkpoints carry and resume is checked against (evsys/run/resume.py);
+    `log_dir`: its TensorBoard run; `tokenizer`: one already loaded (a chain's), else cfg.model's.
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class ArmRun:
         self.timings: dict[str, float] = {}
 
     def run(self) -> ArmOutcome | None:
+        """The whole lifecycle: the outcome on rank 0, None on the other ranks."""
         self.setup()
         self.train()
         if not self.trainer.is_global_zero:
@@ -133,8 +137,6 @@ class ArmRun:
         is built when last.ckpt is another config's."""
         cfg = self.cfg
         with self._timed("setup"):
-            if cfg.backend.num_threads:
-                torch.set_num_threads(cfg.backend.num_threads)
             if self.tokenizer is None:
                 self.tokenizer = load_tokenizer(cfg.model)
             checkpoint = self.run_dir / CHECKPOINT
