@@ -68,7 +68,7 @@ def run_experiment(
             finally:
                 end_process_group()
     except (DirInUse, OtherConfigsResults) as error:
-        record = _failed(record, error, traceback=None)  # a refusal, not a crash
+        record = _failed(record, error, trace=None)  # a refusal, not a crash
         # The dir is another run's or config's: its record is not ours to write.
         return dataclasses.replace(record, dir=str(job_dir))
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C (Lightning turns it into exit 1)
