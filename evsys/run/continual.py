@@ -21,7 +21,6 @@ its last.ckpt, so a killed chain loses at most one stage's progress since its la
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import re
@@ -132,11 +131,13 @@ def plan_stages(cfg: DictConfig, job_dir: Path) -> list[Stage]:
     specs = list(cfg.experiment.continual.datasets)
     for index, spec in enumerate(specs, start=1):
         name = _stage_name(spec)
-        stage_cfg = copy.deepcopy(cfg)
-        stage_cfg.data.dataset_name = spec.dataset_name
-        stage_cfg.data.transforms = spec.transforms
-        stage_cfg.data.mixture = _replay_mixture(specs[:index], cfg.experiment.continual.replay)
-        stage_cfg.algorithm.max_steps = spec.max_steps or cfg.algorithm.max_steps
+        data = {
+            "dataset_name": spec.dataset_name,
+            "transforms": spec.transforms,
+            "mixture": _replay_mixture(specs[:index], cfg.experiment.continual.replay),
+        }
+        steps = spec.max_steps or cfg.algorithm.max_steps
+        stage_cfg = OmegaConf.merge(cfg, {"data": data, "algorithm": {"max_steps": steps}})
         stage_dir = Path(job_dir) / STAGES_DIR / f"{index}-{name}"
         stages.append(Stage(index, name, stage_cfg, stage_dir, offset))
         offset += stage_cfg.algorithm.max_steps
@@ -189,8 +190,8 @@ def _held_out(stages: list[Stage], tokenizer) -> dict[str, list[dict]]:
     held_out = {}
     for stage in stages:
         if not is_task(stage.cfg.data.dataset_name):
-            own = copy.deepcopy(stage.cfg.data)
-            own.mixture = None  # the stage's own dataset, without what replay mixes in
+            # The stage's own dataset, without what replay mixes in.
+            own = OmegaConf.merge(stage.cfg.data, {"mixture": None})
             held_out[own.dataset_name] = load_split(own, "eval", tokenizer)
     return held_out
 
