@@ -185,7 +185,8 @@ def reference_answers(count: int, seed: int, longest: int) -> list[str]:
 
 
 def score_evsys(model, tokenizer, examples, batch_size) -> list[float]:
-    from evsys.evaluation.held_out import completion_losses, evaluation_mode
+    from evsys.evaluation.held_out import completion_losses
+    from evsys.ops.eval_mode import evaluation_mode
 
     with evaluation_mode(model):
         return completion_losses(model, tokenizer, examples, batch_size, max_length=4096)

@@ -2,7 +2,7 @@
 
 1. Throughput and memory: a Qwen3-0.6B-shaped model (random init, 151,936-token vocabulary,
    tied embeddings), bf16 autocast, packed rows of 4096 tokens, evsys's SFT loss (chunked
-   log-probs, evsys/lightning/chunked_logps.py), for sdpa and flex_attention, gradient
+   log-probs, evsys/ops/chunked_logps.py), for sdpa and flex_attention, gradient
    checkpointing off and on, plus the full-logits loss for comparison: tokens/s, MFU against
    790 TFLOP/s (H200 dense bf16), peak GPU memory.
 2. Packed equals unpacked on the GPU: every example's loss in a packed row equals its loss

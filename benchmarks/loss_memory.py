@@ -29,7 +29,7 @@ def child(way: str, positions: int, vocab: int, hidden_size: int) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from evsys.lightning.chunked_logps import chosen_logps, summed_nll
+    from evsys.ops.chunked_logps import chosen_logps, summed_nll
 
     torch.manual_seed(0)
     head = torch.nn.Linear(hidden_size, vocab, bias=False)

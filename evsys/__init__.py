@@ -30,7 +30,7 @@ _EXPORTS = {
     "run_experiment": "evsys.run.arm",
     "compose_run_config": "evsys.compose",
     "ArmResult": "evsys.records",
-    "ExperimentResult": "evsys.records",
+    "ExperimentResult": "evsys.results",
     "RunConfig": "evsys.config",
     "ModelConfig": "evsys.config",
     "AlgorithmConfig": "evsys.config",

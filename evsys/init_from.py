@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from evsys.errors import ConfigError, RegistryError
-from evsys.sweep.registry import best_arm_model_dir
+from evsys.registry import best_arm_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,15 @@ def resolve_init_from(cfg: DictConfig) -> str | None:
     parent_id = cfg.experiment.parent_experiment_id
     log.info("model.init_from=parent: starting from %s (experiment %s)", model_dir, parent_id)
     return str(model_dir)
+
+
+def with_init_from(cfg: DictConfig, init_from: str | Path | None) -> DictConfig:
+    """`cfg` itself when model.init_from is already `init_from`, else a new config that starts
+    from it (a resolved `parent`, a continual stage's previous export); `cfg` is not changed."""
+    init_from = None if init_from is None else str(init_from)
+    if cfg.model.init_from == init_from:
+        return cfg
+    return OmegaConf.merge(cfg, {"model": {"init_from": init_from}})
 
 
 def parent_model_dir(cfg: DictConfig) -> Path:

@@ -18,6 +18,7 @@ What a record's `metrics` hold (evsys/run/fit.py final_metrics, evsys/run/contin
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import logging
@@ -184,23 +185,23 @@ def missing_from_record(cfg: DictConfig, metrics: dict) -> list[str]:
     return [name for name in produced_metrics(cfg).names if name not in metrics]
 
 
-def check_record(cfg: DictConfig, record) -> None:
-    """A completed record (evsys.records.ArmResult) that lacks a success metric the plan
-    expected of it is failed, naming what was expected: the record then agrees with the
+def checked_record(cfg: DictConfig, record):
+    """The record (evsys.records.ArmResult), failed if it is completed but lacks a success
+    metric the plan expected of it, naming what was expected: the record then agrees with the
     conclusion. A metric the plan knew the job would not produce (a single run's default
     val/loss without validation) leaves the record as it is, with a warning."""
     name, metrics = record.success_metric, record.metrics or {}
     if not record.completed or not name or name in metrics:
-        return
+        return record
     produced = produced_metrics(cfg)
     present = ", ".join(sorted(metrics)) or "none"
     if not produced.holds(name):
         why = produced.absent.get(name, "not a metric this job produces")
         log.warning("success metric %s is not in the record (%s); it holds %s", name, why, present)
-        return
-    record.status = "failed"
-    record.error = (
+        return record
+    error = (
         f"metric {name!r} missing from the record (metrics present: {present}); the plan "
         f"expected {produced.listed()}"
     )
-    log.error("arm %s (seed %s) failed: %s", record.arm, record.seed, record.error)
+    log.error("arm %s (seed %s) failed: %s", record.arm, record.seed, error)
+    return dataclasses.replace(record, status="failed", error=error)

@@ -21,7 +21,6 @@ from typing import IO, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.conclusion.model import Conclusion, RunProblem
 from evsys.errors import NotASweepDir
 
 PLAN_FILE = "experiment.json"
@@ -359,43 +358,3 @@ def existing_plan_id(sweep_dir: Path) -> str | None:
         return json.loads(path.read_text(encoding="utf-8")).get("id")
     except (OSError, ValueError, AttributeError):
         return None
-
-
-# --------------------------------------------------------------------------- experiment result
-@dataclass
-class ExperimentResult:
-    """What `Experiment.run()` returns: every arm's record and the conclusion (None until
-    conclusion.json is written, e.g. while a fire-and-forget SLURM sweep still runs)."""
-
-    name: str
-    hypothesis: str
-    sweep_dir: Path
-    arms: list[ArmResult]
-    conclusion: Conclusion | None
-
-    @property
-    def best_arm(self) -> str | None:
-        return self.conclusion.best_arm if self.conclusion else None
-
-    @property
-    def verdict(self) -> str | None:
-        return self.conclusion.verdict if self.conclusion else None
-
-    @property
-    def failed(self) -> list[RunProblem]:
-        """The failed, then the missing runs."""
-        return self.conclusion.problems if self.conclusion else []
-
-
-def load_experiment_result(sweep_dir: Path) -> ExperimentResult:
-    """Every arm's record and the conclusion of a finished sweep dir."""
-    sweep_dir = Path(sweep_dir)
-    plan = Plan.load(sweep_dir)
-    conclusion_file = sweep_dir / CONCLUSION_FILES[0]
-    conclusion = Conclusion.load(conclusion_file) if conclusion_file.exists() else None
-    arms = [
-        ArmResult.load(sweep_dir / job.dir)
-        for job in plan.planned
-        if has_record(sweep_dir / job.dir)
-    ]
-    return ExperimentResult(plan.name, plan.hypothesis, sweep_dir, arms, conclusion)

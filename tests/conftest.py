@@ -106,3 +106,12 @@ def data_cache_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("evsys-data-cache")
     os.environ["EVSYS_CACHE_DIR"] = str(path)
     return path
+
+
+def arm_log_dir(job_dir: Path) -> Path:
+    """The TensorBoard run of a finished job: in its sweep's tree when the dir above it is the
+    sweep dir that planned it (the context its caller gave the job), else its own dir's."""
+    from evsys.run.context import job_context
+    from evsys.run.tensorboard import run_log_dir
+
+    return run_log_dir(job_dir, job_context(Path(job_dir).parent, job_dir))

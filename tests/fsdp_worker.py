@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-import evsys.run.fit as fit
+import evsys.run.lifecycle as lifecycle
 from evsys import compose_run_config, run_experiment
 
 PROBE = torch.arange(3, 35).reshape(2, 16)  # token ids every byte tokenizer has
@@ -19,7 +19,7 @@ PROBE = torch.arange(3, 35).reshape(2, 16)  # token ids every byte tokenizer has
 
 def main() -> None:
     job_dir, overrides = Path(sys.argv[1]), sys.argv[2:]
-    gather = fit.gathered_model
+    gather = lifecycle.gathered_model
 
     def logits_then_gather(model, is_global_zero, device):
         model.eval()
@@ -29,7 +29,7 @@ def main() -> None:
             torch.save(logits.cpu(), job_dir / "sharded_logits.pt")
         return gather(model, is_global_zero, device)
 
-    fit.gathered_model = logits_then_gather
+    lifecycle.gathered_model = logits_then_gather
     record = run_experiment(compose_run_config(overrides), job_dir)
     if record.status != "completed":
         raise SystemExit(f"{record.error}\n{record.traceback}")

@@ -20,7 +20,9 @@ def tiny_model(tokenizer, seed=0):
 @pytest.mark.integration
 def test_metric_names_and_ranges(tokenizer):
     model = tiny_model(tokenizer).train()
-    metrics = evaluate_benchmarks(model, tokenizer, ["addition", "reversal", "sorting"], **SETTINGS)
+    metrics = evaluate_benchmarks(
+        model, tokenizer, ["addition", "reversal", "sorting"], **SETTINGS
+    ).metrics
     assert set(metrics) == {
         f"eval/{task}/{metric}"
         for task in ("addition", "reversal", "sorting")
@@ -94,7 +96,7 @@ def test_a_model_that_learned_the_answers_scores_one(tokenizer):
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-    metrics = evaluate_benchmarks(model, tokenizer, ["reversal"], **SETTINGS)
+    metrics = evaluate_benchmarks(model, tokenizer, ["reversal"], **SETTINGS).metrics
     assert metrics["eval/reversal/exact_match"] == 1.0
     assert metrics["eval/reversal/loss"] < 0.05
     predictions = generate_greedy(model, tokenizer, [ex["prompt"] for ex in examples], 4, 10)

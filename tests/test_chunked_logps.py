@@ -15,15 +15,15 @@ from evsys.config import DPOConfig, SFTConfig
 from evsys.data.packing import collate_packed, collate_padded, pack_examples
 from evsys.data.tasks import get_task
 from evsys.data.tokenize import IGNORE_INDEX, tokenize_examples
-from evsys.lightning import chunked_logps
-from evsys.lightning.chunked_logps import chosen_logps, shifted_logps, summed_nll
 from evsys.lightning.dpo import DPOModule, collate_pairs, tokenize_pairs
-from evsys.lightning.logprobs import (
+from evsys.lightning.sft import SFTModule
+from evsys.ops import chunked_logps
+from evsys.ops.chunked_logps import chosen_logps, shifted_logps, summed_nll
+from evsys.ops.logprobs import (
     completion_logps,
     positions_from_mask,
     token_logps,
 )
-from evsys.lightning.sft import SFTModule
 from tests.tiny import tiny_qwen3
 
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-5}

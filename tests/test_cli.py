@@ -10,9 +10,9 @@ import time
 
 import pytest
 
+from evsys import registry
 from evsys.cli import conclude, experiments, quick
 from evsys.cli.main import main
-from evsys.sweep import registry
 from tests.conftest import REPO, cli_env
 from tests.test_conclusion import write_sweep
 

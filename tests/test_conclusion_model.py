@@ -10,7 +10,7 @@ import pytest
 
 from evsys.conclusion.model import SCHEMA_VERSION, Conclusion, PowerRow, RunProblem
 from evsys.conclusion.write import write_conclusion
-from evsys.records import load_experiment_result
+from evsys.results import load_experiment_result
 from tests.test_conclusion import FAILED, METRIC, MISSING, write_sweep
 from tests.test_conclusion_items import write_item_sweep
 

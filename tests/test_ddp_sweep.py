@@ -9,14 +9,13 @@ import json
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from evsys.run.tensorboard import run_log_dir
-from tests.conftest import FAST, run_cli
+from tests.conftest import FAST, arm_log_dir, run_cli
 
 DDP = [*FAST, "backend=ddp"]
 
 
 def losses(run_dir) -> list[float]:
-    events = EventAccumulator(str(run_log_dir(run_dir)))
+    events = EventAccumulator(str(arm_log_dir(run_dir)))
     events.Reload()
     return [event.value for event in events.Scalars("train/loss")]
 

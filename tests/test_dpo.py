@@ -16,7 +16,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from evsys import compose_run_config, run_experiment
+from evsys import compose_run_config, registry, run_experiment
 from evsys.config import DPOConfig
 from evsys.data.packing import collate_padded
 from evsys.data.sources import load_split
@@ -25,9 +25,7 @@ from evsys.data.tokenizer import byte_tokenizer
 from evsys.errors import ConfigError
 from evsys.lightning.dpo import DPOModule, collate_pairs, tokenize_pairs
 from evsys.models import load_model
-from evsys.run.tensorboard import run_log_dir
-from evsys.sweep import registry
-from tests.conftest import FAST, REPO, assert_killed_run_resumes_exactly, run_cli
+from tests.conftest import FAST, REPO, arm_log_dir, assert_killed_run_resumes_exactly, run_cli
 
 SMALL = ["model.hidden_size=64", "model.num_layers=2", "model.intermediate_size=128"]
 DPO = ["algorithm=dpo", "data=addition", *SMALL]
@@ -302,7 +300,7 @@ def test_eval_examples_keep_the_chosen_answer_as_reference():
 
 # -------------------------------------------------------------------------------------- runs
 def scalars(job_dir: Path, tag: str) -> list[float]:
-    events = EventAccumulator(str(run_log_dir(job_dir)))
+    events = EventAccumulator(str(arm_log_dir(job_dir)))
     events.Reload()
     return [event.value for event in events.Scalars(tag)]
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from evsys import Experiment
-from evsys.sweep import registry
+from evsys import Experiment, registry
 from tests.conftest import FAST, kill_cli_once, run_cli
 
 

@@ -17,9 +17,15 @@ from transformers import AutoModelForCausalLM
 from evsys import compose_run_config
 from evsys.errors import ConfigError
 from evsys.lightning.sharding import _swap_in, restore_interrupted_save
-from evsys.run.tensorboard import run_log_dir
 from evsys.validate import validate_run_config
-from tests.conftest import FAST, REPO, assert_killed_run_resumes_exactly, cli_env, run_cli
+from tests.conftest import (
+    FAST,
+    REPO,
+    arm_log_dir,
+    assert_killed_run_resumes_exactly,
+    cli_env,
+    run_cli,
+)
 
 # Each of the 2 processes takes 4 rows a step: the global batch of one process taking 8.
 STEPS = [*FAST, "algorithm.max_steps=6", "algorithm.warmup_steps=2"]
@@ -33,7 +39,7 @@ GRPO += ["algorithm.max_completion_length=4", "algorithm.lr=1e-3"]
 
 
 def scalars(job_dir: Path, tag: str) -> list[float]:
-    events = EventAccumulator(str(run_log_dir(job_dir)))
+    events = EventAccumulator(str(arm_log_dir(job_dir)))
     events.Reload()
     return [event.value for event in events.Scalars(tag)]
 

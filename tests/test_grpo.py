@@ -19,10 +19,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from evsys import compose_run_config, run_experiment
 from evsys.errors import ConfigError
 from evsys.lightning.grpo import group_advantages, grpo_loss
-from evsys.lightning.logprobs import token_logps
+from evsys.ops.logprobs import token_logps
 from evsys.rewards import exact_match, partial_credit
-from evsys.run.tensorboard import run_log_dir
-from tests.conftest import FAST, REPO, kill_cli_once, run_cli
+from tests.conftest import FAST, REPO, arm_log_dir, kill_cli_once, run_cli
 
 # Small groups and short completions: every part of a step runs, in well under a second.
 GRPO = [
@@ -169,7 +168,7 @@ def digit_share(completions: list[str], examples: list[dict]) -> list[float]:
 
 # ---------------------------------------------------------------------------------- real runs
 def scalars(job_dir: Path, tag: str) -> dict[int, float]:
-    events = EventAccumulator(str(run_log_dir(job_dir)))
+    events = EventAccumulator(str(arm_log_dir(job_dir)))
     events.Reload()
     return {event.step: event.value for event in events.Scalars(tag)}
 
@@ -259,7 +258,7 @@ def test_resumed_run_samples_what_the_uninterrupted_one_did(tmp_path):
 def test_grpo_addition_preset_end_to_end(tmp_path):
     """The documented two commands: the SFT parent, then the GRPO follow-up from its best arm
     (about 10 minutes): every arm and seed completes, and GRPO beats the starting model."""
-    from evsys.sweep.registry import list_experiments
+    from evsys.registry import list_experiments
 
     outputs = tmp_path / "outputs"
     root = f"experiment.stores.outputs_root={outputs}"

@@ -26,8 +26,7 @@ from evsys.config import HarnessConfig
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.evaluation import evaluate_benchmarks, generate_greedy
 from evsys.evaluation.base import BenchmarkSettings
-from evsys.run.tensorboard import run_log_dir
-from tests.conftest import FAST, cli_env, run_cli
+from tests.conftest import FAST, arm_log_dir, cli_env, run_cli
 from tests.tiny import tiny_qwen3
 
 pytest.importorskip("lm_eval", reason='needs the harness extra: pip install -e ".[harness]"')
@@ -240,7 +239,7 @@ def test_harness_scores_are_logged_during_and_after_training(sweep):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     _, _, sweep_dir = sweep
-    events = EventAccumulator(str(run_log_dir(sweep_dir / "lr_3e-3_seed0"))).Reload()
+    events = EventAccumulator(str(arm_log_dir(sweep_dir / "lr_3e-3_seed0"))).Reload()
     steps = [event.step for event in events.Scalars(f"eval/{TASK}/acc")]
     assert steps == [2, 4]  # validation-time scoring at step 2, post-training at the last step
     assert [event.step for event in events.Scalars("eval/digits/digit_rate")] == [4]
@@ -313,12 +312,11 @@ def test_in_memory_scoring_of_both_request_kinds_keeps_the_random_streams(tmp_pa
     torch.manual_seed(7), random.seed(7), np.random.seed(7)
     untouched = torch.rand(2).tolist(), random.random(), np.random.rand()
     torch.manual_seed(7), random.seed(7), np.random.seed(7)
-    items: dict[str, list[dict]] = {}
     scores = evaluate_benchmarks(
         model, tokenizer, [f"harness:{TASK}", "harness:evsys_echo"], data_seed=0, num_eval=8,
         max_examples=8, batch_size=8, max_new_tokens=8, max_length=64, harness=harness,
-        items=items,
     )  # fmt: skip
+    scores, items = scores.metrics, scores.items
     assert (torch.rand(2).tolist(), random.random(), np.random.rand()) == untouched
     assert [row["exact_match"] for row in items["evsys_echo"]] == [1.0, 0.0] * 4
 
@@ -358,12 +356,12 @@ def test_a_group_writes_items_per_subtask(tmp_path, monkeypatch, weighted):
     (tasks_dir / "evsys_pair.yaml").write_text(GROUP_YAML.format(task=TASK, weighted=weighted))
     tokenizer = byte_tokenizer()
     harness = HarnessConfig(include_path=str(tasks_dir), limit=8, batch_size=BATCH)
-    items: dict[str, list[dict]] = {}
     scores = evaluate_benchmarks(
         untied_tiny_model(tokenizer), tokenizer, ["harness:evsys_pair"], data_seed=0,
         num_eval=8, max_examples=8, batch_size=8, max_new_tokens=8, max_length=64,
-        harness=harness, items=items,
+        harness=harness,
     )  # fmt: skip
+    scores, items = scores.metrics, scores.items
     for label, rows in items.items():
         for metric in set(rows[0]) - {"item"}:
             mean = sum(row[metric] for row in rows) / len(rows)

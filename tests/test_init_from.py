@@ -17,7 +17,7 @@ from evsys import compose_run_config, run_experiment
 from evsys.conclusion.build import build_conclusion
 from evsys.errors import ConfigError
 from evsys.init_from import resolve_init_from
-from evsys.sweep.registry import register
+from evsys.registry import register
 from tests.conftest import FAST, run_cli
 
 SMALL = ["model.hidden_size=64", "model.num_layers=2", "model.intermediate_size=128"]

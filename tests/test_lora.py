@@ -15,8 +15,7 @@ from transformers import AutoModelForCausalLM
 from evsys import compose_run_config, run_experiment
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.errors import ConfigError
-from evsys.run.tensorboard import run_log_dir
-from tests.conftest import FAST
+from tests.conftest import FAST, arm_log_dir
 from tests.tiny import tiny_qwen3_config
 
 TARGETS = ["q_proj", "v_proj", "o_proj", "up_proj", "down_proj"]
@@ -77,7 +76,7 @@ def _peft_from_checkpoint(job_dir: Path, base_dir: Path) -> PeftModel:
 
 @pytest.mark.integration
 def test_lora_loss_falls(merged_arm):
-    events = EventAccumulator(str(run_log_dir(merged_arm)))
+    events = EventAccumulator(str(arm_log_dir(merged_arm)))
     events.Reload()
     losses = [event.value for event in events.Scalars("train/loss")]
     assert len(losses) == 20

@@ -165,7 +165,7 @@ run: {data: {dataset_name: addition}, tags: [where]}
 
 @pytest.mark.integration
 def test_output_dir_stores_metadata_and_base_seed_are_honoured(tmp_path, monkeypatch):
-    from evsys.sweep import registry
+    from evsys import registry
 
     monkeypatch.chdir(tmp_path)  # nothing may land in ./outputs
     path = tmp_path / "where.yaml"

@@ -12,7 +12,7 @@ import pytest
 import evsys
 from evsys import compose_run_config, run_experiment
 from evsys.errors import ConfigError
-from evsys.metric_names import check_record, produced_metrics
+from evsys.metric_names import checked_record, produced_metrics
 from evsys.records import ArmResult
 from evsys.validate import check_success_metric
 from tests.conftest import FAST, REPO, cli_env, run_cli
@@ -187,12 +187,12 @@ def test_a_real_record_holds_exactly_the_produced_metrics(tmp_path, overrides):
 def test_a_record_missing_an_expected_success_metric_is_failed():
     cfg = compose_run_config(FAST)
     record = ArmResult("a", 0, "completed", success_metric="val/loss", metrics={"train/loss": 1})
-    check_record(cfg, record)
+    record = checked_record(cfg, record)
     assert record.status == "failed"
     assert "metric 'val/loss' missing from the record" in record.error
     assert "the plan expected train/loss, val/loss" in record.error
     # A single run whose default metric the plan knew it would not produce stays completed.
     short = compose_run_config([*FAST, "algorithm.max_steps=1", "eval.benchmarks=[]"])
     record = ArmResult("a", 0, "completed", success_metric="val/loss", metrics={"train/loss": 1})
-    check_record(short, record)
+    record = checked_record(short, record)
     assert record.completed

@@ -15,6 +15,7 @@ import pytest
 
 from evsys import Experiment
 from evsys.records import ArmResult, Plan, PlannedJob
+from evsys.run.context import job_context
 from evsys.run.progress import sweep_position
 from tests.conftest import FAST, REPO, cli_env
 from tests.test_experiment import write_preset
@@ -65,9 +66,9 @@ def test_sweep_position_names_the_job_and_an_eta(tmp_path):
     done = ArmResult(arm="a", seed=0, status="completed", started_at="2026-01-01T10:00:00")
     done.finished_at = "2026-01-01T10:02:00"
     done.save(tmp_path / "a_seed0")
-    text = sweep_position(tmp_path / "b_seed0")
+    text = sweep_position(job_context(tmp_path, tmp_path / "b_seed0"))
     assert text.startswith("job 2/3 (1 done, ETA 4 min")
-    assert sweep_position(tmp_path / "elsewhere") is None
+    assert sweep_position(job_context(tmp_path, tmp_path / "elsewhere")) is None
 
 
 @pytest.mark.integration

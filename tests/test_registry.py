@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from evsys import registry
 from evsys.cli import experiments
 from evsys.conclusion.build import build_conclusion
-from evsys.sweep import registry
 
 REPO = Path(__file__).resolve().parents[1]
 METRIC = "eval/addition/exact_match"
@@ -22,7 +22,7 @@ def _info(experiment_id: str, sweep_dir: str = "sweep", **extra) -> dict:
 # one writer process: registers and updates `count` experiments, as a SLURM task would
 WRITER = """
 import sys
-from evsys.sweep import registry
+from evsys import registry
 root, worker, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 for i in range(count):
     registry.register(root, {"id": f"w{worker}-{i}", "name": "demo", "sweep_dir": "sweep"})

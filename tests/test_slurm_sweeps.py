@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from evsys.run.tensorboard import run_log_dir
-from tests.conftest import FAST, run_cli
+from tests.conftest import FAST, arm_log_dir, run_cli
 from tests.test_local_slurm import _cluster_problem, _run
 
 pytestmark = pytest.mark.slurm
@@ -216,7 +215,7 @@ def test_ddp_arm_runs_as_two_slurm_tasks_and_writes_one_record(mixed_sweep):
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in rank_1_log  # task 1 of the same SLURM job
     assert (arm_dir / "model" / "config.json").is_file()
     # TensorBoard event files carry the writer's pid: all from one process, rank 0
-    writers = {p.name.split(".")[-2] for p in run_log_dir(arm_dir).glob("events.out.*")}
+    writers = {p.name.split(".")[-2] for p in arm_log_dir(arm_dir).glob("events.out.*")}
     assert len(writers) == 1
 
 
@@ -265,7 +264,7 @@ def test_requeued_arm_resumes_and_matches_an_uninterrupted_one(slurm_cluster, tm
     assert _final_step(sweep_dir / "requeued_seed0") == 40
     assert _final_step(sweep_dir / "uninterrupted_seed0") == 40
     # the same TensorBoard run: event files of both attempts in the arm's one log dir
-    assert len(list(run_log_dir(sweep_dir / "requeued_seed0").glob("events.out.*"))) >= 2
+    assert len(list(arm_log_dir(sweep_dir / "requeued_seed0").glob("events.out.*"))) >= 2
     states = _run("sacct", "-n", "-X", "-P", "-D", "-j", job_id, "-o", "State").stdout.split()
     assert states[0] == "REQUEUED" and states[-1] == "COMPLETED"
 

@@ -9,8 +9,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from evsys.lightning.step_checkpoint import StepCheckpoint
-from evsys.run.fit import RunLogger
 from evsys.run.tensorboard import run_log_dir
+from evsys.run.trainer import RunLogger
 
 
 class Regression(L.LightningModule):
@@ -49,7 +49,7 @@ def test_the_steps_scalars_are_written_before_its_checkpoint(tmp_path):
     spy = StepsOnDiskAtSave(tmp_path)
     trainer = L.Trainer(
         max_steps=6,
-        logger=RunLogger(tmp_path),
+        logger=RunLogger(run_log_dir(tmp_path)),
         callbacks=[
             StepCheckpoint(
                 dirpath=tmp_path / "ckpt", save_last=True, save_top_k=0, every_n_train_steps=2

@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from evsys import compose_run_config, run_experiment
+from evsys import compose_run_config, registry, run_experiment
 from evsys.errors import DirInUse
 from evsys.lightning.checkpoint_io import AtomicCheckpointIO
 from evsys.locks import acquire_lock, release_lock
 from evsys.records import ArmResult, config_identity, identity_config
-from evsys.sweep import registry
 from tests.conftest import FAST, cli_env, run_cli
 
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from evsys.sweep import registry
+from evsys import registry
 
 DEFAULT_ROOT = "outputs"
 HEADERS = {"parent_experiment_id": "parent"}

@@ -35,8 +35,9 @@ def main(cfg: DictConfig):
         _validate_or_exit(cfg)  # a sweep validated every job in its plan already
     # Imported here: `--help`, `--cfg job` and config errors never pay for torch/lightning.
     from evsys.run.arm import run_experiment
+    from evsys.run.context import hydra_job_context
 
-    record = run_experiment(cfg)
+    record = run_experiment(cfg, context=hydra_job_context())  # the sweep's job, if one
     if HydraConfig.get().mode != RunMode.MULTIRUN and record.completed:
         _print_single_run(record)
     return record  # failures: reported by the conclusion callback, never raised from a job

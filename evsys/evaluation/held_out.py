@@ -6,10 +6,8 @@ Plain text (every prompt empty: nothing to generate from) is scored by loss and 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
-from collections.abc import Iterator
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -19,7 +17,8 @@ from evsys.data.tasks import Task
 from evsys.data.tokenize import encode_prompts, tokenize_examples
 from evsys.evaluation.base import Benchmark, BenchmarkSettings
 from evsys.evaluation.names import benchmark_label
-from evsys.lightning.chunked_logps import shifted_logps
+from evsys.ops.chunked_logps import shifted_logps
+from evsys.ops.eval_mode import evaluation_mode
 
 GENERATION_TOKEN_BUDGET = 65_536  # prompt + new tokens per generate call: bounds its KV cache
 
@@ -100,18 +99,6 @@ class DatasetBenchmark(HeldOutBenchmark):
 
     def examples(self) -> list[dict]:
         return self._examples[: self.settings.max_examples]
-
-
-@contextlib.contextmanager
-def evaluation_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode and no gradients inside; the model's previous mode restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def completion_losses(

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from evsys.config import HarnessConfig
 from evsys.data.tasks import get_task, is_task
 from evsys.evaluation import custom, harness
 from evsys.evaluation.base import Benchmark, BenchmarkSettings, harness_settings
-from evsys.evaluation.held_out import DatasetBenchmark, TaskBenchmark, evaluation_mode
-from evsys.evaluation.names import harness_task, is_harness_name, known_benchmarks
+from evsys.evaluation.held_out import DatasetBenchmark, TaskBenchmark
+from evsys.evaluation.names import (
+    harness_task,
+    is_harness_name,
+    known_benchmarks,
+    needs_held_out,
+)
+from evsys.ops.eval_mode import evaluation_mode
 
 
 def get_benchmark(name: str, settings: BenchmarkSettings) -> Benchmark:
@@ -25,6 +34,15 @@ def get_benchmark(name: str, settings: BenchmarkSettings) -> Benchmark:
     )
 
 
+@dataclass(frozen=True)
+class BenchmarkScores:
+    """What scoring returns: the metrics, each benchmark's per-item scores and its failures."""
+
+    metrics: dict[str, float]  # eval/<label>/<metric> -> value
+    items: dict[str, list[dict]] = field(default_factory=dict)  # label -> per-item scores
+    errors: dict[str, str] = field(default_factory=dict)  # eval/<label> -> error (keep_going)
+
+
 def evaluate_benchmarks(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -38,17 +56,16 @@ def evaluate_benchmarks(
     max_length: int,
     held_out: dict[str, list[dict]] | None = None,
     harness: HarnessConfig | None = None,
-    items: dict[str, list[dict]] | None = None,
-    errors: dict[str, str] | None = None,
-) -> dict[str, float]:
-    """Every named benchmark's metrics as {"eval/<name>/<metric>": value}.
+    keep_going: bool = False,
+) -> BenchmarkScores:
+    """Every named benchmark's metrics as {"eval/<name>/<metric>": value}, with each
+    benchmark's per-item scores by label (benchmarks that score item by item).
 
     `held_out` maps dataset names that are not built-in tasks (a file, a hub id) to their
     eval examples, so the training data's own eval split can be a benchmark. `harness` holds
-    the settings of harness:<task> benchmarks. `items`, when given, receives each
-    benchmark's per-item scores by label (benchmarks that score item by item). With
-    `errors`, a benchmark that fails while scoring is recorded there (eval/<name> -> error)
-    and the others are still scored.
+    the settings of harness:<task> benchmarks. With `keep_going`, a benchmark that fails while
+    scoring is returned among the errors (eval/<name> -> error) and the others are still
+    scored; without it, the failure is raised.
     """
     settings = BenchmarkSettings(
         data_seed=data_seed,
@@ -67,21 +84,20 @@ def evaluate_benchmarks(
         else get_benchmark(name, settings)
         for name in names
     ]
-    metrics: dict[str, float] = {}
+    scores = BenchmarkScores({})
     with evaluation_mode(model):
         for benchmark in benchmarks:
             try:
-                scores = benchmark.score(model, tokenizer)
+                metrics = benchmark.score(model, tokenizer)
             except Exception as error:
-                if errors is None:
+                if not keep_going:
                     raise
-                errors[f"eval/{benchmark.name}"] = f"{type(error).__name__}: {error}"
+                scores.errors[f"eval/{benchmark.name}"] = f"{type(error).__name__}: {error}"
                 continue
-            for metric, value in scores.items():
-                metrics[f"eval/{benchmark.name}/{metric}"] = float(value)
-            if items is not None:
-                items.update(benchmark.items_by_label())
-    return metrics
+            for metric, value in metrics.items():
+                scores.metrics[f"eval/{benchmark.name}/{metric}"] = float(value)
+            scores.items.update(benchmark.items_by_label())
+    return scores
 
 
 def evaluate_configured(
@@ -90,9 +106,8 @@ def evaluate_configured(
     names: list[str],
     cfg,
     held_out: dict[str, list[dict]] | None = None,
-    items: dict[str, list[dict]] | None = None,
-    errors: dict[str, str] | None = None,
-) -> dict[str, float]:
+    keep_going: bool = False,
+) -> BenchmarkScores:
     """`evaluate_benchmarks` with the settings of a run config (data.* and eval.*), rounded."""
     scores = evaluate_benchmarks(
         model,
@@ -106,7 +121,19 @@ def evaluate_configured(
         max_length=cfg.data.max_length,
         held_out=held_out,
         harness=harness_settings(cfg),
-        items=items,
-        errors=errors,
+        keep_going=keep_going,
     )
-    return {key: round(float(value), 6) for key, value in scores.items()}
+    rounded = {key: round(float(value), 6) for key, value in scores.metrics.items()}
+    return BenchmarkScores(rounded, scores.items, scores.errors)
+
+
+def scorer(cfg, names: list[str]) -> Callable[..., dict[str, float]]:
+    """`score(model, tokenizer, held_out)` for scoring during training (BenchmarkScoring): the
+    named benchmarks that can be scored with the eval splits at hand, with `cfg`'s settings."""
+
+    def score(model, tokenizer, held_out: dict[str, list[dict]]) -> dict[str, float]:
+        # A continual stage has only its own datasets' eval splits at hand.
+        scoreable = [n for n in names if n in held_out or not needs_held_out(n)]
+        return evaluate_configured(model, tokenizer, scoreable, cfg, held_out).metrics
+
+    return score

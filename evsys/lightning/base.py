@@ -17,9 +17,9 @@ from evsys.data.packing import (
     packing_fill,
 )
 from evsys.data.tokenize import TokenRows, tokenize_rows
-from evsys.lightning.chunked_logps import labelled_positions, shifted_logps, summed_nll
 from evsys.lightning.schedule import lr_multiplier
 from evsys.lightning.sharding import is_sharded, run_as_forward, shard_model
+from evsys.ops.chunked_logps import labelled_positions, shifted_logps, summed_nll
 
 log = logging.getLogger(__name__)
 
@@ -57,19 +57,31 @@ class PostTrainingModule(L.LightningModule):
         return collate_padded(rows, tokenizer.pad_token_id)
 
     def __init__(
-        self, model: torch.nn.Module, tokenizer, algorithm: AlgorithmConfig, seed: int = 0
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        algorithm: AlgorithmConfig,
+        seed: int = 0,
+        *,
+        compile_decoder: bool = False,
+        max_length: int | None = None,
     ) -> None:
+        """`seed`: the run's seed; `compile_decoder`: backend.compile; `max_length`:
+        data.max_length, the width of packed rows. Values, not the run's config: the module
+        reads nothing from the data module's or the trainer's config."""
         super().__init__()
         self.seed = seed  # the run's seed: algorithms that sample derive their streams from it
         self.model = model
         self.tokenizer = tokenizer
         self.algorithm = algorithm
+        self.compile_decoder = compile_decoder
+        self.max_length = max_length
         self._compiled = False
 
     def token_losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token cross entropy of predicting token t+1 at t, and the mask of counted tokens.
 
-        From the hidden states in chunks, only at counted tokens (evsys/lightning/chunked_logps.py):
+        From the hidden states in chunks, only at counted tokens (evsys/ops/chunked_logps.py):
         the full-vocabulary logits never exist. Uncounted positions hold 0.
         """
         logps, mask = run_as_forward(
@@ -123,8 +135,7 @@ class PostTrainingModule(L.LightningModule):
         dynamic shapes, since packed batches vary in width."""
         if self._device_mesh is not None and not is_sharded(self.model):
             shard_model(self.model, self._device_mesh["data_parallel"])
-        cfg = getattr(getattr(self.trainer, "datamodule", None), "cfg", None)
-        if cfg is not None and cfg.backend.get("compile") and not self._compiled:
+        if self.compile_decoder and not self._compiled:
             self.model.get_decoder().compile(dynamic=True)
             self._compiled = True
 
@@ -134,9 +145,11 @@ class PostTrainingModule(L.LightningModule):
         rows = getattr(data, "train_rows", None)
         if not isinstance(rows, TokenRows) or "position_ids" not in rows.columns:
             return  # not packed rows (padded examples, preference pairs, prompts)
+        if self.max_length is None:
+            return  # the row width is unknown: nothing to measure the fill against
         if not self.trainer.is_global_zero:
             return  # every rank packs the same rows: one says so
-        fill = packing_fill(rows, data.cfg.data.max_length)
+        fill = packing_fill(rows, self.max_length)
         log.info(
             "packed %d training rows, %.1f%% of their slots real tokens", len(rows), 100 * fill
         )

@@ -6,13 +6,11 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
-
-from evsys.evaluation.names import needs_held_out
-from evsys.evaluation.scoring import evaluate_configured
 
 log = logging.getLogger("evsys")
 
@@ -142,11 +140,14 @@ class LineProgress(L.Callback):
 class BenchmarkScoring(L.Callback):
     """Scores benchmarks every N optimizer steps during training, logged to TensorBoard at that
     step (validation.benchmarks_every_n_steps). The last step is left to post-training scoring,
-    which logs the same names there."""
+    which logs the same names there.
 
-    def __init__(self, cfg, names: list[str], every_n_steps: int) -> None:
-        self.cfg = cfg
-        self.names = names
+    `score(model, tokenizer, held_out)` returns the scores by metric key; `held_out` is the
+    data module's eval split of each dataset trained on. The caller (evsys/run/) says what is
+    scored, so this module needs nothing of evsys/evaluation/."""
+
+    def __init__(self, score: Callable[..., dict[str, float]], every_n_steps: int) -> None:
+        self.score = score
         self.every_n_steps = every_n_steps
         self._last_scored = -1
 
@@ -156,11 +157,7 @@ class BenchmarkScoring(L.Callback):
         if not due or step == self._last_scored or not trainer.is_global_zero:
             return
         self._last_scored = step
-        held_out = trainer.datamodule.held_out  # the eval split of each dataset trained on
-        # A continual stage has only its own datasets' eval splits at hand.
-        names = [n for n in self.names if n in held_out or not needs_held_out(n)]
         started = time.perf_counter()
-        model, tokenizer = pl_module.model, pl_module.tokenizer
-        scores = evaluate_configured(model, tokenizer, names, self.cfg, held_out)
+        scores = self.score(pl_module.model, pl_module.tokenizer, trainer.datamodule.held_out)
         trainer.logger.log_metrics(scores, step=step)
         log.info("step %d benchmarks (%.1fs): %s", step, time.perf_counter() - started, scores)

@@ -35,9 +35,9 @@ from evsys.data.formats import PREFERENCE
 from evsys.data.packing import collate_padded
 from evsys.data.tokenize import IGNORE_INDEX, tokenize_examples
 from evsys.lightning.base import PostTrainingModule
-from evsys.lightning.chunked_logps import shifted_logps
 from evsys.lightning.reference import ReferenceModel
 from evsys.lightning.sharding import run_as_forward
+from evsys.ops.chunked_logps import shifted_logps
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +141,9 @@ class DPOModule(PostTrainingModule):
         return collate_pairs(rows, tokenizer.pad_token_id)
 
     def __init__(
-        self, model: torch.nn.Module, tokenizer, algorithm: DPOConfig, seed: int = 0
+        self, model: torch.nn.Module, tokenizer, algorithm: DPOConfig, seed: int = 0, **options
     ) -> None:
-        super().__init__(model, tokenizer, algorithm, seed)
+        super().__init__(model, tokenizer, algorithm, seed, **options)
         # Made now, before Lightning restores a checkpoint: a resumed run keeps the true start.
         self.reference = ReferenceModel(model) if self.uses_reference else None
 

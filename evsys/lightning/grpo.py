@@ -22,12 +22,12 @@ import torch
 from evsys.config import GRPOConfig
 from evsys.data.tasks import is_task
 from evsys.data.tokenize import encode_prompts
-from evsys.evaluation.held_out import evaluation_mode
 from evsys.lightning.base import PostTrainingModule
-from evsys.lightning.logprobs import completion_logps
 from evsys.lightning.reference import ReferenceModel
-from evsys.lightning.sampling import completion_mask, sample_completions
 from evsys.lightning.sharding import is_sharded, run_as_forward
+from evsys.ops.eval_mode import evaluation_mode
+from evsys.ops.logprobs import completion_logps
+from evsys.ops.sampling import completion_mask, sample_completions
 from evsys.rewards import resolve_reward, reward_label
 
 STD_EPSILON = 1e-4  # keeps a group whose rewards all agree at advantage 0, as TRL does
@@ -118,9 +118,9 @@ class GRPOModule(PostTrainingModule):
         }
 
     def __init__(
-        self, model: torch.nn.Module, tokenizer, algorithm: GRPOConfig, seed: int = 0
+        self, model: torch.nn.Module, tokenizer, algorithm: GRPOConfig, seed: int = 0, **options
     ) -> None:
-        super().__init__(model, tokenizer, algorithm, seed)
+        super().__init__(model, tokenizer, algorithm, seed, **options)
         self.reward_names = [reward_label(name) for name in algorithm.rewards]
         self.reward_functions = [
             resolve_reward(name, f"algorithm.rewards[{index}]")

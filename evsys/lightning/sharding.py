@@ -4,7 +4,7 @@ Each decoder block (the model's `_no_split_modules` classes) is its own FSDP uni
 unit, the causal LM itself, holds what is left: the embeddings, the final norm and the LM
 head (tied or not). FSDP gathers a unit's parameters in that unit's forward. evsys's chunked
 loss never calls the root's forward (it calls the decoder, then the head's weight chunk by
-chunk, evsys/lightning/chunked_logps.py), so the whole loss runs as a registered forward
+chunk, evsys/ops/chunked_logps.py), so the whole loss runs as a registered forward
 method of the root (`run_as_forward`, FSDP's `register_fsdp_forward_method`): the root's
 parameters are gathered before it and their gradients reduce-scattered after the backward,
 exactly as around a `model(...)` call; the blocks gather their own inside it.

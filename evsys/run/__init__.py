@@ -1,2 +1,5 @@
-"""Running one arm: arm (the record's lifecycle), fit (one training run, shared by arm and
-continual), continual (a chain of stages), continual_metrics (pure BWT/FWT/forgetting)."""
+"""Running one arm: arm (the record, built once from an outcome), lifecycle (ArmRun: setup ->
+train -> score -> export, shared by a single arm and each continual stage), continual (a chain
+of stages), continual_metrics (pure BWT/FWT/forgetting), context (the job's place in a sweep),
+trainer (the Lightning Trainer and logger), tensorboard, resume (identity and resume policy),
+claim, progress, ranks."""

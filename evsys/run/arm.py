@@ -1,13 +1,15 @@
 """run_experiment: one arm from config to record — data, model, training, scoring, export.
 
-The record's lifecycle lives here: created `running`, filled by the training (evsys/run/fit.py)
-or by a continual chain (evsys/run/continual.py), and written `completed` or `failed`, last
-and atomically, to the job dir (evsys/records.py).
+The record's lifecycle lives here: created `running`, then built once from the outcome of the
+arm's training — one ArmRun (evsys/run/lifecycle.py), or a continual chain of them
+(evsys/run/continual.py) — and written `completed` or `failed`, last and atomically, to the
+job dir (evsys/records.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -25,65 +27,60 @@ from evsys.data.prepare import check_source
 from evsys.errors import DirInUse
 from evsys.evaluation.base import harness_settings
 from evsys.evaluation.names import check_benchmark_names
-from evsys.init_from import resolve_init_from
+from evsys.init_from import resolve_init_from, with_init_from
 from evsys.locks import dir_lock
-from evsys.metric_names import check_record
-from evsys.models import count_parameters, export_model, load_tokenizer
-from evsys.records import CHECKPOINT, ArmResult, group_id, record_path
+from evsys.metric_names import checked_record
+from evsys.records import ArmResult, group_id, record_path
 from evsys.run.claim import OtherConfigsResults, claim_dir
-from evsys.run.fit import (
-    final_metrics,
-    fit,
-    flat_hparams,
-    is_global_zero,
-    job_identity,
-    quiet_libraries,
-    timed,
-    write_table_row,
-)
-from evsys.run.progress import ensure_log_handler, summary_line, sweep_position
-from evsys.run.ranks import end_process_group
-from evsys.run.tensorboard import relative_log_dir
+from evsys.run.context import JobContext
+from evsys.run.continual import chain_hparams, run_chain
+from evsys.run.lifecycle import ArmOutcome, ArmRun, Scoring
+from evsys.run.progress import ensure_log_handler, quiet_libraries, summary_line, sweep_position
+from evsys.run.ranks import end_process_group, is_global_zero
+from evsys.run.resume import job_identity
+from evsys.run.tensorboard import flat_hparams, relative_log_dir, run_log_dir, write_table_row
+from evsys.run.trainer import RunLogger
 from evsys.validate import success_metric, validate_run_config
 
 log = logging.getLogger("evsys")
 
 
-def run_experiment(cfg: DictConfig, job_dir: str | Path | None = None) -> ArmResult:
+def run_experiment(
+    cfg: DictConfig, job_dir: str | Path | None = None, context: JobContext | None = None
+) -> ArmResult:
     """Train and score one arm (one RunConfig); always returns its record (status completed or
     failed), with no experiment bookkeeping.
 
-    The record is written to the job dir last, atomically. Failures are recorded, not
-    raised, so one arm never takes a sweep down.
+    `context`: the planned job of a sweep this run is (evsys/run/context.py), passed by the
+    sweep's task function; None for a run of its own. The record is written to the job dir
+    last, atomically. Failures are recorded, not raised, so one arm never takes a sweep down.
     """
     ensure_log_handler()
     job_dir = Path(job_dir or _default_job_dir(cfg))
     job_dir.mkdir(parents=True, exist_ok=True)
     record = _new_record(cfg)
-    if position := sweep_position(job_dir):
+    if position := sweep_position(context):
         log.info("arm %s seed %s: %s", record.arm, record.seed, position)
     try:
         # One process per job dir: a second run into it is refused, not mixed in.
         with dir_lock(job_dir, "run") if is_global_zero() else contextlib.nullcontext():
             try:
-                _run(cfg, job_dir, record)
+                record = _run(cfg, job_dir, record, context)
             finally:
                 end_process_group()
     except (DirInUse, OtherConfigsResults) as error:
-        _failed(record, error)
-        record.traceback = None  # a refusal, not a crash; and no record of it is written
-        record.dir = str(job_dir)
-        return record  # the dir is another run's or config's: its record is not ours to write
+        record = _failed(record, error, trace=None)  # a refusal, not a crash
+        # The dir is another run's or config's: its record is not ours to write.
+        return dataclasses.replace(record, dir=str(job_dir))
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C (Lightning turns it into exit 1)
         _interrupted(record, job_dir)
         raise
-    record.finished_at = _now()
+    record = dataclasses.replace(record, finished_at=_now())
     if is_global_zero():
         _save(record, job_dir)
         if record.completed:
             log.info(summary_line(record))
-    record.dir = str(job_dir)
-    return record
+    return dataclasses.replace(record, dir=str(job_dir))
 
 
 def _save(record: ArmResult, job_dir: Path) -> None:
@@ -99,34 +96,100 @@ def _save(record: ArmResult, job_dir: Path) -> None:
         )  # fmt: skip
 
 
-def _run(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
+def _run(cfg: DictConfig, job_dir: Path, record: ArmResult, context: JobContext | None):
+    """The arm's record after training: completed, or failed with what went wrong."""
     try:
         cfg = validate_run_config(cfg)
-        record.success_metric = success_metric(cfg)["name"]
+        record = dataclasses.replace(record, success_metric=success_metric(cfg)["name"])
         identity = job_identity(cfg)
-        record.identity, record.identity_config = identity["identity"], identity["config"]
+        record = dataclasses.replace(
+            record, identity=identity["identity"], identity_config=identity["config"]
+        )
         claim_dir(cfg, job_dir, identity, mover=is_global_zero())
+        record = dataclasses.replace(
+            record,
+            group_id=group_id(cfg),
+            hparams=flat_hparams(cfg) | _chain_hparams(cfg),
+            placement=_torch_threads(cfg, record.placement),
+        )
         with quiet_libraries():
-            if cfg.experiment.continual.datasets is not None:
-                from evsys.run.continual import run_chain  # a chain of stages, each one fit
-
-                run_chain(cfg, job_dir, record)
-            else:
-                _train_and_score(cfg, job_dir, record, identity)
-        record.status = "completed" if not record.error else "failed"
-        if is_global_zero():  # (ranks > 0 hold no metrics)
-            check_record(cfg, record)  # against the metrics the plan expected (metric_names)
+            outcome = _train(cfg, job_dir, identity, context)
+        if outcome is None:  # another rank of a multi-process arm: rank 0 records it
+            return dataclasses.replace(record, status="completed")
+        # checked against the metrics the plan expected of this job (evsys/metric_names.py)
+        record = checked_record(cfg, finished_record(record, outcome, job_dir, context))
+        _write_table_row(record, cfg, job_dir, context)
+        return record
     except OtherConfigsResults:
         raise  # another config's results: this job writes no record over them
     except Exception as error:  # noqa: BLE001 - every failure becomes the arm's record
-        _failed(record, error)
+        return _failed(record, error, traceback.format_exc())
 
 
-def _failed(record: ArmResult, error: BaseException) -> None:
-    record.status = "failed"
-    record.error = f"{type(error).__name__}: {error}"
-    record.traceback = traceback.format_exc()
+def _train(
+    cfg: DictConfig, job_dir: Path, identity: dict, context: JobContext | None
+) -> ArmOutcome | None:
+    """One ArmRun in the job dir, or a continual chain of them (one per stage)."""
+    log_dir = run_log_dir(job_dir, context)
+    if cfg.experiment.continual.datasets is not None:
+        return run_chain(cfg, job_dir, log_dir)
+    _check_inputs(cfg)
+    # `parent` becomes the parent experiment's best export before anything is loaded.
+    cfg = with_init_from(cfg, resolve_init_from(cfg))
+    scoring = Scoring(tuple(str(b) for b in cfg.eval.benchmarks), keep_going=True)
+    return ArmRun(cfg, job_dir, identity=identity, log_dir=log_dir, scoring=scoring).run()
+
+
+def finished_record(
+    record: ArmResult, outcome: ArmOutcome, job_dir: Path, context: JobContext | None
+) -> ArmResult:
+    """The arm's record from its outcome — one function for a single arm and a chain. A
+    benchmark failing after training fails the arm, keeping the model, the checkpoint and
+    every other metric, and the record says what failed."""
+    errors = dict(outcome.benchmark_errors)
+    failed = "; ".join(f"{key}: {value}" for key, value in errors.items())
+    timings = dict(outcome.timings)
+    timings["total"] = sum(timings.values())
+    return dataclasses.replace(
+        record,
+        status="failed" if errors else "completed",
+        error=f"benchmarks failed after training (the model is kept): {failed}" if errors else None,
+        benchmark_errors=errors,
+        metrics=outcome.metrics,
+        throughput=outcome.throughput,
+        timings={key: round(value, 3) for key, value in timings.items()},
+        artifacts={**outcome.artifacts, "tensorboard": relative_log_dir(job_dir, context)},
+        resumed_from_step=outcome.resumed_from_step,
+        continual=dict(outcome.continual) if outcome.continual is not None else None,
+    )
+
+
+def _write_table_row(
+    record: ArmResult, cfg: DictConfig, job_dir: Path, context: JobContext | None
+) -> None:
+    """The arm's row of the TensorBoard HParams table, from its record."""
+    logger = RunLogger(run_log_dir(job_dir, context))
+    write_table_row(logger, cfg, context, record.metrics, _chain_hparams(cfg))
+    logger.finalize("success")
+
+
+def _chain_hparams(cfg: DictConfig) -> dict:
+    return chain_hparams(cfg) if cfg.experiment.continual.datasets is not None else {}
+
+
+def _torch_threads(cfg: DictConfig, placement: dict | None) -> dict | None:
+    """Use backend.num_threads; the placement a launcher gave says how many torch uses."""
+    if cfg.backend.num_threads:
+        torch.set_num_threads(cfg.backend.num_threads)
+    return None if placement is None else placement | {"torch_threads": torch.get_num_threads()}
+
+
+def _failed(record: ArmResult, error: BaseException, trace: str | None) -> ArmResult:
+    record = dataclasses.replace(
+        record, status="failed", error=f"{type(error).__name__}: {error}", traceback=trace
+    )
     log.error("arm %s (seed %s) failed: %s", record.arm, record.seed, record.error)
+    return record
 
 
 def _interrupted(record: ArmResult, job_dir: Path) -> None:
@@ -160,53 +223,6 @@ def _check_inputs(cfg: DictConfig) -> None:
     check_source(cfg.data, algorithm_module_class(cfg.algorithm.kind).example_format)
     benchmarks = [str(b) for b in cfg.eval.benchmarks]
     check_benchmark_names(benchmarks, dataset_names(cfg.data), harness_settings(cfg))
-
-
-def _train_and_score(cfg: DictConfig, job_dir: Path, record: ArmResult, identity: dict) -> None:
-    timings: dict[str, float] = {}
-    with timed(timings, "setup"):
-        record.group_id = group_id(cfg)
-        record.hparams = flat_hparams(cfg)
-        _check_inputs(cfg)
-        if cfg.backend.num_threads:
-            torch.set_num_threads(cfg.backend.num_threads)
-        if record.placement is not None:
-            record.placement["torch_threads"] = torch.get_num_threads()
-        # `parent` becomes the parent experiment's best export before anything is loaded.
-        cfg.model.init_from = resolve_init_from(cfg)
-        tokenizer = load_tokenizer(cfg.model)
-    with timed(timings, "train"):
-        fitted = fit(cfg, job_dir, tokenizer, identity=identity)
-    record.resumed_from_step = fitted.resumed_from_step
-    log.info(
-        "arm %s seed %s: %s parameters, %d training rows -> %s",
-        record.arm, record.seed, f"{count_parameters(fitted.module.model):,}",
-        len(fitted.data.train_rows), job_dir,
-    )  # fmt: skip
-    if not fitted.trainer.is_global_zero:
-        return
-    with timed(timings, "eval"):
-        # A benchmark failing after training costs its own scores only: the model, the
-        # checkpoint and every other metric are kept, and the record says what failed.
-        metrics = final_metrics(fitted, cfg, job_dir, record.benchmark_errors)
-    if record.benchmark_errors:
-        failed = "; ".join(f"{k}: {v}" for k, v in record.benchmark_errors.items())
-        record.error = f"benchmarks failed after training (the model is kept): {failed}"
-    model = fitted.module.model
-    export_dir = export_model(model, tokenizer, job_dir / "model", cfg.model.lora.export)
-    write_table_row(fitted.trainer.logger, cfg, job_dir, metrics)
-    record.metrics = metrics
-    record.throughput = {
-        "tokens_per_second": round(fitted.throughput.tokens_per_second, 1),
-        "train_tokens": fitted.throughput.tokens,
-    }
-    timings["total"] = sum(timings.values())
-    record.timings = {k: round(v, 3) for k, v in timings.items()}
-    record.artifacts = {
-        "model": str(export_dir.relative_to(job_dir)),
-        "checkpoint": str(CHECKPOINT),
-        "tensorboard": relative_log_dir(job_dir),
-    }
 
 
 def _default_job_dir(cfg: DictConfig) -> Path:

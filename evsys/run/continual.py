@@ -21,7 +21,6 @@ its last.ckpt, so a killed chain loses at most one stage's progress since its la
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import re
@@ -30,7 +29,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from evsys.algorithms import algorithm_module_class
@@ -41,17 +39,9 @@ from evsys.data.tasks import is_task
 from evsys.errors import ConfigError
 from evsys.evaluation.base import harness_settings
 from evsys.evaluation.names import benchmark_label, check_benchmark_names, has_held_out_metrics
-from evsys.evaluation.scoring import evaluate_configured
-from evsys.init_from import resolve_init_from
-from evsys.models import export_model, load_tokenizer
-from evsys.records import (
-    CHECKPOINT,
-    SCORES_DIR,
-    ArmResult,
-    group_id,
-    write_item_scores,
-    write_json_atomic,
-)
+from evsys.init_from import resolve_init_from, with_init_from
+from evsys.models import load_tokenizer
+from evsys.records import CHECKPOINT, SCORES_DIR, write_item_scores, write_json_atomic
 from evsys.run.continual_metrics import (
     HIGHER_IS_BETTER,
     METRICS,
@@ -59,15 +49,9 @@ from evsys.run.continual_metrics import (
     flat_metrics,
     score_matrix,
 )
-from evsys.run.fit import (
-    RunLogger,
-    fit,
-    flat_hparams,
-    starting_model,
-    train_metrics,
-    write_table_row,
-)
-from evsys.run.tensorboard import relative_log_dir
+from evsys.run.lifecycle import MODEL_DIR, ArmOutcome, ArmRun, Scoring
+from evsys.run.resume import job_identity
+from evsys.run.trainer import RunLogger, starting_model
 from evsys.validate import CONTINUAL_KEY
 
 log = logging.getLogger("evsys")
@@ -93,61 +77,52 @@ class Stage:
 
     @property
     def export_dir(self) -> Path:
-        return self.dir / "model"
-
-
-@dataclass
-class Scoring:
-    """What every row of the matrix is scored on: the same benchmarks, the same settings."""
-
-    cfg: DictConfig  # the job's config: eval settings and the data fields benchmarks share
-    names: list[str]  # benchmark names as evaluate_benchmarks takes them
-    held_out: dict[str, list[dict]]  # eval examples of stage datasets that are not built-in tasks
-
-    @property
-    def labels(self) -> list[str]:
-        """The matrix's columns, as named in the metric keys (eval/<label>/<metric>): the
-        benchmarks with held-out loss and exact match. Harness and custom benchmarks have
-        metrics of their own: they are scored and recorded per stage, not tabled."""
-        return [benchmark_label(name) for name in self.names if has_held_out_metrics(name)]
-
-    def score(self, model, tokenizer, run_dir: Path) -> dict[str, float]:
-        """The row's scores; its per-item scores go to <run_dir>/scores/<label>.jsonl."""
-        items: dict[str, list[dict]] = {}
-        scores = evaluate_configured(model, tokenizer, self.names, self.cfg, self.held_out, items)
-        write_item_scores(run_dir, items)
-        return scores
+        return self.dir / MODEL_DIR
 
 
 # ---------------------------------------------------------------------------------- the chain
-def run_chain(cfg: DictConfig, job_dir: Path, record: ArmResult) -> None:
-    """Train every stage in order (skipping finished ones), then fill the arm's record."""
+def run_chain(cfg: DictConfig, job_dir: Path, log_dir: Path) -> ArmOutcome:
+    """Train every stage in order (skipping finished ones): the chain's outcome, its metrics
+    the last stage's plus the continual ones, its TensorBoard run `log_dir`."""
     started = time.perf_counter()
-    record.group_id = group_id(cfg)
-    cfg.model.init_from = resolve_init_from(cfg)  # `parent` becomes a directory, for all stages
+    cfg = with_init_from(cfg, resolve_init_from(cfg))  # `parent`: a directory, for all stages
     stages = plan_stages(cfg, job_dir)
     _check_before_training(stages, cfg)
-    record.hparams = flat_hparams(cfg) | {"continual.stages": " -> ".join(s.name for s in stages)}
-    if cfg.backend.num_threads:
-        torch.set_num_threads(cfg.backend.num_threads)
     tokenizer = load_tokenizer(cfg.model)
-    scoring = Scoring(cfg, benchmark_names(cfg), _held_out(stages, tokenizer))
-    rows = [_start_row(cfg, job_dir, tokenizer, scoring)]
-    stage_records = []
+    scoring = Scoring(tuple(benchmark_names(cfg)), _held_out(stages, tokenizer), keep_going=False)
+    labels = matrix_labels(scoring.names)
+    rows = [_start_row(cfg, job_dir, tokenizer, scoring, log_dir)]
+    outcomes, resumed_from_step = [], None
     for stage in stages:
-        done = _read_stage(stage, scoring.labels)
-        if done is None:
-            done = _train_and_log(stage, stages, job_dir, tokenizer, scoring, rows)
-            if done["resumed_from_step"] is not None and record.resumed_from_step is None:
-                record.resumed_from_step = stage.step_offset + done["resumed_from_step"]
-        stage_records.append(done)
-        rows.append(done["scores"])
-    shutil.copytree(stages[-1].export_dir, job_dir / "model", dirs_exist_ok=True)
+        outcome = _read_stage(stage, labels)
+        if outcome is None:
+            outcome = _train_stage(stage, stages, tokenizer, scoring, log_dir)
+            summary = continual_summary(stages, [*rows, dict(outcome.scores)], labels)
+            _log_scalars(log_dir, stage.last_step, flat_metrics(summary))
+            if outcome.resumed_from_step is not None and resumed_from_step is None:
+                resumed_from_step = stage.step_offset + outcome.resumed_from_step
+        outcomes.append(outcome)
+        rows.append(dict(outcome.scores))
+    shutil.copytree(stages[-1].export_dir, job_dir / MODEL_DIR, dirs_exist_ok=True)
     # The arm's scores are its final model's: the last stage's, items included.
     if (stages[-1].dir / SCORES_DIR).is_dir():
         shutil.copytree(stages[-1].dir / SCORES_DIR, job_dir / SCORES_DIR, dirs_exist_ok=True)
-    _fill_record(record, job_dir, stages, stage_records, rows, scoring.labels)
-    record.timings["total"] = round(time.perf_counter() - started, 3)
+    summary = continual_summary(stages, rows, labels)
+    seconds = time.perf_counter() - started
+    return _chain_outcome(stages, outcomes, summary, resumed_from_step, seconds, job_dir)
+
+
+def chain_hparams(cfg: DictConfig) -> dict[str, str]:
+    """What the record's hparams and the HParams row add for a chain: its stages in order."""
+    names = [_stage_name(spec) for spec in cfg.experiment.continual.datasets]
+    return {"continual.stages": " -> ".join(names)}
+
+
+def matrix_labels(names: tuple[str, ...]) -> list[str]:
+    """The matrix's columns, as named in the metric keys (eval/<label>/<metric>): the
+    benchmarks with held-out loss and exact match. Harness and custom benchmarks have
+    metrics of their own: they are scored and recorded per stage, not tabled."""
+    return [benchmark_label(name) for name in names if has_held_out_metrics(name)]
 
 
 def plan_stages(cfg: DictConfig, job_dir: Path) -> list[Stage]:
@@ -155,16 +130,22 @@ def plan_stages(cfg: DictConfig, job_dir: Path) -> list[Stage]:
     stages, offset = [], 0
     specs = list(cfg.experiment.continual.datasets)
     for index, spec in enumerate(specs, start=1):
-        name = spec.name or re.sub(r"[^\w.+=-]", "_", benchmark_label(spec.dataset_name))
-        stage_cfg = copy.deepcopy(cfg)
-        stage_cfg.data.dataset_name = spec.dataset_name
-        stage_cfg.data.transforms = spec.transforms
-        stage_cfg.data.mixture = _replay_mixture(specs[:index], cfg.experiment.continual.replay)
-        stage_cfg.algorithm.max_steps = spec.max_steps or cfg.algorithm.max_steps
+        name = _stage_name(spec)
+        data = {
+            "dataset_name": spec.dataset_name,
+            "transforms": spec.transforms,
+            "mixture": _replay_mixture(specs[:index], cfg.experiment.continual.replay),
+        }
+        steps = spec.max_steps or cfg.algorithm.max_steps
+        stage_cfg = OmegaConf.merge(cfg, {"data": data, "algorithm": {"max_steps": steps}})
         stage_dir = Path(job_dir) / STAGES_DIR / f"{index}-{name}"
         stages.append(Stage(index, name, stage_cfg, stage_dir, offset))
         offset += stage_cfg.algorithm.max_steps
     return stages
+
+
+def _stage_name(spec) -> str:
+    return spec.name or re.sub(r"[^\w.+=-]", "_", benchmark_label(spec.dataset_name))
 
 
 def _replay_mixture(specs: list, replay: float) -> list[DictConfig] | None:
@@ -209,85 +190,87 @@ def _held_out(stages: list[Stage], tokenizer) -> dict[str, list[dict]]:
     held_out = {}
     for stage in stages:
         if not is_task(stage.cfg.data.dataset_name):
-            own = copy.deepcopy(stage.cfg.data)
-            own.mixture = None  # the stage's own dataset, without what replay mixes in
+            # The stage's own dataset, without what replay mixes in.
+            own = OmegaConf.merge(stage.cfg.data, {"mixture": None})
             held_out[own.dataset_name] = load_split(own, "eval", tokenizer)
     return held_out
 
 
 # ------------------------------------------------------------------------------------ stages
-def _start_row(cfg: DictConfig, job_dir: Path, tokenizer, scoring: Scoring) -> dict:
+def _start_row(cfg: DictConfig, job_dir: Path, tokenizer, scoring: Scoring, log_dir: Path) -> dict:
     """Scores of the starting model (the matrix's row "start"), computed once per job."""
     path = job_dir / STAGES_DIR / START_FILE
+    labels = matrix_labels(scoring.names)
     if path.is_file():
-        return _checked(path, json.loads(path.read_text()), None, scoring.labels)["scores"]
-    model = starting_model(cfg, tokenizer)
-    scores = scoring.score(model, tokenizer, job_dir / STAGES_DIR / "start")
-    _log_scalars(job_dir, 0, scores)
-    write_json_atomic(path, {"scores": scores})
-    log.info("continual: starting model scored: %s", _short(scores))
-    return scores
+        return _checked(path, json.loads(path.read_text()), None, labels)["scores"]
+    scores = scoring.score(starting_model(cfg, tokenizer), tokenizer, cfg)
+    write_item_scores(job_dir / STAGES_DIR / "start", scores.items)
+    _log_scalars(log_dir, 0, scores.metrics)
+    write_json_atomic(path, {"scores": scores.metrics})
+    log.info("continual: starting model scored: %s", _short(scores.metrics))
+    return scores.metrics
 
 
 def _train_stage(
-    stage: Stage, job_dir: Path, previous: Path | None, tokenizer, scoring: Scoring
-) -> dict:
-    """Train one stage from `previous`'s weights with a fresh optimizer; score, export, record."""
-    cfg, started = stage.cfg, time.perf_counter()
+    stage: Stage, stages: list[Stage], tokenizer, scoring: Scoring, log_dir: Path
+) -> ArmOutcome:
+    """Train one stage from the previous stage's export (stage 1: the job's model) with a
+    fresh module, optimizer, schedule and Trainer, on the chain's one TensorBoard run; an
+    interrupted stage goes on from its last.ckpt. Scored, exported, then recorded."""
+    cfg = stage.cfg
     log.info("continual: stage %d %s on %s", stage.index, stage.name, cfg.data.dataset_name)
-    trainer, module, throughput, resumed_from_step = _fit(stage, job_dir, previous, tokenizer)
-    trained = time.perf_counter()
-    scores = scoring.score(module.model, tokenizer, stage.dir)
-    export_model(module.model, tokenizer, stage.export_dir, cfg.model.lora.export)
+    if (stage.dir / CHECKPOINT).exists():
+        log.info("continual: stage %d %s resumes from %s", stage.index, stage.name, stage.dir)
+    if stage.index > 1:
+        cfg = with_init_from(cfg, stages[stage.index - 2].export_dir)
+    run = ArmRun(
+        cfg,
+        stage.dir,
+        identity=job_identity(stage.cfg),  # the stage as planned, whichever weights it starts from
+        log_dir=log_dir,
+        scoring=scoring,
+        tokenizer=tokenizer,
+        step_offset=stage.step_offset,
+    )
+    outcome = run.run()  # never None: a chain runs in one process (evsys/validate.py)
     done = {
         "index": stage.index,
         "name": stage.name,
         "dataset_name": cfg.data.dataset_name,
         "max_steps": cfg.algorithm.max_steps,
-        "resumed_from_step": resumed_from_step,
-        "scores": scores,
-        "train": train_metrics(trainer),
-        "throughput": {"tokens": throughput.tokens, "seconds": round(throughput.seconds, 3)},
-        "timings": {
-            "train": round(trained - started, 3),
-            "eval": round(time.perf_counter() - trained, 3),
-        },
+        "resumed_from_step": outcome.resumed_from_step,
+        "scores": dict(outcome.scores),
+        "train": dict(outcome.train_metrics),
+        "throughput": {"tokens": outcome.tokens, "seconds": round(outcome.train_seconds, 3)},
+        "timings": {key: round(value, 3) for key, value in outcome.timings.items()},
     }
     write_json_atomic(stage.dir / STAGE_FILE, done)  # last: from now on the stage counts as done
-    return done
+    return outcome
 
 
-def _fit(stage: Stage, job_dir: Path, previous: Path | None, tokenizer) -> tuple:
-    """The stage trained from `previous`'s weights with a fresh module, optimizer, schedule
-    and Trainer, on the chain's one TensorBoard run; an interrupted stage goes on from its
-    last.ckpt. Returns what the stage record needs."""
-    if (stage.dir / CHECKPOINT).exists():
-        log.info("continual: stage %d %s resumes from %s", stage.index, stage.name, stage.dir)
-    logger = ChainLogger(job_dir, step_offset=stage.step_offset)
-    fitted = fit(stage.cfg, stage.dir, tokenizer, init_from=previous, logger=logger)
-    return fitted.trainer, fitted.module, fitted.throughput, fitted.resumed_from_step
+def _stage_outcome(done: dict) -> ArmOutcome:
+    """The outcome of a stage finished by an earlier run of this job, from its stage.json."""
+    return ArmOutcome(
+        train_metrics=done["train"],
+        scores=done["scores"],
+        items={},  # already in the stage's scores/
+        benchmark_errors={},
+        tokens=done["throughput"]["tokens"],
+        train_seconds=done["throughput"]["seconds"],
+        timings=done["timings"],
+        artifacts={"model": MODEL_DIR, "checkpoint": str(CHECKPOINT)},
+        resumed_from_step=done["resumed_from_step"],
+    )
 
 
-def _train_and_log(
-    stage: Stage, stages: list[Stage], job_dir: Path, tokenizer, scoring: Scoring, rows: list
-) -> dict:
-    """Train a stage from the previous one's export, then log its scores and the chain's
-    metrics so far at the step where it ended."""
-    previous = stages[stage.index - 2].export_dir if stage.index > 1 else None
-    done = _train_stage(stage, job_dir, previous, tokenizer, scoring)
-    summary = continual_summary(stages, [*rows, done["scores"]], scoring.labels)
-    _log_scalars(job_dir, stage.last_step, done["scores"] | flat_metrics(summary))
-    return done
-
-
-def _read_stage(stage: Stage, labels: list[str]) -> dict | None:
-    """The record of a finished stage, or None when it has not finished yet."""
+def _read_stage(stage: Stage, labels: list[str]) -> ArmOutcome | None:
+    """The outcome of a finished stage, or None when it has not finished yet."""
     path = stage.dir / STAGE_FILE
     if not path.is_file():
         return None
     done = _checked(path, json.loads(path.read_text()), stage, labels)
     log.info("continual: stage %d %s already done, skipped", stage.index, stage.name)
-    return done
+    return _stage_outcome(done)
 
 
 def _checked(path: Path, done: dict, stage: Stage | None, labels: list[str]) -> dict:
@@ -342,58 +325,44 @@ def _stage_entry(stage: Stage) -> dict:
     }
 
 
-# ----------------------------------------------------------------------------- record, logs
-def _fill_record(
-    record: ArmResult,
-    job_dir: Path,
+# ---------------------------------------------------------------------------- outcome, logs
+def _chain_outcome(
     stages: list[Stage],
-    stage_records: list[dict],
-    rows: list[dict],
-    benchmarks: list[str],
-) -> None:
-    summary = continual_summary(stages, rows, benchmarks)
-    record.continual = summary
-    record.metrics = stage_records[-1]["train"] | rows[-1] | flat_metrics(summary)
-    tokens = sum(s["throughput"]["tokens"] for s in stage_records)
-    seconds = sum(s["throughput"]["seconds"] for s in stage_records)
-    record.throughput = {
-        "tokens_per_second": round(tokens / seconds, 1) if seconds else 0.0,
-        "train_tokens": tokens,
-    }
-    record.timings = {
-        "train": round(sum(s["timings"]["train"] for s in stage_records), 3),
-        "eval": round(sum(s["timings"]["eval"] for s in stage_records), 3),
-    }
-    record.artifacts = {
-        "model": "model",
-        "checkpoint": str(stages[-1].dir.relative_to(job_dir) / CHECKPOINT),
-        "tensorboard": relative_log_dir(job_dir),
-        "stages": STAGES_DIR,
-    }
-    logger = ChainLogger(job_dir)
-    stages_key = {"continual.stages": record.hparams["continual.stages"]}
-    write_table_row(logger, stages[0].cfg, job_dir, record.metrics, stages_key)
+    outcomes: list[ArmOutcome],
+    summary: dict,
+    resumed_from_step: int | None,
+    seconds: float,
+    job_dir: Path,
+) -> ArmOutcome:
+    """The chain as one outcome: the last stage's model, metrics and scores, the stages'
+    tokens and times summed, the continual metrics and the chain's section of the record."""
+    train = sum(o.timings.get("setup", 0.0) + o.timings.get("train", 0.0) for o in outcomes)
+    scoring = sum(o.timings.get("eval", 0.0) for o in outcomes)
+    last = outcomes[-1]
+    return ArmOutcome(
+        train_metrics=last.train_metrics,
+        scores=last.scores,
+        items={},  # the last stage's, copied into the job's scores/
+        benchmark_errors={},
+        tokens=sum(o.tokens for o in outcomes),
+        train_seconds=sum(o.train_seconds for o in outcomes),
+        timings={"setup": max(0.0, seconds - train - scoring), "train": train, "eval": scoring},
+        artifacts={
+            "model": MODEL_DIR,
+            "checkpoint": str(stages[-1].dir.relative_to(job_dir) / CHECKPOINT),
+            "stages": STAGES_DIR,
+        },
+        resumed_from_step=resumed_from_step,
+        extra_metrics=flat_metrics(summary),
+        continual=summary,
+    )
+
+
+def _log_scalars(log_dir: Path, step: int, scalars: dict[str, float]) -> None:
+    """A row of scores (or the chain's metrics so far) at the step its stage ended."""
+    logger = RunLogger(log_dir)
+    logger.log_scalars(scalars, step)
     logger.finalize("success")
-
-
-def _log_scalars(job_dir: Path, step: int, scalars: dict[str, float]) -> None:
-    """A row of scores (and the chain's metrics so far) at the step its stage ended."""
-    logger = ChainLogger(job_dir)
-    for key, value in scalars.items():
-        logger.experiment.add_scalar(key, value, step)
-    logger.finalize("success")
-
-
-class ChainLogger(RunLogger):
-    """The arm's one TensorBoard run; a stage's step s is logged at step_offset + s, so the
-    stages' curves follow each other on one axis instead of overlapping."""
-
-    def __init__(self, job_dir: Path, step_offset: int = 0) -> None:
-        super().__init__(job_dir)
-        self.step_offset = step_offset
-
-    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
-        super().log_metrics(metrics, None if step is None else step + self.step_offset)
 
 
 def _short(scores: dict) -> str:

@@ -1,15 +1,18 @@
 """What an arm says while it runs: which job of the sweep it is, the sweep's ETA, and its
-summary line — also in a notebook or script, where no logging is configured."""
+summary line — also in a notebook or script, where no logging is configured — and what the
+libraries it trains with are kept from saying (banners, tips, per-file progress bars)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import sys
-from pathlib import Path
+import warnings
+from collections.abc import Iterator
 
-from evsys.errors import NotASweepDir
-from evsys.records import ArmResult, Plan, read_completed
+from evsys.records import ArmResult, read_completed
+from evsys.run.context import JobContext
 
 log = logging.getLogger("evsys")
 _HANDLER_NAME = "evsys-default"
@@ -29,22 +32,48 @@ def ensure_log_handler() -> None:
         log.setLevel(logging.INFO)
 
 
-def sweep_position(job_dir: Path) -> str | None:
-    """`job 3/8 (2 done, ETA 4 min)` for a planned job of the sweep dir above `job_dir`."""
-    try:
-        plan = Plan.load(job_dir.parent)
-    except NotASweepDir:
+def sweep_position(context: JobContext | None) -> str | None:
+    """`job 3/8 (2 done, ETA 4 min)` for a planned job of a sweep (None: not one)."""
+    if context is None:
         return None
-    dirs = [job.dir for job in plan.planned]
-    if job_dir.name not in dirs:
-        return None
-    done = [r for d in dirs if d != job_dir.name and (r := read_completed(job_dir.parent / d))]
-    text = f"job {dirs.index(job_dir.name) + 1}/{len(dirs)} ({len(done)} done"
+    dirs = [job.dir for job in context.plan.planned]
+    sweep_dir, name = context.sweep_dir, context.job.dir
+    done = [r for d in dirs if d != name and (r := read_completed(sweep_dir / d))]
+    text = f"job {dirs.index(name) + 1}/{len(dirs)} ({len(done)} done"
     durations = [s for r in done if (s := _seconds(r)) is not None]
     if durations:
         left = (len(dirs) - len(done)) * sum(durations) / len(durations)
         text += f", ETA {_duration(left)} if one job runs at a time"
     return text + ")"
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Keep the log about the experiment while training: no banners, tips or per-file progress
+    bars. Warning filters, log levels and transformers' progress bar are restored afterwards,
+    so a library user's own settings survive a run."""
+    import transformers
+
+    names = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    with warnings.catch_warnings():
+        # On a machine with SLURM installed, Lightning warns about every run not started by
+        # srun; evsys jobs on SLURM are launched by submitit, so the hint is wrong for them.
+        warnings.filterwarnings("ignore", message="The `srun` command is available")
+        # Lightning 2.6 on torch >= 2.10 builds a deprecated LeafSpec every step.
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`")
+        transformers.utils.logging.disable_progress_bar()
+        for logger in loggers:
+            logger.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+            if bars:
+                transformers.utils.logging.enable_progress_bar()
 
 
 def summary_line(record: ArmResult) -> str:

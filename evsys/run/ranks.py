@@ -1,4 +1,5 @@
-"""Starting a multi-process arm's other ranks from inside a sweep.
+"""Ranks of a multi-process arm: which process is rank 0, and starting the other ranks from
+inside a sweep.
 
 Lightning starts ranks 1..n-1 of a multi-process run on one machine by re-running this
 process's command line with `hydra.run.dir=<hydra.run.dir>` appended. Inside a multirun job
@@ -62,3 +63,11 @@ def end_process_group() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def is_global_zero() -> bool:
+    """Rank 0 of a distributed arm, as Lightning sees it (it sets the rank when its strategy
+    starts; before that it reads RANK, LOCAL_RANK or SLURM_PROCID, so every launcher agrees)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0

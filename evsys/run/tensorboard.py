@@ -1,4 +1,4 @@
-"""Where an arm's TensorBoard run lives, and what its HParams row shows.
+"""An arm's TensorBoard: where its run lives, and what its HParams row shows and how.
 
 In a sweep every arm logs into one tree under the sweep dir, named so that TensorBoard lists
 the seeds of an arm together and the experiment is one `--logdir`:
@@ -8,20 +8,24 @@ the seeds of an arm together and the experiment is one `--logdir`:
 
 A run outside a sweep logs into `<run dir>/tensorboard/`. The HParams row carries what tells
 arms apart — the keys the sweep varies, first — then arm, seed and a few headline settings;
-its metric columns start with the success metric. Torch-free: paths and dicts only.
+its metric columns start with the success metric. A job knows its sweep through the
+JobContext its caller passed (evsys/run/context.py). Torch-free to import: the HParams
+summary (written with torch's writer, edited as TensorBoard's protobuf) imports them late.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.errors import NotASweepDir
 from evsys.records import BOOKKEEPING_OVERRIDES, Plan, PlannedJob
+from evsys.run.context import JobContext
 
 TENSORBOARD = "tensorboard"
 CONCLUSION_RUN = "conclusion"
@@ -60,19 +64,18 @@ def viewing_hint(sweep_dir: str | Path) -> str:
     )
 
 
-def run_log_dir(run_dir: str | Path) -> Path:
-    """The TensorBoard run of the job in `run_dir`: in the sweep's tree when it is a planned
-    job of the sweep dir above it, else `<run dir>/tensorboard`."""
-    run_dir = Path(run_dir)
-    job, _ = _planned_job(run_dir)
-    if job is None:
-        return run_dir / TENSORBOARD
-    return sweep_tensorboard_dir(run_dir.parent) / job.arm / f"seed{job.seed}"
+def run_log_dir(run_dir: str | Path, context: JobContext | None = None) -> Path:
+    """The TensorBoard run of the job in `run_dir`: in the sweep's tree for a planned job
+    (`context`), else `<run dir>/tensorboard`."""
+    if context is None:
+        return Path(run_dir) / TENSORBOARD
+    job = context.job
+    return sweep_tensorboard_dir(context.sweep_dir) / job.arm / f"seed{job.seed}"
 
 
-def relative_log_dir(run_dir: str | Path) -> str:
+def relative_log_dir(run_dir: str | Path, context: JobContext | None = None) -> str:
     """run_log_dir as the record's artifact path (relative to the job dir)."""
-    return os.path.relpath(run_log_dir(run_dir), run_dir)
+    return os.path.relpath(run_log_dir(run_dir, context), run_dir)
 
 
 def swept_keys(plan: Plan) -> list[str]:
@@ -90,11 +93,10 @@ def swept_keys(plan: Plan) -> list[str]:
     ]
 
 
-def table_hparams(cfg: DictConfig, run_dir: str | Path) -> dict:
+def table_hparams(cfg: DictConfig, context: JobContext | None) -> dict:
     """The run's HParams row: swept keys, arm, seed, headline settings (<= MAX_HPARAMS)."""
-    job, plan = _planned_job(Path(run_dir))
-    swept = swept_keys(plan) if plan is not None else []
-    own = _pairs(job) if job is not None else {}
+    swept = swept_keys(context.plan) if context is not None else []
+    own = _pairs(context.job) if context is not None else {}
     row: dict = {}
     for key in swept:
         row[key] = _value(cfg, key, own.get(key, "default"))
@@ -107,10 +109,9 @@ def table_hparams(cfg: DictConfig, run_dir: str | Path) -> dict:
     return dict(list(row.items())[:MAX_HPARAMS])
 
 
-def differing_keys(run_dir: str | Path) -> tuple[str, ...]:
+def differing_keys(context: JobContext | None) -> tuple[str, ...]:
     """What tells the runs of a sweep apart: its swept keys, arm and seed (none outside one)."""
-    _, plan = _planned_job(Path(run_dir))
-    return (*swept_keys(plan), "arm", "seed") if plan is not None else ()
+    return (*swept_keys(context.plan), "arm", "seed") if context is not None else ()
 
 
 def ordered_metrics(metrics: dict, success_metric: str | None) -> dict:
@@ -119,18 +120,73 @@ def ordered_metrics(metrics: dict, success_metric: str | None) -> dict:
     return first | {key: metrics[key] for key in sorted(metrics) if key != success_metric}
 
 
-def success_metric_of(run_dir: str | Path) -> str | None:
-    _, plan = _planned_job(Path(run_dir))
-    return plan.metric_name if plan is not None else None
+def flat_hparams(cfg: DictConfig) -> dict:
+    """Scalar config values by dotted key: the record's `hparams`, the flat config of a run."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("experiment", None)
+    flat: dict = {}
+
+    def walk(node, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        elif isinstance(node, (int, float, str, bool)) or node is None:
+            flat[prefix[:-1]] = "none" if node is None else node
+        else:
+            flat[prefix[:-1]] = str(node)
+
+    walk(container, "")
+    return flat
 
 
-def _planned_job(run_dir: Path) -> tuple[PlannedJob | None, Plan | None]:
-    try:
-        plan = Plan.load(run_dir.parent)
-    except NotASweepDir:
-        return None, None
-    job = next((job for job in plan.planned if job.dir == run_dir.name), None)
-    return (job, plan) if job is not None else (None, None)
+# --------------------------------------------------------------------------- the HParams row
+def write_table_row(
+    logger, cfg: DictConfig, context: JobContext | None, metrics: dict, extra=None
+) -> None:
+    """The run's HParams row, through its Lightning TensorBoard `logger`: what tells its arm
+    apart from the others, and its scores, the success metric first; an arm's seeds share a
+    group."""
+    row = table_hparams(cfg, context) | (extra or {})
+    success_metric = context.success_metric if context is not None else None
+    columns = ordered_metrics(metrics, success_metric)
+    write_hparams(logger, row, columns, str(cfg.get("arm")), differing_keys(context))
+
+
+def write_hparams(
+    logger,
+    hparams: dict,
+    metrics: dict,
+    group: str | None = None,
+    differing: tuple[str, ...] = (),
+) -> None:
+    """One HParams-table row for this run; its metric columns read the scalars already logged,
+    in the order of `metrics`. Runs of one `group` (an arm's seeds) are one row of the table,
+    their metrics aggregated (mean, min, max, median: TensorBoard's choice). TensorBoard shows
+    the `differing` hparams (what the sweep varies) first, the rest after, each by name."""
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+    writer = logger.experiment
+    file_writer = writer._get_file_writer()  # reopens the event file if Lightning closed it
+    experiment, start, end = hparams_summary(hparams, metrics)
+    with _plugin_data(experiment) as content:
+        for info in content.experiment.hparam_infos:
+            info.differs = info.name in differing
+    with _plugin_data(start) as content:
+        content.session_start_info.group_name = group or ""
+    for summary in (experiment, start, end):
+        file_writer.add_summary(summary)
+    writer.flush()
+
+
+@contextlib.contextmanager
+def _plugin_data(summary) -> Iterator:
+    """The HParams plugin data of a summary torch built, to edit in place."""
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    plugin_data = summary.value[0].metadata.plugin_data
+    content = HParamsPluginData.FromString(plugin_data.content)
+    yield content
+    plugin_data.content = content.SerializeToString()
 
 
 def _pairs(job: PlannedJob) -> dict[str, str]:

@@ -26,18 +26,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from evsys import registry
 from evsys.compose import quoted, search_path
 from evsys.conclusion.model import Conclusion
 from evsys.errors import RegistryError
-from evsys.records import (
-    CONCLUSION_FILES,
-    ExperimentResult,
-    Plan,
-    load_experiment_result,
-    plan_exists,
-)
+from evsys.records import CONCLUSION_FILES, Plan, plan_exists
+from evsys.results import ExperimentResult, load_experiment_result
 from evsys.run.tensorboard import viewing_hint
-from evsys.sweep import launch_report, registry
+from evsys.sweep import launch_report
 from evsys.sweep.page_format import ExperimentConfig, Page, check_page, is_page_file, read_yaml
 from evsys.sweep.page_preset import preset_yaml
 from evsys.sweep.plan import plan_arguments

@@ -11,6 +11,7 @@ from pathlib import Path
 from hydra.core.utils import JobReturn
 from omegaconf import DictConfig, OmegaConf
 
+from evsys import registry
 from evsys.errors import ConfigError
 from evsys.locks import supersede
 from evsys.records import (
@@ -23,7 +24,6 @@ from evsys.records import (
     Plan,
     PlannedJob,
 )
-from evsys.sweep import registry
 from evsys.sweep.experiment import start_sweep
 from evsys.validate import success_metric
 

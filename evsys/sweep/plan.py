@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from evsys import registry
 from evsys.compose import composer
 from evsys.errors import ConfigError, DataError
 from evsys.init_from import PARENT, parent_model_dir
@@ -30,7 +31,6 @@ from evsys.records import (
     identity_config,
     job_dir_name,
 )
-from evsys.sweep import registry
 from evsys.validate import (
     check_names,
     check_success_metric,

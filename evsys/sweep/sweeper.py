@@ -20,10 +20,11 @@ from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
+from evsys import registry
 from evsys.errors import NOTHING_RUN, ConfigError, DirInUse, RegistryError
 from evsys.locks import acquire_lock
 from evsys.records import Plan, read_completed
-from evsys.sweep import launch_report, registry
+from evsys.sweep import launch_report
 from evsys.sweep.callbacks import EXIT_FAILED
 from evsys.sweep.experiment import start_sweep
 from evsys.sweep.plan import plan_sweep, planned_looks, print_plan, sweep_axes

@@ -4,10 +4,14 @@ It answers "what did I run, where is it, and how did it end?" and lets a follow-
 start from its parent's best model. Many jobs may write at once (local processes, SLURM
 tasks), so every call opens its own connection with a 30 s busy timeout, uses WAL mode
 (readers never block the writer) and runs a single-statement transaction.
+
+Below everything that reads it (evsys/init_from.py, the sweep, the CLI): it imports only
+evsys.errors and evsys.records.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import sqlite3
@@ -18,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from evsys.conclusion.model import Conclusion
-from evsys.conclusion.runs import collect_runs
 from evsys.errors import ExperimentNotFound, RegistryError
-from evsys.records import CONCLUSION_FILES, Plan
+from evsys.records import CONCLUSION_FILES, Plan, read_completed
 
 __all__ = ["ExperimentNotFound", "RegistryError"]  # re-exported: callers catch them here
 
@@ -171,12 +174,16 @@ def _model_dirs_best_first(sweep_dir: Path, arm: str) -> list[Path]:
     """Model export dirs of the arm's completed runs, best metric value first (ties: seed)."""
     plan = Plan.load(sweep_dir)
     sign = 1 if plan.mode == "max" else -1
-    runs = [run for run in collect_runs(sweep_dir, plan)["completed"] if run["arm"] == arm]
-    runs.sort(key=lambda run: (-sign * run["value"], run["seed"]))
+    runs = []  # (value, seed, job dir, record) of each completed run with a finite value
+    for job in plan.planned:
+        record = read_completed(sweep_dir / job.dir) if job.arm == arm else None
+        value = (record.metrics or {}).get(plan.metric_name) if record else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            runs.append((value, job.seed, sweep_dir / job.dir, record))
+    runs.sort(key=lambda run: (-sign * run[0], run[1]))
     # artifacts paths are relative to the job dir; an absolute one wins the join
     return [
-        sweep_dir / run["dir"] / (run["record"].artifacts or {}).get("model", "model")
-        for run in runs
+        job_dir / (record.artifacts or {}).get("model", "model") for _, _, job_dir, record in runs
     ]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from evsys.lightning.logprobs import positions_from_mask
+from evsys.ops.logprobs import positions_from_mask
 
 
 @torch.no_grad()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from evsys.lightning.chunked_logps import shifted_logps
+from evsys.ops.chunked_logps import shifted_logps
 
 
 def token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
