@@ -260,3 +260,53 @@ def test_conclude_returns_the_conclusion_of_a_sweep_dir(tmp_path):
 def _field(conclusion, name: str):
     """A field of the conclusion, a mapping or a typed object."""
     return conclusion[name] if isinstance(conclusion, dict) else getattr(conclusion, name)
+
+
+def _nested(dotted: str, value) -> dict:
+    """`a.b.c`, v -> {a: {b: {c: v}}}: a run of the page's format sets one key."""
+    node: dict = value
+    for part in reversed(dotted.split(".")):
+        node = {part: node}
+    return node
+
+
+# The issue's examples: each passed the plan before and failed every arm later (or never).
+REFUSED_AT_PLANNING = [
+    ("algorithm.schedule", "cosin", "runs[0].algorithm.schedule='cosin' is not one of cosine"),
+    ("model.arch", "qwen", "runs[0].model.arch='qwen' is not one of"),
+    ("model.attn_implementation", "sdpaa", "'sdpaa' is not one of sdpa, eager, flex_attention"),
+    ("model.lora.export", "merge", "runs[0].model.lora.export='merge' is not one of"),
+    ("backend.precision", "bf17", "runs[0].backend.precision='bf17' is not one of"),
+]
+METRICS_NO_ARM_PRODUCES = [
+    ("val/loss", {}, "'val/loss' is not a metric this job produces"),
+    ("val/losss", {"max_steps": 100}, "Did you mean 'val/loss'? The job produces train/loss"),
+    ("train/reward", {"kind": "grpo"}, "a record keeps train/loss only"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "said"), REFUSED_AT_PLANNING)
+def test_each_reported_bad_value_is_refused_by_run_before_a_child(key, value, said, monkeypatch):
+    monkeypatch.setattr(sys, "stdout", io.StringIO())  # a notebook's stdout: no terminal
+    monkeypatch.setattr(subprocess, "Popen", _RecordedPopen)
+    _RecordedPopen.started = []
+    page = {"name": "bad_value", "runs": [{"name": "a", **_nested(key, value)}]}
+    with pytest.raises(ConfigError, match="is not one of") as refused:
+        Experiment(page).run()
+    assert said in str(refused.value)
+    assert _RecordedPopen.started == []
+
+
+@pytest.mark.parametrize(("metric", "algorithm", "said"), METRICS_NO_ARM_PRODUCES)
+def test_each_metric_no_arm_produces_is_refused_by_run_before_a_child(
+    metric, algorithm, said, monkeypatch
+):
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    monkeypatch.setattr(subprocess, "Popen", _RecordedPopen)
+    _RecordedPopen.started = []
+    run = {"algorithm": {"max_steps": 10, **algorithm}, "data": {"dataset_name": "addition"}}
+    page = {"name": "bad_metric", "success_metric": metric, "run": run}
+    with pytest.raises(ConfigError) as refused:
+        Experiment(page).run()
+    assert said in str(refused.value) and "arm" in str(refused.value)
+    assert _RecordedPopen.started == []
