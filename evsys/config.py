@@ -283,7 +283,7 @@ class GRPOConfig(AlgorithmConfig):
 class SuccessMetric:
     name: str = ""  # metric that ranks arms, e.g. eval/addition/exact_match
     # max: higher is better | min: lower is better | null: min for a loss, perplexity or
-    # forgetting metric, max otherwise (evsys.evaluation.names.metric_mode); the plan says which
+    # forgetting metric, max otherwise (evsys.metric_kinds.metric_mode); the plan says which
     mode: str | None = one_of(None, allowed.METRIC_MODES)
     min_effect: float = at_least(0.0, 0)  # smallest difference that counts as a real effect
     # pool the seed variance over arms that ran the same seeds (docs/statistics.md): null

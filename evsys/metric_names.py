@@ -29,12 +29,11 @@ from omegaconf import DictConfig, OmegaConf
 from evsys.algorithms import algorithm_schema
 from evsys.errors import ConfigError
 from evsys.evaluation.names import benchmark_label, has_held_out_metrics
+from evsys.metric_kinds import metric_bounds
 
 HELD_OUT_METRICS = ("loss", "exact_match")  # evsys/evaluation/held_out.py
 TEXT_METRICS = ("loss", "perplexity")  # text has no prompt to generate an answer from
 CONTINUAL_PREFIXES = ("continual/", "continual/loss/")  # exact match, then loss matrices
-# Metrics bounded to [0, 1]: a difference of 1 or more between two arms cannot happen.
-FRACTIONS = ("exact_match", "accuracy", "acc", "acc_norm", "avg_final")
 
 log = logging.getLogger("evsys")
 
@@ -169,14 +168,16 @@ def check_metric(cfg: DictConfig, name: str, key: str = "experiment.success_metr
 
 
 def check_min_effect(name: str, min_effect: float) -> None:
-    """A min_effect no difference of a [0, 1] metric can reach is refused."""
-    fraction = name.rsplit("/", 1)[-1] in FRACTIONS and not name.startswith("continual/loss/")
-    if fraction and min_effect >= 1:
-        raise ConfigError(
-            f"experiment.success_metric.min_effect={min_effect} cannot be reached: {name} lies "
-            "in [0, 1], so no two arms differ by that much; state the smallest difference that "
-            "matters, e.g. 0.05"
-        )
+    """A min_effect no difference between two arms can reach, by the metric's kind, is
+    refused: a share's lie in [-1, 1], a difference of shares' in [-2, 2]."""
+    bounds = metric_bounds(name)
+    if bounds is None or min_effect < bounds[1] - bounds[0]:
+        return
+    raise ConfigError(
+        f"experiment.success_metric.min_effect={min_effect} cannot be reached: {name} lies "
+        f"in [{bounds[0]:g}, {bounds[1]:g}], so no two arms differ by that much; state the "
+        "smallest difference that matters, e.g. 0.05"
+    )
 
 
 def missing_from_record(cfg: DictConfig, metrics: dict) -> list[str]:

@@ -22,8 +22,8 @@ from evsys.evaluation.names import (
     benchmark_label,
     check_benchmark_kinds,
     is_harness_name,
-    metric_mode,
 )
+from evsys.metric_kinds import metric_mode
 from evsys.metric_names import check_metric, scored_as_text
 from evsys.rewards import resolve_reward
 from evsys.rules import check_fields, check_value, rules_of

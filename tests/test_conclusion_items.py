@@ -4,6 +4,7 @@ item sampling counts in the uncertainty, and the error rates hold when nothing d
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -113,8 +114,9 @@ def test_shares_are_bounded_under_a_harness_filter_too():
     assert metric_bounds("eval/reversal/exact_match") == (0.0, 1.0)
     assert metric_bounds("eval/gsm8k/exact_match_strict-match") == (0.0, 1.0)
     assert metric_bounds("eval/mmlu/mmlu_anatomy/acc") == (0.0, 1.0)
-    assert metric_bounds("eval/reversal/loss") is None
-    assert metric_bounds("eval/wikitext/word_perplexity") is None
+    # a loss and a perplexity are bounded below only (evsys/metric_kinds.py)
+    assert metric_bounds("eval/reversal/loss") == (0.0, math.inf)
+    assert metric_bounds("eval/wikitext/word_perplexity") == (1.0, math.inf)
 
 
 def test_a_shared_seed_family_pools_its_seed_variance(tmp_path):

@@ -7,6 +7,7 @@ from typing import Any
 
 from evsys.conclusion.model import Conclusion, ContinualGroup
 from evsys.conclusion.text import value_std
+from evsys.metric_kinds import SHARE, metric_kind
 
 
 def matrix_plot_name(arm: str) -> str:
@@ -15,8 +16,6 @@ def matrix_plot_name(arm: str) -> str:
     return f"conclusion_{safe}_matrix.png"
 
 
-# Metrics that live in [0, 1]: their axis is the whole range, so arms compare at a glance.
-BOUNDED_METRICS = ("exact_match", "acc", "acc_norm", "accuracy", "f1", "pass@1", "win_rate")
 CAPTION = "best arm in orange; diamond = mean with 95% CI, dots = seeds"
 MAX_WIDTH_IN = 40.0  # beyond this many arms, labels shrink instead of the figure growing
 
@@ -52,7 +51,7 @@ def metric_plot(conclusion: Conclusion) -> Any:
     if not groups:
         ax.text(0.5, 0.5, "no completed arm", ha="center", va="center", transform=ax.transAxes)
     metric = conclusion.success_metric.name
-    if metric.rsplit("/", 1)[-1] in BOUNDED_METRICS:
+    if metric_kind(metric) == SHARE:  # the whole [0, 1] range, so arms compare at a glance
         ax.set_ylim(-0.05, 1.05)
     ax.set_xlim(-0.6, max(len(groups), 1) - 0.4)
     ax.set_title(_wrap(conclusion.experiment.name or "experiment", width))

@@ -7,18 +7,14 @@ import math
 from pathlib import Path
 
 from evsys.conclusion.inference import ArmScores, Bounds
+from evsys.metric_kinds import metric_bounds as kind_bounds
 from evsys.records import read_item_scores
-
-# Metrics that are shares of items: their means and intervals stay within [0, 1].
-SHARE_METRICS = ("exact_match", "acc", "acc_norm", "accuracy", "avg_final", "f1", "pass@1")
 
 
 def metric_bounds(metric: str) -> Bounds | None:
-    """(0, 1) for a share such as eval/<task>/exact_match, or a harness share under a filter
-    (eval/gsm8k/exact_match_strict-match); None (unbounded) otherwise."""
-    name = metric.rsplit("/", 1)[-1]
-    shares = any(name == share or name.startswith(f"{share}_") for share in SHARE_METRICS)
-    return (0.0, 1.0) if shares else None
+    """The bounds of the metric's kind (evsys/metric_kinds.py): (0, 1) for a share such as
+    eval/<task>/exact_match, (0, inf) for a loss, (1, inf) for a perplexity; None: unbounded."""
+    return kind_bounds(metric)
 
 
 def benchmark_of(metric: str) -> tuple[str, str] | None:

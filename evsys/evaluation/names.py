@@ -9,7 +9,6 @@ and the training dataset's own eval split by its name. See docs/evaluation.md.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from evsys.config import HarnessConfig
@@ -80,15 +79,3 @@ def check_benchmark_names(
 
 def known_benchmarks() -> list[str]:
     return sorted(TASKS)
-
-
-# Words that make a metric lower-is-better wherever they appear in its last path part
-# (val/loss, eval/<x>/perplexity, word_perplexity, bits_per_byte, continual/forgetting).
-LOWER_IS_BETTER = ("loss", "perplexity", "ppl", "nll", "bits", "forgetting", "drop", "error")
-
-
-def metric_mode(name: str) -> str:
-    """`min` for a metric where lower is better (a loss, a perplexity, forgetting), else
-    `max`: the success metric's mode when the config names the metric but not its mode."""
-    words = re.split(r"[_\-,.]", name.rsplit("/", 1)[-1].lower())
-    return "min" if any(word in LOWER_IS_BETTER for word in words) else "max"
