@@ -185,21 +185,35 @@ def _tokenizer(model: DictConfig):
 
 
 def _check_arms_named(experiment: dict, jobs: list[PlannedJob]) -> None:
-    """The baseline and the prediction name arms: a job's label, or a named arm (crossed with
-    matrix axes); every job was checked to produce the success metric, so each compares."""
+    """The baseline and the prediction name arms the verdict compares: a job's label. A named
+    arm that matrix axes split into several labels (lo -> lo,num_layers=1, lo,num_layers=2) is
+    refused naming those labels: the verdict compares labels, and which one is meant is the
+    user's choice. Every job was checked to produce the success metric, so each compares."""
     arms = sorted({job.arm for job in jobs})
-    known = set(arms) | set(experiment["arms"])
     prediction = experiment.get("prediction") or {}
     named = [("experiment.baseline", experiment["baseline"])]
     named += [(f"experiment.prediction.{key}", prediction.get(key)) for key in ("better", "than")]
     for key, arm in named:
-        if arm is None or arm in known or (key, arm) == ("experiment.prediction.than", "all"):
+        if arm is None or arm in arms or (key, arm) == ("experiment.prediction.than", "all"):
             continue
-        close = difflib.get_close_matches(str(arm), sorted(known), n=1, cutoff=0.6)
+        if arm in experiment["arms"] and (labels := _labels_of(str(arm), arms)):
+            raise ConfigError(
+                f"{key}={arm!r} names an arm that the sweep's matrix axes split into "
+                f"{', '.join(labels)}; the verdict compares those, so name one of them "
+                f"({key}={labels[0]!r}), or give each combination an arm of its own in "
+                "experiment.arms"
+            )
+        close = difflib.get_close_matches(str(arm), arms, n=1, cutoff=0.6)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
             f"{key}={arm!r} names no arm of this sweep; its arms are {', '.join(arms)}.{hint}"
         )
+
+
+def _labels_of(arm: str, labels: list[str]) -> list[str]:
+    """The labels of the named arm `arm`'s jobs: its name, then the swept values."""
+    name = _label(arm, {})
+    return [label for label in labels if label == name or label.startswith(f"{name},")]
 
 
 def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = None) -> None:
@@ -227,6 +241,7 @@ def expand_jobs(experiment: DictConfig, sweep_arguments: list[str]) -> list[Plan
     axes.pop("seed", None)
     arms = dict(experiment.arms) or {"": None}  # no named arms: one unnamed arm
     varying = [key for key, values in axes.items() if len(values) > 1]
+    shown = {key: short_values(axes[key]) for key in varying}  # a path by its last parts
     jobs = []
     for arm_name, arm_overrides in arms.items():
         arm_pairs = _arm_pairs(arm_name, arm_overrides)
@@ -250,7 +265,7 @@ def expand_jobs(experiment: DictConfig, sweep_arguments: list[str]) -> list[Plan
             )
         for cell in itertools.product(*axes.values()):
             pairs = dict(zip(axes.keys(), cell, strict=True))
-            label = _label(arm_name, {k: pairs[k] for k in varying})
+            label = _label(arm_name, {k: shown[k][pairs[k]] for k in varying})
             pairs.update(arm_pairs)  # an arm's own settings win over shared axes
             for seed in seeds:
                 overrides = [f"{k}={v}" for k, v in pairs.items()]
@@ -328,6 +343,24 @@ def _label(arm_name: str, varying: dict[str, str]) -> str:
     parts += [f"{name}={value}" for name, value in zip(names, varying.values(), strict=True)]
     label = ",".join(parts) or "default"
     return re.sub(r"[^\w.=,+\-]", "_", label)
+
+
+def short_values(values: list[str]) -> dict[str, str]:
+    """Each swept value as its label shows it: a path (model.name=/tmp/x/llama) by its last
+    component, or by as many trailing components as tell it from the axis's other values."""
+    if not any("/" in value for value in values):
+        return {value: value for value in values}
+    parts = {value: value.rstrip("/").split("/") for value in values}
+    return {value: _tail(value, parts) for value in values}
+
+
+def _tail(value: str, parts: dict[str, list[str]]) -> str:
+    mine = parts[value]
+    for count in range(1, len(mine) + 1):
+        others = {"/".join(p[-count:]) for other, p in parts.items() if other != value}
+        if "/".join(mine[-count:]) not in others:
+            return "/".join(mine[-count:])
+    return value
 
 
 def _check_unique(jobs: list[PlannedJob]) -> None:
