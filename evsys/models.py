@@ -28,6 +28,7 @@ from transformers.utils import is_flash_attn_2_available
 from evsys.config import TOKENIZER_SOURCES, ModelConfig
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.errors import ConfigError
+from evsys.flex_attention import use_padded_flex_attention
 from evsys.records import readable_by_group
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ def load_model(cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrain
     """The model to train: pretrained weights when named, else a fresh one from the config."""
     key, source = _first_set(cfg, ("init_from", "name"))
     _check_attn_implementation(cfg)
+    if cfg.attn_implementation == "flex_attention":
+        use_padded_flex_attention()  # a torch CPU kernel bug (evsys/flex_attention.py)
     if source is None:
         config = _fresh_config(cfg, tokenizer)
         model = AutoModelForCausalLM.from_config(
