@@ -17,7 +17,8 @@ from evsys.data.tokenize import tokenize_examples
 from evsys.data.tokenizer import byte_tokenizer
 from tests.test_scale_options import sft_module
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+# compiles flex attention kernels: tens of seconds
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 
 @pytest.fixture(scope="module")
