@@ -87,6 +87,27 @@ class AlgorithmConfig:
     # train/<name> logged each step besides train/loss: TensorBoard curves, not in the record
     curves: ClassVar[tuple[str, ...]] = ("lr",)
 
+    def __post_init__(self) -> None:
+        """The optimizer's rules that a single field's range cannot say (a subclass's own
+        __post_init__ calls this first)."""
+        if not all(0 <= beta < 1 for beta in self.betas) or len(self.betas) != 2:
+            raise ConfigError(
+                f"algorithm.betas={list(self.betas)} must be two numbers in [0, 1) "
+                "(AdamW's decay rates of its gradient averages)"
+            )
+        if self.min_lr_ratio > 1:
+            raise ConfigError(
+                f"algorithm.min_lr_ratio={self.min_lr_ratio} must be <= 1 (the final lr as a "
+                "fraction of algorithm.lr)"
+            )
+        # lr=0 trains nothing (an arm scoring its starting model): no warm-up to speak of
+        if self.warmup_steps > self.max_steps and self.lr > 0:
+            raise ConfigError(
+                f"algorithm.warmup_steps={self.warmup_steps} is more than "
+                f"algorithm.max_steps={self.max_steps}: the lr would never reach algorithm.lr; "
+                "lower algorithm.warmup_steps or raise algorithm.max_steps"
+            )
+
 
 # ------------------------------------------------------------------------------------- backend
 @dataclass
@@ -228,6 +249,7 @@ class DPOConfig(AlgorithmConfig):
 
     def __post_init__(self) -> None:
         """The one rule between two keys (each key's own range is on its field)."""
+        super().__post_init__()
         if self.label_smoothing and self.loss_type not in allowed.SMOOTHED:
             raise ConfigError(
                 f"algorithm.label_smoothing={self.label_smoothing} has no meaning for "
@@ -268,6 +290,7 @@ class GRPOConfig(AlgorithmConfig):
     def __post_init__(self) -> None:
         """A ConfigError naming the key for reward lists GRPO cannot train with (the reward
         names are resolved by evsys/validate.py; each key's own range is on its field)."""
+        super().__post_init__()
         if not self.rewards:
             raise ConfigError("algorithm.rewards is empty: name at least one reward function")
         weights = self.reward_weights
