@@ -19,6 +19,7 @@ from omegaconf import MISSING
 
 from evsys import choices as allowed  # the allowed values of enumerated fields
 from evsys.errors import ConfigError
+from evsys.optimizer_rules import check_optimizer
 from evsys.rules import above, at_least, one_of, within
 
 
@@ -88,25 +89,9 @@ class AlgorithmConfig:
     curves: ClassVar[tuple[str, ...]] = ("lr",)
 
     def __post_init__(self) -> None:
-        """The optimizer's rules that a single field's range cannot say (a subclass's own
-        __post_init__ calls this first)."""
-        if not all(0 <= beta < 1 for beta in self.betas) or len(self.betas) != 2:
-            raise ConfigError(
-                f"algorithm.betas={list(self.betas)} must be two numbers in [0, 1) "
-                "(AdamW's decay rates of its gradient averages)"
-            )
-        if self.min_lr_ratio > 1:
-            raise ConfigError(
-                f"algorithm.min_lr_ratio={self.min_lr_ratio} must be <= 1 (the final lr as a "
-                "fraction of algorithm.lr)"
-            )
-        # lr=0 trains nothing (an arm scoring its starting model): no warm-up to speak of
-        if self.warmup_steps > self.max_steps and self.lr > 0:
-            raise ConfigError(
-                f"algorithm.warmup_steps={self.warmup_steps} is more than "
-                f"algorithm.max_steps={self.max_steps}: the lr would never reach algorithm.lr; "
-                "lower algorithm.warmup_steps or raise algorithm.max_steps"
-            )
+        """The optimizer's rules that no single field's range says (evsys/optimizer_rules.py);
+        a subclass's own __post_init__ calls this first."""
+        check_optimizer(self)
 
 
 # ------------------------------------------------------------------------------------- backend

@@ -46,3 +46,8 @@ class Diverged(ArithmeticError):
     def __init__(self, quantity: str, step: int, value: float) -> None:
         super().__init__(f"{quantity} became {value} at step {step}")
         self.quantity, self.step, self.value = quantity, step, value
+
+
+class Interrupted(RuntimeError):
+    """A sweep's process was stopped by Ctrl-C or SIGTERM before it finished; its completed
+    arms keep their records and running it again resumes the others."""

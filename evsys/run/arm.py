@@ -28,6 +28,7 @@ from evsys.errors import DirInUse, Diverged
 from evsys.evaluation.base import harness_settings
 from evsys.evaluation.names import check_benchmark_names
 from evsys.init_from import resolve_init_from, with_init_from
+from evsys.interrupts import interrupt_exit_code
 from evsys.locks import dir_lock
 from evsys.metric_names import checked_record
 from evsys.records import ArmResult, group_id, record_path
@@ -72,9 +73,9 @@ def run_experiment(
         record = _failed(record, error, trace=None)  # a refusal, not a crash
         # The dir is another run's or config's: its record is not ours to write.
         return dataclasses.replace(record, dir=str(job_dir))
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C (Lightning turns it into exit 1)
+    except (KeyboardInterrupt, SystemExit) as error:  # Ctrl-C, SIGTERM (Lightning's exits)
         _interrupted(record, job_dir)
-        raise
+        raise SystemExit(interrupt_exit_code(error)) from None  # 130 or 143, never 0
     record = dataclasses.replace(record, finished_at=_now())
     if is_global_zero():
         _save(record, job_dir)
