@@ -79,6 +79,8 @@ def test_values_that_cannot_train_are_refused_at_planning(overrides, named):
 def test_the_edges_of_the_optimizer_rules_are_allowed():
     compose_run_config(["algorithm.min_lr_ratio=1.0", "algorithm.betas=[0.0,0.999]"])
     compose_run_config(["algorithm.max_steps=4", "algorithm.warmup_steps=4"])
+    # the algorithm's default warm-up (20) in a short run: not chosen, so not refused
+    compose_run_config(["algorithm.max_steps=10"])
     # lr=0 trains nothing (an arm that scores its starting model): its warm-up is moot
     compose_run_config(["algorithm.lr=0", "algorithm.max_steps=1"])
 
