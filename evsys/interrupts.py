@@ -8,8 +8,11 @@ heavy: the sweeper and Experiment use it too.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 EXIT_SIGINT = 128 + signal.SIGINT  # 130
 EXIT_SIGTERM = 128 + signal.SIGTERM  # 143
@@ -34,3 +37,23 @@ def _is_sigterm(error: BaseException) -> bool:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     return isinstance(error, SIGTERMException)
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While inside, SIGTERM raises SystemExit(143) in the main thread, so the caller's own
+    interrupt handling runs (the registry row, the resume command) where the process would
+    otherwise die at once. Lightning, training in this process, calls this handler after its
+    own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set a handler
+        return
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _terminated(signum, frame) -> None:
+    raise SystemExit(EXIT_SIGTERM)

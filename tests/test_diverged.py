@@ -135,3 +135,24 @@ def test_ctrl_c_to_a_single_run_exits_130(tmp_path):
     result = _interrupted_single_run(tmp_path, signal.SIGINT)
     assert result.returncode == 130, result.stdout[-3000:]
     assert "interrupted: arm default (seed 0)" in result.stdout
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_an_interrupted_sweep_exits_143_or_130(tmp_path, signum, code):
+    args = [*FAST, "algorithm.max_steps=400", "checkpoint_every_n_steps=5"]
+    args += ["hydra.sweep.dir=sweep", "experiment.stores.outputs_root=out", "-m"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evsys.train", *args], cwd=tmp_path, env=cli_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        preexec_fn=_default_signals,
+    )  # fmt: skip
+    checkpoint = tmp_path / "sweep" / "default_seed0" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    os.kill(process.pid, signum)  # the sweep's process alone: its arm is stopped by it
+    output = process.communicate(timeout=180)[0]
+    assert process.returncode == code, output[-3000:]
+    assert "interrupted: experiment" in output and "hydra.sweep.dir=sweep" in output
+    assert not (tmp_path / "sweep" / "default_seed0" / "result.json").exists()

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from evsys import registry
 from evsys.errors import NOTHING_RUN, ConfigError, DirInUse, RegistryError
-from evsys.interrupts import interrupt_exit_code
+from evsys.interrupts import interrupt_exit_code, sigterm_raises
 from evsys.locks import acquire_lock
 from evsys.records import Plan, read_completed
 from evsys.sweep import launch_report
@@ -111,7 +111,8 @@ class ExperimentSweeper(Sweeper):
         first = every.index(pending[0]) if pending[0] in every else 0
         overrides = [job.overrides for job in pending]
         try:
-            results = self.launcher.launch(overrides, initial_job_idx=first)
+            with sigterm_raises():
+                results = self.launcher.launch(overrides, initial_job_idx=first)
         except (KeyboardInterrupt, SystemExit) as error:  # Ctrl-C, SIGTERM (Lightning's exits)
             _interrupted(sweep_dir)
             raise SystemExit(interrupt_exit_code(error)) from None  # 130 or 143, never 0
