@@ -8,13 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from evsys import compose_run_config
-from evsys.errors import ConfigError
+from evsys import Experiment, compose_run_config
+from evsys.errors import ConfigError, Interrupted
 from evsys.interrupts import interrupt_exit_code
 from tests.conftest import FAST, cli_env, run_cli
 
@@ -156,3 +157,39 @@ def test_an_interrupted_sweep_exits_143_or_130(tmp_path, signum, code):
     assert process.returncode == code, output[-3000:]
     assert "interrupted: experiment" in output and "hydra.sweep.dir=sweep" in output
     assert not (tmp_path / "sweep" / "default_seed0" / "result.json").exists()
+
+
+def _terminate_child_when(path: Path, parent: int) -> None:
+    """SIGTERM to `parent`'s `evsys.train` child once `path` exists."""
+    deadline = time.time() + 300
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    for proc in Path("/proc").iterdir():
+        try:
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and b"evsys.train" in command:
+            os.kill(int(proc.name), signal.SIGTERM)
+
+
+@pytest.mark.integration
+def test_experiment_run_raises_when_its_child_was_interrupted(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    preset = tmp_path / "interrupted.yaml"
+    preset.write_text(
+        "# @package _global_\nexperiment:\n  name: interrupted\n"
+        "  success_metric: {name: eval/reversal/exact_match, mode: max}\n"
+    )
+    overrides = [*FAST, "algorithm.max_steps=400", "checkpoint_every_n_steps=5"]
+    overrides += [f"experiment.stores.outputs_root={tmp_path / 'out'}"]
+    sweep_dir = tmp_path / "sweep"
+    checkpoint = sweep_dir / "default_seed0" / "checkpoints" / "last.ckpt"
+    killer = threading.Thread(
+        target=_terminate_child_when, args=(checkpoint, os.getpid()), daemon=True
+    )
+    killer.start()
+    with pytest.raises(Interrupted, match=r"was interrupted \(exit code 143\)"):
+        Experiment.from_yaml(preset, overrides=overrides).run(sweep_dir)
+    killer.join()
