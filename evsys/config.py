@@ -19,6 +19,7 @@ from omegaconf import MISSING
 
 from evsys import choices as allowed  # the allowed values of enumerated fields
 from evsys.errors import ConfigError
+from evsys.optimizer_rules import check_optimizer
 from evsys.rules import above, at_least, one_of, within
 
 
@@ -86,6 +87,11 @@ class AlgorithmConfig:
     validation_metrics: ClassVar[tuple[str, ...]] = ("loss",)
     # train/<name> logged each step besides train/loss: TensorBoard curves, not in the record
     curves: ClassVar[tuple[str, ...]] = ("lr",)
+
+    def __post_init__(self) -> None:
+        """The optimizer's rules that no single field's range says (evsys/optimizer_rules.py);
+        a subclass's own __post_init__ calls this first."""
+        check_optimizer(self)
 
 
 # ------------------------------------------------------------------------------------- backend
@@ -228,6 +234,7 @@ class DPOConfig(AlgorithmConfig):
 
     def __post_init__(self) -> None:
         """The one rule between two keys (each key's own range is on its field)."""
+        super().__post_init__()
         if self.label_smoothing and self.loss_type not in allowed.SMOOTHED:
             raise ConfigError(
                 f"algorithm.label_smoothing={self.label_smoothing} has no meaning for "
@@ -268,6 +275,7 @@ class GRPOConfig(AlgorithmConfig):
     def __post_init__(self) -> None:
         """A ConfigError naming the key for reward lists GRPO cannot train with (the reward
         names are resolved by evsys/validate.py; each key's own range is on its field)."""
+        super().__post_init__()
         if not self.rewards:
             raise ConfigError("algorithm.rewards is empty: name at least one reward function")
         weights = self.reward_weights

@@ -35,3 +35,19 @@ class DirInUse(RuntimeError):
 # a launching process learns of a refusal from the sweep dir's launch report instead
 # (evsys/sweep/launch_report.py), never from this text.
 NOTHING_RUN = "Nothing was run"
+
+
+class Diverged(ArithmeticError):
+    """Training produced a non-finite loss or gradient norm: the run is not a result.
+
+    `quantity` is what became non-finite ("loss" or "gradient norm"), `step` the optimizer step
+    (counted from 1) it belongs to, `value` its value (nan, inf or -inf)."""
+
+    def __init__(self, quantity: str, step: int, value: float) -> None:
+        super().__init__(f"{quantity} became {value} at step {step}")
+        self.quantity, self.step, self.value = quantity, step, value
+
+
+class Interrupted(RuntimeError):
+    """A sweep's process was stopped by Ctrl-C or SIGTERM before it finished; its completed
+    arms keep their records and running it again resumes the others."""

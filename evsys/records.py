@@ -150,7 +150,7 @@ class ArmResult:
 
     arm: str
     seed: int
-    status: str  # running | completed | failed
+    status: str  # running | completed | failed | diverged (a non-finite loss: no result)
     group_id: str = ""
     identity: str = ""  # config_identity of the job that wrote it (records.identity_config)
     identity_config: dict[str, Any] = field(default_factory=dict)
@@ -164,6 +164,8 @@ class ArmResult:
     artifacts: dict[str, str] = field(default_factory=dict)
     hparams: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    # diverged: {quantity: loss | gradient norm, step, value}, the first non-finite one
+    divergence: dict[str, Any] | None = None
     traceback: str | None = None
     benchmark_errors: dict[str, str] = field(default_factory=dict)  # eval/<label> -> error
     requeues: int = 0

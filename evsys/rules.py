@@ -3,7 +3,8 @@ reads them.
 
 A field of evsys/config.py that takes one of a few values is declared with `one_of`, a numeric
 field with a range with `at_least`, `above` or `within`; `check_fields` walks a config merged
-into its schemas and rejects every value outside them, naming the full key and what is allowed.
+into its schemas and rejects every value outside them, and every nan or inf number, naming the
+full key and what is allowed.
 The lists of values are in evsys/choices.py; code that dispatches on a value imports its list
 from there (or reads a field's with `choices_of`), never keeps one of its own. No torch, no
 evsys imports beyond errors: config.py builds its fields from this.
@@ -123,6 +124,9 @@ def check_value(key: str, value: Any, metadata: Any, written: Any = None) -> Non
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(choices)}{hint}")
     bounds = metadata.get(RANGE)
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and not math.isfinite(value):  # nan and inf pass no range and train no model
+        shown = value if written is None else written
+        raise ConfigError(f"{key}={shown} must be a finite number")
     if bounds is not None and number and not bounds.holds(value):
         shown = value if written is None else written
         raise ConfigError(f"{key}={shown} {bounds.text()}")

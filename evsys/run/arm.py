@@ -2,8 +2,8 @@
 
 The record's lifecycle lives here: created `running`, then built once from the outcome of the
 arm's training — one ArmRun (evsys/run/lifecycle.py), or a continual chain of them
-(evsys/run/continual.py) — and written `completed` or `failed`, last and atomically, to the
-job dir (evsys/records.py).
+(evsys/run/continual.py) — and written `completed`, `failed` or `diverged`, last and
+atomically, to the job dir (evsys/records.py).
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 from evsys.algorithms import algorithm_module_class
 from evsys.data.mixture import dataset_names
 from evsys.data.prepare import check_source
-from evsys.errors import DirInUse
+from evsys.errors import DirInUse, Diverged
 from evsys.evaluation.base import harness_settings
 from evsys.evaluation.names import check_benchmark_names
 from evsys.init_from import resolve_init_from, with_init_from
+from evsys.interrupts import interrupt_exit_code
 from evsys.locks import dir_lock
 from evsys.metric_names import checked_record
 from evsys.records import ArmResult, group_id, record_path
@@ -48,8 +49,8 @@ log = logging.getLogger("evsys")
 def run_experiment(
     cfg: DictConfig, job_dir: str | Path | None = None, context: JobContext | None = None
 ) -> ArmResult:
-    """Train and score one arm (one RunConfig); always returns its record (status completed or
-    failed), with no experiment bookkeeping.
+    """Train and score one arm (one RunConfig); always returns its record (status completed,
+    failed or diverged), with no experiment bookkeeping.
 
     `context`: the planned job of a sweep this run is (evsys/run/context.py), passed by the
     sweep's task function; None for a run of its own. The record is written to the job dir
@@ -72,9 +73,9 @@ def run_experiment(
         record = _failed(record, error, trace=None)  # a refusal, not a crash
         # The dir is another run's or config's: its record is not ours to write.
         return dataclasses.replace(record, dir=str(job_dir))
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C (Lightning turns it into exit 1)
+    except (KeyboardInterrupt, SystemExit) as error:  # Ctrl-C, SIGTERM (Lightning's exits)
         _interrupted(record, job_dir)
-        raise
+        raise SystemExit(interrupt_exit_code(error)) from None  # 130 or 143, never 0
     record = dataclasses.replace(record, finished_at=_now())
     if is_global_zero():
         _save(record, job_dir)
@@ -122,6 +123,8 @@ def _run(cfg: DictConfig, job_dir: Path, record: ArmResult, context: JobContext 
         return record
     except OtherConfigsResults:
         raise  # another config's results: this job writes no record over them
+    except Diverged as error:
+        return _diverged(record, error)
     except Exception as error:  # noqa: BLE001 - every failure becomes the arm's record
         return _failed(record, error, traceback.format_exc())
 
@@ -189,6 +192,19 @@ def _failed(record: ArmResult, error: BaseException, trace: str | None) -> ArmRe
         record, status="failed", error=f"{type(error).__name__}: {error}", traceback=trace
     )
     log.error("arm %s (seed %s) failed: %s", record.arm, record.seed, record.error)
+    return record
+
+
+def _diverged(record: ArmResult, error: Diverged) -> ArmResult:
+    """Not a result: nothing is scored or exported (nan weights score 0 on everything, and an
+    export of them is a trap); the checkpoints stay, to look at what went wrong."""
+    record = dataclasses.replace(
+        record,
+        status="diverged",
+        error=f"diverged: {error}",
+        divergence={"quantity": error.quantity, "step": error.step, "value": str(error.value)},
+    )
+    log.error("arm %s (seed %s) %s", record.arm, record.seed, record.error)
     return record
 
 

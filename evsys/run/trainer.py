@@ -3,7 +3,8 @@ logger and the model a run starts from.
 
 Checkpoints every N steps into `<run dir>/checkpoints/` (last.ckpt, carrying the run's
 identity), token throughput, progress as a bar or as lines, benchmarks scored during
-training when asked, and on SLURM no auto-requeue of Lightning's own.
+training when asked, a stop at the first non-finite loss or gradient norm, and on SLURM no
+auto-requeue of Lightning's own.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from evsys.lightning.callbacks import (
     ThroughputMonitor,
 )
 from evsys.lightning.checkpoint_io import AtomicCheckpointIO
+from evsys.lightning.divergence import StopOnDivergence
 from evsys.lightning.sharding import ShardedStrategy
 from evsys.lightning.step_checkpoint import StepCheckpoint
 from evsys.models import load_model
@@ -64,7 +66,7 @@ def build_trainer(
         limit_val_batches=validation.num_batches if validation.enabled else 0,
         num_sanity_val_steps=0,
         logger=logger,
-        callbacks=[checkpoint, throughput, progress, *_benchmark_scoring(cfg)],
+        callbacks=[StopOnDivergence(), checkpoint, throughput, progress, *_benchmark_scoring(cfg)],
         plugins=[AtomicCheckpointIO(identity), *_slurm_plugins()],
         enable_progress_bar=interactive,
         # a run shorter than the logging interval still gets its train loss into TensorBoard

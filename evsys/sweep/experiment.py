@@ -29,7 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 from evsys import registry
 from evsys.compose import quoted, search_path
 from evsys.conclusion.model import Conclusion
-from evsys.errors import RegistryError
+from evsys.errors import Interrupted, RegistryError
+from evsys.interrupts import INTERRUPTED_CODES
 from evsys.records import CONCLUSION_FILES, Plan, plan_exists
 from evsys.results import ExperimentResult, load_experiment_result
 from evsys.run.tensorboard import viewing_hint
@@ -185,7 +186,8 @@ class Experiment:
     def run(self, sweep_dir: str | Path | None = None) -> ExperimentResult:
         """Plan every job in-process (a ConfigError names the arm and key, and nothing is
         launched), run them in a child process, then read every ArmResult and the conclusion
-        back from the sweep dir. A refusal or crash of the child is raised as its error."""
+        back from the sweep dir. A refusal or crash of the child is raised as its error, an
+        interrupted child (Ctrl-C, SIGTERM) as Interrupted."""
         sweep_dir = Path(sweep_dir or self.default_sweep_dir()).resolve()
         what = f"experiment {self.preset or self.stem}"
         launch_id = secrets.token_hex(8)
@@ -196,6 +198,11 @@ class Experiment:
             code = _run_streamed(command, {launch_report.LAUNCH_ID: launch_id})
         if report := launch_report.read(sweep_dir, launch_id):
             raise report.error(what)
+        if code in INTERRUPTED_CODES:  # its conclusion, if any, is not of every arm
+            raise Interrupted(
+                f"{what} was interrupted (exit code {code}) in {sweep_dir}; completed arms keep "
+                "their records: run it again with the same sweep dir to resume the others"
+            )
         if not plan_exists(sweep_dir):  # e.g. killed before it could say why
             raise RuntimeError(f"{what} did not start (exit code {code}); see the error above")
         return load_experiment_result(sweep_dir)

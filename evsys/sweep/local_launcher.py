@@ -123,6 +123,22 @@ class _Schedule:
         self.launcher = launcher
 
     def run(self) -> list[JobReturn]:
+        try:
+            return self._run()
+        except BaseException:  # Ctrl-C, SIGTERM (evsys.interrupts): the sweep's arms stop too
+            self._stop_running()
+            raise
+
+    def _stop_running(self) -> None:
+        """SIGTERM to each job still running (it stops as a run does: no record, resumable),
+        then wait for it: no arm goes on training, orphaned, after its sweep ended."""
+        for job in self.running:
+            if job.process.is_alive():
+                job.process.terminate()
+        for job in self.running:
+            job.process.join(timeout=120)
+
+    def _run(self) -> list[JobReturn]:
         while self.waiting or self.running:
             while (
                 self.waiting and len(self.running) < self.parallel and self._start(self.waiting[0])

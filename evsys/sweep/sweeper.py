@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from evsys import registry
 from evsys.errors import NOTHING_RUN, ConfigError, DirInUse, RegistryError
+from evsys.interrupts import interrupt_exit_code, sigterm_raises
 from evsys.locks import acquire_lock
 from evsys.records import Plan, read_completed
 from evsys.sweep import launch_report
@@ -110,10 +111,11 @@ class ExperimentSweeper(Sweeper):
         first = every.index(pending[0]) if pending[0] in every else 0
         overrides = [job.overrides for job in pending]
         try:
-            results = self.launcher.launch(overrides, initial_job_idx=first)
-        except (KeyboardInterrupt, SystemExit):  # Ctrl-C (Lightning turns it into exit 1)
+            with sigterm_raises():
+                results = self.launcher.launch(overrides, initial_job_idx=first)
+        except (KeyboardInterrupt, SystemExit) as error:  # Ctrl-C, SIGTERM (Lightning's exits)
             _interrupted(sweep_dir)
-            raise SystemExit(EXIT_FAILED) from None
+            raise SystemExit(interrupt_exit_code(error)) from None  # 130 or 143, never 0
         for job, result in zip(pending, results, strict=False):
             if result.status == JobStatus.FAILED:
                 # Jobs record their own failures; reaching here means the job code itself broke.
