@@ -52,28 +52,3 @@ def test_swept_paths_sharing_a_last_component_keep_enough_of_it_to_differ():
     ]
     jobs = expand_jobs(experiment(), ["model.name=/m/a/final,/m/b/final,org/model"])
     assert [job.arm for job in jobs] == ["name=a_final", "name=b_final", "name=model"]
-
-
-def test_a_baseline_split_by_a_sweeper_axis_is_refused_naming_its_arms(tmp_path):
-    """arms lo/hi crossed with hydra.sweeper.params become lo,num_layers=1 ...: a baseline lo
-    would find no arm after training, so the plan refuses it and names the arms there are."""
-    import evsys
-
-    preset = tmp_path / "preset.yaml"
-    head = "# @package _global_\nhydra:\n  sweeper:\n    params:\n      model.num_layers: 1,2\n"
-    body = (
-        "experiment:\n  name: x\n  baseline: {baseline}\n"
-        "  arms: {{lo: {{algorithm.lr: 1e-3}}, hi: {{algorithm.lr: 3e-3}}}}\n"
-    )
-    preset.write_text(head + body.format(baseline="lo"))
-    with pytest.raises(ConfigError) as error:
-        evsys.expand_runs(preset)
-    text = str(error.value)
-    assert "experiment.baseline='lo' names an arm that the sweep's matrix axes split" in text
-    assert "lo,num_layers=1, lo,num_layers=2" in text
-    assert "experiment.baseline='lo,num_layers=1'" in text
-
-    preset.write_text(head + body.format(baseline="'lo,num_layers=1'"))
-    plan, _ = evsys.sweep.expand.plan_experiment(preset)
-    assert plan.baseline == "lo,num_layers=1"
-    assert plan.baseline in {job.arm for job in plan.planned}

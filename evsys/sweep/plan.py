@@ -185,35 +185,22 @@ def _tokenizer(model: DictConfig):
 
 
 def _check_arms_named(experiment: dict, jobs: list[PlannedJob]) -> None:
-    """The baseline and the prediction name arms the verdict compares: a job's label. A named
-    arm that matrix axes split into several labels (lo -> lo,num_layers=1, lo,num_layers=2) is
-    refused naming those labels: the verdict compares labels, and which one is meant is the
-    user's choice. Every job was checked to produce the success metric, so each compares."""
+    """The baseline and the prediction name arms: a job's label, or a named arm (crossed with
+    matrix axes); every job was checked to produce the success metric, so each compares.
+    (A named arm that axes split is accepted: comparing within each cell is issue #23.7.)"""
     arms = sorted({job.arm for job in jobs})
+    known = set(arms) | set(experiment["arms"])
     prediction = experiment.get("prediction") or {}
     named = [("experiment.baseline", experiment["baseline"])]
     named += [(f"experiment.prediction.{key}", prediction.get(key)) for key in ("better", "than")]
     for key, arm in named:
-        if arm is None or arm in arms or (key, arm) == ("experiment.prediction.than", "all"):
+        if arm is None or arm in known or (key, arm) == ("experiment.prediction.than", "all"):
             continue
-        if arm in experiment["arms"] and (labels := _labels_of(str(arm), arms)):
-            raise ConfigError(
-                f"{key}={arm!r} names an arm that the sweep's matrix axes split into "
-                f"{', '.join(labels)}; the verdict compares those, so name one of them "
-                f"({key}={labels[0]!r}), or give each combination an arm of its own in "
-                "experiment.arms"
-            )
-        close = difflib.get_close_matches(str(arm), arms, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(str(arm), sorted(known), n=1, cutoff=0.6)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
             f"{key}={arm!r} names no arm of this sweep; its arms are {', '.join(arms)}.{hint}"
         )
-
-
-def _labels_of(arm: str, labels: list[str]) -> list[str]:
-    """The labels of the named arm `arm`'s jobs: its name, then the swept values."""
-    name = _label(arm, {})
-    return [label for label in labels if label == name or label.startswith(f"{name},")]
 
 
 def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = None) -> None:
