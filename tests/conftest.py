@@ -70,6 +70,31 @@ def kill_cli_once(args: list[str], cwd: Path, path: Path, timeout: float = 300) 
     process.wait()
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """The child gets Ctrl-C as a terminal's process does: a test suite started in the
+    background (`pytest &`) ignores SIGINT, and a child would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def interrupt_cli(
+    args: list[str], cwd: Path, path: Path, signum: int, whole_group: bool = True
+) -> subprocess.CompletedProcess:
+    """Start `python -m evsys.train ARGS`, send `signum` as soon as `path` exists (to its whole
+    process group, as a terminal's Ctrl-C does, or to the process alone) and wait for it to
+    end: its exit code and its output (stdout and stderr together)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evsys.train", *args], cwd=cwd, env=cli_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
+    )  # fmt: skip
+    deadline = time.time() + 300
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    (os.killpg if whole_group else os.kill)(process.pid, signum)
+    output = process.communicate(timeout=180)[0]
+    return subprocess.CompletedProcess(process.args, process.returncode, output)
+
+
 def assert_killed_run_resumes_exactly(args: list[str], tmp_path: Path) -> None:
     """Train ARGS straight through, and again killed mid-training then re-run: the resumed
     run must start from its checkpoint and end with exactly the same metrics."""

@@ -17,7 +17,7 @@ import pytest
 from evsys import Experiment, compose_run_config
 from evsys.errors import ConfigError, Interrupted
 from evsys.interrupts import interrupt_exit_code
-from tests.conftest import FAST, cli_env, run_cli
+from tests.conftest import FAST, interrupt_cli, run_cli
 
 # A finite lr that still blows the weights up after one step: lr=inf is refused at planning.
 EXPLODING = "algorithm.lr=1e30"
@@ -102,25 +102,9 @@ def test_an_interrupt_never_exits_0():
     assert interrupt_exit_code(SystemExit()) == 1
 
 
-def _default_signals() -> None:
-    """SIGINT as in a terminal: a test suite started in the background ignores it."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _interrupted_single_run(tmp_path: Path, signum: int) -> subprocess.CompletedProcess:
     args = [*FAST, "algorithm.max_steps=400", "checkpoint_every_n_steps=5", "hydra.run.dir=run"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "evsys.train", *args], cwd=tmp_path, env=cli_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        preexec_fn=_default_signals,
-    )  # fmt: skip
-    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not checkpoint.exists() and time.time() < deadline:
-        time.sleep(0.1)
-    os.killpg(process.pid, signum)
-    output = process.communicate(timeout=120)[0]
-    return subprocess.CompletedProcess(process.args, process.returncode, output)
+    return interrupt_cli(args, tmp_path, tmp_path / "run" / "checkpoints" / "last.ckpt", signum)
 
 
 @pytest.mark.integration
@@ -143,18 +127,11 @@ def test_ctrl_c_to_a_single_run_exits_130(tmp_path):
 def test_an_interrupted_sweep_exits_143_or_130(tmp_path, signum, code):
     args = [*FAST, "algorithm.max_steps=400", "checkpoint_every_n_steps=5"]
     args += ["hydra.sweep.dir=sweep", "experiment.stores.outputs_root=out", "-m"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "evsys.train", *args], cwd=tmp_path, env=cli_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        preexec_fn=_default_signals,
-    )  # fmt: skip
     checkpoint = tmp_path / "sweep" / "default_seed0" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not checkpoint.exists() and time.time() < deadline:
-        time.sleep(0.1)
-    os.kill(process.pid, signum)  # the sweep's process alone: its arm is stopped by it
-    output = process.communicate(timeout=180)[0]
-    assert process.returncode == code, output[-3000:]
+    # the sweep's process alone: its arm is stopped by it
+    done = interrupt_cli(args, tmp_path, checkpoint, signum, whole_group=False)
+    output = done.stdout
+    assert done.returncode == code, output[-3000:]
     assert "interrupted: experiment" in output and "hydra.sweep.dir=sweep" in output
     assert not (tmp_path / "sweep" / "default_seed0" / "result.json").exists()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from evsys.errors import DirInUse
 from evsys.lightning.checkpoint_io import AtomicCheckpointIO
 from evsys.locks import acquire_lock, release_lock
 from evsys.records import ArmResult, config_identity, identity_config
-from tests.conftest import FAST, cli_env, run_cli
+from tests.conftest import FAST, cli_env, interrupt_cli, run_cli
 
 
 def sweep(tmp_path: Path, *extra: str, sweep_dir: str = "sweep") -> subprocess.CompletedProcess:
@@ -253,28 +252,14 @@ def test_a_planted_pickle_checkpoint_never_runs(tmp_path):
 
 
 # ------------------------------------------------------------------- 8. Ctrl-C in a sweep
-def _ctrl_c_as_in_a_terminal() -> None:
-    """The child gets Ctrl-C as a terminal's process does: a test suite started in the
-    background (`pytest &`) ignores SIGINT, and a child would inherit that."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.integration
 def test_ctrl_c_says_what_was_interrupted_and_how_to_resume(tmp_path):
     args = [*FAST, "algorithm.max_steps=400", "checkpoint_every_n_steps=5"]
     args += ["hydra.sweep.dir=sweep", "experiment.stores.outputs_root=out", "-m"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "evsys.train", *args], cwd=tmp_path, env=cli_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        preexec_fn=_ctrl_c_as_in_a_terminal,
-    )  # fmt: skip
     checkpoint = tmp_path / "sweep" / "default_seed0" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not checkpoint.exists() and time.time() < deadline:
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGINT)
-    output = process.communicate(timeout=120)[0]
-    assert process.returncode != 0
+    done = interrupt_cli(args, tmp_path, checkpoint, signal.SIGINT)
+    output = done.stdout
+    assert done.returncode != 0
     assert "interrupted" in output and "hydra.sweep.dir=sweep" in output and " -m" in output
     (row,) = registry.list_experiments(tmp_path / "out")
     assert row["status"] == "interrupted"
@@ -283,18 +268,11 @@ def test_ctrl_c_says_what_was_interrupted_and_how_to_resume(tmp_path):
 @pytest.mark.integration
 def test_ctrl_c_in_a_single_run_prints_the_resume_command(tmp_path):
     args = [*FAST, "algorithm.max_steps=400", "checkpoint_every_n_steps=5", "hydra.run.dir=run"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "evsys.train", *args], cwd=tmp_path, env=cli_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        preexec_fn=_ctrl_c_as_in_a_terminal,
-    )  # fmt: skip
-    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    deadline = time.time() + 300
-    while not checkpoint.exists() and time.time() < deadline:
-        time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGINT)
-    output = process.communicate(timeout=120)[0]
-    assert process.returncode != 0 and "interrupted: arm default (seed 0)" in output
+    done = interrupt_cli(
+        args, tmp_path, tmp_path / "run" / "checkpoints" / "last.ckpt", signal.SIGINT
+    )
+    output = done.stdout
+    assert done.returncode != 0 and "interrupted: arm default (seed 0)" in output
     assert "algorithm.max_steps=400" in output and f"hydra.run.dir={tmp_path / 'run'}" in output
     assert not (tmp_path / "run" / "result.json").exists()  # no record: a re-run resumes it
 
