@@ -347,6 +347,9 @@ class ExperimentConfig:
     hypothesis: str = ""  # the question the arms answer
     success_metric: SuccessMetric = field(default_factory=SuccessMetric)
     n_repeats: int = at_least(1, 1)  # seeds per arm: base_seed, base_seed+1, ...
+    # jobs a plan may hold (arms x matrix cells x seeds, counted before expanding): a bigger
+    # plan is refused, saying its size, unless this is raised (docs/architecture.md)
+    max_jobs: int = at_least(1000, 1)
     base_seed: int = 0  # first seed of every arm
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm name -> dotted overrides
     baseline: str | None = None  # arm the others are compared against
