@@ -153,6 +153,9 @@ class DataConfig(DatasetConfig):
     # Weighted datasets trained together; when set, they replace dataset_name and the fields
     # above (docs/data.md#mixtures). None: the one dataset above.
     mixture: list[MixtureComponent] | None = None
+    # Examples in the training mix: all, every component's together; first, as many as the
+    # first component alone (continual replay: a stage's budget, the size of its own data).
+    mixture_size: str = one_of("all", allowed.MIXTURE_SIZES)
     max_length: int = at_least(128, 1)  # tokens per row: packed row length, and truncation limit
     packing: bool = True  # pack several examples into each training row
     # examples packed together, best fit longest first (docs/scale.md)
