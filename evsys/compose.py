@@ -56,6 +56,7 @@ class Composer:
 
     def __init__(self) -> None:
         self.loader = GlobalHydra.instance().hydra.config_loader
+        self.repository = self.loader.repository  # where config groups are found
 
     def run(self, overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
         """One run's config (no -m), not yet validated."""

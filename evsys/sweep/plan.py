@@ -118,7 +118,7 @@ def _validate_job(
     shown = " ".join(o for o in job.overrides if not o.startswith(BOOKKEEPING_OVERRIDES))
     where = f"arm {job.arm!r} (seed {job.seed}, overrides {shown})"
     try:
-        job_config = config_loader.load_sweep_config(config, list(job.overrides))
+        job_config = shared.compose(config_loader, config, list(job.overrides))
         merged = check_job(job_config, metric, shared.data_checked)
     except (HydraException, ConfigError, DataError) as error:
         hint = override_hint(str(error), config)
@@ -187,33 +187,15 @@ def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = 
 def expand_jobs(experiment: DictConfig, sweep_arguments: list[str]) -> list[PlannedJob]:
     """Every job of the sweep, in launch order: for each arm, each matrix cell, each seed."""
     axes = _parse_axes(sweep_arguments)
+    varying = [key for key, values in axes.items() if len(values) > 1 and key != "seed"]
     arms = dict(experiment.arms) or {"": None}  # no named arms: one unnamed arm
+    arms = {name: _checked_arm(name, overrides, varying) for name, overrides in arms.items()}
     check_size(experiment, len(arms), axes)  # before a job is made: memory stays bounded
     seeds = _seeds(experiment, axes)
     axes.pop("seed", None)
-    varying = [key for key, values in axes.items() if len(values) > 1]
     shown = {key: short_values(axes[key]) for key in varying}  # a path by its last parts
     jobs = []
-    for arm_name, arm_overrides in arms.items():
-        arm_pairs = _arm_pairs(arm_name, arm_overrides)
-        if str(arm_name).startswith(".") or "/" in str(arm_name) or "\\" in str(arm_name):
-            # named as written: the label it would become (.._x) hides what was wrong
-            raise ConfigError(
-                f"experiment.arms: the arm name {str(arm_name)!r} is not a valid name: it names "
-                "a directory, so no slashes and no leading '.' (letters, digits and . _ + = , -)"
-            )
-        if "seed" in arm_pairs:
-            raise ConfigError(
-                f"experiment.arms.{arm_name} sets seed={arm_pairs['seed']}, which the sweep sets "
-                "per repeat and would override; use experiment.base_seed and "
-                "experiment.n_repeats instead"
-            )
-        clash = sorted(set(arm_pairs) & set(varying))
-        if clash:
-            raise ConfigError(
-                f"experiment.arms.{arm_name} sets {', '.join(clash)}, which is also swept as a "
-                "matrix axis; the arm would silently win over the axis: drop one of the two"
-            )
+    for arm_name, arm_pairs in arms.items():
         for cell in itertools.product(*axes.values()):
             pairs = dict(zip(axes.keys(), cell, strict=True))
             label = _label(arm_name, {k: shown[k][pairs[k]] for k in varying})
@@ -225,6 +207,30 @@ def expand_jobs(experiment: DictConfig, sweep_arguments: list[str]) -> list[Plan
                 jobs.append(PlannedJob(label, seed, overrides, job_dir_name(label, seed)))
     _check_unique(jobs)
     return jobs
+
+
+def _checked_arm(arm_name: str, arm_overrides, varying: list[str]) -> dict[str, str]:
+    """An arm's overrides (as _arm_pairs), refused if its name or what it sets is not allowed."""
+    arm_pairs = _arm_pairs(arm_name, arm_overrides)
+    if str(arm_name).startswith(".") or "/" in str(arm_name) or "\\" in str(arm_name):
+        # named as written: the label it would become (.._x) hides what was wrong
+        raise ConfigError(
+            f"experiment.arms: the arm name {str(arm_name)!r} is not a valid name: it names "
+            "a directory, so no slashes and no leading '.' (letters, digits and . _ + = , -)"
+        )
+    if "seed" in arm_pairs:
+        raise ConfigError(
+            f"experiment.arms.{arm_name} sets seed={arm_pairs['seed']}, which the sweep sets "
+            "per repeat and would override; use experiment.base_seed and "
+            "experiment.n_repeats instead"
+        )
+    clash = sorted(set(arm_pairs) & set(varying))
+    if clash:
+        raise ConfigError(
+            f"experiment.arms.{arm_name} sets {', '.join(clash)}, which is also swept as a "
+            "matrix axis; the arm would silently win over the axis: drop one of the two"
+        )
+    return arm_pairs
 
 
 def check_size(experiment: DictConfig, arms: int, axes: dict[str, list[str]]) -> None:

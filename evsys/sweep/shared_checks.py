@@ -14,7 +14,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from evsys.records import PlannedJob, config_identity
 
@@ -33,10 +36,32 @@ class Composed:
 
 @dataclass
 class SharedChecks:
-    """One plan's cache: composed jobs by their overrides but the seed, checked data keys."""
+    """One plan's cache: composed jobs by their overrides but the seed, checked data keys,
+    and Hydra's composition of each distinct set of config-group overrides."""
 
     composed: dict[tuple[str, ...], Composed] = field(default_factory=dict)
     data_checked: set[str] = field(default_factory=set)
+    bases: dict[tuple[str, ...], DictConfig] = field(default_factory=dict)
+
+    def compose(self, config_loader, master: DictConfig, overrides: list[str]) -> DictConfig:
+        """The job's config (without its hydra node) as Hydra's load_sweep_config composes it,
+        but the defaults list is
+        composed once per distinct set of group (and hydra.*) overrides: Hydra composes from
+        the defaults list, then applies the value overrides in order, as done here (its own
+        call), so a matrix over values costs a copy, not a composition, per cell."""
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        repository = config_loader.repository
+        defaults = [o for o in parsed if o.is_hydra_override() or _is_group(o, repository)]
+        values = [o for o in parsed if o not in defaults]
+        key = tuple(o.input_line for o in defaults)
+        if key not in self.bases:
+            base = config_loader.load_sweep_config(master, list(key))
+            with open_dict(base):  # the run's config only: the copies need no hydra node
+                del base["hydra"]
+            self.bases[key] = base
+        job = copy.deepcopy(self.bases[key])
+        ConfigLoaderImpl._apply_overrides_to_config(values, job)
+        return job
 
     def reuse(self, job: PlannedJob) -> Composed | None:
         """The composed job this one repeats with another seed, if it may take its config."""
@@ -70,6 +95,12 @@ def data_key(cfg: DictConfig) -> str:
     return repr(
         [OmegaConf.to_container(p, resolve=True) if OmegaConf.is_config(p) else p for p in parts]
     )
+
+
+def _is_group(override: Override, repository) -> bool:
+    """Hydra's own rule (hydra._internal.defaults_list.Overrides): a config-group choice."""
+    is_dict = isinstance(override.value(), dict)
+    return not is_dict and repository.group_exists(override.key_or_group)
 
 
 def _but_seed(overrides: list[str]) -> tuple[str, ...]:
