@@ -5,17 +5,19 @@ in benchmarks/plan_scale.py, not here."""
 
 from __future__ import annotations
 
+import io
 import json
 import tracemalloc
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 import evsys
 from evsys.data import sources
 from evsys.data.sources import read_file
 from evsys.errors import ConfigError, DataError
-from evsys.sweep.plan import expand_jobs
+from evsys.sweep.plan import expand_jobs, print_plan
 from tests.test_plan import experiment
 
 RUN = {"algorithm": {"kind": "sft", "max_steps": 5}}
@@ -72,6 +74,15 @@ def test_two_hundred_jobs_plan_each_with_its_own_seed_and_identity():
         ]
         assert (alone.seed, alone.identity_config) == (job.seed, job.identity_config)
         assert alone.identity == job.identity
+    printed = io.StringIO()
+    print_plan(plan, plan.planned[:150], Console(file=printed, width=200))
+    lines = printed.getvalue().splitlines()
+    assert any(
+        "│ a " in line and "100: 0 .. 99" in line and "100 to run, 0 completed" in line
+        for line in lines
+    )
+    assert any("│ b " in line and "50 to run, 50 completed (skipped)" in line for line in lines)
+    assert len(lines) < 20  # one row per arm, not one per job
 
 
 def test_expand_runs_gives_each_repeat_its_own_config():

@@ -115,8 +115,7 @@ def _validate_job(
     if known := shared.reuse(job):  # the same job but its seed: checked already
         repeat(job, known)
         return lambda: repeated_run(known, job.seed)
-    shown = " ".join(o for o in job.overrides if not o.startswith(BOOKKEEPING_OVERRIDES))
-    where = f"arm {job.arm!r} (seed {job.seed}, overrides {shown})"
+    where = f"arm {job.arm!r} (seed {job.seed}, overrides {_shown(job)})"
     try:
         job_config = shared.compose(config_loader, config, list(job.overrides))
         merged = check_job(job_config, metric, shared.data_checked)
@@ -166,22 +165,49 @@ def _check_arms_named(experiment: dict, jobs: list[PlannedJob]) -> None:
         )
 
 
+SHOWN_JOBS = 100  # a bigger plan is printed one row per arm, its seeds together
+
+
 def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = None) -> None:
     console = console or Console(width=max(100, Console().width))
-    table = Table(title=f"Experiment {plan.name} ({plan.id})")
-    for column in ("#", "arm", "seed", "overrides", "status"):
-        table.add_column(column)
     pending_dirs = {job.dir for job in pending}
-    for index, job in enumerate(plan.planned):
-        status = "to run" if job.dir in pending_dirs else "completed (skipped)"
-        shown = " ".join(o for o in job.overrides if not o.startswith(BOOKKEEPING_OVERRIDES))
-        table.add_row(str(index), job.arm, str(job.seed), shown, status)
+    if len(plan.planned) > SHOWN_JOBS:
+        table = _arms_table(plan, pending_dirs)
+    else:
+        table = Table(title=f"Experiment {plan.name} ({plan.id})")
+        for column in ("#", "arm", "seed", "overrides", "status"):
+            table.add_column(column)
+        for index, job in enumerate(plan.planned):
+            status = "to run" if job.dir in pending_dirs else "completed (skipped)"
+            table.add_row(str(index), job.arm, str(job.seed), _shown(job), status)
     if plan.hypothesis:
         console.print(f"[bold]Hypothesis:[/] {plan.hypothesis}")
     better = "higher" if plan.mode == "max" else "lower"
     console.print(f"[bold]Success metric:[/] {plan.metric_name} ({plan.mode}: {better} is better)")
     console.print(table)
     console.print(f"{len(pending)} of {len(plan.planned)} jobs to run")
+
+
+def _arms_table(plan: Plan, pending_dirs: set[str]) -> Table:
+    """One row per arm: how many seeds, which, its overrides and how many are to run."""
+    table = Table(title=f"Experiment {plan.name} ({plan.id}): {len(plan.planned)} jobs by arm")
+    for column in ("arm", "seeds", "overrides", "status"):
+        table.add_column(column)
+    by_arm: dict[str, list[PlannedJob]] = {}
+    for job in plan.planned:
+        by_arm.setdefault(job.arm, []).append(job)
+    for arm, jobs in by_arm.items():
+        seeds = sorted(job.seed for job in jobs)
+        to_run = sum(job.dir in pending_dirs for job in jobs)
+        status = f"{to_run} to run, {len(jobs) - to_run} completed (skipped)"
+        shown = _shown(jobs[0], but=("seed=",))
+        table.add_row(arm, f"{len(seeds)}: {seeds[0]} .. {seeds[-1]}", shown, status)
+    return table
+
+
+def _shown(job: PlannedJob, but: tuple[str, ...] = ()) -> str:
+    """The job's overrides that say what it trains (not bookkeeping, nor `but`)."""
+    return " ".join(o for o in job.overrides if not o.startswith((*BOOKKEEPING_OVERRIDES, *but)))
 
 
 def expand_jobs(experiment: DictConfig, sweep_arguments: list[str]) -> list[PlannedJob]:
