@@ -294,6 +294,10 @@ class SuccessMetric:
     # forgetting metric, max otherwise (evsys.metric_kinds.metric_mode); the plan says which
     mode: str | None = one_of(None, allowed.METRIC_MODES)
     min_effect: float = at_least(0.0, 0)  # smallest difference that counts as a real effect
+    # a level each arm should reach: at least this (max) or at most this (min); decided per arm,
+    # one-sided over seeds x items and Holm-adjusted; a single run's verdict answers it
+    # (docs/statistics.md); null: arms are only compared with each other
+    threshold: float | None = None
     # pool the seed variance over arms that ran the same seeds (docs/statistics.md): null
     # (auto) pools for "one arm beats every other arm" claims only; true / false: always / never
     pool_seeds: bool | None = None

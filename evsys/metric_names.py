@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from evsys.algorithms import algorithm_schema
 from evsys.errors import ConfigError
 from evsys.evaluation.names import benchmark_label, has_held_out_metrics
-from evsys.metric_kinds import metric_bounds
+from evsys.metric_kinds import metric_bounds, metric_kind
 
 HELD_OUT_METRICS = ("loss", "exact_match")  # evsys/evaluation/held_out.py
 TEXT_METRICS = ("loss", "perplexity")  # text has no prompt to generate an answer from
@@ -177,6 +177,19 @@ def check_min_effect(name: str, min_effect: float) -> None:
         f"experiment.success_metric.min_effect={min_effect} cannot be reached: {name} lies "
         f"in [{bounds[0]:g}, {bounds[1]:g}], so no two arms differ by that much; state the "
         "smallest difference that matters, e.g. 0.05"
+    )
+
+
+def check_threshold(name: str, threshold: float | None) -> None:
+    """A threshold the metric cannot lie on both sides of, by its kind, is refused: no interval
+    could ever clear a share's 1.5 (or a loss's 0)."""
+    bounds = metric_bounds(name)
+    if threshold is None or bounds is None or bounds[0] < threshold < bounds[1]:
+        return
+    raise ConfigError(
+        f"experiment.success_metric.threshold={threshold:g} cannot be decided: {name} is a "
+        f"{metric_kind(name).replace('_', ' ')} in [{bounds[0]:g}, {bounds[1]:g}], so no arm "
+        "can lie on both sides of it; state a level strictly inside that range"
     )
 
 

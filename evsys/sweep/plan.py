@@ -21,7 +21,7 @@ from evsys import registry
 from evsys.compose import composer
 from evsys.errors import ConfigError, DataError
 from evsys.init_from import PARENT, parent_model_dir
-from evsys.metric_names import check_min_effect
+from evsys.metric_names import check_min_effect, check_threshold
 from evsys.records import (
     BOOKKEEPING_OVERRIDES,
     Plan,
@@ -64,6 +64,7 @@ def plan_sweep(config: DictConfig, axes: list[str], config_loader, sweep_dir: Pa
     jobs = expand_jobs(config.experiment, axes)
     metric = success_metric(config)
     check_min_effect(metric["name"], metric["min_effect"])
+    check_threshold(metric["name"], metric.get("threshold"))
     for job in jobs:
         # The job's own dir (<arm>_seed<seed>, job.dir), whatever hydra.sweep.subdir says:
         # its default suits any sweeper. An interpolation, so a job copied with a new seed
