@@ -86,6 +86,7 @@ def plan_sweep(config: DictConfig, axes: list[str], config_loader, sweep_dir: Pa
         metadata=experiment["metadata"],
         outputs_root=str(Path(experiment["stores"]["outputs_root"]).resolve()),
         prediction=experiment["prediction"],
+        baselines=baselines_by_cell(config.experiment, axes),
         created_at=dt.datetime.now().isoformat(timespec="seconds"),
     )
 
@@ -188,7 +189,7 @@ def _tokenizer(model: DictConfig):
 def _check_arms_named(experiment: dict, jobs: list[PlannedJob]) -> None:
     """The baseline and the prediction name arms: a job's label, or a named arm (crossed with
     matrix axes); every job was checked to produce the success metric, so each compares.
-    (A named arm that axes split is accepted: comparing within each cell is issue #23.7.)"""
+    (A baseline that axes split is compared within each cell: baselines_by_cell.)"""
     arms = sorted({job.arm for job in jobs})
     known = set(arms) | set(experiment["arms"])
     prediction = experiment.get("prediction") or {}
@@ -262,6 +263,25 @@ def expand_jobs(experiment: DictConfig, sweep_arguments: list[str]) -> list[Plan
                 jobs.append(PlannedJob(label, seed, overrides, job_dir_name(label, seed)))
     _check_unique(jobs)
     return jobs
+
+
+def baselines_by_cell(experiment: DictConfig, sweep_arguments: list[str]) -> dict[str, str] | None:
+    """When experiment.baseline names an arm that swept axes split into cells (lo becomes
+    lo,num_layers=1 and lo,num_layers=2): each arm's label -> its cell's baseline label, so the
+    conclusion compares within each cell. None when the baseline is one planned arm."""
+    axes = _parse_axes(sweep_arguments)
+    axes.pop("seed", None)
+    varying = [key for key, values in axes.items() if len(values) > 1]
+    baseline = experiment.baseline
+    if baseline is None or baseline not in experiment.arms or not varying:
+        return None
+    shown = {key: short_values(axes[key]) for key in varying}
+    cells = {}
+    for cell in itertools.product(*(axes[key] for key in varying)):
+        labels = {key: shown[key][value] for key, value in zip(varying, cell, strict=True)}
+        for arm in experiment.arms:  # the labels expand_jobs gives the arm in this cell
+            cells[_label(str(arm), labels)] = _label(str(baseline), labels)
+    return cells
 
 
 def _parse_axes(arguments: list[str]) -> dict[str, list[str]]:
