@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -19,7 +17,16 @@ from evsys.conclusion.model import (
     ThresholdResult,
 )
 from evsys.conclusion.plots import matrix_plot_name
-from evsys.conclusion.text import ci_text, mean_std, num, p_text, seeds_text, value_std
+from evsys.conclusion.text import (
+    ci_text,
+    code_span,
+    mean_std,
+    metadata_text,
+    num,
+    p_text,
+    seeds_text,
+    value_std,
+)
 from evsys.records import BOOKKEEPING_OVERRIDES
 
 
@@ -62,12 +69,10 @@ def _threshold_header(conclusion: Conclusion) -> list[str]:
 
 
 def _metadata_header(metadata: dict) -> list[str]:
-    """The experiment's metadata, literal: each value as JSON in a code span."""
+    """The experiment's metadata, literal: each key=value in a code span."""
     if not metadata:
         return []
-    shown = ", ".join(
-        f"{key}=`{json.dumps(value, ensure_ascii=False)}`" for key, value in metadata.items()
-    )
+    shown = ", ".join(code_span(f"{key}={metadata_text(value)}") for key, value in metadata.items())
     return [f"- Metadata: {shown}"]
 
 
