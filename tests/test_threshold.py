@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 import evsys
+from evsys import Experiment
 from evsys.conclusion.build import build_conclusion
 from evsys.conclusion.model import Conclusion
 from evsys.conclusion.render import render_markdown
 from evsys.conclusion.write import write_conclusion
 from evsys.errors import ConfigError
+from tests.conftest import FAST
 from tests.test_conclusion import METRIC, write_sweep
 from tests.test_conclusion_items import write_item_sweep
 from tests.test_experiment import write_preset
@@ -171,3 +173,26 @@ def test_the_threshold_of_a_loss_is_checked_against_its_kind(tmp_path):
             preset,
             ["experiment.success_metric.name=val/loss", "experiment.success_metric.threshold=-1"],
         )
+
+
+# ------------------------------------------------------------------------------ trained for real
+@pytest.mark.integration
+def test_a_trained_run_file_with_a_threshold_is_decided(tmp_path, monkeypatch):
+    """The page's `run` file, trained: 2 seeds x 8 scored items of held-out loss, far below a
+    threshold of 20 (the untrained byte-level model starts near ln 260 = 5.6)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    page = tmp_path / "run.yaml"
+    page.write_text(
+        "name: one_run\n"
+        "success_metric: {name: eval/reversal/loss, threshold: 20}\n"
+        "n_repeats: 2\n"
+        "metadata: {owner: ann}\n"
+        "run: {data: {dataset_name: reversal}, eval: {benchmarks: [reversal]}}\n"
+    )
+    overrides = [*FAST, f"experiment.stores.outputs_root={tmp_path / 'outputs'}"]
+    result = Experiment.from_yaml(page, overrides).run(tmp_path / "sweep")
+    conclusion = Conclusion.load(result.sweep_dir / "conclusion.json")
+    assert conclusion.verdict == "supported", conclusion.reason
+    assert conclusion.reason.startswith("supported: does default reach at most 20?")
+    assert conclusion.threshold.arms[0].n_items == 8  # per-item scores: seeds x items
+    assert "- Metadata: `owner=ann`" in (result.sweep_dir / "conclusion.md").read_text()
