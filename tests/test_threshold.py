@@ -13,6 +13,7 @@ import evsys
 from evsys import Experiment
 from evsys.conclusion.build import build_conclusion
 from evsys.conclusion.model import Conclusion
+from evsys.conclusion.plots import metric_plot
 from evsys.conclusion.render import render_markdown
 from evsys.conclusion.write import write_conclusion
 from evsys.errors import ConfigError
@@ -116,6 +117,10 @@ def test_which_arms_clear_the_threshold_is_in_the_json_and_the_markdown(tmp_path
     )
     assert "(one-sided, Holm over 3 arms): high" in markdown
     assert markdown == render_markdown(c)
+    (axes,) = metric_plot(c).axes  # conclusion.png draws the level as a dashed line
+    assert [list(line.get_ydata()) for line in axes.lines if line.get_linestyle() == "--"] == [
+        [0.5, 0.5]
+    ]
 
 
 def test_the_arms_are_one_holm_family(tmp_path):
