@@ -4,10 +4,12 @@ and the real plan (Hydra composition) for where the threshold is declared and ch
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 import evsys
 from evsys import Experiment
@@ -17,6 +19,7 @@ from evsys.conclusion.plots import metric_plot
 from evsys.conclusion.render import render_markdown
 from evsys.conclusion.write import write_conclusion
 from evsys.errors import ConfigError
+from evsys.sweep.plan import print_plan
 from tests.conftest import FAST
 from tests.test_conclusion import METRIC, write_sweep
 from tests.test_conclusion_items import write_item_sweep
@@ -147,7 +150,11 @@ run: {data: {dataset_name: reversal}, eval: {benchmarks: [reversal]}}
 def test_a_page_file_and_a_preset_carry_the_threshold_into_the_plan(tmp_path):
     page = tmp_path / "page.yaml"
     page.write_text(PAGE_RUN.replace("THRESHOLD", "0.5"))
-    assert evsys.plan(page).success_metric["threshold"] == 0.5
+    plan = evsys.plan(page)
+    assert plan.success_metric["threshold"] == 0.5
+    console = Console(file=io.StringIO(), width=200)
+    print_plan(plan, plan.planned, console)  # what --dry-run and every launch print
+    assert "(max: higher is better; each arm should reach at least 0.5)" in console.file.getvalue()
     preset = write_preset(tmp_path / "presets", "with_threshold", {"a": {"algorithm.lr": 1e-3}})
     text = preset.read_text().replace("mode: max}", "threshold: 0.25}")
     preset.write_text(text)

@@ -218,7 +218,11 @@ def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = 
     if plan.hypothesis:
         console.print(f"[bold]Hypothesis:[/] {plan.hypothesis}")
     better = "higher" if plan.mode == "max" else "lower"
-    console.print(f"[bold]Success metric:[/] {plan.metric_name} ({plan.mode}: {better} is better)")
+    level, most = plan.success_metric.get("threshold"), "least" if plan.mode == "max" else "most"
+    reach = "" if level is None else f"; each arm should reach at {most} {level:g}"
+    console.print(
+        f"[bold]Success metric:[/] {plan.metric_name} ({plan.mode}: {better} is better{reach})"
+    )
     console.print(table)
     console.print(f"{len(pending)} of {len(plan.planned)} jobs to run")
 
