@@ -97,3 +97,19 @@ def test_a_cell_whose_baseline_did_not_complete_is_named(tmp_path):
     c = build_conclusion(sweep)
     assert c.verdict == "inconclusive"
     assert c.reason == "inconclusive: the baseline lo,num_layers=2 has no completed seed to compare"
+
+
+def test_a_page_files_baseline_split_by_an_added_axis_resolves_per_cell(tmp_path):
+    """The documented 'add an axis' workflow: `evsys run runs.yaml model.num_layers=1,2`."""
+    page = tmp_path / "runs.yaml"
+    page.write_text(
+        "name: split_page\nbaseline: lo\n"
+        "runs:\n  - {name: lo, algorithm: {lr: 1e-4}}\n  - {name: hi, algorithm: {lr: 3e-3}}\n"
+    )
+    plan = evsys.plan(page, AXIS)
+    assert plan.baselines == {
+        "lo,num_layers=1": "lo,num_layers=1",
+        "hi,num_layers=1": "lo,num_layers=1",
+        "lo,num_layers=2": "lo,num_layers=2",
+        "hi,num_layers=2": "lo,num_layers=2",
+    }
