@@ -1,7 +1,7 @@
 """Browse the experiment registry (also `python -m evsys.experiments`).
 
 evsys experiments [--root outputs]          every experiment, as a table
-evsys experiments --where KEY=VALUE ...      those whose metadata has KEY=VALUE (all of them)
+evsys experiments --where KEY=VALUE ...     those whose metadata has KEY=VALUE (all of them)
 evsys experiments show ID [--root outputs]  its lineage (parent_experiment_id chain), its
                                             metadata and conclusion.md
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -71,18 +72,18 @@ def _condition(text: str) -> tuple[str, str]:
     return key, value
 
 
-def matches(row: dict, conditions: list[tuple[str, str]]) -> bool:
+def matches(row: dict, conditions: Sequence[tuple[str, str]]) -> bool:
     """Every KEY=VALUE holds in the row's metadata."""
     metadata = row.get("metadata") or {}
     return all(key in metadata and metadata_text(metadata[key]) == v for key, v in conditions)
 
 
 def print_experiments(
-    outputs_root: str | Path, console: Console, where: list[tuple[str, str]] = ()
+    outputs_root: str | Path, console: Console, where: Sequence[tuple[str, str]] = ()
 ) -> None:
     """The registry as a table, oldest first; with `where`, only the rows whose metadata match."""
     path = registry.registry_path(outputs_root)
-    rows = [row for row in registry.list_experiments(outputs_root) if matches(row, list(where))]
+    rows = [row for row in registry.list_experiments(outputs_root) if matches(row, where)]
     if not rows:
         wanted = " with " + ", ".join(f"{k}={v}" for k, v in where) if where else ""
         console.print(f"no experiments registered{wanted} in {path}", markup=False)
