@@ -14,6 +14,8 @@ and the finite item sample; the verdict is evsys/conclusion/decision.py's: the p
 prediction when the experiment states one, else exploratory (the best arm vs the baseline, or
 vs every other arm), with Holm-adjusted p-values over the comparisons it rests on. An
 adaptive experiment's verdict is its group-sequential decisions (evsys/conclusion/sequential.py).
+A success_metric.threshold adds which arms reach it (evsys/conclusion/threshold.py), and is
+the verdict of an experiment with a single arm, which has nothing to compare.
 Before any of that:
 
 - No completed arm -> inconclusive (everything failed or is missing).
