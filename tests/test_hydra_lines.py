@@ -111,8 +111,10 @@ def test_basic_sweeper_runs_and_concludes(tmp_path):
 @pytest.mark.hydra_lines
 def test_optuna_sweeper_runs_its_trials(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    args = ["hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "algorithm.lr=interval(1e-4,3e-3)"]
-    conclusion, _ = sweep(tmp_path, *args)
+    args = ["hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.direction=maximize"]
+    conclusion, _ = sweep(
+        tmp_path, *args, "hydra.sweeper.sampler.seed=0", "algorithm.lr=interval(1e-4,3e-3)"
+    )
     assert conclusion["counts"]["completed"] == 2
 
 
