@@ -168,13 +168,14 @@ def test_a_grpo_sweep_is_ranked_on_held_out_reward_with_item_scores(tmp_path):
     args += [f"hydra.sweep.dir={sweep}", f"experiment.stores.outputs_root={tmp_path}", "-m"]
     done = run_cli(args, cwd=REPO)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    records = [json.loads(path.read_text()) for path in sweep.glob("*/result.json")]
-    assert len(records) == 4
-    for record in records:
+    paths = sorted(sweep.glob("*/result.json"))
+    assert len(paths) == 4
+    for path in paths:
+        record = json.loads(path.read_text())
         assert record["status"] == "completed", record["error"]
         for name in ("train/reward", "train/rewards/partial_credit", "eval/addition/reward"):
             assert name in record["metrics"], name
-        rows = read_item_scores(sweep / record["dir"], "addition")
+        rows = read_item_scores(path.parent, "addition")
         mean = math.fsum(row["reward"] for row in rows) / len(rows)
         assert mean == pytest.approx(record["metrics"]["eval/addition/reward"], abs=1e-5)
     conclusion = json.loads((sweep / "conclusion.json").read_text())
