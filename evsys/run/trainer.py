@@ -111,13 +111,16 @@ def starting_model(cfg: DictConfig, tokenizer):
     return load_model(cfg.model, tokenizer)
 
 
-def train_metrics(trainer: L.Trainer) -> dict[str, float]:
-    """The last train loss and validation metrics Lightning saw."""
-    return {
-        key: round(float(value), 6)
+def train_metrics(trainer: L.Trainer, module) -> dict[str, float]:
+    """The last train loss and validation metrics Lightning saw, and what the algorithm's
+    module keeps of training (PostTrainingModule.final_train_metrics: GRPO's rewards)."""
+    seen = {
+        key: value
         for key, value in trainer.callback_metrics.items()
         if key.startswith(("train/loss", "val/"))
     }
+    metrics = {**seen, **module.final_train_metrics()}
+    return {key: round(float(value), 6) for key, value in metrics.items()}
 
 
 def _benchmark_scoring(cfg: DictConfig) -> list[BenchmarkScoring]:
