@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 from collections.abc import Callable
 
 from evsys.data.tasks import get_task, is_task
@@ -71,6 +72,35 @@ def resolve_reward(name: str, key: str) -> RewardFunction:
     if not callable(function):
         raise ConfigError(f"{key}={name!r} is not a function")
     return function
+
+
+def checked_rewards(values, name: str, count: int) -> list[float]:
+    """The values a reward function returned for `count` completions, as floats; a
+    ValueError naming the function (`name`) and the completion index for any value that is
+    not a finite number: NaN or inf would make every advantage of its group NaN."""
+    values = list(values)
+    if len(values) != count:
+        raise ValueError(f"reward {name!r} returned {len(values)} values for {count} completions")
+    floats = []
+    for index, value in enumerate(values):
+        number = _as_number(value)
+        if number is None or not math.isfinite(number):
+            raise ValueError(
+                f"reward {name!r} returned {value!r} ({type(value).__name__}) for completion "
+                f"{index}: a reward must be a finite number"
+            )
+        floats.append(number)
+    return floats
+
+
+def _as_number(value) -> float | None:
+    # Text is refused though float("1") would read it: a reward that returns text is a bug.
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):  # e.g. a tensor of more than one value
+        return None
 
 
 def reward_label(name: str) -> str:

@@ -28,7 +28,7 @@ from evsys.lightning.sharding import is_sharded, run_as_forward
 from evsys.ops.eval_mode import evaluation_mode
 from evsys.ops.logprobs import completion_logps
 from evsys.ops.sampling import completion_mask, sample_completions
-from evsys.rewards import resolve_reward, reward_label
+from evsys.rewards import checked_rewards, resolve_reward, reward_label
 
 STD_EPSILON = 1e-4  # keeps a group whose rewards all agree at advantage 0, as TRL does
 
@@ -213,12 +213,7 @@ class GRPOModule(PostTrainingModule):
         ]
         columns = []
         for name, function in zip(self.reward_names, self.reward_functions, strict=True):
-            values = [float(value) for value in function(texts, examples)]
-            if len(values) != len(texts):
-                raise ValueError(
-                    f"reward {name!r} returned {len(values)} values for {len(texts)} completions"
-                )
-            columns.append(values)
+            columns.append(checked_rewards(function(texts, examples), name, len(texts)))
         return torch.tensor(columns, dtype=torch.float32, device=self.device).T
 
     def log_step(
