@@ -53,8 +53,8 @@ def check_examples(examples: Iterable[dict], where: str, preference: bool) -> No
         identical += preference and example["rejected"] == example["completion"]
     if total and blank == total:
         raise DataError(
-            f"{where}: all {total} examples have an empty or whitespace-only completion "
-            "(text): no trainable tokens; check the file and data.columns"
+            f"{where}: all {total} examples have an empty or whitespace-only completion/text: "
+            "no trainable tokens; check the file and data.columns"
         )
     if blank:
         log.warning(
