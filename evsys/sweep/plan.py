@@ -111,8 +111,20 @@ def check_job(job_config: DictConfig, metric: str) -> DictConfig:
     check_success_metric(merged, metric)
     if merged.model.init_from == PARENT:
         parent_model_dir(merged)
+    _check_tokenizer_dir(merged.model)
     _check_data(merged)
     return merged
+
+
+def _check_tokenizer_dir(model: DictConfig) -> None:
+    """A local model dir without tokenizer files is refused now, not at its arm's turn."""
+    from evsys.config import TOKENIZER_SOURCES
+    from evsys.data.degenerate import check_tokenizer_dir
+
+    key = next((key for key in TOKENIZER_SOURCES if model[key] is not None), None)
+    if key is None or model[key] == PARENT or model.trust_remote_code:
+        return
+    check_tokenizer_dir(Path(model[key]).expanduser(), f"model.{key}={model[key]!r}")
 
 
 def _check_data(cfg: DictConfig) -> None:
