@@ -1,13 +1,12 @@
 """Dataclass schemas for every config group: every default lives here, once.
 
 Each group file under conf/ starts from its schema (`defaults: [/schema/<group>/<name>@_here_]`)
-and sets only what deliberately differs from it, so Hydra type-checks values and rejects
-unknown keys while composing. evsys/validate.py checks the composed config once more (keys
-added with `+key=value`, data, benchmarks). Schemas only: no torch, no models.
-
-Every field has a type, a default and one line of help (the comment beside it); a field with
-a few allowed values or a range declares them with evsys/rules.py's `one_of`, `at_least`,
-`above` or `within` (the lists are in evsys/choices.py), checked on every composed config.
+and sets only what deliberately differs from it, so Hydra type-checks values and rejects unknown
+keys while composing. evsys/validate.py checks the composed config once more (keys added with
+`+key=value`, data, benchmarks). Schemas only: no torch, no models. Every field has a type, a
+default and one line of help (the comment beside it); a field with a few allowed values or a
+range declares them with evsys/rules.py's `one_of`, `at_least`, `above` or `within` (the lists
+are in evsys/choices.py), checked on every composed config.
 """
 
 from __future__ import annotations
@@ -86,7 +85,9 @@ class AlgorithmConfig:
     # val/<name> each validation logs; the record keeps them.
     validation_metrics: ClassVar[tuple[str, ...]] = ("loss",)
     # train/<name> logged each step besides train/loss: TensorBoard curves, not in the record
+    # unless listed in recorded_curves (the module's final_train_metrics gives their values)
     curves: ClassVar[tuple[str, ...]] = ("lr",)
+    recorded_curves: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         """The optimizer's rules that no single field's range says (evsys/optimizer_rules.py);
@@ -150,11 +151,9 @@ class MixtureComponent(DatasetConfig):
 
 @dataclass
 class DataConfig(DatasetConfig):
-    # Weighted datasets trained together; when set, they replace dataset_name and the fields
-    # above (docs/data.md#mixtures). None: the one dataset above.
+    # Weighted datasets trained instead of the one above (None: that one; docs/data.md#mixtures);
+    # mixture_size: the mix's examples, all components' or the first's alone (replay's budget)
     mixture: list[MixtureComponent] | None = None
-    # Examples in the training mix: all, every component's together; first, as many as the
-    # first component alone (continual replay: a stage's budget, the size of its own data).
     mixture_size: str = one_of("all", allowed.MIXTURE_SIZES)
     max_length: int = at_least(128, 1)  # tokens per row: packed row length, and truncation limit
     packing: bool = True  # pack several examples into each training row
@@ -270,10 +269,12 @@ class GRPOConfig(AlgorithmConfig):
     # completions
     loss_aggregation: str = one_of("token", allowed.LOSS_AGGREGATIONS)
     # train/<name> logged each step besides train/loss (evsys/lightning/grpo.py): TensorBoard
-    # curves, not kept in the record; {reward}: one per algorithm.rewards; kl: when beta > 0
+    # curves; {reward}: one per algorithm.rewards; kl: when beta > 0. The record keeps the
+    # rewards, as their mean over the last logging window (GRPOModule.final_train_metrics).
     curves: ClassVar[tuple[str, ...]] = (
         "reward", "reward_std", "completion_length", "rewards/{reward}", "kl", "lr",
     )  # fmt: skip
+    recorded_curves: ClassVar[tuple[str, ...]] = ("reward", "rewards/{reward}")
 
     def __post_init__(self) -> None:
         """A ConfigError naming the key for reward lists GRPO cannot train with (the reward
@@ -297,6 +298,10 @@ class SuccessMetric:
     # forgetting metric, max otherwise (evsys.metric_kinds.metric_mode); the plan says which
     mode: str | None = one_of(None, allowed.METRIC_MODES)
     min_effect: float = at_least(0.0, 0)  # smallest difference that counts as a real effect
+    # a level each arm should reach: at least this (max) or at most this (min); decided per arm,
+    # one-sided over seeds x items and Holm-adjusted; a single run's verdict answers it
+    # (docs/statistics.md); null: arms are only compared with each other
+    threshold: float | None = None
     # pool the seed variance over arms that ran the same seeds (docs/statistics.md): null
     # (auto) pools for "one arm beats every other arm" claims only; true / false: always / never
     pool_seeds: bool | None = None
@@ -350,9 +355,7 @@ class ExperimentConfig:
     hypothesis: str = ""  # the question the arms answer
     success_metric: SuccessMetric = field(default_factory=SuccessMetric)
     n_repeats: int = at_least(1, 1)  # seeds per arm: base_seed, base_seed+1, ...
-    # jobs a plan may hold (arms x matrix cells x seeds, counted before expanding): a bigger
-    # plan is refused, saying its size, unless this is raised (docs/architecture.md)
-    max_jobs: int = at_least(1000, 1)
+    max_jobs: int = at_least(1000, 1)  # jobs a plan may hold (arms x cells x seeds); more: refused
     base_seed: int = 0  # first seed of every arm
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm name -> dotted overrides
     baseline: str | None = None  # arm the others are compared against

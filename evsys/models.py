@@ -26,6 +26,7 @@ from transformers import (
 from transformers.utils import is_flash_attn_2_available
 
 from evsys.config import TOKENIZER_SOURCES, ModelConfig
+from evsys.data.degenerate import check_round_trip, check_tokenizer_dir
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.errors import ConfigError
 from evsys.flex_attention import use_padded_flex_attention
@@ -45,8 +46,11 @@ def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
     if source is None:
         return byte_tokenizer()
     path = _existing_or_hub(source, key)
+    if not cfg.trust_remote_code:  # remote code may keep its vocabulary in files of its own
+        check_tokenizer_dir(Path(path), f"{key}={source!r}")
     with _naming_key_on_failure(key, source):
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+    check_round_trip(tokenizer, f"{key}={source!r}")
     if tokenizer.eos_token is None:
         raise ConfigError(f"{key}={source!r}: the tokenizer has no eos token to end completions")
     if tokenizer.pad_token is None:

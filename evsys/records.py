@@ -287,6 +287,9 @@ class Plan:
     outputs_root: str = ""
     created_at: str | None = None
     prediction: dict[str, str] | None = None  # {better, than}: the preregistered direction
+    # When the baseline names an arm that matrix axes split: each arm's label -> the label of
+    # the baseline in its cell (lo,num_layers=1), so arms are compared within their cell.
+    baselines: dict[str, str] | None = None
     # Seeds until decided: the design (looks: seeds per arm at each round) and the rounds so
     # far (per round: seeds, each comparison's status, the arms given more seeds, why).
     adaptive: dict[str, Any] | None = None

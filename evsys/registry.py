@@ -11,6 +11,7 @@ evsys.errors and evsys.records.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import secrets
@@ -39,12 +40,13 @@ COLUMNS = (
     "verdict",
     "created_at",
     "finished_at",
+    "metadata",  # the experiment's metadata, a JSON object (read back as a dict)
 )
 STATUSES = ("planned", "running", "completed", "failed", "interrupted")
 _SCHEMA = """CREATE TABLE IF NOT EXISTS experiments (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, hypothesis TEXT, status TEXT NOT NULL,
     sweep_dir TEXT, parent_experiment_id TEXT, best_arm TEXT, verdict TEXT,
-    created_at TEXT NOT NULL, finished_at TEXT)"""
+    created_at TEXT NOT NULL, finished_at TEXT, metadata TEXT)"""
 
 
 def registry_path(outputs_root: str | Path) -> Path:
@@ -68,9 +70,21 @@ def _connect(outputs_root: str | Path) -> Iterator[sqlite3.Connection]:
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # persisted in the file
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(_SCHEMA)
+        _add_new_columns(conn)
         yield conn
     finally:
         conn.close()
+
+
+def _add_new_columns(conn: sqlite3.Connection) -> None:
+    """A registry written by an older evsys gets the columns added since (empty for its rows)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(experiments)")}
+    for column in (c for c in COLUMNS if c not in have):
+        try:
+            conn.execute(f"ALTER TABLE experiments ADD COLUMN {column} TEXT")
+        except sqlite3.OperationalError as error:  # another process added it just now
+            if "duplicate column" not in str(error):
+                raise
 
 
 def register(outputs_root: str | Path, info: dict[str, Any]) -> None:
@@ -117,7 +131,7 @@ def list_experiments(outputs_root: str | Path) -> list[dict[str, Any]]:
         return []
     with _connect(outputs_root) as conn:
         rows = conn.execute("SELECT * FROM experiments ORDER BY created_at, id").fetchall()
-    return [dict(row) for row in rows]
+    return [_row(row) for row in rows]
 
 
 def get(outputs_root: str | Path, experiment_id: str) -> dict[str, Any]:
@@ -128,7 +142,7 @@ def get(outputs_root: str | Path, experiment_id: str) -> dict[str, Any]:
         row = conn.execute("SELECT * FROM experiments WHERE id=?", [experiment_id]).fetchone()
         if row is None:
             raise ExperimentNotFound(_unknown_id_message(conn, outputs_root, experiment_id))
-    return dict(row)
+    return _row(row)
 
 
 def lineage(outputs_root: str | Path, experiment_id: str) -> list[dict[str, Any]]:
@@ -196,11 +210,23 @@ def _check_fields(fields: dict[str, Any]) -> None:
 
 
 def _values(fields: dict[str, Any]) -> list[Any]:
-    """Column values in order; sweep_dir stored absolute so the registry works from any cwd."""
-    return [
-        str(Path(value).resolve()) if key == "sweep_dir" and value is not None else value
-        for key, value in fields.items()
-    ]
+    """Column values in order; sweep_dir stored absolute so the registry works from any cwd,
+    metadata as JSON text."""
+    values = []
+    for key, value in fields.items():
+        if key == "sweep_dir" and value is not None:
+            value = str(Path(value).resolve())
+        elif key == "metadata" and value is not None:
+            value = json.dumps(value, ensure_ascii=False)  # in the order the file states
+        values.append(value)
+    return values
+
+
+def _row(row: sqlite3.Row) -> dict[str, Any]:
+    """A registry row as a dict, its metadata as a dict ({} when none was recorded)."""
+    out = dict(row)
+    out["metadata"] = json.loads(out.get("metadata") or "{}")
+    return out
 
 
 def _unknown_id_message(conn: sqlite3.Connection, outputs_root: str | Path, wanted: str) -> str:

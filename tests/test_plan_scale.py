@@ -17,7 +17,8 @@ import evsys
 from evsys.data import sources
 from evsys.data.sources import read_file
 from evsys.errors import ConfigError, DataError
-from evsys.sweep.plan import expand_jobs, print_plan
+from evsys.sweep.plan import expand_jobs
+from evsys.sweep.plan_print import print_plan
 from tests.test_plan import experiment
 
 RUN = {"algorithm": {"kind": "sft", "max_steps": 5}}

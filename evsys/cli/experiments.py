@@ -1,14 +1,16 @@
 """Browse the experiment registry (also `python -m evsys.experiments`).
 
 evsys experiments [--root outputs]          every experiment, as a table
-evsys experiments show ID [--root outputs]  its lineage (parent_experiment_id chain) and
-                                            conclusion.md
+evsys experiments --where KEY=VALUE ...     those whose metadata has KEY=VALUE (all of them)
+evsys experiments show ID [--root outputs]  its lineage (parent_experiment_id chain), its
+                                            metadata and conclusion.md
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -16,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from evsys import registry
+from evsys.conclusion.text import metadata_text
 
 DEFAULT_ROOT = "outputs"
 HEADERS = {"parent_experiment_id": "parent"}
@@ -29,7 +32,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m evsys.experiments
         console = Console(width=200)
     if args.command == "show":
         return show(root, args.id, console)
-    print_experiments(root, console)
+    print_experiments(root, console, getattr(args, "where", None) or [])
     return 0
 
 
@@ -39,37 +42,67 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     common.add_argument(
         "--root", default=argparse.SUPPRESS, help=f"outputs root (default: {DEFAULT_ROOT})"
     )
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument(
+        "--where",
+        action="append",
+        type=_condition,
+        default=argparse.SUPPRESS,
+        metavar="KEY=VALUE",
+        help="only experiments whose metadata has KEY=VALUE (repeat: all must hold)",
+    )
     parser = argparse.ArgumentParser(
         prog=prog,
         description=__doc__,
-        parents=[common],
+        parents=[common, where],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command")
-    commands.add_parser("list", parents=[common], help="every experiment (the default)")
+    commands.add_parser("list", parents=[common, where], help="every experiment (the default)")
     show_parser = commands.add_parser("show", parents=[common], help="print a conclusion")
     show_parser.add_argument("id", help="experiment id")
     return parser
 
 
-def print_experiments(outputs_root: str | Path, console: Console) -> None:
-    """The registry as a table, oldest first."""
-    rows = registry.list_experiments(outputs_root)
+def _condition(text: str) -> tuple[str, str]:
+    """--where KEY=VALUE as (key, value)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. --where owner=ann)")
+    return key, value
+
+
+def matches(row: dict, conditions: Sequence[tuple[str, str]]) -> bool:
+    """Every KEY=VALUE holds in the row's metadata."""
+    metadata = row.get("metadata") or {}
+    return all(key in metadata and metadata_text(metadata[key]) == v for key, v in conditions)
+
+
+def print_experiments(
+    outputs_root: str | Path, console: Console, where: Sequence[tuple[str, str]] = ()
+) -> None:
+    """The registry as a table, oldest first; with `where`, only the rows whose metadata match."""
+    path = registry.registry_path(outputs_root)
+    rows = [row for row in registry.list_experiments(outputs_root) if matches(row, where)]
     if not rows:
-        console.print(
-            f"no experiments registered in {registry.registry_path(outputs_root)}", markup=False
-        )
+        wanted = " with " + ", ".join(f"{k}={v}" for k, v in where) if where else ""
+        console.print(f"no experiments registered{wanted} in {path}", markup=False)
         return
-    table = Table(title=Text(f"experiments in {registry.registry_path(outputs_root)}"))
+    table = Table(title=Text(f"experiments in {path}"))
     columns = (
         "id", "name", "status", "best_arm", "verdict", "parent_experiment_id", "created_at",
-        "sweep_dir",
+        "metadata", "sweep_dir",
     )  # fmt: skip
     for column in columns:
         table.add_column(HEADERS.get(column, column.replace("_", " ")), overflow="fold")
     for row in rows:
-        table.add_row(*(Text(str(row[c])) if row[c] is not None else "–" for c in columns))
+        cells = {**row, "metadata": _metadata_cell(row.get("metadata") or {})}
+        table.add_row(*(Text(str(cells[c])) if cells[c] is not None else "–" for c in columns))
     console.print(table)
+
+
+def _metadata_cell(metadata: dict) -> str | None:
+    return ", ".join(f"{k}={metadata_text(v)}" for k, v in metadata.items()) or None
 
 
 def show(outputs_root: str | Path, experiment_id: str, console: Console) -> int:
@@ -80,6 +113,8 @@ def show(outputs_root: str | Path, experiment_id: str, console: Console) -> int:
         print(f"evsys.experiments: {exc}", file=sys.stderr)
         return 1
     print_lineage(outputs_root, row)
+    if row.get("metadata"):
+        print(f"metadata: {_metadata_cell(row['metadata'])}\n")
     conclusion = Path(row["sweep_dir"] or "") / "conclusion.md"
     if conclusion.is_file():
         # plain print: the markdown stays copy-pasteable and nothing is read as rich markup

@@ -14,6 +14,8 @@ and the finite item sample; the verdict is evsys/conclusion/decision.py's: the p
 prediction when the experiment states one, else exploratory (the best arm vs the baseline, or
 vs every other arm), with Holm-adjusted p-values over the comparisons it rests on. An
 adaptive experiment's verdict is its group-sequential decisions (evsys/conclusion/sequential.py).
+A success_metric.threshold adds which arms reach it (evsys/conclusion/threshold.py), and is
+the verdict of an experiment with a single arm, which has nothing to compare.
 Before any of that:
 
 - No completed arm -> inconclusive (everything failed or is missing).
@@ -48,11 +50,13 @@ from evsys.conclusion.model import (
     Group,
     RunProblem,
     SuccessMetric,
+    ThresholdResult,
 )
 from evsys.conclusion.plan_decision import decide_plan, missing_named_arm
 from evsys.conclusion.power import power_summary
 from evsys.conclusion.runs import collect_runs, is_number
 from evsys.conclusion.scores import arm_scores, metric_bounds
+from evsys.conclusion.threshold import single_run_verdict, threshold_result
 from evsys.records import Plan
 
 SIGNIFICANT_DIGITS = 6
@@ -67,16 +71,19 @@ def build_conclusion(sweep_dir: str | Path) -> Conclusion:
     bounds = metric_bounds(metric["name"])
     groups = _rank_groups(runs["completed"], scores, mode, bounds)
     ranking = [g.arm for g in groups]
+    threshold = _threshold(plan, scores, ranking, bounds)
     conclusion = Conclusion(
         experiment=ExperimentRef(plan.id, plan.name, plan.parent_experiment_id),
         hypothesis=plan.hypothesis,
-        success_metric=SuccessMetric(metric["name"], mode, plan.min_effect),
+        success_metric=SuccessMetric(
+            metric["name"], mode, plan.min_effect, metric.get("threshold")
+        ),
         baseline=plan.baseline,
         prediction=plan.prediction,
         groups=groups,
         ranking=ranking,
         best_arm=ranking[0] if ranking else None,
-        **_decision(plan, scores, ranking, runs),
+        **_decision(plan, scores, ranking, runs, threshold),
         failed=[RunProblem(**run) for run in runs["failed"]],
         missing=[RunProblem(**run) for run in runs["missing"]],
         counts={kind: len(runs[kind]) for kind in runs} | {"planned": len(plan.planned)},
@@ -84,6 +91,8 @@ def build_conclusion(sweep_dir: str | Path) -> Conclusion:
         exports=arm_exports(Path(sweep_dir), runs["completed"], mode),
         # only continual sweeps get the key: other conclusions stay as they were
         continual=continual_groups(runs["completed"], ranking) or None,
+        threshold=threshold,
+        metadata=plan.metadata or None,
     )
     if plan.adaptive:
         conclusion = replace(conclusion, adaptive=plan.adaptive)
@@ -91,13 +100,25 @@ def build_conclusion(sweep_dir: str | Path) -> Conclusion:
     return _rounded(conclusion)
 
 
-def _decision(plan: Plan, scores: dict, ranking: list[str], runs: dict) -> dict[str, Any]:
+def _threshold(plan: Plan, scores: dict, ranking: list[str], bounds) -> ThresholdResult | None:
+    """Which arms reach success_metric.threshold; None when none is stated or no arm ran."""
+    value = plan.success_metric.get("threshold")
+    if value is None or not ranking:
+        return None
+    return threshold_result([scores[arm] for arm in ranking], float(value), plan.mode, bounds)
+
+
+def _decision(
+    plan: Plan, scores: dict, ranking: list[str], runs: dict, threshold: ThresholdResult | None
+) -> dict[str, Any]:
     """verdict, reason, kind, claim, comparisons, surprises, notes and power."""
     refusal = _cannot_decide(plan, scores, runs)
     if refusal is not None:
         return {"verdict": "inconclusive", "reason": refusal, "kind": None, "claim": None}
     decision = decide_plan(plan, {arm: scores[arm] for arm in ranking})
     tests = list(decision.tests)
+    # One arm has nothing to compare with: a stated threshold is then what it is judged by.
+    single = single_run_verdict(threshold) if threshold and len(ranking) == 1 else {}
     return {
         "verdict": decision.verdict,
         "reason": decision.reason,
@@ -107,6 +128,7 @@ def _decision(plan: Plan, scores: dict, ranking: list[str], runs: dict) -> dict[
         "surprises": list(decision.surprises),
         "notes": list(decision.notes),
         "power": power_summary(tests, plan.min_effect or None),
+        **single,
     }
 
 

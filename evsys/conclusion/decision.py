@@ -15,7 +15,9 @@ the 95% interval lying above / below m):
 - Exploratory, baseline set: every other arm vs the baseline is one Holm family (the best is
   picked from it, so its test must survive the family's correction). supported when the best
   arm's Holm-adjusted p_above < alpha; refuted when every arm has p_below < alpha (no arm
-  beats the baseline by m: intersection-union again); else inconclusive.
+  beats the baseline by m: intersection-union again); else inconclusive. A baseline split by
+  matrix axes is a mapping {arm: the baseline's arm in the same cell}: each arm is compared
+  with its own cell's baseline, all of them still one family.
 - Exploratory, no baseline: the best arm vs every other arm. supported when all p_above <
   alpha. Picking the best on the same data does not inflate this: a false claim needs the
   selected arm to beat a truly-best arm significantly, and the natural procedure keeps that
@@ -89,7 +91,7 @@ def decide(
     arms: Sequence[ArmScores],
     mode: str = "max",
     min_effect: float = 0.0,
-    baseline: str | None = None,
+    baseline: str | Mapping[str, str] | None = None,
     prediction: Prediction | Mapping[str, str] | None = None,
     bounds: Bounds | None = None,
     pair_seeds: bool = True,
@@ -192,8 +194,8 @@ class _Context:
         return f" by at least {_num(self.m)}" if self.m > 0 else ""
 
 
-def _check_names(arms: Mapping, baseline: str | None, pred: Prediction | None) -> None:
-    named = [baseline] if baseline else []
+def _check_names(arms: Mapping, baseline, pred: Prediction | None) -> None:
+    named = [baseline] if isinstance(baseline, str) else sorted(set((baseline or {}).values()))
     if pred is not None:
         named += [pred.better] + ([] if pred.than == ALL else [pred.than])
     unknown = [n for n in named if n not in arms]
@@ -262,10 +264,18 @@ def _all_above(tests: Sequence[FamilyTest], m: float) -> tuple[str, str]:
 
 
 # ------------------------------------------------------------------------------- exploratory
-def _exploratory_baseline(ctx: _Context, baseline: str) -> Decision:
-    tests = ctx.tests([(a, baseline) for a in ctx.ranking if a != baseline])
-    best = tests[0]  # ranking order: the best non-baseline arm first
+def _exploratory_baseline(ctx: _Context, baseline: str | Mapping[str, str]) -> Decision:
+    of = baseline if not isinstance(baseline, str) else dict.fromkeys(ctx.ranking, baseline)
+    pairs = [(a, of[a]) for a in ctx.ranking if of.get(a, a) != a and of[a] in ctx.arms]
+    if not pairs:  # every completed arm is a baseline (of its cell)
+        return ctx.nothing_to_compare()
+    tests = ctx.tests(pairs)
+    # ranking order: the best non-baseline arm first; across cells, the one furthest ahead of
+    # its own baseline (the best arm overall may lead only because its cell is easier)
+    best = tests[0] if isinstance(baseline, str) else max(tests, key=lambda t: t.comparison.diff)
     c = best.comparison
+    if not isinstance(baseline, str):
+        baseline = "of its matrix cell"
     claim = f"the best arm beats the baseline {baseline}{ctx.effect()} (exploratory)"
     if best.p_above_holm is None:
         verdict, why = "inconclusive", _untestable(c)

@@ -63,9 +63,43 @@ class ExperimentRef(_Record):
 
 @dataclass(frozen=True)
 class SuccessMetric(_Record):
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"threshold"})
+
     name: str
     mode: str  # max | min
     min_effect: float = 0.0
+    threshold: float | None = None  # the level each arm should reach (see `threshold`)
+
+
+@dataclass(frozen=True)
+class ThresholdArm(_Record):
+    """One arm against the success metric's threshold (evsys/conclusion/threshold.py)."""
+
+    arm: str
+    mean: float
+    ci95: list[float] | None  # None with one seed: no test
+    n_seeds: int
+    n_items: int | None
+    p_reach: float | None  # the mean is beyond the threshold on the good side
+    p_reach_holm: float | None  # Holm over the arms
+    p_miss: float | None  # the mean is short of it
+    p_miss_holm: float | None
+    status: str  # clears | misses | undecided
+
+
+@dataclass(frozen=True)
+class ThresholdResult(_Record):
+    """Which arms reach the threshold: at least it (max) or at most it (min)."""
+
+    value: float
+    direction: str  # "at least" | "at most"
+    arms: list[ThresholdArm]  # in ranking order
+    clearing: list[str]  # the arms that clear it
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ThresholdResult:
+        arms = [ThresholdArm.from_dict(a) for a in data["arms"]]
+        return cls(data["value"], data["direction"], arms, list(data["clearing"]))
 
 
 @dataclass(frozen=True)
@@ -196,8 +230,11 @@ class Conclusion(_Record):
     """The conclusion of an experiment: its groups ranked, the verdict and why, its problems."""
 
     OPTIONAL: ClassVar[frozenset[str]] = frozenset(
-        {"comparisons", "surprises", "notes", "power", "adaptive", "fixed_n_reason", "continual"}
-    )
+        {
+            "comparisons", "surprises", "notes", "power", "adaptive", "fixed_n_reason",
+            "continual", "threshold", "metadata",
+        }
+    )  # fmt: skip
 
     experiment: ExperimentRef
     hypothesis: str | None
@@ -226,6 +263,10 @@ class Conclusion(_Record):
     adaptive: dict[str, Any] | None = None
     fixed_n_reason: str | None = None
     continual: dict[str, ContinualGroup] | None = None
+    # Optional: which arms reach success_metric.threshold, when the experiment states one
+    threshold: ThresholdResult | None = None
+    # Optional: the experiment's free-form metadata, as its file states it (shown, never read)
+    metadata: dict[str, Any] | None = None
 
     @property
     def problems(self) -> list[RunProblem]:
@@ -260,6 +301,8 @@ class Conclusion(_Record):
             "comparisons": _records(ComparisonResult, data.get("comparisons")),
             "power": _records(PowerRow, data.get("power")),
         }
+        if data.get("threshold") is not None:
+            nested["threshold"] = ThresholdResult.from_dict(data["threshold"])
         if data.get("continual") is not None:
             continual = data["continual"].items()
             nested["continual"] = {arm: ContinualGroup.from_dict(e) for arm, e in continual}

@@ -14,7 +14,9 @@ from evsys.records import Plan
 
 def missing_named_arm(plan: Plan, arms: Mapping[str, ArmScores]) -> str | None:
     """Why the plan's baseline or prediction cannot be tested on `arms`, or None."""
-    named = [("the baseline", plan.baseline)] if plan.baseline else []
+    named = [("the baseline", plan.baseline)] if plan.baseline and not plan.baselines else []
+    # a baseline split by matrix axes: its arm in every cell (evsys/sweep/plan.py)
+    named += [("the baseline", arm) for arm in sorted(set((plan.baselines or {}).values()))]
     if plan.prediction:
         named.append(("the predicted arm", plan.prediction["better"]))
         if plan.prediction.get("than", "all") != "all":
@@ -36,7 +38,7 @@ def decide_plan(plan: Plan, arms: Mapping[str, ArmScores]) -> Decision | None:
         list(arms.values()),
         plan.mode,
         plan.min_effect,
-        plan.baseline,
+        plan.baselines or plan.baseline,
         plan.prediction,
         bounds,
         pool_seeds=None if pool is None else bool(pool),

@@ -50,6 +50,12 @@ def metric_plot(conclusion: Conclusion) -> Any:
         ax.set_xticks(range(len(groups)), shown, fontsize=size)
     if not groups:
         ax.text(0.5, 0.5, "no completed arm", ha="center", va="center", transform=ax.transAxes)
+    if conclusion.threshold is not None:  # the level each arm should reach
+        level = conclusion.threshold
+        ax.axhline(level.value, color="tab:green", linestyle="--", zorder=2)
+        ax.annotate(f"threshold ({level.direction} {level.value:.4g})", (0, level.value),
+                    xycoords=("axes fraction", "data"), color="tab:green", fontsize=8,
+                    va="bottom")  # fmt: skip
     metric = conclusion.success_metric.name
     if metric_kind(metric) == SHARE:  # the whole [0, 1] range, so arms compare at a glance
         ax.set_ylim(-0.05, 1.05)

@@ -14,9 +14,19 @@ from evsys.conclusion.model import (
     Export,
     Group,
     MetricStats,
+    ThresholdResult,
 )
 from evsys.conclusion.plots import matrix_plot_name
-from evsys.conclusion.text import ci_text, mean_std, num, p_text, seeds_text, value_std
+from evsys.conclusion.text import (
+    ci_text,
+    code_span,
+    mean_std,
+    metadata_text,
+    num,
+    p_text,
+    seeds_text,
+    value_std,
+)
 from evsys.records import BOOKKEEPING_OVERRIDES
 
 
@@ -30,7 +40,9 @@ def render_markdown(conclusion: Conclusion) -> str:
         f"- Hypothesis: {conclusion.hypothesis or '(none stated)'}",
         f"- Success metric: `{metric.name}` ({metric.mode}, "
         f"minimum effect {num(metric.min_effect)})",
+        *_threshold_header(conclusion),
         f"- Baseline: {conclusion.baseline or '(none: best vs runner-up)'}",
+        *_metadata_header(conclusion.metadata or {}),
         "",
         f"## Verdict: {conclusion.verdict}",
         "",
@@ -38,6 +50,7 @@ def render_markdown(conclusion: Conclusion) -> str:
         "",
     ]
     lines += _groups_markdown(conclusion)
+    lines += _threshold_markdown(conclusion.threshold)
     lines += _continual_markdown(conclusion.continual or {})
     lines += _other_metrics_markdown(conclusion.other_metrics)
     lines += _decision_markdown(conclusion)
@@ -47,22 +60,66 @@ def render_markdown(conclusion: Conclusion) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _threshold_header(conclusion: Conclusion) -> list[str]:
+    value = conclusion.success_metric.threshold
+    if value is None:
+        return []
+    how = "at least" if conclusion.success_metric.mode == "max" else "at most"
+    return [f"- Threshold: each arm should reach {how} {num(value)}"]
+
+
+def _metadata_header(metadata: dict) -> list[str]:
+    """The experiment's metadata, literal: each key=value in a code span."""
+    if not metadata:
+        return []
+    shown = ", ".join(code_span(f"{key}={metadata_text(value)}") for key, value in metadata.items())
+    return [f"- Metadata: {shown}"]
+
+
 def _groups_markdown(conclusion: Conclusion) -> list[str]:
+    threshold = conclusion.threshold
+    extra = f" {threshold.direction} {num(threshold.value)}? |" if threshold else ""
     lines = [
         f"## Arms ranked by {conclusion.success_metric.name}",
         "",
-        "| rank | arm | mean ± std | 95% CI | n | seeds | overrides of this arm |",
-        "|---:|---|---|---|---:|---|---|",
+        "| rank | arm | mean ± std | 95% CI | n | seeds | overrides of this arm |" + extra,
+        "|---:|---|---|---|---:|---|---|" + ("---|" if threshold else ""),
     ]
     shared = _shared_overrides(conclusion.groups)
+    status = {row.arm: row.status for row in threshold.arms} if threshold else {}
     for g in conclusion.groups:
         overrides = " ".join(f"`{o}`" for o in g.overrides if o not in shared)
         lines.append(
             f"| {g.rank} | {g.arm} | {mean_std(g)} | {ci_text(g.ci95)} | {g.n} "
             f"| {seeds_text(g.values)} | {overrides} |"
+            + (f" {status[g.arm]} |" if threshold else "")
         )
     if not conclusion.groups:
         lines.append("| | (no completed arm) | | | | | |")
+    return lines + [""]
+
+
+def _threshold_markdown(threshold: ThresholdResult | None) -> list[str]:
+    """Which arms clear the threshold: the list, then each arm's one-sided p (Holm)."""
+    if threshold is None:
+        return []
+    goal = f"{threshold.direction} {num(threshold.value)}"
+    clearing = ", ".join(threshold.clearing) or "none"
+    side = "above" if threshold.direction == "at least" else "below"
+    lines = [
+        f"## Arms that reach {goal}",
+        "",
+        f"Arms whose 95% interval lies entirely {side} {num(threshold.value)} "
+        f"(one-sided, Holm over {len(threshold.arms)} arms): {clearing}",
+        "",
+        "| arm | mean | 95% CI | p (reaches), Holm | p (falls short), Holm | status |",
+        "|---|---:|---|---:|---:|---|",
+    ]
+    for row in threshold.arms:
+        lines.append(
+            f"| {row.arm} | {num(row.mean)} | {ci_text(row.ci95)} | {p_text(row.p_reach_holm)} "
+            f"| {p_text(row.p_miss_holm)} | {row.status} |"
+        )
     return lines + [""]
 
 
@@ -225,6 +282,9 @@ def print_summary(conclusion: Conclusion, console: Console | None = None) -> Non
     console.print(table)
     style = {"supported": "bold green", "refuted": "bold red"}.get(conclusion.verdict, "bold")
     console.print(Text(conclusion.reason, style=style), soft_wrap=True)  # copy-pasteable
+    if (threshold := conclusion.threshold) is not None:
+        goal = f"{threshold.direction} {num(threshold.value)}"
+        console.print(Text(f"reach {goal}: {', '.join(threshold.clearing) or 'none'}"))
     for run in conclusion.failed:
         console.print(Text(f"FAILED  {run.arm} seed {run.seed} ({run.dir}): {run.error}"))
     for run in conclusion.missing:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from evsys.conclusion.model import Group
 
 
@@ -31,3 +34,15 @@ def ci_text(ci: list[float] | None) -> str:
 
 def seeds_text(values: dict[str, float]) -> str:
     return ", ".join(f"{seed}: {num(value)}" for seed, value in values.items())
+
+
+def metadata_text(value: Any) -> str:
+    """A metadata value as it reads (and as `evsys experiments --where` compares it): a string
+    as it is, anything else as JSON (true, 3, [1, 2])."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def code_span(text: str) -> str:
+    """Literal text in markdown: one line, in a code span that its own backticks cannot close."""
+    text = " ".join(text.split())
+    return f"`` {text} ``" if "`" in text else f"`{text}`"

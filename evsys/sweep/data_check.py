@@ -1,11 +1,25 @@
 """A planned job's data checked before any arm trains: the source resolves and reads, and
-some example fits data.max_length for an algorithm that drops the examples that do not."""
+some example fits data.max_length for an algorithm that drops the examples that do not; and
+its model dir holds a tokenizer."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from evsys.init_from import PARENT
+
+
+def check_tokenizer_dir(model: DictConfig) -> None:
+    """A local model dir without tokenizer files is refused now, not at its arm's turn."""
+    from evsys.config import TOKENIZER_SOURCES
+    from evsys.data.degenerate import check_tokenizer_dir as check_dir
+
+    key = next((key for key in TOKENIZER_SOURCES if model[key] is not None), None)
+    if key is None or model[key] == PARENT or model.trust_remote_code:
+        return
+    check_dir(Path(model[key]).expanduser(), f"model.{key}={model[key]!r}")
 
 
 def check_data(cfg: DictConfig) -> None:

@@ -58,6 +58,7 @@ def start_sweep(plan: Plan, sweep_dir: Path, config: DictConfig) -> None:
             "sweep_dir": str(sweep_dir.resolve()),
             "parent_experiment_id": plan.parent_experiment_id,
             "created_at": plan.created_at,
+            "metadata": plan.metadata,
         },
     )
 

@@ -73,7 +73,7 @@ class ExperimentConfig(schemas.ExperimentConfig):
     page's file with `ExperimentConfig.from_yaml(path)`; run it with `Experiment(config).run()`.
     """
 
-    success_metric: Any = ""  # a metric name, or {name, mode, min_effect}
+    success_metric: Any = ""  # a metric name, or {name, mode, min_effect, threshold}
     # where things live: outputs_root (experiments and their registry), cache_dir (data caches)
     stores: dict[str, Any] = field(default_factory=dict)
     output_dir: str | None = None  # the sweep dir; None: <outputs_root>/<name>/<timestamp>
@@ -227,14 +227,14 @@ def _experiment_node(raw: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
 
 
 def _success_metric(metric: Any) -> Any:
-    """A metric name, or {name, mode, min_effect, pool_seeds}; mode named as in the file (the
-    preset form's own check would name experiment.success_metric.mode)."""
+    """A metric name, or {name, mode, min_effect, threshold, pool_seeds}; mode named as in the
+    file (the preset form's own check would name experiment.success_metric.mode)."""
     if isinstance(metric, str):
         return {"name": metric}
     if not isinstance(metric, dict):
         raise ConfigError(
-            "success_metric must be a metric name (val/loss) or {name, mode, min_effect}, "
-            f"got {metric!r}"
+            "success_metric must be a metric name (val/loss) or "
+            f"{{name, mode, min_effect, threshold}}, got {metric!r}"
         )
     modes = choices_of(schemas.SuccessMetric, "mode")
     if metric.get("mode") not in (*modes, None):  # None: from the name (a loss: min)

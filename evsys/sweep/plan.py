@@ -15,14 +15,12 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
-from rich.table import Table
 
 from evsys import registry
 from evsys.compose import composer
 from evsys.errors import ConfigError, DataError
 from evsys.init_from import PARENT, parent_model_dir
-from evsys.metric_names import check_min_effect
+from evsys.metric_names import check_min_effect, check_threshold
 from evsys.records import (
     BOOKKEEPING_OVERRIDES,
     Plan,
@@ -32,7 +30,7 @@ from evsys.records import (
     identity_config,
     job_dir_name,
 )
-from evsys.sweep.data_check import check_data
+from evsys.sweep.data_check import check_data, check_tokenizer_dir
 from evsys.sweep.shared_checks import SharedChecks, data_key, repeat, repeated_run
 from evsys.validate import (
     check_names,
@@ -79,6 +77,7 @@ def plan_sweep(
     jobs = expand_jobs(config.experiment, axes)
     metric = success_metric(config)
     check_min_effect(metric["name"], metric["min_effect"])
+    check_threshold(metric["name"], metric.get("threshold"))
     shared = SharedChecks()
     for job in jobs:
         # The job's own dir (<arm>_seed<seed>, job.dir), whatever hydra.sweep.subdir says:
@@ -103,6 +102,7 @@ def plan_sweep(
         metadata=experiment["metadata"],
         outputs_root=str(Path(experiment["stores"]["outputs_root"]).resolve()),
         prediction=experiment["prediction"],
+        baselines=baselines_by_cell(config.experiment, axes),
         created_at=dt.datetime.now().isoformat(timespec="seconds"),
     )
 
@@ -115,7 +115,7 @@ def _validate_job(
     if known := shared.reuse(job):  # the same job but its seed: checked already
         repeat(job, known)
         return lambda: repeated_run(known, job.seed)
-    where = f"arm {job.arm!r} (seed {job.seed}, overrides {_shown(job)})"
+    where = f"arm {job.arm!r} (seed {job.seed}, overrides {shown_overrides(job)})"
     try:
         job_config = shared.compose(config_loader, config, list(job.overrides))
         merged = check_job(job_config, metric, shared.data_checked)
@@ -138,6 +138,7 @@ def check_job(
     check_success_metric(merged, metric)
     if merged.model.init_from == PARENT:
         parent_model_dir(merged)
+    check_tokenizer_dir(merged.model)
     key = data_key(merged) if data_checked is not None else None
     if key is None or key not in data_checked:
         check_data(merged)
@@ -149,7 +150,7 @@ def check_job(
 def _check_arms_named(experiment: dict, jobs: list[PlannedJob]) -> None:
     """The baseline and the prediction name arms: a job's label, or a named arm (crossed with
     matrix axes); every job was checked to produce the success metric, so each compares.
-    (A named arm that axes split is accepted: comparing within each cell is issue #23.7.)"""
+    (A baseline that axes split is compared within each cell: baselines_by_cell.)"""
     arms = sorted({job.arm for job in jobs})
     known = set(arms) | set(experiment["arms"])
     prediction = experiment.get("prediction") or {}
@@ -165,47 +166,7 @@ def _check_arms_named(experiment: dict, jobs: list[PlannedJob]) -> None:
         )
 
 
-SHOWN_JOBS = 100  # a bigger plan is printed one row per arm, its seeds together
-
-
-def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = None) -> None:
-    console = console or Console(width=max(100, Console().width))
-    pending_dirs = {job.dir for job in pending}
-    if len(plan.planned) > SHOWN_JOBS:
-        table = _arms_table(plan, pending_dirs)
-    else:
-        table = Table(title=f"Experiment {plan.name} ({plan.id})")
-        for column in ("#", "arm", "seed", "overrides", "status"):
-            table.add_column(column)
-        for index, job in enumerate(plan.planned):
-            status = "to run" if job.dir in pending_dirs else "completed (skipped)"
-            table.add_row(str(index), job.arm, str(job.seed), _shown(job), status)
-    if plan.hypothesis:
-        console.print(f"[bold]Hypothesis:[/] {plan.hypothesis}")
-    better = "higher" if plan.mode == "max" else "lower"
-    console.print(f"[bold]Success metric:[/] {plan.metric_name} ({plan.mode}: {better} is better)")
-    console.print(table)
-    console.print(f"{len(pending)} of {len(plan.planned)} jobs to run")
-
-
-def _arms_table(plan: Plan, pending_dirs: set[str]) -> Table:
-    """One row per arm: how many seeds, which, its overrides and how many are to run."""
-    table = Table(title=f"Experiment {plan.name} ({plan.id}): {len(plan.planned)} jobs by arm")
-    for column in ("arm", "seeds", "overrides", "status"):
-        table.add_column(column)
-    by_arm: dict[str, list[PlannedJob]] = {}
-    for job in plan.planned:
-        by_arm.setdefault(job.arm, []).append(job)
-    for arm, jobs in by_arm.items():
-        seeds = sorted(job.seed for job in jobs)
-        to_run = sum(job.dir in pending_dirs for job in jobs)
-        status = f"{to_run} to run, {len(jobs) - to_run} completed (skipped)"
-        shown = _shown(jobs[0], but=("seed=",))
-        table.add_row(arm, f"{len(seeds)}: {seeds[0]} .. {seeds[-1]}", shown, status)
-    return table
-
-
-def _shown(job: PlannedJob, but: tuple[str, ...] = ()) -> str:
+def shown_overrides(job: PlannedJob, but: tuple[str, ...] = ()) -> str:
     """The job's overrides that say what it trains (not bookkeeping, nor `but`)."""
     return " ".join(o for o in job.overrides if not o.startswith((*BOOKKEEPING_OVERRIDES, *but)))
 
@@ -271,6 +232,25 @@ def check_size(experiment: DictConfig, arms: int, axes: dict[str, list[str]]) ->
             f"{seeds:,} seed(s)), more than experiment.max_jobs={experiment.max_jobs:,}: "
             "shrink the matrix, or raise experiment.max_jobs to plan it"
         )
+
+
+def baselines_by_cell(experiment: DictConfig, sweep_arguments: list[str]) -> dict[str, str] | None:
+    """When experiment.baseline names an arm that swept axes split into cells (lo becomes
+    lo,num_layers=1 and lo,num_layers=2): each arm's label -> its cell's baseline label, so the
+    conclusion compares within each cell. None when the baseline is one planned arm."""
+    axes = _parse_axes(sweep_arguments)
+    axes.pop("seed", None)
+    varying = [key for key, values in axes.items() if len(values) > 1]
+    baseline = experiment.baseline
+    if baseline is None or baseline not in experiment.arms or not varying:
+        return None
+    shown = {key: short_values(axes[key]) for key in varying}
+    cells = {}
+    for cell in itertools.product(*(axes[key] for key in varying)):
+        labels = {key: shown[key][value] for key, value in zip(varying, cell, strict=True)}
+        for arm in experiment.arms:  # the labels expand_jobs gives the arm in this cell
+            cells[_label(str(arm), labels)] = _label(str(baseline), labels)
+    return cells
 
 
 def _parse_axes(arguments: list[str]) -> dict[str, list[str]]:
