@@ -14,11 +14,14 @@ import pytest
 from rich.console import Console
 
 import evsys
+from evsys import compose_run_config
 from evsys.data import sources
 from evsys.data.sources import read_file
 from evsys.errors import ConfigError, DataError
+from evsys.records import identity_config
 from evsys.sweep.plan import expand_jobs
 from evsys.sweep.plan_print import print_plan
+from tests.conftest import REPO
 from tests.test_plan import experiment
 
 RUN = {"algorithm": {"kind": "sft", "max_steps": 5}}
@@ -115,3 +118,16 @@ def test_a_jsonl_line_over_the_limit_is_refused_naming_file_and_line(tmp_path, m
         read_file(path)
     path.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"prompt": "y" * 900}))
     assert len(read_file(Path(path))) == 2  # up to the limit, a last line without newline too
+
+
+def test_each_job_has_the_identity_hydra_gives_it_composed_alone():
+    """Group choices composed once, value overrides applied on a copy: the same config as
+    Hydra composing the job from scratch (a single run of its overrides)."""
+    preset = REPO / "evsys" / "conf" / "experiment" / "demo.yaml"
+    axes = ["eval=default,standard", "algorithm.weight_decay=0,0.1", "experiment.n_repeats=2"]
+    plan = evsys.plan(preset, axes)
+    assert len(plan.planned) == 2 * 2 * 2 * 2
+    for job in plan.planned[::3]:
+        overrides = [o for o in job.overrides if not o.startswith(("hydra.", "experiment.id="))]
+        alone = compose_run_config(overrides)
+        assert identity_config(alone) == job.identity_config, job.overrides
