@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from evsys.confine import inside_sweep
 from evsys.errors import DirInUse
 from evsys.records import LOCK_FILE, SUPERSEDED
 
@@ -66,9 +67,12 @@ def release_lock(handle: IO[str]) -> None:
 
 def supersede(root: Path, paths: list[Path]) -> Path:
     """Move `paths` (under `root`) into root/.superseded/<timestamp>/, keeping their relative
-    paths; nothing is deleted. Returns the folder they went to."""
+    paths; nothing is deleted. Returns the folder they went to. OutsideSweepDir, before
+    anything moves, when a path leads outside `root` (`..`, or a link to elsewhere)."""
     stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     target = Path(root) / SUPERSEDED / stamp
+    for path in paths:
+        inside_sweep(path, root, "old results to move aside")
     for path in paths:
         if path.exists():
             destination = target / Path(path).relative_to(root)

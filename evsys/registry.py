@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from evsys.conclusion.model import Conclusion
+from evsys.confine import inside_sweep
 from evsys.errors import ExperimentNotFound, RegistryError
-from evsys.records import CONCLUSION_FILES, Plan, read_completed
+from evsys.records import CONCLUSION_FILES, Plan, read_completed, record_path
 
 __all__ = ["ExperimentNotFound", "RegistryError"]  # re-exported: callers catch them here
 
@@ -181,9 +182,14 @@ def _model_dirs_best_first(sweep_dir: Path, arm: str) -> list[Path]:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             runs.append((value, job.seed, sweep_dir / job.dir, record))
     runs.sort(key=lambda run: (-sign * run[0], run[1]))
-    # artifacts paths are relative to the job dir; an absolute one wins the join
+    # artifacts paths are relative to the job dir, and never lead outside the sweep dir
     return [
-        job_dir / (record.artifacts or {}).get("model", "model") for _, _, job_dir, record in runs
+        inside_sweep(
+            job_dir / (record.artifacts or {}).get("model", "model"),
+            sweep_dir,
+            f"{record_path(job_dir)}: artifacts.model",
+        )
+        for _, _, job_dir, record in runs
     ]
 
 
