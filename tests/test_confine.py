@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from evsys import compose_run_config
+from evsys import compose_run_config, registry
 from evsys.cli import conclude
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.errors import OutsideSweepDir
@@ -179,3 +179,5 @@ def test_a_rerun_whose_conclusion_fails_exits_non_zero_without_the_old_conclusio
     assert rerun.returncode != 0
     assert f"{scores.relative_to(tmp_path)}:1: not JSON" in output and "Traceback" not in output
     assert not list(sweep_dir.glob("conclusion*"))
+    (row,) = registry.list_experiments(tmp_path / "out")  # not the first run's verdict
+    assert row["status"] == "failed" and row["verdict"].startswith("no conclusion: ")
