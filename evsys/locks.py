@@ -39,7 +39,9 @@ def acquire_lock(directory: Path, what: str) -> IO[str]:
     """The open, locked lock file of `directory`; keep it open to keep the lock."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    handle = open(directory / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held open
+    # Opened for writing and truncated: never through a link to a file elsewhere.
+    path = inside_sweep(directory / LOCK_FILE, directory, f"the lock of this {what}", "its dir")
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

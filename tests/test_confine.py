@@ -15,8 +15,9 @@ from evsys import compose_run_config, registry
 from evsys.cli import conclude
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.errors import OutsideSweepDir
+from evsys.locks import acquire_lock
 from evsys.models import export_model
-from evsys.records import ArmResult, Plan, PlannedJob, config_identity, identity_config
+from evsys.records import LOCK_FILE, ArmResult, Plan, PlannedJob, config_identity, identity_config
 from tests.conftest import FAST, run_cli
 from tests.test_conclusion import METRIC, write_sweep
 from tests.tiny import tiny_qwen3
@@ -88,6 +89,15 @@ def test_an_export_into_a_model_dir_linked_outside_writes_and_chmods_nothing(tmp
         export_model(tiny_qwen3(tokenizer), tokenizer, run_dir / "model", "merged")
     assert _state(outside / "keep.txt") == before  # mode still 0600, not 0644
     assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]
+
+
+def test_a_lock_file_linking_outside_is_never_truncated(tmp_path):
+    outside, before = victim(tmp_path)
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / LOCK_FILE).symlink_to(outside / "keep.txt")
+    with pytest.raises(OutsideSweepDir, match="the lock of this sweep: .*outside its dir"):
+        acquire_lock(tmp_path / "sweep", "sweep")
+    assert _state(outside / "keep.txt") == before
 
 
 # ----------------------------------------------------------------------- identity at conclude
