@@ -282,6 +282,10 @@ class PlannedJob:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def wrote(self, record: ArmResult) -> bool:
+        """Whether its config wrote `record` (any record, for a job planned without one)."""
+        return not self.identity or record.identity == self.identity
+
 
 @dataclass
 class Plan:

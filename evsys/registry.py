@@ -178,6 +178,7 @@ def _model_dirs_best_first(sweep_dir: Path, arm: str) -> list[Path]:
     runs = []  # (value, seed, job dir, record) of each completed run with a finite value
     for job in plan.planned:
         record = read_completed(sweep_dir / job.dir) if job.arm == arm else None
+        record = record if record and job.wrote(record) else None  # not another config's
         value = (record.metrics or {}).get(plan.metric_name) if record else None
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             runs.append((value, job.seed, sweep_dir / job.dir, record))

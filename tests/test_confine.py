@@ -20,6 +20,7 @@ from evsys.models import export_model
 from evsys.records import LOCK_FILE, ArmResult, Plan, PlannedJob, config_identity, identity_config
 from tests.conftest import FAST, run_cli
 from tests.test_conclusion import METRIC, write_sweep
+from tests.test_registry import _info, _sweep_with_models, _write_conclusion_json
 from tests.tiny import tiny_qwen3
 
 
@@ -125,6 +126,27 @@ def test_conclude_reports_a_record_of_another_config_and_never_ranks_it(tmp_path
     assert failed["arm"] == "b" and "another config" in failed["error"]
     assert "algorithm.lr: 0.1 -> " in failed["error"]
     assert "algorithm.max_steps: 2 -> 4" in failed["error"]
+
+
+def test_a_parents_model_is_never_another_configs_nor_outside_the_sweep_dir(tmp_path):
+    sweep_dir = _sweep_with_models(tmp_path, {0: 0.8, 1: 0.9}, exports={0, 1})
+    registry.register(tmp_path, _info("p", str(sweep_dir)))
+    _write_conclusion_json(sweep_dir)
+    plan = json.loads((sweep_dir / "experiment.json").read_text())
+    for job in plan["planned"]:
+        job["identity"] = "planned"
+    (sweep_dir / "experiment.json").write_text(json.dumps(plan))
+    for seed, identity in ((0, "planned"), (1, "another")):  # seed 1 scored best: not planned
+        path = sweep_dir / f"a_seed{seed}" / "result.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "identity": identity}))
+    assert registry.best_arm_model_dir(tmp_path, "p") == sweep_dir / "a_seed0" / "model"
+
+    outside, _ = victim(tmp_path)
+    path = sweep_dir / "a_seed0" / "result.json"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "artifacts": {"model": str(outside)}}))
+    with pytest.raises(OutsideSweepDir, match=f"{path}: artifacts.model: .*outside the sweep dir"):
+        registry.best_arm_model_dir(tmp_path, "p")
 
 
 # -------------------------------------------------------------------------------- garbled files

@@ -54,7 +54,7 @@ def _read_record(job_dir: Path, metric: str) -> tuple[ArmResult | None, str | No
 def _another_config(record: ArmResult, job: PlannedJob) -> str | None:
     """Why the record is not the planned job's result, when another config wrote it: a sweep
     re-run refuses to reuse it (evsys/sweep/reuse.py), so it is never ranked as this arm."""
-    if not job.identity or record.identity == job.identity:
+    if job.wrote(record):
         return None
     return (
         f"{RESULT_FILE} holds another config's result, not ranked "
