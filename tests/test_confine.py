@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from evsys import compose_run_config, registry
+from evsys import compose_run_config, registry, run_experiment
 from evsys.cli import conclude
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.errors import OutsideSweepDir
@@ -98,6 +98,18 @@ def test_a_lock_file_linking_outside_is_never_truncated(tmp_path):
     (tmp_path / "sweep" / LOCK_FILE).symlink_to(outside / "keep.txt")
     with pytest.raises(OutsideSweepDir, match="the lock of this sweep: .*outside its dir"):
         acquire_lock(tmp_path / "sweep", "sweep")
+    assert _state(outside / "keep.txt") == before
+
+
+def test_a_single_runs_checkpoints_linking_outside_are_refused_before_training(tmp_path):
+    outside, before = victim(tmp_path)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "checkpoints").symlink_to(outside)
+    record = run_experiment(compose_run_config(FAST), run_dir)
+    assert record.status == "failed" and "the run's checkpoints/" in record.error
+    assert "outside its run dir" in record.error
+    assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]  # no last.ckpt there
     assert _state(outside / "keep.txt") == before
 
 
