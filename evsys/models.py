@@ -26,6 +26,7 @@ from transformers import (
 from transformers.utils import is_flash_attn_2_available
 
 from evsys.config import TOKENIZER_SOURCES, ModelConfig
+from evsys.confine import inside_sweep
 from evsys.data.degenerate import check_round_trip, check_tokenizer_dir
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.errors import ConfigError
@@ -211,6 +212,8 @@ def export_model(
     (plain transformers loads it), `adapter` saves the adapters for peft. Merging, and saving
     an in-memory base, take the peft wrapper apart: export is the last thing done with a model.
     """
+    # A model/ linked to a folder elsewhere would have it written over and chmod-ed.
+    inside_sweep(out_dir, out_dir.parent, "the model export dir", root_name="its run dir")
     out_dir.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "peft_config") and lora_export == "adapter":
         _save_adapter(model, tokenizer, out_dir)

@@ -15,13 +15,15 @@ import math
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from evsys.confine import inside_sweep
 from evsys.errors import NotASweepDir
+from evsys.file_fields import checked_fields
 
 PLAN_FILE = "experiment.json"
 RESULT_FILE = "result.json"
@@ -33,6 +35,7 @@ CHECKPOINT_IDENTITY = "evsys_identity"  # the key of a checkpoint's identity (se
 CONCLUSION_FILES = ("conclusion.json", "conclusion.md", "conclusion.png")
 SCORES_DIR = "scores"  # <run dir>/scores/<benchmark label>.jsonl: one object per scored item
 LAUNCH_FILE = "launch.json"  # <sweep dir>/launch.json: a sweep that refused or crashed says so
+SLURM_LOGS_LINK = "slurm"  # <arm dir>/slurm -> the job's submitit folder (logs, pickles)
 
 # Overrides a sweep adds to every job for bookkeeping; they say nothing about what an arm trains.
 BOOKKEEPING_OVERRIDES = (
@@ -200,10 +203,10 @@ class ArmResult:
     def load(cls, job_dir: Path) -> ArmResult:
         """The record in `job_dir`; OSError, ValueError or TypeError when it is absent or
         not a record."""
-        record = json.loads((Path(job_dir) / RESULT_FILE).read_text(encoding="utf-8"))
-        if not isinstance(record, dict):
-            raise ValueError(f"{Path(job_dir) / RESULT_FILE} does not hold a JSON object")
-        known = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
+        path = Path(job_dir) / RESULT_FILE
+        record = json.loads(path.read_text(encoding="utf-8"))
+        known = checked_fields(cls, record, str(path))  # names the file and the key
+        known.pop("dir", None)
         return cls(**known, dir=str(job_dir))
 
 
@@ -246,12 +249,22 @@ def write_item_scores(run_dir: Path, items: dict[str, list[dict]]) -> None:
 
 
 def read_item_scores(run_dir: Path, label: str) -> list[dict] | None:
-    """The per-item scores of benchmark `label` in `run_dir`, or None when there are none."""
+    """The per-item scores of benchmark `label` in `run_dir`, or None when there are none;
+    ValueError naming the file and line of one that is not a JSON object."""
     path = Path(run_dir) / SCORES_DIR / f"{label}.jsonl"
     if not path.is_file():
         return None
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number}: not JSON ({error.msg})") from None
+        if not isinstance(rows[-1], dict):
+            raise ValueError(f"{path}:{number}: not a JSON object of one item's scores")
+    return rows
 
 
 # ------------------------------------------------------------------------------------- the plan
@@ -268,6 +281,10 @@ class PlannedJob:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def wrote(self, record: ArmResult) -> bool:
+        """Whether its config wrote `record` (any record, for a job planned without one)."""
+        return not self.identity or record.identity == self.identity
 
 
 @dataclass
@@ -325,16 +342,20 @@ class Plan:
             raise NotASweepDir(f"{path} is not readable JSON: {exc}") from exc
         if not isinstance(raw, dict) or not isinstance(raw.get("planned"), list):
             raise NotASweepDir(f"{path} has no 'planned' list of jobs")
-        metric = raw.get("success_metric") or {}
-        if not metric.get("name"):
+        try:
+            values = checked_fields(cls, {"id": "", "name": "", **raw}, str(path))
+            values["planned"] = [
+                _planned_job(job, f"{path}: planned[{i}]") for i, job in enumerate(raw["planned"])
+            ]
+        except ValueError as exc:  # a garbled plan: one line naming the file and the key
+            raise NotASweepDir(str(exc)) from None
+        if not values["success_metric"].get("name"):
             raise NotASweepDir(f"{path} has no success_metric.name")
-        if metric.get("mode", "max") not in ("max", "min"):
+        if values["success_metric"].get("mode", "max") not in ("max", "min"):
             raise NotASweepDir(f"{path}: success_metric.mode must be max or min")
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in raw.items() if k in known}
-        values["planned"] = [_planned_job(job) for job in raw["planned"]]
-        values.setdefault("id", raw.get("id") or "")
-        values.setdefault("name", raw.get("name") or "")
+        for i, job in enumerate(values["planned"]):  # never a dir outside, e.g. ../../victim
+            where = f"{path}: planned[{i}].dir={job.dir!r}"
+            inside_sweep(Path(sweep_dir) / job.dir, sweep_dir, where)
         return cls(**values)
 
 
@@ -343,11 +364,13 @@ def job_dir_name(arm: str, seed: int) -> str:
     return f"{arm}_seed{seed}"
 
 
-def _planned_job(job: dict) -> PlannedJob:
-    directory = job.get("dir") or job_dir_name(job["arm"], job["seed"])
-    overrides = list(job.get("overrides", []))
-    identity, config = str(job.get("identity", "")), dict(job.get("identity_config") or {})
-    return PlannedJob(job["arm"], int(job["seed"]), overrides, directory, identity, config)
+def _planned_job(job: Any, where: str) -> PlannedJob:
+    defaults = {"dir": "", "overrides": []}  # a job is its arm and seed at least
+    values = checked_fields(
+        PlannedJob, {**defaults, **job} if isinstance(job, dict) else job, where
+    )
+    values["dir"] = values["dir"] or job_dir_name(values["arm"], values["seed"])
+    return PlannedJob(**values)
 
 
 def plan_exists(sweep_dir: Path) -> bool:

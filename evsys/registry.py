@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from evsys.conclusion.model import Conclusion
+from evsys.confine import inside_sweep
 from evsys.errors import ExperimentNotFound, RegistryError
-from evsys.records import CONCLUSION_FILES, Plan, read_completed
+from evsys.records import CONCLUSION_FILES, Plan, read_completed, record_path
 
 __all__ = ["ExperimentNotFound", "RegistryError"]  # re-exported: callers catch them here
 
@@ -191,13 +192,19 @@ def _model_dirs_best_first(sweep_dir: Path, arm: str) -> list[Path]:
     runs = []  # (value, seed, job dir, record) of each completed run with a finite value
     for job in plan.planned:
         record = read_completed(sweep_dir / job.dir) if job.arm == arm else None
+        record = record if record and job.wrote(record) else None  # not another config's
         value = (record.metrics or {}).get(plan.metric_name) if record else None
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             runs.append((value, job.seed, sweep_dir / job.dir, record))
     runs.sort(key=lambda run: (-sign * run[0], run[1]))
-    # artifacts paths are relative to the job dir; an absolute one wins the join
+    # artifacts paths are relative to the job dir, and never lead outside the sweep dir
     return [
-        job_dir / (record.artifacts or {}).get("model", "model") for _, _, job_dir, record in runs
+        inside_sweep(
+            job_dir / (record.artifacts or {}).get("model", "model"),
+            sweep_dir,
+            f"{record_path(job_dir)}: artifacts.model",
+        )
+        for _, _, job_dir, record in runs
     ]
 
 

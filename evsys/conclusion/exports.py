@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 
 from evsys.conclusion.model import Export
+from evsys.confine import inside_sweep
+from evsys.records import RESULT_FILE
 
 HARNESS_PREFIX = "harness:"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -32,7 +34,8 @@ def arm_exports(sweep_dir: Path, completed: list[dict], mode: str) -> list[Expor
     for arm, run in sorted(best.items()):
         record = run["record"]
         relative = Path(run["dir"]) / (record.artifacts or {}).get("model", "model")
-        model_dir = sweep_dir / relative
+        where = f"{sweep_dir / run['dir'] / RESULT_FILE}: artifacts.model"
+        model_dir = inside_sweep(sweep_dir / relative, sweep_dir, where)
         if not model_dir.is_dir():
             continue
         exports.append(

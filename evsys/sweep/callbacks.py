@@ -99,7 +99,9 @@ class ConclusionCallback(Callback):
             conclusion = finish_sweep(sweep_dir)
         except Exception as error:  # the arms ran, the conclusion broke: say so
             launch_report.report(sweep_dir, launch_report.CRASHED, error)
-            raise
+            # Hydra turns an exception raised here into a warning and exits 0: exit ourselves.
+            log.error("the conclusion of %s failed: %s", sweep_dir, error)
+            raise SystemExit(EXIT_FAILED) from error
         if conclusion is None or conclusion.problems:
             raise SystemExit(EXIT_FAILED)
 

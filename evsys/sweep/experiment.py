@@ -12,6 +12,7 @@ from the sweep dir.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -86,25 +87,34 @@ def conclude(sweep_dir: str | Path) -> Conclusion:
     from evsys.conclusion.write import write_conclusion  # heavy: see finish_sweep
 
     sweep_dir = Path(sweep_dir)
-    conclusion = write_conclusion(sweep_dir)
-    plan = Plan.load(sweep_dir)
-    problems = conclusion.problems
+    try:
+        conclusion = write_conclusion(sweep_dir)  # removes the old one when it fails
+    except Exception as error:
+        with contextlib.suppress(Exception):  # a garbled plan: no registry row to name
+            _record_outcome(Plan.load(sweep_dir), "failed", None, f"no conclusion: {error}")
+        raise
+    status = "failed" if conclusion.problems else "completed"
+    _record_outcome(Plan.load(sweep_dir), status, conclusion.best_arm, conclusion.verdict)
+    return conclusion
+
+
+def _record_outcome(plan: Plan, status: str, best_arm: str | None, verdict: str | None) -> None:
+    """The experiment's row in the registry, when there is one: its status and verdict."""
     if not registry.registry_path(plan.outputs_root).is_file():
         log.warning("no experiment registry at %s; not updated", plan.outputs_root)
-        return conclusion
+        return
     try:
         registry.update(
             plan.outputs_root,
             plan.id,
-            status="failed" if problems else "completed",
-            best_arm=conclusion.best_arm,
-            verdict=conclusion.verdict,
+            status=status,
+            best_arm=best_arm,
+            verdict=verdict,
             finished_at=_now(),
         )
     except RegistryError as error:
         # A sweep dir copied from elsewhere: its conclusion still stands on its own files.
-        log.warning("registry not updated (%s); the conclusion files are written", error)
-    return conclusion
+        log.warning("registry not updated (%s); the sweep dir's files stand on their own", error)
 
 
 class Experiment:

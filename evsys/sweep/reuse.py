@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evsys.confine import links_inside
 from evsys.errors import ConfigError, NotASweepDir
 from evsys.locks import supersede
 from evsys.records import (
     CHECKPOINT,
     PLAN_FILE,
+    SLURM_LOGS_LINK,
     SUPERSEDED,
     ArmResult,
     Plan,
@@ -86,7 +88,9 @@ class Mismatch:
 
 def sort_jobs(plan: Plan, sweep_dir: Path) -> tuple[list[PlannedJob], list[Mismatch]]:
     """(jobs to run, jobs whose dir holds another config's results); the second are to run too
-    once their old results are moved aside."""
+    once their old results are moved aside. OutsideSweepDir when a link in the sweep dir (a
+    job's dir, its model/) leads outside it."""
+    links_inside(sweep_dir, skip=(SUPERSEDED, SLURM_LOGS_LINK))  # writes stay inside
     pending, mismatched = [], []
     for job in plan.planned:
         stored = stored_identity(Path(sweep_dir) / job.dir)
