@@ -26,8 +26,12 @@ from evsys.records import write_atomic
 from tests.conftest import FAST, kill_cli_once, run_cli
 from tests.tiny import tiny_qwen3
 
-# The success metric is train/loss: a record that lost it fails the arm.
-ARGS = [*FAST, "experiment.success_metric.name=train/loss", "experiment.success_metric.mode=min"]
+# The success metric is train/loss: a record that lost it fails the arm. Scoring 64 examples
+# leaves time to kill the run between the end of training and its record.
+ARGS = [
+    *FAST, "data.num_eval=64", "eval.max_examples=64",
+    "experiment.success_metric.name=train/loss", "experiment.success_metric.mode=min",
+]  # fmt: skip
 
 
 def record_of(job_dir: Path) -> dict:

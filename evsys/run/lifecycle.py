@@ -1,4 +1,5 @@
-"""ArmRun: one training run of one config in one dir — setup -> train -> score -> export.
+"""ArmRun: one training run of one config in one dir — setup -> train -> score -> export
+(what training measured is kept on disk before scoring: evsys/run/trained.py).
 
 A single arm (evsys/run/arm.py) is one ArmRun; a continual chain (evsys/run/continual.py) is
 one ArmRun per stage. Each returns an ArmOutcome, from which the arm's record is built once
@@ -84,7 +85,7 @@ class ArmOutcome:
 
 class ArmRun:
     """Train `cfg` in `run_dir`, score the trained model, export it: one run, read top to
-    bottom as `setup(); train(); score(); return export()` (or `run()`).
+    bottom as `setup(); train(); keep_measures(); score(); return export()` (or `run()`).
 
     Supports: every algorithm kind (evsys/algorithms.py); resuming from
     `<run dir>/checkpoints/last.ckpt` when it was saved with this run's `identity` (refused or
