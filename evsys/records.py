@@ -34,6 +34,10 @@ SHARDED_CHECKPOINT_META = "meta.pt"  # Lightning's file of a sharded checkpoint'
 CHECKPOINT_IDENTITY = "evsys_identity"  # the key of a checkpoint's identity (see config_identity)
 CONCLUSION_FILES = ("conclusion.json", "conclusion.md", "conclusion.png")
 SCORES_DIR = "scores"  # <run dir>/scores/<benchmark label>.jsonl: one object per scored item
+# <run dir>/trained.json: what training measured (train/val metrics, tokens, times), written
+# as soon as training ends, before scoring and export: a run killed after it loses none of it
+TRAINING_RECORD = "trained.json"
+MODEL_DIR = "model"  # <run dir>/model: the run's export in Hugging Face format
 LAUNCH_FILE = "launch.json"  # <sweep dir>/launch.json: a sweep that refused or crashed says so
 SLURM_LOGS_LINK = "slurm"  # <arm dir>/slurm -> the job's submitit folder (logs, pickles)
 
@@ -68,6 +72,9 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> Path:
             os.fsync(out.fileno())
         os.chmod(temporary, FILE_MODE)  # mkstemp makes 0600 files
         os.replace(temporary, path)
+    except OSError as error:  # a full disk or quota says nothing of which file: name it
+        Path(temporary).unlink(missing_ok=True)
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -228,6 +235,19 @@ def has_record(job_dir: Path) -> bool:
 
 def record_path(job_dir: Path) -> Path:
     return Path(job_dir) / RESULT_FILE
+
+
+def missing_export(job_dir: Path) -> Path | None:
+    """The model dir a completed record lists but the job dir lacks (deleted, or its export was
+    killed; an export is renamed into place whole, evsys/models.py export_model), else None."""
+    try:
+        record = ArmResult.load(job_dir)
+    except (OSError, ValueError, TypeError):
+        return None
+    model = (record.artifacts or {}).get("model")
+    if not record.completed or model is None or (Path(job_dir) / model).is_dir():
+        return None
+    return Path(job_dir) / model
 
 
 def read_completed(job_dir: Path) -> ArmResult | None:
