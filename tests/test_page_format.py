@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 
 import evsys
 from evsys.errors import ConfigError
-from evsys.records import BOOKKEEPING_OVERRIDES, group_id
+from evsys.identity import group_id
+from evsys.records import BOOKKEEPING_OVERRIDES
 from evsys.sweep.expand import plan_experiment
 from evsys.sweep.page_format import check_page, is_page_file
 from tests.conftest import REPO, cli_env

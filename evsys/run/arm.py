@@ -27,11 +27,12 @@ from evsys.data.prepare import check_source
 from evsys.errors import DirInUse, Diverged
 from evsys.evaluation.base import harness_settings
 from evsys.evaluation.names import check_benchmark_names
+from evsys.identity import group_id
 from evsys.init_from import resolve_init_from, with_init_from
 from evsys.interrupts import interrupt_exit_code
 from evsys.locks import dir_lock
 from evsys.metric_names import checked_record
-from evsys.records import ArmResult, group_id, record_path
+from evsys.records import ArmResult, record_path
 from evsys.run.claim import OtherConfigsResults, claim_dir
 from evsys.run.context import JobContext
 from evsys.run.continual import chain_hparams, run_chain

@@ -20,17 +20,10 @@ from rich.table import Table
 from evsys import registry
 from evsys.compose import composer
 from evsys.errors import ConfigError, DataError
+from evsys.identity import config_identity, identity_config
 from evsys.init_from import PARENT, parent_model_dir
 from evsys.metric_names import check_min_effect, check_threshold
-from evsys.records import (
-    BOOKKEEPING_OVERRIDES,
-    Plan,
-    PlannedJob,
-    config_identity,
-    existing_plan_id,
-    identity_config,
-    job_dir_name,
-)
+from evsys.records import BOOKKEEPING_OVERRIDES, Plan, PlannedJob, existing_plan_id, job_dir_name
 from evsys.validate import (
     check_names,
     check_success_metric,

@@ -21,6 +21,7 @@ from typing import Any
 
 from evsys.confine import links_inside
 from evsys.errors import ConfigError, NotASweepDir
+from evsys.identity import identity_diff
 from evsys.locks import supersede
 from evsys.records import (
     CHECKPOINT,
@@ -31,7 +32,6 @@ from evsys.records import (
     Plan,
     PlannedJob,
     has_record,
-    identity_diff,
     missing_export,
     read_checkpoint,
     record_path,
