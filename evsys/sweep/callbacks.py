@@ -19,6 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from evsys.errors import NOTHING_RUN, ConfigError, DataError, DirInUse
+from evsys.free_text import literal
 from evsys.records import RESULT_FILE, plan_exists
 from evsys.sweep import launch_report
 
@@ -143,10 +144,11 @@ def _is_evsys_sweeper(config: DictConfig) -> bool:
 
 
 def _refuse_before_start(config: DictConfig, multirun: bool) -> None:
-    """Refuse, before Hydra creates any dir, what no job could run as asked."""
+    """Refuse, before Hydra creates any dir, what no job could run as asked. Free text is
+    made literal first: Hydra's own paths interpolate the experiment's and arm's names."""
     from evsys.validate import check_names
 
-    experiment = config.experiment
+    experiment = literal(config).experiment
     try:
         check_names(config)
         if not multirun and (experiment.arms or experiment.n_repeats > 1):

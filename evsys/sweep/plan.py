@@ -15,11 +15,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from evsys import registry
 from evsys.compose import composer
 from evsys.errors import ConfigError, DataError
+from evsys.free_text import literal
 from evsys.init_from import PARENT, parent_model_dir
 from evsys.metric_names import check_min_effect, check_threshold
 from evsys.records import (
@@ -58,7 +60,7 @@ def sweep_axes(params: Mapping[str, Any], arguments: list[str]) -> list[str]:
 
 def plan_sweep(config: DictConfig, axes: list[str], config_loader, sweep_dir: Path) -> Plan:
     """Expand the sweep and compose + validate every job; raises ConfigError naming the arm."""
-    check_names(config)
+    check_names(literal(config))  # free text read as written (evsys/free_text.py)
     experiment = OmegaConf.to_container(config.experiment, resolve=True)
     experiment_id = existing_plan_id(sweep_dir) or registry.new_experiment_id(experiment["name"])
     jobs = expand_jobs(config.experiment, axes)
@@ -226,9 +228,9 @@ def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = 
     for index, job in enumerate(plan.planned):
         status = "to run" if job.dir in pending_dirs else "completed (skipped)"
         shown = " ".join(o for o in job.overrides if not o.startswith(BOOKKEEPING_OVERRIDES))
-        table.add_row(str(index), job.arm, str(job.seed), shown, status)
+        table.add_row(str(index), escape(job.arm), str(job.seed), escape(shown), status)
     if plan.hypothesis:
-        console.print(f"[bold]Hypothesis:[/] {plan.hypothesis}")
+        console.print(f"[bold]Hypothesis:[/] {escape(plan.hypothesis)}")  # as written
     better = "higher" if plan.mode == "max" else "lower"
     level, most = plan.success_metric.get("threshold"), "least" if plan.mode == "max" else "most"
     reach = "" if level is None else f"; each arm should reach at {most} {level:g}"
