@@ -36,32 +36,30 @@ def test_home_in_a_hypothesis_and_metadata_is_kept_literally():
     assert cfg.experiment.metadata.note == "${oc.env:HOME}"
 
 
-def test_a_page_files_hypothesis_is_planned_literally(tmp_path, monkeypatch):
+PAGE_FILE = """\
+name: literal
+hypothesis: "${oc.env:SECRET_X} beats ${HOME}"
+metadata: {note: '${oc.env:SECRET_X}'}
+run: {algorithm: {kind: sft, max_steps: 2}}
+"""
+PRESET = """\
+# @package _global_
+experiment:
+  name: literal
+  hypothesis: ${oc.env:SECRET_X} beats ${HOME}
+  metadata: {note: '${oc.env:SECRET_X}'}
+tags: ['${HOME}']
+"""
+
+
+@pytest.mark.parametrize("text", [PAGE_FILE, PRESET], ids=["page_file", "preset"])
+def test_an_experiment_files_free_text_is_planned_literally(text, tmp_path, monkeypatch):
     monkeypatch.setenv("SECRET_X", SECRET)
-    page = tmp_path / "page.yaml"
-    page.write_text(
-        "name: literal\n"
-        'hypothesis: "${oc.env:SECRET_X} beats ${HOME}"\n'
-        "metadata: {note: '${oc.env:SECRET_X}'}\n"
-        "run: {algorithm: {kind: sft, max_steps: 2}}\n"
-    )
-    planned = plan(page)
+    path = tmp_path / "experiment.yaml"
+    path.write_text(text)
+    planned = plan(path)
     assert planned.hypothesis == "${oc.env:SECRET_X} beats ${HOME}"
     assert planned.metadata == {"note": "${oc.env:SECRET_X}"}
-
-
-def test_a_presets_hypothesis_is_planned_literally(tmp_path, monkeypatch):
-    monkeypatch.setenv("SECRET_X", SECRET)
-    preset = tmp_path / "preset.yaml"
-    preset.write_text(
-        "# @package _global_\n"
-        "experiment:\n"
-        "  name: literal\n"
-        "  hypothesis: ${oc.env:SECRET_X}\n"
-        "tags: ['${HOME}']\n"
-    )
-    planned = plan(preset)
-    assert planned.hypothesis == "${oc.env:SECRET_X}"
 
 
 @pytest.mark.parametrize("key", ["experiment.name", "arm"])
