@@ -8,7 +8,7 @@ added with `+key=value`, data, benchmarks). Schemas only: no torch, no models.
 Every field has a type, a default and one line of help (the comment beside it); a field with
 a few allowed values or a range declares them with evsys/rules.py's `one_of`, `at_least`,
 `above` or `within` (the lists are in evsys/choices.py), checked on every composed config.
-Free text (hypothesis, metadata, tags, names) is declared with `free_text`: read literally,
+Free text (hypothesis, metadata, tags, baseline, names) is declared with `free_text`: read literally,
 `${...}` in it never resolved (evsys/free_text.py).
 """
 
@@ -359,7 +359,7 @@ class ExperimentConfig:
     n_repeats: int = at_least(1, 1)  # seeds per arm: base_seed, base_seed+1, ...
     base_seed: int = 0  # first seed of every arm
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm name -> dotted overrides
-    baseline: str | None = None  # arm the others are compared against
+    baseline: str | None = free_text(None)  # arm the others are compared against
     # optional preregistered direction: the verdict then answers it (docs/statistics.md)
     prediction: PredictionConfig | None = None
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)  # seeds until decided

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -14,7 +15,7 @@ from evsys import compose_run_config, plan
 from evsys.conclusion.write import write_conclusion
 from evsys.errors import ConfigError
 from evsys.free_text import escaped
-from evsys.sweep.plan import print_plan
+from evsys.sweep.plan import plan_arguments, print_plan
 from tests.conftest import FAST, run_cli
 from tests.test_conclusion import FAILED, write_sweep
 
@@ -67,6 +68,16 @@ def test_an_interpolated_name_is_refused_as_written(key, monkeypatch):
     monkeypatch.setenv("SECRET_X", SECRET)
     with pytest.raises(ConfigError, match=r"\$\{oc.env:SECRET_X\}' is not a valid name") as error:
         compose_run_config([f"{key}=${{oc.env:SECRET_X}}"])
+    assert SECRET not in str(error.value)
+
+
+def test_an_interpolated_baseline_is_named_as_written(monkeypatch):
+    monkeypatch.setenv("SECRET_X", SECRET)
+    overrides = ["+experiment=demo", "experiment.baseline=${oc.env:SECRET_X}"]
+    with pytest.raises(
+        ConfigError, match=r"baseline='\$\{oc.env:SECRET_X\}' names no arm"
+    ) as error:
+        plan_arguments(overrides, Path("no-dir"))
     assert SECRET not in str(error.value)
 
 
