@@ -8,8 +8,8 @@ added with `+key=value`, data, benchmarks). Schemas only: no torch, no models.
 Every field has a type, a default and one line of help (the comment beside it); a field with
 a few allowed values or a range declares them with evsys/rules.py's `one_of`, `at_least`,
 `above` or `within` (the lists are in evsys/choices.py), checked on every composed config.
-Free text (hypothesis, metadata, tags, baseline, names) is declared with `free_text`: read literally,
-`${...}` in it never resolved (evsys/free_text.py).
+Free text (hypothesis, metadata, tags, baseline, names) is declared with `free_text`: read
+literally, `${...}` in it never resolved (evsys/free_text.py).
 """
 
 from __future__ import annotations
