@@ -11,6 +11,7 @@ import pytest
 
 import evsys
 from evsys import registry
+from evsys.cli import experiments
 from evsys.errors import ConfigError, RegistryError
 from tests.conftest import FAST, run_cli
 
@@ -44,6 +45,14 @@ def test_a_corrupt_registry_names_its_file_and_the_way_out(tmp_path):
     message = str(error.value)
     assert f"experiment registry {path} is corrupt" in message
     assert f"mv {path} {path}.corrupt" in message and "\n" not in message
+
+
+def test_evsys_experiments_says_the_registry_is_corrupt_in_one_line(tmp_path, capsys):
+    path = corrupt_registry(tmp_path / "out")
+    assert experiments.main(["--root", str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"evsys.experiments: the experiment registry {path} is corrupt")
+    assert error.count("\n") == 1
 
 
 def test_a_corrupt_registry_is_refused_before_the_sweep_dir_is_made(tmp_path):
