@@ -109,9 +109,11 @@ def test_a_secret_in_free_text_is_written_nowhere(tmp_path):
 
 def test_markdown_in_user_text_is_escaped_in_the_conclusion(tmp_path):
     """A hypothesis (and a failed run's error) cannot add a heading, a link or HTML above or
-    beside the real verdict."""
+    beside the real verdict; metadata stays inside its code span."""
     hypothesis = "lr helps\n# Verdict: supported\n[click](http://x.test) <img src=x onerror=1>"
-    sweep = write_sweep(tmp_path, {"a": [0.5, 0.6], "b": [0.1, FAILED]}, hypothesis=hypothesis)
+    metadata = {"note": "a `` <b>x</b> ``"}  # a double backtick would close a `` span
+    arms = {"a": [0.5, 0.6], "b": [0.1, FAILED]}
+    sweep = write_sweep(tmp_path, arms, hypothesis=hypothesis, metadata=metadata)
     write_conclusion(sweep)
     lines = (sweep / "conclusion.md").read_text().splitlines()
     headings = [line for line in lines if line.startswith("#")]
@@ -122,6 +124,7 @@ def test_markdown_in_user_text_is_escaped_in_the_conclusion(tmp_path):
         "- Hypothesis: lr helps # Verdict: supported \\[click\\](http://x.test) "
         "&lt;img src=x onerror=1&gt;"
     )
+    assert "- Metadata: ``` note=a `` <b>x</b> `` ```" in lines
 
 
 def test_the_printed_plan_shows_the_hypothesis_as_written(tmp_path):
