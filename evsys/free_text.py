@@ -17,7 +17,7 @@ import dataclasses
 import re
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 from evsys.config import RunConfig
 from evsys.rules import FREE_TEXT
@@ -60,6 +60,12 @@ def literal(cfg: DictConfig) -> DictConfig:
             with read_write(parent), open_dict(parent):
                 parent[name] = value
     return cfg
+
+
+def as_written(overrides: ListConfig) -> list[str]:
+    """Hydra's recorded overrides (hydra.overrides.task) as the user wrote them: read through
+    OmegaConf, `experiment.hypothesis=${oc.env:X}` would come back with X's value in it."""
+    return [str(item) for item in OmegaConf.to_container(overrides, resolve=False)]
 
 
 FREE_TEXT_KEYS = free_text_keys(RunConfig)  # experiment.name, experiment.hypothesis, ..., tags

@@ -81,26 +81,42 @@ def test_an_interpolated_baseline_is_named_as_written(monkeypatch):
     assert SECRET not in str(error.value)
 
 
+FREE_TEXT_OVERRIDES = [
+    "experiment.hypothesis=${oc.env:SECRET_X} beats ${HOME}",
+    "+experiment.metadata.note=${oc.env:SECRET_X}",
+    "tags=[${oc.env:SECRET_X}]",
+]
+
+
+def test_free_text_overrides_are_planned_as_written(tmp_path, monkeypatch):
+    """Overrides are recorded as written: read through OmegaConf they came back resolved."""
+    monkeypatch.setenv("SECRET_X", SECRET)
+    page = tmp_path / "page.yaml"
+    page.write_text("name: p\nrun: {algorithm: {kind: sft}}\n")
+    planned = plan(page, overrides=FREE_TEXT_OVERRIDES)
+    assert planned.hypothesis == "${oc.env:SECRET_X} beats ${HOME}"
+    assert SECRET not in json.dumps([job.overrides for job in planned.planned])
+
+
 @pytest.mark.integration
-def test_a_secret_in_free_text_is_written_nowhere(tmp_path):
-    """A real tiny sweep whose hypothesis, metadata and tags name ${oc.env:SECRET_X}: no file
-    of the sweep dir, the registry or the run's logs holds the secret."""
-    args = [
-        *FAST,
-        "hydra.sweep.dir=sweep",
-        "experiment.stores.outputs_root=out",
-        "experiment.hypothesis=${oc.env:SECRET_X} beats ${HOME}",
-        "+experiment.metadata.note=${oc.env:SECRET_X}",
-        "tags=[${oc.env:SECRET_X}]",
-        "-m",
-    ]
+@pytest.mark.parametrize("multirun", [True, False], ids=["sweep", "single_run"])
+def test_a_secret_in_free_text_is_written_nowhere(tmp_path, multirun):
+    """A real tiny sweep (and a single run) whose hypothesis, metadata and tags name
+    ${oc.env:SECRET_X}: no file of the sweep or run dir, the registry or the output holds the
+    secret."""
+    where = ["hydra.sweep.dir=sweep", "-m"] if multirun else ["hydra.run.dir=sweep"]
+    args = [*FAST, "experiment.stores.outputs_root=out", *FREE_TEXT_OVERRIDES, *where]
     result = run_cli(args, cwd=tmp_path, env={"SECRET_X": SECRET})
     assert result.returncode == 0, result.stderr[-3000:]
     files = [path for path in tmp_path.rglob("*") if path.is_file()]
-    assert (tmp_path / "out" / "experiments.sqlite") in files
     leaks = [str(path) for path in files if SECRET.encode() in path.read_bytes()]
     assert leaks == []
     assert SECRET not in result.stdout + result.stderr
+    if not multirun:
+        record = json.loads((tmp_path / "sweep" / "result.json").read_text())
+        assert FREE_TEXT_OVERRIDES[0] in record["overrides"]
+        return
+    assert (tmp_path / "out" / "experiments.sqlite") in files
     plan_file = json.loads((tmp_path / "sweep" / "experiment.json").read_text())
     assert plan_file["hypothesis"] == "${oc.env:SECRET_X} beats ${HOME}"
     conclusion = (tmp_path / "sweep" / "conclusion.md").read_text()

@@ -21,7 +21,7 @@ from rich.table import Table
 from evsys import registry
 from evsys.compose import composer
 from evsys.errors import ConfigError, DataError
-from evsys.free_text import literal
+from evsys.free_text import as_written, literal
 from evsys.init_from import PARENT, parent_model_dir
 from evsys.metric_names import check_min_effect, check_threshold
 from evsys.records import (
@@ -48,7 +48,9 @@ def plan_arguments(arguments: list[str], sweep_dir: Path) -> tuple[Plan, list[Di
     as in the evsys sweeper. Nothing is written; each job's composed config comes with it."""
     with composer() as compose_with:
         config = compose_with.sweep(arguments)
-        axes = sweep_axes(config.hydra.sweeper.params or {}, list(config.hydra.overrides.task))
+        axes = sweep_axes(
+            config.hydra.sweeper.params or {}, as_written(config.hydra.overrides.task)
+        )
         plan = plan_sweep(config, axes, compose_with, sweep_dir)
     return plan, compose_with.jobs
 
