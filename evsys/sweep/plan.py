@@ -48,9 +48,8 @@ def plan_arguments(arguments: list[str], sweep_dir: Path) -> tuple[Plan, list[Di
     as in the evsys sweeper. Nothing is written; each job's composed config comes with it."""
     with composer() as compose_with:
         config = compose_with.sweep(arguments)
-        axes = sweep_axes(
-            config.hydra.sweeper.params or {}, as_written(config.hydra.overrides.task)
-        )
+        task = as_written(config.hydra.overrides.task)  # as typed: never resolved
+        axes = sweep_axes(config.hydra.sweeper.params or {}, task)
         plan = plan_sweep(config, axes, compose_with, sweep_dir)
     return plan, compose_with.jobs
 
