@@ -27,6 +27,7 @@ from evsys.data.prepare import check_source
 from evsys.errors import DirInUse, Diverged
 from evsys.evaluation.base import harness_settings
 from evsys.evaluation.names import check_benchmark_names
+from evsys.free_text import as_written
 from evsys.identity import group_id
 from evsys.init_from import resolve_init_from, with_init_from
 from evsys.interrupts import interrupt_exit_code
@@ -272,7 +273,7 @@ def _job_overrides() -> list[str]:
 
     if not HydraConfig.initialized():
         return []
-    return list(HydraConfig.get().overrides.task)
+    return as_written(HydraConfig.get().overrides.task)
 
 
 def _placement() -> dict | None:

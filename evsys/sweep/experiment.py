@@ -35,10 +35,12 @@ from evsys.interrupts import INTERRUPTED_CODES
 from evsys.records import CONCLUSION_FILES, Plan, plan_exists
 from evsys.results import ExperimentResult, load_experiment_result
 from evsys.run.tensorboard import viewing_hint
+from evsys.stores import check_sweep_stores
 from evsys.sweep import launch_report
 from evsys.sweep.page_format import ExperimentConfig, Page, check_page, is_page_file, read_yaml
 from evsys.sweep.page_preset import preset_yaml
 from evsys.sweep.plan import plan_arguments
+from evsys.yaml_file import load_yaml
 
 log = logging.getLogger("evsys")
 
@@ -152,7 +154,7 @@ class Experiment:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"experiment file {path} does not exist")
-        OmegaConf.load(path)  # a YAML syntax error surfaces here, naming the file
+        load_yaml(path)  # a YAML syntax error: a ConfigError, file:line:column
         return cls(path, overrides)
 
     @property
@@ -203,7 +205,8 @@ class Experiment:
         what = f"experiment {self.preset or self.stem}"
         launch_id = secrets.token_hex(8)
         with self.config_dir() as config_dir:
-            plan_arguments(self.arguments(config_dir, sweep_dir), sweep_dir)
+            plan, _ = plan_arguments(self.arguments(config_dir, sweep_dir), sweep_dir)
+            check_sweep_stores(plan.outputs_root, sweep_dir)  # said before any dir is made
             sweep_dir.mkdir(parents=True, exist_ok=True)  # where the child reports to us
             command = self.command(config_dir, sweep_dir)
             code = _run_streamed(command, {launch_report.LAUNCH_ID: launch_id})
