@@ -18,9 +18,9 @@ from evsys import compose_run_config
 from evsys.data import sources
 from evsys.data.sources import read_file
 from evsys.errors import ConfigError, DataError
-from evsys.records import identity_config
+from evsys.identity import identity_config
 from evsys.sweep.plan import expand_jobs
-from evsys.sweep.plan_print import print_plan
+from evsys.sweep.plan_table import print_plan
 from tests.conftest import REPO
 from tests.test_plan import experiment
 

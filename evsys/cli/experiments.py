@@ -30,9 +30,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m evsys.experiments
     console = Console()
     if not console.is_terminal:  # a log or a pipe: wide enough that the table does not wrap
         console = Console(width=200)
-    if args.command == "show":
-        return show(root, args.id, console)
-    print_experiments(root, console, getattr(args, "where", None) or [])
+    try:
+        if args.command == "show":
+            return show(root, args.id, console)
+        print_experiments(root, console, getattr(args, "where", None) or [])
+    except registry.RegistryError as exc:  # e.g. a corrupt registry: its file and the way out
+        print(f"evsys.experiments: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -106,12 +110,8 @@ def _metadata_cell(metadata: dict) -> str | None:
 
 
 def show(outputs_root: str | Path, experiment_id: str, console: Console) -> int:
-    """Print the experiment's conclusion.md; 1 when the id is unknown."""
-    try:
-        row = registry.get(outputs_root, experiment_id)
-    except registry.ExperimentNotFound as exc:
-        print(f"evsys.experiments: {exc}", file=sys.stderr)
-        return 1
+    """Print the experiment's conclusion.md (a RegistryError when the id is unknown)."""
+    row = registry.get(outputs_root, experiment_id)  # ExperimentNotFound: said by main
     print_lineage(outputs_root, row)
     if row.get("metadata"):
         print(f"metadata: {_metadata_cell(row['metadata'])}\n")

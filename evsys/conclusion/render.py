@@ -25,6 +25,7 @@ from evsys.conclusion.text import (
     num,
     p_text,
     seeds_text,
+    user_text,
     value_std,
 )
 from evsys.records import BOOKKEEPING_OVERRIDES
@@ -34,14 +35,14 @@ def render_markdown(conclusion: Conclusion) -> str:
     """The conclusion as a readable markdown page."""
     metric = conclusion.success_metric
     lines = [
-        f"# Conclusion: {conclusion.experiment.name}",
+        f"# Conclusion: {user_text(conclusion.experiment.name)}",
         "",
         f"- Experiment: `{conclusion.experiment.id}`",
-        f"- Hypothesis: {conclusion.hypothesis or '(none stated)'}",
+        f"- Hypothesis: {user_text(conclusion.hypothesis or '(none stated)')}",
         f"- Success metric: `{metric.name}` ({metric.mode}, "
         f"minimum effect {num(metric.min_effect)})",
         *_threshold_header(conclusion),
-        f"- Baseline: {conclusion.baseline or '(none: best vs runner-up)'}",
+        f"- Baseline: {user_text(conclusion.baseline or '(none: best vs runner-up)')}",
         *_metadata_header(conclusion.metadata or {}),
         "",
         f"## Verdict: {conclusion.verdict}",
@@ -251,7 +252,7 @@ def _problems_markdown(conclusion: Conclusion) -> list[str]:
     if conclusion.failed:
         lines += ["## Failed runs", ""]
         for run in conclusion.failed:
-            error = " ".join(str(run.error).split())  # one line, whatever the error held
+            error = user_text(run.error)  # one line, whatever the error held
             lines.append(f"- {run.arm} seed {run.seed} (`{run.dir}`): {error}")
         lines.append("")
     if conclusion.missing:

@@ -1,11 +1,25 @@
-"""How numbers read in the conclusion: 4 significant digits, intervals, seeds."""
+"""How numbers and user text read in the conclusion: 4 significant digits, intervals, seeds;
+free text escaped for markdown."""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from evsys.conclusion.model import Group
+
+# Markdown that could start a link, an image, a code span or HTML in a line of user text; `\\`
+# first, so the escapes added after it stay escapes.
+MARKDOWN_ESCAPES = {
+    "\\": "\\\\",
+    "`": "\\`",
+    "[": "\\[",
+    "]": "\\]",
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+}
 
 
 def num(x: float) -> str:
@@ -45,4 +59,16 @@ def metadata_text(value: Any) -> str:
 def code_span(text: str) -> str:
     """Literal text in markdown: one line, in a code span that its own backticks cannot close."""
     text = " ".join(text.split())
-    return f"`` {text} ``" if "`" in text else f"`{text}`"
+    if "`" not in text:
+        return f"`{text}`"
+    fence = "`" * (max(len(run) for run in re.findall("`+", text)) + 1)  # longer than any run
+    return f"{fence} {text} {fence}"
+
+
+def user_text(text: str) -> str:
+    """User text (a hypothesis, an error) as one markdown line that shows exactly as written:
+    it cannot start a heading or a list (no line breaks), a link, a code span or HTML."""
+    line = " ".join(str(text).split())
+    for character, escape in MARKDOWN_ESCAPES.items():
+        line = line.replace(character, escape)
+    return line

@@ -12,6 +12,7 @@ from the sweep dir.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -34,10 +35,12 @@ from evsys.interrupts import INTERRUPTED_CODES
 from evsys.records import CONCLUSION_FILES, Plan, plan_exists
 from evsys.results import ExperimentResult, load_experiment_result
 from evsys.run.tensorboard import viewing_hint
+from evsys.stores import check_sweep_stores
 from evsys.sweep import launch_report
 from evsys.sweep.page_format import ExperimentConfig, Page, check_page, is_page_file, read_yaml
 from evsys.sweep.page_preset import preset_yaml
 from evsys.sweep.plan import plan_arguments
+from evsys.yaml_file import load_yaml
 
 log = logging.getLogger("evsys")
 
@@ -86,25 +89,34 @@ def conclude(sweep_dir: str | Path) -> Conclusion:
     from evsys.conclusion.write import write_conclusion  # heavy: see finish_sweep
 
     sweep_dir = Path(sweep_dir)
-    conclusion = write_conclusion(sweep_dir)
-    plan = Plan.load(sweep_dir)
-    problems = conclusion.problems
+    try:
+        conclusion = write_conclusion(sweep_dir)  # removes the old one when it fails
+    except Exception as error:
+        with contextlib.suppress(Exception):  # a garbled plan: no registry row to name
+            _record_outcome(Plan.load(sweep_dir), "failed", None, f"no conclusion: {error}")
+        raise
+    status = "failed" if conclusion.problems else "completed"
+    _record_outcome(Plan.load(sweep_dir), status, conclusion.best_arm, conclusion.verdict)
+    return conclusion
+
+
+def _record_outcome(plan: Plan, status: str, best_arm: str | None, verdict: str | None) -> None:
+    """The experiment's row in the registry, when there is one: its status and verdict."""
     if not registry.registry_path(plan.outputs_root).is_file():
         log.warning("no experiment registry at %s; not updated", plan.outputs_root)
-        return conclusion
+        return
     try:
         registry.update(
             plan.outputs_root,
             plan.id,
-            status="failed" if problems else "completed",
-            best_arm=conclusion.best_arm,
-            verdict=conclusion.verdict,
+            status=status,
+            best_arm=best_arm,
+            verdict=verdict,
             finished_at=_now(),
         )
     except RegistryError as error:
         # A sweep dir copied from elsewhere: its conclusion still stands on its own files.
-        log.warning("registry not updated (%s); the conclusion files are written", error)
-    return conclusion
+        log.warning("registry not updated (%s); the sweep dir's files stand on their own", error)
 
 
 class Experiment:
@@ -142,7 +154,7 @@ class Experiment:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"experiment file {path} does not exist")
-        OmegaConf.load(path)  # a YAML syntax error surfaces here, naming the file
+        load_yaml(path)  # a YAML syntax error: a ConfigError, file:line:column
         return cls(path, overrides)
 
     @property
@@ -193,7 +205,8 @@ class Experiment:
         what = f"experiment {self.preset or self.stem}"
         launch_id = secrets.token_hex(8)
         with self.config_dir() as config_dir:
-            plan_arguments(self.arguments(config_dir, sweep_dir), sweep_dir)
+            plan, _ = plan_arguments(self.arguments(config_dir, sweep_dir), sweep_dir)
+            check_sweep_stores(plan.outputs_root, sweep_dir)  # said before any dir is made
             sweep_dir.mkdir(parents=True, exist_ok=True)  # where the child reports to us
             command = self.command(config_dir, sweep_dir)
             code = _run_streamed(command, {launch_report.LAUNCH_ID: launch_id})

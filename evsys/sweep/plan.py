@@ -19,18 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 from evsys import registry
 from evsys.compose import composer
 from evsys.errors import ConfigError, DataError
+from evsys.free_text import as_written, literal
+from evsys.identity import config_identity, identity_config
 from evsys.init_from import PARENT, parent_model_dir
 from evsys.metric_names import check_min_effect, check_threshold
-from evsys.records import (
-    BOOKKEEPING_OVERRIDES,
-    Plan,
-    PlannedJob,
-    config_identity,
-    existing_plan_id,
-    identity_config,
-    job_dir_name,
-)
+from evsys.records import Plan, PlannedJob, existing_plan_id, job_dir_name
 from evsys.sweep.data_check import check_data, check_tokenizer_dir
+from evsys.sweep.plan_table import shown_overrides
 from evsys.sweep.shared_checks import SharedChecks, data_key, repeat, repeated_run
 from evsys.validate import (
     check_names,
@@ -51,7 +46,8 @@ def plan_arguments(
     runs: list[DictConfig] | None = [] if with_runs else None
     with composer() as compose_with:
         config = compose_with.sweep(arguments)
-        axes = sweep_axes(config.hydra.sweeper.params or {}, list(config.hydra.overrides.task))
+        task = as_written(config.hydra.overrides.task)  # as typed: never resolved
+        axes = sweep_axes(config.hydra.sweeper.params or {}, task)
         plan = plan_sweep(config, axes, compose_with, sweep_dir, runs)
     return plan, runs or []
 
@@ -71,7 +67,7 @@ def plan_sweep(
     """Expand the sweep and compose + validate every job; raises ConfigError naming the arm.
     What jobs share is composed and checked once (evsys/sweep/shared_checks.py); `runs`, if
     given, receives each job's validated RunConfig."""
-    check_names(config)
+    check_names(literal(config))  # free text read as written (evsys/free_text.py)
     experiment = OmegaConf.to_container(config.experiment, resolve=True)
     experiment_id = existing_plan_id(sweep_dir) or registry.new_experiment_id(experiment["name"])
     jobs = expand_jobs(config.experiment, axes)
@@ -164,11 +160,6 @@ def _check_arms_named(experiment: dict, jobs: list[PlannedJob]) -> None:
         raise ConfigError(
             f"{key}={arm!r} names no arm of this sweep; its arms are {', '.join(arms)}.{hint}"
         )
-
-
-def shown_overrides(job: PlannedJob, but: tuple[str, ...] = ()) -> str:
-    """The job's overrides that say what it trains (not bookkeeping, nor `but`)."""
-    return " ".join(o for o in job.overrides if not o.startswith((*BOOKKEEPING_OVERRIDES, *but)))
 
 
 def expand_jobs(experiment: DictConfig, sweep_arguments: list[str]) -> list[PlannedJob]:

@@ -19,7 +19,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from evsys.records import PlannedJob, config_identity
+from evsys.identity import config_identity
+from evsys.records import PlannedJob
 
 # An interpolation that names a key `seed`: its value may differ between repeats.
 SEED_REFERENCE = re.compile(r"\$\{[^}]*\bseed\b")

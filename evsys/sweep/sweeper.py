@@ -29,7 +29,7 @@ from evsys.sweep import launch_report
 from evsys.sweep.callbacks import EXIT_FAILED
 from evsys.sweep.experiment import start_sweep
 from evsys.sweep.plan import plan_sweep, planned_looks, sweep_axes
-from evsys.sweep.plan_print import print_plan
+from evsys.sweep.plan_table import print_plan
 from evsys.sweep.reuse import mismatch_message, resolve_mismatches, sort_jobs
 
 log = logging.getLogger("evsys")

@@ -1,13 +1,14 @@
-"""The plan as the sweep prints it before launching: the hypothesis, the success metric and
-a table of the jobs (one row per job, or per arm for a big plan) with what each will do."""
+"""The plan as a terminal prints it before anything runs: hypothesis, success metric, and a
+table of every job (of every arm, for a plan of more than SHOWN_JOBS jobs) with its overrides
+and whether it runs or is already done."""
 
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from evsys.records import Plan, PlannedJob
-from evsys.sweep.plan import shown_overrides
+from evsys.records import BOOKKEEPING_OVERRIDES, Plan, PlannedJob
 
 SHOWN_JOBS = 100  # a bigger plan is printed one row per arm, its seeds together
 
@@ -23,9 +24,10 @@ def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = 
             table.add_column(column)
         for index, job in enumerate(plan.planned):
             status = "to run" if job.dir in pending_dirs else "completed (skipped)"
-            table.add_row(str(index), job.arm, str(job.seed), shown_overrides(job), status)
+            shown = escape(shown_overrides(job))
+            table.add_row(str(index), escape(job.arm), str(job.seed), shown, status)
     if plan.hypothesis:
-        console.print(f"[bold]Hypothesis:[/] {plan.hypothesis}")
+        console.print(f"[bold]Hypothesis:[/] {escape(plan.hypothesis)}")  # as written
     better = "higher" if plan.mode == "max" else "lower"
     level, most = plan.success_metric.get("threshold"), "least" if plan.mode == "max" else "most"
     reach = "" if level is None else f"; each arm should reach at {most} {level:g}"
@@ -48,6 +50,11 @@ def _arms_table(plan: Plan, pending_dirs: set[str]) -> Table:
         seeds = sorted(job.seed for job in jobs)
         to_run = sum(job.dir in pending_dirs for job in jobs)
         status = f"{to_run} to run, {len(jobs) - to_run} completed (skipped)"
-        shown = shown_overrides(jobs[0], but=("seed=",))
-        table.add_row(arm, f"{len(seeds)}: {seeds[0]} .. {seeds[-1]}", shown, status)
+        shown = escape(shown_overrides(jobs[0], but=("seed=",)))
+        table.add_row(escape(arm), f"{len(seeds)}: {seeds[0]} .. {seeds[-1]}", shown, status)
     return table
+
+
+def shown_overrides(job: PlannedJob, but: tuple[str, ...] = ()) -> str:
+    """The job's overrides that say what it trains (not bookkeeping, nor `but`)."""
+    return " ".join(o for o in job.overrides if not o.startswith((*BOOKKEEPING_OVERRIDES, *but)))
