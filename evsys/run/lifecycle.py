@@ -68,6 +68,8 @@ class ArmOutcome:
     extra_metrics: Mapping[str, float] = field(default_factory=dict)  # a chain's continual/*
     extra_hparams: Mapping[str, str] = field(default_factory=dict)  # a chain's stages
     continual: Mapping | None = None  # a chain's section of the record
+    parameters: int = 0  # the trained model's (0: not known, a stage finished earlier)
+    devices: int = 1  # processes training it, over every node (the trainer's world size)
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -209,6 +211,8 @@ class ArmRun:
             timings=dict(self.timings),
             artifacts={"model": MODEL_DIR, "checkpoint": str(CHECKPOINT)},
             resumed_from_step=self.resumed_from_step,
+            parameters=count_parameters(self.module.model),
+            devices=self.trainer.world_size,
         )
 
     @contextlib.contextmanager
