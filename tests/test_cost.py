@@ -79,6 +79,8 @@ def test_registry_sums_device_hours_per_experiment(costed_sweep, tmp_path, capsy
     assert experiments.main(["--root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "device-h" in out and "│ 7 " in out
+    assert experiments.main(["show", plan["id"], "--root", str(root)]) == 0
+    assert "cost: 7 device-hours" in capsys.readouterr().out
 
 
 def test_estimate_is_steps_times_rows_times_length_and_six_n_d():

@@ -120,6 +120,8 @@ def show(outputs_root: str | Path, experiment_id: str, console: Console) -> int:
     print_lineage(outputs_root, row)
     if row.get("metadata"):
         print(f"metadata: {_metadata_cell(row['metadata'])}\n")
+    if row.get("device_hours") is not None:
+        print(f"cost: {row['device_hours']:.3g} device-hours (every arm's record summed)\n")
     _print_provenance(Path(row["sweep_dir"] or ""))
     conclusion = Path(row["sweep_dir"] or "") / "conclusion.md"
     if conclusion.is_file():
