@@ -7,7 +7,8 @@ Every arm record (result.json) and every plan (experiment.json) carries `collect
                evsys is installed from a wheel
     cwd_code   the same for the current directory's checkout, when it is another one
     versions   evsys and its main dependencies (absent packages are left out)
-    python, host, device (CPU model, GPU names and count), command (this process's argv)
+    python, host, device (CPU model, GPU names and count)
+    command    this process's command line, as typed
 
 The diff itself is not in a record (it may be long): a sweep saves it beside its plan
 (evsys/sweep/experiment.py). Nothing here imports torch: a sweep's start-up stays light.
@@ -48,7 +49,7 @@ def collect() -> dict[str, Any]:
     info["python"] = platform.python_version()
     info["host"] = socket.gethostname()
     info["device"] = device()
-    info["command"] = shlex.join(sys.argv)
+    info["command"] = shlex.join(getattr(sys, "orig_argv", sys.argv))  # as typed: python -m ...
     return info
 
 
