@@ -162,18 +162,20 @@ def _cpu_model() -> str:
 
 
 def _gpu_names() -> list[str]:
-    """The CUDA GPUs: from torch when it is already loaded (this process trains), else from
-    nvidia-smi (a sweep's planning process need not load torch to say so)."""
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        if not torch.cuda.is_available():
-            return []
-        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    """The NVIDIA GPUs this process may use (CUDA_VISIBLE_DEVICES), from nvidia-smi: asking
+    torch would start CUDA in this process, which a forked DDP worker or a CPU arm must not."""
     try:
-        names = subprocess.run(
+        listed = subprocess.run(
             ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
             capture_output=True, text=True, timeout=GIT_TIMEOUT_S, check=True,
         ).stdout  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return []
-    return [name.strip() for name in names.splitlines() if name.strip()]
+    names = [name.strip() for name in listed.splitlines() if name.strip()]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return names
+    ids = [part.strip() for part in visible.split(",") if part.strip()]
+    if all(part.isdigit() for part in ids):
+        return [names[int(part)] for part in ids if int(part) < len(names)]
+    return names[: len(ids)]  # GPU UUIDs: the count is right, the names the first ones

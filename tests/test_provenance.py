@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 from pathlib import Path
 
@@ -123,3 +124,20 @@ def test_a_real_arm_record_carries_provenance_and_cost(tmp_path):
     assert cost["wall_seconds"] == pytest.approx(record["timings"]["total"], abs=1e-3)
     assert cost["device_hours"] == pytest.approx(cost["wall_seconds"] / 3600, rel=1e-3)
     assert cost["peak_rss_mb"] > 50 and cost["peak_gpu_mb"] is None  # a CPU run
+
+
+def test_gpus_are_those_this_process_may_use(tmp_path, monkeypatch):
+    """A machine's nvidia-smi lists every GPU; CUDA_VISIBLE_DEVICES says which are this
+    process's (no CUDA is started to ask). A stand-in nvidia-smi: this machine has no GPU."""
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3'\necho 'NVIDIA H200'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert provenance.device()["gpu_count"] == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert provenance.device() | {"cpu": None, "cpu_count": None} == {
+        "cpu": None, "cpu_count": None, "gpu": "NVIDIA H200", "gpu_count": 1,
+    }  # fmt: skip
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert provenance.device()["gpu_count"] == 0
