@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 from hydra import compose, initialize_config_module
@@ -24,11 +25,13 @@ from omegaconf import DictConfig
 
 from evsys.algorithms import algorithms
 from evsys.config import GROUP_SCHEMAS, RunConfig
+from evsys.hydra_lines import initialize_options
 from evsys.validate import validate_run_config
 
 PRIMARY = "train"  # conf/train.yaml, and the CLI's job name (hydra.job.name)
 
 
+@cache  # once per process: Hydra 1.4 warns on every repeated registration
 def register_schemas() -> None:
     """Store schemas under schema/<group>/, where they are not user-facing options."""
     cs = ConfigStore.instance()
@@ -87,7 +90,7 @@ def composer() -> Iterator[Composer]:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(
-            config_module="evsys.conf", version_base="1.3", job_name=PRIMARY
+            config_module="evsys.conf", job_name=PRIMARY, **initialize_options()
         ):
             yield Composer()
     finally:

@@ -86,7 +86,9 @@ class AlgorithmConfig:
     # val/<name> each validation logs; the record keeps them.
     validation_metrics: ClassVar[tuple[str, ...]] = ("loss",)
     # train/<name> logged each step besides train/loss: TensorBoard curves, not in the record
+    # unless listed in recorded_curves (the module's final_train_metrics gives their values)
     curves: ClassVar[tuple[str, ...]] = ("lr",)
+    recorded_curves: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         """The optimizer's rules that no single field's range says (evsys/optimizer_rules.py);
@@ -267,10 +269,12 @@ class GRPOConfig(AlgorithmConfig):
     # completions
     loss_aggregation: str = one_of("token", allowed.LOSS_AGGREGATIONS)
     # train/<name> logged each step besides train/loss (evsys/lightning/grpo.py): TensorBoard
-    # curves, not kept in the record; {reward}: one per algorithm.rewards; kl: when beta > 0
+    # curves; {reward}: one per algorithm.rewards; kl: when beta > 0. The record keeps the
+    # rewards, as their mean over the last logging window (GRPOModule.final_train_metrics).
     curves: ClassVar[tuple[str, ...]] = (
         "reward", "reward_std", "completion_length", "rewards/{reward}", "kl", "lr",
     )  # fmt: skip
+    recorded_curves: ClassVar[tuple[str, ...]] = ("reward", "rewards/{reward}")
 
     def __post_init__(self) -> None:
         """A ConfigError naming the key for reward lists GRPO cannot train with (the reward

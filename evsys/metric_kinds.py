@@ -1,7 +1,7 @@
-"""What each metric in a record is — a share, a share's difference, a loss, a perplexity or
-unbounded — as its producer declares it, and what follows from that: the interval a mean and
-a confidence interval stay in (evsys/conclusion/scores.py) and whether lower is better (the
-success metric's default mode). Decided by what produces the metric, not by a name suffix:
+"""What each metric in a record is — a share, a share's difference, a loss, a perplexity, a
+reward or unbounded — as its producer declares it, and what follows from that: the interval a
+mean and a confidence interval stay in (evsys/conclusion/scores.py) and whether lower is better
+(the success metric's default mode). Decided by what produces the metric, not by a name suffix:
 continual/loss/avg_final is a loss even though exact match's avg_final is a share. No torch.
 
 The record's names are listed in evsys/metric_names.py; the declarations below follow them.
@@ -12,10 +12,18 @@ from __future__ import annotations
 import math
 import re
 
+from evsys.rewards import PER_FUNCTION
+from evsys.rewards import REWARD as REWARD_METRIC
+
 SHARE = "share"  # a share of items: [0, 1]
 SHARE_DIFFERENCE = "share_difference"  # one share minus another: [-1, 1]
 LOSS = "loss"  # a mean negative log-likelihood (or bits): [0, inf)
 PERPLEXITY = "perplexity"  # exp of a loss: [1, inf)
+# GRPO's reward (the reward functions' weighted sum) or one function's score, in training
+# (train/reward, train/rewards/<fn>) or on held-out prompts (eval/<label>/reward,
+# eval/<label>/rewards/<fn>): higher is better, with no bounds evsys can vouch for, since a
+# reward function may be any user function and the weights any numbers (evsys/rewards.py)
+REWARD = "reward"
 UNBOUNDED = "unbounded"  # anything else: no bounds evsys can vouch for
 
 BOUNDS: dict[str, tuple[float, float] | None] = {
@@ -23,6 +31,7 @@ BOUNDS: dict[str, tuple[float, float] | None] = {
     SHARE_DIFFERENCE: (-1.0, 1.0),
     LOSS: (0.0, math.inf),
     PERPLEXITY: (1.0, math.inf),
+    REWARD: None,
     UNBOUNDED: None,
 }
 LOWER_IS_BETTER_KINDS = (LOSS, PERPLEXITY)
@@ -65,15 +74,28 @@ def metric_kind(name: str) -> str:
     """The kind of the record metric `name` (one of BOUNDS' keys), from its producer."""
     if name == "train/loss":
         return LOSS
+    if name.startswith("train/") and _is_reward(name.removeprefix("train/")):
+        return REWARD
     if name.startswith("val/"):
         return VALIDATION_KINDS.get(name[len("val/") :], UNBOUNDED)
     for prefix, matrix in CONTINUAL_MATRICES:
         if name.startswith(prefix):
             return _continual_kind(name[len(prefix) :], HELD_OUT_KINDS[matrix])
-    parts = name.split("/")
-    if parts[0] == "eval" and len(parts) >= 3:
-        return _benchmark_kind(parts[-1])
+    where = benchmark_metric(name)
+    if where is not None:
+        return _benchmark_kind(where[1])
     return UNBOUNDED
+
+
+def benchmark_metric(name: str) -> tuple[str, str] | None:
+    """(benchmark label, metric) of eval/<label>/<metric>, the metric as each item's scores
+    name it (scores/<label>.jsonl): a reward function's is rewards/<fn>, so
+    eval/addition/rewards/exact_match is (addition, rewards/exact_match); None for others."""
+    parts = name.split("/")
+    if parts[0] != "eval" or len(parts) < 3:
+        return None
+    cut = -2 if len(parts) >= 4 and parts[-2] == PER_FUNCTION else -1
+    return "/".join(parts[1:cut]), "/".join(parts[cut:])
 
 
 def metric_bounds(name: str) -> tuple[float, float] | None:
@@ -84,8 +106,11 @@ def metric_bounds(name: str) -> tuple[float, float] | None:
 def metric_mode(name: str) -> str:
     """`min` for a metric where lower is better (a loss, a perplexity, forgetting, a drop),
     else `max`: the success metric's mode when the config names the metric but not its mode."""
-    if metric_kind(name) in LOWER_IS_BETTER_KINDS:
+    kind = metric_kind(name)
+    if kind in LOWER_IS_BETTER_KINDS:
         return "min"
+    if kind == REWARD:
+        return "max"  # a reward is higher-is-better by definition, whatever its name says
     if name.startswith("continual/"):
         summary = name.removeprefix("continual/").removeprefix("loss/").split("/")[0]
         return "min" if summary in CONTINUAL_LOWER_IS_BETTER else "max"
@@ -106,8 +131,15 @@ def _continual_kind(summary: str, underlying: str) -> str:
 def _benchmark_kind(metric: str) -> str:
     """A held-out or harness metric's kind; a harness metric under a filter
     (exact_match_strict-match) is its metric's kind, the longest known name first."""
+    if _is_reward(metric):
+        return REWARD
     known = {**HARNESS_KINDS, **HELD_OUT_KINDS}
     if metric in known:
         return known[metric]
     filtered = [base for base in known if metric.startswith(f"{base}_")]
     return known[max(filtered, key=len)] if filtered else UNBOUNDED
+
+
+def _is_reward(metric: str) -> bool:
+    """reward or rewards/<fn>: what evsys/rewards.py names a reward scoring's metrics."""
+    return metric == REWARD_METRIC or metric.startswith(f"{PER_FUNCTION}/")

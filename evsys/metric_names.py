@@ -3,8 +3,12 @@ built. The plan refuses a success metric, baseline, prediction or min_effect tha
 cannot evaluate (evsys/sweep/plan.py), and a finished job's record is checked against the same
 list (evsys/run/arm.py). No torch.
 
-What a record's `metrics` hold (evsys/run/fit.py final_metrics, evsys/run/continual.py):
-  train/loss                 always (the last step's); other train/* are TensorBoard curves only
+What a record's `metrics` hold (evsys/run/lifecycle.py ArmOutcome, evsys/run/continual.py):
+  train/loss                 always (the last step's)
+  train/reward               algorithm=grpo: the reward (the reward functions' weighted sum) and
+  train/rewards/<fn>         each function's, averaged over every completion sampled in the last
+                             logging window (log_every_n_steps optimizer steps); other train/*
+                             are TensorBoard curves only
   val/<name>                 when validation runs at least once: validation.enabled and
                              validation.every_n_steps <= the steps trained (Lightning validates
                              every every_n_steps optimizer steps, never at the end of training);
@@ -12,6 +16,8 @@ What a record's `metrics` hold (evsys/run/fit.py final_metrics, evsys/run/contin
   eval/<label>/<metric>      every benchmark: loss and exact_match (perplexity instead of
                              exact_match for text); a harness task or your own class reports
                              metrics of its own, known only when it runs: eval/<label>/*
+  eval/<label>/reward        algorithm=grpo, every held-out benchmark with prompts: its greedy
+  eval/<label>/rewards/<fn>  answers scored by the arm's reward functions (evsys/rewards.py)
   continual/...              continual chains: avg_final, max_drop, bwt and fwt (two stages or
                              more), forgetting/<label> of each earlier stage; and continual/loss/...
 """
@@ -30,6 +36,7 @@ from evsys.algorithms import algorithm_schema
 from evsys.errors import ConfigError
 from evsys.evaluation.names import benchmark_label, has_held_out_metrics
 from evsys.metric_kinds import metric_bounds, metric_kind
+from evsys.rewards import reward_label, reward_metrics
 
 HELD_OUT_METRICS = ("loss", "exact_match")  # evsys/evaluation/held_out.py
 TEXT_METRICS = ("loss", "perplexity")  # text has no prompt to generate an answer from
@@ -62,7 +69,9 @@ def produced_metrics(cfg: DictConfig) -> Produced:
     for name in benchmarks_scored(cfg):
         label = benchmark_label(name)
         if has_held_out_metrics(name):
-            metrics = TEXT_METRICS if scored_as_text(cfg, name) else HELD_OUT_METRICS
+            # an arm with reward functions (grpo) scores each prompt's greedy answer with them
+            rewards = reward_metrics(cfg.algorithm)
+            metrics = TEXT_METRICS if scored_as_text(cfg, name) else [*HELD_OUT_METRICS, *rewards]
             produced.names += [f"eval/{label}/{metric}" for metric in metrics]
         else:
             produced.patterns.append(f"eval/{label}/*")
@@ -109,17 +118,27 @@ def _validation(cfg: DictConfig, produced: Produced) -> None:
 
 
 def _curves(cfg: DictConfig, produced: Produced) -> None:
-    """train/* the algorithm logs besides train/loss: TensorBoard curves, not in the record."""
+    """train/* the algorithm logs besides train/loss: TensorBoard curves, in the record when
+    the algorithm lists them in its recorded_curves (GRPO's rewards)."""
     algorithm = cfg.algorithm
-    for curve in algorithm_schema(algorithm.kind).curves:
-        names = [curve]
-        if "{reward}" in curve:
-            names = [curve.format(reward=reward) for reward in algorithm.get("rewards", [])]
-        for name in names:
-            produced.absent[f"train/{name}"] = (
-                f"algorithm={algorithm.kind} logs train/{name} to TensorBoard each step, but a "
-                "record keeps train/loss only of the train/ curves"
-            )
+    schema = algorithm_schema(algorithm.kind)
+    recorded = [f"train/{name}" for curve in schema.recorded_curves for name in _each(cfg, curve)]
+    produced.names += recorded
+    for curve in schema.curves:
+        for name in [f"train/{name}" for name in _each(cfg, curve)]:
+            if name not in recorded:
+                produced.absent[name] = (
+                    f"algorithm={algorithm.kind} logs {name} to TensorBoard each step, but a "
+                    f"record keeps {', '.join(['train/loss', *recorded])} only of the train/ "
+                    "curves"
+                )
+
+
+def _each(cfg: DictConfig, curve: str) -> list[str]:
+    """A curve's names: {reward} stands for each reward function's label."""
+    if "{reward}" not in curve:
+        return [curve]
+    return [curve.format(reward=reward_label(str(r))) for r in cfg.algorithm.get("rewards", [])]
 
 
 def _continual(cfg: DictConfig) -> list[str]:

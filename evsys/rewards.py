@@ -11,13 +11,18 @@ One float per completion, higher is better.
 
 `algorithm.rewards` lists them by name: a built-in below, or the dotted import path of a
 user function (`my_pkg.rewards.brevity`). `algorithm.reward_weights` weights their sum.
+
+The same functions score training samples (train/reward, train/rewards/<fn>) and the greedy
+answers to held-out prompts (eval/<label>/reward, eval/<label>/rewards/<fn>): `Rewards`.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from evsys.data.tasks import get_task, is_task
 from evsys.errors import ConfigError
@@ -76,3 +81,80 @@ def resolve_reward(name: str, key: str) -> RewardFunction:
 def reward_label(name: str) -> str:
     """The short name metrics use: exact_match, or the function name of a dotted path."""
     return name.rpartition(".")[2]
+
+
+REWARD = "reward"  # the weighted sum of the reward functions' scores: <prefix>/reward
+PER_FUNCTION = "rewards"  # each function's own score: <prefix>/rewards/<label>
+
+
+def reward_names(algorithm) -> list[str]:
+    """The reward functions an algorithm config names (algorithm.rewards; none for an
+    algorithm without rewards): what its arm is trained and its held-out prompts scored with."""
+    return [str(name) for name in getattr(algorithm, "rewards", None) or []]
+
+
+def reward_metrics(algorithm) -> list[str]:
+    """The metric names one reward scoring gives, for an algorithm config with rewards:
+    reward, then rewards/<label> per function; none without rewards."""
+    labels = [reward_label(name) for name in reward_names(algorithm)]
+    return _metric_names(labels) if labels else []
+
+
+def _metric_names(labels) -> list[str]:
+    return [REWARD, *(f"{PER_FUNCTION}/{label}" for label in labels)]
+
+
+@dataclass(frozen=True)
+class Rewards:
+    """An arm's reward functions with their labels and weights: scores completions."""
+
+    labels: tuple[str, ...]
+    functions: tuple[RewardFunction, ...]
+    weights: tuple[float, ...]
+
+    @classmethod
+    def of(cls, algorithm) -> Rewards | None:
+        """The rewards of an algorithm config (algorithm.rewards, algorithm.reward_weights);
+        None when it names none."""
+        names = reward_names(algorithm)
+        if not names:
+            return None
+        functions = [
+            resolve_reward(name, f"algorithm.rewards[{i}]") for i, name in enumerate(names)
+        ]
+        weights = list(getattr(algorithm, "reward_weights", None) or []) or [1.0] * len(names)
+        return cls(
+            tuple(reward_label(name) for name in names),
+            tuple(functions),
+            tuple(float(weight) for weight in weights),
+        )
+
+    @property
+    def metrics(self) -> list[str]:
+        """reward, then rewards/<label> per function: the keys of each item's scores."""
+        return _metric_names(self.labels)
+
+    def columns(self, completions: list[str], examples: list[dict]) -> list[list[float]]:
+        """Each function's score of every completion: one list per function, in order."""
+        columns = []
+        for label, function in zip(self.labels, self.functions, strict=True):
+            values = [float(value) for value in function(completions, examples)]
+            if len(values) != len(completions):
+                raise ValueError(
+                    f"reward {label!r} returned {len(values)} values for "
+                    f"{len(completions)} completions"
+                )
+            columns.append(values)
+        return columns
+
+    def item_scores(self, completions: list[str], examples: list[dict]) -> list[dict[str, float]]:
+        """Per completion: `reward` (the weighted sum, as training's) and `rewards/<label>`."""
+        rows = zip(*self.columns(completions, examples), strict=True)
+        return [self._item(row) for row in rows]
+
+    def _item(self, row: tuple[float, ...]) -> dict[str, float]:
+        weighted = math.fsum(w * value for w, value in zip(self.weights, row, strict=True))
+        own = {
+            f"{PER_FUNCTION}/{label}": value for label, value in zip(self.labels, row, strict=True)
+        }
+        return {REWARD: weighted, **own}

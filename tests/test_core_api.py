@@ -281,7 +281,7 @@ REFUSED_AT_PLANNING = [
 METRICS_NO_ARM_PRODUCES = [
     ("val/loss", {}, "'val/loss' is not a metric this job produces"),
     ("val/losss", {"max_steps": 100}, "Did you mean 'val/loss'? The job produces train/loss"),
-    ("train/reward", {"kind": "grpo"}, "a record keeps train/loss only"),
+    ("train/reward_std", {"kind": "grpo"}, "a record keeps train/loss, train/reward"),
 ]
 
 

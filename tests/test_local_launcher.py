@@ -12,9 +12,11 @@ from omegaconf import OmegaConf
 from evsys.sweep import local_launcher
 from evsys.sweep.local_launcher import LocalLauncher, _Job, _Schedule, visible_gpus
 from tests.conftest import FAST, run_cli
+from tests.test_hydra_lines import hydra_warnings
 
 
 @pytest.mark.integration
+@pytest.mark.hydra_lines
 def test_two_cpu_arms_run_at_once_on_their_own_cores(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["+experiment=demo", "experiment.n_repeats=1", *FAST, f"hydra.sweep.dir={sweep}"]
@@ -25,6 +27,7 @@ def test_two_cpu_arms_run_at_once_on_their_own_cores(tmp_path):
     ]
     done = run_cli([*args, f"experiment.stores.outputs_root={tmp_path / 'out'}", "-m"], tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert hydra_warnings(done.stdout + done.stderr) == []
     records = [
         json.loads((sweep / d / "result.json").read_text())
         for d in ("lr_1e-4_seed0", "lr_3e-3_seed0")

@@ -16,6 +16,7 @@ from evsys.metric_kinds import (
     BOUNDS,
     LOSS,
     PERPLEXITY,
+    REWARD,
     SHARE,
     SHARE_DIFFERENCE,
     UNBOUNDED,
@@ -38,7 +39,8 @@ def write_sweep(root: Path, metric: str, arms: dict[str, list[float]]) -> Path:
             planned.append({**job, "overrides": [f"seed={seed}"]})
             (sweep / job["dir"]).mkdir()
             record = {
-                **job,
+                "arm": arm,
+                "seed": seed,
                 "group_id": f"group-{arm}",
                 "overrides": [f"seed={seed}", f"arm={arm}"],
                 "status": "completed",
@@ -73,6 +75,8 @@ CASES = [
     ("val/loss", LOSS, {"a": [0.02, 0.9], "b": [2.0, 2.1]}),
     ("eval/wikitext/perplexity", PERPLEXITY, {"a": [1.01, 4.0], "b": [6.0, 6.5]}),
     ("val/rewards/margins", UNBOUNDED, {"a": [-0.5, 2.0], "b": [0.1, 0.3]}),
+    ("train/reward", REWARD, {"a": [0.9, 2.5], "b": [-0.4, 0.2]}),  # GRPO's: unbounded
+    ("eval/addition/rewards/exact_match", REWARD, {"a": [0.99, 0.4], "b": [0.1, 0.3]}),
 ]
 
 
@@ -82,6 +86,7 @@ def test_the_conclusion_keeps_each_kind_within_its_bounds(tmp_path, metric, kind
     sweep = write_sweep(tmp_path, metric, arms)
     conclusion = write_conclusion(sweep)
     low, high = BOUNDS[kind] or (-math.inf, math.inf)
+    assert sorted(group.arm for group in conclusion.groups) == ["a", "b"], conclusion.reason
     for group in conclusion.groups:
         lo, hi = group.ci95
         assert low <= lo <= group.mean <= hi <= high, (group.arm, group.ci95)

@@ -41,7 +41,9 @@ def test_each_algorithm_and_benchmark_kind_names_its_metrics():
         "train/loss", "val/loss", "eval/reversal/loss", "eval/reversal/perplexity"
     ]  # fmt: skip
     grpo = produced_metrics(compose_run_config(GRPO))
-    assert "train/reward" not in grpo.names and "train/rewards/partial_credit" in grpo.absent
+    for name in ("train/reward", "train/rewards/partial_credit", "eval/addition/reward"):
+        assert name in grpo.names
+    assert "eval/addition/rewards/exact_match" in grpo.names and "train/kl" in grpo.absent
     custom = ["eval.benchmarks=[addition,class:tests.test_bad_input.BrokenBenchmark]"]
     produced = produced_metrics(compose_run_config(custom))
     assert produced.holds("eval/broken/any") and not produced.holds("eval/other/any")
@@ -61,7 +63,7 @@ def test_a_continual_chain_produces_its_continual_metrics():
     [
         (["algorithm.max_steps=10"], "val/loss", "validation never runs"),
         ([], "val/losss", "Did you mean 'val/loss'?"),
-        (GRPO, "train/reward", "logs train/reward to TensorBoard each step, but a record keeps"),
+        (GRPO, "train/kl", "logs train/kl to TensorBoard each step, but a record keeps"),
         ([], "eval/reversal/exact_matc", "eval/reversal produces eval/reversal/loss, eval/rev"),
     ],
 )
@@ -118,12 +120,24 @@ def test_a_baseline_or_prediction_naming_no_arm_is_refused_by_the_plan(tmp_path)
         assert named in str(error.value) and "its arms are a, b" in str(error.value)
 
 
-def test_a_grpo_reward_metric_is_refused_by_the_plan_with_the_reason():
+def test_grpo_rewards_pass_the_plan_and_its_other_curves_are_refused_with_the_reason():
     preset = REPO / "evsys/conf/experiment/grpo_addition.yaml"
+    for metric in ("train/reward", "eval/addition/reward", "eval/addition/rewards/exact_match"):
+        # no parent: the plan's other check of this preset
+        evsys.expand_runs(
+            preset, [f"experiment.success_metric.name={metric}", "model.init_from=null"]
+        )
     with pytest.raises(ConfigError) as error:
-        evsys.expand_runs(preset, ["experiment.success_metric.name=train/reward"])
+        evsys.expand_runs(preset, ["experiment.success_metric.name=train/reward_std"])
     message = str(error.value)
-    assert "arm 'start'" in message and "a record keeps train/loss only" in message
+    assert "arm 'start'" in message and "logs train/reward_std to TensorBoard" in message
+    assert "a record keeps train/loss, train/reward, train/rewards/exact_match only" in message
+
+
+def test_a_user_reward_is_named_by_its_function_in_the_record():
+    cfg = compose_run_config([*GRPO[:-1], "algorithm.rewards=[tests.test_grpo.digit_share]"])
+    names = produced_metrics(cfg).names
+    assert "train/rewards/digit_share" in names and "eval/addition/rewards/digit_share" in names
 
 
 def test_the_reported_typos_are_refused_by_the_plan(tmp_path):

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FAST, arm_log_dir, run_cli
+from tests.test_hydra_lines import hydra_warnings
 from tests.test_local_slurm import _cluster_problem, _run
 
 pytestmark = pytest.mark.slurm
@@ -126,6 +127,7 @@ def save_crashing_model(model_dir: Path) -> Path:
 # ------------------------------------------ (a) same conclusion, submitted fire-and-forget
 
 
+@pytest.mark.hydra_lines
 def test_demo_sweep_on_slurm_concludes_like_the_basic_launcher(slurm_cluster, tmp_path):
     on_slurm, basic = tmp_path / "slurm", tmp_path / "basic"
     on_slurm.mkdir()
@@ -143,6 +145,7 @@ def test_demo_sweep_on_slurm_concludes_like_the_basic_launcher(slurm_cluster, tm
 
     output = submitted.stdout + submitted.stderr
     assert submitted.returncode == 0, output[-3000:]
+    assert hydra_warnings(output) == []
     assert f"evsys conclude {(on_slurm / 'sweep').resolve()}" in output
     assert local.returncode == 0, local.stderr[-3000:]
     job_dirs = ["lr_1e-4_seed0", "lr_1e-4_seed1", "lr_3e-3_seed0", "lr_3e-3_seed1"]

@@ -19,9 +19,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from evsys.cli.missing_plugin import missing_plugin
 from evsys.cli.quick import preset_problem
 from evsys.compose import register_schemas
 from evsys.errors import NOTHING_RUN, ConfigError
+from evsys.hydra_lines import main_options
 
 log = logging.getLogger("evsys")
 
@@ -29,7 +31,7 @@ register_schemas()
 FIX_AND_RERUN = f"{NOTHING_RUN}: fix the config and run it again."
 
 
-@hydra.main(version_base="1.3", config_path="pkg://evsys.conf", config_name="train")
+@hydra.main(config_path="pkg://evsys.conf", config_name="train", **main_options())
 def main(cfg: DictConfig):
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         _validate_or_exit(cfg)  # a sweep validated every job in its plan already
@@ -80,6 +82,8 @@ def cli(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 0
     # Hydra prints PyYAML's traceback for a malformed preset: name the file and line instead.
     if problem := preset_problem(args):
+        _refuse(args, problem, f"{NOTHING_RUN}.")
+    if problem := missing_plugin(args):
         _refuse(args, problem, f"{NOTHING_RUN}.")
     if errors := quick.typo_errors(args):
         _refuse(args, "\n".join(errors), FIX_AND_RERUN)

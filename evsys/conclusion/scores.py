@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from evsys.conclusion.inference import ArmScores, Bounds
+from evsys.metric_kinds import benchmark_metric
 from evsys.metric_kinds import metric_bounds as kind_bounds
 from evsys.records import read_item_scores
 
@@ -15,14 +16,6 @@ def metric_bounds(metric: str) -> Bounds | None:
     """The bounds of the metric's kind (evsys/metric_kinds.py): (0, 1) for a share such as
     eval/<task>/exact_match, (0, inf) for a loss, (1, inf) for a perplexity; None: unbounded."""
     return kind_bounds(metric)
-
-
-def benchmark_of(metric: str) -> tuple[str, str] | None:
-    """(benchmark label, metric) of eval/<label>/<metric>; None for other metrics."""
-    parts = metric.split("/")
-    if len(parts) >= 3 and parts[0] == "eval":
-        return "/".join(parts[1:-1]), parts[-1]
-    return None
 
 
 def arm_scores(sweep_dir: Path, completed: list[dict], metric: str) -> dict[str, ArmScores]:
@@ -42,7 +35,7 @@ def _scores_of(arm: str, runs: list[dict], sweep_dir: Path, metric: str) -> ArmS
 
 def _items(run_dir: Path, metric: str, recorded: float) -> dict[str, float] | None:
     """{item: score} of the run, when its items are on disk and average to the record."""
-    where = benchmark_of(metric)
+    where = benchmark_metric(metric)
     rows = read_item_scores(run_dir, where[0]) if where else None
     if not rows or any(where[1] not in row for row in rows):
         return None

@@ -14,6 +14,8 @@ from evsys.config import DataConfig, EvalConfig, HarnessConfig
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from evsys.rewards import Rewards
+
 
 @dataclass
 class BenchmarkSettings:
@@ -27,6 +29,8 @@ class BenchmarkSettings:
     max_new_tokens: int = EvalConfig.max_new_tokens  # generation budget per answer
     max_length: int = DataConfig.max_length  # truncation limit for the loss
     harness: HarnessConfig | None = None  # settings of harness:<task> benchmarks (eval.harness)
+    # the arm's reward functions (algorithm=grpo): held-out greedy answers are scored with them
+    rewards: Rewards | None = None
 
 
 class Benchmark:

@@ -2,6 +2,8 @@
 
 A built-in task's held-out split (TaskBenchmark) or a dataset's eval split (DatasetBenchmark).
 Plain text (every prompt empty: nothing to generate from) is scored by loss and perplexity.
+An arm with reward functions (algorithm=grpo, settings.rewards) also scores the same greedy
+answers (eval.max_new_tokens) with them: reward and rewards/<fn>, per item like every metric.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class HeldOutBenchmark(Benchmark):
     """Held-out prompt/completion pairs: teacher-forced loss and greedy exact match."""
 
     settings: BenchmarkSettings
+    task_name: str | None = None  # the built-in task a reward function may score by
 
     def examples(self) -> list[dict]:
         raise NotImplementedError
@@ -44,22 +47,33 @@ class HeldOutBenchmark(Benchmark):
             model, tokenizer, [ex["prompt"] for ex in examples], s.batch_size, s.max_new_tokens
         )
         losses = completion_losses(model, tokenizer, examples, s.batch_size, s.max_length)
+        rewards = self._rewards(predictions, examples)
         self.item_scores = [
             {
                 "item": item_id(index, example),
                 "exact_match": float(self.is_correct(prediction, example)),
                 "loss": loss,
+                **reward,
                 "prediction": prediction,
             }
-            for index, (example, prediction, loss) in enumerate(
-                zip(examples, predictions, losses, strict=True)
+            for index, (example, prediction, loss, reward) in enumerate(
+                zip(examples, predictions, losses, rewards, strict=True)
             )
         ]
         count = max(len(self.item_scores), 1)
         return {
             metric: math.fsum(item[metric] for item in self.item_scores) / count
-            for metric in ("loss", "exact_match")
+            for metric in ("loss", "exact_match", *(s.rewards.metrics if s.rewards else ()))
         }
+
+    def _rewards(self, predictions: list[str], examples: list[dict]) -> list[dict[str, float]]:
+        """Each greedy answer's reward and rewards/<fn>, as training scores a sampled one (the
+        example carries its task, as GRPO's training rows do); {} each without rewards."""
+        rewards = self.settings.rewards
+        if rewards is None:
+            return [{} for _ in examples]
+        examples = [{**example, "task": self.task_name} for example in examples]
+        return rewards.item_scores(predictions, examples)
 
     def _score_text(self, model, tokenizer, examples: list[dict]) -> dict[str, float]:
         """Loss per token of each text, and the perplexity exp(mean loss)."""
@@ -78,7 +92,7 @@ class TaskBenchmark(HeldOutBenchmark):
 
     def __init__(self, task: Task, settings: BenchmarkSettings):
         self.task = task
-        self.name = task.name
+        self.name = self.task_name = task.name
         self.settings = settings
 
     def examples(self) -> list[dict]:

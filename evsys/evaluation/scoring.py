@@ -19,6 +19,7 @@ from evsys.evaluation.names import (
     needs_held_out,
 )
 from evsys.ops.eval_mode import evaluation_mode
+from evsys.rewards import Rewards
 
 
 def get_benchmark(name: str, settings: BenchmarkSettings) -> Benchmark:
@@ -56,6 +57,7 @@ def evaluate_benchmarks(
     max_length: int,
     held_out: dict[str, list[dict]] | None = None,
     harness: HarnessConfig | None = None,
+    rewards: Rewards | None = None,
     keep_going: bool = False,
 ) -> BenchmarkScores:
     """Every named benchmark's metrics as {"eval/<name>/<metric>": value}, with each
@@ -63,7 +65,8 @@ def evaluate_benchmarks(
 
     `held_out` maps dataset names that are not built-in tasks (a file, a hub id) to their
     eval examples, so the training data's own eval split can be a benchmark. `harness` holds
-    the settings of harness:<task> benchmarks. With `keep_going`, a benchmark that fails while
+    the settings of harness:<task> benchmarks; `rewards` the reward functions held-out greedy
+    answers are scored with (reward, rewards/<fn>). With `keep_going`, a benchmark that fails while
     scoring is returned among the errors (eval/<name> -> error) and the others are still
     scored; without it, the failure is raised.
     """
@@ -75,6 +78,7 @@ def evaluate_benchmarks(
         max_new_tokens=max_new_tokens,
         max_length=max_length,
         harness=harness,
+        rewards=rewards,
     )
     # Resolve all names first, so a typo fails before any (slow) scoring.
     held_out = held_out or {}
@@ -108,7 +112,8 @@ def evaluate_configured(
     held_out: dict[str, list[dict]] | None = None,
     keep_going: bool = False,
 ) -> BenchmarkScores:
-    """`evaluate_benchmarks` with the settings of a run config (data.* and eval.*), rounded."""
+    """`evaluate_benchmarks` with the settings of a run config (data.*, eval.* and the
+    algorithm's reward functions), rounded."""
     scores = evaluate_benchmarks(
         model,
         tokenizer,
@@ -121,6 +126,7 @@ def evaluate_configured(
         max_length=cfg.data.max_length,
         held_out=held_out,
         harness=harness_settings(cfg),
+        rewards=Rewards.of(cfg.algorithm),
         keep_going=keep_going,
     )
     rounded = {key: round(float(value), 6) for key, value in scores.metrics.items()}

@@ -160,6 +160,11 @@ class PostTrainingModule(L.LightningModule):
         loss, count = self.masked_mean_loss(batch)
         self.log("val/loss", loss, batch_size=count, prog_bar=True, sync_dist=True)
 
+    def final_train_metrics(self) -> dict[str, float]:
+        """What the record keeps of training besides the last train/loss and val/* (the
+        algorithm's `recorded_curves`, evsys/config.py): none unless an algorithm adds some."""
+        return {}
+
     def log_lr(self) -> None:
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, on_epoch=False)
 

@@ -28,7 +28,7 @@ from evsys.lightning.sharding import is_sharded, run_as_forward
 from evsys.ops.eval_mode import evaluation_mode
 from evsys.ops.logprobs import completion_logps
 from evsys.ops.sampling import completion_mask, sample_completions
-from evsys.rewards import resolve_reward, reward_label
+from evsys.rewards import PER_FUNCTION, REWARD, Rewards
 
 STD_EPSILON = 1e-4  # keeps a group whose rewards all agree at advantage 0, as TRL does
 
@@ -121,12 +121,10 @@ class GRPOModule(PostTrainingModule):
         self, model: torch.nn.Module, tokenizer, algorithm: GRPOConfig, seed: int = 0, **options
     ) -> None:
         super().__init__(model, tokenizer, algorithm, seed, **options)
-        self.reward_names = [reward_label(name) for name in algorithm.rewards]
-        self.reward_functions = [
-            resolve_reward(name, f"algorithm.rewards[{index}]")
-            for index, name in enumerate(algorithm.rewards)
-        ]
-        self.reward_weights = list(algorithm.reward_weights) or [1.0] * len(algorithm.rewards)
+        self.rewards = Rewards.of(algorithm)
+        # optimizer step -> [completions, reward sum, each function's sum]: the last logging
+        # window's, which the record keeps as the final train/reward (final_train_metrics)
+        self.recent_rewards: dict[int, list[float]] = {}
         # The starting policy; made now, before any checkpoint is restored into the model.
         self.reference = ReferenceModel(model) if algorithm.beta > 0 else None
         self.sampling_seed = self.seed  # the run config's seed, passed in explicitly
@@ -140,8 +138,9 @@ class GRPOModule(PostTrainingModule):
 
         completion_ids, mask = self.sample(prompt_ids, prompt_mask, batch_idx)
         rewards_per_function = self.score(completion_ids, mask, examples)
-        weights = torch.tensor(self.reward_weights, device=self.device)
+        weights = torch.tensor(self.rewards.weights, device=self.device)
         rewards = rewards_per_function @ weights
+        self.remember_rewards(rewards, rewards_per_function)
         advantages = group_advantages(rewards, group, algorithm.scale_rewards)
 
         input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
@@ -211,14 +210,7 @@ class GRPOModule(PostTrainingModule):
             self.tokenizer.decode([t for t in ids[:length] if t != eos], skip_special_tokens=True)
             for ids, length in zip(completion_ids.tolist(), lengths, strict=True)
         ]
-        columns = []
-        for name, function in zip(self.reward_names, self.reward_functions, strict=True):
-            values = [float(value) for value in function(texts, examples)]
-            if len(values) != len(texts):
-                raise ValueError(
-                    f"reward {name!r} returned {len(values)} values for {len(texts)} completions"
-                )
-            columns.append(values)
+        columns = self.rewards.columns(texts, examples)
         return torch.tensor(columns, dtype=torch.float32, device=self.device).T
 
     def log_step(
@@ -238,7 +230,7 @@ class GRPOModule(PostTrainingModule):
             "train/reward_std": rewards.view(-1, group).std(dim=1).mean(),
             "train/completion_length": mask.sum(-1).float().mean(),
         }
-        for name, column in zip(self.reward_names, rewards_per_function.T, strict=True):
+        for name, column in zip(self.rewards.labels, rewards_per_function.T, strict=True):
             metrics[f"train/rewards/{name}"] = column.mean()
         if kl is not None:
             metrics["train/kl"] = (kl * mask).sum() / mask.sum().clamp(min=1)
@@ -248,6 +240,40 @@ class GRPOModule(PostTrainingModule):
                 prog_bar=key in ("train/loss", "train/reward"),
             )  # fmt: skip
         self.log_lr()
+
+    # ------------------------------------------------------------ the record's final rewards
+    def remember_rewards(self, rewards: torch.Tensor, rewards_per_function: torch.Tensor) -> None:
+        """Adds a micro-batch's rewards to its optimizer step's sums; forgets the steps before
+        the last logging window (trainer.log_every_n_steps optimizer steps)."""
+        sums = [float(len(rewards)), float(rewards.sum()), *rewards_per_function.sum(0).tolist()]
+        step = self.global_step
+        totals = self.recent_rewards.setdefault(step, [0.0] * len(sums))
+        self.recent_rewards[step] = [
+            total + value for total, value in zip(totals, sums, strict=True)
+        ]
+        window = self.trainer.log_every_n_steps
+        self.recent_rewards = {s: v for s, v in self.recent_rewards.items() if s > step - window}
+
+    def final_train_metrics(self) -> dict[str, float]:
+        """train/reward and train/rewards/<fn>: the mean over every completion sampled in the
+        last logging window (the last trainer.log_every_n_steps optimizer steps, fewer in a
+        shorter run), on this process (rank 0 in a multi-process run, as its curves)."""
+        if not self.recent_rewards:
+            return {}
+        count, reward, *per_function = (
+            sum(c) for c in zip(*self.recent_rewards.values(), strict=True)
+        )
+        metrics = {f"train/{REWARD}": reward / count}
+        for label, total in zip(self.rewards.labels, per_function, strict=True):
+            metrics[f"train/{PER_FUNCTION}/{label}"] = total / count
+        return metrics
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # A resumed run's window goes on from the checkpoint's: the same final rewards.
+        checkpoint["recent_rewards"] = dict(self.recent_rewards)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.recent_rewards = dict(checkpoint.get("recent_rewards", {}))
 
 
 def left_padded(prompts: list[list[int]], tokenizer) -> tuple[torch.Tensor, torch.Tensor]:

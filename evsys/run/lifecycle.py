@@ -56,7 +56,8 @@ class Scoring:
 class ArmOutcome:
     """What a run (or a whole chain of them) hands back; nothing in it is changed later."""
 
-    train_metrics: Mapping[str, float]  # the last train loss and val/* Lightning saw
+    # the last train loss and val/* Lightning saw, and the algorithm's final_train_metrics
+    train_metrics: Mapping[str, float]
     scores: Mapping[str, float]  # eval/<label>/<metric> of the trained model
     items: Mapping[str, list[dict]]  # per-item scores by benchmark label
     benchmark_errors: Mapping[str, str]  # eval/<label> -> error (keep_going)
@@ -202,7 +203,7 @@ class ArmRun:
             self.module.model, self.tokenizer, self.run_dir / MODEL_DIR, self.cfg.model.lora.export
         )
         return ArmOutcome(
-            train_metrics=train_metrics(self.trainer),
+            train_metrics=train_metrics(self.trainer, self.module),
             scores=self.scores.metrics,
             items=self.scores.items,
             benchmark_errors=self.scores.errors,

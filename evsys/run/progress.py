@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from evsys.records import ArmResult, read_completed
 from evsys.run.context import JobContext
 
 log = logging.getLogger("evsys")
+LINES_ENV = "EVSYS_PROGRESS_LINES"  # set by evsys/sweep/local_launcher.py for parallel jobs
 _HANDLER_NAME = "evsys-default"
 
 
@@ -31,6 +33,20 @@ def ensure_log_handler() -> None:
     log.addHandler(handler)
     if log.level == logging.NOTSET:
         log.setLevel(logging.INFO)
+
+
+def jobs_share_terminal() -> bool:
+    """Whether arms of one sweep print to this terminal at once, where progress bars would
+    overwrite each other: evsys's local launcher says so (EVSYS_PROGRESS_LINES), Hydra's joblib
+    launcher runs its jobs in parallel unless n_jobs is 1."""
+    if os.environ.get(LINES_ENV):
+        return True
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    launcher = HydraConfig.get().launcher
+    return "joblib" in str(launcher.get("_target_", "")) and launcher.get("n_jobs", -1) != 1
 
 
 def sweep_position(context: JobContext | None) -> str | None:

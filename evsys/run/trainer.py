@@ -9,7 +9,6 @@ auto-requeue of Lightning's own.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from evsys.lightning.sharding import ShardedStrategy
 from evsys.lightning.step_checkpoint import StepCheckpoint
 from evsys.models import load_model
 from evsys.records import CHECKPOINT
+from evsys.run.progress import jobs_share_terminal
 
 
 def build_trainer(
@@ -47,8 +47,8 @@ def build_trainer(
         save_top_k=0,
         every_n_train_steps=max(1, min(cfg.checkpoint_every_n_steps, algorithm.max_steps)),
     )
-    # Arms running side by side (evsys/sweep/local_launcher.py) print lines, not bars.
-    interactive = sys.stdout.isatty() and not os.environ.get("EVSYS_PROGRESS_LINES")
+    # Arms running side by side (evsys's local launcher, Hydra's joblib) print lines, not bars.
+    interactive = sys.stdout.isatty() and not jobs_share_terminal()
     label = f"{cfg.arm} seed {cfg.seed}"
     progress = StepProgressBar(label) if interactive else LineProgress(f"[{label}]")
     return L.Trainer(
@@ -111,13 +111,16 @@ def starting_model(cfg: DictConfig, tokenizer):
     return load_model(cfg.model, tokenizer)
 
 
-def train_metrics(trainer: L.Trainer) -> dict[str, float]:
-    """The last train loss and validation metrics Lightning saw."""
-    return {
-        key: round(float(value), 6)
+def train_metrics(trainer: L.Trainer, module) -> dict[str, float]:
+    """The last train loss and validation metrics Lightning saw, and what the algorithm's
+    module keeps of training (PostTrainingModule.final_train_metrics: GRPO's rewards)."""
+    seen = {
+        key: value
         for key, value in trainer.callback_metrics.items()
         if key.startswith(("train/loss", "val/"))
     }
+    metrics = {**seen, **module.final_train_metrics()}
+    return {key: round(float(value), 6) for key, value in metrics.items()}
 
 
 def _benchmark_scoring(cfg: DictConfig) -> list[BenchmarkScoring]:

@@ -8,6 +8,7 @@ library user calling evsys in-process never inherits a stale status from an earl
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -74,6 +75,10 @@ class ConclusionCallback(Callback):
             raise SystemExit(EXIT_FAILED)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if sys.exc_info()[0] is not None:
+            # Hydra 1.4 calls this from a `finally` also when the sweep raised (1.3 does not):
+            # concluding or exiting here would hide that error behind "nothing to conclude".
+            return
         if config.experiment.dry_run:
             return
         from evsys.sweep.experiment import finish_sweep  # the conclusion: heavy imports

@@ -36,10 +36,11 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides, setup_globa
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, open_dict
 
+from evsys.run.progress import LINES_ENV
+
 log = logging.getLogger("evsys")
 
 PLACEMENT_ENV = "EVSYS_PLACEMENT"
-LINES_ENV = "EVSYS_PROGRESS_LINES"  # parallel jobs print progress lines, not bars fighting
 
 
 @dataclass
