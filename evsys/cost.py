@@ -101,9 +101,7 @@ def estimate(configs: Iterable[DictConfig]) -> dict[str, Any]:
     flops: float | None = 0.0
     parameters: dict[str, int | None] = {}  # by model config: one count per model
     for cfg in configs:
-        algorithm = cfg.algorithm
-        rows = algorithm.batch_size * algorithm.accumulate_grad_batches * _world_size(cfg.backend)
-        job_tokens = algorithm.max_steps * rows * cfg.data.max_length
+        job_tokens = _steps(cfg) * _rows_per_step(cfg) * cfg.data.max_length
         model = repr(OmegaConf.to_container(cfg.model, resolve=True))
         if model not in parameters:
             from evsys.models import planned_parameters  # torch: a dry run's cost only
@@ -122,16 +120,33 @@ def estimate_line(planned: dict[str, Any]) -> str:
     if planned["flops"] is not None:
         flops = f"{planned['flops']:.3g}"
     return (
-        f"Estimate for the {planned['jobs']} jobs to run: at most {planned['tokens']:,} "
+        f"Estimate for the {planned['jobs']} job{'' if planned['jobs'] == 1 else 's'} to run: "
+        f"at most {planned['tokens']:,} "
         f"training tokens (max_steps x batch x data.max_length), {flops} FLOPs "
         f"({FLOPS_PER_PARAMETER_TOKEN} x parameters x tokens); an upper bound, not a measurement"
     )
 
 
-def _world_size(backend: DictConfig) -> int:
+def _steps(cfg: DictConfig) -> int:
+    """Optimizer steps of the job: a continual chain's stages' summed."""
+    stages = cfg.experiment.continual.datasets
+    if stages is None:
+        return cfg.algorithm.max_steps
+    return sum(stage.get("max_steps") or cfg.algorithm.max_steps for stage in stages)
+
+
+def _rows_per_step(cfg: DictConfig) -> int:
+    """Rows trained per optimizer step, over every process; GRPO trains num_generations
+    completions of each prompt."""
+    algorithm = cfg.algorithm
+    group = algorithm.get("num_generations") or 1
+    return algorithm.batch_size * group * algorithm.accumulate_grad_batches * _world_size(cfg)
+
+
+def _world_size(cfg: DictConfig) -> int:
     """Processes training one job: devices per node (a count, or a list of ids) x nodes; an
     `auto` count is taken as 1."""
-    devices = backend.devices
+    devices = cfg.backend.devices
     per_node = len(devices) if OmegaConf.is_list(devices) else devices
     per_node = per_node if isinstance(per_node, int) and per_node > 0 else 1
-    return per_node * backend.num_nodes
+    return per_node * cfg.backend.num_nodes

@@ -92,6 +92,14 @@ def test_estimate_is_steps_times_rows_times_length_and_six_n_d():
     assert planned["flops"] == 6 * parameters * 2 * tokens
     unknown = compose_run_config(["model.name=/no/such/model"])
     assert estimate([cfg, unknown])["flops"] is None  # a size not known here: not guessed
+    chain = compose_run_config([
+        "algorithm.max_steps=10", "algorithm.batch_size=4",
+        "experiment.continual.datasets=[{dataset_name:addition,max_steps:3},{dataset_name:reversal}]",
+    ])  # fmt: skip
+    assert estimate([chain])["tokens"] == (3 + 10) * 4 * chain.data.max_length
+    grpo = compose_run_config(["algorithm=grpo", "algorithm.max_steps=10"])
+    rows = grpo.algorithm.batch_size * grpo.algorithm.num_generations
+    assert estimate([grpo])["tokens"] == 10 * rows * grpo.data.max_length
 
 
 @pytest.mark.integration
