@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     LlamaConfig,
@@ -274,3 +275,24 @@ def _save_adapter(model, tokenizer: PreTrainedTokenizerBase, into: Path, out_dir
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def planned_parameters(cfg: ModelConfig) -> int | None:
+    """The parameters of the model `cfg` trains, counted on the meta device: no weights are
+    loaded and nothing is downloaded. None when its config is not on this machine (a hub
+    model not cached, `parent`, an adapter export)."""
+    _, source = _first_set(cfg, ("init_from", "name"))
+    try:
+        if source is None:
+            config = _fresh_config(cfg, load_tokenizer(cfg))
+        else:
+            config = AutoConfig.from_pretrained(
+                source, trust_remote_code=cfg.trust_remote_code, local_files_only=True
+            )
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(
+                config, trust_remote_code=cfg.trust_remote_code
+            )
+    except (OSError, ValueError, ConfigError):
+        return None
+    return count_parameters(model)

@@ -115,6 +115,10 @@ class ArmResult:
     finished_at: str | None = None
     continual: dict[str, Any] | None = None
     placement: dict[str, Any] | None = None  # the GPUs / CPU threads a launcher assigned
+    # which code, packages and machine made it (evsys/provenance.py)
+    provenance: dict[str, Any] | None = None
+    # what it cost: wall time, device-hours, tokens, peak memory, FLOPs (evsys/cost.py)
+    cost: dict[str, Any] | None = None
     dir: str | None = None  # where the record lives; not stored in the file
 
     @property
@@ -261,6 +265,9 @@ class Plan:
     # Seeds until decided: the design (looks: seeds per arm at each round) and the rounds so
     # far (per round: seeds, each comparison's status, the arms given more seeds, why).
     adaptive: dict[str, Any] | None = None
+    # which code, packages and machine planned it (evsys/provenance.py); the code's
+    # uncommitted diff, when there is one, is <sweep dir>/code.diff
+    provenance: dict[str, Any] | None = None
 
     @property
     def metric_name(self) -> str:

@@ -42,12 +42,13 @@ COLUMNS = (
     "created_at",
     "finished_at",
     "metadata",  # the experiment's metadata, a JSON object (read back as a dict)
+    "device_hours",  # its arms' device-hours summed (evsys/cost.py), set when concluded
 )
 STATUSES = ("planned", "running", "completed", "failed", "interrupted")
 _SCHEMA = """CREATE TABLE IF NOT EXISTS experiments (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, hypothesis TEXT, status TEXT NOT NULL,
     sweep_dir TEXT, parent_experiment_id TEXT, best_arm TEXT, verdict TEXT,
-    created_at TEXT NOT NULL, finished_at TEXT, metadata TEXT)"""
+    created_at TEXT NOT NULL, finished_at TEXT, metadata TEXT, device_hours REAL)"""
 
 
 def registry_path(outputs_root: str | Path) -> Path:
@@ -257,9 +258,12 @@ def _values(fields: dict[str, Any]) -> list[Any]:
 
 
 def _row(row: sqlite3.Row) -> dict[str, Any]:
-    """A registry row as a dict, its metadata as a dict ({} when none was recorded)."""
+    """A registry row as a dict, its metadata as a dict ({} when none was recorded) and its
+    device-hours a number."""
     out = dict(row)
     out["metadata"] = json.loads(out.get("metadata") or "{}")
+    if out.get("device_hours") is not None:  # a TEXT column in a registry made before it
+        out["device_hours"] = float(out["device_hours"])
     return out
 
 

@@ -18,8 +18,10 @@ from evsys.conclusion.model import (
 )
 from evsys.conclusion.plots import matrix_plot_name
 from evsys.conclusion.text import (
+    COST_COLUMNS,
     ci_text,
     code_span,
+    cost_cells,
     mean_std,
     metadata_text,
     num,
@@ -80,11 +82,15 @@ def _metadata_header(metadata: dict) -> list[str]:
 def _groups_markdown(conclusion: Conclusion) -> list[str]:
     threshold = conclusion.threshold
     extra = f" {threshold.direction} {num(threshold.value)}? |" if threshold else ""
+    costs = any(g.cost for g in conclusion.groups)  # records of an older evsys have none
+    extra += "".join(f" {column} |" for column in COST_COLUMNS) if costs else ""
     lines = [
         f"## Arms ranked by {conclusion.success_metric.name}",
         "",
         "| rank | arm | mean ± std | 95% CI | n | seeds | overrides of this arm |" + extra,
-        "|---:|---|---|---|---:|---|---|" + ("---|" if threshold else ""),
+        "|---:|---|---|---|---:|---|---|"
+        + ("---|" if threshold else "")
+        + ("---:|" * len(COST_COLUMNS) if costs else ""),
     ]
     shared = _shared_overrides(conclusion.groups)
     status = {row.arm: row.status for row in threshold.arms} if threshold else {}
@@ -94,10 +100,22 @@ def _groups_markdown(conclusion: Conclusion) -> list[str]:
             f"| {g.rank} | {g.arm} | {mean_std(g)} | {ci_text(g.ci95)} | {g.n} "
             f"| {seeds_text(g.values)} | {overrides} |"
             + (f" {status[g.arm]} |" if threshold else "")
+            + ("".join(f" {cell} |" for cell in cost_cells(g.cost)) if costs else "")
         )
     if not conclusion.groups:
         lines.append("| | (no completed arm) | | | | | |")
+    if costs:
+        lines += ["", _cost_note(conclusion.groups)]
     return lines + [""]
+
+
+def _cost_note(groups: list[Group]) -> str:
+    """What the cost columns count, and the experiment's total."""
+    hours = sum((g.cost or {}).get("device_hours") or 0 for g in groups)
+    return (
+        f"Cost of the completed runs, summed over each arm's seeds: {hours:.3g} device-hours "
+        "in all; FLOPs estimated as 6 x parameters x tokens; peak memory the largest seed's."
+    )
 
 
 def _threshold_markdown(threshold: ThresholdResult | None) -> list[str]:
@@ -274,12 +292,15 @@ def print_summary(conclusion: Conclusion, console: Console | None = None) -> Non
     metric = conclusion.success_metric
     title = f"{conclusion.experiment.name}: {metric.name} ({metric.mode})"
     table = Table(title=Text(title))
+    costs = any(g.cost for g in conclusion.groups)
     for column in ("rank", "arm", "n", "mean ± std", "95% CI", "seeds"):
         table.add_column(column, justify="right" if column in ("rank", "n") else "left")
+    for column in COST_COLUMNS if costs else ():
+        table.add_column(column, justify="right")
     for g in conclusion.groups:
-        table.add_row(
-            str(g.rank), Text(g.arm), str(g.n), mean_std(g), ci_text(g.ci95), seeds_text(g.values)
-        )
+        cells = [str(g.rank), Text(g.arm), str(g.n), mean_std(g), ci_text(g.ci95)]
+        cells += [seeds_text(g.values), *(cost_cells(g.cost) if costs else [])]
+        table.add_row(*cells)
     console.print(table)
     style = {"supported": "bold green", "refuted": "bold red"}.get(conclusion.verdict, "bold")
     console.print(Text(conclusion.reason, style=style), soft_wrap=True)  # copy-pasteable

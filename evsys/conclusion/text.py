@@ -72,3 +72,38 @@ def user_text(text: str) -> str:
     for character, escape in MARKDOWN_ESCAPES.items():
         line = line.replace(character, escape)
     return line
+
+
+def si(x: float) -> str:
+    """A count with an SI prefix, 3 significant digits: 1.23M tokens, 4.56P FLOPs."""
+    for power, prefix in ((18, "E"), (15, "P"), (12, "T"), (9, "G"), (6, "M"), (3, "k")):
+        if abs(x) >= 10**power:
+            return f"{x / 10**power:.3g}{prefix}"
+    return f"{x:.3g}"
+
+
+def duration(seconds: float) -> str:
+    """Seconds as they read: 42 s, 12 min, 3.2 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+COST_COLUMNS = ("wall", "device-h", "tokens", "FLOPs", "peak memory")
+
+
+def cost_cells(cost: dict | None) -> list[str]:
+    """An arm's cost (evsys/cost.py arm_total) as the cells of COST_COLUMNS."""
+    if not cost:
+        return ["–"] * len(COST_COLUMNS)
+    gpu, rss = cost.get("peak_gpu_mb"), cost.get("peak_rss_mb")
+    memory = f"{gpu:.0f} MiB GPU" if gpu is not None else f"{rss or 0:.0f} MiB RSS"
+    return [
+        duration(cost["wall_seconds"]),
+        f"{cost['device_hours']:.3g}",
+        si(cost["tokens"]),
+        si(cost["flops"]),
+        memory,
+    ]

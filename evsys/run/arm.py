@@ -21,7 +21,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from evsys import provenance
 from evsys.algorithms import algorithm_module_class
+from evsys.cost import arm_cost, reset_peak_memory
 from evsys.data.mixture import dataset_names
 from evsys.data.prepare import check_source
 from evsys.errors import DirInUse, Diverged
@@ -115,6 +117,7 @@ def _run(cfg: DictConfig, job_dir: Path, record: ArmResult, context: JobContext 
             hparams=flat_hparams(cfg) | _chain_hparams(cfg),
             placement=_torch_threads(cfg, record.placement),
         )
+        reset_peak_memory()
         with quiet_libraries():
             outcome = _train(cfg, job_dir, identity, context)
         if outcome is None:  # another rank of a multi-process arm: rank 0 records it
@@ -166,6 +169,16 @@ def finished_record(
         artifacts={**outcome.artifacts, "tensorboard": relative_log_dir(job_dir, context)},
         resumed_from_step=outcome.resumed_from_step,
         continual=dict(outcome.continual) if outcome.continual is not None else None,
+        cost=_cost(outcome, timings["total"]),
+    )
+
+
+def _cost(outcome: ArmOutcome, wall_seconds: float) -> dict:
+    return arm_cost(
+        wall_seconds=wall_seconds,
+        devices=outcome.devices,
+        tokens=outcome.tokens,
+        parameters=outcome.parameters,
     )
 
 
@@ -248,6 +261,7 @@ def _new_record(cfg: DictConfig) -> ArmResult:
         requeues=_requeues(),
         started_at=_now(),
         placement=_placement(),
+        provenance=provenance.collect(),
     )
 
 

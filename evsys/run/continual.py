@@ -362,6 +362,8 @@ def _chain_outcome(
         resumed_from_step=resumed_from_step,
         extra_metrics=flat_metrics(summary),
         continual=summary,
+        parameters=max(o.parameters for o in outcomes),
+        devices=max(o.devices for o in outcomes),
     )
 
 

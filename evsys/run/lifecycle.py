@@ -70,6 +70,8 @@ class ArmOutcome:
     extra_hparams: Mapping[str, str] = field(default_factory=dict)  # a chain's stages
     continual: Mapping | None = None  # a chain's section of the record
     export_error: str | None = None  # why the model or the per-item scores were not written
+    parameters: int = 0  # the trained model's (0: not known, a stage finished earlier)
+    devices: int = 1  # processes training it, over every node (the trainer's world size)
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -231,6 +233,8 @@ class ArmRun:
             artifacts=artifacts,
             resumed_from_step=self.resumed_from_step,
             export_error=export_error,
+            parameters=count_parameters(self.module.model),
+            devices=self.trainer.world_size,
         )
 
     @contextlib.contextmanager
