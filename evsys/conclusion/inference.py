@@ -215,7 +215,7 @@ def _unpaired(first, second, a: np.ndarray, b: np.ndarray, bounds, notes) -> Com
     resid = [residual_ms(x) for x in (a, b)]
     noise = math.fsum(r / x.shape[0] for r, x in zip(resid, (a, b), strict=True))
     item_var = max(0.0, float(np.var(a.mean(axis=0) - b.mean(axis=0), ddof=1)) - noise)
-    comps = VarianceComponents(seed.seed_terms, item_var, a.shape[1], noise)
+    comps = replace(seed, item_var=item_var, n_items=a.shape[1], item_noise=noise)
     diff = float(a.mean() - b.mean())
     why = "different seed sets" if first.seeds != second.seeds else "pair_seeds=False"
     notes = (*notes, f"{why}: not paired by seed")
