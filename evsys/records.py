@@ -237,21 +237,17 @@ def read_completed(job_dir: Path) -> ArmResult | None:
 
 
 # ---------------------------------------------------------------------------- per-item scores
+def item_scores_path(run_dir: Path, label: str) -> Path:
+    """Where benchmark `label`'s per-item scores of the run in `run_dir` are."""
+    return Path(run_dir) / SCORES_DIR / f"{label}.jsonl"
+
+
 def write_item_scores(run_dir: Path, items: dict[str, list[dict]]) -> None:
     """Each benchmark's per-item scores as scores/<label>.jsonl, one JSON object per line."""
     for label, rows in items.items():
         text = "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows)
-        path = Path(run_dir) / SCORES_DIR / f"{label}.jsonl"
+        path = item_scores_path(run_dir, label)
         write_atomic(path, lambda out, text=text: out.write(text.encode("utf-8")))
-
-
-def read_item_scores(run_dir: Path, label: str) -> list[dict] | None:
-    """The per-item scores of benchmark `label` in `run_dir`, or None when there are none."""
-    path = Path(run_dir) / SCORES_DIR / f"{label}.jsonl"
-    if not path.is_file():
-        return None
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 # ------------------------------------------------------------------------------------- the plan

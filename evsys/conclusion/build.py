@@ -63,7 +63,7 @@ def build_conclusion(sweep_dir: str | Path) -> Conclusion:
     plan = Plan.load(sweep_dir)
     metric, mode = plan.success_metric, plan.mode
     runs = collect_runs(sweep_dir, plan)
-    scores = arm_scores(Path(sweep_dir), runs["completed"], metric["name"])
+    scores = arm_scores(runs["completed"])
     bounds = metric_bounds(metric["name"])
     groups = _rank_groups(runs["completed"], scores, mode, bounds)
     ranking = [g.arm for g in groups]

@@ -35,7 +35,7 @@ def sweep_power(sweep_dir: Path, effect: float) -> list[PowerRow]:
     """power_summary of a sweep dir's verdict comparisons for a target `effect`."""
     plan = Plan.load(sweep_dir)
     runs = collect_runs(sweep_dir, plan)
-    scores = arm_scores(Path(sweep_dir), runs["completed"], plan.metric_name)
+    scores = arm_scores(runs["completed"])
     decision = decide_plan(plan, scores) if len(scores) >= 2 else None
     return power_summary(decision.tests, effect) if decision else []
 
