@@ -33,8 +33,8 @@ BAD_ROWS = {
     "nan": (lambda row: json.dumps({**row, "exact_match": float("nan")}), "is NaN"),
     "null": (lambda row: json.dumps({**row, "exact_match": None}), "is null"),
     "no metric": (lambda row: json.dumps({"item": row["item"]}), "no 'exact_match' score"),
-    "duplicate id": (lambda row: json.dumps({**row, "item": "3"}), "also on row 4"),
-    "not json": (lambda row: "{oops", "not JSON"),
+    "duplicate id": (lambda row: json.dumps({**row, "item": "3"}), "also on line 4"),
+    "not json": (lambda row: "{oops", "malformed JSON"),
 }
 
 
@@ -45,7 +45,7 @@ def test_a_bad_row_fails_its_run_naming_file_row_and_item(tmp_path, kind):
     c = build_conclusion(sweep)
     (failed,) = c.failed
     assert (failed.arm, failed.seed) == ("b", 1)
-    assert str(path) in failed.error and f"row {ROW}" in failed.error and why in failed.error
+    assert str(path) in failed.error and f"line {ROW}" in failed.error and why in failed.error
     if kind != "not json":
         item = "'3'" if kind == "duplicate id" else "'4'"
         assert f"item {item}" in failed.error
@@ -68,6 +68,6 @@ def test_a_null_score_does_not_crash_conclude(tmp_path):
     assert proc.returncode == 1, proc.stderr  # a failed run: incomplete, not a crash
     assert "Traceback" not in proc.stderr
     out = " ".join(proc.stdout.split())  # the console wraps long lines
-    assert "FAILED b seed 1" in out and f"row {ROW} (item '4')" in out
+    assert "FAILED b seed 1" in out and f"line {ROW} (item '4')" in out
     md = (sweep / "conclusion.md").read_text()
     assert "## Failed runs" in md and "is null" in md

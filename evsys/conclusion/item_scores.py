@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 
 from evsys.errors import DataError
+from evsys.jsonl import numbered_rows
 from evsys.records import item_scores_path
 
 RECORD_TOLERANCE = 1e-5  # the record's value is rounded to 6 decimals
@@ -38,18 +39,18 @@ def read_metric_items(run_dir: Path, metric: str, recorded: float) -> dict[str, 
     path = item_scores_path(run_dir, where[0]) if where else None
     if path is None or not path.is_file():
         return None
-    rows = _rows(path)
+    rows = numbered_rows(path)
     if not any(where[1] in row for _, row in rows):
         return None
     scores: dict[str, float] = {}
     first_row: dict[str, int] = {}
     for number, row in rows:
         item = row.get("item")
-        at = f"{path} row {number} (item {item!r})"
+        at = f"{path}, line {number} (item {item!r})"
         if item is None:
             raise DataError(f"{at}: no 'item' id")
         if str(item) in scores:
-            raise DataError(f"{at}: item id also on row {first_row[str(item)]}")
+            raise DataError(f"{at}: item id also on line {first_row[str(item)]}")
         scores[str(item)] = _score(row, where[1], at)
         first_row[str(item)] = number
     mean = math.fsum(scores.values()) / len(scores)
@@ -59,22 +60,6 @@ def read_metric_items(run_dir: Path, metric: str, recorded: float) -> dict[str, 
             f"{metric} = {recorded:.6g} (the file is not this run's)"
         )
     return scores
-
-
-def _rows(path: Path) -> list[tuple[int, dict]]:
-    """(line number from 1, object) of every non-blank line."""
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path} row {number}: not JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise DataError(f"{path} row {number}: not a JSON object")
-        rows.append((number, row))
-    return rows
 
 
 def _score(row: dict, name: str, at: str) -> float:

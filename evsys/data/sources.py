@@ -21,6 +21,7 @@ from evsys.data.formats import PREFERENCE, to_examples
 from evsys.data.tasks import TASKS, get_task, is_task
 from evsys.data.transforms import Context, Step, resolve_steps, run_steps
 from evsys.errors import ConfigError, DataError
+from evsys.jsonl import numbered_rows
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
 EVAL_SPLITS = ("validation", "test")  # tried in this order when data.eval_split is null
@@ -189,19 +190,7 @@ def _not_utf8(path: Path, error: UnicodeDecodeError) -> str:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with path.open(encoding=TEXT_ENCODING) as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}, line {number}: malformed JSON: {error.msg}") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}, line {number}: expected a JSON object")
-            rows.append(row)
-    return rows
+    return [row for _, row in numbered_rows(path, TEXT_ENCODING)]
 
 
 def _read_json(path: Path) -> list[dict]:
