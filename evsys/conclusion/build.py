@@ -92,7 +92,8 @@ def build_conclusion(sweep_dir: str | Path) -> Conclusion:
 
 
 def _decision(plan: Plan, scores: dict, ranking: list[str], runs: dict) -> dict[str, Any]:
-    """verdict, reason, kind, claim, comparisons, surprises, notes and power."""
+    """verdict, reason, kind, claim, comparisons, surprises, notes, power and the verdict's
+    basis (the p-value it rests on)."""
     refusal = _cannot_decide(plan, scores, runs)
     if refusal is not None:
         return {"verdict": "inconclusive", "reason": refusal, "kind": None, "claim": None}
@@ -107,6 +108,8 @@ def _decision(plan: Plan, scores: dict, ranking: list[str], runs: dict) -> dict[
         "surprises": list(decision.surprises),
         "notes": list(decision.notes),
         "power": power_summary(tests, plan.min_effect or None),
+        "verdict_basis": decision.basis.text() if decision.basis else None,
+        "verdict_p": decision.basis.p if decision.basis else None,
     }
 
 

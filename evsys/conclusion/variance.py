@@ -210,6 +210,25 @@ def mde(
     return q * math.sqrt(var)
 
 
+def mde_range(
+    components: VarianceComponents,
+    n_seeds: int | None = None,
+    alpha: float = ALPHA,
+    power: float = 0.8,
+    level: float = 0.95,
+) -> Bounds:
+    """How uncertain mde() is: the minimum detectable effect were the variance known and at
+    the (1 - level) / 2 and (1 + level) / 2 points of its pivot (from 2-5 seeds these are
+    far apart: the variance behind the mde is itself an estimate on a few df)."""
+    vs, weights = _pivot_variances(tuple(components.terms(n_seeds)))
+    order = np.argsort(vs)
+    cumulative = np.cumsum(weights[order])
+    tail = (1 - level) / 2
+    lo, hi = (vs[order][min(np.searchsorted(cumulative, q), len(vs) - 1)] for q in (tail, 1 - tail))
+    q = float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
+    return q * math.sqrt(lo), q * math.sqrt(hi)
+
+
 def seeds_needed(
     components: VarianceComponents,
     effect: float,
