@@ -56,8 +56,10 @@ class VarianceComponents:
             for (var, n), f in zip(self.seed_terms, floors, strict=True)
         ]
         if len(seeds) > 1:
+            # Welch's df of the estimates themselves: the floors are known, not estimated
+            df = satterthwaite([t._replace(floor=0.0) for t in seeds])
             plus, floor = math.fsum(t.plus for t in seeds), math.fsum(t.floor for t in seeds)
-            seeds = [Term(plus, satterthwaite(seeds), 0.0, floor)]
+            seeds = [Term(plus, df, 0.0, floor)]
         out = list(seeds)
         if self.n_items and self.n_items > 1 and (self.item_var > 0 or self.item_noise > 0):
             # the noise part shrinks with seeds; the arm-by-item part does not
