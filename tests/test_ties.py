@@ -92,3 +92,13 @@ def test_aa_near_the_bounds_big(accuracy, n_seeds):
     reps = 2000
     supported, _ = calibration.extreme_rates(accuracy, n_seeds, reps)
     assert supported <= 0.05 + 2.5 * math.sqrt(0.05 * 0.95 / reps)
+
+
+def test_tied_seed_means_of_arms_on_different_seeds_are_inconclusive():
+    """The same counts on different seed sets (not paired by seed): each arm's seed means are
+    constant, and each seed term rests on its own arm's item noise."""
+    a, b = tied_arms(2, near_one=False)
+    b = ArmScores("b", (10, 11), b.values, b.items)
+    c = compare(a, b, "max", EM)
+    assert c.method == "unpaired_seeds_items"
+    assert c.ci95[0] < 0 < c.ci95[1] and c.p_value > 0.05
