@@ -3,7 +3,8 @@
 Pure numpy/scipy; used by evsys.conclusion.inference (see its docstring for the model). A
 variance is a list of Terms (an estimate with its degrees of freedom); tests and intervals
 average the normal tail over the generalized pivotal quantity of the sum (Tsui & Weerahandi
-1989): each estimated term v with df k stands for v * k / chi2_k. Planning (mde,
+1989): each estimated term v with df k stands for v * k / chi2_k, never below its known floor
+(a seed term's: the noise its items put into a seed's mean). Planning (mde,
 seeds_needed) uses Student's t with Satterthwaite (1946) df of the same terms.
 """
 
@@ -112,7 +113,9 @@ def components_of(x: np.ndarray) -> VarianceComponents:
     resid = residual_ms(x)
     item_var = max(0.0, float(np.var(x.mean(axis=0), ddof=1)) - resid / n_seeds)
     floors = (resid / n_items,)  # a seed's mean carries the noise of its items at least
-    return VarianceComponents(((seed_var, n_seeds),), item_var, n_items, resid / n_seeds, 1, floors)
+    return VarianceComponents(
+        ((seed_var, n_seeds),), item_var, n_items, resid / n_seeds, seed_floors=floors
+    )
 
 
 def seed_components(matrices: Sequence[np.ndarray]) -> VarianceComponents:
