@@ -105,3 +105,13 @@ def test_an_exact_difference_never_reads_detects_zero(tmp_path):
     assert c.verdict == "supported" and c.power[0].mde == 0
     assert "could detect 0" not in md and "detects about 0 " not in md
     assert "no spread between seeds or items was seen" in md
+
+
+def test_seed_level_metrics_name_welch(tmp_path):
+    """No per-item scores (a loss, here the records only): the page names Welch's t-test."""
+    from tests.test_conclusion import write_sweep
+
+    sweep = write_sweep(tmp_path, {"low": [0.5, 0.52, 0.51], "high": [0.9, 0.92, 0.91]})
+    write_conclusion(sweep)
+    method = (sweep / "conclusion.md").read_text().split("## Method", 1)[1]
+    assert "- Test: Welch's t-test on seed means" in method and "pivotal" not in method

@@ -162,12 +162,16 @@ def _method_markdown(conclusion: Conclusion) -> list[str]:
         return []
     m = num(conclusion.success_metric.min_effect)
     methods = "; ".join(dict.fromkeys(method_text(c.method) for c in comparisons))
+    test = (
+        f"the difference of two arms' means, its variance from the seeds and the items (a "
+        f"generalized pivotal test, Tsui & Weerahandi 1989; docs/statistics.md): {methods}"
+        if any(c.n_items for c in comparisons)
+        else f"{methods}, as no arm left per-item scores"
+    )
     lines = [
         "## Method",
         "",
-        f"- Test: the difference of two arms' means, its variance from the seeds and the items "
-        f"(a generalized pivotal test, Tsui & Weerahandi 1989; docs/statistics.md): {methods}. "
-        f"Two-sided, alpha = {ALPHA:g}; each 95% CI is the same test's.",
+        f"- Test: {test}. Two-sided, alpha = {ALPHA:g}; each 95% CI is the same test's.",
         f"- p(> m) and p(< m), with m = {m} (the minimum effect), are doubled one-sided p-values "
         f'of "difference > m" and "difference < m": p(> m) < {ALPHA:g} exactly when the 95% '
         "CI lies above m.",
