@@ -11,10 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import random
-from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import TextIO
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -24,6 +22,7 @@ from evsys.data.formats import PREFERENCE, to_examples
 from evsys.data.tasks import TASKS, get_task, is_task
 from evsys.data.transforms import Context, Step, resolve_steps, run_steps
 from evsys.errors import ConfigError, DataError
+from evsys.jsonl import numbered_rows
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
 EVAL_SPLITS = ("validation", "test")  # tried in this order when data.eval_split is null
@@ -196,34 +195,12 @@ def _not_utf8(path: Path, error: UnicodeDecodeError) -> str:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with path.open(encoding=TEXT_ENCODING) as lines:
-        for number, line in enumerate(_bounded_lines(lines, path), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}, line {number}: malformed JSON: {error.msg}") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}, line {number}: expected a JSON object")
-            rows.append(row)
-    return rows
-
-
-def _bounded_lines(lines: TextIO, path: Path) -> Iterator[str]:
-    """The file's lines, each read at most MAX_LINE_CHARS (+1) at a time: a longer one is
-    refused before it is read whole, so reading stays bounded in memory."""
-    number = 0
-    while line := lines.readline(MAX_LINE_CHARS + 1):
-        number += 1
-        if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
-            raise DataError(
-                f"{path}, line {number}: longer than {MAX_LINE_CHARS:,} characters, the limit "
-                "of one example (evsys.data.sources.MAX_LINE_CHARS); split it into examples, or "
-                "store long documents as .txt or .parquet"
-            )
-        yield line
+    hint = (
+        ", the limit of one example (evsys.data.sources.MAX_LINE_CHARS); split it into "
+        "examples, or store long documents as .txt or .parquet"
+    )
+    rows = numbered_rows(path, TEXT_ENCODING, MAX_LINE_CHARS, hint)
+    return [row for _, row in rows]
 
 
 def _read_json(path: Path) -> list[dict]:
