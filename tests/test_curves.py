@@ -88,3 +88,21 @@ def test_runs_that_logged_no_curves_leave_conclusion_md_as_it_was(tmp_path):
     write_conclusion(sweep)
     assert "Learning curves" not in (sweep / "conclusion.md").read_text()
     assert not (sweep / CURVES_PLOT).exists()
+
+
+def test_a_record_pointing_its_curves_outside_the_sweep_dir_is_a_note_not_a_read(tmp_path):
+    sweep = write_sweep(tmp_path, {"a": [0.9, 0.8]})
+    _log_curves(sweep, "a", 0, [2.0, 1.0])
+    record_file = sweep / "a_seed1" / "result.json"
+    record = json.loads(record_file.read_text())
+    record["artifacts"]["tensorboard"] = "../../elsewhere"  # tmp_path/elsewhere, holding a run
+    record_file.write_text(json.dumps(record))
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(tmp_path / "elsewhere")) as writer:
+        writer.add_scalar("train/loss", 100.0, 0)
+    write_conclusion(sweep)
+    markdown = (sweep / "conclusion.md").read_text()
+    assert "- a seed 1: curves left out (a_seed1/result.json artifacts.tensorboard: " in markdown
+    assert "outside the sweep dir" in markdown
+    assert read_scalars(sweep / "tensorboard" / "a" / "mean") == {"train/loss": {0: 2.0, 1: 1.0}}
