@@ -56,8 +56,13 @@ def _log_curves(sweep: Path, arm: str, seed: int, losses: list[float] | None) ->
             writer.add_scalar("train/lr", 0.1, step)  # not a curve the conclusion averages
 
 
-def test_a_run_without_event_files_is_a_note_and_the_others_are_averaged(tmp_path):
-    sweep = write_sweep(tmp_path, {"a": [0.9, 0.8], "b": [0.5, 0.6]})
+def test_a_run_without_readable_event_files_is_a_note_and_the_others_are_averaged(tmp_path):
+    sweep = write_sweep(tmp_path, {"a": [0.9, 0.8], "b": [0.5, 0.6], "c": [0.1, 0.2]})
+    _log_curves(sweep, "c", 0, [1.0])
+    _log_curves(sweep, "c", 1, None)
+    damaged = sweep / "tensorboard" / "c" / "seed1" / "events.out.tfevents.1.host"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"\x00garbage" * 40)
     _log_curves(sweep, "a", 0, [2.0, 1.0, 0.5])
     _log_curves(sweep, "a", 1, [3.0, 2.0])  # stopped early
     _log_curves(sweep, "b", 0, [2.0, 2.0])
@@ -66,6 +71,7 @@ def test_a_run_without_event_files_is_a_note_and_the_others_are_averaged(tmp_pat
     markdown = (sweep / "conclusion.md").read_text()
     assert f"![learning curves per arm]({CURVES_PLOT})" in markdown
     assert "- b seed 1: curves left out (no TensorBoard event file in " in markdown
+    assert "- c seed 1: curves left out (no scalar in the TensorBoard event files in " in markdown
     note = "- a train/loss: the seeds logged different steps (seed 0 to step 2, seed 1 to step 1)"
     assert note in markdown
     assert (sweep / CURVES_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

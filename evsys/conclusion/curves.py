@@ -69,7 +69,7 @@ def average_curves(seeds: dict[int, dict[int, float]]) -> tuple[Curve, list[int]
 def read_scalars(log_dir: Path) -> dict[str, dict[int, float]]:
     """Every scalar of the TensorBoard run in `log_dir`: tag -> step -> value (the last value
     written at a step, as a resumed run re-logs its steps). OSError when there is no event
-    file; whatever the reader raises on a damaged one."""
+    file, ValueError when they hold no scalar."""
     from tensorboard.backend.event_processing.event_accumulator import (
         SCALARS,
         EventAccumulator,
@@ -79,10 +79,10 @@ def read_scalars(log_dir: Path) -> dict[str, dict[int, float]]:
         raise FileNotFoundError(f"no TensorBoard event file in {log_dir}")
     events = EventAccumulator(str(log_dir), size_guidance={SCALARS: 0})  # 0: keep every step
     events.Reload()
-    return {
-        tag: {event.step: float(event.value) for event in events.Scalars(tag)}
-        for tag in events.Tags()["scalars"]
-    }
+    tags = events.Tags()["scalars"]
+    if not tags:  # the reader skips what it cannot parse: a damaged file reads as empty
+        raise ValueError(f"no scalar in the TensorBoard event files in {log_dir} (damaged?)")
+    return {tag: {e.step: float(e.value) for e in events.Scalars(tag)} for tag in tags}
 
 
 def arm_curves(
