@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from evsys.conclusion.curves import CURVES_PLOT, average_curves, read_scalars
 from evsys.conclusion.write import write_conclusion
-from tests.test_conclusion import write_sweep
+from tests.test_conclusion import METRIC, write_sweep
 
 
 def test_the_band_is_the_t_interval_of_the_seeds_at_each_step():
@@ -112,3 +112,19 @@ def test_a_record_pointing_its_curves_outside_the_sweep_dir_is_a_note_not_a_read
     assert "- a seed 1: curves left out (a_seed1/result.json artifacts.tensorboard: " in markdown
     assert "outside the sweep dir" in markdown
     assert read_scalars(sweep / "tensorboard" / "a" / "mean") == {"train/loss": {0: 2.0, 1: 1.0}}
+
+
+def test_the_success_metric_is_a_curve_when_scored_during_training(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    sweep = write_sweep(tmp_path, {"during": [0.9, 0.8], "at_end": [0.5, 0.6]})
+    for arm, steps in (("during", [2, 4]), ("at_end", [4])):
+        for seed in (0, 1):
+            _log_curves(sweep, arm, seed, [2.0, 1.0])
+            with SummaryWriter(str(sweep / "tensorboard" / arm / f"seed{seed}")) as writer:
+                for step in steps:
+                    writer.add_scalar(METRIC, 0.25 * step + 0.1 * seed, step)
+    write_conclusion(sweep)
+    during = read_scalars(sweep / "tensorboard" / "during" / "mean")
+    assert during[METRIC] == pytest.approx({2: 0.55, 4: 1.05})
+    assert METRIC not in read_scalars(sweep / "tensorboard" / "at_end" / "mean")  # a final score
