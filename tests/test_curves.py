@@ -69,7 +69,7 @@ def test_a_run_without_readable_event_files_is_a_note_and_the_others_are_average
     _log_curves(sweep, "b", 1, None)  # its record names a run that has no event file
     write_conclusion(sweep)
     markdown = (sweep / "conclusion.md").read_text()
-    assert f"![learning curves per arm]({CURVES_PLOT})" in markdown
+    assert f"Per arm: [{CURVES_PLOT}]({CURVES_PLOT})" in markdown
     assert "- b seed 1: curves left out (no TensorBoard event file in " in markdown
     assert "- c seed 1: curves left out (no scalar in the TensorBoard event files in " in markdown
     note = "- a train/loss: the seeds logged different steps (seed 0 to step 2, seed 1 to step 1)"

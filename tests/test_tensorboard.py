@@ -103,9 +103,7 @@ def test_one_mean_run_per_arm_is_the_mean_of_its_seeds_at_each_step(sweep):
                 assert value == pytest.approx(sum(seed_values) / 2, rel=1e-6)
                 assert lower[tag][step] <= min(seed_values) <= max(seed_values) <= upper[tag][step]
     assert (sweep / "conclusion_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (
-        "![learning curves per arm](conclusion_curves.png)" in (sweep / "conclusion.md").read_text()
-    )
+    assert "[conclusion_curves.png](conclusion_curves.png)" in (sweep / "conclusion.md").read_text()
 
 
 @pytest.mark.integration

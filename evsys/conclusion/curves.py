@@ -194,9 +194,9 @@ def _section(plotted: bool, notes: list[str]) -> str:
     lines = ["", "## Learning curves (mean over seeds ± 95% t band at each step)", ""]
     if plotted:
         lines += [
-            f"![learning curves per arm]({CURVES_PLOT})",
-            "",
-            "TensorBoard: one run per arm, `<arm>/mean` (band: `<arm>/lower`, `<arm>/upper`).",
+            # a link, not an image: TensorBoard's Text tab shows this file and cannot load it
+            f"Per arm: [{CURVES_PLOT}]({CURVES_PLOT}); in TensorBoard the runs `<arm>/mean`,",
+            "`<arm>/lower` and `<arm>/upper` (type `mean` in the run filter: one line per arm).",
             "",
         ]
     lines += [f"- {note}" for note in notes]
