@@ -328,7 +328,8 @@ class ContinualConfig:
 
 @dataclass
 class StoresConfig:
-    outputs_root: str = "outputs"  # experiments, registry and sweeps live under here
+    # experiments, registry and sweeps live here: $EVSYS_OUTPUTS_ROOT, else ./outputs
+    outputs_root: str = "${oc.env:EVSYS_OUTPUTS_ROOT,outputs}"
 
 
 @dataclass

@@ -32,6 +32,7 @@ SHARDED_CHECKPOINT_META = "meta.pt"  # Lightning's file of a sharded checkpoint'
 CHECKPOINT_IDENTITY = "evsys_identity"  # the key of a checkpoint's identity (see config_identity)
 CONCLUSION_FILES = ("conclusion.json", "conclusion.md", "conclusion.png")
 SCORES_DIR = "scores"  # <run dir>/scores/<benchmark label>.jsonl: one object per scored item
+MULTIRUN_FILE = "multirun.yaml"  # <sweep dir>/multirun.yaml: the sweep's config, its command line
 LAUNCH_FILE = "launch.json"  # <sweep dir>/launch.json: a sweep that refused or crashed says so
 
 # Overrides a sweep adds to every job for bookkeeping; they say nothing about what an arm trains.

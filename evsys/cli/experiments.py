@@ -3,7 +3,11 @@
 evsys experiments [--root outputs]          every experiment, as a table
 evsys experiments --where KEY=VALUE ...     those whose metadata has KEY=VALUE (all of them)
 evsys experiments show ID [--root outputs]  its lineage (parent_experiment_id chain), its
-                                            metadata and conclusion.md
+                                            metadata and conclusion.md; ID may be a unique
+                                            prefix of an id, or `latest`
+
+The registry is <root>/experiments.sqlite; root: --root, else $EVSYS_OUTPUTS_ROOT, else
+./outputs (where experiment.stores.outputs_root puts it by default).
 """
 
 from __future__ import annotations
@@ -20,13 +24,13 @@ from rich.text import Text
 from evsys import registry
 from evsys.conclusion.text import metadata_text
 
-DEFAULT_ROOT = "outputs"
+DEFAULT_ROOT = "$EVSYS_OUTPUTS_ROOT, else ./outputs"  # registry.default_outputs_root()
 HEADERS = {"parent_experiment_id": "parent"}
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m evsys.experiments") -> int:
     args = _parser(prog).parse_args(argv)
-    root = getattr(args, "root", DEFAULT_ROOT)
+    root = getattr(args, "root", None) or registry.default_outputs_root()
     console = Console()
     if not console.is_terminal:  # a log or a pipe: wide enough that the table does not wrap
         console = Console(width=200)
@@ -60,7 +64,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("list", parents=[common, where], help="every experiment (the default)")
     show_parser = commands.add_parser("show", parents=[common], help="print a conclusion")
-    show_parser.add_argument("id", help="experiment id")
+    show_parser.add_argument("id", help="experiment id, a unique prefix of one, or `latest`")
     return parser
 
 
@@ -108,7 +112,7 @@ def _metadata_cell(metadata: dict) -> str | None:
 def show(outputs_root: str | Path, experiment_id: str, console: Console) -> int:
     """Print the experiment's conclusion.md; 1 when the id is unknown."""
     try:
-        row = registry.get(outputs_root, experiment_id)
+        row = registry.find(outputs_root, experiment_id)
     except registry.ExperimentNotFound as exc:
         print(f"evsys.experiments: {exc}", file=sys.stderr)
         return 1
@@ -121,7 +125,7 @@ def show(outputs_root: str | Path, experiment_id: str, console: Console) -> int:
         print(conclusion.read_text(encoding="utf-8"), end="")
     else:
         console.print(
-            f"{experiment_id}: status {row['status']}, no conclusion yet ({conclusion})",
+            f"{row['id']}: status {row['status']}, no conclusion yet ({conclusion})",
             markup=False,
         )
     return 0

@@ -31,7 +31,7 @@ from evsys.compose import quoted, search_path
 from evsys.conclusion.model import Conclusion
 from evsys.errors import Interrupted, RegistryError
 from evsys.interrupts import INTERRUPTED_CODES
-from evsys.records import CONCLUSION_FILES, Plan, plan_exists
+from evsys.records import CONCLUSION_FILES, MULTIRUN_FILE, Plan, plan_exists
 from evsys.results import ExperimentResult, load_experiment_result
 from evsys.run.tensorboard import viewing_hint
 from evsys.sweep import launch_report
@@ -47,7 +47,7 @@ def start_sweep(plan: Plan, sweep_dir: Path, config: DictConfig) -> None:
     sweep_dir.mkdir(parents=True, exist_ok=True)
     launch_report.clear(sweep_dir)  # this launch started: an earlier one's refusal is history
     plan.save(sweep_dir)
-    OmegaConf.save(config, sweep_dir / "multirun.yaml")
+    OmegaConf.save(config, sweep_dir / MULTIRUN_FILE)
     registry.register(
         plan.outputs_root,
         {
