@@ -194,6 +194,16 @@ class ArmResult:
         record.pop("dir")
         return record
 
+    def __repr__(self) -> str:  # a few lines, not the whole record (evsys/record_views.py)
+        from evsys.record_views import arm_repr
+
+        return arm_repr(self)
+
+    def _repr_html_(self) -> str:
+        from evsys.record_views import arm_html
+
+        return arm_html(self)
+
     def save(self, job_dir: Path) -> Path:
         return write_json_atomic(Path(job_dir) / RESULT_FILE, self.to_dict())
 
