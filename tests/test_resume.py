@@ -102,3 +102,21 @@ def test_the_printed_resume_command_and_evsys_resume_finish_an_interrupted_sweep
     )  # fmt: skip
     _assert_finished(tmp_path, "second", done)
     assert not (elsewhere / "out").exists()
+
+
+def test_the_resume_message_reaches_stderr_when_stdout_is_piped_elsewhere(tmp_path, monkeypatch):
+    import logging
+
+    from evsys.interrupts import tell
+
+    log = logging.getLogger("test_resume")
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:
+        monkeypatch.setattr(sys, "stdout", out)
+        monkeypatch.setattr(sys, "stderr", err)
+        tell(log, "resume with: X")  # stdout into `tee`, stderr on the terminal
+    assert (tmp_path / "err").read_text() == "resume with: X\n"
+    with open(tmp_path / "both", "w") as both:
+        monkeypatch.setattr(sys, "stdout", both)
+        monkeypatch.setattr(sys, "stderr", both)
+        tell(log, "resume with: X")  # one terminal: logged once, not said twice
+    assert (tmp_path / "both").read_text() == ""  # the log's handlers write elsewhere here
