@@ -2,6 +2,7 @@
 
 evsys experiments [--root outputs]          every experiment, as a table
 evsys experiments --where KEY=VALUE ...     those whose metadata has KEY=VALUE (all of them)
+evsys experiments [show ID] --json          the same as JSON, for scripts and agents
 evsys experiments show ID [--root outputs]  its lineage (parent_experiment_id chain), its
                                             metadata and conclusion.md; ID may be a unique
                                             prefix of an id, or `latest`
@@ -13,6 +14,7 @@ The registry is <root>/experiments.sqlite; root: --root, else $EVSYS_OUTPUTS_ROO
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m evsys.experiments
     console = Console()
     if not console.is_terminal:  # a log or a pipe: wide enough that the table does not wrap
         console = Console(width=200)
+    if getattr(args, "json", False):
+        return print_json(root, args.id if args.command == "show" else None, args)
     if args.command == "show":
         return show(root, args.id, console)
     print_experiments(root, console, getattr(args, "where", None) or [])
@@ -45,6 +49,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--root", default=argparse.SUPPRESS, help=f"outputs root (default: {DEFAULT_ROOT})"
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON, for scripts"
     )
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument(
@@ -128,6 +135,26 @@ def show(outputs_root: str | Path, experiment_id: str, console: Console) -> int:
             f"{row['id']}: status {row['status']}, no conclusion yet ({conclusion})",
             markup=False,
         )
+    return 0
+
+
+def print_json(outputs_root: str | Path, experiment_id: str | None, args) -> int:
+    """The registry rows (or one experiment: its row, lineage and conclusion) as JSON."""
+    if experiment_id is None:
+        where = getattr(args, "where", None) or []
+        rows = [row for row in registry.list_experiments(outputs_root) if matches(row, where)]
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    try:
+        row = registry.find(outputs_root, experiment_id)
+    except registry.ExperimentNotFound as exc:
+        print(f"evsys.experiments: {exc}", file=sys.stderr)
+        return 1
+    path = Path(row["sweep_dir"] or "") / "conclusion.json"
+    conclusion = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    lineage = registry.lineage(outputs_root, row["id"])
+    shown = {**row, "lineage": lineage, "conclusion": conclusion}
+    print(json.dumps(shown, indent=2, default=str))
     return 0
 
 
