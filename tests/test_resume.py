@@ -120,3 +120,32 @@ def test_the_resume_message_reaches_stderr_when_stdout_is_piped_elsewhere(tmp_pa
         monkeypatch.setattr(sys, "stderr", both)
         tell(log, "resume with: X")  # one terminal: logged once, not said twice
     assert (tmp_path / "both").read_text() == ""  # the log's handlers write elsewhere here
+
+
+def test_the_resume_command_puts_every_override_before_dash_m_and_quotes_paths(tmp_path):
+    from omegaconf import OmegaConf
+
+    from evsys.sweep.resume_command import missing_config_dirs, resume_command
+
+    presets = tmp_path / "my presets"
+    presets.mkdir()
+    source = {"path": str(presets), "schema": "file", "provider": "command-line"}
+    hydra = {
+        "runtime": {"config_sources": [source], "cwd": str(tmp_path)},
+        "job": {"config_name": "train"},
+        "overrides": {
+            "task": ["+experiment=demo", "experiment.hypothesis='a b'"],
+            "hydra": ["hydra.sweep.dir=old", "hydra.mode=MULTIRUN", "hydra/launcher=local"],
+        },
+    }
+    config = OmegaConf.create({"hydra": hydra})
+    sweep_dir = tmp_path / "a sweep"
+    words = shlex.split(resume_command(config, sweep_dir))
+    assert words == [
+        "python", "-m", "evsys.train", "--config-dir", str(presets), "+experiment=demo",
+        "experiment.hypothesis='a b'", "hydra/launcher=local",
+        f"hydra.sweep.dir='{sweep_dir.resolve()}'", "-m",
+    ]  # fmt: skip
+    assert missing_config_dirs(config) == []
+    presets.rmdir()  # Experiment.run()'s temporary config dir, gone after the run
+    assert missing_config_dirs(config) == [str(presets)]

@@ -16,7 +16,12 @@ import sys
 
 from evsys import registry
 from evsys.errors import NotASweepDir
-from evsys.sweep.resume_command import launch_dir, recorded_config, resume_arguments
+from evsys.sweep.resume_command import (
+    launch_dir,
+    missing_config_dirs,
+    recorded_config,
+    resume_arguments,
+)
 
 
 def main(argv: list[str] | None = None, prog: str = "evsys resume") -> int:
@@ -31,6 +36,14 @@ def main(argv: list[str] | None = None, prog: str = "evsys resume") -> int:
         config = recorded_config(sweep_dir)
     except (registry.ExperimentNotFound, NotASweepDir) as error:
         print(f"{prog}: {error}", file=sys.stderr)
+        return 1
+    if gone := missing_config_dirs(config):
+        print(
+            f"{prog}: {sweep_dir} was launched with the config dir {gone[0]}, which is gone "
+            "(Experiment.run() uses a temporary one): run Experiment.from_yaml(FILE)"
+            f".run({str(sweep_dir)!r}) again to resume it",
+            file=sys.stderr,
+        )
         return 1
     arguments = resume_arguments(config, sweep_dir)
     where = launch_dir(config)

@@ -214,10 +214,10 @@ class Experiment:
         chosen = OmegaConf.select(preset, "hydra.sweep.dir", default=None)
         if isinstance(chosen, str) and "${" not in chosen:
             return Path(chosen)
-        root = OmegaConf.select(preset, "experiment.stores.outputs_root", default="outputs")
+        root = OmegaConf.select(preset, "experiment.stores.outputs_root", default=None)
         name = OmegaConf.select(preset, "experiment.name", default=self.stem)
         stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-        return Path(root or "outputs") / str(name) / stamp
+        return Path(root or registry.default_outputs_root()) / str(name) / stamp
 
 
 def _run_streamed(command: list[str], env: dict[str, str] | None = None) -> int:

@@ -56,6 +56,14 @@ def recorded_config(sweep_dir: Path) -> DictConfig:
     return OmegaConf.load(path)
 
 
+def missing_config_dirs(config: DictConfig) -> list[str]:
+    """The sweep's own config dirs (--config-dir, hydra.searchpath) that are gone: a sweep
+    `Experiment.run()` launched used a temporary one."""
+    sources = OmegaConf.select(config, "hydra.runtime.config_sources", default=None) or []
+    paths = [str(s.path) for s in sources if s.schema == "file"]
+    return [path for path in paths if not Path(re.sub(r"^file://", "", path)).is_dir()]
+
+
 def launch_dir(config: DictConfig) -> Path | None:
     """The directory the sweep was launched from: its relative paths are relative to it."""
     cwd = OmegaConf.select(config, "hydra.runtime.cwd", default=None)
