@@ -93,7 +93,7 @@ def print_experiments(
     outputs_root: str | Path, console: Console, where: Sequence[tuple[str, str]] = ()
 ) -> None:
     """The registry as a table, oldest first; with `where`, only the rows whose metadata match."""
-    path = registry.registry_path(outputs_root)
+    path = registry.registry_path(outputs_root).resolve()
     rows = [row for row in registry.list_experiments(outputs_root) if matches(row, where)]
     if not rows:
         wanted = " with " + ", ".join(f"{k}={v}" for k, v in where) if where else ""
