@@ -8,6 +8,8 @@ added with `+key=value`, data, benchmarks). Schemas only: no torch, no models.
 Every field has a type, a default and one line of help (the comment beside it); a field with
 a few allowed values or a range declares them with evsys/rules.py's `one_of`, `at_least`,
 `above` or `within` (the lists are in evsys/choices.py), checked on every composed config.
+Free text (hypothesis, metadata, tags, baseline, names) is declared with `free_text`: read
+literally, `${...}` in it never resolved (evsys/free_text.py).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from omegaconf import MISSING
 from evsys import choices as allowed  # the allowed values of enumerated fields
 from evsys.errors import ConfigError
 from evsys.optimizer_rules import check_optimizer
-from evsys.rules import above, at_least, one_of, within
+from evsys.rules import above, at_least, free_text, one_of, within
 
 
 # --------------------------------------------------------------------------------------- model
@@ -328,8 +330,7 @@ class ContinualConfig:
 
 @dataclass
 class StoresConfig:
-    # experiments, registry and sweeps live here: $EVSYS_OUTPUTS_ROOT, else ./outputs
-    outputs_root: str = "${oc.env:EVSYS_OUTPUTS_ROOT,outputs}"
+    outputs_root: str = "${oc.env:EVSYS_OUTPUTS_ROOT,outputs}"  # experiments, registry, sweeps
 
 
 @dataclass
@@ -351,20 +352,20 @@ class AdaptiveConfig:
 
 @dataclass
 class ExperimentConfig:
-    name: str = "default"  # experiment name (sweep dir and registry)
+    name: str = free_text("default")  # experiment name (sweep dir and registry)
     id: str | None = None  # set by evsys when the experiment starts; do not set by hand
-    hypothesis: str = ""  # the question the arms answer
+    hypothesis: str = free_text("")  # the question the arms answer (literal text)
     success_metric: SuccessMetric = field(default_factory=SuccessMetric)
     n_repeats: int = at_least(1, 1)  # seeds per arm: base_seed, base_seed+1, ...
     base_seed: int = 0  # first seed of every arm
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm name -> dotted overrides
-    baseline: str | None = None  # arm the others are compared against
+    baseline: str | None = free_text(None)  # arm the others are compared against
     # optional preregistered direction: the verdict then answers it (docs/statistics.md)
     prediction: PredictionConfig | None = None
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)  # seeds until decided
     continual: ContinualConfig = field(default_factory=ContinualConfig)  # chain of datasets
     parent_experiment_id: str | None = None  # experiment this one follows up
-    metadata: dict[str, Any] = field(default_factory=dict)  # free-form notes
+    metadata: dict[str, Any] = free_text(default_factory=dict)  # free-form notes (literal)
     stores: StoresConfig = field(default_factory=StoresConfig)
     dry_run: bool = False  # print the plan and exit without training
     # Results or checkpoints of another config already in the job's dir: refuse (say which keys
@@ -383,8 +384,8 @@ class RunConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     seed: int = 0  # seeds model init, data order and dropout
-    tags: list[str] = field(default_factory=list)  # free labels recorded with the arm
-    arm: str = "default"  # this job's arm name (set by the experiment sweeper)
+    tags: list[str] = free_text(default_factory=list)  # free labels recorded with the arm
+    arm: str = free_text("default")  # this job's arm name (set by the experiment sweeper)
     log_every_n_steps: int = at_least(10, 1)  # scalars logged to TensorBoard every this many steps
     # refresh checkpoints/last.ckpt this often (for resume)
     checkpoint_every_n_steps: int = at_least(100, 1)

@@ -19,6 +19,11 @@ class NotASweepDir(ValueError):
     """The folder is not a sweep dir (no readable plan file)."""
 
 
+class OutsideSweepDir(ConfigError):
+    """A path read from a sweep dir's files (a plan's job dir, a record's artifact), or a
+    symbolic link under it, leads outside the dir evsys may read, write, move or chmod in."""
+
+
 class RegistryError(RuntimeError):
     """The experiment registry cannot answer: e.g. no conclusion or no model export yet."""
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from evsys.confine import inside_sweep
 from evsys.errors import DirInUse
 from evsys.records import LOCK_FILE, SUPERSEDED
 
@@ -38,7 +39,9 @@ def acquire_lock(directory: Path, what: str) -> IO[str]:
     """The open, locked lock file of `directory`; keep it open to keep the lock."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    handle = open(directory / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held open
+    # Opened for writing and truncated: never through a link to a file elsewhere.
+    path = inside_sweep(directory / LOCK_FILE, directory, f"the lock of this {what}", "its dir")
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -66,9 +69,12 @@ def release_lock(handle: IO[str]) -> None:
 
 def supersede(root: Path, paths: list[Path]) -> Path:
     """Move `paths` (under `root`) into root/.superseded/<timestamp>/, keeping their relative
-    paths; nothing is deleted. Returns the folder they went to."""
+    paths; nothing is deleted. Returns the folder they went to. OutsideSweepDir, before
+    anything moves, when a path leads outside `root` (`..`, or a link to elsewhere)."""
     stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     target = Path(root) / SUPERSEDED / stamp
+    for path in paths:
+        inside_sweep(path, root, "old results to move aside")
     for path in paths:
         if path.exists():
             destination = target / Path(path).relative_to(root)

@@ -9,19 +9,18 @@ live here only (docs/architecture.md lists every file of a sweep dir).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from omegaconf import DictConfig, OmegaConf
-
+from evsys.confine import inside_sweep
 from evsys.errors import NotASweepDir
+from evsys.file_fields import checked_fields
 
 PLAN_FILE = "experiment.json"
 RESULT_FILE = "result.json"
@@ -32,21 +31,18 @@ SHARDED_CHECKPOINT_META = "meta.pt"  # Lightning's file of a sharded checkpoint'
 CHECKPOINT_IDENTITY = "evsys_identity"  # the key of a checkpoint's identity (see config_identity)
 CONCLUSION_FILES = ("conclusion.json", "conclusion.md", "conclusion.png")
 SCORES_DIR = "scores"  # <run dir>/scores/<benchmark label>.jsonl: one object per scored item
+# <run dir>/trained.json: what training measured (train/val metrics, tokens, times), written
+# as soon as training ends, before scoring and export: a run killed after it loses none of it
+TRAINING_RECORD = "trained.json"
+MODEL_DIR = "model"  # <run dir>/model: the run's export in Hugging Face format
 MULTIRUN_FILE = "multirun.yaml"  # <sweep dir>/multirun.yaml: the sweep's config, its command line
 LAUNCH_FILE = "launch.json"  # <sweep dir>/launch.json: a sweep that refused or crashed says so
+SLURM_LOGS_LINK = "slurm"  # <arm dir>/slurm -> the job's submitit folder (logs, pickles)
 
 # Overrides a sweep adds to every job for bookkeeping; they say nothing about what an arm trains.
 BOOKKEEPING_OVERRIDES = (
     "arm=", "experiment.id=", "+experiment=", "experiment.dry_run=", "experiment.on_mismatch=",
     "hydra.",
-)  # fmt: skip
-# Keys that say where or which replicate, not what is trained: left out of group_id.
-NOT_IN_GROUP = ("seed", "arm", "tags", "experiment", "hydra")
-# Keys that change how a job runs, not what it trains or scores: results and checkpoints stay
-# valid across them, so they are left out of a job's identity too.
-NOT_IN_IDENTITY = (
-    "data.cache", "data.cache_dir", "data.num_workers", "data.num_proc", "backend.num_threads",
-    "log_every_n_steps", "checkpoint_every_n_steps",
 )  # fmt: skip
 # Files are read by the group too: sweeps on shared clusters are read by colleagues.
 FILE_MODE = 0o644
@@ -66,6 +62,9 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> Path:
             os.fsync(out.fileno())
         os.chmod(temporary, FILE_MODE)  # mkstemp makes 0600 files
         os.replace(temporary, path)
+    except OSError as error:  # a full disk or quota says nothing of which file: name it
+        Path(temporary).unlink(missing_ok=True)
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -86,64 +85,6 @@ def write_json_atomic(path: Path, payload: Any) -> Path:
     return write_atomic(path, lambda out: out.write(text.encode("utf-8")))
 
 
-# ------------------------------------------------------------------------------ config identity
-def group_id(cfg: DictConfig) -> str:
-    """Stable hash of what is trained: the resolved config minus seed, names and paths.
-
-    Arms that differ only in seed share it (a run group)."""
-    return _hash(_trained(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)))
-
-
-def _trained(container: dict) -> dict:
-    identity = {k: v for k, v in container.items() if k not in NOT_IN_GROUP}
-    experiment = container.get("experiment") or {}
-    continual = experiment.get("continual") or {}
-    if continual.get("datasets") is not None:  # the chain is what is trained, not bookkeeping
-        identity["continual"] = continual
-    if (container.get("model") or {}).get("init_from") == "parent":  # which parent's model
-        identity["parent_experiment_id"] = experiment.get("parent_experiment_id")
-    return identity
-
-
-def _hash(payload: Any) -> str:
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def identity_config(cfg: DictConfig) -> dict[str, Any]:
-    """What one job trains and scores, as dotted keys: group_id's inputs plus the seed, minus
-    the keys that only say how it runs (NOT_IN_IDENTITY). Stored in its record and checkpoint,
-    so a mismatch can name the keys that differ."""
-    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    flat = _flatten({**_trained(container), "seed": container.get("seed")})
-    return {key: value for key, value in flat.items() if key not in NOT_IN_IDENTITY}
-
-
-def config_identity(config: dict[str, Any]) -> str:
-    """The identity of a job: a hash of its identity_config."""
-    return _hash(config)
-
-
-def identity_diff(old: dict[str, Any], new: dict[str, Any], limit: int = 8) -> str:
-    """The keys two identity configs differ in, as `key: old -> new`, comma separated."""
-    if not old:
-        return "it records no config identity: written by an older evsys, or unreadable"
-    keys = sorted(k for k in set(old) | set(new) if old.get(k, "<unset>") != new.get(k, "<unset>"))
-    shown = [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}" for k in keys[:limit]]
-    if len(keys) > limit:
-        shown.append(f"and {len(keys) - limit} more")
-    return ", ".join(shown) or "no key differs, yet the identity does (another evsys version)"
-
-
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict) and node:
-        flat: dict[str, Any] = {}
-        for key, value in node.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix[:-1]: node}
-
-
 # ---------------------------------------------------------------------------------- arm record
 @dataclass
 class ArmResult:
@@ -153,7 +94,7 @@ class ArmResult:
     seed: int
     status: str  # running | completed | failed | diverged (a non-finite loss: no result)
     group_id: str = ""
-    identity: str = ""  # config_identity of the job that wrote it (records.identity_config)
+    identity: str = ""  # config_identity of the job that wrote it (evsys.identity.identity_config)
     identity_config: dict[str, Any] = field(default_factory=dict)
     success_metric: str = ""  # the metric float(record) returns (for Optuna-like sweepers)
     experiment: str = ""
@@ -175,6 +116,10 @@ class ArmResult:
     finished_at: str | None = None
     continual: dict[str, Any] | None = None
     placement: dict[str, Any] | None = None  # the GPUs / CPU threads a launcher assigned
+    # which code, packages and machine made it (evsys/provenance.py)
+    provenance: dict[str, Any] | None = None
+    # what it cost: wall time, device-hours, tokens, peak memory, FLOPs (evsys/cost.py)
+    cost: dict[str, Any] | None = None
     dir: str | None = None  # where the record lives; not stored in the file
 
     @property
@@ -211,10 +156,10 @@ class ArmResult:
     def load(cls, job_dir: Path) -> ArmResult:
         """The record in `job_dir`; OSError, ValueError or TypeError when it is absent or
         not a record."""
-        record = json.loads((Path(job_dir) / RESULT_FILE).read_text(encoding="utf-8"))
-        if not isinstance(record, dict):
-            raise ValueError(f"{Path(job_dir) / RESULT_FILE} does not hold a JSON object")
-        known = {k: v for k, v in record.items() if k in cls.__dataclass_fields__}
+        path = Path(job_dir) / RESULT_FILE
+        record = json.loads(path.read_text(encoding="utf-8"))
+        known = checked_fields(cls, record, str(path))  # names the file and the key
+        known.pop("dir", None)
         return cls(**known, dir=str(job_dir))
 
 
@@ -238,6 +183,19 @@ def record_path(job_dir: Path) -> Path:
     return Path(job_dir) / RESULT_FILE
 
 
+def missing_export(job_dir: Path) -> Path | None:
+    """The model dir a completed record lists but the job dir lacks (deleted, or its export was
+    killed; an export is renamed into place whole, evsys/models.py export_model), else None."""
+    try:
+        record = ArmResult.load(job_dir)
+    except (OSError, ValueError, TypeError):
+        return None
+    model = (record.artifacts or {}).get("model")
+    if not record.completed or model is None or (Path(job_dir) / model).is_dir():
+        return None
+    return Path(job_dir) / model
+
+
 def read_completed(job_dir: Path) -> ArmResult | None:
     """The job's record when it completed, else None (absent, failed or unreadable)."""
     try:
@@ -257,12 +215,22 @@ def write_item_scores(run_dir: Path, items: dict[str, list[dict]]) -> None:
 
 
 def read_item_scores(run_dir: Path, label: str) -> list[dict] | None:
-    """The per-item scores of benchmark `label` in `run_dir`, or None when there are none."""
+    """The per-item scores of benchmark `label` in `run_dir`, or None when there are none;
+    ValueError naming the file and line of one that is not a JSON object."""
     path = Path(run_dir) / SCORES_DIR / f"{label}.jsonl"
     if not path.is_file():
         return None
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{number}: not JSON ({error.msg})") from None
+        if not isinstance(rows[-1], dict):
+            raise ValueError(f"{path}:{number}: not a JSON object of one item's scores")
+    return rows
 
 
 # ------------------------------------------------------------------------------------- the plan
@@ -279,6 +247,10 @@ class PlannedJob:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def wrote(self, record: ArmResult) -> bool:
+        """Whether its config wrote `record` (any record, for a job planned without one)."""
+        return not self.identity or record.identity == self.identity
 
 
 @dataclass
@@ -304,6 +276,9 @@ class Plan:
     # Seeds until decided: the design (looks: seeds per arm at each round) and the rounds so
     # far (per round: seeds, each comparison's status, the arms given more seeds, why).
     adaptive: dict[str, Any] | None = None
+    # which code, packages and machine planned it (evsys/provenance.py); the code's
+    # uncommitted diff, when there is one, is <sweep dir>/code.diff
+    provenance: dict[str, Any] | None = None
 
     @property
     def metric_name(self) -> str:
@@ -336,16 +311,20 @@ class Plan:
             raise NotASweepDir(f"{path} is not readable JSON: {exc}") from exc
         if not isinstance(raw, dict) or not isinstance(raw.get("planned"), list):
             raise NotASweepDir(f"{path} has no 'planned' list of jobs")
-        metric = raw.get("success_metric") or {}
-        if not metric.get("name"):
+        try:
+            values = checked_fields(cls, {"id": "", "name": "", **raw}, str(path))
+            values["planned"] = [
+                _planned_job(job, f"{path}: planned[{i}]") for i, job in enumerate(raw["planned"])
+            ]
+        except ValueError as exc:  # a garbled plan: one line naming the file and the key
+            raise NotASweepDir(str(exc)) from None
+        if not values["success_metric"].get("name"):
             raise NotASweepDir(f"{path} has no success_metric.name")
-        if metric.get("mode", "max") not in ("max", "min"):
+        if values["success_metric"].get("mode", "max") not in ("max", "min"):
             raise NotASweepDir(f"{path}: success_metric.mode must be max or min")
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in raw.items() if k in known}
-        values["planned"] = [_planned_job(job) for job in raw["planned"]]
-        values.setdefault("id", raw.get("id") or "")
-        values.setdefault("name", raw.get("name") or "")
+        for i, job in enumerate(values["planned"]):  # never a dir outside, e.g. ../../victim
+            where = f"{path}: planned[{i}].dir={job.dir!r}"
+            inside_sweep(Path(sweep_dir) / job.dir, sweep_dir, where)
         return cls(**values)
 
 
@@ -354,11 +333,13 @@ def job_dir_name(arm: str, seed: int) -> str:
     return f"{arm}_seed{seed}"
 
 
-def _planned_job(job: dict) -> PlannedJob:
-    directory = job.get("dir") or job_dir_name(job["arm"], job["seed"])
-    overrides = list(job.get("overrides", []))
-    identity, config = str(job.get("identity", "")), dict(job.get("identity_config") or {})
-    return PlannedJob(job["arm"], int(job["seed"]), overrides, directory, identity, config)
+def _planned_job(job: Any, where: str) -> PlannedJob:
+    defaults = {"dir": "", "overrides": []}  # a job is its arm and seed at least
+    values = checked_fields(
+        PlannedJob, {**defaults, **job} if isinstance(job, dict) else job, where
+    )
+    values["dir"] = values["dir"] or job_dir_name(values["arm"], values["seed"])
+    return PlannedJob(**values)
 
 
 def plan_exists(sweep_dir: Path) -> bool:

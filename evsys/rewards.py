@@ -78,6 +78,35 @@ def resolve_reward(name: str, key: str) -> RewardFunction:
     return function
 
 
+def checked_rewards(values, name: str, count: int) -> list[float]:
+    """The values a reward function returned for `count` completions, as floats; a
+    ValueError naming the function (`name`) and the completion index for any value that is
+    not a finite number: NaN or inf would make every advantage of its group NaN."""
+    values = list(values)
+    if len(values) != count:
+        raise ValueError(f"reward {name!r} returned {len(values)} values for {count} completions")
+    floats = []
+    for index, value in enumerate(values):
+        number = _as_number(value)
+        if number is None or not math.isfinite(number):
+            raise ValueError(
+                f"reward {name!r} returned {value!r} ({type(value).__name__}) for completion "
+                f"{index}: a reward must be a finite number"
+            )
+        floats.append(number)
+    return floats
+
+
+def _as_number(value) -> float | None:
+    # Text is refused though float("1") would read it: a reward that returns text is a bug.
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):  # e.g. a tensor of more than one value
+        return None
+
+
 def reward_label(name: str) -> str:
     """The short name metrics use: exact_match, or the function name of a dotted path."""
     return name.rpartition(".")[2]
@@ -136,16 +165,10 @@ class Rewards:
 
     def columns(self, completions: list[str], examples: list[dict]) -> list[list[float]]:
         """Each function's score of every completion: one list per function, in order."""
-        columns = []
-        for label, function in zip(self.labels, self.functions, strict=True):
-            values = [float(value) for value in function(completions, examples)]
-            if len(values) != len(completions):
-                raise ValueError(
-                    f"reward {label!r} returned {len(values)} values for "
-                    f"{len(completions)} completions"
-                )
-            columns.append(values)
-        return columns
+        return [
+            checked_rewards(function(completions, examples), label, len(completions))
+            for label, function in zip(self.labels, self.functions, strict=True)
+        ]
 
     def item_scores(self, completions: list[str], examples: list[dict]) -> list[dict[str, float]]:
         """Per completion: `reward` (the weighted sum, as training's) and `rewards/<label>`."""

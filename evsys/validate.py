@@ -23,6 +23,7 @@ from evsys.evaluation.names import (
     check_benchmark_kinds,
     is_harness_name,
 )
+from evsys.free_text import literal
 from evsys.metric_kinds import metric_mode
 from evsys.metric_names import check_metric, scored_as_text
 from evsys.rewards import resolve_reward
@@ -30,8 +31,9 @@ from evsys.rules import check_fields, check_value, rules_of
 
 
 def validate_run_config(cfg: DictConfig) -> DictConfig:
-    """The config merged into its schemas, or a ConfigError naming the offending key."""
-    container = OmegaConf.to_container(cfg, resolve=False)
+    """The config merged into its schemas, or a ConfigError naming the offending key; its free
+    text read literally (evsys/free_text.py)."""
+    container = OmegaConf.to_container(literal(cfg), resolve=False)
     container.pop("hydra", None)
     kind = (container.get("algorithm") or {}).get("kind")
     if not kind:
@@ -42,6 +44,7 @@ def validate_run_config(cfg: DictConfig) -> DictConfig:
     try:
         merged = OmegaConf.merge(schema, container)
         OmegaConf.resolve(merged)
+        literal(merged)  # resolved free text reads `${...}` as text again: escape it again
     except OmegaConfBaseException as error:
         raise ConfigError(describe_config_error(error, schema)) from None
     check_fields(merged)  # every value within its field's choices and range (evsys/rules.py)

@@ -98,6 +98,15 @@ def test_metrics_on_a_known_matrix():
 
 # -------------------------------------------------------------------------------- files, logs
 @pytest.mark.integration
+def test_a_chain_costs_its_stages_together(chain):
+    record, _ = chain
+    cost = record["cost"]
+    assert cost["tokens"] == record["throughput"]["train_tokens"] > 0  # every stage's
+    assert cost["parameters"] > 0 and cost["flops"] == 6 * cost["parameters"] * cost["tokens"]
+    assert cost["wall_seconds"] == pytest.approx(record["timings"]["total"], abs=1e-3)
+
+
+@pytest.mark.integration
 def test_stage_dirs_and_exports_exist(chain):
     record, job_dir = chain
     for name in STAGE_DIRS:

@@ -4,7 +4,8 @@
 Useful after a fire-and-forget SLURM submission, or after fixing and re-running one arm; the
 experiment registry (`python -m evsys.experiments`) is updated with the new outcome.
 Exit code: 0 when every planned run of every DIR completed, 1 when any run failed or is
-missing, 2 when a DIR is not a sweep dir (the others are still concluded).
+missing or its conclusion failed (its old conclusion files are removed), 2 when a DIR is not a
+sweep dir, a garbled one, or one whose files lead outside it (the others are still concluded).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from evsys.errors import NotASweepDir
+from evsys.errors import NotASweepDir, OutsideSweepDir
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_NOT_A_SWEEP = 0, 1, 2
 
@@ -67,9 +68,12 @@ def _conclude(sweep_dir: Path, quiet: bool, effect: float | None = None) -> int:
 
     try:
         conclusion = conclude(sweep_dir)
-    except NotASweepDir as exc:
+    except (NotASweepDir, OutsideSweepDir) as exc:
         print(f"evsys conclude: {exc}", file=sys.stderr)
         return EXIT_NOT_A_SWEEP
+    except (OSError, ValueError) as exc:  # e.g. a garbled scores file: no conclusion is left
+        print(f"evsys conclude: the conclusion of {sweep_dir} failed: {exc}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     if not quiet:
         print_summary(conclusion)
         print(f"conclusion written to {sweep_dir}/conclusion.{{json,md,png}}")

@@ -6,11 +6,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from evsys.records import RESULT_FILE, ArmResult, Plan, has_record
+from evsys.identity import identity_diff
+from evsys.records import RESULT_FILE, ArmResult, Plan, PlannedJob, has_record
 
 
 def collect_runs(sweep_dir: str | Path, plan: Plan) -> dict[str, list[dict]]:
-    """Sort every planned job into completed / failed / missing, sorted by (arm, seed).
+    """Sort every planned job into completed / failed / missing, sorted by (arm, seed); a
+    record of another config than the job's (its identity) is failed, with the keys that differ.
 
     A completed run carries its success-metric value and its ArmResult (as `record`)."""
     metric = plan.metric_name
@@ -22,6 +24,7 @@ def collect_runs(sweep_dir: str | Path, plan: Plan) -> dict[str, list[dict]]:
             runs["missing"].append(run)
             continue
         record, error = _read_record(job_dir, metric)
+        error = error or _another_config(record, job)
         if error is not None:
             runs["failed"].append({**run, "error": error})
         else:
@@ -47,6 +50,18 @@ def _read_record(job_dir: Path, metric: str) -> tuple[ArmResult | None, str | No
     if not is_number(value) or not math.isfinite(value):
         return record, f"metric {metric!r} is not a finite number: {value!r}"
     return record, None
+
+
+def _another_config(record: ArmResult, job: PlannedJob) -> str | None:
+    """Why the record is not the planned job's result, when another config wrote it: a sweep
+    re-run refuses to reuse it (evsys/sweep/reuse.py), so it is never ranked as this arm."""
+    if job.wrote(record):
+        return None
+    return (
+        f"{RESULT_FILE} holds another config's result, not ranked "
+        f"({identity_diff(record.identity_config, job.identity_config)}); re-run the sweep "
+        "with experiment.on_mismatch=rerun to train the planned config"
+    )
 
 
 def is_number(value: Any) -> bool:

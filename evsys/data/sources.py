@@ -17,6 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from evsys.config import DataConfig
+from evsys.data.degenerate import check_examples
 from evsys.data.formats import PREFERENCE, to_examples
 from evsys.data.tasks import TASKS, get_task, is_task
 from evsys.data.transforms import Context, Step, resolve_steps, run_steps
@@ -80,6 +81,7 @@ def _prepare(
     examples = to_examples(rows, fmt, columns, where, ctx.tokenizer, required_format)
     examples = run_steps(steps[len(column_steps) :], examples, ctx, where)
     _check_examples(examples, where, required_format)
+    check_examples(examples, where, preference=required_format == PREFERENCE)
     return examples
 
 

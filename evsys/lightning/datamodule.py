@@ -6,6 +6,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from evsys.data.degenerate import check_rows
 from evsys.data.prepare import cached_splits
 
 
@@ -72,6 +73,8 @@ class PostTrainingDataModule(L.LightningDataModule):
         self.eval_examples = build(self.eval_raw, tokenizer, self.cfg, "eval")
         if not self.train_rows:
             raise ValueError(f"data.dataset_name={data.dataset_name!r} has no training examples")
+        where = f"data.dataset_name={data.dataset_name!r} [train]"
+        check_rows(self.train_rows, tokenizer.eos_token_id, where)  # before the Trainer starts
 
     def _collate_train(self, rows: list[dict]) -> dict:
         return self.algorithm_class.collate(rows, self.tokenizer, self.cfg, "train")

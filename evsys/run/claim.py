@@ -9,15 +9,21 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from evsys.confine import inside_sweep
 from evsys.errors import ConfigError
+from evsys.identity import identity_diff
 from evsys.locks import supersede
-from evsys.records import SUPERSEDED, identity_diff
+from evsys.records import CHECKPOINT, SCORES_DIR, SUPERSEDED
+from evsys.run.lifecycle import MODEL_DIR
+from evsys.run.tensorboard import TENSORBOARD
 from evsys.sweep.reuse import stored_identity
 
 log = logging.getLogger("evsys")
 
 # What stays when old results move aside: this run's own Hydra files, log and lock.
 KEPT = (".hydra", ".evsys.lock", SUPERSEDED, "train.log")
+# The dirs a job writes into (and chmods): never links leading out of its dir.
+WRITTEN = (CHECKPOINT.parent.name, SCORES_DIR, MODEL_DIR, TENSORBOARD)
 
 
 class OtherConfigsResults(ConfigError):
@@ -27,7 +33,10 @@ class OtherConfigsResults(ConfigError):
 def claim_dir(cfg: DictConfig, job_dir: Path, identity: dict, mover: bool = True) -> None:
     """Return when `job_dir` holds no results or this config's; else move them aside
     (experiment.on_mismatch=rerun; only the `mover`, rank 0 of a multi-process arm, moves)
-    or raise OtherConfigsResults naming the file."""
+    or raise OtherConfigsResults naming the file. OutsideSweepDir when a dir the job writes
+    into is a link leading outside its dir."""
+    for name in WRITTEN:  # a single run's dir is not planned: its sweep's check did not run
+        inside_sweep(Path(job_dir) / name, job_dir, f"the run's {name}/", "its run dir")
     stored = stored_identity(job_dir)
     if stored is None or (stored.identity and stored.identity == identity["identity"]):
         return

@@ -41,7 +41,7 @@ from evsys.evaluation.base import harness_settings
 from evsys.evaluation.names import benchmark_label, check_benchmark_names, has_held_out_metrics
 from evsys.init_from import resolve_init_from, with_init_from
 from evsys.models import load_tokenizer
-from evsys.records import CHECKPOINT, SCORES_DIR, write_item_scores, write_json_atomic
+from evsys.records import CHECKPOINT, MODEL_DIR, SCORES_DIR, write_item_scores, write_json_atomic
 from evsys.run.continual_metrics import (
     HIGHER_IS_BETTER,
     METRICS,
@@ -49,7 +49,7 @@ from evsys.run.continual_metrics import (
     flat_metrics,
     score_matrix,
 )
-from evsys.run.lifecycle import MODEL_DIR, ArmOutcome, ArmRun, Scoring
+from evsys.run.lifecycle import ArmOutcome, ArmRun, Scoring
 from evsys.run.resume import job_identity
 from evsys.run.trainer import RunLogger, starting_model
 from evsys.validate import CONTINUAL_KEY
@@ -233,6 +233,8 @@ def _train_stage(
         step_offset=stage.step_offset,
     )
     outcome = run.run()  # never None: a chain runs in one process (evsys/validate.py)
+    if outcome.export_error is not None:  # the next stage starts from this export
+        raise OSError(outcome.export_error)
     done = {
         "index": stage.index,
         "name": stage.name,
@@ -355,6 +357,8 @@ def _chain_outcome(
         resumed_from_step=resumed_from_step,
         extra_metrics=flat_metrics(summary),
         continual=summary,
+        parameters=max(o.parameters for o in outcomes),
+        devices=max(o.devices for o in outcomes),
     )
 
 

@@ -18,7 +18,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.errors import NOTHING_RUN, ConfigError, DataError, DirInUse
+from evsys.errors import NOTHING_RUN, ConfigError, DataError, DirInUse, RegistryError
+from evsys.free_text import literal
 from evsys.records import RESULT_FILE, plan_exists
 from evsys.sweep import launch_report
 
@@ -99,7 +100,9 @@ class ConclusionCallback(Callback):
             conclusion = finish_sweep(sweep_dir)
         except Exception as error:  # the arms ran, the conclusion broke: say so
             launch_report.report(sweep_dir, launch_report.CRASHED, error)
-            raise
+            # Hydra turns an exception raised here into a warning and exits 0: exit ourselves.
+            log.error("the conclusion of %s failed: %s", sweep_dir, error)
+            raise SystemExit(EXIT_FAILED) from error
         if conclusion is None or conclusion.problems:
             raise SystemExit(EXIT_FAILED)
 
@@ -143,10 +146,12 @@ def _is_evsys_sweeper(config: DictConfig) -> bool:
 
 
 def _refuse_before_start(config: DictConfig, multirun: bool) -> None:
-    """Refuse, before Hydra creates any dir, what no job could run as asked."""
+    """Refuse, before Hydra creates any dir, what no job could run as asked. Free text is
+    made literal first: Hydra's own paths interpolate the experiment's and arm's names."""
+    from evsys.stores import check_stores
     from evsys.validate import check_names
 
-    experiment = config.experiment
+    experiment = literal(config).experiment
     try:
         check_names(config)
         if not multirun and (experiment.arms or experiment.n_repeats > 1):
@@ -158,7 +163,9 @@ def _refuse_before_start(config: DictConfig, multirun: bool) -> None:
                 "(evsys train +experiment=<name> -m); without it one job would train "
                 "with none of the arms' settings"
             )
-    except ConfigError as error:
+        if not experiment.dry_run:
+            check_stores(config, multirun)  # read-only dirs, a corrupt registry: one line
+    except (ConfigError, RegistryError) as error:
         _refuse(error, config if multirun else None)
 
 

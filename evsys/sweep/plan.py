@@ -14,23 +14,15 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
-from rich.table import Table
 
 from evsys import registry
 from evsys.compose import composer
 from evsys.errors import ConfigError, DataError
+from evsys.free_text import as_written, literal
+from evsys.identity import config_identity, identity_config
 from evsys.init_from import PARENT, parent_model_dir
 from evsys.metric_names import check_min_effect, check_threshold
-from evsys.records import (
-    BOOKKEEPING_OVERRIDES,
-    Plan,
-    PlannedJob,
-    config_identity,
-    existing_plan_id,
-    identity_config,
-    job_dir_name,
-)
+from evsys.records import BOOKKEEPING_OVERRIDES, Plan, PlannedJob, existing_plan_id, job_dir_name
 from evsys.validate import (
     check_names,
     check_success_metric,
@@ -46,7 +38,8 @@ def plan_arguments(arguments: list[str], sweep_dir: Path) -> tuple[Plan, list[Di
     as in the evsys sweeper. Nothing is written; each job's composed config comes with it."""
     with composer() as compose_with:
         config = compose_with.sweep(arguments)
-        axes = sweep_axes(config.hydra.sweeper.params or {}, list(config.hydra.overrides.task))
+        task = as_written(config.hydra.overrides.task)  # as typed: never resolved
+        axes = sweep_axes(config.hydra.sweeper.params or {}, task)
         plan = plan_sweep(config, axes, compose_with, sweep_dir)
     return plan, compose_with.jobs
 
@@ -58,7 +51,7 @@ def sweep_axes(params: Mapping[str, Any], arguments: list[str]) -> list[str]:
 
 def plan_sweep(config: DictConfig, axes: list[str], config_loader, sweep_dir: Path) -> Plan:
     """Expand the sweep and compose + validate every job; raises ConfigError naming the arm."""
-    check_names(config)
+    check_names(literal(config))  # free text read as written (evsys/free_text.py)
     experiment = OmegaConf.to_container(config.experiment, resolve=True)
     experiment_id = existing_plan_id(sweep_dir) or registry.new_experiment_id(experiment["name"])
     jobs = expand_jobs(config.experiment, axes)
@@ -111,8 +104,20 @@ def check_job(job_config: DictConfig, metric: str) -> DictConfig:
     check_success_metric(merged, metric)
     if merged.model.init_from == PARENT:
         parent_model_dir(merged)
+    _check_tokenizer_dir(merged.model)
     _check_data(merged)
     return merged
+
+
+def _check_tokenizer_dir(model: DictConfig) -> None:
+    """A local model dir without tokenizer files is refused now, not at its arm's turn."""
+    from evsys.config import TOKENIZER_SOURCES
+    from evsys.data.degenerate import check_tokenizer_dir
+
+    key = next((key for key in TOKENIZER_SOURCES if model[key] is not None), None)
+    if key is None or model[key] == PARENT or model.trust_remote_code:
+        return
+    check_tokenizer_dir(Path(model[key]).expanduser(), f"model.{key}={model[key]!r}")
 
 
 def _check_data(cfg: DictConfig) -> None:
@@ -203,28 +208,6 @@ def _check_arms_named(experiment: dict, jobs: list[PlannedJob]) -> None:
         raise ConfigError(
             f"{key}={arm!r} names no arm of this sweep; its arms are {', '.join(arms)}.{hint}"
         )
-
-
-def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = None) -> None:
-    console = console or Console(width=max(100, Console().width))
-    table = Table(title=f"Experiment {plan.name} ({plan.id})")
-    for column in ("#", "arm", "seed", "overrides", "status"):
-        table.add_column(column)
-    pending_dirs = {job.dir for job in pending}
-    for index, job in enumerate(plan.planned):
-        status = "to run" if job.dir in pending_dirs else "completed (skipped)"
-        shown = " ".join(o for o in job.overrides if not o.startswith(BOOKKEEPING_OVERRIDES))
-        table.add_row(str(index), job.arm, str(job.seed), shown, status)
-    if plan.hypothesis:
-        console.print(f"[bold]Hypothesis:[/] {plan.hypothesis}")
-    better = "higher" if plan.mode == "max" else "lower"
-    level, most = plan.success_metric.get("threshold"), "least" if plan.mode == "max" else "most"
-    reach = "" if level is None else f"; each arm should reach at {most} {level:g}"
-    console.print(
-        f"[bold]Success metric:[/] {plan.metric_name} ({plan.mode}: {better} is better{reach})"
-    )
-    console.print(table)
-    console.print(f"{len(pending)} of {len(plan.planned)} jobs to run")
 
 
 def expand_jobs(experiment: DictConfig, sweep_arguments: list[str]) -> list[PlannedJob]:

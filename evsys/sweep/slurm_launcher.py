@@ -32,11 +32,12 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 from omegaconf import DictConfig, OmegaConf
 
 from evsys.errors import ConfigError
+from evsys.records import SLURM_LOGS_LINK
 from hydra_plugins.evsys_launcher.config import OWN_KEYS
 
 log = logging.getLogger("evsys")
 
-LOGS_LINK = "slurm"  # <arm dir>/slurm -> the job's submitit folder (logs, pickles)
+LOGS_LINK = SLURM_LOGS_LINK  # <arm dir>/slurm -> the job's submitit folder (logs, pickles)
 # Launcher keys that submitit's executor takes under their own name, not as slurm_<key>.
 EXECUTOR_INIT_KEYS = ("submitit_folder", "max_num_timeout")
 

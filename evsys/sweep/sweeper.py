@@ -26,7 +26,8 @@ from evsys.records import Plan, read_completed
 from evsys.sweep import launch_report
 from evsys.sweep.callbacks import EXIT_FAILED
 from evsys.sweep.experiment import start_sweep
-from evsys.sweep.plan import plan_sweep, planned_looks, print_plan, sweep_axes
+from evsys.sweep.plan import plan_sweep, planned_looks, sweep_axes
+from evsys.sweep.plan_table import print_plan
 from evsys.sweep.resume_command import resume_command
 from evsys.sweep.reuse import mismatch_message, resolve_mismatches, sort_jobs
 
@@ -79,6 +80,7 @@ class ExperimentSweeper(Sweeper):
             _refuse(sweep_dir, error)
         print_plan(plan, pending)
         if dry_run:
+            self._print_estimate(pending)
             return []
         looks = planned_looks(self.config.experiment)
         if looks is not None and not OmegaConf.select(
@@ -101,6 +103,18 @@ class ExperimentSweeper(Sweeper):
         if looks is not None:
             results += self._rounds(plan, sweep_dir)
         return results
+
+    def _print_estimate(self, pending: list) -> None:
+        """The dry run's estimate of what the jobs to run would train (evsys/cost.py)."""
+        from evsys.cost import estimate, estimate_line
+        from evsys.validate import validate_run_config
+
+        loader = self.hydra_context.config_loader
+        configs = (
+            validate_run_config(loader.load_sweep_config(self.config, list(job.overrides)))
+            for job in pending
+        )
+        print(estimate_line(estimate(configs)))
 
     def _launch(self, pending: list, sweep_dir: Path, every: list) -> list:
         if not pending:
