@@ -17,7 +17,14 @@ def _two_experiments(tmp_path):
     for label, shift in (("one", 0.0), ("two", 0.2)):
         (tmp_path / label).mkdir()
         arms = {"a": [0.5 + shift, 0.52 + shift, 0.48 + shift], "b": [0.3, 0.31, 0.29]}
-        sweep_dir = write_sweep(tmp_path / label, arms, id=f"demo-2026-{label}")
+        provenance = {
+            "code": {"commit": f"c0ffee{label}", "dirty": False, "repo": f"/src/{label}"},
+            "versions": {"evsys": "0.1.0", "torch": "2.5.0" if shift else "2.4.0"},
+            "host": label,  # where it ran: not a difference of code
+        }
+        sweep_dir = write_sweep(
+            tmp_path / label, arms, id=f"demo-2026-{label}", provenance=provenance
+        )
         write_conclusion(sweep_dir)
         plan = json.loads((sweep_dir / "experiment.json").read_text())
         registry.register(tmp_path / "out", {**plan, "sweep_dir": str(sweep_dir)})
@@ -35,6 +42,7 @@ def test_compare_puts_both_experiments_arms_in_one_labelled_table(tmp_path, caps
     assert len(lines) == 4  # 2 arms x 2 experiments, one table
     assert lines[0].split("│")[1].strip() == "demo-2026-two"  # best first: two's arm a
     assert "best arms: demo-2026-one:a minus demo-2026-two:a: -0.2" in out
+    assert "provenance differs: code.commit: c0ffeeone vs c0ffeetwo" in out
 
 
 def test_compare_json_and_its_errors(tmp_path, capsys):
@@ -44,6 +52,10 @@ def test_compare_json_and_its_errors(tmp_path, capsys):
     assert data["metric"] == METRIC and len(data["arms"]) == 4
     assert [e["label"] for e in data["experiments"]] == ["demo-2026-one", "demo-2026-two"]
     assert data["best_arms"]["diff"] < 0 and data["best_arms"]["method"]
+    assert data["provenance_differs"] == {
+        "code.commit": ["c0ffeeone", "c0ffeetwo"],
+        "versions.torch": ["2.4.0", "2.5.0"],
+    }
 
     assert compare.main(["demo-2026", str(two), "--root", str(tmp_path / "out")]) == 1
     assert "matches 2 experiments" in capsys.readouterr().err

@@ -20,8 +20,9 @@ from evsys.conclusion.scores import arm_scores, metric_bounds
 from evsys.errors import NotASweepDir
 from evsys.records import CONCLUSION_FILES, Plan
 
-# Provenance keys whose difference a reader should know of (evsys/provenance.py writes them).
-PROVENANCE_KEYS = ("code", "versions", "python")
+# Provenance whose difference a reader should know of: which code and packages ran (not the
+# checkout's path, the host or the command line)
+PROVENANCE_KEYS = ("code.commit", "code.dirty", "code.diff_sha256", "versions.", "python")
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,19 @@ def _best_scores(side: Side, metric: str):
 
 
 def _provenance_differences(first: Plan, second: Plan) -> dict[str, list[Any]]:
-    """key -> [first's, second's] for each provenance key the two plans record differently."""
-    one = getattr(first, "provenance", None) or {}
-    two = getattr(second, "provenance", None) or {}
-    return {
-        key: [one.get(key), two.get(key)] for key in PROVENANCE_KEYS if one.get(key) != two.get(key)
-    }
+    """key -> [first's, second's] for each provenance key (code.commit, versions.torch, python,
+    ...) the two plans record differently (evsys/provenance.py writes them)."""
+    one = _flat(getattr(first, "provenance", None) or {})
+    two = _flat(getattr(second, "provenance", None) or {})
+    keys = dict.fromkeys(key for key in [*one, *two] if key.startswith(PROVENANCE_KEYS))
+    return {key: [one.get(key), two.get(key)] for key in keys if one.get(key) != two.get(key)}
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
