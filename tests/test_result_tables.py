@@ -52,12 +52,16 @@ def test_html_reprs_are_tables_with_free_text_escaped(sweep):
 
 def test_dataframes_have_a_row_per_run_and_per_arm(sweep):
     pytest.importorskip("pandas")
+    record_file = sweep / "arm3_seed1" / "result.json"
+    record = json.loads(record_file.read_text())
+    record_file.write_text(json.dumps({**record, "cost": {"device_hours": 0.25}}))
     result = load_experiment_result(sweep)
     runs = result.to_dataframe()
     assert len(runs) == 12 * 3 + 2 == len(result.arms)  # the failed run included
     assert list(runs.columns[:4]) == ["arm", "seed", "status", "algorithm.lr"]
     row = runs[(runs.arm == "arm3") & (runs.seed == 1)].iloc[0]
     assert row["algorithm.lr"] == "arm3" and row[METRIC] == pytest.approx(0.55)
+    assert row["cost/device_hours"] == 0.25  # each record's cost (evsys/cost.py)
     groups = result.groups_dataframe()
     assert len(groups) == 13 and groups.iloc[0]["arm"] == "arm11"
     assert groups.iloc[0]["n_seeds"] == 3
