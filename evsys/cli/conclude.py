@@ -79,9 +79,10 @@ def _conclude(sweep_dir: Path, quiet: bool, effect: float | None = None) -> int:
         print(f"conclusion written to {sweep_dir}/conclusion.{{json,md,png}}")
         print(viewing_hint(sweep_dir))
     if effect:
-        from evsys.conclusion.power import power_lines, sweep_power
+        from evsys.conclusion.power import sweep_power
+        from evsys.conclusion.text import power_texts
 
-        print("\n".join(power_lines(sweep_power(sweep_dir, effect))) or "power: nothing to compare")
+        print("\n".join(power_texts(sweep_power(sweep_dir, effect))) or "power: nothing to compare")
     return EXIT_INCOMPLETE if conclusion.problems else EXIT_OK
 
 

@@ -109,12 +109,17 @@ class ExperimentSweeper(Sweeper):
         from evsys.cost import estimate, estimate_line
         from evsys.validate import validate_run_config
 
-        loader = self.hydra_context.config_loader
-        configs = (
-            validate_run_config(loader.load_sweep_config(self.config, list(job.overrides)))
-            for job in pending
-        )
-        print(estimate_line(estimate(configs)))
+        loader, composed = self.hydra_context.config_loader, {}
+
+        def config(job) -> DictConfig:  # repeats differ in their seed only: composed once
+            key = tuple(o for o in job.overrides if not o.startswith("seed="))
+            if key not in composed:
+                composed[key] = validate_run_config(
+                    loader.load_sweep_config(self.config, list(key))
+                )
+            return composed[key]
+
+        print(estimate_line(estimate(config(job) for job in pending)))
 
     def _launch(self, pending: list, sweep_dir: Path, every: list) -> list:
         if not pending:
