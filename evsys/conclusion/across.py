@@ -91,7 +91,7 @@ def _experiment(side: Side) -> dict[str, Any]:
 
 def _best_arms(first: Side, second: Side, metric: str, mode: str) -> dict[str, Any] | None:
     """First's best arm minus second's, oriented so that positive means first's is better."""
-    scores = [_best_scores(side, metric) for side in (first, second)]
+    scores = [_best_scores(side) for side in (first, second)]
     if None in scores:
         return None
     result = compare(scores[0], scores[1], mode, metric_bounds(metric))
@@ -107,12 +107,12 @@ def _best_arms(first: Side, second: Side, metric: str, mode: str) -> dict[str, A
     }
 
 
-def _best_scores(side: Side, metric: str):
+def _best_scores(side: Side):
     best = side.conclusion.best_arm
     if best is None:
         return None
     completed = collect_runs(side.sweep_dir, side.plan)["completed"]
-    scores = arm_scores(side.sweep_dir, completed, metric).get(best)
+    scores = arm_scores(completed).get(best)
     return dataclasses.replace(scores, arm=f"{side.label}:{best}") if scores else None
 
 
