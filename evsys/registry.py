@@ -5,8 +5,9 @@ start from its parent's best model. Many jobs may write at once (local processes
 tasks), so every call opens its own connection with a 30 s busy timeout, uses WAL mode
 (readers never block the writer) and runs a single-statement transaction.
 
-Below everything that reads it (evsys/init_from.py, the sweep, the CLI): it imports only
-evsys.errors and evsys.records.
+Below everything that reads it (evsys/init_from.py, the sweep, the CLI, evsys.load): it
+imports only evsys.errors, evsys.records, evsys.confine, the conclusion's data type and the
+stores schema (whose outputs_root default is the registry's default root).
 """
 
 from __future__ import annotations
