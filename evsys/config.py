@@ -330,7 +330,7 @@ class ContinualConfig:
 
 @dataclass
 class StoresConfig:
-    outputs_root: str = "outputs"  # experiments, registry and sweeps live under here
+    outputs_root: str = "${oc.env:EVSYS_OUTPUTS_ROOT,outputs}"  # experiments, registry, sweeps
 
 
 @dataclass

@@ -35,6 +35,7 @@ SCORES_DIR = "scores"  # <run dir>/scores/<benchmark label>.jsonl: one object pe
 # as soon as training ends, before scoring and export: a run killed after it loses none of it
 TRAINING_RECORD = "trained.json"
 MODEL_DIR = "model"  # <run dir>/model: the run's export in Hugging Face format
+MULTIRUN_FILE = "multirun.yaml"  # <sweep dir>/multirun.yaml: the sweep's config, its command line
 LAUNCH_FILE = "launch.json"  # <sweep dir>/launch.json: a sweep that refused or crashed says so
 SLURM_LOGS_LINK = "slurm"  # <arm dir>/slurm -> the job's submitit folder (logs, pickles)
 
@@ -137,6 +138,16 @@ class ArmResult:
         record = asdict(self)
         record.pop("dir")
         return record
+
+    def __repr__(self) -> str:  # a few lines, not the whole record (evsys/record_views.py)
+        from evsys.record_views import arm_repr
+
+        return arm_repr(self)
+
+    def _repr_html_(self) -> str:
+        from evsys.record_views import arm_html
+
+        return arm_html(self)
 
     def save(self, job_dir: Path) -> Path:
         return write_json_atomic(Path(job_dir) / RESULT_FILE, self.to_dict())
