@@ -26,6 +26,8 @@ FORMATS = ("auto", "prompt_completion", "prompt_answer", "chat", "text", "prefer
 PACKING_STRATEGIES = ("best_fit", "next_fit")
 LOSS_TYPES = ("sigmoid", "ipo", "simpo")  # algorithm.loss_type (DPO)
 SMOOTHED = ("sigmoid", "simpo")  # the losses label smoothing applies to
-LOSS_AGGREGATIONS = ("token", "sequence")  # algorithm.loss_aggregation (GRPO)
+# algorithm.loss_type (GRPO): TRL's names, evsys/ops/policy_loss.py
+GRPO_LOSS_TYPES = ("bnpo", "grpo", "dr_grpo", "dapo", "cispo", "sapo")
+IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")  # algorithm.importance_sampling_level (GRPO)
 METRIC_MODES = ("max", "min")  # experiment.success_metric.mode
 ON_MISMATCH = ("refuse", "rerun")  # experiment.on_mismatch

@@ -263,11 +263,19 @@ class GRPOConfig(AlgorithmConfig):
     rewards: list[str] = field(default_factory=lambda: ["exact_match"])
     reward_weights: list[float] = field(default_factory=list)  # one per reward; empty: all 1
     scale_rewards: bool = True  # divide advantages by the group's reward std (False: Dr. GRPO)
-    epsilon: float = above(0.2, 0)  # clip range of the probability ratio
     beta: float = at_least(0.0, 0)  # weight of the KL penalty to the reference policy; 0: none
-    # token: mean over all completion tokens | sequence: per completion mean, then mean over
-    # completions
-    loss_aggregation: str = one_of("token", allowed.LOSS_AGGREGATIONS)
+    # mu: optimizer steps per generation; after the first, the ratio pi/pi_old leaves 1
+    num_iterations: int = at_least(1, 1)
+    # the per-token loss and its aggregation, TRL's names (docs/algorithms.md has the table);
+    # bnpo: the mean over all completion tokens of the micro-batch
+    loss_type: str = one_of("bnpo", allowed.GRPO_LOSS_TYPES)
+    epsilon: float = above(0.2, 0)  # lower clip range of the ratio (and upper, by default)
+    # upper clip range (DAPO's clip-higher: 0.28); cispo: the cap on the ratio (ScaleRL: 5.0)
+    epsilon_high: float | None = above(None, 0)  # None: epsilon
+    # token: a ratio per token | sequence: one per completion, its tokens' geometric mean (GSPO)
+    importance_sampling_level: str = one_of("token", allowed.IMPORTANCE_SAMPLING_LEVELS)
+    sapo_temperature_pos: float = above(1.0, 0)  # sapo: gate temperature where A > 0
+    sapo_temperature_neg: float = above(1.05, 0)  # sapo: gate temperature where A <= 0
     # train/<name> logged each step besides train/loss (evsys/lightning/grpo.py): TensorBoard
     # curves; {reward}: one per algorithm.rewards; kl: when beta > 0. The record keeps the
     # rewards, as their mean over the last logging window (GRPOModule.final_train_metrics).

@@ -1,16 +1,15 @@
 """algorithm=grpo: the loss against TRL's, group advantages, real runs, bad input, determinism.
 
 The oracle is TRL (a test-only dependency evsys shares no code with): its GRPOTrainer computes
-the loss in the method `_compute_loss`, which is called here on a minimal stand-in trainer
-whose per-token log-prob function returns the fixed batch's log-probs.
+the loss in the method `_compute_loss`, which tests/test_policy_loss.py calls on a minimal
+stand-in trainer for every loss_type; here, the advantages.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -18,10 +17,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from evsys import compose_run_config, run_experiment
 from evsys.errors import ConfigError
-from evsys.lightning.grpo import group_advantages, grpo_loss
+from evsys.lightning.grpo import group_advantages
 from evsys.ops.logprobs import token_logps
 from evsys.rewards import exact_match, partial_credit
 from tests.conftest import FAST, REPO, arm_log_dir, kill_cli_once, run_cli
+from tests.test_policy_loss import fixed_batch
 
 # Small groups and short completions: every part of a step runs, in well under a second.
 GRPO = [
@@ -37,20 +37,6 @@ GRPO = [
 
 
 # ------------------------------------------------------------------------------ the oracle: TRL
-def fixed_batch(seed: int = 0) -> dict[str, torch.Tensor]:
-    """6 completions of up to 5 tokens in groups of 3, with rewards, and ragged masks."""
-    generator = torch.Generator().manual_seed(seed)
-    logps = -torch.rand(6, 5, generator=generator) * 3
-    return {
-        "logps": logps.requires_grad_(),
-        # Away from the current policy, as after an earlier optimization step: clipping bites.
-        "old_logps": logps.detach() + 0.4 * torch.randn(6, 5, generator=generator),
-        "ref_logps": logps.detach() + 0.3 * torch.randn(6, 5, generator=generator),
-        "rewards": torch.tensor([1.0, 0.0, 0.5, 0.2, 0.2, 0.9]),
-        "mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]] * 2),
-    }
-
-
 def trl_advantages(rewards: torch.Tensor, group: int, scale: bool) -> torch.Tensor:
     """TRL's advantages (GRPOTrainer._generate_and_score_completions, sum_then_normalize).
 
@@ -64,74 +50,11 @@ def trl_advantages(rewards: torch.Tensor, group: int, scale: bool) -> torch.Tens
     return advantages / (std + 1e-4) if scale else advantages
 
 
-def trl_loss(batch: dict, advantages: torch.Tensor, loss_type: str, beta: float, eps: float):
-    """GRPOTrainer._compute_loss itself, on a stand-in trainer with just what it reads."""
-    from trl import GRPOTrainer
-
-    logps, mask = batch["logps"], batch["mask"]
-    accelerator = SimpleNamespace(
-        num_processes=1, reduce=lambda x, reduction: x, gather=lambda x: x
-    )
-    trainer = SimpleNamespace(
-        _get_per_token_logps_and_entropies=lambda *a, **k: (logps, torch.zeros_like(logps), None),
-        top_entropy_quantile=1.0,
-        off_policy_mask_threshold=None,
-        importance_sampling_level="token",
-        beta=beta,
-        loss_type=loss_type,
-        epsilon_low=eps,
-        epsilon_high=eps,
-        use_vllm=False,
-        model=SimpleNamespace(training=True),
-        current_gradient_accumulation_steps=1,
-        accelerator=accelerator,
-        args=SimpleNamespace(use_bias_correction_kl=False, delta=None, steps_per_generation=1),
-        _entropy_bonus_enabled=False,
-        aux_loss_enabled=False,
-        _metrics={"train": defaultdict(list)},
-    )
-    inputs = {
-        "prompt_ids": torch.zeros(6, 2, dtype=torch.long),
-        "prompt_mask": torch.ones(6, 2, dtype=torch.long),
-        "completion_ids": torch.zeros(6, 5, dtype=torch.long),
-        "completion_mask": mask,
-        "advantages": advantages,
-        "old_per_token_logps": batch["old_logps"],
-        "ref_per_token_logps": batch["ref_logps"],
-        "num_items_in_batch": mask.sum(),
-    }
-    loss = GRPOTrainer._compute_loss(trainer, None, inputs)
-    return loss, trainer._metrics["train"]
-
-
-@pytest.mark.parametrize(("aggregation", "loss_type"), [("token", "dapo"), ("sequence", "grpo")])
-@pytest.mark.parametrize("beta", [0.0, 0.04])
 @pytest.mark.parametrize("scale", [True, False])
-def test_loss_and_gradient_match_trl(aggregation, loss_type, beta, scale):
-    batch = fixed_batch()
-    expected_advantages = trl_advantages(batch["rewards"], 3, scale)
-    advantages = group_advantages(batch["rewards"], 3, scale)
-    torch.testing.assert_close(advantages, expected_advantages, rtol=0, atol=1e-5)
-
-    expected, trl_metrics = trl_loss(batch, expected_advantages, loss_type, beta, eps=0.2)
-    (expected_grad,) = torch.autograd.grad(expected, batch["logps"])
-    loss, kl = grpo_loss(
-        batch["logps"],
-        batch["old_logps"],
-        advantages,
-        batch["mask"],
-        epsilon=0.2,
-        beta=beta,
-        ref_logps=batch["ref_logps"],
-        aggregation=aggregation,
-    )
-    (grad,) = torch.autograd.grad(loss, batch["logps"])
-    assert abs(loss.item() - expected.item()) < 1e-5
-    torch.testing.assert_close(grad, expected_grad, rtol=0, atol=1e-5)
-    assert trl_metrics["clip_ratio/region_mean"][0] > 0  # the clipped branch was exercised
-    if beta:
-        mask = batch["mask"]
-        assert abs(((kl * mask).sum() / mask.sum()).item() - trl_metrics["kl"][0]) < 1e-5
+def test_advantages_match_trl(scale):
+    rewards = fixed_batch()["rewards"]
+    expected = trl_advantages(rewards, 3, scale)
+    torch.testing.assert_close(group_advantages(rewards, 3, scale), expected, rtol=0, atol=1e-5)
 
 
 def test_token_logps_match_trl():
@@ -230,6 +153,26 @@ def test_same_seed_same_metrics(tmp_path):
 
 
 @pytest.mark.integration
+def test_two_iterations_per_generation_with_dapo(tmp_path):
+    """num_iterations=2, loss_type=dapo with clip-higher: each generation trains two steps
+    (the same completions, so the same rewards), the second off policy (the ratio has left
+    1, so the loss of the same completions moved), and every loss is finite."""
+    variant = ["algorithm.num_iterations=2", "algorithm.loss_type=dapo"]
+    variant += ["algorithm.epsilon_high=0.28", "algorithm.lr=1e-2"]
+    rewards = "algorithm.rewards=[tests.test_grpo.digit_share]"  # a spread from the start
+    overrides = [*GRPO, *FAST, rewards, "algorithm.num_generations=8", *variant]
+    record = run_experiment(compose_run_config(overrides), job_dir=tmp_path)
+    assert record.status == "completed", record.error
+    loss, reward = scalars(tmp_path, "train/loss"), scalars(tmp_path, "train/reward")
+    length = scalars(tmp_path, "train/completion_length")
+    assert sorted(loss) == [0, 1, 2, 3] and all(math.isfinite(v) for v in loss.values())
+    for first, second in ((0, 1), (2, 3)):
+        assert reward[first] == reward[second] and length[first] == length[second]
+        assert loss[first] != loss[second]
+    assert (reward[0], length[0]) != (reward[2], length[2])  # a new generation every 2 steps
+
+
+@pytest.mark.integration
 def test_resumed_run_samples_what_the_uninterrupted_one_did(tmp_path):
     """Killed after a checkpoint and resumed from it: the later steps sample the same
     completions (same rewards, same loss) and end at the same model as an uninterrupted run.
@@ -294,7 +237,10 @@ def test_grpo_addition_preset_end_to_end(tmp_path):
         ("algorithm.rewards=[exactmatch]", "algorithm.rewards[0]='exactmatch'"),
         ("algorithm.num_generations=1", "algorithm.num_generations=1"),
         ("algorithm.reward_weights=[1,2]", "algorithm.reward_weights"),
-        ("algorithm.loss_aggregation=batch", "algorithm.loss_aggregation"),
+        ("algorithm.loss_type=ppo", "algorithm.loss_type='ppo' is not one of bnpo, grpo"),
+        ("algorithm.num_iterations=0", "algorithm.num_iterations"),
+        ("algorithm.epsilon_high=0", "algorithm.epsilon_high"),
+        ("algorithm.importance_sampling_level=seq", "algorithm.importance_sampling_level"),
     ],
 )
 def test_bad_settings_fail_before_training(override, message):
