@@ -248,15 +248,13 @@ class DPOConfig(AlgorithmConfig):
 @dataclass
 class GRPOConfig(AlgorithmConfig):
     kind: str = "grpo"
-    # GRPO fine-tunes a trained policy: a far lower, constant lr and fewer, costlier steps
-    # (each samples batch_size x num_generations completions).
+    # GRPO fine-tunes a trained policy: a far lower, constant lr, fewer and costlier steps
     lr: float = 1e-4
     max_steps: int = 100
     batch_size: int = 8  # prompts per micro-batch; each gets num_generations completions
     warmup_steps: int = 5
     schedule: str = "constant"
-    # completions sampled per prompt (G, the group)
-    num_generations: int = at_least(8, 2, "each advantage is relative to its group")
+    num_generations: int = at_least(8, 2, "each advantage is relative to its group")  # G
     temperature: float = above(1.0, 0)  # sampling temperature
     max_completion_length: int = at_least(16, 1)  # tokens sampled per completion, EOS included
     # built-in reward names (evsys/rewards.py) or dotted paths to functions
@@ -264,21 +262,16 @@ class GRPOConfig(AlgorithmConfig):
     reward_weights: list[float] = field(default_factory=list)  # one per reward; empty: all 1
     scale_rewards: bool = True  # divide advantages by the group's reward std (False: Dr. GRPO)
     beta: float = at_least(0.0, 0)  # weight of the KL penalty to the reference policy; 0: none
-    # mu: optimizer steps per generation; after the first, the ratio pi/pi_old leaves 1
-    num_iterations: int = at_least(1, 1)
-    # the per-token loss and its aggregation, TRL's names (docs/algorithms.md has the table);
-    # bnpo: the mean over all completion tokens of the micro-batch
-    loss_type: str = one_of("bnpo", allowed.GRPO_LOSS_TYPES)
+    num_iterations: int = at_least(1, 1)  # mu: optimizer steps per generation (reuse)
+    loss_type: str = one_of("bnpo", allowed.GRPO_LOSS_TYPES)  # docs/algorithms.md's table
     epsilon: float = above(0.2, 0)  # lower clip range of the ratio (and upper, by default)
-    # upper clip range (DAPO's clip-higher: 0.28); cispo: the cap on the ratio (ScaleRL: 5.0)
-    epsilon_high: float | None = above(None, 0)  # None: epsilon
+    epsilon_high: float | None = above(None, 0)  # upper clip range (None: epsilon); cispo: cap
     # token: a ratio per token | sequence: one per completion, its tokens' geometric mean (GSPO)
     importance_sampling_level: str = one_of("token", allowed.IMPORTANCE_SAMPLING_LEVELS)
     sapo_temperature_pos: float = above(1.0, 0)  # sapo: gate temperature where A > 0
     sapo_temperature_neg: float = above(1.05, 0)  # sapo: gate temperature where A <= 0
-    # train/<name> logged each step besides train/loss (evsys/lightning/grpo.py): TensorBoard
-    # curves; {reward}: one per algorithm.rewards; kl: when beta > 0. The record keeps the
-    # rewards, as their mean over the last logging window (GRPOModule.final_train_metrics).
+    # train/<name> curves besides train/loss; {reward}: one per algorithm.rewards, kl: when beta
+    # > 0; the record keeps the rewards' mean over the last logging window (final_train_metrics)
     curves: ClassVar[tuple[str, ...]] = (
         "reward", "reward_std", "completion_length", "rewards/{reward}", "kl", "lr",
     )  # fmt: skip
