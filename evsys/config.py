@@ -1,13 +1,14 @@
 """Dataclass schemas for every config group: every default lives here, once.
 
 Each group file under conf/ starts from its schema (`defaults: [/schema/<group>/<name>@_here_]`)
-and sets only what deliberately differs from it, so Hydra type-checks values and rejects
-unknown keys while composing. evsys/validate.py checks the composed config once more (keys
-added with `+key=value`, data, benchmarks). Schemas only: no torch, no models.
-
-Every field has a type, a default and one line of help (the comment beside it); a field with
-a few allowed values or a range declares them with evsys/rules.py's `one_of`, `at_least`,
-`above` or `within` (the lists are in evsys/choices.py), checked on every composed config.
+and sets only what deliberately differs from it, so Hydra type-checks values and rejects unknown
+keys while composing. evsys/validate.py checks the composed config once more (keys added with
+`+key=value`, data, benchmarks). Schemas only: no torch, no models. Every field has a type, a
+default and one line of help (the comment beside it); a field with a few allowed values or a
+range declares them with evsys/rules.py's `one_of`, `at_least`, `above` or `within` (the lists
+are in evsys/choices.py), checked on every composed config. Free text (hypothesis, metadata,
+tags, baseline, names) is declared with `free_text`: read literally, `${...}` in it never
+resolved (evsys/free_text.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from omegaconf import MISSING
 from evsys import choices as allowed  # the allowed values of enumerated fields
 from evsys.errors import ConfigError
 from evsys.optimizer_rules import check_optimizer
-from evsys.rules import above, at_least, one_of, within
+from evsys.rules import above, at_least, free_text, one_of, within
 
 
 # --------------------------------------------------------------------------------------- model
@@ -152,9 +153,10 @@ class MixtureComponent(DatasetConfig):
 
 @dataclass
 class DataConfig(DatasetConfig):
-    # Weighted datasets trained together; when set, they replace dataset_name and the fields
-    # above (docs/data.md#mixtures). None: the one dataset above.
+    # Weighted datasets trained instead of the one above (None: that one; docs/data.md#mixtures);
+    # mixture_size: the mix's examples, all components' or the first's alone (replay's budget)
     mixture: list[MixtureComponent] | None = None
+    mixture_size: str = one_of("all", allowed.MIXTURE_SIZES)
     max_length: int = at_least(128, 1)  # tokens per row: packed row length, and truncation limit
     packing: bool = True  # pack several examples into each training row
     # examples packed together, best fit longest first (docs/scale.md)
@@ -351,20 +353,21 @@ class AdaptiveConfig:
 
 @dataclass
 class ExperimentConfig:
-    name: str = "default"  # experiment name (sweep dir and registry)
+    name: str = free_text("default")  # experiment name (sweep dir and registry)
     id: str | None = None  # set by evsys when the experiment starts; do not set by hand
-    hypothesis: str = ""  # the question the arms answer
+    hypothesis: str = free_text("")  # the question the arms answer (literal text)
     success_metric: SuccessMetric = field(default_factory=SuccessMetric)
     n_repeats: int = at_least(1, 1)  # seeds per arm: base_seed, base_seed+1, ...
+    max_jobs: int = at_least(1000, 1)  # jobs a plan may hold (arms x cells x seeds); more: refused
     base_seed: int = 0  # first seed of every arm
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm name -> dotted overrides
-    baseline: str | None = None  # arm the others are compared against
+    baseline: str | None = free_text(None)  # arm the others are compared against
     # optional preregistered direction: the verdict then answers it (docs/statistics.md)
     prediction: PredictionConfig | None = None
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)  # seeds until decided
     continual: ContinualConfig = field(default_factory=ContinualConfig)  # chain of datasets
     parent_experiment_id: str | None = None  # experiment this one follows up
-    metadata: dict[str, Any] = field(default_factory=dict)  # free-form notes
+    metadata: dict[str, Any] = free_text(default_factory=dict)  # free-form notes (literal)
     stores: StoresConfig = field(default_factory=StoresConfig)
     dry_run: bool = False  # print the plan and exit without training
     # Results or checkpoints of another config already in the job's dir: refuse (say which keys
@@ -383,8 +386,8 @@ class RunConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     seed: int = 0  # seeds model init, data order and dropout
-    tags: list[str] = field(default_factory=list)  # free labels recorded with the arm
-    arm: str = "default"  # this job's arm name (set by the experiment sweeper)
+    tags: list[str] = free_text(default_factory=list)  # free labels recorded with the arm
+    arm: str = free_text("default")  # this job's arm name (set by the experiment sweeper)
     log_every_n_steps: int = at_least(10, 1)  # scalars logged to TensorBoard every this many steps
     # refresh checkpoints/last.ckpt this often (for resume)
     checkpoint_every_n_steps: int = at_least(100, 1)

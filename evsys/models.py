@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     LlamaConfig,
@@ -211,22 +213,51 @@ def export_model(
     A LoRA model is exported per `lora_export`: `merged` folds the adapters into the weights
     (plain transformers loads it), `adapter` saves the adapters for peft. Merging, and saving
     an in-memory base, take the peft wrapper apart: export is the last thing done with a model.
+
+    Written into `.<out_dir name>.partial` beside it and renamed into place, so out_dir holds a
+    whole export or none (a run killed mid-export, a full disk); what fails is an OSError
+    naming out_dir (safetensors' own error names no file).
     """
+    from safetensors import SafetensorError
+
+    out_dir = Path(out_dir)
     # A model/ linked to a folder elsewhere would have it written over and chmod-ed.
     inside_sweep(out_dir, out_dir.parent, "the model export dir", root_name="its run dir")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if hasattr(model, "peft_config") and lora_export == "adapter":
-        _save_adapter(model, tokenizer, out_dir)
-    else:
-        if hasattr(model, "peft_config"):
-            model = model.merge_and_unload()
-        model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
-    readable_by_group(out_dir)
+    partial = out_dir.with_name(f".{out_dir.name}.partial")
+    try:
+        _remove(partial)  # left by an export that was killed
+        partial.mkdir(parents=True)
+        _save(model, tokenizer, partial, out_dir, lora_export)
+        readable_by_group(partial)
+        _remove(out_dir)  # an earlier export of the same run (a re-run re-exports it)
+        partial.rename(out_dir)
+    except (OSError, SafetensorError) as error:
+        with contextlib.suppress(OSError):
+            _remove(partial)
+        raise OSError(f"cannot export the model to {out_dir}: {error}") from error
     return out_dir
 
 
-def _save_adapter(model, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> None:
+def _save(model, tokenizer, into: Path, out_dir: Path, lora_export: str) -> None:
+    """The export's files into `into`, which is renamed to `out_dir` once they are all there."""
+    if hasattr(model, "peft_config") and lora_export == "adapter":
+        _save_adapter(model, tokenizer, into, out_dir)
+    else:
+        if hasattr(model, "peft_config"):
+            model = model.merge_and_unload()
+        model.save_pretrained(into, safe_serialization=True)
+    tokenizer.save_pretrained(into)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, a link (never what it points to) or a dir tree, if there."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def _save_adapter(model, tokenizer: PreTrainedTokenizerBase, into: Path, out_dir: Path) -> None:
     """The adapter, plus its base under out_dir/base when the base is nowhere on disk.
 
     A fresh (random-init) base or a merged parent adapter exists only in memory: without a
@@ -234,13 +265,34 @@ def _save_adapter(model, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> N
     """
     lora = model.peft_config["default"]
     base_in_memory = not lora.base_model_name_or_path
-    if base_in_memory:
+    if base_in_memory:  # where the base will be once the export is renamed into place
         lora.base_model_name_or_path = str((out_dir / BASE_DIR).resolve())
-    model.save_pretrained(out_dir, safe_serialization=True)
+    model.save_pretrained(into, safe_serialization=True)
     if base_in_memory:
-        model.unload().save_pretrained(out_dir / BASE_DIR, safe_serialization=True)
-        tokenizer.save_pretrained(out_dir / BASE_DIR)
+        model.unload().save_pretrained(into / BASE_DIR, safe_serialization=True)
+        tokenizer.save_pretrained(into / BASE_DIR)
 
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def planned_parameters(cfg: ModelConfig) -> int | None:
+    """The parameters of the model `cfg` trains, counted on the meta device: no weights are
+    loaded and nothing is downloaded. None when its config is not on this machine (a hub
+    model not cached, `parent`, an adapter export)."""
+    _, source = _first_set(cfg, ("init_from", "name"))
+    try:
+        if source is None:
+            config = _fresh_config(cfg, load_tokenizer(cfg))
+        else:
+            config = AutoConfig.from_pretrained(
+                source, trust_remote_code=cfg.trust_remote_code, local_files_only=True
+            )
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(
+                config, trust_remote_code=cfg.trust_remote_code
+            )
+    except (OSError, ValueError, ConfigError):
+        return None
+    return count_parameters(model)

@@ -9,7 +9,6 @@ live here only (docs/architecture.md lists every file of a sweep dir).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -18,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
-
-from omegaconf import DictConfig, OmegaConf
 
 from evsys.confine import inside_sweep
 from evsys.errors import NotASweepDir
@@ -34,6 +31,10 @@ SHARDED_CHECKPOINT_META = "meta.pt"  # Lightning's file of a sharded checkpoint'
 CHECKPOINT_IDENTITY = "evsys_identity"  # the key of a checkpoint's identity (see config_identity)
 CONCLUSION_FILES = ("conclusion.json", "conclusion.md", "conclusion.png")
 SCORES_DIR = "scores"  # <run dir>/scores/<benchmark label>.jsonl: one object per scored item
+# <run dir>/trained.json: what training measured (train/val metrics, tokens, times), written
+# as soon as training ends, before scoring and export: a run killed after it loses none of it
+TRAINING_RECORD = "trained.json"
+MODEL_DIR = "model"  # <run dir>/model: the run's export in Hugging Face format
 LAUNCH_FILE = "launch.json"  # <sweep dir>/launch.json: a sweep that refused or crashed says so
 SLURM_LOGS_LINK = "slurm"  # <arm dir>/slurm -> the job's submitit folder (logs, pickles)
 
@@ -41,14 +42,6 @@ SLURM_LOGS_LINK = "slurm"  # <arm dir>/slurm -> the job's submitit folder (logs,
 BOOKKEEPING_OVERRIDES = (
     "arm=", "experiment.id=", "+experiment=", "experiment.dry_run=", "experiment.on_mismatch=",
     "hydra.",
-)  # fmt: skip
-# Keys that say where or which replicate, not what is trained: left out of group_id.
-NOT_IN_GROUP = ("seed", "arm", "tags", "experiment", "hydra")
-# Keys that change how a job runs, not what it trains or scores: results and checkpoints stay
-# valid across them, so they are left out of a job's identity too.
-NOT_IN_IDENTITY = (
-    "data.cache", "data.cache_dir", "data.num_workers", "data.num_proc", "backend.num_threads",
-    "log_every_n_steps", "checkpoint_every_n_steps",
 )  # fmt: skip
 # Files are read by the group too: sweeps on shared clusters are read by colleagues.
 FILE_MODE = 0o644
@@ -68,6 +61,9 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], object]) -> Path:
             os.fsync(out.fileno())
         os.chmod(temporary, FILE_MODE)  # mkstemp makes 0600 files
         os.replace(temporary, path)
+    except OSError as error:  # a full disk or quota says nothing of which file: name it
+        Path(temporary).unlink(missing_ok=True)
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror or error}") from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -88,64 +84,6 @@ def write_json_atomic(path: Path, payload: Any) -> Path:
     return write_atomic(path, lambda out: out.write(text.encode("utf-8")))
 
 
-# ------------------------------------------------------------------------------ config identity
-def group_id(cfg: DictConfig) -> str:
-    """Stable hash of what is trained: the resolved config minus seed, names and paths.
-
-    Arms that differ only in seed share it (a run group)."""
-    return _hash(_trained(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)))
-
-
-def _trained(container: dict) -> dict:
-    identity = {k: v for k, v in container.items() if k not in NOT_IN_GROUP}
-    experiment = container.get("experiment") or {}
-    continual = experiment.get("continual") or {}
-    if continual.get("datasets") is not None:  # the chain is what is trained, not bookkeeping
-        identity["continual"] = continual
-    if (container.get("model") or {}).get("init_from") == "parent":  # which parent's model
-        identity["parent_experiment_id"] = experiment.get("parent_experiment_id")
-    return identity
-
-
-def _hash(payload: Any) -> str:
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def identity_config(cfg: DictConfig) -> dict[str, Any]:
-    """What one job trains and scores, as dotted keys: group_id's inputs plus the seed, minus
-    the keys that only say how it runs (NOT_IN_IDENTITY). Stored in its record and checkpoint,
-    so a mismatch can name the keys that differ."""
-    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    flat = _flatten({**_trained(container), "seed": container.get("seed")})
-    return {key: value for key, value in flat.items() if key not in NOT_IN_IDENTITY}
-
-
-def config_identity(config: dict[str, Any]) -> str:
-    """The identity of a job: a hash of its identity_config."""
-    return _hash(config)
-
-
-def identity_diff(old: dict[str, Any], new: dict[str, Any], limit: int = 8) -> str:
-    """The keys two identity configs differ in, as `key: old -> new`, comma separated."""
-    if not old:
-        return "it records no config identity: written by an older evsys, or unreadable"
-    keys = sorted(k for k in set(old) | set(new) if old.get(k, "<unset>") != new.get(k, "<unset>"))
-    shown = [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}" for k in keys[:limit]]
-    if len(keys) > limit:
-        shown.append(f"and {len(keys) - limit} more")
-    return ", ".join(shown) or "no key differs, yet the identity does (another evsys version)"
-
-
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict) and node:
-        flat: dict[str, Any] = {}
-        for key, value in node.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix[:-1]: node}
-
-
 # ---------------------------------------------------------------------------------- arm record
 @dataclass
 class ArmResult:
@@ -155,7 +93,7 @@ class ArmResult:
     seed: int
     status: str  # running | completed | failed | diverged (a non-finite loss: no result)
     group_id: str = ""
-    identity: str = ""  # config_identity of the job that wrote it (records.identity_config)
+    identity: str = ""  # config_identity of the job that wrote it (evsys.identity.identity_config)
     identity_config: dict[str, Any] = field(default_factory=dict)
     success_metric: str = ""  # the metric float(record) returns (for Optuna-like sweepers)
     experiment: str = ""
@@ -177,6 +115,10 @@ class ArmResult:
     finished_at: str | None = None
     continual: dict[str, Any] | None = None
     placement: dict[str, Any] | None = None  # the GPUs / CPU threads a launcher assigned
+    # which code, packages and machine made it (evsys/provenance.py)
+    provenance: dict[str, Any] | None = None
+    # what it cost: wall time, device-hours, tokens, peak memory, FLOPs (evsys/cost.py)
+    cost: dict[str, Any] | None = None
     dir: str | None = None  # where the record lives; not stored in the file
 
     @property
@@ -228,6 +170,19 @@ def has_record(job_dir: Path) -> bool:
 
 def record_path(job_dir: Path) -> Path:
     return Path(job_dir) / RESULT_FILE
+
+
+def missing_export(job_dir: Path) -> Path | None:
+    """The model dir a completed record lists but the job dir lacks (deleted, or its export was
+    killed; an export is renamed into place whole, evsys/models.py export_model), else None."""
+    try:
+        record = ArmResult.load(job_dir)
+    except (OSError, ValueError, TypeError):
+        return None
+    model = (record.artifacts or {}).get("model")
+    if not record.completed or model is None or (Path(job_dir) / model).is_dir():
+        return None
+    return Path(job_dir) / model
 
 
 def read_completed(job_dir: Path) -> ArmResult | None:
@@ -310,6 +265,9 @@ class Plan:
     # Seeds until decided: the design (looks: seeds per arm at each round) and the rounds so
     # far (per round: seeds, each comparison's status, the arms given more seeds, why).
     adaptive: dict[str, Any] | None = None
+    # which code, packages and machine planned it (evsys/provenance.py); the code's
+    # uncommitted diff, when there is one, is <sweep dir>/code.diff
+    provenance: dict[str, Any] | None = None
 
     @property
     def metric_name(self) -> str:

@@ -42,12 +42,13 @@ COLUMNS = (
     "created_at",
     "finished_at",
     "metadata",  # the experiment's metadata, a JSON object (read back as a dict)
+    "device_hours",  # its arms' device-hours summed (evsys/cost.py), set when concluded
 )
 STATUSES = ("planned", "running", "completed", "failed", "interrupted")
 _SCHEMA = """CREATE TABLE IF NOT EXISTS experiments (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, hypothesis TEXT, status TEXT NOT NULL,
     sweep_dir TEXT, parent_experiment_id TEXT, best_arm TEXT, verdict TEXT,
-    created_at TEXT NOT NULL, finished_at TEXT, metadata TEXT)"""
+    created_at TEXT NOT NULL, finished_at TEXT, metadata TEXT, device_hours REAL)"""
 
 
 def registry_path(outputs_root: str | Path) -> Path:
@@ -60,12 +61,23 @@ def new_experiment_id(name: str) -> str:
     return f"{slug}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
+def check(outputs_root: str | Path) -> None:
+    """The registry opens and takes a write: a RegistryError naming its file and the way out
+    when it is corrupt or cannot be written, before a sweep makes its dir."""
+    with _connect(outputs_root) as conn:
+        conn.execute("BEGIN IMMEDIATE")  # the write lock: a read-only file or dir fails here
+        conn.execute("ROLLBACK")
+
+
 @contextmanager
 def _connect(outputs_root: str | Path) -> Iterator[sqlite3.Connection]:
     path = registry_path(outputs_root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # isolation_level=None: autocommit, so each statement is its own short transaction
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: autocommit, so each statement is its own short transaction
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    except (OSError, sqlite3.Error) as error:
+        raise RegistryError(_problem(path, error)) from None
     try:
         conn.row_factory = sqlite3.Row
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # persisted in the file
@@ -73,6 +85,8 @@ def _connect(outputs_root: str | Path) -> Iterator[sqlite3.Connection]:
         conn.execute(_SCHEMA)
         _add_new_columns(conn)
         yield conn
+    except (OSError, sqlite3.DatabaseError) as error:
+        raise RegistryError(_problem(path, error)) from None
     finally:
         conn.close()
 
@@ -86,6 +100,20 @@ def _add_new_columns(conn: sqlite3.Connection) -> None:
         except sqlite3.OperationalError as error:  # another process added it just now
             if "duplicate column" not in str(error):
                 raise
+
+
+def _problem(path: Path, error: Exception) -> str:
+    """What is wrong with the registry file and how to go on."""
+    if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError):
+        return (
+            f"the experiment registry {path} is corrupt ({error}): move it aside "
+            f"(mv {path} {path}.corrupt) and run again; evsys starts a new, empty registry "
+            "(sweep dirs and their conclusions are untouched)"
+        )
+    return (
+        f"cannot write the experiment registry {path} ({error}): make {path.parent} "
+        "writable, or set experiment.stores.outputs_root to a writable dir"
+    )
 
 
 def register(outputs_root: str | Path, info: dict[str, Any]) -> None:
@@ -230,9 +258,12 @@ def _values(fields: dict[str, Any]) -> list[Any]:
 
 
 def _row(row: sqlite3.Row) -> dict[str, Any]:
-    """A registry row as a dict, its metadata as a dict ({} when none was recorded)."""
+    """A registry row as a dict, its metadata as a dict ({} when none was recorded) and its
+    device-hours a number."""
     out = dict(row)
     out["metadata"] = json.loads(out.get("metadata") or "{}")
+    if out.get("device_hours") is not None:  # a TEXT column in a registry made before it
+        out["device_hours"] = float(out["device_hours"])
     return out
 
 

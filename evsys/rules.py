@@ -5,6 +5,7 @@ A field of evsys/config.py that takes one of a few values is declared with `one_
 field with a range with `at_least`, `above` or `within`; `check_fields` walks a config merged
 into its schemas and rejects every value outside them, and every nan or inf number, naming the
 full key and what is allowed.
+A field of free text (a hypothesis, notes) is declared with `free_text`.
 The lists of values are in evsys/choices.py; code that dispatches on a value imports its list
 from there (or reads a field's with `choices_of`), never keeps one of its own. No torch, no
 evsys imports beyond errors: config.py builds its fields from this.
@@ -24,6 +25,7 @@ from evsys.errors import ConfigError
 
 CHOICES = "choices"  # the field metadata key of allowed values
 RANGE = "range"  # the field metadata key of a Range
+FREE_TEXT = "free_text"  # the field metadata key of literal text (evsys/free_text.py)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,16 @@ def within(default: Any, low: float, high: float, why: str = "", low_open: bool 
     """A number in [low, high), or in (low, high) when low_open."""
     bounds = Range(low, low_open, high=high, why=why)
     return dataclasses.field(default=default, metadata={RANGE: bounds})
+
+
+def free_text(
+    default: Any = dataclasses.MISSING, default_factory: Any = dataclasses.MISSING
+) -> Any:
+    """Free text (or a container of it): read literally, `${...}` in it never resolved
+    (evsys/free_text.py)."""
+    return dataclasses.field(
+        default=default, default_factory=default_factory, metadata={FREE_TEXT: True}
+    )
 
 
 def choices_of(schema: type, name: str) -> tuple[str, ...]:

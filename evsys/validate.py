@@ -23,6 +23,7 @@ from evsys.evaluation.names import (
     check_benchmark_kinds,
     is_harness_name,
 )
+from evsys.free_text import literal
 from evsys.metric_kinds import metric_mode
 from evsys.metric_names import check_metric, scored_as_text
 from evsys.rewards import resolve_reward
@@ -30,18 +31,19 @@ from evsys.rules import check_fields, check_value, rules_of
 
 
 def validate_run_config(cfg: DictConfig) -> DictConfig:
-    """The config merged into its schemas, or a ConfigError naming the offending key."""
-    container = OmegaConf.to_container(cfg, resolve=False)
+    """The config merged into its schemas, or a ConfigError naming the offending key; its free
+    text read literally (evsys/free_text.py)."""
+    container = OmegaConf.to_container(literal(cfg), resolve=False)
     container.pop("hydra", None)
     kind = (container.get("algorithm") or {}).get("kind")
     if not kind:
         raise ConfigError("algorithm.kind is missing; choose an algorithm, e.g. algorithm=sft")
     _prepare_continual(container)
-    schema = OmegaConf.structured(RunConfig)
-    schema.algorithm = OmegaConf.structured(algorithm_schema(kind))
+    schema = _run_schema(algorithm_schema(kind))
     try:
         merged = OmegaConf.merge(schema, container)
         OmegaConf.resolve(merged)
+        literal(merged)  # resolved free text reads `${...}` as text again: escape it again
     except OmegaConfBaseException as error:
         raise ConfigError(describe_config_error(error, schema)) from None
     check_fields(merged)  # every value within its field's choices and range (evsys/rules.py)
@@ -54,6 +56,19 @@ def validate_run_config(cfg: DictConfig) -> DictConfig:
     check_benchmarks(merged)
     check_sharding(merged)
     return merged
+
+
+def _run_schema(algorithm: type) -> DictConfig:
+    """RunConfig's schema with `algorithm`'s: built once per algorithm (reading dataclasses
+    is slow), a copy per call (a plan validates every distinct job)."""
+    if algorithm not in _RUN_SCHEMAS:
+        schema = OmegaConf.structured(RunConfig)
+        schema.algorithm = OmegaConf.structured(algorithm)
+        _RUN_SCHEMAS[algorithm] = schema
+    return copy.deepcopy(_RUN_SCHEMAS[algorithm])
+
+
+_RUN_SCHEMAS: dict[type, DictConfig] = {}
 
 
 def check_sharding(cfg: DictConfig) -> None:

@@ -305,7 +305,7 @@ def test_duplicate_arm_names_name_file_and_line(tmp_path):
     done = run_cli(["--config-dir", str(tmp_path), "+experiment=dup", "-m"], tmp_path, 120)
     output = done.stdout + done.stderr
     assert done.returncode != 0 and "Traceback" not in output
-    assert f"{preset}, line 6: found duplicate key a" in output
+    assert f"{preset}:6:5: found duplicate key a" in output
 
 
 @pytest.mark.integration

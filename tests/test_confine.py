@@ -15,9 +15,10 @@ from evsys import compose_run_config, registry, run_experiment
 from evsys.cli import conclude
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.errors import OutsideSweepDir
+from evsys.identity import config_identity, identity_config
 from evsys.locks import acquire_lock
 from evsys.models import export_model
-from evsys.records import LOCK_FILE, ArmResult, Plan, PlannedJob, config_identity, identity_config
+from evsys.records import LOCK_FILE, ArmResult, Plan, PlannedJob
 from tests.conftest import FAST, run_cli
 from tests.test_conclusion import METRIC, write_sweep
 from tests.test_registry import _info, _sweep_with_models, _write_conclusion_json

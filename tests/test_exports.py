@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
+import shlex
 
 from evsys.conclusion.write import write_conclusion
 from tests.test_conclusion import write_sweep
@@ -37,3 +40,23 @@ def test_harness_tasks_of_the_arm_go_into_the_command(tmp_path):
     conclusion = write_conclusion(sweep)
     assert conclusion.exports[0].tasks == ["hellaswag", "arc_easy"]
     assert "--tasks hellaswag,arc_easy`" in (sweep / "conclusion.md").read_text()
+
+
+def test_the_lm_eval_command_survives_an_arm_name_with_equals_and_commas(tmp_path):
+    """Arm names may hold `=` and `,` (a matrix cell `lr=0.1,bs=4`): lm_eval's own parser
+    (and the shell) read the printed command's --model_args back as the model dir."""
+    from lm_eval._cli.utils import MergeDictAction
+
+    arm = "lr=0.1,bs=4"
+    sweep = write_sweep(tmp_path, {arm: [0.9]})
+    (sweep / f"{arm}_seed0" / "model").mkdir()
+    write_conclusion(sweep)
+    markdown = (sweep / "conclusion.md").read_text()
+    command = re.search(r"`(lm_eval [^`]*)`", markdown).group(1)
+    words = shlex.split(command)
+    parser = argparse.ArgumentParser()  # lm_eval's own reading of --model_args
+    parser.add_argument("--model_args", nargs="+", action=MergeDictAction)
+    parser.add_argument("--model")
+    parser.add_argument("--tasks")
+    parsed = parser.parse_args(words[1:])
+    assert parsed.model_args == {"pretrained": f"{arm}_seed0/model"}

@@ -166,7 +166,7 @@ tags: [one]
 
 @pytest.mark.integration
 def test_a_single_run_with_repeats_plans_as_its_preset(tmp_path):
-    from evsys.records import group_id
+    from evsys.identity import group_id
     from evsys.sweep.expand import plan_experiment
     from tests.test_page_format import _config, _jobs, _write
 

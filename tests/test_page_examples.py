@@ -240,7 +240,7 @@ eval: {max_examples: 64, max_new_tokens: 10}
 @pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(TWINS))
 def test_each_example_plans_as_its_preset_twin(tmp_path, name):
-    from evsys.records import group_id
+    from evsys.identity import group_id
     from evsys.sweep.expand import plan_experiment
 
     twin = tmp_path / name

@@ -11,8 +11,10 @@ import pytest
 from omegaconf import OmegaConf
 
 import evsys
+from evsys.cli.run_file import main as run_file_main
 from evsys.errors import ConfigError
-from evsys.records import BOOKKEEPING_OVERRIDES, group_id
+from evsys.identity import group_id
+from evsys.records import BOOKKEEPING_OVERRIDES
 from evsys.sweep.expand import plan_experiment
 from evsys.sweep.page_format import check_page, is_page_file
 from tests.conftest import REPO, cli_env
@@ -99,6 +101,24 @@ def test_a_refused_file_is_refused_by_from_yaml_and_the_cli(tmp_path):
     assert done.returncode == 2
     assert "one of run, runs or matrix" in done.stderr and "Traceback" not in done.stderr
     assert not list(tmp_path.rglob("experiment.json"))
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('name: x\nhypothesis: "open\nrun: {algorithm: {kind: sft}}\n', ":4:1: found unexpected"),
+        ("name: x\nruns:\n  - {name: a}\n\t- {name: b}\n", ":4:1: found character '\\t'"),
+    ],
+    ids=["unclosed_quote", "tab"],
+)
+def test_a_yaml_syntax_error_is_one_line_with_file_line_column(tmp_path, capsys, text, where):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        evsys.Experiment.from_yaml(path)
+    assert str(error.value).startswith(f"{path}{where}") and "\n" not in str(error.value)
+    assert run_file_main([str(path)]) == 2  # `evsys run FILE`, in-process
+    assert capsys.readouterr().err == f"python -m evsys.run_file: {error.value}\n"
 
 
 # ---------------------------------------------------------------------------------- detection

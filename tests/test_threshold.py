@@ -19,7 +19,7 @@ from evsys.conclusion.plots import metric_plot
 from evsys.conclusion.render import render_markdown
 from evsys.conclusion.write import write_conclusion
 from evsys.errors import ConfigError
-from evsys.sweep.plan import print_plan
+from evsys.sweep.plan_table import print_plan
 from tests.conftest import FAST
 from tests.test_conclusion import METRIC, write_sweep
 from tests.test_conclusion_items import write_item_sweep

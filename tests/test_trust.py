@@ -16,9 +16,10 @@ import torch
 
 from evsys import compose_run_config, registry, run_experiment
 from evsys.errors import DirInUse
+from evsys.identity import config_identity, identity_config
 from evsys.lightning.checkpoint_io import AtomicCheckpointIO
 from evsys.locks import acquire_lock, release_lock
-from evsys.records import ArmResult, config_identity, identity_config
+from evsys.records import ArmResult
 from tests.conftest import FAST, cli_env, interrupt_cli, run_cli
 
 

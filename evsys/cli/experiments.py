@@ -19,9 +19,12 @@ from rich.text import Text
 
 from evsys import registry
 from evsys.conclusion.text import metadata_text
+from evsys.errors import NotASweepDir
+from evsys.provenance import DIFF_FILE, described
+from evsys.records import Plan
 
 DEFAULT_ROOT = "outputs"
-HEADERS = {"parent_experiment_id": "parent"}
+HEADERS = {"parent_experiment_id": "parent", "device_hours": "device-h"}
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m evsys.experiments") -> int:
@@ -30,9 +33,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m evsys.experiments
     console = Console()
     if not console.is_terminal:  # a log or a pipe: wide enough that the table does not wrap
         console = Console(width=200)
-    if args.command == "show":
-        return show(root, args.id, console)
-    print_experiments(root, console, getattr(args, "where", None) or [])
+    try:
+        if args.command == "show":
+            return show(root, args.id, console)
+        print_experiments(root, console, getattr(args, "where", None) or [])
+    except registry.RegistryError as exc:  # e.g. a corrupt registry: its file and the way out
+        print(f"evsys.experiments: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -90,13 +97,15 @@ def print_experiments(
         return
     table = Table(title=Text(f"experiments in {path}"))
     columns = (
-        "id", "name", "status", "best_arm", "verdict", "parent_experiment_id", "created_at",
-        "metadata", "sweep_dir",
+        "id", "name", "status", "best_arm", "verdict", "device_hours", "parent_experiment_id",
+        "created_at", "metadata", "sweep_dir",
     )  # fmt: skip
     for column in columns:
         table.add_column(HEADERS.get(column, column.replace("_", " ")), overflow="fold")
     for row in rows:
         cells = {**row, "metadata": _metadata_cell(row.get("metadata") or {})}
+        if row.get("device_hours") is not None:
+            cells["device_hours"] = f"{row['device_hours']:.3g}"
         table.add_row(*(Text(str(cells[c])) if cells[c] is not None else "–" for c in columns))
     console.print(table)
 
@@ -106,15 +115,14 @@ def _metadata_cell(metadata: dict) -> str | None:
 
 
 def show(outputs_root: str | Path, experiment_id: str, console: Console) -> int:
-    """Print the experiment's conclusion.md; 1 when the id is unknown."""
-    try:
-        row = registry.get(outputs_root, experiment_id)
-    except registry.ExperimentNotFound as exc:
-        print(f"evsys.experiments: {exc}", file=sys.stderr)
-        return 1
+    """Print the experiment's conclusion.md (a RegistryError when the id is unknown)."""
+    row = registry.get(outputs_root, experiment_id)  # ExperimentNotFound: said by main
     print_lineage(outputs_root, row)
     if row.get("metadata"):
         print(f"metadata: {_metadata_cell(row['metadata'])}\n")
+    if row.get("device_hours") is not None:
+        print(f"cost: {row['device_hours']:.3g} device-hours (every arm's record summed)\n")
+    _print_provenance(Path(row["sweep_dir"] or ""))
     conclusion = Path(row["sweep_dir"] or "") / "conclusion.md"
     if conclusion.is_file():
         # plain print: the markdown stays copy-pasteable and nothing is read as rich markup
@@ -125,6 +133,19 @@ def show(outputs_root: str | Path, experiment_id: str, console: Console) -> int:
             markup=False,
         )
     return 0
+
+
+def _print_provenance(sweep_dir: Path) -> None:
+    """Which code, packages and machine planned the experiment (its experiment.json)."""
+    try:
+        planned = Plan.load(sweep_dir).provenance
+    except NotASweepDir:
+        return
+    for line in described(planned):
+        print(line)
+    if (sweep_dir / DIFF_FILE).is_file():
+        print(f"uncommitted changes: {sweep_dir / DIFF_FILE}")
+    print()
 
 
 def print_lineage(outputs_root: str | Path, row: dict) -> None:

@@ -167,8 +167,9 @@ def _flags_help() -> str:
 
 def preset_problem(arguments: list[str]) -> str | None:
     """The preset named by +experiment=<name> when YAML cannot load it as written (a duplicate
-    arm name, a tab), as one sentence naming file and line instead of PyYAML's traceback."""
-    import yaml
+    arm name, a tab), as one line `file:line:column: problem` instead of PyYAML's traceback."""
+    from evsys.errors import ConfigError
+    from evsys.yaml_file import load_yaml
 
     names = [a.split("=", 1)[1] for a in arguments if a.startswith("+experiment=")]
     for path in (
@@ -177,13 +178,9 @@ def preset_problem(arguments: list[str]) -> str | None:
         if not path.is_file():
             continue
         try:
-            OmegaConf.load(path)
-        except yaml.MarkedYAMLError as error:
-            mark = error.problem_mark
-            line = f", line {mark.line + 1}" if mark is not None else ""
-            why = " (each arm name, like every key of a mapping, may appear once)"
-            duplicate = "duplicate key" in str(error.problem)
-            return f"{path}{line}: {error.problem}{why if duplicate else ''}"
+            load_yaml(path)
+        except ConfigError as error:
+            return str(error)
     return None
 
 

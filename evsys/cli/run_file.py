@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m evsys.run_file") 
     try:
         experiment = Experiment.from_yaml(args.file, overrides)
     except (ConfigError, FileNotFoundError) as error:
-        print(f"{prog}: {args.file}: {error}", file=sys.stderr)
+        where = "" if str(error).startswith(f"{args.file}:") else f"{args.file}: "  # said once
+        print(f"{prog}: {where}{error}", file=sys.stderr)
         return EXIT_INVALID
     if args.show_preset:
         print(experiment.preset_text(), end="")

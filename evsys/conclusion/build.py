@@ -57,6 +57,7 @@ from evsys.conclusion.power import power_summary
 from evsys.conclusion.runs import collect_runs, is_number
 from evsys.conclusion.scores import arm_scores, metric_bounds
 from evsys.conclusion.threshold import single_run_verdict, threshold_result
+from evsys.cost import arm_total
 from evsys.records import Plan
 
 SIGNIFICANT_DIGITS = 6
@@ -171,6 +172,7 @@ def _group(arm: str, runs: list[dict], scores, bounds) -> Group:
         ci_method=interval.method,
         # JSON object keys are strings; make them strings here so the value equals its file
         values={str(seed): value for seed, value in summary.values.items()},
+        cost=arm_total(run["record"].cost for run in runs),
     )
 
 

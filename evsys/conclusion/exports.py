@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shlex
 from pathlib import Path
 
 from evsys.conclusion.model import Export
@@ -18,6 +19,7 @@ from evsys.records import RESULT_FILE
 
 HARNESS_PREFIX = "harness:"
 ADAPTER_CONFIG = "adapter_config.json"
+PAIR_SYNTAX = ",=\"'[]{}()"  # what lm_eval's key=value parser treats as structure
 
 
 def arm_exports(sweep_dir: Path, completed: list[dict], mode: str) -> list[Export]:
@@ -51,14 +53,23 @@ def arm_exports(sweep_dir: Path, completed: list[dict], mode: str) -> list[Expor
 
 
 def lm_eval_command(export: Export) -> str:
-    tasks = ",".join(export.tasks) or "<task>"
-    return f"lm_eval --model hf --model_args {export.model_args} --tasks {tasks}"
+    """The shell command, each argument quoted where the shell would split or expand it."""
+    tasks = shlex.quote(",".join(export.tasks)) if export.tasks else "<task>"
+    return f"lm_eval --model hf --model_args {shlex.quote(export.model_args)} --tasks {tasks}"
+
+
+def model_args_text(args: dict[str, str]) -> str:
+    """lm_eval's --model_args: `key=value,...`, or JSON (which lm_eval also reads) when a value
+    holds a character those pairs split on: an arm name, so its dir, may contain `=` and `,`."""
+    if any(set(value) & set(PAIR_SYNTAX) for value in args.values()):
+        return json.dumps(args)
+    return ",".join(f"{key}={value}" for key, value in args.items())
 
 
 def _model_args(sweep_dir: Path, model_dir: Path, relative: Path) -> str:
     config = model_dir / ADAPTER_CONFIG
     if not config.is_file():
-        return f"pretrained={relative}"
+        return model_args_text({"pretrained": str(relative)})
     base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path") or ""
     base_path = Path(base)
     if base_path.is_absolute():
@@ -66,7 +77,7 @@ def _model_args(sweep_dir: Path, model_dir: Path, relative: Path) -> str:
             base = str(base_path.resolve().relative_to(sweep_dir.resolve()))
         except ValueError:
             pass  # a base outside the sweep dir stays as the adapter names it
-    return f"pretrained={base},peft={relative}"
+    return model_args_text({"pretrained": base, "peft": str(relative)})
 
 
 def _harness_tasks(hparams: dict) -> list[str]:

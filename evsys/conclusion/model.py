@@ -106,6 +106,8 @@ class ThresholdResult(_Record):
 class Group(_Record):
     """One arm's completed runs, ranked by the mean of the success metric."""
 
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"cost"})
+
     arm: str
     rank: int
     group_id: str | None
@@ -119,6 +121,8 @@ class Group(_Record):
     values: dict[str, float]  # seed (as a string: a JSON key) -> value
     n_items: int | None = None  # scored items per seed; None: seed-level values only
     ci_method: str | None = None
+    # its seeds' cost summed (peak memory: the largest), evsys/cost.py; None: no record has one
+    cost: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,16 @@ from evsys.conclusion.model import (
 )
 from evsys.conclusion.plots import matrix_plot_name
 from evsys.conclusion.text import (
+    COST_COLUMNS,
     ci_text,
     code_span,
+    cost_cells,
     mean_std,
     metadata_text,
     num,
     p_text,
     seeds_text,
+    user_text,
     value_std,
 )
 from evsys.records import BOOKKEEPING_OVERRIDES
@@ -34,14 +37,14 @@ def render_markdown(conclusion: Conclusion) -> str:
     """The conclusion as a readable markdown page."""
     metric = conclusion.success_metric
     lines = [
-        f"# Conclusion: {conclusion.experiment.name}",
+        f"# Conclusion: {user_text(conclusion.experiment.name)}",
         "",
         f"- Experiment: `{conclusion.experiment.id}`",
-        f"- Hypothesis: {conclusion.hypothesis or '(none stated)'}",
+        f"- Hypothesis: {user_text(conclusion.hypothesis or '(none stated)')}",
         f"- Success metric: `{metric.name}` ({metric.mode}, "
         f"minimum effect {num(metric.min_effect)})",
         *_threshold_header(conclusion),
-        f"- Baseline: {conclusion.baseline or '(none: best vs runner-up)'}",
+        f"- Baseline: {user_text(conclusion.baseline or '(none: best vs runner-up)')}",
         *_metadata_header(conclusion.metadata or {}),
         "",
         f"## Verdict: {conclusion.verdict}",
@@ -79,11 +82,15 @@ def _metadata_header(metadata: dict) -> list[str]:
 def _groups_markdown(conclusion: Conclusion) -> list[str]:
     threshold = conclusion.threshold
     extra = f" {threshold.direction} {num(threshold.value)}? |" if threshold else ""
+    costs = any(g.cost for g in conclusion.groups)  # records of an older evsys have none
+    extra += "".join(f" {column} |" for column in COST_COLUMNS) if costs else ""
     lines = [
         f"## Arms ranked by {conclusion.success_metric.name}",
         "",
         "| rank | arm | mean ± std | 95% CI | n | seeds | overrides of this arm |" + extra,
-        "|---:|---|---|---|---:|---|---|" + ("---|" if threshold else ""),
+        "|---:|---|---|---|---:|---|---|"
+        + ("---|" if threshold else "")
+        + ("---:|" * len(COST_COLUMNS) if costs else ""),
     ]
     shared = _shared_overrides(conclusion.groups)
     status = {row.arm: row.status for row in threshold.arms} if threshold else {}
@@ -93,10 +100,22 @@ def _groups_markdown(conclusion: Conclusion) -> list[str]:
             f"| {g.rank} | {g.arm} | {mean_std(g)} | {ci_text(g.ci95)} | {g.n} "
             f"| {seeds_text(g.values)} | {overrides} |"
             + (f" {status[g.arm]} |" if threshold else "")
+            + ("".join(f" {cell} |" for cell in cost_cells(g.cost)) if costs else "")
         )
     if not conclusion.groups:
         lines.append("| | (no completed arm) | | | | | |")
+    if costs:
+        lines += ["", _cost_note(conclusion.groups)]
     return lines + [""]
+
+
+def _cost_note(groups: list[Group]) -> str:
+    """What the cost columns count, and the experiment's total."""
+    hours = sum((g.cost or {}).get("device_hours") or 0 for g in groups)
+    return (
+        f"Cost of the completed runs, summed over each arm's seeds: {hours:.3g} device-hours "
+        "in all; FLOPs estimated as 6 x parameters x tokens; peak memory the largest seed's."
+    )
 
 
 def _threshold_markdown(threshold: ThresholdResult | None) -> list[str]:
@@ -251,7 +270,7 @@ def _problems_markdown(conclusion: Conclusion) -> list[str]:
     if conclusion.failed:
         lines += ["## Failed runs", ""]
         for run in conclusion.failed:
-            error = " ".join(str(run.error).split())  # one line, whatever the error held
+            error = user_text(run.error)  # one line, whatever the error held
             lines.append(f"- {run.arm} seed {run.seed} (`{run.dir}`): {error}")
         lines.append("")
     if conclusion.missing:
@@ -273,12 +292,15 @@ def print_summary(conclusion: Conclusion, console: Console | None = None) -> Non
     metric = conclusion.success_metric
     title = f"{conclusion.experiment.name}: {metric.name} ({metric.mode})"
     table = Table(title=Text(title))
+    costs = any(g.cost for g in conclusion.groups)
     for column in ("rank", "arm", "n", "mean ± std", "95% CI", "seeds"):
         table.add_column(column, justify="right" if column in ("rank", "n") else "left")
+    for column in COST_COLUMNS if costs else ():
+        table.add_column(column, justify="right")
     for g in conclusion.groups:
-        table.add_row(
-            str(g.rank), Text(g.arm), str(g.n), mean_std(g), ci_text(g.ci95), seeds_text(g.values)
-        )
+        cells = [str(g.rank), Text(g.arm), str(g.n), mean_std(g), ci_text(g.ci95)]
+        cells += [seeds_text(g.values), *(cost_cells(g.cost) if costs else [])]
+        table.add_row(*cells)
     console.print(table)
     style = {"supported": "bold green", "refuted": "bold red"}.get(conclusion.verdict, "bold")
     console.print(Text(conclusion.reason, style=style), soft_wrap=True)  # copy-pasteable

@@ -6,7 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from evsys.records import RESULT_FILE, ArmResult, Plan, PlannedJob, has_record, identity_diff
+from evsys.identity import identity_diff
+from evsys.records import RESULT_FILE, ArmResult, Plan, PlannedJob, has_record
 
 
 def collect_runs(sweep_dir: str | Path, plan: Plan) -> dict[str, list[dict]]:

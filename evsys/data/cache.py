@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -35,6 +36,9 @@ from evsys.records import write_atomic
 
 DATA_CODE = Path(__file__).resolve().parent  # evsys/data: its code shapes every example
 NOT_IN_KEY = ("num_workers", "cache", "cache_dir", "num_proc")  # change no example or token
+TOKEN_FILES = (("input_ids", "r"), ("labels", "r"), ("offsets", None))  # name, np.load mmap_mode
+
+log = logging.getLogger("evsys")
 
 
 def cache_dir(data) -> Path | None:
@@ -149,9 +153,8 @@ class CachedExamples(Sequence):
         if self._examples is None:
             path = self.entry / f"examples-{self.split}.jsonl" if self.entry else None
             if path is not None and path.is_file():
-                with path.open(encoding="utf-8") as lines:
-                    self._examples = [json.loads(line) for line in lines]
-            else:
+                self._examples = _read_entry(path, _read_jsonl)
+            if self._examples is None:
                 self._examples = self._load()
                 if path is not None:
                     lines = "".join(
@@ -173,11 +176,13 @@ class CachedExamples(Sequence):
         """The examples' token rows (tokenize_table), from the entry when it has them."""
         stem = self.entry / f"tokens-{self.split}-{max_length}" if self.entry else None
         if stem is not None and Path(f"{stem}.offsets.npy").is_file():
-            columns = {
-                name: np.load(f"{stem}.{name}.npy", mmap_mode="r")
-                for name in ("input_ids", "labels")
-            }
-            return TokenRows(columns, np.load(f"{stem}.offsets.npy"))
+            arrays = {}
+            for name, mmap_mode in TOKEN_FILES:
+                path = Path(f"{stem}.{name}.npy")
+                arrays[name] = _read_entry(path, lambda p, m=mmap_mode: np.load(p, mmap_mode=m))
+            if all(array is not None for array in arrays.values()):
+                offsets = arrays.pop("offsets")
+                return TokenRows(arrays, offsets)
         rows = tokenize_table(self.examples(), tokenizer, max_length, num_proc)
         if stem is not None:
             for name, values in rows.columns.items():
@@ -185,6 +190,21 @@ class CachedExamples(Sequence):
             # Written last: its presence says the entry's tokens are complete.
             write_atomic(Path(f"{stem}.offsets.npy"), lambda out: np.save(out, rows.offsets))
         return rows
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines]
+
+
+def _read_entry(path: Path, read: Callable):
+    """`read(path)`, or None when the entry file cannot be read (a disk error, a file broken
+    outside evsys): said with its path, and the entry is rebuilt rather than trusted."""
+    try:
+        return read(path)
+    except (OSError, ValueError, EOFError) as error:
+        log.warning("the data cache entry %s cannot be read (%s): it is rebuilt", path, error)
+        return None
 
 
 def entry_dir(data, tokenizer=None, required_format: str | None = None) -> Path | None:

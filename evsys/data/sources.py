@@ -11,8 +11,10 @@ from __future__ import annotations
 import csv
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
+from typing import TextIO
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -141,6 +143,9 @@ def plain(value):
 
 # -------------------------------------------------------------------------------------- reading
 TEXT_ENCODING = "utf-8-sig"  # UTF-8, with or without a byte-order mark (Excel, Notepad)
+# One line of a .jsonl file (one example) at most, in characters: a longer line is refused, so
+# a stray huge line cannot take planning's memory and time (docs/data.md).
+MAX_LINE_CHARS = 16 * 2**20
 
 
 def read_source(data) -> dict[str, list[dict]]:
@@ -193,7 +198,7 @@ def _not_utf8(path: Path, error: UnicodeDecodeError) -> str:
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []
     with path.open(encoding=TEXT_ENCODING) as lines:
-        for number, line in enumerate(lines, start=1):
+        for number, line in enumerate(_bounded_lines(lines, path), start=1):
             if not line.strip():
                 continue
             try:
@@ -204,6 +209,21 @@ def _read_jsonl(path: Path) -> list[dict]:
                 raise DataError(f"{path}, line {number}: expected a JSON object")
             rows.append(row)
     return rows
+
+
+def _bounded_lines(lines: TextIO, path: Path) -> Iterator[str]:
+    """The file's lines, each read at most MAX_LINE_CHARS (+1) at a time: a longer one is
+    refused before it is read whole, so reading stays bounded in memory."""
+    number = 0
+    while line := lines.readline(MAX_LINE_CHARS + 1):
+        number += 1
+        if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
+            raise DataError(
+                f"{path}, line {number}: longer than {MAX_LINE_CHARS:,} characters, the limit "
+                "of one example (evsys.data.sources.MAX_LINE_CHARS); split it into examples, or "
+                "store long documents as .txt or .parquet"
+            )
+        yield line
 
 
 def _read_json(path: Path) -> list[dict]:

@@ -21,17 +21,21 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from evsys import provenance
 from evsys.algorithms import algorithm_module_class
+from evsys.cost import arm_cost, reset_peak_memory
 from evsys.data.mixture import dataset_names
 from evsys.data.prepare import check_source
 from evsys.errors import DirInUse, Diverged
 from evsys.evaluation.base import harness_settings
 from evsys.evaluation.names import check_benchmark_names
+from evsys.free_text import as_written
+from evsys.identity import group_id
 from evsys.init_from import resolve_init_from, with_init_from
 from evsys.interrupts import interrupt_exit_code
 from evsys.locks import dir_lock
 from evsys.metric_names import checked_record
-from evsys.records import ArmResult, group_id, record_path
+from evsys.records import ArmResult, record_path
 from evsys.run.claim import OtherConfigsResults, claim_dir
 from evsys.run.context import JobContext
 from evsys.run.continual import chain_hparams, run_chain
@@ -113,6 +117,7 @@ def _run(cfg: DictConfig, job_dir: Path, record: ArmResult, context: JobContext 
             hparams=flat_hparams(cfg) | _chain_hparams(cfg),
             placement=_torch_threads(cfg, record.placement),
         )
+        reset_peak_memory()
         with quiet_libraries():
             outcome = _train(cfg, job_dir, identity, context)
         if outcome is None:  # another rank of a multi-process arm: rank 0 records it
@@ -147,16 +152,16 @@ def finished_record(
     record: ArmResult, outcome: ArmOutcome, job_dir: Path, context: JobContext | None
 ) -> ArmResult:
     """The arm's record from its outcome — one function for a single arm and a chain. A
-    benchmark failing after training fails the arm, keeping the model, the checkpoint and
-    every other metric, and the record says what failed."""
+    benchmark or the export failing after training fails the arm, keeping the checkpoint and
+    every metric measured, and the record says what failed."""
     errors = dict(outcome.benchmark_errors)
-    failed = "; ".join(f"{key}: {value}" for key, value in errors.items())
     timings = dict(outcome.timings)
     timings["total"] = sum(timings.values())
+    error = _after_training_error(errors, outcome.export_error)
     return dataclasses.replace(
         record,
-        status="failed" if errors else "completed",
-        error=f"benchmarks failed after training (the model is kept): {failed}" if errors else None,
+        status="failed" if error else "completed",
+        error=error,
         benchmark_errors=errors,
         metrics=outcome.metrics,
         throughput=outcome.throughput,
@@ -164,7 +169,32 @@ def finished_record(
         artifacts={**outcome.artifacts, "tensorboard": relative_log_dir(job_dir, context)},
         resumed_from_step=outcome.resumed_from_step,
         continual=dict(outcome.continual) if outcome.continual is not None else None,
+        cost=_cost(outcome, timings["total"]),
     )
+
+
+def _cost(outcome: ArmOutcome, wall_seconds: float) -> dict:
+    return arm_cost(
+        wall_seconds=wall_seconds,
+        devices=outcome.devices,
+        tokens=outcome.tokens,
+        parameters=outcome.parameters,
+    )
+
+
+def _after_training_error(benchmark_errors: dict[str, str], export_error: str | None) -> str | None:
+    """What failed once the model was trained, or None."""
+    failed = []
+    if benchmark_errors:
+        kept = "the model is kept" if export_error is None else "the others are kept"
+        listed = "; ".join(f"{key}: {value}" for key, value in benchmark_errors.items())
+        failed.append(f"benchmarks failed after training ({kept}): {listed}")
+    if export_error is not None:
+        failed.append(
+            f"export failed after scoring (the metrics are kept; a re-run scores and exports "
+            f"again from the last checkpoint): {export_error}"
+        )
+    return "; ".join(failed) or None
 
 
 def _write_table_row(
@@ -231,6 +261,7 @@ def _new_record(cfg: DictConfig) -> ArmResult:
         requeues=_requeues(),
         started_at=_now(),
         placement=_placement(),
+        provenance=provenance.collect(),
     )
 
 
@@ -256,7 +287,7 @@ def _job_overrides() -> list[str]:
 
     if not HydraConfig.initialized():
         return []
-    return list(HydraConfig.get().overrides.task)
+    return as_written(HydraConfig.get().overrides.task)
 
 
 def _placement() -> dict | None:

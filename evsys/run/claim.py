@@ -11,8 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from evsys.confine import inside_sweep
 from evsys.errors import ConfigError
+from evsys.identity import identity_diff
 from evsys.locks import supersede
-from evsys.records import CHECKPOINT, SCORES_DIR, SUPERSEDED, identity_diff
+from evsys.records import CHECKPOINT, SCORES_DIR, SUPERSEDED
 from evsys.run.lifecycle import MODEL_DIR
 from evsys.run.tensorboard import TENSORBOARD
 from evsys.sweep.reuse import stored_identity

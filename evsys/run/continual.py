@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from evsys.algorithms import algorithm_module_class
 from evsys.config import MixtureComponent
+from evsys.data.mixture import DATASET_FIELDS
 from evsys.data.prepare import check_source
 from evsys.data.sources import load_split
 from evsys.data.tasks import is_task
@@ -41,7 +42,7 @@ from evsys.evaluation.base import harness_settings
 from evsys.evaluation.names import benchmark_label, check_benchmark_names, has_held_out_metrics
 from evsys.init_from import resolve_init_from, with_init_from
 from evsys.models import load_tokenizer
-from evsys.records import CHECKPOINT, SCORES_DIR, write_item_scores, write_json_atomic
+from evsys.records import CHECKPOINT, MODEL_DIR, SCORES_DIR, write_item_scores, write_json_atomic
 from evsys.run.continual_metrics import (
     HIGHER_IS_BETTER,
     METRICS,
@@ -49,7 +50,7 @@ from evsys.run.continual_metrics import (
     flat_metrics,
     score_matrix,
 )
-from evsys.run.lifecycle import MODEL_DIR, ArmOutcome, ArmRun, Scoring
+from evsys.run.lifecycle import ArmOutcome, ArmRun, Scoring
 from evsys.run.resume import job_identity
 from evsys.run.trainer import RunLogger, starting_model
 from evsys.validate import CONTINUAL_KEY
@@ -131,11 +132,12 @@ def plan_stages(cfg: DictConfig, job_dir: Path) -> list[Stage]:
     specs = list(cfg.experiment.continual.datasets)
     for index, spec in enumerate(specs, start=1):
         name = _stage_name(spec)
-        data = {
-            "dataset_name": spec.dataset_name,
-            "transforms": spec.transforms,
-            "mixture": _replay_mixture(specs[:index], cfg.experiment.continual.replay),
-        }
+        data = {"dataset_name": spec.dataset_name, "transforms": spec.transforms}
+        if replayed := _replay_mixture(specs[:index], cfg.experiment.continual.replay, cfg.data):
+            # replay within the stage's budget: as many examples as its own data alone
+            data.update(mixture=replayed, mixture_size="first")
+        else:
+            data["mixture"] = None
         steps = spec.max_steps or cfg.algorithm.max_steps
         stage_cfg = OmegaConf.merge(cfg, {"data": data, "algorithm": {"max_steps": steps}})
         stage_dir = Path(job_dir) / STAGES_DIR / f"{index}-{name}"
@@ -148,19 +150,22 @@ def _stage_name(spec) -> str:
     return spec.name or re.sub(r"[^\w.+=-]", "_", benchmark_label(spec.dataset_name))
 
 
-def _replay_mixture(specs: list, replay: float) -> list[DictConfig] | None:
+def _replay_mixture(specs: list, replay: float, data: DictConfig) -> list[DictConfig] | None:
     """The last stage's data plus a `replay` share split equally over the earlier stages' data;
     None (the stage's own dataset alone) without replay or for the first stage."""
     if not replay or len(specs) == 1:
         return None
     *earlier, current = specs
-    mixture = [_component(current, 1.0 - replay)]
-    return mixture + [_component(spec, replay / len(earlier)) for spec in earlier]
+    mixture = [_component(current, 1.0 - replay, data)]
+    return mixture + [_component(spec, replay / len(earlier), data) for spec in earlier]
 
 
-def _component(spec, weight: float) -> DictConfig:
+def _component(spec, weight: float, data: DictConfig) -> DictConfig:
+    """A stage's dataset in a replay mix, read as the stage alone reads it: the job's data
+    fields (num_train, format, columns, ...) with the stage's dataset and transforms."""
+    shared = {name: data[name] for name in DATASET_FIELDS if name != "seed"}
     fields = {"dataset_name": spec.dataset_name, "transforms": spec.transforms, "weight": weight}
-    return OmegaConf.merge(OmegaConf.structured(MixtureComponent), fields)
+    return OmegaConf.merge(OmegaConf.structured(MixtureComponent), shared, fields)
 
 
 def benchmark_names(cfg: DictConfig) -> list[str]:
@@ -233,6 +238,8 @@ def _train_stage(
         step_offset=stage.step_offset,
     )
     outcome = run.run()  # never None: a chain runs in one process (evsys/validate.py)
+    if outcome.export_error is not None:  # the next stage starts from this export
+        raise OSError(outcome.export_error)
     done = {
         "index": stage.index,
         "name": stage.name,
@@ -355,6 +362,8 @@ def _chain_outcome(
         resumed_from_step=resumed_from_step,
         extra_metrics=flat_metrics(summary),
         continual=summary,
+        parameters=max(o.parameters for o in outcomes),
+        devices=max(o.devices for o in outcomes),
     )
 
 

@@ -1,4 +1,5 @@
-"""ArmRun: one training run of one config in one dir — setup -> train -> score -> export.
+"""ArmRun: one training run of one config in one dir — setup -> train -> score -> export
+(what training measured is kept on disk before scoring: evsys/run/trained.py).
 
 A single arm (evsys/run/arm.py) is one ArmRun; a continual chain (evsys/run/continual.py) is
 one ArmRun per stage. Each returns an ArmOutcome, from which the arm's record is built once
@@ -23,14 +24,13 @@ from evsys.lightning.callbacks import ThroughputMonitor
 from evsys.lightning.datamodule import PostTrainingDataModule
 from evsys.lightning.sharding import ShardedStrategy, gathered_model, restore_interrupted_save
 from evsys.models import count_parameters, export_model, load_tokenizer
-from evsys.records import CHECKPOINT, write_item_scores
+from evsys.records import CHECKPOINT, MODEL_DIR, write_item_scores
 from evsys.run.ranks import other_ranks_run_this_job
 from evsys.run.resume import resume_step
+from evsys.run.trained import Trained, kept_measures
 from evsys.run.trainer import RunLogger, build_trainer, starting_model, train_metrics
 
 log = logging.getLogger("evsys")
-
-MODEL_DIR = "model"  # <run dir>/model: the run's export in Hugging Face format
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,9 @@ class ArmOutcome:
     extra_metrics: Mapping[str, float] = field(default_factory=dict)  # a chain's continual/*
     extra_hparams: Mapping[str, str] = field(default_factory=dict)  # a chain's stages
     continual: Mapping | None = None  # a chain's section of the record
+    export_error: str | None = None  # why the model or the per-item scores were not written
+    parameters: int = 0  # the trained model's (0: not known, a stage finished earlier)
+    devices: int = 1  # processes training it, over every node (the trainer's world size)
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -85,7 +88,7 @@ class ArmOutcome:
 
 class ArmRun:
     """Train `cfg` in `run_dir`, score the trained model, export it: one run, read top to
-    bottom as `setup(); train(); score(); return export()` (or `run()`).
+    bottom as `setup(); train(); keep_measures(); score(); return export()` (or `run()`).
 
     Supports: every algorithm kind (evsys/algorithms.py); resuming from
     `<run dir>/checkpoints/last.ckpt` when it was saved with this run's `identity` (refused or
@@ -129,6 +132,7 @@ class ArmRun:
         self.train()
         if not self.trainer.is_global_zero:
             return None  # rank 0 scores and exports; the other ranks are done
+        self.keep_measures()
         self.score()
         return self.export()
 
@@ -184,6 +188,19 @@ class ArmRun:
             len(self.data.train_rows), self.run_dir,
         )  # fmt: skip
 
+    def keep_measures(self) -> None:
+        """What training measured, kept in the training record before anything else can fail
+        (evsys/run/trained.py); a run that resumed at the end reads an earlier run's instead."""
+        measured = Trained(
+            step=self.trainer.global_step,
+            metrics=train_metrics(self.trainer, self.module),
+            tokens=self.throughput.tokens,
+            seconds=self.throughput.seconds,
+            timings=dict(self.timings),
+        )
+        self.trained = kept_measures(self.run_dir, measured, self.identity, self.resumed_from_step)
+        self.timings.update(self.trained.timings)
+
     # ------------------------------------------------------------------------------ score
     def score(self) -> None:
         """Every benchmark on the trained model, logged at the last step; with keep_going, a
@@ -195,21 +212,29 @@ class ArmRun:
 
     # ----------------------------------------------------------------------------- export
     def export(self) -> ArmOutcome:
-        """The model in Hugging Face format and the per-item scores, into the run dir."""
-        write_item_scores(self.run_dir, self.scores.items)
-        export_model(
-            self.module.model, self.tokenizer, self.run_dir / MODEL_DIR, self.cfg.model.lora.export
-        )
+        """The per-item scores and the model in Hugging Face format, into the run dir; when
+        they cannot be written (a full disk), the outcome keeps the scores and says why."""
+        artifacts, export_error = {"model": MODEL_DIR, "checkpoint": str(CHECKPOINT)}, None
+        try:
+            write_item_scores(self.run_dir, self.scores.items)
+            model, lora_export = self.module.model, self.cfg.model.lora.export
+            export_model(model, self.tokenizer, self.run_dir / MODEL_DIR, lora_export)
+        except OSError as error:  # each names its file (records.write_atomic, export_model)
+            export_error = str(error)
+            del artifacts["model"]
         return ArmOutcome(
-            train_metrics=train_metrics(self.trainer, self.module),
+            train_metrics=self.trained.metrics,
             scores=self.scores.metrics,
             items=self.scores.items,
             benchmark_errors=self.scores.errors,
-            tokens=self.throughput.tokens,
-            train_seconds=self.throughput.seconds,
+            tokens=self.trained.tokens,
+            train_seconds=self.trained.seconds,
             timings=dict(self.timings),
-            artifacts={"model": MODEL_DIR, "checkpoint": str(CHECKPOINT)},
+            artifacts=artifacts,
             resumed_from_step=self.resumed_from_step,
+            export_error=export_error,
+            parameters=count_parameters(self.module.model),
+            devices=self.trainer.world_size,
         )
 
     @contextlib.contextmanager

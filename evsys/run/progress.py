@@ -12,6 +12,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 
+from evsys.conclusion.text import duration
 from evsys.records import ArmResult, read_completed
 from evsys.run.context import JobContext
 
@@ -59,7 +60,7 @@ def sweep_position(context: JobContext | None) -> str | None:
     durations = [s for r in done if (s := _seconds(r)) is not None]
     if durations:
         left = (len(dirs) - len(done)) * sum(durations) / len(durations)
-        text += f", ETA {_duration(left)} if one job runs at a time"
+        text += f", ETA {duration(left)} if one job runs at a time"
     return text + ")"
 
 
@@ -95,7 +96,7 @@ def quiet_libraries() -> Iterator[None]:
 def summary_line(record: ArmResult) -> str:
     scores = ", ".join(f"{k}={v:.4g}" for k, v in sorted(record.metrics.items()))
     took = _seconds(record)
-    timing = f" in {_duration(took)}" if took is not None else ""
+    timing = f" in {duration(took)}" if took is not None else ""
     return f"arm {record.arm} seed {record.seed} completed{timing}: {scores}"
 
 
@@ -106,11 +107,3 @@ def _seconds(record: ArmResult) -> float | None:
     except (TypeError, ValueError):
         return None
     return (end - start).total_seconds()
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

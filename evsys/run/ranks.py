@@ -16,6 +16,8 @@ from collections.abc import Iterator
 
 from omegaconf import read_write
 
+from evsys.free_text import as_written
+
 # What Lightning's launcher sets in this process for its ranks; left set, the next arm's
 # trainer would take its processes for started by someone else and wait for ranks never started.
 LAUNCH_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -45,7 +47,7 @@ def _job_command_line() -> Iterator[None]:
         return
     hydra = HydraConfig.get()
     argv, run_dir = sys.argv, hydra.run.dir
-    sys.argv = [argv[0], *hydra.overrides.task]
+    sys.argv = [argv[0], *as_written(hydra.overrides.task)]
     with read_write(hydra.run):
         hydra.run.dir = hydra.runtime.output_dir
     try:

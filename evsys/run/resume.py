@@ -16,8 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from evsys import records
 from evsys.errors import ConfigError
+from evsys.identity import config_identity, identity_config, identity_diff
 from evsys.locks import supersede
-from evsys.records import config_identity, identity_config, identity_diff
 
 log = logging.getLogger("evsys")
 

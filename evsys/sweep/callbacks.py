@@ -18,7 +18,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.errors import NOTHING_RUN, ConfigError, DataError, DirInUse
+from evsys.errors import NOTHING_RUN, ConfigError, DataError, DirInUse, RegistryError
+from evsys.free_text import literal
 from evsys.records import RESULT_FILE, plan_exists
 from evsys.sweep import launch_report
 
@@ -145,10 +146,12 @@ def _is_evsys_sweeper(config: DictConfig) -> bool:
 
 
 def _refuse_before_start(config: DictConfig, multirun: bool) -> None:
-    """Refuse, before Hydra creates any dir, what no job could run as asked."""
+    """Refuse, before Hydra creates any dir, what no job could run as asked. Free text is
+    made literal first: Hydra's own paths interpolate the experiment's and arm's names."""
+    from evsys.stores import check_stores
     from evsys.validate import check_names
 
-    experiment = config.experiment
+    experiment = literal(config).experiment
     try:
         check_names(config)
         if not multirun and (experiment.arms or experiment.n_repeats > 1):
@@ -160,7 +163,9 @@ def _refuse_before_start(config: DictConfig, multirun: bool) -> None:
                 "(evsys train +experiment=<name> -m); without it one job would train "
                 "with none of the arms' settings"
             )
-    except ConfigError as error:
+        if not experiment.dry_run:
+            check_stores(config, multirun)  # read-only dirs, a corrupt registry: one line
+    except (ConfigError, RegistryError) as error:
         _refuse(error, config if multirun else None)
 
 

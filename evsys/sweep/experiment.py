@@ -27,18 +27,21 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from evsys import registry
+from evsys import provenance, registry
 from evsys.compose import quoted, search_path
 from evsys.conclusion.model import Conclusion
-from evsys.errors import Interrupted, RegistryError
+from evsys.cost import sweep_device_hours
+from evsys.errors import Interrupted, NotASweepDir, RegistryError
 from evsys.interrupts import INTERRUPTED_CODES
-from evsys.records import CONCLUSION_FILES, Plan, plan_exists
+from evsys.records import CONCLUSION_FILES, Plan, plan_exists, write_atomic
 from evsys.results import ExperimentResult, load_experiment_result
 from evsys.run.tensorboard import viewing_hint
+from evsys.stores import check_sweep_stores
 from evsys.sweep import launch_report
 from evsys.sweep.page_format import ExperimentConfig, Page, check_page, is_page_file, read_yaml
 from evsys.sweep.page_preset import preset_yaml
 from evsys.sweep.plan import plan_arguments
+from evsys.yaml_file import load_yaml
 
 log = logging.getLogger("evsys")
 
@@ -47,6 +50,7 @@ def start_sweep(plan: Plan, sweep_dir: Path, config: DictConfig) -> None:
     """Write the plan into the sweep dir and register the experiment, before any job runs."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
     launch_report.clear(sweep_dir)  # this launch started: an earlier one's refusal is history
+    plan.provenance = code_provenance(sweep_dir)
     plan.save(sweep_dir)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
     registry.register(
@@ -62,6 +66,38 @@ def start_sweep(plan: Plan, sweep_dir: Path, config: DictConfig) -> None:
             "metadata": plan.metadata,
         },
     )
+
+
+def code_provenance(sweep_dir: Path) -> dict:
+    """This process's provenance, its uncommitted diff saved beside the plan. A re-run into
+    the dir with other code is said, not refused: each record carries the code that made it."""
+    now = provenance.collect()
+    before = _planned_provenance(sweep_dir)
+    if provenance.code_changed(before, now):
+        log.warning(
+            "%s was planned with other code: %s then, %s now; each record names its own",
+            sweep_dir, provenance.code_label(before), provenance.code_label(now),
+        )  # fmt: skip
+    old_hash = ((before or {}).get("code") or {}).get("diff_sha256")
+    save_code_diff(sweep_dir, provenance.code_diff(), old_hash)
+    return now
+
+
+def save_code_diff(sweep_dir: Path, diff: str, old_hash: str | None) -> None:
+    """`diff` as <sweep dir>/code.diff (none when the code is committed); an earlier run's
+    other diff is kept as code.<its hash>.diff."""
+    path = sweep_dir / provenance.DIFF_FILE
+    if path.is_file() and path.read_text(encoding="utf-8") != diff:
+        path.rename(sweep_dir / f"code.{old_hash or 'earlier'}.diff")
+    if diff:
+        write_atomic(path, lambda out: out.write(diff.encode("utf-8")))
+
+
+def _planned_provenance(sweep_dir: Path) -> dict | None:
+    try:
+        return Plan.load(sweep_dir).provenance
+    except NotASweepDir:  # not planned yet, or a plan file that is not one
+        return None
 
 
 def finish_sweep(sweep_dir: Path) -> Conclusion | None:
@@ -91,15 +127,19 @@ def conclude(sweep_dir: str | Path) -> Conclusion:
         conclusion = write_conclusion(sweep_dir)  # removes the old one when it fails
     except Exception as error:
         with contextlib.suppress(Exception):  # a garbled plan: no registry row to name
-            _record_outcome(Plan.load(sweep_dir), "failed", None, f"no conclusion: {error}")
+            _record_outcome(sweep_dir, "failed", None, f"no conclusion: {error}")
         raise
     status = "failed" if conclusion.problems else "completed"
-    _record_outcome(Plan.load(sweep_dir), status, conclusion.best_arm, conclusion.verdict)
+    _record_outcome(sweep_dir, status, conclusion.best_arm, conclusion.verdict)
     return conclusion
 
 
-def _record_outcome(plan: Plan, status: str, best_arm: str | None, verdict: str | None) -> None:
-    """The experiment's row in the registry, when there is one: its status and verdict."""
+def _record_outcome(
+    sweep_dir: Path, status: str, best_arm: str | None, verdict: str | None
+) -> None:
+    """The experiment's row in the registry, when there is one: its status, verdict and the
+    device-hours its records spent."""
+    plan = Plan.load(sweep_dir)
     if not registry.registry_path(plan.outputs_root).is_file():
         log.warning("no experiment registry at %s; not updated", plan.outputs_root)
         return
@@ -111,6 +151,7 @@ def _record_outcome(plan: Plan, status: str, best_arm: str | None, verdict: str 
             best_arm=best_arm,
             verdict=verdict,
             finished_at=_now(),
+            device_hours=sweep_device_hours(sweep_dir, plan),
         )
     except RegistryError as error:
         # A sweep dir copied from elsewhere: its conclusion still stands on its own files.
@@ -152,7 +193,7 @@ class Experiment:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"experiment file {path} does not exist")
-        OmegaConf.load(path)  # a YAML syntax error surfaces here, naming the file
+        load_yaml(path)  # a YAML syntax error: a ConfigError, file:line:column
         return cls(path, overrides)
 
     @property
@@ -203,7 +244,8 @@ class Experiment:
         what = f"experiment {self.preset or self.stem}"
         launch_id = secrets.token_hex(8)
         with self.config_dir() as config_dir:
-            plan_arguments(self.arguments(config_dir, sweep_dir), sweep_dir)
+            plan, _ = plan_arguments(self.arguments(config_dir, sweep_dir), sweep_dir)
+            check_sweep_stores(plan.outputs_root, sweep_dir)  # said before any dir is made
             sweep_dir.mkdir(parents=True, exist_ok=True)  # where the child reports to us
             command = self.command(config_dir, sweep_dir)
             code = _run_streamed(command, {launch_report.LAUNCH_ID: launch_id})

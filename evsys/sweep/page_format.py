@@ -38,11 +38,12 @@ from evsys.sweep.page_checks import (
     plain,
 )
 from evsys.validate import closest_key, describe_config_error
+from evsys.yaml_file import load_yaml
 
 MODES = ("run", "runs", "matrix")
 EXPERIMENT_KEYS = (  # the page's keys that are the experiment node's own fields
     "name", "hypothesis", "success_metric", "baseline", "n_repeats", "base_seed",
-    "parent_experiment_id", "metadata", "dry_run", "adaptive",
+    "parent_experiment_id", "metadata", "dry_run", "adaptive", "max_jobs",
 )  # fmt: skip
 TOP_KEYS = (*EXPERIMENT_KEYS, "prediction", "output_dir", "stores", "continual", *MODES)
 # outputs_root: experiments, their registry and sweep dirs; cache_dir: the data caches
@@ -121,7 +122,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"experiment file {path} does not exist")
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of experiment keys, got {raw!r}")
     return raw
@@ -139,7 +140,7 @@ def is_page_file(path: str | Path) -> bool:
         header.append(line)
     if any("@package" in line for line in header):
         return False
-    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    raw = load_yaml(path)
     return isinstance(raw, dict) and "experiment" not in raw and "defaults" not in raw
 
 

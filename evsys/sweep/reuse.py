@@ -1,6 +1,8 @@
 """What a sweep dir already holds for each planned job, by config identity (records.py):
 
-    a completed record of the same identity      skipped (its record stands)
+    a completed record of the same identity      skipped (its record stands), unless its
+                                                  model/ is missing: run again, resuming from
+                                                  last.ckpt (scored, exported, same metrics)
     a failed record or a checkpoint, same identity  run again, resuming from last.ckpt
     a record or checkpoint of another identity    refused at planning, naming the keys that
                                                   differ; with experiment.on_mismatch=rerun
@@ -19,6 +21,7 @@ from typing import Any
 
 from evsys.confine import links_inside
 from evsys.errors import ConfigError, NotASweepDir
+from evsys.identity import identity_diff
 from evsys.locks import supersede
 from evsys.records import (
     CHECKPOINT,
@@ -29,7 +32,7 @@ from evsys.records import (
     Plan,
     PlannedJob,
     has_record,
-    identity_diff,
+    missing_export,
     read_checkpoint,
     record_path,
 )
@@ -99,9 +102,21 @@ def sort_jobs(plan: Plan, sweep_dir: Path) -> tuple[list[PlannedJob], list[Misma
         elif stored.identity != job.identity:
             pending.append(job)
             mismatched.append(Mismatch(job, stored))
-        elif not stored.completed:
+        elif not stored.completed or _export_missing(Path(sweep_dir) / job.dir):
             pending.append(job)
     return pending, mismatched
+
+
+def _export_missing(job_dir: Path) -> bool:
+    """A completed job whose model is gone is said so and run again, never skipped."""
+    model = missing_export(job_dir)
+    if model is not None:
+        log.warning(
+            "%s: the arm completed, but its model %s is missing: it runs again from its last "
+            "checkpoint (scored and exported; the training metrics are kept)",
+            record_path(job_dir), model,
+        )  # fmt: skip
+    return model is not None
 
 
 def mismatch_message(sweep_dir: Path, mismatched: list[Mismatch]) -> str:

@@ -28,7 +28,8 @@ from evsys.records import Plan, read_completed
 from evsys.sweep import launch_report
 from evsys.sweep.callbacks import EXIT_FAILED
 from evsys.sweep.experiment import start_sweep
-from evsys.sweep.plan import plan_sweep, planned_looks, print_plan, sweep_axes
+from evsys.sweep.plan import plan_sweep, planned_looks, sweep_axes
+from evsys.sweep.plan_table import print_plan
 from evsys.sweep.reuse import mismatch_message, resolve_mismatches, sort_jobs
 
 log = logging.getLogger("evsys")
@@ -80,6 +81,7 @@ class ExperimentSweeper(Sweeper):
             _refuse(sweep_dir, error)
         print_plan(plan, pending)
         if dry_run:
+            self._print_estimate(pending)
             return []
         looks = planned_looks(self.config.experiment)
         if looks is not None and not OmegaConf.select(
@@ -102,6 +104,23 @@ class ExperimentSweeper(Sweeper):
         if looks is not None:
             results += self._rounds(plan, sweep_dir)
         return results
+
+    def _print_estimate(self, pending: list) -> None:
+        """The dry run's estimate of what the jobs to run would train (evsys/cost.py)."""
+        from evsys.cost import estimate, estimate_line
+        from evsys.validate import validate_run_config
+
+        loader, composed = self.hydra_context.config_loader, {}
+
+        def config(job) -> DictConfig:  # repeats differ in their seed only: composed once
+            key = tuple(o for o in job.overrides if not o.startswith("seed="))
+            if key not in composed:
+                composed[key] = validate_run_config(
+                    loader.load_sweep_config(self.config, list(key))
+                )
+            return composed[key]
+
+        print(estimate_line(estimate(config(job) for job in pending)))
 
     def _launch(self, pending: list, sweep_dir: Path, every: list) -> list:
         if not pending:

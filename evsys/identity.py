@@ -1,0 +1,77 @@
+"""What a job trains, as a config and a hash: its run group (group_id, shared by arms that
+differ only in seed) and its identity (identity_config, stored in every record and checkpoint,
+so a mismatch names the keys that differ)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+# Keys that say where or which replicate, not what is trained: left out of group_id.
+NOT_IN_GROUP = ("seed", "arm", "tags", "experiment", "hydra")
+# Keys that change how a job runs, not what it trains or scores: results and checkpoints stay
+# valid across them, so they are left out of a job's identity too.
+NOT_IN_IDENTITY = (
+    "data.cache", "data.cache_dir", "data.num_workers", "data.num_proc", "backend.num_threads",
+    "log_every_n_steps", "checkpoint_every_n_steps",
+)  # fmt: skip
+
+
+def group_id(cfg: DictConfig) -> str:
+    """Stable hash of what is trained: the resolved config minus seed, names and paths.
+
+    Arms that differ only in seed share it (a run group)."""
+    return _hash(_trained(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)))
+
+
+def _trained(container: dict) -> dict:
+    identity = {k: v for k, v in container.items() if k not in NOT_IN_GROUP}
+    experiment = container.get("experiment") or {}
+    continual = experiment.get("continual") or {}
+    if continual.get("datasets") is not None:  # the chain is what is trained, not bookkeeping
+        identity["continual"] = continual
+    if (container.get("model") or {}).get("init_from") == "parent":  # which parent's model
+        identity["parent_experiment_id"] = experiment.get("parent_experiment_id")
+    return identity
+
+
+def _hash(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def identity_config(cfg: DictConfig) -> dict[str, Any]:
+    """What one job trains and scores, as dotted keys: group_id's inputs plus the seed, minus
+    the keys that only say how it runs (NOT_IN_IDENTITY). Stored in its record and checkpoint,
+    so a mismatch can name the keys that differ."""
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    flat = _flatten({**_trained(container), "seed": container.get("seed")})
+    return {key: value for key, value in flat.items() if key not in NOT_IN_IDENTITY}
+
+
+def config_identity(config: dict[str, Any]) -> str:
+    """The identity of a job: a hash of its identity_config."""
+    return _hash(config)
+
+
+def identity_diff(old: dict[str, Any], new: dict[str, Any], limit: int = 8) -> str:
+    """The keys two identity configs differ in, as `key: old -> new`, comma separated."""
+    if not old:
+        return "it records no config identity: written by an older evsys, or unreadable"
+    keys = sorted(k for k in set(old) | set(new) if old.get(k, "<unset>") != new.get(k, "<unset>"))
+    shown = [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}" for k in keys[:limit]]
+    if len(keys) > limit:
+        shown.append(f"and {len(keys) - limit} more")
+    return ", ".join(shown) or "no key differs, yet the identity does (another evsys version)"
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict) and node:
+        flat: dict[str, Any] = {}
+        for key, value in node.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: node}
