@@ -29,6 +29,7 @@ LOSS_TYPES = ("sigmoid", "ipo", "simpo")  # algorithm.loss_type (DPO)
 SMOOTHED = ("sigmoid", "simpo")  # the losses label smoothing applies to
 # algorithm.loss_type (GRPO): TRL's names, evsys/ops/policy_loss.py
 GRPO_LOSS_TYPES = ("bnpo", "grpo", "dr_grpo", "dapo", "cispo", "sapo")
-IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")  # algorithm.importance_sampling_level (GRPO)
+# algorithm.importance_sampling_level (GRPO): a ratio per token, or per completion (GSPO)
+RATIO_LEVELS = ("token", "sequence")
 METRIC_MODES = ("max", "min")  # experiment.success_metric.mode
 ON_MISMATCH = ("refuse", "rerun")  # experiment.on_mismatch

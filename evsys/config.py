@@ -250,8 +250,7 @@ class DPOConfig(AlgorithmConfig):
 @dataclass
 class GRPOConfig(AlgorithmConfig):
     kind: str = "grpo"
-    # GRPO fine-tunes a trained policy: a far lower, constant lr, fewer and costlier steps
-    lr: float = 1e-4
+    lr: float = 1e-4  # GRPO fine-tunes a trained policy: a lower, constant lr, fewer steps
     max_steps: int = 100
     batch_size: int = 8  # prompts per micro-batch; each gets num_generations completions
     warmup_steps: int = 5
@@ -268,12 +267,10 @@ class GRPOConfig(AlgorithmConfig):
     loss_type: str = one_of("bnpo", allowed.GRPO_LOSS_TYPES)  # docs/algorithms.md's table
     epsilon: float = above(0.2, 0)  # lower clip range of the ratio (and upper, by default)
     epsilon_high: float | None = above(None, 0)  # upper clip range (None: epsilon); cispo: cap
-    # token: a ratio per token | sequence: one per completion, its tokens' geometric mean (GSPO)
-    importance_sampling_level: str = one_of("token", allowed.IMPORTANCE_SAMPLING_LEVELS)
+    importance_sampling_level: str = one_of("token", allowed.RATIO_LEVELS)  # sequence: GSPO
     sapo_temperature_pos: float = above(1.0, 0)  # sapo: gate temperature where A > 0
     sapo_temperature_neg: float = above(1.05, 0)  # sapo: gate temperature where A <= 0
-    # train/<name> curves besides train/loss; {reward}: one per algorithm.rewards, kl: when beta
-    # > 0; the record keeps the rewards' mean over the last logging window (final_train_metrics)
+    # train/<name> curves besides train/loss, and the recorded ones (docs/algorithms.md)
     curves: ClassVar[tuple[str, ...]] = (
         "reward", "reward_std", "completion_length", "rewards/{reward}", "kl", "lr",
     )  # fmt: skip
