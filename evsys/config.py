@@ -258,8 +258,7 @@ class GRPOConfig(AlgorithmConfig):
     num_generations: int = at_least(8, 2, "each advantage is relative to its group")  # G
     temperature: float = above(1.0, 0)  # sampling temperature
     max_completion_length: int = at_least(16, 1)  # tokens sampled per completion, EOS included
-    # built-in reward names (evsys/rewards.py) or dotted paths to functions
-    rewards: list[str] = field(default_factory=lambda: ["exact_match"])
+    rewards: list[str] = field(default_factory=lambda: ["exact_match"])  # names or dotted paths
     reward_weights: list[float] = field(default_factory=list)  # one per reward; empty: all 1
     scale_rewards: bool = True  # divide advantages by the group's reward std (False: Dr. GRPO)
     beta: float = at_least(0.0, 0)  # weight of the KL penalty to the reference policy; 0: none
@@ -270,9 +269,10 @@ class GRPOConfig(AlgorithmConfig):
     importance_sampling_level: str = one_of("token", allowed.RATIO_LEVELS)  # sequence: GSPO
     sapo_temperature_pos: float = above(1.0, 0)  # sapo: gate temperature where A > 0
     sapo_temperature_neg: float = above(1.05, 0)  # sapo: gate temperature where A <= 0
+    dynamic_sampling: bool = False  # DAPO's: groups whose rewards all agree leave the loss
     # train/<name> curves besides train/loss, and the recorded ones (docs/algorithms.md)
     curves: ClassVar[tuple[str, ...]] = (
-        "reward", "reward_std", "completion_length", "rewards/{reward}", "kl", "lr",
+        "reward", "reward_std", "completion_length", "rewards/{reward}", "kl", "lr", "flat_groups"
     )  # fmt: skip
     recorded_curves: ClassVar[tuple[str, ...]] = ("reward", "rewards/{reward}")
 

@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import evsys
 from evsys import compose_run_config, run_experiment
 from evsys.errors import ConfigError
-from evsys.lightning.grpo import group_advantages
+from evsys.lightning.grpo import group_advantages, spread_groups
 from evsys.ops.logprobs import token_logps
 from evsys.rewards import exact_match, partial_credit
 from tests.conftest import FAST, REPO, arm_log_dir, kill_cli_once, run_cli
@@ -74,6 +74,11 @@ def test_advantages_are_zero_mean_unit_std_within_each_group():
     assert torch.equal(advantages[1], torch.zeros(4))  # all equal: no signal, no NaN
     assert torch.allclose(advantages[[0, 2]].std(dim=1), torch.ones(2), atol=1e-3)
     assert advantages[0].argmax() == 0 and advantages[0].argmin() == 2  # order kept
+
+
+def test_spread_groups_are_those_whose_rewards_differ():
+    rewards = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.5, 0.0, 0.2, 0.2, 0.2])
+    assert spread_groups(rewards, 3).tolist() == [False] * 3 + [True] * 3 + [False] * 3
 
 
 # ---------------------------------------------------------------------------------- the rewards
@@ -171,6 +176,40 @@ def test_two_iterations_per_generation_with_dapo(tmp_path):
         assert reward[first] == reward[second] and length[first] == length[second]
         assert loss[first] != loss[second]
     assert (reward[0], length[0]) != (reward[2], length[2])  # a new generation every 2 steps
+
+
+def half_flat(completions: list[str], examples: list[dict]) -> list[float]:
+    """digit_share for prompts that start with an even digit, 0 for the others: the groups of
+    those others are flat (every reward equal)."""
+    shares = digit_share(completions, examples)
+    even = [int(example["prompt"][0]) % 2 == 0 for example in examples]
+    return [share if keep else 0.0 for share, keep in zip(shares, even, strict=True)]
+
+
+@pytest.mark.integration
+def test_dynamic_sampling_drops_the_flat_groups(tmp_path):
+    """dynamic_sampling=true samples the same completions (same rewards), but its flat groups
+    leave the loss, so bnpo's token mean is over fewer tokens. Checked on the second update of
+    a generation (num_iterations=2), where the ratio has left 1 and the loss is not 0: the
+    loss is the plain run's over the share of groups kept (completions of equal length; Adam
+    makes both runs' first updates alike), and train/flat_groups is logged."""
+    rewards = "algorithm.rewards=[tests.test_grpo.half_flat]"
+    overrides = [*GRPO, *FAST, rewards, "algorithm.num_generations=8", "algorithm.max_steps=2"]
+    overrides += ["algorithm.num_iterations=2", "validation.enabled=false", "eval.benchmarks=[]"]
+    plain = run_experiment(compose_run_config(overrides), job_dir=tmp_path / "plain")
+    dynamic = compose_run_config([*overrides, "algorithm.dynamic_sampling=true"])
+    dropped = run_experiment(dynamic, job_dir=tmp_path / "dynamic")
+    assert plain.status == dropped.status == "completed", (plain.error, dropped.error)
+    flat = scalars(tmp_path / "dynamic", "train/flat_groups")
+    assert 0 < flat[0] == flat[1] < 1, flat
+    runs = ("plain", "dynamic")
+    reward = {run: scalars(tmp_path / run, "train/reward") for run in runs}
+    assert reward["plain"] == reward["dynamic"]
+    loss = {run: scalars(tmp_path / run, "train/loss")[1] for run in runs}
+    assert loss["plain"] != 0
+    assert loss["dynamic"] == pytest.approx(loss["plain"] / (1 - flat[0]), rel=0.05), loss
+    with pytest.raises(KeyError):
+        scalars(tmp_path / "plain", "train/flat_groups")  # logged only when it drops groups
 
 
 @pytest.mark.integration

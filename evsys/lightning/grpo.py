@@ -13,6 +13,7 @@ num_iterations (mu) optimizer steps reuse one generation: the first computes the
 pi_old of the policy that sampled (logp.detach(), so its ratio is 1 in value and carries the
 policy gradient), the next mu - 1 reuse them, and the ratio pi/pi_old moves away from 1, where
 the variants' clipping differs. The prompts the loader hands those reuse steps are not used.
+dynamic_sampling (DAPO's) trains only on the groups whose rewards differ.
 The default loss_type="bnpo" is today's loss: TRL's GRPOTrainer with loss_type="bnpo" (equal
 to its default "dapo" with one process and no gradient accumulation).
 """
@@ -146,10 +147,7 @@ class GRPOModule(PostTrainingModule):
             num_items=num_items,
         )
         batch["num_tokens"] = int(attention_mask.sum())  # what the throughput monitor counts
-        self.log_step(
-            loss, rollout["rewards"], rollout["rewards_per_function"], mask, kl,
-            len(batch["examples"]),
-        )  # fmt: skip
+        self.log_step(loss, rollout, kl, len(batch["examples"]))
         return loss
 
     def roll_out(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
@@ -164,15 +162,19 @@ class GRPOModule(PostTrainingModule):
         weights = torch.tensor(self.rewards.weights, device=self.device)
         rewards = rewards_per_function @ weights
         self.remember_rewards(rewards, rewards_per_function)
-        return {
+        trained = {  # the completions the loss sees
             "prompt_ids": prompt_ids,
             "prompt_mask": prompt_mask,
             "completion_ids": completion_ids,
             "mask": mask,
-            "rewards": rewards,
-            "rewards_per_function": rewards_per_function,
             "advantages": group_advantages(rewards, group, self.algorithm.scale_rewards),
         }
+        kept = spread_groups(rewards, group)
+        if self.algorithm.dynamic_sampling and kept.any():  # none kept: all advantages are 0
+            trained = {name: tensor[kept] for name, tensor in trained.items()}
+        # what was sampled, for the curves
+        sampled = {"rewards": rewards, "rewards_per_function": rewards_per_function}
+        return {**trained, **sampled, "lengths": mask.sum(-1)}
 
     def sample(
         self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, batch_idx: int
@@ -217,26 +219,24 @@ class GRPOModule(PostTrainingModule):
         return torch.tensor(columns, dtype=torch.float32, device=self.device).T
 
     def log_step(
-        self,
-        loss: torch.Tensor,
-        rewards: torch.Tensor,
-        rewards_per_function: torch.Tensor,
-        mask: torch.Tensor,
-        kl: torch.Tensor | None,
-        num_prompts: int,
+        self, loss: torch.Tensor, rollout: dict, kl: torch.Tensor | None, num_prompts: int
     ) -> None:
         group = self.algorithm.num_generations
+        rewards, mask = rollout["rewards"], rollout["mask"]  # mask: the trained completions'
+        rewards_per_function = rollout["rewards_per_function"]
         metrics = {
             "train/loss": loss,
             "train/reward": rewards.mean(),
             # TRL's reward_std: the spread inside groups, where the learning signal comes from.
             "train/reward_std": rewards.view(-1, group).std(dim=1).mean(),
-            "train/completion_length": mask.sum(-1).float().mean(),
+            "train/completion_length": rollout["lengths"].float().mean(),
         }
         for name, column in zip(self.rewards.labels, rewards_per_function.T, strict=True):
             metrics[f"train/rewards/{name}"] = column.mean()
         if kl is not None:
             metrics["train/kl"] = (kl * mask).sum() / mask.sum().clamp(min=1)
+        if self.algorithm.dynamic_sampling:  # the share of groups left out: all rewards equal
+            metrics["train/flat_groups"] = 1 - spread_groups(rewards, group).float().mean()
         for key, value in metrics.items():
             self.log(
                 key, value, batch_size=num_prompts, on_step=True, on_epoch=False,
@@ -285,6 +285,14 @@ class GRPOModule(PostTrainingModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.recent_rewards = dict(checkpoint.get("recent_rewards", {}))
         self.rollouts = dict(checkpoint.get("grpo_rollouts", {}))
+
+
+def spread_groups(rewards: torch.Tensor, num_generations: int) -> torch.Tensor:
+    """[prompts * G] bools: the completions of groups whose rewards are not all equal (DAPO's
+    dynamic sampling keeps only those; a group that agrees has advantages 0, no signal)."""
+    grouped = rewards.view(-1, num_generations)
+    spread = grouped.max(dim=1).values > grouped.min(dim=1).values
+    return spread.repeat_interleave(num_generations)
 
 
 def left_padded(prompts: list[list[int]], tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
