@@ -14,10 +14,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from evsys.config import GRPOConfig
+from evsys.lightning.grpo import loss_settings
 from evsys.ops.policy_loss import LossSettings, policy_loss
 
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")
 MAX_COMPLETION_LENGTH = 7  # dr_grpo's constant: longer than the batch's 5 tokens
+
+
+def settings_of(**keys) -> LossSettings:
+    """The loss settings of algorithm=grpo with these algorithm.* keys, the rest default."""
+    return loss_settings(GRPOConfig(**keys))
 
 
 def fixed_batch(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -102,7 +109,7 @@ def evsys_loss(batch: dict, settings: LossSettings, num_items: float | None = No
 @pytest.mark.parametrize("epsilon_high", [None, 0.28, 5.0])
 def test_loss_and_gradient_match_trl(loss_type, level, beta, epsilon_high):
     batch = fixed_batch()
-    settings = LossSettings(
+    settings = settings_of(
         loss_type=loss_type,
         epsilon_high=epsilon_high,
         importance_sampling_level=level,
@@ -140,7 +147,7 @@ def test_with_one_iteration_clipping_and_ratio_level_change_nothing(loss_type):
     """num_iterations=1: the ratio is 1, so epsilon, epsilon_high and the ratio's level leave
     each variant at its own on-policy loss and gradient (cispo's cap, above 1, too)."""
     batch = on_policy(fixed_batch())
-    base = LossSettings(loss_type=loss_type, epsilon_high=5.0)
+    base = settings_of(loss_type=loss_type, epsilon_high=5.0)
     loss, grad = loss_and_grad(batch, base)
     for other in (
         replace(base, epsilon=0.1, epsilon_high=3.0 if loss_type == "cispo" else 0.28),
@@ -156,7 +163,7 @@ def test_with_one_iteration_every_variant_is_todays_policy_gradient():
     sapo follows grpo's: they differ only by aggregation."""
     batch = on_policy(fixed_batch())
     grads = {
-        kind: loss_and_grad(batch, LossSettings(loss_type=kind, epsilon_high=5.0))[1]
+        kind: loss_and_grad(batch, settings_of(loss_type=kind, epsilon_high=5.0))[1]
         for kind in LOSS_TYPES
     }
     for kind, same_as in (("cispo", "bnpo"), ("dapo", "bnpo"), ("sapo", "grpo")):
@@ -169,16 +176,16 @@ def test_off_policy_the_clipped_variants_differ():
     shares an aggregation gives a different loss: clip-higher, GSPO, cispo, sapo."""
     batch = fixed_batch()
     variants = {
-        "bnpo": LossSettings(loss_type="bnpo"),
-        "bnpo clip-higher": LossSettings(loss_type="bnpo", epsilon_high=0.28),
-        "bnpo gspo": LossSettings(loss_type="bnpo", importance_sampling_level="sequence"),
-        "cispo": LossSettings(loss_type="cispo", epsilon_high=5.0),
+        "bnpo": settings_of(loss_type="bnpo"),
+        "bnpo clip-higher": settings_of(loss_type="bnpo", epsilon_high=0.28),
+        "bnpo gspo": settings_of(loss_type="bnpo", importance_sampling_level="sequence"),
+        "cispo": settings_of(loss_type="cispo", epsilon_high=5.0),
     }
     grads = {name: loss_and_grad(batch, settings)[1] for name, settings in variants.items()}
     names = list(grads)
     for i, first in enumerate(names):
         for second in names[i + 1 :]:
             assert not torch.allclose(grads[first], grads[second], atol=1e-4), (first, second)
-    grpo = loss_and_grad(batch, LossSettings(loss_type="grpo"))[1]
-    sapo = loss_and_grad(batch, LossSettings(loss_type="sapo"))[1]
+    grpo = loss_and_grad(batch, settings_of(loss_type="grpo"))[1]
+    sapo = loss_and_grad(batch, settings_of(loss_type="sapo"))[1]
     assert not torch.allclose(grpo, sapo, atol=1e-4)

@@ -20,6 +20,8 @@ to its default "dapo" with one process and no gradient accumulation).
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from evsys.config import GRPOConfig
@@ -51,6 +53,12 @@ def group_advantages(
     if scale_by_std:
         advantages = advantages / (grouped.std(dim=1, keepdim=True) + STD_EPSILON)
     return advantages.flatten()
+
+
+def loss_settings(algorithm: GRPOConfig) -> LossSettings:
+    """The loss variant's settings, from the algorithm.* keys of the same names."""
+    names = [item.name for item in dataclasses.fields(LossSettings)]
+    return LossSettings(**{name: getattr(algorithm, name) for name in names})
 
 
 # ------------------------------------------------------------------------------------ the module
@@ -95,16 +103,7 @@ class GRPOModule(PostTrainingModule):
         # The starting policy; made now, before any checkpoint is restored into the model.
         self.reference = ReferenceModel(model) if algorithm.beta > 0 else None
         self.sampling_seed = self.seed  # the run config's seed, passed in explicitly
-        self.loss_settings = LossSettings(
-            loss_type=algorithm.loss_type,
-            epsilon=algorithm.epsilon,
-            epsilon_high=algorithm.epsilon_high,
-            importance_sampling_level=algorithm.importance_sampling_level,
-            beta=algorithm.beta,
-            sapo_temperature_pos=algorithm.sapo_temperature_pos,
-            sapo_temperature_neg=algorithm.sapo_temperature_neg,
-            max_completion_length=algorithm.max_completion_length,
-        )
+        self.loss_settings = loss_settings(algorithm)
         # micro-batch -> its generation, trained on for num_iterations optimizer steps
         self.rollouts: dict[int, dict[str, torch.Tensor]] = {}
 

@@ -30,16 +30,17 @@ BY_NUM_ITEMS = ("dapo", "cispo")  # normalized by the generation batch's token c
 
 @dataclass(frozen=True)
 class LossSettings:
-    """What picks the variant: algorithm.* keys of the same names (evsys/config.py)."""
+    """What picks the variant: the algorithm.* keys of the same names, whose defaults and
+    rules are on GRPOConfig (evsys/config.py)."""
 
-    loss_type: str = "bnpo"
-    epsilon: float = 0.2  # lower clip range (and upper, when epsilon_high is None)
-    epsilon_high: float | None = None  # clip-higher (DAPO); cispo: the cap on the weight
-    importance_sampling_level: str = "token"  # token | sequence (GSPO)
-    beta: float = 0.0  # weight of the KL penalty
-    sapo_temperature_pos: float = 1.0  # sapo: tau where the advantage is positive
-    sapo_temperature_neg: float = 1.05  # sapo: tau elsewhere
-    max_completion_length: int = 16  # dr_grpo's constant
+    loss_type: str
+    epsilon: float  # lower clip range (and upper, when epsilon_high is None)
+    epsilon_high: float | None  # clip-higher (DAPO); cispo: the cap on the weight
+    importance_sampling_level: str  # token | sequence (GSPO)
+    beta: float  # weight of the KL penalty
+    sapo_temperature_pos: float  # sapo: tau where the advantage is positive
+    sapo_temperature_neg: float  # sapo: tau elsewhere
+    max_completion_length: int  # dr_grpo's constant
 
 
 def k3_kl(logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
