@@ -16,7 +16,7 @@ them in), prompts per step, completions per prompt (num_generations), the comple
 the reward function (`overlap_reward` below, character overlap with the reference), one
 optimizer step per generation batch (TRL: generation batch = train batch, num_iterations=1,
 so neither computes old log-probs), no KL and no reference model (beta 0), loss aggregation
-over all completion tokens (TRL's loss_type="dapo", evsys's loss_aggregation=token), std
+over all completion tokens (TRL's loss_type="dapo", evsys's loss_type=bnpo: equal here), std
 scaling of advantages, AdamW lr 1e-6 with betas 0.9/0.95, grad clip 1.0, fp32, no gradient
 checkpointing, one thread. Each contender runs in a fresh process (peak RSS is its own); the
 first step is warm-up, steps/s is over the steps after it (sampling, scoring, forward,
@@ -134,7 +134,7 @@ def run_evsys(model_dir: Path, prompts: Path, args) -> dict:
             "algorithm.temperature=1.0",
             "algorithm.rewards=[scale_grpo.overlap_reward]",
             "algorithm.beta=0.0",
-            "algorithm.loss_aggregation=token",
+            "algorithm.loss_type=bnpo",
             f"algorithm.max_steps={args.steps}",
             "algorithm.warmup_steps=0",
             "algorithm.schedule=constant",

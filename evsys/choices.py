@@ -27,6 +27,9 @@ PACKING_STRATEGIES = ("best_fit", "next_fit")
 MIXTURE_SIZES = ("all", "first")  # data.mixture_size: examples of a training mix
 LOSS_TYPES = ("sigmoid", "ipo", "simpo")  # algorithm.loss_type (DPO)
 SMOOTHED = ("sigmoid", "simpo")  # the losses label smoothing applies to
-LOSS_AGGREGATIONS = ("token", "sequence")  # algorithm.loss_aggregation (GRPO)
+# algorithm.loss_type (GRPO): TRL's names, evsys/ops/policy_loss.py
+GRPO_LOSS_TYPES = ("bnpo", "grpo", "dr_grpo", "dapo", "cispo", "sapo")
+# algorithm.importance_sampling_level (GRPO): a ratio per token, or per completion (GSPO)
+RATIO_LEVELS = ("token", "sequence")
 METRIC_MODES = ("max", "min")  # experiment.success_metric.mode
 ON_MISMATCH = ("refuse", "rerun")  # experiment.on_mismatch

@@ -250,31 +250,29 @@ class DPOConfig(AlgorithmConfig):
 @dataclass
 class GRPOConfig(AlgorithmConfig):
     kind: str = "grpo"
-    # GRPO fine-tunes a trained policy: a far lower, constant lr and fewer, costlier steps
-    # (each samples batch_size x num_generations completions).
-    lr: float = 1e-4
+    lr: float = 1e-4  # GRPO fine-tunes a trained policy: a lower, constant lr, fewer steps
     max_steps: int = 100
     batch_size: int = 8  # prompts per micro-batch; each gets num_generations completions
     warmup_steps: int = 5
     schedule: str = "constant"
-    # completions sampled per prompt (G, the group)
-    num_generations: int = at_least(8, 2, "each advantage is relative to its group")
+    num_generations: int = at_least(8, 2, "each advantage is relative to its group")  # G
     temperature: float = above(1.0, 0)  # sampling temperature
     max_completion_length: int = at_least(16, 1)  # tokens sampled per completion, EOS included
-    # built-in reward names (evsys/rewards.py) or dotted paths to functions
-    rewards: list[str] = field(default_factory=lambda: ["exact_match"])
+    rewards: list[str] = field(default_factory=lambda: ["exact_match"])  # names or dotted paths
     reward_weights: list[float] = field(default_factory=list)  # one per reward; empty: all 1
     scale_rewards: bool = True  # divide advantages by the group's reward std (False: Dr. GRPO)
-    epsilon: float = above(0.2, 0)  # clip range of the probability ratio
     beta: float = at_least(0.0, 0)  # weight of the KL penalty to the reference policy; 0: none
-    # token: mean over all completion tokens | sequence: per completion mean, then mean over
-    # completions
-    loss_aggregation: str = one_of("token", allowed.LOSS_AGGREGATIONS)
-    # train/<name> logged each step besides train/loss (evsys/lightning/grpo.py): TensorBoard
-    # curves; {reward}: one per algorithm.rewards; kl: when beta > 0. The record keeps the
-    # rewards, as their mean over the last logging window (GRPOModule.final_train_metrics).
+    num_iterations: int = at_least(1, 1)  # mu: optimizer steps per generation (reuse)
+    loss_type: str = one_of("bnpo", allowed.GRPO_LOSS_TYPES)  # docs/algorithms.md's table
+    epsilon: float = above(0.2, 0)  # lower clip range of the ratio (and upper, by default)
+    epsilon_high: float | None = above(None, 0)  # upper clip range (None: epsilon); cispo: cap
+    importance_sampling_level: str = one_of("token", allowed.RATIO_LEVELS)  # sequence: GSPO
+    sapo_temperature_pos: float = above(1.0, 0)  # sapo: gate temperature where A > 0
+    sapo_temperature_neg: float = above(1.05, 0)  # sapo: gate temperature where A <= 0
+    dynamic_sampling: bool = False  # DAPO's: groups whose rewards all agree leave the loss
+    # train/<name> curves besides train/loss, and the recorded ones (docs/algorithms.md)
     curves: ClassVar[tuple[str, ...]] = (
-        "reward", "reward_std", "completion_length", "rewards/{reward}", "kl", "lr",
+        "reward", "reward_std", "completion_length", "rewards/{reward}", "kl", "lr", "flat_groups"
     )  # fmt: skip
     recorded_curves: ClassVar[tuple[str, ...]] = ("reward", "rewards/{reward}")
 

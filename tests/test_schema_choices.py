@@ -73,7 +73,7 @@ def test_every_enumerated_and_ranged_field_is_walked():
     for key in (
         "algorithm.schedule", "model.arch", "model.attn_implementation", "model.lora.export",
         "backend.precision", "backend.strategy", "data.packing_strategy", "data.format",
-        "algorithm.loss_type", "algorithm.loss_aggregation", "experiment.on_mismatch",
+        "algorithm.loss_type", "algorithm.importance_sampling_level", "experiment.on_mismatch",
         "experiment.success_metric.mode", "algorithm.lr", "validation.every_n_steps",
         "algorithm.num_generations", "data.mixture[0].weight", "experiment.continual.replay",
         "experiment.continual.datasets[0].max_steps", "log_every_n_steps",

@@ -6,16 +6,21 @@ One training step, as in the paper (Shao et al. 2024, DeepSeekMath):
      policy (temperature, KV cache, a generator seeded by (run seed, step));
   2. score every completion with the reward functions (their weighted sum is the reward);
   3. advantage = (reward - mean of its group) / (std of its group + 1e-4);
-  4. loss = -min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) + beta * KL_k3(policy || ref)
-     per completion token, averaged over all completion tokens of the batch.
+  4. the loss of algorithm.loss_type (evsys/ops/policy_loss.py: the clipped surrogate of
+     grpo, dr_grpo, dapo, bnpo, or cispo's or sapo's, + beta * KL_k3(policy || ref)).
 
-One optimization step per generation, so the ratio pi/pi_old is exp(logp - logp.detach()):
-1 in value, with the policy gradient as its gradient, and the clipped form stays correct.
-Exactly TRL's GRPOTrainer with num_iterations=1 and its default loss_type="dapo"
-(loss_aggregation=token); loss_aggregation=sequence is TRL's loss_type="grpo".
+num_iterations (mu) optimizer steps reuse one generation: the first computes the log-probs
+pi_old of the policy that sampled (logp.detach(), so its ratio is 1 in value and carries the
+policy gradient), the next mu - 1 reuse them, and the ratio pi/pi_old moves away from 1, where
+the variants' clipping differs. The prompts the loader hands those reuse steps are not used.
+dynamic_sampling (DAPO's) trains only on the groups whose rewards differ.
+The default loss_type="bnpo" is today's loss: TRL's GRPOTrainer with loss_type="bnpo" (equal
+to its default "dapo" with one process and no gradient accumulation).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 
@@ -27,6 +32,7 @@ from evsys.lightning.reference import ReferenceModel
 from evsys.lightning.sharding import is_sharded, run_as_forward
 from evsys.ops.eval_mode import evaluation_mode
 from evsys.ops.logprobs import completion_logps
+from evsys.ops.policy_loss import BY_NUM_ITEMS, LossSettings, policy_loss
 from evsys.ops.sampling import completion_mask, sample_completions
 from evsys.rewards import PER_FUNCTION, REWARD, Rewards
 
@@ -49,41 +55,10 @@ def group_advantages(
     return advantages.flatten()
 
 
-def k3_kl(logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
-    """Per-token estimate of KL(policy || reference), unbiased and >= 0 (Schulman's k3)."""
-    log_ratio = ref_logps - logps
-    return torch.exp(log_ratio) - log_ratio - 1
-
-
-def grpo_loss(
-    logps: torch.Tensor,
-    old_logps: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    *,
-    epsilon: float,
-    beta: float = 0.0,
-    ref_logps: torch.Tensor | None = None,
-    aggregation: str = "token",
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The clipped policy-gradient loss with optional KL penalty, and the per-token KL.
-
-    logps, old_logps, ref_logps, mask: [completions, tokens]; advantages: [completions].
-    """
-    ratio = torch.exp(logps - old_logps)
-    clipped_ratio = ratio.clamp(1 - epsilon, 1 + epsilon)
-    advantages = advantages.unsqueeze(1)
-    per_token = -torch.min(ratio * advantages, clipped_ratio * advantages)
-    kl = None
-    if beta != 0.0:
-        kl = k3_kl(logps, ref_logps)
-        per_token = per_token + beta * kl
-    mask = mask.to(per_token.dtype)
-    if aggregation == "token":
-        loss = (per_token * mask).sum() / mask.sum().clamp(min=1.0)
-    else:
-        loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
-    return loss, kl
+def loss_settings(algorithm: GRPOConfig) -> LossSettings:
+    """The loss variant's settings, from the algorithm.* keys of the same names."""
+    names = [item.name for item in dataclasses.fields(LossSettings)]
+    return LossSettings(**{name: getattr(algorithm, name) for name in names})
 
 
 # ------------------------------------------------------------------------------------ the module
@@ -128,48 +103,77 @@ class GRPOModule(PostTrainingModule):
         # The starting policy; made now, before any checkpoint is restored into the model.
         self.reference = ReferenceModel(model) if algorithm.beta > 0 else None
         self.sampling_seed = self.seed  # the run config's seed, passed in explicitly
+        self.loss_settings = loss_settings(algorithm)
+        # micro-batch -> its generation, trained on for num_iterations optimizer steps
+        self.rollouts: dict[int, dict[str, torch.Tensor]] = {}
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         algorithm = self.algorithm
-        group = algorithm.num_generations
+        micro_batch = batch_idx % self.trainer.accumulate_grad_batches
+        fresh = self.global_step % algorithm.num_iterations == 0
+        if fresh or micro_batch not in self.rollouts:  # a resumed run without its rollouts
+            self.rollouts[micro_batch] = self.roll_out(batch, batch_idx)
+        # on this device (a checkpoint's rollouts load on the CPU)
+        rollout = {
+            name: tensor.to(self.device) for name, tensor in self.rollouts[micro_batch].items()
+        }
+        self.rollouts[micro_batch] = rollout
+        input_ids = torch.cat([rollout["prompt_ids"], rollout["completion_ids"]], dim=1)
+        attention_mask = torch.cat([rollout["prompt_mask"], rollout["mask"]], dim=1)
+        mask = rollout["mask"]
+        logps = run_as_forward(  # backend=fsdp: gathers the root's weights
+            self.model,
+            completion_logps,
+            self.model, input_ids, attention_mask, mask.shape[1], algorithm.temperature, mask,
+        )  # fmt: skip
+        if "old_logps" not in rollout:  # pi_old: the policy that sampled, before any update
+            rollout["old_logps"] = logps.detach()
+        if self.reference is not None and "ref_logps" not in rollout:
+            with self.reference.active() as reference:
+                rollout["ref_logps"] = completion_logps(
+                    reference, input_ids, attention_mask, mask.shape[1], algorithm.temperature, mask
+                )
+        num_items = None  # dapo's and cispo's normalizer: all processes' tokens, per process
+        if algorithm.loss_type in BY_NUM_ITEMS:
+            num_items = float(self.all_gather(mask.sum()).float().mean())
+        loss, kl = policy_loss(
+            logps,
+            rollout["old_logps"],
+            rollout["advantages"],
+            mask,
+            self.loss_settings,
+            ref_logps=rollout.get("ref_logps"),
+            num_items=num_items,
+        )
+        batch["num_tokens"] = int(attention_mask.sum())  # what the throughput monitor counts
+        self.log_step(loss, rollout, kl, len(batch["examples"]))
+        return loss
+
+    def roll_out(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Samples and scores G completions of each prompt of `batch`: what the next
+        num_iterations optimizer steps train on."""
+        group = self.algorithm.num_generations
         prompt_ids = batch["prompt_ids"].repeat_interleave(group, dim=0)
         prompt_mask = batch["prompt_mask"].repeat_interleave(group, dim=0)
         examples = [example for example in batch["examples"] for _ in range(group)]
-
         completion_ids, mask = self.sample(prompt_ids, prompt_mask, batch_idx)
         rewards_per_function = self.score(completion_ids, mask, examples)
         weights = torch.tensor(self.rewards.weights, device=self.device)
         rewards = rewards_per_function @ weights
         self.remember_rewards(rewards, rewards_per_function)
-        advantages = group_advantages(rewards, group, algorithm.scale_rewards)
-
-        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
-        attention_mask = torch.cat([prompt_mask, mask], dim=1)
-        num_tokens = completion_ids.shape[1]
-        logps = run_as_forward(  # backend=fsdp: gathers the root's weights
-            self.model,
-            completion_logps,
-            self.model, input_ids, attention_mask, num_tokens, algorithm.temperature, mask,
-        )  # fmt: skip
-        ref_logps = None
-        if self.reference is not None:
-            with self.reference.active() as reference:
-                ref_logps = completion_logps(
-                    reference, input_ids, attention_mask, num_tokens, algorithm.temperature, mask
-                )
-        loss, kl = grpo_loss(
-            logps,
-            logps.detach(),  # one optimization step per generation: pi_old is pi
-            advantages,
-            mask,
-            epsilon=algorithm.epsilon,
-            beta=algorithm.beta,
-            ref_logps=ref_logps,
-            aggregation=algorithm.loss_aggregation,
-        )
-        batch["num_tokens"] = int(attention_mask.sum())  # what the throughput monitor counts
-        self.log_step(loss, rewards, rewards_per_function, mask, kl, len(batch["examples"]))
-        return loss
+        trained = {  # the completions the loss sees
+            "prompt_ids": prompt_ids,
+            "prompt_mask": prompt_mask,
+            "completion_ids": completion_ids,
+            "mask": mask,
+            "advantages": group_advantages(rewards, group, self.algorithm.scale_rewards),
+        }
+        kept = spread_groups(rewards, group)
+        if self.algorithm.dynamic_sampling and kept.any():  # none kept: all advantages are 0
+            trained = {name: tensor[kept] for name, tensor in trained.items()}
+        # what was sampled, for the curves
+        sampled = {"rewards": rewards, "rewards_per_function": rewards_per_function}
+        return {**trained, **sampled, "lengths": mask.sum(-1)}
 
     def sample(
         self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, batch_idx: int
@@ -214,26 +218,24 @@ class GRPOModule(PostTrainingModule):
         return torch.tensor(columns, dtype=torch.float32, device=self.device).T
 
     def log_step(
-        self,
-        loss: torch.Tensor,
-        rewards: torch.Tensor,
-        rewards_per_function: torch.Tensor,
-        mask: torch.Tensor,
-        kl: torch.Tensor | None,
-        num_prompts: int,
+        self, loss: torch.Tensor, rollout: dict, kl: torch.Tensor | None, num_prompts: int
     ) -> None:
         group = self.algorithm.num_generations
+        rewards, mask = rollout["rewards"], rollout["mask"]  # mask: the trained completions'
+        rewards_per_function = rollout["rewards_per_function"]
         metrics = {
             "train/loss": loss,
             "train/reward": rewards.mean(),
             # TRL's reward_std: the spread inside groups, where the learning signal comes from.
             "train/reward_std": rewards.view(-1, group).std(dim=1).mean(),
-            "train/completion_length": mask.sum(-1).float().mean(),
+            "train/completion_length": rollout["lengths"].float().mean(),
         }
         for name, column in zip(self.rewards.labels, rewards_per_function.T, strict=True):
             metrics[f"train/rewards/{name}"] = column.mean()
         if kl is not None:
             metrics["train/kl"] = (kl * mask).sum() / mask.sum().clamp(min=1)
+        if self.algorithm.dynamic_sampling:  # the share of groups left out: all rewards equal
+            metrics["train/flat_groups"] = 1 - spread_groups(rewards, group).float().mean()
         for key, value in metrics.items():
             self.log(
                 key, value, batch_size=num_prompts, on_step=True, on_epoch=False,
@@ -271,9 +273,25 @@ class GRPOModule(PostTrainingModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # A resumed run's window goes on from the checkpoint's: the same final rewards.
         checkpoint["recent_rewards"] = dict(self.recent_rewards)
+        # ... and trains on the generation the uninterrupted run would have (num_iterations > 1)
+        if self.algorithm.num_iterations == 1:
+            return  # every step samples anew
+        checkpoint["grpo_rollouts"] = {
+            micro_batch: {name: tensor.cpu() for name, tensor in rollout.items()}
+            for micro_batch, rollout in self.rollouts.items()
+        }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.recent_rewards = dict(checkpoint.get("recent_rewards", {}))
+        self.rollouts = dict(checkpoint.get("grpo_rollouts", {}))
+
+
+def spread_groups(rewards: torch.Tensor, num_generations: int) -> torch.Tensor:
+    """[prompts * G] bools: the completions of groups whose rewards are not all equal (DAPO's
+    dynamic sampling keeps only those; a group that agrees has advantages 0, no signal)."""
+    grouped = rewards.view(-1, num_generations)
+    spread = grouped.max(dim=1).values > grouped.min(dim=1).values
+    return spread.repeat_interleave(num_generations)
 
 
 def left_padded(prompts: list[list[int]], tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
