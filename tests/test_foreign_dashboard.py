@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from evsys import registry
-from tests.conftest import FAST, run_cli
+from tests.conftest import FAST, OPTUNA_SEARCH, run_cli
 
 HYPOTHESIS = "a higher lr learns faster"
 
@@ -57,17 +57,7 @@ optuna = pytest.importorskip  # hydra-optuna-sweeper is the `optuna` extra
 @pytest.mark.integration
 def test_optuna_trials_are_one_hparams_row_each_with_their_values(tmp_path):
     optuna("hydra_plugins.hydra_optuna_sweeper")
-    sweep(
-        tmp_path,
-        "hydra/sweeper=optuna",
-        "hydra.sweeper.n_trials=3",
-        "hydra.sweeper.n_jobs=1",
-        "hydra.sweeper.direction=minimize",
-        "hydra.sweeper.sampler.seed=0",
-        "experiment.success_metric.name=val/loss",
-        "experiment.success_metric.mode=min",
-        "algorithm.lr=interval(1e-4,1e-2)",
-    )
+    sweep(tmp_path, *OPTUNA_SEARCH)
     runs = trial_runs(tmp_path / "sweep")
     assert len(runs) == 3
     rows = set()
