@@ -54,6 +54,7 @@ from evsys.conclusion.inference import (
     orientation,
     seed_pool,
 )
+from evsys.plural import count
 
 ALL = "all"
 
@@ -283,7 +284,7 @@ def _exploratory_baseline(ctx: _Context, baseline: str | Mapping[str, str]) -> D
         verdict = "supported"
         why = (
             f"{c.first}: {_diff_text(c)} lies above {_margin(ctx.m)}, "
-            f"Holm p={_p(best.p_above_holm)} over {len(tests)} arms"
+            f"Holm p={_p(best.p_above_holm)} over {count(len(tests), 'arm')}"
         )
     elif all(t.p_below is not None and t.p_below < ALPHA for t in tests):
         verdict = "refuted"
@@ -294,7 +295,7 @@ def _exploratory_baseline(ctx: _Context, baseline: str | Mapping[str, str]) -> D
         verdict = "inconclusive"
         why = (
             f"the best, {c.first}: {_diff_text(c)}, Holm p={_p(best.p_above_holm)} "
-            f"over {len(tests)} arms"
+            f"over {count(len(tests), 'arm')}"
         )
     reason = f"{verdict} (exploratory): does an arm beat the baseline {baseline}? {why}"
     return ctx.decision(verdict, "exploratory", claim, reason, tests)
@@ -331,9 +332,11 @@ def _untestable(c: Comparison) -> str:
 
 
 def _diff_text(c: Comparison) -> str:
-    n = c.n_seeds[0] if c.n_seeds[0] == c.n_seeds[1] else f"{c.n_seeds[0]} vs {c.n_seeds[1]}"
-    items = f", {c.n_items} items" if c.n_items else ""
-    return f"the difference {_num(c.diff)} (95% CI {_ci(c)}; {n} seeds{items})"
+    n = f"{c.n_seeds[0]} vs {c.n_seeds[1]} seeds"
+    if c.n_seeds[0] == c.n_seeds[1]:
+        n = count(c.n_seeds[0], "seed")
+    items = f", {count(c.n_items, 'item')}" if c.n_items else ""
+    return f"the difference {_num(c.diff)} (95% CI {_ci(c)}; {n}{items})"
 
 
 def _ci(c: Comparison) -> str:

@@ -30,6 +30,7 @@ from evsys.conclusion.text import (
     user_text,
     value_std,
 )
+from evsys.plural import count
 from evsys.records import BOOKKEEPING_OVERRIDES
 
 
@@ -129,7 +130,7 @@ def _threshold_markdown(threshold: ThresholdResult | None) -> list[str]:
         f"## Arms that reach {goal}",
         "",
         f"Arms whose 95% interval lies entirely {side} {num(threshold.value)} "
-        f"(one-sided, Holm over {len(threshold.arms)} arms): {clearing}",
+        f"(one-sided, Holm over {count(len(threshold.arms), 'arm')}): {clearing}",
         "",
         "| arm | mean | 95% CI | p (reaches), Holm | p (falls short), Holm | status |",
         "|---|---:|---|---:|---:|---|",

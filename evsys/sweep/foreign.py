@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from evsys import registry
 from evsys.errors import ConfigError
 from evsys.locks import supersede
+from evsys.plural import count
 from evsys.records import (
     CHECKPOINT,
     LOCK_FILE,
@@ -47,9 +48,9 @@ def claim_sweep_dir(sweep_dir: Path, on_mismatch: str) -> None:
         return
     raise ConfigError(
         f"the sweep dir {sweep_dir} already holds an earlier sweep's results "
-        f"({len(earlier)} jobs); under another sweeper than evsys's they cannot be matched to "
-        "this sweep's jobs. Run into a new sweep dir (hydra.sweep.dir=<new dir>), or add "
-        f"experiment.on_mismatch=rerun to move them aside into {sweep_dir / SUPERSEDED}/"
+        f"({count(len(earlier), 'job')}); under another sweeper than evsys's they cannot be "
+        "matched to this sweep's jobs. Run into a new sweep dir (hydra.sweep.dir=<new dir>), "
+        f"or add experiment.on_mismatch=rerun to move them aside into {sweep_dir / SUPERSEDED}/"
         "<timestamp>/ (nothing is deleted)"
     )
 
