@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from evsys import registry
+from evsys.run.trial import trial_name
 from tests.conftest import FAST, OPTUNA_SEARCH, run_cli
 
 HYPOTHESIS = "a higher lr learns faster"
@@ -72,3 +73,10 @@ def test_optuna_trials_are_one_hparams_row_each_with_their_values(tmp_path):
     assert len(rows) == 3 and len({lr for _, lr in rows}) == 3  # three rows, distinct values
     (entry,) = registry.list_experiments(tmp_path / "out")
     assert registry.get(tmp_path / "out", entry["id"])["hypothesis"] == HYPOTHESIS
+
+
+def test_a_trial_is_named_by_its_searched_values_only():
+    overrides = ["+experiment=demo", "algorithm.max_steps=40", "algorithm.lr=0.0012", "seed=1"]
+    assert trial_name(overrides, ["algorithm.lr"], "job3") == "lr=0.0012"
+    assert trial_name(overrides, ["model"], "job3") == "job3"  # nothing searched is set
+    assert trial_name(["model=tiny", "+data.x=a b"], ["model", "data.x"], "j") == "model=tiny,x=a_b"
