@@ -1,7 +1,7 @@
-"""The plan as a terminal prints it before anything runs: the hypothesis, the values every job
-sets (printed once, under the hypothesis, so a number the hypothesis states can be read against
-what runs), the success metric, and a table of every job with what sets it apart and whether
-it runs or is already done."""
+"""The plan as a terminal prints it before anything runs: the hypothesis, the overrides every
+job sets (printed once, under the hypothesis, so a number the hypothesis states can be read
+against what runs), the success metric, and a table of every job (of every arm, for a plan of
+more than SHOWN_JOBS jobs) with what sets it apart and whether it runs or is already done."""
 
 from __future__ import annotations
 
@@ -12,19 +12,23 @@ from rich.table import Table
 from evsys.plural import count
 from evsys.records import BOOKKEEPING_OVERRIDES, Plan, PlannedJob
 
+SHOWN_JOBS = 100  # a bigger plan is printed one row per arm, its seeds together
+
 
 def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = None) -> None:
     console = console or Console(width=max(100, Console().width))
-    table = Table(title=f"Experiment {plan.name} ({plan.id})")
-    for column in ("#", "arm", "seed", "overrides", "status"):
-        table.add_column(column)
-    own = [_shown_overrides(job) for job in plan.planned]
-    shared = [o for o in own[0] if all(o in others for others in own)] if own else []
     pending_dirs = {job.dir for job in pending}
-    for index, (job, overrides) in enumerate(zip(plan.planned, own, strict=True)):
-        status = "to run" if job.dir in pending_dirs else "completed (skipped)"
-        apart = " ".join(o for o in overrides if o not in shared) or "–"
-        table.add_row(str(index), escape(job.arm), str(job.seed), escape(apart), status)
+    shared = shared_overrides(plan)
+    if len(plan.planned) > SHOWN_JOBS:
+        table = _arms_table(plan, pending_dirs, shared)
+    else:
+        table = Table(title=f"Experiment {plan.name} ({plan.id})")
+        for column in ("#", "arm", "seed", "overrides", "status"):
+            table.add_column(column)
+        for index, job in enumerate(plan.planned):
+            status = "to run" if job.dir in pending_dirs else "completed (skipped)"
+            shown = escape(_apart(job, shared))
+            table.add_row(str(index), escape(job.arm), str(job.seed), shown, status)
     if plan.hypothesis:
         console.print(f"[bold]Hypothesis:[/] {escape(plan.hypothesis)}")  # as written
     if shared:
@@ -39,10 +43,38 @@ def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = 
     console.print(f"{len(pending)} of {count(len(plan.planned), 'job')} to run")
 
 
-def _shown_overrides(job: PlannedJob) -> list[str]:
-    """The job's overrides as typed, less evsys's bookkeeping and its seed (a column)."""
-    return [
-        override
-        for override in job.overrides
-        if not override.startswith((*BOOKKEEPING_OVERRIDES, "seed="))
-    ]
+def _arms_table(plan: Plan, pending_dirs: set[str], shared: list[str]) -> Table:
+    """One row per arm: how many seeds, which, its overrides and how many are to run."""
+    table = Table(title=f"Experiment {plan.name} ({plan.id}): {len(plan.planned)} jobs by arm")
+    for column in ("arm", "seeds", "overrides", "status"):
+        table.add_column(column)
+    by_arm: dict[str, list[PlannedJob]] = {}
+    for job in plan.planned:
+        by_arm.setdefault(job.arm, []).append(job)
+    for arm, jobs in by_arm.items():
+        seeds = sorted(job.seed for job in jobs)
+        to_run = sum(job.dir in pending_dirs for job in jobs)
+        status = f"{to_run} to run, {len(jobs) - to_run} completed (skipped)"
+        shown = escape(_apart(jobs[0], shared))
+        table.add_row(escape(arm), f"{len(seeds)}: {seeds[0]} .. {seeds[-1]}", shown, status)
+    return table
+
+
+def shown_overrides(job: PlannedJob, but: tuple[str, ...] = ()) -> str:
+    """The job's overrides that say what it trains (not bookkeeping, nor `but`)."""
+    return " ".join(_trained(job, but))
+
+
+def shared_overrides(plan: Plan) -> list[str]:
+    """The overrides every job of the plan sets (its seed aside), in the first job's order."""
+    own = [_trained(job, ("seed=",)) for job in plan.planned]
+    return [o for o in own[0] if all(o in others for others in own)] if own else []
+
+
+def _apart(job: PlannedJob, shared: list[str]) -> str:
+    """What sets the job apart: its overrides less the shared ones and its seed (a column)."""
+    return " ".join(o for o in _trained(job, ("seed=",)) if o not in shared) or "–"
+
+
+def _trained(job: PlannedJob, but: tuple[str, ...]) -> list[str]:
+    return [o for o in job.overrides if not o.startswith((*BOOKKEEPING_OVERRIDES, *but))]
