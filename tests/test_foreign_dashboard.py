@@ -27,9 +27,11 @@ def sweep(tmp_path: Path, *extra: str):
 
 
 def trial_runs(sweep_dir: Path) -> dict[str, dict[str, HParamsPluginData]]:
-    """Each TensorBoard run of the trials (the conclusion's aside): its HParams plugin data."""
+    """Each TensorBoard run of the trials (the conclusion's and its curves' aside): its HParams
+    plugin data."""
     tree = sweep_dir / "tensorboard"
-    runs = {p.parent for p in tree.rglob("events.out.tfevents.*") if p.parent.name != "conclusion"}
+    runs = {p.parent for p in tree.rglob("events.out.tfevents.*")}
+    runs = {run for run in runs if run.name.startswith("trial")}
     data = {}
     for run in runs:
         events = EventAccumulator(str(run))
