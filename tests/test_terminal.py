@@ -13,10 +13,12 @@ import sys
 import pytest
 from rich.console import Console
 
+from evsys.conclusion.build import build_conclusion
 from evsys.plural import count
 from evsys.records import Plan, PlannedJob
 from evsys.sweep.plan_table import print_plan
 from tests.conftest import FAST, REPO, cli_env
+from tests.test_conclusion import write_sweep
 
 HYPOTHESIS = "With 240 SFT steps, lr 3e-3 beats 1e-4"
 
@@ -93,3 +95,11 @@ def test_in_a_terminal_a_sweep_prints_one_bar_and_evsys_tagged_lines(tmp_path):
     assert not [p for p in pieces if "step/s" in p and "evsys]" in p]  # no line in the bar
     log = (tmp_path / "sweep" / "default_seed0" / "train.log").read_text()
     assert "arm default seed 0 completed in" in log  # evsys's lines still in the job's log
+
+
+def test_a_verdict_over_one_arm_says_one_arm(tmp_path):
+    """The demo's verdict once read "Holm p=0.0055 over 1 arms"."""
+    arms = {"new": [0.9, 0.91, 0.92], "base": [0.5, 0.51, 0.52]}
+    c = build_conclusion(write_sweep(tmp_path, arms, baseline="base"))
+    assert c.verdict == "supported" and "over 1 arm" in c.reason and "1 arms" not in c.reason
+    assert "3 seeds" in c.reason

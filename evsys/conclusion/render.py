@@ -155,7 +155,7 @@ def _continual_markdown(continual: dict[str, ContinualGroup]) -> list[str]:
     for arm, entry in continual.items():
         exact_match = entry.matrix["exact_match"]
         lines += [
-            f"## Continual: {arm} (exact match, mean ± std over n={entry.n} seeds)",
+            f"## Continual: {arm} (exact match, mean ± std over {count(entry.n, 'seed')})",
             "",
             "| scored after | " + " | ".join(entry.benchmarks) + " |",
             "|---|" + "---:|" * len(entry.benchmarks),
@@ -291,7 +291,9 @@ def _decision_markdown(conclusion: Conclusion) -> list[str]:
         lines += ["", f"Adaptive seeds ({adaptive['design']}), looks at {adaptive['looks']}:", ""]
         for r in adaptive["rounds"]:
             status = ", ".join(f"{k}: {v}" for k, v in r["status"].items())
-            lines.append(f"- round {r['look'] + 1} ({r['n_seeds']} seeds): {status}. {r['reason']}")
+            lines.append(
+                f"- round {r['look'] + 1} ({count(r['n_seeds'], 'seed')}): {status}. {r['reason']}"
+            )
     return lines + ([""] if lines else [])
 
 
