@@ -35,6 +35,9 @@ SCORES_DIR = "scores"  # <run dir>/scores/<benchmark label>.jsonl: one object pe
 # as soon as training ends, before scoring and export: a run killed after it loses none of it
 TRAINING_RECORD = "trained.json"
 MODEL_DIR = "model"  # <run dir>/model: the run's export in Hugging Face format
+# <sweep dir>/search.json: under another sweeper (basic, Optuna), the keys it searches and the
+# success metric, written before its first trial so each trial names itself (evsys/run/trial.py)
+SEARCH_FILE = "search.json"
 MULTIRUN_FILE = "multirun.yaml"  # <sweep dir>/multirun.yaml: the sweep's config, its command line
 LAUNCH_FILE = "launch.json"  # <sweep dir>/launch.json: a sweep that refused or crashed says so
 SLURM_LOGS_LINK = "slurm"  # <arm dir>/slurm -> the job's submitit folder (logs, pickles)

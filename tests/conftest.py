@@ -29,6 +29,18 @@ FAST = [
     "checkpoint_every_n_steps=2",
 ]
 
+# Three Optuna trials over the learning rate, minimizing the validation loss (the `optuna` extra).
+OPTUNA_SEARCH = [
+    "hydra/sweeper=optuna",
+    "hydra.sweeper.n_trials=3",
+    "hydra.sweeper.n_jobs=1",
+    "hydra.sweeper.direction=minimize",
+    "hydra.sweeper.sampler.seed=0",
+    "experiment.success_metric.name=val/loss",
+    "experiment.success_metric.mode=min",
+    "algorithm.lr=interval(1e-4,1e-2)",
+]
+
 
 def cli_env(extra: dict | None = None) -> dict:
     """Offline, one OpenMP thread per process: tests share 2 cores, and oversubscribed

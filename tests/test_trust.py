@@ -20,7 +20,7 @@ from evsys.identity import config_identity, identity_config
 from evsys.lightning.checkpoint_io import AtomicCheckpointIO
 from evsys.locks import acquire_lock, release_lock
 from evsys.records import ArmResult
-from tests.conftest import FAST, cli_env, interrupt_cli, run_cli
+from tests.conftest import FAST, OPTUNA_SEARCH, cli_env, interrupt_cli, run_cli
 
 
 def sweep(tmp_path: Path, *extra: str, sweep_dir: str = "sweep") -> subprocess.CompletedProcess:
@@ -209,17 +209,7 @@ optuna = pytest.importorskip  # hydra-optuna-sweeper is the `optuna` extra
 @pytest.mark.integration
 def test_optuna_trials_train_from_scratch_in_their_own_dirs(tmp_path):
     optuna("hydra_plugins.hydra_optuna_sweeper")
-    search = [
-        "hydra/sweeper=optuna",
-        "hydra.sweeper.n_trials=3",
-        "hydra.sweeper.n_jobs=1",
-        "hydra.sweeper.direction=minimize",
-        "hydra.sweeper.sampler.seed=0",
-        "experiment.success_metric.name=val/loss",
-        "experiment.success_metric.mode=min",
-        "algorithm.lr=interval(1e-4,1e-2)",
-    ]
-    done = sweep(tmp_path, *search)
+    done = sweep(tmp_path, *OPTUNA_SEARCH)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     records = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/result.json")]
     assert len(records) == 3

@@ -38,8 +38,12 @@ def main(cfg: DictConfig):
     # Imported here: `--help`, `--cfg job` and config errors never pay for torch/lightning.
     from evsys.run.arm import run_experiment
     from evsys.run.context import hydra_job_context
+    from evsys.run.trial import hydra_trial_context
 
-    record = run_experiment(cfg, context=hydra_job_context())  # the sweep's job, if one
+    context = hydra_job_context() or hydra_trial_context()  # the sweep's job, if one
+    if context is not None and context.trial is not None:
+        cfg.arm = context.job.arm  # another sweeper's trial is named by its searched values
+    record = run_experiment(cfg, context=context)
     if HydraConfig.get().mode != RunMode.MULTIRUN and record.completed:
         _print_single_run(record)
     return record  # failures: reported by the conclusion callback, never raised from a job

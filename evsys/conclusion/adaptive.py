@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from evsys.conclusion.model import Conclusion
+from evsys.plural import count
 
 
 def adaptive_verdict(adaptive: dict[str, Any], conclusion: Conclusion) -> dict[str, Any]:
@@ -41,7 +42,8 @@ def adaptive_verdict(adaptive: dict[str, Any], conclusion: Conclusion) -> dict[s
         )
     shown = "; ".join(f"{name}: {value}" for name, value in status.items()) or "none"
     reason = (
-        f"{verdict} (group-sequential, {len(rounds)} round(s), {last['n_seeds']} seeds per arm "
+        f"{verdict} (group-sequential, {count(len(rounds), 'round')}, "
+        f"{count(last['n_seeds'], 'seed')} per arm "
         f"at the last look): {shown}. Stopped: {last['reason']}"
     )
     basis = (

@@ -58,6 +58,7 @@ from evsys.conclusion.runs import collect_runs, is_number
 from evsys.conclusion.scores import arm_scores, metric_bounds
 from evsys.conclusion.threshold import single_run_verdict, threshold_result
 from evsys.cost import arm_total
+from evsys.plural import count
 from evsys.records import Plan
 
 SIGNIFICANT_DIGITS = 6
@@ -140,7 +141,9 @@ def _cannot_decide(plan: Plan, scores: dict, runs: dict) -> str | None:
     """Why no comparison can be made, or None."""
     if not scores:
         n_failed, n_missing = len(runs["failed"]), len(runs["missing"])
-        return f"inconclusive: no arm completed ({n_failed} runs failed, {n_missing} missing)"
+        return (
+            f"inconclusive: no arm completed ({count(n_failed, 'run')} failed, {n_missing} missing)"
+        )
     missing = missing_named_arm(plan, scores)
     return f"inconclusive: {missing}" if missing else None
 

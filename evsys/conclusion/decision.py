@@ -54,6 +54,7 @@ from evsys.conclusion.inference import (
     orientation,
     seed_pool,
 )
+from evsys.plural import count
 
 ALL = "all"
 
@@ -267,7 +268,7 @@ def _all_above(tests: Sequence[FamilyTest], m: float) -> tuple[str, str, Basis |
     below = [t for t in tests if t.p_below_holm is not None and t.p_below_holm < ALPHA]
     if below:
         t = min(below, key=lambda t: t.p_below_holm)
-        how = f"Holm-adjusted over {len(tests)} comparisons: one below refutes"
+        how = f"Holm-adjusted over {count(len(tests), 'comparison')}: one below refutes"
         why = f"against {t.comparison.second} {_diff_text(t.comparison)} " + (
             f"lies below {_margin(m)} (Holm {_below(m)}={_p(t.p_below_holm)})"
         )
@@ -310,7 +311,7 @@ def _exploratory_baseline(ctx: _Context, baseline: str | Mapping[str, str]) -> D
     if not isinstance(baseline, str):
         baseline = "of its matrix cell"
     claim = f"the best arm beats the baseline {baseline}{ctx.effect()} (exploratory)"
-    how = f"Holm-adjusted over the {len(tests)} arms compared with the baseline"
+    how = f"Holm-adjusted over the {count(len(tests), 'arm')} compared with the baseline"
     basis = Basis(_above(ctx.m), best.p_above_holm, c.name, how)
     if best.p_above_holm is None:
         verdict, why, basis = "inconclusive", _untestable(c), None
@@ -318,7 +319,7 @@ def _exploratory_baseline(ctx: _Context, baseline: str | Mapping[str, str]) -> D
         verdict = "supported"
         why = (
             f"{c.first}: {_diff_text(c)} lies above {_margin(ctx.m)}, "
-            f"Holm {_above(ctx.m)}={_p(best.p_above_holm)} over {len(tests)} arms"
+            f"Holm {_above(ctx.m)}={_p(best.p_above_holm)} over {count(len(tests), 'arm')}"
         )
     elif all(t.p_below is not None and t.p_below < ALPHA for t in tests):
         verdict = "refuted"
@@ -332,7 +333,7 @@ def _exploratory_baseline(ctx: _Context, baseline: str | Mapping[str, str]) -> D
         verdict = "inconclusive"
         why = (
             f"the best, {c.first}: {_diff_text(c)}, Holm {_above(ctx.m)}={_p(best.p_above_holm)} "
-            f"over {len(tests)} arms"
+            f"over {count(len(tests), 'arm')}"
         )
     reason = f"{verdict} (exploratory): does an arm beat the baseline {baseline}? {why}"
     return ctx.decision(verdict, "exploratory", claim, reason, tests, (), basis)
@@ -377,9 +378,11 @@ def _untestable(c: Comparison) -> str:
 
 
 def _diff_text(c: Comparison) -> str:
-    n = c.n_seeds[0] if c.n_seeds[0] == c.n_seeds[1] else f"{c.n_seeds[0]} vs {c.n_seeds[1]}"
-    items = f", {c.n_items} items" if c.n_items else ""
-    return f"the difference {_num(c.diff)} (95% CI {_ci(c)}; {n} seeds{items})"
+    n = f"{c.n_seeds[0]} vs {c.n_seeds[1]} seeds"
+    if c.n_seeds[0] == c.n_seeds[1]:
+        n = count(c.n_seeds[0], "seed")
+    items = f", {count(c.n_items, 'item')}" if c.n_items else ""
+    return f"the difference {_num(c.diff)} (95% CI {_ci(c)}; {n}{items})"
 
 
 def _ci(c: Comparison) -> str:

@@ -33,6 +33,7 @@ from evsys.conclusion.text import (
     value_std,
 )
 from evsys.conclusion.variance import ALPHA
+from evsys.plural import count
 from evsys.records import BOOKKEEPING_OVERRIDES
 
 NO_BASELINE = "(none: the best arm vs every other arm)"
@@ -135,7 +136,7 @@ def _threshold_markdown(threshold: ThresholdResult | None) -> list[str]:
         f"## Arms that reach {goal}",
         "",
         f"Arms whose 95% interval lies entirely {side} {num(threshold.value)} "
-        f"(one-sided, Holm over {len(threshold.arms)} arms): {clearing}",
+        f"(one-sided, Holm over {count(len(threshold.arms), 'arm')}): {clearing}",
         "",
         "| arm | mean | 95% CI | p (reaches), Holm | p (falls short), Holm | status |",
         "|---|---:|---|---:|---:|---|",
@@ -154,7 +155,7 @@ def _continual_markdown(continual: dict[str, ContinualGroup]) -> list[str]:
     for arm, entry in continual.items():
         exact_match = entry.matrix["exact_match"]
         lines += [
-            f"## Continual: {arm} (exact match, mean ± std over n={entry.n} seeds)",
+            f"## Continual: {arm} (exact match, mean ± std over {count(entry.n, 'seed')})",
             "",
             "| scored after | " + " | ".join(entry.benchmarks) + " |",
             "|---|" + "---:|" * len(entry.benchmarks),
@@ -290,7 +291,9 @@ def _decision_markdown(conclusion: Conclusion) -> list[str]:
         lines += ["", f"Adaptive seeds ({adaptive['design']}), looks at {adaptive['looks']}:", ""]
         for r in adaptive["rounds"]:
             status = ", ".join(f"{k}: {v}" for k, v in r["status"].items())
-            lines.append(f"- round {r['look'] + 1} ({r['n_seeds']} seeds): {status}. {r['reason']}")
+            lines.append(
+                f"- round {r['look'] + 1} ({count(r['n_seeds'], 'seed')}): {status}. {r['reason']}"
+            )
     return lines + ([""] if lines else [])
 
 

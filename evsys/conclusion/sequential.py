@@ -36,6 +36,7 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from evsys.conclusion.inference import ALPHA, Comparison, p_greater, p_less
+from evsys.plural import count
 
 MIN_DECISION_SEEDS = 3  # looks with fewer seeds decide nothing (see the module docstring)
 STEP = 0.02  # grid step of the numerical integration (z units at full information)
@@ -161,12 +162,14 @@ def _step(comparisons, looks, look, status) -> SequentialStep:
         return SequentialStep(look, n_seeds, status, (), True, "every comparison is decided")
     if look == len(looks) - 1:
         status = {n: ("inconclusive" if s == "undecided" else s) for n, s in status.items()}
-        reason = f"the last planned look ({n_seeds} seeds): {len(undecided)} left inconclusive"
+        reason = (
+            f"the last planned look ({count(n_seeds, 'seed')}): {len(undecided)} left inconclusive"
+        )
         return SequentialStep(look, n_seeds, status, (), True, reason)
     arms = [a for c in comparisons if c.name in undecided for a in (c.first, c.second)]
     reason = f"{len(undecided)} undecided: {', '.join(undecided)}; next look {looks[look + 1]}"
     if n_seeds < MIN_DECISION_SEEDS:
-        reason = f"a look at {n_seeds} seeds decides nothing; " + reason
+        reason = f"a look at {count(n_seeds, 'seed')} decides nothing; " + reason
     return SequentialStep(look, n_seeds, status, tuple(dict.fromkeys(arms)), False, reason)
 
 

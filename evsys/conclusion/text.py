@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from evsys.conclusion.model import Group, PowerRow
+from evsys.plural import count
 
 # Markdown that could start a link, an image, a code span or HTML in a line of user text; `\\`
 # first, so the escapes added after it stay escapes.
@@ -132,7 +133,7 @@ def power_texts(rows: list[PowerRow]) -> list[str]:
         if row.mde == 0:
             line = (
                 f"{row.comparison}: no spread between seeds or items was seen, so the effect "
-                f"it could detect is unknown ({row.n_seeds} seeds)"
+                f"it could detect is unknown ({count(row.n_seeds, 'seed')})"
             )
         else:
             spread = ""
@@ -146,11 +147,11 @@ def power_texts(rows: list[PowerRow]) -> list[str]:
                 )
             line = (
                 f"{row.comparison}: detects about {num(row.mde)} at 80% power with "
-                f"{row.n_seeds} seeds{spread}"
+                f"{count(row.n_seeds, 'seed')}{spread}"
             )
         if row.target is not None:
             line += (
-                f"; an effect of {num(row.target)} needs {row.seeds_needed} seeds per arm"
+                f"; an effect of {num(row.target)} needs {count(row.seeds_needed, 'seed')} per arm"
                 if row.seeds_needed
                 else f"; no number of seeds detects {num(row.target)} (score more items)"
             )

@@ -30,6 +30,7 @@ from evsys.conclusion.inference import (
 )
 from evsys.conclusion.model import ThresholdArm, ThresholdResult
 from evsys.conclusion.variance import pivot_tail
+from evsys.plural import count
 
 CLEARS, MISSES, UNDECIDED = "clears", "misses", "undecided"
 VERDICTS = {CLEARS: "supported", MISSES: "refuted", UNDECIDED: "inconclusive"}
@@ -102,9 +103,10 @@ def _row(interval: Interval, p_reach, p_reach_holm, p_miss, p_miss_holm) -> Thre
 
 
 def _interval_text(row: ThresholdArm) -> str:
-    items = f", {row.n_items} items" if row.n_items else ""
+    items = f", {count(row.n_items, 'item')}" if row.n_items else ""
     lo, hi = row.ci95 or (row.mean, row.mean)
-    return f"mean {_num(row.mean)} (95% CI [{_num(lo)}, {_num(hi)}]; {row.n_seeds} seeds{items})"
+    seeds = count(row.n_seeds, "seed")
+    return f"mean {_num(row.mean)} (95% CI [{_num(lo)}, {_num(hi)}]; {seeds}{items})"
 
 
 def _num(x: float) -> str:

@@ -3,6 +3,7 @@ for logs, notebooks and pipes."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -11,6 +12,7 @@ from collections.abc import Callable
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 log = logging.getLogger("evsys")
 
@@ -65,7 +67,8 @@ def progress_metrics(trainer) -> dict[str, str]:
 class StepProgressBar(TQDMProgressBar):
     """One bar for the whole run in optimizer steps (`lr_3e-3 seed 0 step 60/180`), with loss and
     tokens/s; Lightning's own bar counts batches per epoch, and with max_epochs=-1 (training
-    is bounded by steps) it reads `Epoch 0/-2`."""
+    is bounded by steps) it reads `Epoch 0/-2`. No validation bar (the validation loss shows
+    in this one), and a log line while the bar shows is printed above it, not into it."""
 
     # `lr_3e-3 seed 0 step 60/180 |███   | 00:04<00:08, 15.2step/s, loss=0.41, tok/s=5.2e+04`
     STEP_BAR_FORMAT = (
@@ -76,6 +79,7 @@ class StepProgressBar(TQDMProgressBar):
         super().__init__()
         self.label = label
         self._total: int | None = None
+        self._log_above_bar = contextlib.ExitStack()
 
     @property
     def train_description(self) -> str:
@@ -96,9 +100,23 @@ class StepProgressBar(TQDMProgressBar):
             bar_format=self.STEP_BAR_FORMAT,
         )
 
+    def init_validation_tqdm(self) -> Tqdm:
+        return Tqdm(disable=True)  # a bar per validation only flashes across the screen
+
     def on_train_start(self, trainer, *_) -> None:
         self._total = trainer.max_steps
         self.train_progress_bar = self.init_train_tqdm()
+        # Console log handlers write through tqdm while the bar shows (evsys's and Hydra's).
+        loggers = [logging.getLogger(), logging.getLogger("evsys")]
+        self._log_above_bar.enter_context(logging_redirect_tqdm(loggers))
+
+    def on_train_end(self, *args) -> None:
+        super().on_train_end(*args)
+        self._log_above_bar.close()
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._log_above_bar.close()  # also when training stopped on an error
+        super().teardown(trainer, pl_module, stage)
 
     def on_train_epoch_start(self, trainer, *_) -> None:
         pass  # one bar across epochs

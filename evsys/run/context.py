@@ -2,7 +2,8 @@
 
 A job never looks for its experiment itself: the caller that knows it runs a planned job
 (the Hydra app, evsys/cli/train.py) builds a JobContext from the sweep's plan and passes it
-in. Without one (a single run, a Python call) the job is a run of its own: its TensorBoard
+in; a trial of another sweeper (basic, Optuna) gets one from evsys/run/trial.py. Without one
+(a single run, a Python call) the job is a run of its own: its TensorBoard
 run sits in its dir and its HParams row names no swept keys.
 """
 
@@ -23,6 +24,9 @@ class JobContext:
     plan: Plan
     job: PlannedJob
     sweep_dir: Path
+    # A trial of another sweeper: the keys that sweeper searches, and the trial's number.
+    swept: tuple[str, ...] | None = None
+    trial: int | None = None
 
     @property
     def success_metric(self) -> str:

@@ -53,6 +53,8 @@ def sweep_position(context: JobContext | None) -> str | None:
     """`job 3/8 (2 done, ETA 4 min)` for a planned job of a sweep (None: not one)."""
     if context is None:
         return None
+    if context.trial is not None:  # another sweeper's: how many trials it runs is its own
+        return f"trial {context.trial} of the sweep in {context.sweep_dir}"
     dirs = [job.dir for job in context.plan.planned]
     sweep_dir, name = context.sweep_dir, context.job.dir
     done = [r for d in dirs if d != name and (r := read_completed(sweep_dir / d))]

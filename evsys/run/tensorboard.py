@@ -4,6 +4,8 @@ In a sweep every arm logs into one tree under the sweep dir, named so that Tenso
 the seeds of an arm together and the experiment is one `--logdir`:
 
     <sweep>/tensorboard/<arm>/seed<n>/    one run per arm and seed
+    <sweep>/tensorboard/<trial>/trial<n>/ under another sweeper (basic, Optuna): one run per
+                                          trial, named by its searched values (evsys/run/trial.py)
     <sweep>/tensorboard/conclusion/       the conclusion: text and plot (evsys/conclusion/write.py)
 
 A run outside a sweep logs into `<run dir>/tensorboard/`. The HParams row carries what tells
@@ -69,8 +71,14 @@ def run_log_dir(run_dir: str | Path, context: JobContext | None = None) -> Path:
     (`context`), else `<run dir>/tensorboard`."""
     if context is None:
         return Path(run_dir) / TENSORBOARD
-    job = context.job
-    return sweep_tensorboard_dir(context.sweep_dir) / job.arm / f"seed{job.seed}"
+    return sweep_tensorboard_dir(context.sweep_dir) / _run_name(context)
+
+
+def _run_name(context: JobContext) -> str:
+    """<arm>/seed<n>; a trial of another sweeper: <trial name>/trial<n>, one run per trial
+    even when two trials draw the same values."""
+    last = f"seed{context.job.seed}" if context.trial is None else f"trial{context.trial}"
+    return f"{context.job.arm}/{last}"
 
 
 def relative_log_dir(run_dir: str | Path, context: JobContext | None = None) -> str:
@@ -95,7 +103,7 @@ def swept_keys(plan: Plan) -> list[str]:
 
 def table_hparams(cfg: DictConfig, context: JobContext | None) -> dict:
     """The run's HParams row: swept keys, arm, seed, headline settings (<= MAX_HPARAMS)."""
-    swept = swept_keys(context.plan) if context is not None else []
+    swept = _swept(context)
     own = _pairs(context.job) if context is not None else {}
     row: dict = {}
     for key in swept:
@@ -111,7 +119,14 @@ def table_hparams(cfg: DictConfig, context: JobContext | None) -> dict:
 
 def differing_keys(context: JobContext | None) -> tuple[str, ...]:
     """What tells the runs of a sweep apart: its swept keys, arm and seed (none outside one)."""
-    return (*swept_keys(context.plan), "arm", "seed") if context is not None else ()
+    return (*_swept(context), "arm", "seed") if context is not None else ()
+
+
+def _swept(context: JobContext | None) -> list[str]:
+    """The keys the context's sweep varies: from its plan, or as another sweeper searches."""
+    if context is None:
+        return []
+    return list(context.swept) if context.swept is not None else swept_keys(context.plan)
 
 
 def ordered_metrics(metrics: dict, success_metric: str | None) -> dict:
@@ -149,7 +164,9 @@ def write_table_row(
     row = table_hparams(cfg, context) | (extra or {})
     success_metric = context.success_metric if context is not None else None
     columns = ordered_metrics(metrics, success_metric)
-    write_hparams(logger, row, columns, str(cfg.get("arm")), differing_keys(context))
+    # an arm's seeds are one row; each trial of another sweeper is a row of its own
+    group = _run_name(context) if context is not None and context.trial is not None else None
+    write_hparams(logger, row, columns, group or str(cfg.get("arm")), differing_keys(context))
 
 
 def write_hparams(

@@ -55,6 +55,7 @@ class ConclusionCallback(Callback):
                 _check_shared_config(config)
                 self.lock = acquire_lock(sweep_dir, "sweep")
                 foreign.claim_sweep_dir(sweep_dir, config.experiment.on_mismatch)
+                foreign.start_search(config, sweep_dir)
             except (ConfigError, DataError, DirInUse) as error:
                 _refuse(error, config)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 from pathlib import Path
 
 from hydra.core.utils import JobReturn
@@ -14,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from evsys import registry
 from evsys.errors import ConfigError
 from evsys.locks import supersede
+from evsys.plural import count
 from evsys.records import (
     CHECKPOINT,
     LOCK_FILE,
@@ -24,6 +24,7 @@ from evsys.records import (
     Plan,
     PlannedJob,
 )
+from evsys.run.trial import searched_keys, trial_name, write_search
 from evsys.sweep.experiment import start_sweep
 from evsys.validate import success_metric
 
@@ -47,9 +48,9 @@ def claim_sweep_dir(sweep_dir: Path, on_mismatch: str) -> None:
         return
     raise ConfigError(
         f"the sweep dir {sweep_dir} already holds an earlier sweep's results "
-        f"({len(earlier)} jobs); under another sweeper than evsys's they cannot be matched to "
-        "this sweep's jobs. Run into a new sweep dir (hydra.sweep.dir=<new dir>), or add "
-        f"experiment.on_mismatch=rerun to move them aside into {sweep_dir / SUPERSEDED}/"
+        f"({count(len(earlier), 'job')}); under another sweeper than evsys's they cannot be "
+        "matched to this sweep's jobs. Run into a new sweep dir (hydra.sweep.dir=<new dir>), "
+        f"or add experiment.on_mismatch=rerun to move them aside into {sweep_dir / SUPERSEDED}/"
         "<timestamp>/ (nothing is deleted)"
     )
 
@@ -79,13 +80,17 @@ def recorded_jobs(sweep_dir: Path) -> list[Job]:
 def plan_from_jobs(config: DictConfig, sweep_dir: Path, jobs: list[Job]) -> Plan:
     """Write (and register) the plan of these jobs."""
     experiment = OmegaConf.to_container(config.experiment, resolve=True)
-    # The overrides every job shares say nothing about which arm it is: names use the others.
+    # Arms are named as the trials named themselves (evsys/run/trial.py): by the keys the
+    # sweep searches, or, for a sweep that recorded none, by the overrides jobs do not share.
+    searched = searched_keys(sweep_dir)
     shared = set.intersection(*(set(overrides) for overrides, _ in jobs)) if jobs else set()
     plan = Plan(
         id=registry.new_experiment_id(experiment["name"]),
         name=experiment["name"],
         success_metric=success_metric(config),
-        planned=[_planned(overrides, job_dir, sweep_dir, shared) for overrides, job_dir in jobs],
+        planned=[
+            _planned(overrides, job_dir, sweep_dir, shared, searched) for overrides, job_dir in jobs
+        ],
         hypothesis=experiment["hypothesis"],
         n_repeats=1,
         base_seed=int(config.seed),
@@ -98,15 +103,15 @@ def plan_from_jobs(config: DictConfig, sweep_dir: Path, jobs: list[Job]) -> Plan
     return plan
 
 
-def _planned(overrides: list[str], job_dir: Path, sweep_dir: Path, shared: set) -> PlannedJob:
+def _planned(
+    overrides: list[str], job_dir: Path, sweep_dir: Path, shared: set, searched: list | None
+) -> PlannedJob:
     directory = str(job_dir.resolve().relative_to(Path(sweep_dir).resolve()))
     seed = next((int(o.split("=", 1)[1]) for o in overrides if o.startswith("seed=")), 0)
-    name = _arm_name([o for o in overrides if o not in shared], directory)
-    return PlannedJob(name, seed, overrides, directory)
+    own = overrides if searched is not None else [o for o in overrides if o not in shared]
+    return PlannedJob(trial_name(own, searched, f"job{directory}"), seed, overrides, directory)
 
 
-def _arm_name(overrides: list[str], directory: str) -> str:
-    """algorithm.lr=0.001 -> lr=0.001: the overrides that make this job, short and file-safe."""
-    shown = [o.split("=", 1) for o in overrides if "=" in o and not o.startswith("seed=")]
-    label = ",".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in shown)
-    return re.sub(r"[^\w.=,+\-]", "_", label) or f"job{directory}"
+def start_search(config: DictConfig, sweep_dir: Path) -> None:
+    """Write down what the sweep searches before its first trial (evsys/run/trial.py)."""
+    write_search(config, sweep_dir, success_metric(config))

@@ -36,6 +36,7 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides, setup_globa
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, open_dict
 
+from evsys.plural import count
 from evsys.run.progress import LINES_ENV
 
 log = logging.getLogger("evsys")
@@ -87,9 +88,9 @@ class LocalLauncher(Launcher):
         parallel = self._parallel(jobs, pool)
         threads = self.threads_per_job or max(1, (os.cpu_count() or 1) // parallel)
         log.info(
-            "local launcher: %d jobs, %d at a time; %s",
-            len(jobs), parallel,
-            f"GPUs {pool}" if pool else f"{threads} CPU threads each",
+            "local launcher: %s, %d at a time; %s",
+            count(len(jobs), "job"), parallel,
+            f"GPUs {pool}" if pool else f"{count(threads, 'CPU thread')} each",
         )  # fmt: skip
         return _Schedule(jobs, parallel, pool, threads, self).run()
 
