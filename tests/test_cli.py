@@ -12,7 +12,7 @@ import pytest
 
 from evsys import registry
 from evsys.cli import conclude, experiments, quick
-from evsys.cli.main import main
+from evsys.cli.main import COMMANDS, main
 from tests.conftest import REPO, cli_env
 from tests.test_conclusion import write_sweep
 
@@ -175,7 +175,7 @@ def test_bash_completion_offers_commands_keys_and_options(tmp_path):
         assert result["code"] == 0, output
         return output.splitlines()[0].split() if output.strip() else []
 
-    assert complete("evsys ") == ["train", "run", "conclude", "experiments"]
+    assert complete("evsys ") == list(COMMANDS)  # train, run, conclude, experiments, ...
     assert complete("evsys con") == ["conclude"]
     assert "algorithm.lr=" in complete("evsys train algorithm.l")
     assert "algorithm=dpo" in complete("evsys train algorithm=")
