@@ -26,6 +26,7 @@ FORMATS = ("auto", "prompt_completion", "prompt_answer", "chat", "text", "prefer
 PACKING_STRATEGIES = ("best_fit", "next_fit")
 LOSS_TYPES = ("sigmoid", "ipo", "simpo")  # algorithm.loss_type (DPO)
 SMOOTHED = ("sigmoid", "simpo")  # the losses label smoothing applies to
+KTO_LOSS_TYPES = ("kto", "apo_zero_unpaired")  # algorithm.loss_type (KTO)
 LOSS_AGGREGATIONS = ("token", "sequence")  # algorithm.loss_aggregation (GRPO)
 METRIC_MODES = ("max", "min")  # experiment.success_metric.mode
 ON_MISMATCH = ("refuse", "rerun")  # experiment.on_mismatch
