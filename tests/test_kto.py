@@ -53,9 +53,20 @@ class LogpModel(torch.nn.Module):
         return SimpleNamespace(log_probs=per_token, entropy=zeros, mean_logits=zeros)
 
 
-def trl_kto_loss(algorithm: KTOConfig, logps, kl_logps, ref_logps, ref_kl_logps, labels):
-    """TRL 1.16's KTOTrainer._compute_loss on a batch whose log-probs are given."""
+def trl_kto_loss(
+    algorithm: KTOConfig, logps, kl_logps, ref_logps, ref_kl_logps, labels, other_kl=None
+):
+    """TRL 1.16's KTOTrainer._compute_loss on a batch whose log-probs are given; `other_kl`:
+    a second process's KL estimate, which the first gather (the KL's) returns beside ours."""
     from trl.trainer.kto_trainer import KTOTrainer
+
+    gathers = []
+
+    def gather_for_metrics(value):
+        gathers.append(value)
+        if other_kl is not None and len(gathers) == 1:
+            return torch.stack([value, torch.tensor(other_kl)])
+        return value
 
     trainer = SimpleNamespace(
         loss_type=algorithm.loss_type,
@@ -68,7 +79,9 @@ def trl_kto_loss(algorithm: KTOConfig, logps, kl_logps, ref_logps, ref_kl_logps,
         _tp_size=1,
         _total_train_tokens=0,
         _metrics=defaultdict(lambda: defaultdict(list)),
-        accelerator=SimpleNamespace(device=torch.device("cpu"), gather_for_metrics=lambda x: x),
+        accelerator=SimpleNamespace(
+            device=torch.device("cpu"), gather_for_metrics=gather_for_metrics
+        ),
     )
     trainer.model = LogpModel(logps, kl_logps)
     trainer._compute_kl_logps = KTOTrainer._compute_kl_logps.__get__(trainer)
@@ -118,6 +131,24 @@ def test_kto_loss_and_gradient_equal_trls(settings, labels):
     assert kl.item() == pytest.approx(their_kl, abs=1e-5)
     torch.testing.assert_close(ours_in.grad, theirs_in.grad, atol=1e-5, rtol=0)
     assert ours_in.grad.abs().sum() > 0  # a loss that reaches the policy
+
+
+@pytest.mark.parametrize("other_kl", [0.5, -3.0])
+def test_with_two_processes_the_kl_estimate_averages_then_clamps_as_trls(other_kl):
+    algorithm, labels = KTOConfig(), torch.tensor([True, False, False])
+    logps, ref_logps = torch.tensor([-3.0, -5.0, -2.0]), torch.tensor([-4.0, -4.0, -4.0])
+    kl_logps, ref_kl_logps = torch.tensor([-2.0, -3.0, -4.0]), torch.tensor([-3.0, -4.0, -5.0])
+
+    def gather(mean):
+        return torch.stack([mean, torch.tensor(other_kl)])
+
+    kl = kl_estimate(kl_logps, ref_kl_logps, gather)  # this process's own estimate is 1
+    ours = kto_losses(algorithm, logps, ref_logps, labels, kl)[0].mean()
+    theirs, their_kl = trl_kto_loss(
+        algorithm, logps, kl_logps, ref_logps, ref_kl_logps, labels, other_kl
+    )
+    assert kl.item() == pytest.approx(their_kl) == pytest.approx(max(0, (1 + other_kl) / 2))
+    assert ours.item() == pytest.approx(theirs.item(), abs=1e-6)
 
 
 def test_the_kl_estimate_is_clamped_at_zero_and_detached():

@@ -112,3 +112,11 @@ def test_reward_model_trains_exports_and_scores_as_a_grpo_reward(tmp_path):
     assert scores[0]["reward"] != scores[1]["reward"]
     again = resolve_reward(f"model:{model_dir}", "k")(["17", "18"], examples)
     assert again == [item["reward"] for item in scores]
+
+    # A GRPO run trained and scored with it, by path.
+    grpo = [*FAST, "algorithm=grpo", "data=addition", "algorithm.num_generations=2"]
+    grpo += ["algorithm.max_completion_length=4", f"algorithm.rewards=[model:{model_dir}]"]
+    record = run_experiment(compose_run_config(grpo), job_dir=tmp_path / "grpo")
+    assert record.status == "completed", record.error
+    assert math.isfinite(record.metrics["train/rewards/reward_model"])
+    assert math.isfinite(record.metrics["eval/addition/rewards/reward_model"])

@@ -17,8 +17,9 @@ al. 2024) drops z: 1 - sigmoid(r) for desirable rows, sigmoid(r) for undesirable
 tasks emit labelled rows: each problem once, its right answer (desirable) or a near miss
 (undesirable), chosen by a coin seeded with the problem.
 
-The reference is the starting policy, frozen (evsys/lightning/reference.py). Left out, as
-TRL's text path has it: precomputed reference log-probs, and averaging z over processes.
+The reference is the starting policy, frozen (evsys/lightning/reference.py). With several
+processes z is the mean of their micro-batches' estimates, clamped after averaging, as TRL
+gathers it. Left out: precomputed reference log-probs (TRL's precompute_ref_log_probs).
 """
 
 from __future__ import annotations
@@ -90,9 +91,15 @@ def kto_losses(
     return losses, rewards.detach()
 
 
-def kl_estimate(mismatched_logps: torch.Tensor, reference_mismatched_logps: torch.Tensor):
-    """z: the mean log-ratio of the mismatched sequences, detached, never below 0."""
-    return (mismatched_logps - reference_mismatched_logps).mean().detach().clamp(min=0)
+def kl_estimate(
+    mismatched_logps: torch.Tensor, reference_mismatched_logps: torch.Tensor, gather=None
+) -> torch.Tensor:
+    """z: the mean log-ratio of the mismatched sequences, detached, never below 0; `gather`
+    (Lightning's all_gather, with several processes) averages the processes' means first."""
+    mean = (mismatched_logps - reference_mismatched_logps).mean().detach()
+    if gather is not None:
+        mean = gather(mean).mean()
+    return mean.clamp(min=0)
 
 
 # ---------------------------------------------------------------------------------------- rows
@@ -195,6 +202,9 @@ class KTOModule(PostTrainingModule):
                 kl = kl_estimate(
                     self.completion_logps(self.model, batch, "kl_"),
                     self.completion_logps(self.reference, batch, "kl_"),
+                    self.all_gather
+                    if self._trainer is not None and self.trainer.world_size > 1
+                    else None,
                 )
         labels = batch["label"]
         losses, rewards = kto_losses(self.algorithm, logps, reference, labels, kl)
