@@ -88,6 +88,16 @@ def test_the_classifier_shares_the_policy_body():
     assert module.model.score.out_features == 1
 
 
+def test_a_reward_model_run_with_benchmarks_is_refused_before_training():
+    with pytest.raises(
+        ConfigError, match=r"eval.benchmarks=\['addition'\]: algorithm=reward_model"
+    ):
+        compose_run_config(["algorithm=reward_model", "data=addition"])
+    assert (
+        compose_run_config(["algorithm=reward_model", "eval.benchmarks=[]"]).eval.benchmarks == []
+    )
+
+
 def test_a_reward_model_path_without_a_model_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"algorithm.rewards\[0\]=model:.*holds no saved model"):
         resolve_reward(f"model:{tmp_path}", "algorithm.rewards[0]")

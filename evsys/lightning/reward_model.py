@@ -9,8 +9,8 @@ output at its last non-pad token. The loss of a pair is
 with margin 0 unless a pair carries one, and c = center_rewards_coefficient (off by default).
 What is exported is the classifier, loadable with AutoModelForSequenceClassification and usable
 as a GRPO reward by path (`model:<dir>`, evsys/rewards.py). It generates nothing, so a run
-scores no benchmark (eval.benchmarks=[]). Left out: a margin column in the data (the loss
-takes one), LoRA and FSDP.
+scores no benchmark (eval.benchmarks=[]; a run with some is refused). Left out: a margin
+column in the data (the loss takes one), LoRA and FSDP.
 """
 
 from __future__ import annotations

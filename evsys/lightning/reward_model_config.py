@@ -18,6 +18,9 @@ class RewardModelConfig(AlgorithmConfig):
     warmup_steps: int = 10  # linear warm-up from 0 to lr
     # TRL's center_rewards_coefficient: add it times the mean squared reward (rewards near 0)
     center_rewards_coefficient: float | None = at_least(None, 0, "null: off")
+    # Not a config key: the model scores sequences and generates no text, so a run takes no
+    # benchmarks (evsys/validate.py refuses eval.benchmarks)
+    generates: ClassVar[bool] = False
     # val/<name> each validation logs (evsys/lightning/reward_model.py); the record keeps them
     validation_metrics: ClassVar[tuple[str, ...]] = ("loss", "accuracy", "margin")
     curves: ClassVar[tuple[str, ...]] = ("accuracy", "margin", "lr")
