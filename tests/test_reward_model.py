@@ -88,6 +88,14 @@ def test_the_classifier_shares_the_policy_body():
     assert module.model.score.out_features == 1
 
 
+@pytest.mark.integration
+def test_a_lora_reward_model_is_refused_naming_the_key(tmp_path):
+    overrides = [*FAST, "algorithm=reward_model", "eval.benchmarks=[]", "model.lora.r=4"]
+    record = run_experiment(compose_run_config(overrides), job_dir=tmp_path / "arm")
+    assert record.status == "failed"
+    assert "model.lora.r > 0" in record.error and "not supported" in record.error
+
+
 def test_a_reward_model_run_with_benchmarks_is_refused_before_training():
     with pytest.raises(
         ConfigError, match=r"eval.benchmarks=\['addition'\]: algorithm=reward_model"

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 import transformers
 
 from evsys.data.formats import PREFERENCE
+from evsys.errors import ConfigError
 from evsys.lightning.base import PostTrainingModule
 from evsys.lightning.dpo import DPOModule, collate_pairs, tokenize_pairs
 from evsys.lightning.reward_model_config import RewardModelConfig
@@ -43,6 +44,11 @@ def bradley_terry_loss(
 
 def sequence_classifier(causal_lm: transformers.PreTrainedModel) -> transformers.PreTrainedModel:
     """A one-output sequence classifier sharing `causal_lm`'s body (its LM head dropped)."""
+    if hasattr(causal_lm, "peft_config"):
+        raise ConfigError(
+            "algorithm=reward_model with model.lora.r > 0: a LoRA reward model is not supported "
+            "yet; set model.lora.r=0"
+        )
     config = copy.deepcopy(causal_lm.config)
     config.num_labels = 1
     config.architectures = None
