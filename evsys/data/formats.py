@@ -45,8 +45,9 @@ class ExampleFormat:
     # (task, split, n, seed) -> rows holding `columns`; None: built-in tasks cannot make them
     from_task: Callable[[Any, str, int, int], list[dict]] | None = None
 
-    def __str__(self) -> str:  # part of the data cache key
-        return f"{self.name}({','.join(self.columns)})"
+    def __str__(self) -> str:  # part of the data cache key: task rows differ by from_task
+        task_rows = f" from {self.from_task.__module__}.{self.from_task.__qualname__}"
+        return f"{self.name}({','.join(self.columns)})" + (task_rows if self.from_task else "")
 
 
 def to_examples(
