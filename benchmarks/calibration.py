@@ -3,6 +3,7 @@
     python benchmarks/calibration.py [--reps 1000] [--scenario default|item-heavy|...]
     python benchmarks/calibration.py --sequential [--pool]   # adaptive seeds
     python benchmarks/calibration.py --components    # the pivot vs Satterthwaite's t
+    python benchmarks/calibration.py --extremes      # A/A near 0 and 1 (tied seed means)
 
 Simulates exact-match scores (0/1 per item) of k arms x n seeds x items and prints, for the
 seeds-x-items method (evsys.conclusion.inference: seed variance pooled over the arms, each
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, special, stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -177,6 +178,41 @@ def sequential_rates(
     return false / reps, power / reps, seeds / reps
 
 
+def logit_for_accuracy(accuracy: float, item_sd: float = 1.5) -> float:
+    """The logit shift that gives the simulator's arms this mean accuracy over items (item
+    difficulty ~ N(0, item_sd) on the logit scale; seed and cell effects left out)."""
+    z = np.linspace(-8.0, 8.0, 2001)
+    w = stats.norm.pdf(z) / stats.norm.pdf(z).sum()
+    return optimize.brentq(
+        lambda shift: float(w @ special.expit(shift + item_sd * z)) - accuracy, -30.0, 30.0
+    )
+
+
+def extreme_rates(accuracy: float, n_seeds: int, reps: int, n_arms: int = 2) -> tuple:
+    """A/A near a bound of a 0/1 metric (no arm better, every arm at `accuracy`): the rate
+    of supported verdicts, and the share of replicates whose seed means tie exactly (the
+    best's first comparison has a seed variance of 0)."""
+    rng = np.random.default_rng([n_arms, n_seeds, int(accuracy * 10_000)])
+    shift = logit_for_accuracy(accuracy)
+    supported = ties = 0
+    for _ in range(reps):
+        arms = simulate_arms(rng, n_arms, n_seeds, effects=[shift] * n_arms)
+        d = decide(arms, "max", bounds=EM)
+        supported += d.verdict == "supported"
+        ties += d.tests[0].comparison.components.seed_terms[0][0] == 0.0
+    return supported / reps, ties / reps
+
+
+def extremes_table(args: argparse.Namespace) -> None:
+    print("| accuracy | seeds | A/A supported | tied seed means |")
+    print("|---:|---:|---:|---:|")
+    for accuracy in (0.005, 0.02, 0.98, 0.995):
+        for n_seeds in (2, 3):
+            aa, ties = extreme_rates(accuracy, n_seeds, args.reps)
+            print(f"| {accuracy} | {n_seeds} | {aa:.3f} | {ties:.3f} |")
+            sys.stdout.flush()
+
+
 def components_rates(n_seeds: int, seed_sd: float, item_sd: float, reps: int) -> tuple:
     """A/A on Gaussian paired differences D = seed + item + noise (noise sd 1, 256 items):
     rejection rate at 0.05 of the pivot test, and of the same statistic read against
@@ -221,6 +257,9 @@ def main() -> None:
     parser.add_argument(
         "--components", action="store_true", help="pivot vs Satterthwaite on Gaussian data"
     )
+    parser.add_argument(
+        "--extremes", action="store_true", help="A/A of 2 arms near 0 and 1 accuracy"
+    )
     args = parser.parse_args()
     start = time.time()
     print(
@@ -228,7 +267,8 @@ def main() -> None:
         f"effect={args.effect} (logit), alpha=0.05"
     )
     table = sequential_table if args.sequential else fixed_table
-    (components_table if args.components else table)(args)
+    table = components_table if args.components else table
+    (extremes_table if args.extremes else table)(args)
     print(f"({time.time() - start:.0f} s)")
 
 

@@ -1,11 +1,13 @@
 """evsys: hypothesis-driven LLM post-training experiments.
 
-    from evsys import Experiment, conclude, expand_runs, plan, run_experiment
+    from evsys import Experiment, conclude, expand_runs, load, plan, run_experiment
     result = Experiment.from_yaml("config.yaml").run()   # the whole experiment, bookkept
     planned = plan("config.yaml")                         # its Plan (jobs), nothing trained
     runs = expand_runs("config.yaml")                     # its RunConfigs, nothing trained
     record = run_experiment(runs[0])                      # one arm, no bookkeeping
     conclusion = conclude(result.sweep_dir)               # rebuilt from the sweep dir's files
+    past = load("latest")                                 # a past experiment's ExperimentResult
+    past.to_dataframe()                                   # one row per arm x seed (needs pandas)
 
 The core is `plan`, `run_experiment` and `conclude`: the CLI calls the same three.
 
@@ -31,6 +33,7 @@ _EXPORTS = {
     "compose_run_config": "evsys.compose",
     "ArmResult": "evsys.records",
     "ExperimentResult": "evsys.results",
+    "load": "evsys.results",
     "RunConfig": "evsys.config",
     "ModelConfig": "evsys.config",
     "AlgorithmConfig": "evsys.config",

@@ -24,6 +24,7 @@ FORMATS = ("auto", "prompt_completion", "prompt_answer", "chat", "text", "prefer
 # length (longest first); next_fit keeps the data order and closes a row as soon as the next
 # example does not fit (rows of mixed lengths, less full). docs/scale.md.
 PACKING_STRATEGIES = ("best_fit", "next_fit")
+MIXTURE_SIZES = ("all", "first")  # data.mixture_size: examples of a training mix
 LOSS_TYPES = ("sigmoid", "ipo", "simpo")  # algorithm.loss_type (DPO)
 SMOOTHED = ("sigmoid", "simpo")  # the losses label smoothing applies to
 KTO_LOSS_TYPES = ("kto", "apo_zero_unpaired")  # algorithm.loss_type (KTO)

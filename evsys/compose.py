@@ -55,11 +55,11 @@ def quoted(text: str) -> str:
 
 
 class Composer:
-    """conf/train.yaml composed by Hydra's config loader; keeps every job a sweep composes."""
+    """conf/train.yaml composed by Hydra's config loader."""
 
     def __init__(self) -> None:
         self.loader = GlobalHydra.instance().hydra.config_loader
-        self.jobs: list[DictConfig] = []
+        self.repository = self.loader.repository  # where config groups are found
 
     def run(self, overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
         """One run's config (no -m), not yet validated."""
@@ -77,9 +77,7 @@ class Composer:
 
     def load_sweep_config(self, master_config: DictConfig, overrides: list[str]) -> DictConfig:
         """One job's config: Hydra's own loader call, as in the evsys sweeper's plan."""
-        job = self.loader.load_sweep_config(master_config, overrides)
-        self.jobs.append(job)
-        return job
+        return self.loader.load_sweep_config(master_config, overrides)
 
 
 @contextmanager

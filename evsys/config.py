@@ -1,15 +1,14 @@
 """Dataclass schemas for every config group: every default lives here, once.
 
 Each group file under conf/ starts from its schema (`defaults: [/schema/<group>/<name>@_here_]`)
-and sets only what deliberately differs from it, so Hydra type-checks values and rejects
-unknown keys while composing. evsys/validate.py checks the composed config once more (keys
-added with `+key=value`, data, benchmarks). Schemas only: no torch, no models.
-
-Every field has a type, a default and one line of help (the comment beside it); a field with
-a few allowed values or a range declares them with evsys/rules.py's `one_of`, `at_least`,
-`above` or `within` (the lists are in evsys/choices.py), checked on every composed config.
-Free text (hypothesis, metadata, tags, baseline, names) is declared with `free_text`: read
-literally, `${...}` in it never resolved (evsys/free_text.py).
+and sets only what deliberately differs from it, so Hydra type-checks values and rejects unknown
+keys while composing. evsys/validate.py checks the composed config once more (keys added with
+`+key=value`, data, benchmarks). Schemas only: no torch, no models. Every field has a type, a
+default and one line of help (the comment beside it); a field with a few allowed values or a
+range declares them with evsys/rules.py's `one_of`, `at_least`, `above` or `within` (the lists
+are in evsys/choices.py), checked on every composed config. Free text (hypothesis, metadata,
+tags, baseline, names) is declared with `free_text`: read literally, `${...}` in it never
+resolved (evsys/free_text.py).
 """
 
 from __future__ import annotations
@@ -154,9 +153,10 @@ class MixtureComponent(DatasetConfig):
 
 @dataclass
 class DataConfig(DatasetConfig):
-    # Weighted datasets trained together; when set, they replace dataset_name and the fields
-    # above (docs/data.md#mixtures). None: the one dataset above.
+    # Weighted datasets trained instead of the one above (None: that one; docs/data.md#mixtures);
+    # mixture_size: the mix's examples, all components' or the first's alone (replay's budget)
     mixture: list[MixtureComponent] | None = None
+    mixture_size: str = one_of("all", allowed.MIXTURE_SIZES)
     max_length: int = at_least(128, 1)  # tokens per row: packed row length, and truncation limit
     packing: bool = True  # pack several examples into each training row
     # examples packed together, best fit longest first (docs/scale.md)
@@ -330,7 +330,7 @@ class ContinualConfig:
 
 @dataclass
 class StoresConfig:
-    outputs_root: str = "outputs"  # experiments, registry and sweeps live under here
+    outputs_root: str = "${oc.env:EVSYS_OUTPUTS_ROOT,outputs}"  # experiments, registry, sweeps
 
 
 @dataclass
@@ -357,6 +357,7 @@ class ExperimentConfig:
     hypothesis: str = free_text("")  # the question the arms answer (literal text)
     success_metric: SuccessMetric = field(default_factory=SuccessMetric)
     n_repeats: int = at_least(1, 1)  # seeds per arm: base_seed, base_seed+1, ...
+    max_jobs: int = at_least(1000, 1)  # jobs a plan may hold (arms x cells x seeds); more: refused
     base_seed: int = 0  # first seed of every arm
     arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # arm name -> dotted overrides
     baseline: str | None = free_text(None)  # arm the others are compared against

@@ -9,6 +9,8 @@ heavy: the sweeper and Experiment use it too.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import signal
 import sys
 import threading
@@ -57,3 +59,19 @@ def sigterm_raises() -> Iterator[None]:
 
 def _terminated(signum, frame) -> None:
     raise SystemExit(EXIT_SIGTERM)
+
+
+def tell(log: logging.Logger, message: str) -> None:
+    """Log `message` as an error, and write it to stderr too when stdout goes elsewhere: after
+    Ctrl-C on `evsys train ... | tee run.log`, tee is gone and only stderr reaches the screen."""
+    log.error("%s", message)
+    if not _same_file(sys.stdout, sys.stderr):
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+
+
+def _same_file(one, other) -> bool:
+    try:
+        return os.path.samestat(os.fstat(one.fileno()), os.fstat(other.fileno()))
+    except (AttributeError, OSError, ValueError):  # a captured stream has no file
+        return False

@@ -35,6 +35,7 @@ SCORES_DIR = "scores"  # <run dir>/scores/<benchmark label>.jsonl: one object pe
 # as soon as training ends, before scoring and export: a run killed after it loses none of it
 TRAINING_RECORD = "trained.json"
 MODEL_DIR = "model"  # <run dir>/model: the run's export in Hugging Face format
+MULTIRUN_FILE = "multirun.yaml"  # <sweep dir>/multirun.yaml: the sweep's config, its command line
 LAUNCH_FILE = "launch.json"  # <sweep dir>/launch.json: a sweep that refused or crashed says so
 SLURM_LOGS_LINK = "slurm"  # <arm dir>/slurm -> the job's submitit folder (logs, pickles)
 
@@ -138,6 +139,16 @@ class ArmResult:
         record.pop("dir")
         return record
 
+    def __repr__(self) -> str:  # a few lines, not the whole record (evsys/record_views.py)
+        from evsys.record_views import arm_repr
+
+        return arm_repr(self)
+
+    def _repr_html_(self) -> str:
+        from evsys.record_views import arm_html
+
+        return arm_html(self)
+
     def save(self, job_dir: Path) -> Path:
         return write_json_atomic(Path(job_dir) / RESULT_FILE, self.to_dict())
 
@@ -195,31 +206,17 @@ def read_completed(job_dir: Path) -> ArmResult | None:
 
 
 # ---------------------------------------------------------------------------- per-item scores
+def item_scores_path(run_dir: Path, label: str) -> Path:
+    """Where benchmark `label`'s per-item scores of the run in `run_dir` are."""
+    return Path(run_dir) / SCORES_DIR / f"{label}.jsonl"
+
+
 def write_item_scores(run_dir: Path, items: dict[str, list[dict]]) -> None:
     """Each benchmark's per-item scores as scores/<label>.jsonl, one JSON object per line."""
     for label, rows in items.items():
         text = "".join(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n" for row in rows)
-        path = Path(run_dir) / SCORES_DIR / f"{label}.jsonl"
+        path = item_scores_path(run_dir, label)
         write_atomic(path, lambda out, text=text: out.write(text.encode("utf-8")))
-
-
-def read_item_scores(run_dir: Path, label: str) -> list[dict] | None:
-    """The per-item scores of benchmark `label` in `run_dir`, or None when there are none;
-    ValueError naming the file and line of one that is not a JSON object."""
-    path = Path(run_dir) / SCORES_DIR / f"{label}.jsonl"
-    if not path.is_file():
-        return None
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not JSON ({error.msg})") from None
-        if not isinstance(rows[-1], dict):
-            raise ValueError(f"{path}:{number}: not a JSON object of one item's scores")
-    return rows
 
 
 # ------------------------------------------------------------------------------------- the plan

@@ -5,8 +5,9 @@ start from its parent's best model. Many jobs may write at once (local processes
 tasks), so every call opens its own connection with a 30 s busy timeout, uses WAL mode
 (readers never block the writer) and runs a single-statement transaction.
 
-Below everything that reads it (evsys/init_from.py, the sweep, the CLI): it imports only
-evsys.errors and evsys.records.
+Below everything that reads it (evsys/init_from.py, the sweep, the CLI, evsys.load): it
+imports only evsys.errors, evsys.records, evsys.confine, the conclusion's data type and the
+stores schema (whose outputs_root default is the registry's default root).
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from evsys.conclusion.model import Conclusion
+from evsys.config import StoresConfig
 from evsys.confine import inside_sweep
 from evsys.errors import ExperimentNotFound, RegistryError
-from evsys.records import CONCLUSION_FILES, Plan, read_completed, record_path
+from evsys.records import CONCLUSION_FILES, Plan, plan_exists, read_completed, record_path
 
 __all__ = ["ExperimentNotFound", "RegistryError"]  # re-exported: callers catch them here
 
@@ -172,6 +176,55 @@ def get(outputs_root: str | Path, experiment_id: str) -> dict[str, Any]:
         if row is None:
             raise ExperimentNotFound(_unknown_id_message(conn, outputs_root, experiment_id))
     return _row(row)
+
+
+def find(outputs_root: str | Path, wanted: str) -> dict[str, Any]:
+    """The row of an experiment named by its id, a unique prefix of it, or `latest` (the most
+    recently created); ExperimentNotFound naming the registry, or the matches of an ambiguous
+    prefix."""
+    rows = list_experiments(outputs_root)
+    if not rows:
+        where = registry_path(outputs_root).resolve()
+        raise ExperimentNotFound(f"no experiments registered in {where}")
+    if wanted == "latest":
+        return max(rows, key=lambda row: (row["created_at"] or "", row["id"]))
+    exact = [row for row in rows if row["id"] == wanted]
+    matches = exact or [row for row in rows if row["id"].startswith(wanted)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        return get(outputs_root, wanted)  # raises, listing the most recent ids
+    ids = ", ".join(row["id"] for row in matches)
+    raise ExperimentNotFound(
+        f"{wanted!r} matches {len(matches)} experiments in {registry_path(outputs_root)}: "
+        f"{ids}; give more of the id"
+    )
+
+
+def locate(wanted: str | Path, outputs_root: str | Path | None = None) -> Path:
+    """The sweep dir of an experiment given as a sweep dir, an id, a unique id prefix or
+    `latest` (looked up in the registry under `outputs_root`, default_outputs_root() when None);
+    ExperimentNotFound saying where it looked."""
+    if plan_exists(Path(wanted)):
+        return Path(wanted)
+    root = default_outputs_root() if outputs_root is None else Path(outputs_root)
+    try:
+        row = find(root, str(wanted))
+    except ExperimentNotFound as error:
+        raise ExperimentNotFound(f"{wanted} is not a sweep dir, and {error}") from None
+    if not row.get("sweep_dir"):
+        raise ExperimentNotFound(
+            f"experiment {row['id']} has no sweep dir in {registry_path(root)}"
+        )
+    return Path(row["sweep_dir"])
+
+
+def default_outputs_root() -> Path:
+    """Where the registry is when no --root is given: experiment.stores.outputs_root's
+    default (evsys/config.py: $EVSYS_OUTPUTS_ROOT, else ./outputs)."""
+    return Path(
+        OmegaConf.to_container(OmegaConf.structured(StoresConfig), resolve=True)["outputs_root"]
+    )
 
 
 def lineage(outputs_root: str | Path, experiment_id: str) -> list[dict[str, Any]]:

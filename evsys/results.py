@@ -1,13 +1,19 @@
 """An experiment's results in Python: every arm's record and the conclusion, read from the
-files of its sweep dir (evsys/records.py names them)."""
+files of its sweep dir (evsys/records.py names them). `evsys.load(sweep_dir_or_id)` reads a
+past experiment's; evsys/result_tables.py shows them (reprs, HTML, DataFrames)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from evsys import result_tables
 from evsys.conclusion.model import Conclusion, RunProblem
 from evsys.records import CONCLUSION_FILES, ArmResult, Plan, has_record
+
+if TYPE_CHECKING:
+    import pandas
 
 
 @dataclass
@@ -33,6 +39,30 @@ class ExperimentResult:
     def failed(self) -> list[RunProblem]:
         """The failed, then the missing runs."""
         return self.conclusion.problems if self.conclusion else []
+
+    def to_dataframe(self) -> pandas.DataFrame:
+        """One row per arm and seed: arm, seed, status, the swept keys, every metric (needs
+        pandas)."""
+        return result_tables.runs_dataframe(self)
+
+    def groups_dataframe(self) -> pandas.DataFrame:
+        """One row per arm, best first: the success metric's mean, std, 95% CI and seeds."""
+        return result_tables.groups_dataframe(self)
+
+    def __repr__(self) -> str:
+        return result_tables.experiment_repr(self)
+
+    def _repr_html_(self) -> str:
+        return result_tables.experiment_html(self)
+
+
+def load(experiment: str | Path, outputs_root: str | Path | None = None) -> ExperimentResult:
+    """The results of a past experiment, given as its sweep dir, its id, a unique id prefix or
+    `latest` (ids are looked up in the registry under `outputs_root`; default: $EVSYS_OUTPUTS_ROOT,
+    else ./outputs)."""
+    from evsys import registry
+
+    return load_experiment_result(registry.locate(experiment, outputs_root).resolve())
 
 
 def load_experiment_result(sweep_dir: Path) -> ExperimentResult:

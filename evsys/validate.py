@@ -39,8 +39,7 @@ def validate_run_config(cfg: DictConfig) -> DictConfig:
     if not kind:
         raise ConfigError("algorithm.kind is missing; choose an algorithm, e.g. algorithm=sft")
     _prepare_continual(container)
-    schema = OmegaConf.structured(RunConfig)
-    schema.algorithm = OmegaConf.structured(algorithm_schema(kind))
+    schema = _run_schema(algorithm_schema(kind))
     try:
         merged = OmegaConf.merge(schema, container)
         OmegaConf.resolve(merged)
@@ -70,6 +69,19 @@ def check_generates(cfg: DictConfig, schema: type) -> None:
         f"algorithm={cfg.algorithm.kind} trains a model that generates no text, so there is "
         "nothing to score; set eval.benchmarks=[]"
     )
+
+
+def _run_schema(algorithm: type) -> DictConfig:
+    """RunConfig's schema with `algorithm`'s: built once per algorithm (reading dataclasses
+    is slow), a copy per call (a plan validates every distinct job)."""
+    if algorithm not in _RUN_SCHEMAS:
+        schema = OmegaConf.structured(RunConfig)
+        schema.algorithm = OmegaConf.structured(algorithm)
+        _RUN_SCHEMAS[algorithm] = schema
+    return copy.deepcopy(_RUN_SCHEMAS[algorithm])
+
+
+_RUN_SCHEMAS: dict[type, DictConfig] = {}
 
 
 def check_sharding(cfg: DictConfig) -> None:

@@ -32,6 +32,7 @@ def _sweep(tmp_path: Path, plan: Plan, values: dict[str, list[float]]) -> Path:
         value = values[job.arm][job.seed - plan.base_seed]
         record = _record(job.arm, job.seed, value)
         record["metrics"] = {plan.metric_name: value}
+        record["identity"] = job.identity  # written by the planned config
         (sweep / job.dir / "result.json").write_text(json.dumps(record))
     return sweep
 

@@ -18,6 +18,7 @@ DECIDED_KEYS = {
     "experiment", "hypothesis", "success_metric", "baseline", "prediction", "groups", "ranking",
     "best_arm", "verdict", "reason", "kind", "claim", "comparisons", "surprises", "notes",
     "power", "failed", "missing", "counts", "other_metrics", "exports", "schema_version",
+    "verdict_basis", "verdict_p",
 }  # fmt: skip
 
 
@@ -49,7 +50,8 @@ def test_an_undecided_conclusion_keeps_its_keys_out(tmp_path):
     sweep = write_sweep(tmp_path, {"a": [FAILED, MISSING], "b": [FAILED]})
     conclusion = write_conclusion(sweep)
     on_disk = _read(sweep)
-    assert set(on_disk) == DECIDED_KEYS - {"comparisons", "surprises", "notes", "power"}
+    undecided = {"comparisons", "surprises", "notes", "power", "verdict_basis", "verdict_p"}
+    assert set(on_disk) == DECIDED_KEYS - undecided
     assert conclusion.comparisons is None and Conclusion.from_dict(on_disk) == conclusion
     assert conclusion.missing == [RunProblem("a", 1, "a_seed1")]
     assert on_disk["missing"] == [{"arm": "a", "seed": 1, "dir": "a_seed1"}]  # no error key

@@ -16,7 +16,9 @@ from transformers import AutoModelForCausalLM
 from evsys import ConfigError, compose_run_config, run_experiment
 from evsys.conclusion.build import build_conclusion
 from evsys.conclusion.write import write_conclusion
+from evsys.data.mixture import load_train
 from evsys.data.packing import collate_packed
+from evsys.data.sources import load_split
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.lightning.datamodule import PostTrainingDataModule, StepStream
 from evsys.lightning.sft import SFTModule
@@ -216,6 +218,29 @@ def test_replay_mixes_earlier_stages_into_each_stage(tmp_path):
     assert mix(third) == pytest.approx({"addition": 0.7, "reversal": 0.15, "sorting": 0.15})
     plain = compose_run_config([f"experiment.continual.datasets={chain}"])
     assert all(stage.cfg.data.mixture is None for stage in plan_stages(plain, tmp_path))
+
+
+def test_replay_stage_trains_within_its_budget(tmp_path):
+    """Replayed share + new stage data = the stage's own size alone: data.num_train for a
+    task, the file's rows for a file (issue #23.6: stage 2 trained on 2x, stage 3 on 3x)."""
+    rows = tmp_path / "qa.jsonl"
+    rows.write_text("".join(f'{{"prompt": "q{i}", "completion": "a{i}"}}\n' for i in range(30)))
+    chain = f"[{{dataset_name:reversal}},{{dataset_name:sorting}},{{dataset_name:'{rows}'}}]"
+    cfg = compose_run_config(
+        [f"experiment.continual.datasets={chain}", "experiment.continual.replay=0.3"]
+        + ["data.num_train=50", "data.eval_fraction=0.2"]
+    )
+    _, second, third = plan_stages(cfg, tmp_path)
+    train = lambda stage: load_train(stage.cfg.data, lambda c: load_split(c, "train"))  # noqa: E731
+    mixed = train(second)
+    assert len(mixed) == 50  # not 100: 35 sorting + 15 replayed reversal
+    sorting = _task("sorting", 50)
+    assert sum(example in sorting for example in mixed) == 35
+    assert len(train(third)) == 24  # the file's 30 rows less the 20% held out, not 24 + 100
+
+
+def _task(name: str, size: int) -> list[dict]:
+    return load_split(compose_run_config([f"data={name}", f"data.num_train={size}"]).data, "train")
 
 
 def test_replay_share_out_of_range_is_rejected():

@@ -132,7 +132,8 @@ def test_an_interrupted_sweep_exits_143_or_130(tmp_path, signum, code):
     done = interrupt_cli(args, tmp_path, checkpoint, signum, whole_group=False)
     output = done.stdout
     assert done.returncode == code, output[-3000:]
-    assert "interrupted: experiment" in output and "hydra.sweep.dir=sweep" in output
+    resume = f"hydra.sweep.dir={tmp_path.resolve() / 'sweep'} -m"
+    assert "interrupted: experiment" in output and resume in output
     assert not (tmp_path / "sweep" / "default_seed0" / "result.json").exists()
 
 

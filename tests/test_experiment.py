@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import evsys
 from evsys import Experiment, registry
 from tests.conftest import FAST, kill_cli_once, run_cli
 
@@ -214,6 +215,10 @@ def test_python_api_matches_the_cli(tmp_path, monkeypatch):
         for r in (json.loads(p.read_text()) for p in cli_dir.glob("*/result.json"))
     }
     assert {arm.arm: arm.metrics for arm in result.arms} == cli_metrics
+    # a past experiment loads as what .run() returned, by its dir or its id
+    assert evsys.load(tmp_path / "api") == result
+    assert evsys.load(result.conclusion.experiment.id, outputs_root=outputs) == result
+    assert len(repr(result).splitlines()) <= 20 and len(result.to_dataframe()) == 2
 
 
 @pytest.mark.integration

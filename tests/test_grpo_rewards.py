@@ -13,9 +13,10 @@ import pytest
 from evsys import compose_run_config, run_experiment
 from evsys.conclusion.write import write_conclusion
 from evsys.evaluation.scoring import evaluate_configured
+from evsys.jsonl import numbered_rows
 from evsys.metric_kinds import REWARD, benchmark_metric, metric_kind, metric_mode
 from evsys.metric_names import produced_metrics
-from evsys.records import read_item_scores, write_item_scores
+from evsys.records import item_scores_path, write_item_scores
 from evsys.rewards import Rewards
 from tests.conftest import FAST, REPO, assert_killed_run_resumes_exactly, run_cli
 from tests.test_grpo import GRPO, scalars
@@ -175,7 +176,7 @@ def test_a_grpo_sweep_is_ranked_on_held_out_reward_with_item_scores(tmp_path):
         assert record["status"] == "completed", record["error"]
         for name in ("train/reward", "train/rewards/partial_credit", "eval/addition/reward"):
             assert name in record["metrics"], name
-        rows = read_item_scores(path.parent, "addition")
+        rows = [row for _, row in numbered_rows(item_scores_path(path.parent, "addition"))]
         mean = math.fsum(row["reward"] for row in rows) / len(rows)
         assert mean == pytest.approx(record["metrics"]["eval/addition/reward"], abs=1e-5)
     conclusion = json.loads((sweep / "conclusion.json").read_text())

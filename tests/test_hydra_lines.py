@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import warnings
+from pathlib import Path
 
 import hydra
 import pytest
@@ -61,6 +63,16 @@ def test_a_missing_hydra_plugin_says_what_to_install_and_evsys_own_option(tmp_pa
 
 JOBLIB_LAUNCHER = f"{JOBLIB}.joblib_launcher.JoblibLauncher"
 BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+
+
+def test_slurm_without_sbatch_on_path_is_refused_before_anything_is_registered(tmp_path):
+    outputs = tmp_path / "out"
+    args = ["+experiment=demo", "hydra/launcher=slurm", f"experiment.stores.outputs_root={outputs}"]
+    done = run_cli([*args, "-m"], tmp_path, env={"PATH": str(Path(sys.executable).parent)})
+    assert done.returncode == 1
+    assert "hydra/launcher=slurm submits through SLURM's `sbatch`" in done.stderr
+    assert "hydra/launcher=local" in done.stderr and "Traceback" not in done.stderr
+    assert not outputs.exists() and not (tmp_path / "multirun").exists()  # no registry row
 
 
 @pytest.mark.parametrize(

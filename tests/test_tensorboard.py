@@ -24,6 +24,9 @@ from tests.conftest import FAST, cli_env, run_cli
 
 METRIC = "eval/reversal/exact_match"
 RUNS = {"lr_1e-4/seed0", "lr_1e-4/seed1", "lr_3e-3/seed0", "lr_3e-3/seed1"}
+BAND_RUNS = {
+    f"{arm}/{name}" for arm in ("lr_1e-4", "lr_3e-3") for name in ("mean", "lower", "upper")
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +50,7 @@ def hparams_data(run_dir: Path) -> dict[str, HParamsPluginData]:
 def test_one_run_per_arm_and_seed_in_the_sweep_tree(sweep):
     tree = sweep / "tensorboard"
     runs = {str(p.parent.relative_to(tree)) for p in tree.rglob("events.out.tfevents.*")}
-    assert runs == RUNS | {"conclusion"}
+    assert runs == RUNS | {"conclusion"} | BAND_RUNS
     record = json.loads((sweep / "lr_3e-3_seed1" / "result.json").read_text())
     assert record["artifacts"]["tensorboard"] == "../tensorboard/lr_3e-3/seed1"
 
@@ -77,6 +80,30 @@ def test_time_series_has_the_train_loss_and_no_epoch(sweep):
     scalars = events.Tags()["scalars"]
     assert "train/loss" in scalars and METRIC in scalars
     assert "epoch" not in scalars
+
+
+def scalars(run_dir: Path) -> dict[str, dict[int, float]]:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {t: {e.step: e.value for e in events.Scalars(t)} for t in events.Tags()["scalars"]}
+
+
+@pytest.mark.integration
+def test_one_mean_run_per_arm_is_the_mean_of_its_seeds_at_each_step(sweep):
+    for arm in ("lr_1e-4", "lr_3e-3"):
+        seeds = [scalars(sweep / "tensorboard" / arm / f"seed{n}") for n in (0, 1)]
+        mean, lower, upper = (
+            scalars(sweep / "tensorboard" / arm / n) for n in ("mean", "lower", "upper")
+        )
+        assert set(mean) == {"train/loss", "val/loss"}  # the score is logged once: not a curve
+        for tag, curve in mean.items():
+            assert list(curve) == sorted(seeds[0][tag]) and len(curve) > 1
+            for step, value in curve.items():
+                seed_values = [seed[tag][step] for seed in seeds]
+                assert value == pytest.approx(sum(seed_values) / 2, rel=1e-6)
+                assert lower[tag][step] <= min(seed_values) <= max(seed_values) <= upper[tag][step]
+    assert (sweep / "conclusion_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "[conclusion_curves.png](conclusion_curves.png)" in (sweep / "conclusion.md").read_text()
 
 
 @pytest.mark.integration

@@ -261,7 +261,9 @@ def test_ctrl_c_says_what_was_interrupted_and_how_to_resume(tmp_path):
     done = interrupt_cli(args, tmp_path, checkpoint, signal.SIGINT)
     output = done.stdout
     assert done.returncode != 0
-    assert "interrupted" in output and "hydra.sweep.dir=sweep" in output and " -m" in output
+    assert (
+        "interrupted" in output and f"hydra.sweep.dir={tmp_path.resolve() / 'sweep'} -m" in output
+    )
     (row,) = registry.list_experiments(tmp_path / "out")
     assert row["status"] == "interrupted"
 

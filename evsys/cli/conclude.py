@@ -11,6 +11,7 @@ sweep dir, a garbled one, or one whose files lead outside it (the others are sti
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -26,14 +27,37 @@ def main(argv: list[str] | None = None, prog: str = "python -m evsys.conclude") 
     )
     parser.add_argument("--quiet", action="store_true", help="write the files, print nothing")
     parser.add_argument(
+        "--json", action="store_true", help="print each conclusion as JSON (a list), for scripts"
+    )
+    parser.add_argument(
         "--power",
         type=float,
         metavar="EFFECT",
         help="also print the seeds per arm a difference of EFFECT would need (80%% power)",
     )
     args = parser.parse_args(argv)
+    if args.json:
+        return _conclude_json([Path(d) for d in args.sweep_dirs])
     codes = [_conclude(Path(d), args.quiet, args.power) for d in args.sweep_dirs]
     return max(codes)
+
+
+def _conclude_json(sweep_dirs: list[Path]) -> int:
+    """Conclude each dir; print [{sweep_dir, conclusion}] (conclusion.json's content)."""
+    from evsys.sweep.experiment import conclude
+
+    shown, code = [], EXIT_OK
+    for sweep_dir in sweep_dirs:
+        try:
+            conclusion = conclude(sweep_dir)
+        except NotASweepDir as exc:
+            print(f"evsys conclude: {exc}", file=sys.stderr)
+            code = EXIT_NOT_A_SWEEP
+            continue
+        shown.append({"sweep_dir": str(sweep_dir), "conclusion": conclusion.to_dict()})
+        code = max(code, EXIT_INCOMPLETE if conclusion.problems else EXIT_OK)
+    print(json.dumps(shown, indent=2))
+    return code
 
 
 def _conclude(sweep_dir: Path, quiet: bool, effect: float | None = None) -> int:
@@ -55,9 +79,10 @@ def _conclude(sweep_dir: Path, quiet: bool, effect: float | None = None) -> int:
         print(f"conclusion written to {sweep_dir}/conclusion.{{json,md,png}}")
         print(viewing_hint(sweep_dir))
     if effect:
-        from evsys.conclusion.power import power_lines, sweep_power
+        from evsys.conclusion.power import sweep_power
+        from evsys.conclusion.text import power_texts
 
-        print("\n".join(power_lines(sweep_power(sweep_dir, effect))) or "power: nothing to compare")
+        print("\n".join(power_texts(sweep_power(sweep_dir, effect))) or "power: nothing to compare")
     return EXIT_INCOMPLETE if conclusion.problems else EXIT_OK
 
 

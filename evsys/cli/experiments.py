@@ -2,13 +2,19 @@
 
 evsys experiments [--root outputs]          every experiment, as a table
 evsys experiments --where KEY=VALUE ...     those whose metadata has KEY=VALUE (all of them)
+evsys experiments [show ID] --json          the same as JSON, for scripts and agents
 evsys experiments show ID [--root outputs]  its lineage (parent_experiment_id chain), its
-                                            metadata and conclusion.md
+                                            metadata and conclusion.md; ID may be a unique
+                                            prefix of an id, or `latest`
+
+The registry is <root>/experiments.sqlite; root: --root, else $EVSYS_OUTPUTS_ROOT, else
+./outputs (where experiment.stores.outputs_root puts it by default).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,17 +29,19 @@ from evsys.errors import NotASweepDir
 from evsys.provenance import DIFF_FILE, described
 from evsys.records import Plan
 
-DEFAULT_ROOT = "outputs"
+DEFAULT_ROOT = "$EVSYS_OUTPUTS_ROOT, else ./outputs"  # registry.default_outputs_root()
 HEADERS = {"parent_experiment_id": "parent", "device_hours": "device-h"}
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m evsys.experiments") -> int:
     args = _parser(prog).parse_args(argv)
-    root = getattr(args, "root", DEFAULT_ROOT)
+    root = getattr(args, "root", None) or registry.default_outputs_root()
     console = Console()
     if not console.is_terminal:  # a log or a pipe: wide enough that the table does not wrap
         console = Console(width=200)
     try:
+        if getattr(args, "json", False):
+            return print_json(root, args.id if args.command == "show" else None, args)
         if args.command == "show":
             return show(root, args.id, console)
         print_experiments(root, console, getattr(args, "where", None) or [])
@@ -48,6 +56,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--root", default=argparse.SUPPRESS, help=f"outputs root (default: {DEFAULT_ROOT})"
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON, for scripts"
     )
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument(
@@ -67,7 +78,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("list", parents=[common, where], help="every experiment (the default)")
     show_parser = commands.add_parser("show", parents=[common], help="print a conclusion")
-    show_parser.add_argument("id", help="experiment id")
+    show_parser.add_argument("id", help="experiment id, a unique prefix of one, or `latest`")
     return parser
 
 
@@ -89,7 +100,7 @@ def print_experiments(
     outputs_root: str | Path, console: Console, where: Sequence[tuple[str, str]] = ()
 ) -> None:
     """The registry as a table, oldest first; with `where`, only the rows whose metadata match."""
-    path = registry.registry_path(outputs_root)
+    path = registry.registry_path(outputs_root).resolve()
     rows = [row for row in registry.list_experiments(outputs_root) if matches(row, where)]
     if not rows:
         wanted = " with " + ", ".join(f"{k}={v}" for k, v in where) if where else ""
@@ -115,8 +126,9 @@ def _metadata_cell(metadata: dict) -> str | None:
 
 
 def show(outputs_root: str | Path, experiment_id: str, console: Console) -> int:
-    """Print the experiment's conclusion.md (a RegistryError when the id is unknown)."""
-    row = registry.get(outputs_root, experiment_id)  # ExperimentNotFound: said by main
+    """Print the experiment's conclusion.md (a RegistryError when the id is unknown or an id
+    prefix is ambiguous)."""
+    row = registry.find(outputs_root, experiment_id)  # ExperimentNotFound: said by main
     print_lineage(outputs_root, row)
     if row.get("metadata"):
         print(f"metadata: {_metadata_cell(row['metadata'])}\n")
@@ -129,9 +141,29 @@ def show(outputs_root: str | Path, experiment_id: str, console: Console) -> int:
         print(conclusion.read_text(encoding="utf-8"), end="")
     else:
         console.print(
-            f"{experiment_id}: status {row['status']}, no conclusion yet ({conclusion})",
+            f"{row['id']}: status {row['status']}, no conclusion yet ({conclusion})",
             markup=False,
         )
+    return 0
+
+
+def print_json(outputs_root: str | Path, experiment_id: str | None, args) -> int:
+    """The registry rows (or one experiment: its row, lineage, provenance and conclusion)."""
+    if experiment_id is None:
+        where = getattr(args, "where", None) or []
+        rows = [row for row in registry.list_experiments(outputs_root) if matches(row, where)]
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    row = registry.find(outputs_root, experiment_id)  # ExperimentNotFound: said by main
+    path = Path(row["sweep_dir"] or "") / "conclusion.json"
+    conclusion = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    lineage = registry.lineage(outputs_root, row["id"])
+    try:
+        provenance = Plan.load(row["sweep_dir"] or "").provenance
+    except NotASweepDir:
+        provenance = None
+    shown = {**row, "lineage": lineage, "provenance": provenance, "conclusion": conclusion}
+    print(json.dumps(shown, indent=2, default=str))
     return 0
 
 

@@ -4,6 +4,8 @@
     evsys run FILE [overrides]       run an experiment file (the concept page's format, or a preset)
     evsys conclude DIR...            rebuild the conclusion of sweep dirs
     evsys experiments [show ID]      the experiment registry, one experiment with its lineage
+    evsys compare A B                two experiments' arms in one table, best arms compared
+    evsys resume ID                  run an interrupted experiment on, into its sweep dir
 
 Each subcommand is imported only when it runs, so `evsys --help` and the light commands start
 in a fraction of a second. `python -m evsys.train` etc. stay the same apps.
@@ -30,6 +32,8 @@ COMMANDS = {
     ),
     "conclude": ("evsys.cli.conclude", "main", "rebuild the conclusion of one or more sweep dirs"),
     "experiments": ("evsys.cli.experiments", "main", "list experiments; `show ID`: one, lineage"),
+    "compare": ("evsys.cli.compare", "main", "two experiments' arms in one table (ids or dirs)"),
+    "resume": ("evsys.cli.resume", "main", "resume an interrupted experiment (id, prefix, latest)"),
 }
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
 

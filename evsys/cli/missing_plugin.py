@@ -1,9 +1,12 @@
 """`hydra/launcher=joblib` (or another of Hydra's own plugins) when the plugin is not installed:
 Hydra answers with its list of options; evsys says which package provides the name and which of
-its own options does the same job, before Hydra starts."""
+its own options does the same job, before Hydra starts. Likewise `hydra/launcher=slurm` on a
+machine without SLURM's commands, which submitit would only find out with a traceback after the
+experiment was registered."""
 
 from __future__ import annotations
 
+import shutil
 from importlib.util import find_spec
 
 # Hydra's plugins by the option they add: (group, option) -> (package, module, evsys's own).
@@ -61,3 +64,28 @@ def _installed(module: str) -> bool:
         return find_spec(module) is not None
     except ModuleNotFoundError:  # hydra_plugins itself missing
         return False
+
+
+# Launchers that need a program on PATH: (group, option) -> (program, what to do instead).
+NEEDED_PROGRAMS = {
+    ("hydra/launcher", "slurm"): (
+        "sbatch",
+        "run it where SLURM is installed (a cluster's login node; docs/slurm.md), or use "
+        "hydra/launcher=local to run the arms on this machine",
+    ),
+    ("hydra/launcher", "submitit_slurm"): ("sbatch", "run it where SLURM is installed"),
+}
+
+
+def missing_program(args: list[str]) -> str | None:
+    """A sentence for the first launcher override whose program is not on PATH."""
+    for arg in args:
+        group, _, option = arg.lstrip("+").partition("=")
+        needed = NEEDED_PROGRAMS.get((group, option))
+        if needed and shutil.which(needed[0]) is None:
+            program, instead = needed
+            return (
+                f"{group}={option} submits through SLURM's `{program}`, which is not on this "
+                f"machine's PATH: {instead}."
+            )
+    return None

@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from evsys.cli.missing_plugin import missing_plugin
+from evsys.cli.missing_plugin import missing_plugin, missing_program
 from evsys.cli.quick import preset_problem
 from evsys.compose import register_schemas
 from evsys.errors import NOTHING_RUN, ConfigError
@@ -83,7 +83,7 @@ def cli(argv: list[str] | None = None, prog: str | None = None) -> int:
     # Hydra prints PyYAML's traceback for a malformed preset: name the file and line instead.
     if problem := preset_problem(args):
         _refuse(args, problem, f"{NOTHING_RUN}.")
-    if problem := missing_plugin(args):
+    if problem := missing_plugin(args) or missing_program(args):
         _refuse(args, problem, f"{NOTHING_RUN}.")
     if errors := quick.typo_errors(args):
         _refuse(args, "\n".join(errors), FIX_AND_RERUN)

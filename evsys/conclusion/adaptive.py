@@ -12,7 +12,8 @@ def adaptive_verdict(adaptive: dict[str, Any], conclusion: Conclusion) -> dict[s
     """verdict and reason from the last round's statuses, combined as the verdict's family
     is: "some arm beats the baseline" needs one supported comparison; any other claim needs
     every comparison supported, and one refuted comparison refutes it. Returns the fields of
-    the conclusion it replaces (verdict, reason, fixed_n_reason); none before the first round."""
+    the conclusion it replaces (verdict, reason, fixed_n_reason, verdict_basis, verdict_p);
+    none before the first round."""
     rounds = adaptive.get("rounds") or []
     if not rounds:
         return {}
@@ -43,4 +44,14 @@ def adaptive_verdict(adaptive: dict[str, Any], conclusion: Conclusion) -> dict[s
         f"{verdict} (group-sequential, {len(rounds)} round(s), {last['n_seeds']} seeds per arm "
         f"at the last look): {shown}. Stopped: {last['reason']}"
     )
-    return {"verdict": verdict, "reason": reason, "fixed_n_reason": conclusion.reason}
+    basis = (
+        "the group-sequential decisions of the last look: each comparison against its look's "
+        "nominal level (Lan-DeMets O'Brien-Fleming spending, Holm over the open comparisons)"
+    )
+    return {
+        "verdict": verdict,
+        "reason": reason,
+        "fixed_n_reason": conclusion.reason,
+        "verdict_basis": basis,
+        "verdict_p": None,
+    }

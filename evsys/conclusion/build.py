@@ -68,7 +68,7 @@ def build_conclusion(sweep_dir: str | Path) -> Conclusion:
     plan = Plan.load(sweep_dir)
     metric, mode = plan.success_metric, plan.mode
     runs = collect_runs(sweep_dir, plan)
-    scores = arm_scores(Path(sweep_dir), runs["completed"], metric["name"])
+    scores = arm_scores(runs["completed"])
     bounds = metric_bounds(metric["name"])
     groups = _rank_groups(runs["completed"], scores, mode, bounds)
     ranking = [g.arm for g in groups]
@@ -112,7 +112,8 @@ def _threshold(plan: Plan, scores: dict, ranking: list[str], bounds) -> Threshol
 def _decision(
     plan: Plan, scores: dict, ranking: list[str], runs: dict, threshold: ThresholdResult | None
 ) -> dict[str, Any]:
-    """verdict, reason, kind, claim, comparisons, surprises, notes and power."""
+    """verdict, reason, kind, claim, comparisons, surprises, notes, power and the verdict's
+    basis (the p-value it rests on)."""
     refusal = _cannot_decide(plan, scores, runs)
     if refusal is not None:
         return {"verdict": "inconclusive", "reason": refusal, "kind": None, "claim": None}
@@ -130,6 +131,8 @@ def _decision(
         "notes": list(decision.notes),
         "power": power_summary(tests, plan.min_effect or None),
         **single,
+        "verdict_basis": decision.basis.text() if decision.basis else None,
+        "verdict_p": decision.basis.p if decision.basis else None,
     }
 
 

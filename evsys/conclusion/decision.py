@@ -85,6 +85,20 @@ class Decision:
     tests: tuple[FamilyTest, ...]  # the comparisons the verdict rests on, raw and Holm p
     surprises: tuple[str, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())  # fallbacks and caveats of the comparisons
+    basis: Basis | None = None  # the p-value the verdict rests on; None: nothing was tested
+
+
+@dataclass(frozen=True)
+class Basis:
+    """The one p-value a verdict rests on, and how it was taken."""
+
+    name: str  # "p(> m)" or "p(< m)"
+    p: float | None
+    comparison: str
+    how: str  # raw or Holm-adjusted, and the rule that makes it the deciding one
+
+    def text(self) -> str:
+        return f"{self.name} = {_p(self.p)} of {self.comparison} ({self.how})"
 
 
 def decide(
@@ -171,7 +185,7 @@ class _Context:
         arms, how = self.arms, (self.mode, self.bounds, self.pair_seeds, self.pool)
         return family([compare(arms[a], arms[b], *how) for a, b in pairs], self.m)
 
-    def decision(self, verdict, kind, claim, reason, tests, surprises=()) -> Decision:
+    def decision(self, verdict, kind, claim, reason, tests, surprises=(), basis=None) -> Decision:
         best = self.ranking[0] if self.ranking else None
         return Decision(
             verdict=verdict,
@@ -183,6 +197,7 @@ class _Context:
             tests=tuple(tests),
             surprises=tuple(surprises),
             notes=_notes(tests, self.pool),
+            basis=basis,
         )
 
     def nothing_to_compare(self) -> Decision:
@@ -214,9 +229,10 @@ def _preregistered(ctx: _Context, pred: Prediction) -> Decision:
     against = "every other arm" if pred.than == ALL else pred.than
     claim = f"{x} beats {against}{ctx.effect()} (preregistered)"
     surprises = _surprises(ctx, x, others)
-    verdict, why = _all_above(tests, ctx.m) if pred.than == ALL else _single(tests[0], ctx.m)
+    rule = _all_above(tests, ctx.m) if pred.than == ALL else _single(tests[0], ctx.m)
+    verdict, why, basis = rule
     reason = f"{verdict}: the prediction that {x} beats {against}{ctx.effect()}: {why}"
-    return ctx.decision(verdict, "preregistered", claim, reason, tests, surprises)
+    return ctx.decision(verdict, "preregistered", claim, reason, tests, surprises, basis)
 
 
 def _surprises(ctx: _Context, x: str, others: Sequence[str]) -> list[str]:
@@ -232,35 +248,52 @@ def _surprises(ctx: _Context, x: str, others: Sequence[str]) -> list[str]:
     return out
 
 
-def _single(t: FamilyTest, m: float) -> tuple[str, str]:
-    c = t.comparison
+def _single(t: FamilyTest, m: float) -> tuple[str, str, Basis | None]:
+    c, how = t.comparison, "raw: one planned comparison, no correction"
     if t.p_above is None:
-        return "inconclusive", _untestable(c)
+        return "inconclusive", _untestable(c), None
     if t.p_above < ALPHA:
-        return "supported", f"{_diff_text(c)} lies above {_margin(m)}, p={_p(t.p_above)}"
+        why = f"{_diff_text(c)} lies above {_margin(m)}, {_above(m)}={_p(t.p_above)}"
+        return "supported", why, Basis(_above(m), t.p_above, c.name, how)
     if t.p_below is not None and t.p_below < ALPHA:
-        return "refuted", f"{_diff_text(c)} lies below {_margin(m)}, p={_p(t.p_below)}"
-    return "inconclusive", f"{_diff_text(c)} contains {_margin(m)}"
+        why = f"{_diff_text(c)} lies below {_margin(m)}, {_below(m)}={_p(t.p_below)}"
+        return "refuted", why, Basis(_below(m), t.p_below, c.name, how)
+    why = f"{_diff_text(c)} contains {_margin(m)}, {_above(m)}={_p(t.p_above)}"
+    return "inconclusive", why, Basis(_above(m), t.p_above, c.name, how)
 
 
-def _all_above(tests: Sequence[FamilyTest], m: float) -> tuple[str, str]:
+def _all_above(tests: Sequence[FamilyTest], m: float) -> tuple[str, str, Basis | None]:
     """Intersection-union: every comparison must be above m; one confidently below refutes."""
     below = [t for t in tests if t.p_below_holm is not None and t.p_below_holm < ALPHA]
     if below:
         t = min(below, key=lambda t: t.p_below_holm)
-        return "refuted", f"against {t.comparison.second} {_diff_text(t.comparison)} " + (
-            f"lies below {_margin(m)} (Holm p={_p(t.p_below_holm)})"
+        how = f"Holm-adjusted over {len(tests)} comparisons: one below refutes"
+        why = f"against {t.comparison.second} {_diff_text(t.comparison)} " + (
+            f"lies below {_margin(m)} (Holm {_below(m)}={_p(t.p_below_holm)})"
         )
+        return "refuted", why, Basis(_below(m), t.p_below_holm, t.comparison.name, how)
     weakest = max(tests, key=lambda t: 1.0 if t.p_above is None else t.p_above)
     c = weakest.comparison
     if weakest.p_above is None:
-        return "inconclusive", _untestable(c)
-    if weakest.p_above < ALPHA:
-        return "supported", (
-            f"all {len(tests)} comparisons hold, the weakest against {c.second}: "
-            f"{_diff_text(c)}, p={_p(weakest.p_above)}"
+        return "inconclusive", _untestable(c), None
+    how = "raw: the only comparison"
+    if len(tests) > 1:
+        how = (
+            f"raw, the largest of the {len(tests)} comparisons: every one must be below "
+            f"{ALPHA:g}, an intersection-union test that needs no correction"
         )
-    return "inconclusive", (f"against {c.second} {_diff_text(c)} contains {_margin(m)}")
+    basis = Basis(_above(m), weakest.p_above, c.name, how)
+    if weakest.p_above < ALPHA:
+        return (
+            "supported",
+            (
+                f"all {len(tests)} comparisons hold, the weakest against {c.second}: "
+                f"{_diff_text(c)}, {_above(m)}={_p(weakest.p_above)}"
+            ),
+            basis,
+        )
+    why = f"against {c.second} {_diff_text(c)} contains {_margin(m)}, {_above(m)}="
+    return "inconclusive", why + _p(weakest.p_above), basis
 
 
 # ------------------------------------------------------------------------------- exploratory
@@ -277,36 +310,41 @@ def _exploratory_baseline(ctx: _Context, baseline: str | Mapping[str, str]) -> D
     if not isinstance(baseline, str):
         baseline = "of its matrix cell"
     claim = f"the best arm beats the baseline {baseline}{ctx.effect()} (exploratory)"
+    how = f"Holm-adjusted over the {len(tests)} arms compared with the baseline"
+    basis = Basis(_above(ctx.m), best.p_above_holm, c.name, how)
     if best.p_above_holm is None:
-        verdict, why = "inconclusive", _untestable(c)
+        verdict, why, basis = "inconclusive", _untestable(c), None
     elif best.p_above_holm < ALPHA:
         verdict = "supported"
         why = (
             f"{c.first}: {_diff_text(c)} lies above {_margin(ctx.m)}, "
-            f"Holm p={_p(best.p_above_holm)} over {len(tests)} arms"
+            f"Holm {_above(ctx.m)}={_p(best.p_above_holm)} over {len(tests)} arms"
         )
     elif all(t.p_below is not None and t.p_below < ALPHA for t in tests):
         verdict = "refuted"
         why = f"every arm's interval lies below {_margin(ctx.m)}; the best, {c.first}: " + (
             _diff_text(c)
         )
+        weakest = max(tests, key=lambda t: t.p_below)
+        how = f"raw, the largest of the {len(tests)}: every arm must lie below (intersection-union)"
+        basis = Basis(_below(ctx.m), weakest.p_below, weakest.comparison.name, how)
     else:
         verdict = "inconclusive"
         why = (
-            f"the best, {c.first}: {_diff_text(c)}, Holm p={_p(best.p_above_holm)} "
+            f"the best, {c.first}: {_diff_text(c)}, Holm {_above(ctx.m)}={_p(best.p_above_holm)} "
             f"over {len(tests)} arms"
         )
     reason = f"{verdict} (exploratory): does an arm beat the baseline {baseline}? {why}"
-    return ctx.decision(verdict, "exploratory", claim, reason, tests)
+    return ctx.decision(verdict, "exploratory", claim, reason, tests, (), basis)
 
 
 def _exploratory_best(ctx: _Context) -> Decision:
     best = ctx.ranking[0]
     tests = ctx.tests([(best, a) for a in ctx.ranking[1:]])
     claim = f"the best arm beats every other arm{ctx.effect()} (exploratory)"
-    verdict, why = _all_above(tests, ctx.m)
+    verdict, why, basis = _all_above(tests, ctx.m)
     reason = f"{verdict} (exploratory): is {best}, the best arm, ahead of all others? {why}"
-    return ctx.decision(verdict, "exploratory", claim, reason, tests)
+    return ctx.decision(verdict, "exploratory", claim, reason, tests, (), basis)
 
 
 # ---------------------------------------------------------------------------------- wording
@@ -320,6 +358,14 @@ def _notes(tests: Sequence[FamilyTest], pool: SeedPool | None) -> tuple[str, ...
         else:
             notes.extend(f"{c.name}: {n}" for n in c.notes)
     return tuple(dict.fromkeys(notes))
+
+
+def _above(m: float) -> str:
+    return f"p(> {_num(m)})"
+
+
+def _below(m: float) -> str:
+    return f"p(< {_num(m)})"
 
 
 def _margin(m: float) -> str:

@@ -30,7 +30,9 @@ items). Its variance is a sum of independent terms,
 - seed_var: the variance over seeds of a seed's mean score (of the per-seed differences when
   both arms ran the same seeds: pairing by seed cancels what a seed does to both arms; two
   seed sets make one term with Welch's df). It holds the per-item noise e too, so it is
-  right with no estimate of "the seed component" itself.
+  right with no estimate of "the seed component" itself; and it never counts for less than
+  that noise (the residual mean square / n_items, known from hundreds of df): from 2-5 seeds,
+  0/1 scores near 0 or 1 tie exactly often enough that an estimate of 0 is not knowledge.
 - item_var: the arm-by-item interaction, from the ANOVA mean squares of the items minus their
   residual (pairing by item cancels the items' difficulty b_i). With zero seed variance this
   term still carries the uncertainty: 1/256 vs 0/256 on every seed is not a difference.
@@ -215,7 +217,7 @@ def _unpaired(first, second, a: np.ndarray, b: np.ndarray, bounds, notes) -> Com
     resid = [residual_ms(x) for x in (a, b)]
     noise = math.fsum(r / x.shape[0] for r, x in zip(resid, (a, b), strict=True))
     item_var = max(0.0, float(np.var(a.mean(axis=0) - b.mean(axis=0), ddof=1)) - noise)
-    comps = VarianceComponents(seed.seed_terms, item_var, a.shape[1], noise)
+    comps = replace(seed, item_var=item_var, n_items=a.shape[1], item_noise=noise)
     diff = float(a.mean() - b.mean())
     why = "different seed sets" if first.seeds != second.seeds else "pair_seeds=False"
     notes = (*notes, f"{why}: not paired by seed")

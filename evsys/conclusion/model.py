@@ -153,13 +153,19 @@ class ComparisonResult(_Record):
 class PowerRow(_Record):
     """What a comparison could detect (80% power), and the seeds a target effect needs."""
 
-    OPTIONAL: ClassVar[frozenset[str]] = frozenset({"target", "seeds_needed"})
+    OPTIONAL: ClassVar[frozenset[str]] = frozenset(
+        {"target", "seeds_needed", "mde_low", "mde_high"}
+    )
 
     comparison: str
     n_seeds: int
     mde: float
     target: float | None = None  # None: no minimum effect to plan for (no target keys)
     seeds_needed: int | None = None  # with a target: None when no number of seeds would do
+    # the mde were the variance at the 2.5% and 97.5% points of its pivot: how far the
+    # estimate from these few seeds may be off (evsys.conclusion.variance.mde_range)
+    mde_low: float | None = None
+    mde_high: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # With a target, seeds_needed is written even when None (it then says "never").
@@ -236,7 +242,7 @@ class Conclusion(_Record):
     OPTIONAL: ClassVar[frozenset[str]] = frozenset(
         {
             "comparisons", "surprises", "notes", "power", "adaptive", "fixed_n_reason",
-            "continual", "threshold", "metadata",
+            "continual", "threshold", "metadata", "verdict_basis", "verdict_p",
         }
     )  # fmt: skip
 
@@ -262,6 +268,10 @@ class Conclusion(_Record):
     surprises: list[str] | None = None
     notes: list[str] | None = None
     power: list[PowerRow] | None = None
+    # Optional: the p-value the verdict rests on, and in words which one and why (raw or
+    # Holm-adjusted, of which comparison); None when nothing was tested
+    verdict_basis: str | None = None
+    verdict_p: float | None = None
     # Optional: adaptive experiments (the plan's design and rounds, and the fixed-n reason
     # the group-sequential verdict replaced) and continual sweeps (per continual arm).
     adaptive: dict[str, Any] | None = None

@@ -11,7 +11,7 @@ from evsys.conclusion.model import PowerRow
 from evsys.conclusion.plan_decision import decide_plan
 from evsys.conclusion.runs import collect_runs
 from evsys.conclusion.scores import arm_scores
-from evsys.conclusion.variance import mde, seeds_needed
+from evsys.conclusion.variance import mde, mde_range, seeds_needed
 from evsys.records import Plan
 
 POWER = 0.8
@@ -26,8 +26,18 @@ def power_summary(tests: Sequence[FamilyTest], target: float | None = None) -> l
         if c.components is None:
             continue  # no variance estimate (one seed): nothing to plan from
         needed = seeds_needed(c.components, target, power=POWER) if target else None
-        detectable = mde(c.components, power=POWER)
-        rows.append(PowerRow(c.name, min(c.n_seeds), detectable, target or None, needed))
+        low, high = mde_range(c.components, power=POWER)
+        rows.append(
+            PowerRow(
+                comparison=c.name,
+                n_seeds=min(c.n_seeds),
+                mde=mde(c.components, power=POWER),
+                target=target or None,
+                seeds_needed=needed,
+                mde_low=low,
+                mde_high=high,
+            )
+        )
     return rows
 
 
@@ -35,22 +45,6 @@ def sweep_power(sweep_dir: Path, effect: float) -> list[PowerRow]:
     """power_summary of a sweep dir's verdict comparisons for a target `effect`."""
     plan = Plan.load(sweep_dir)
     runs = collect_runs(sweep_dir, plan)
-    scores = arm_scores(Path(sweep_dir), runs["completed"], plan.metric_name)
+    scores = arm_scores(runs["completed"])
     decision = decide_plan(plan, scores) if len(scores) >= 2 else None
     return power_summary(decision.tests, effect) if decision else []
-
-
-def power_lines(rows: list[PowerRow]) -> list[str]:
-    """The rows (each with a target) as sentences, for the console."""
-    lines = []
-    for row in rows:
-        need = (
-            f"an effect of {row.target:.4g} needs {row.seeds_needed} seeds per arm"
-            if row.seeds_needed
-            else f"no number of seeds detects {row.target:.4g} (score more items)"
-        )
-        lines.append(
-            f"{row.comparison}: detects {row.mde:.4g} or more at 80% power with "
-            f"{row.n_seeds} seeds; {need}"
-        )
-    return lines

@@ -24,13 +24,18 @@ from evsys.conclusion.text import (
     cost_cells,
     mean_std,
     metadata_text,
+    method_text,
     num,
     p_text,
+    power_texts,
     seeds_text,
     user_text,
     value_std,
 )
+from evsys.conclusion.variance import ALPHA
 from evsys.records import BOOKKEEPING_OVERRIDES
+
+NO_BASELINE = "(none: the best arm vs every other arm)"
 
 
 def render_markdown(conclusion: Conclusion) -> str:
@@ -44,7 +49,7 @@ def render_markdown(conclusion: Conclusion) -> str:
         f"- Success metric: `{metric.name}` ({metric.mode}, "
         f"minimum effect {num(metric.min_effect)})",
         *_threshold_header(conclusion),
-        f"- Baseline: {user_text(conclusion.baseline or '(none: best vs runner-up)')}",
+        f"- Baseline: {user_text(conclusion.baseline or NO_BASELINE)}",
         *_metadata_header(conclusion.metadata or {}),
         "",
         f"## Verdict: {conclusion.verdict}",
@@ -58,6 +63,7 @@ def render_markdown(conclusion: Conclusion) -> str:
     lines += _other_metrics_markdown(conclusion.other_metrics)
     lines += _decision_markdown(conclusion)
     lines += _comparisons_markdown(conclusion.comparisons or [])
+    lines += _method_markdown(conclusion)
     lines += _exports_markdown(conclusion.exports)
     lines += _problems_markdown(conclusion)
     return "\n".join(lines).rstrip() + "\n"
@@ -206,15 +212,49 @@ def _comparisons_markdown(comparisons: list[ComparisonResult]) -> list[str]:
     lines = [
         "## Comparisons (difference oriented so positive = first is better)",
         "",
-        "| comparison | difference | 95% CI | p | Holm p | p(> m), Holm | method | seeds | items |",
-        "|---|---:|---|---:|---:|---:|---|---|---:|",
+        "| comparison | difference | 95% CI | p | Holm p | p(> m) | p(> m), Holm | method "
+        "| seeds | items |",
+        "|---|---:|---|---:|---:|---:|---:|---|---|---:|",
     ]
     for c in comparisons:
         lines.append(
             f"| {c.name} | {num(c.diff)} | {ci_text(c.ci95)} | {p_text(c.p_value)} "
-            f"| {p_text(c.p_holm)} | {p_text(c.p_above_holm)} | {c.method} "
-            f"| {c.n_first} vs {c.n_second} | {c.n_items or '–'} |"
+            f"| {p_text(c.p_holm)} | {p_text(c.p_above)} | {p_text(c.p_above_holm)} "
+            f"| {method_text(c.method)} | {c.n_first} vs {c.n_second} | {c.n_items or '–'} |"
         )
+    return lines + [""]
+
+
+def _method_markdown(conclusion: Conclusion) -> list[str]:
+    """What was tested and how: the test, alpha, what p(> m) is, adjusted or not, and the
+    p-value the verdict rests on (docs/statistics.md)."""
+    comparisons = conclusion.comparisons or []
+    if not comparisons:
+        return []
+    m = num(conclusion.success_metric.min_effect)
+    methods = "; ".join(dict.fromkeys(method_text(c.method) for c in comparisons))
+    test = (
+        f"the difference of two arms' means, its variance from the seeds and the items (a "
+        f"generalized pivotal test, Tsui & Weerahandi 1989; docs/statistics.md): {methods}"
+        if any(c.n_items for c in comparisons)
+        else f"{methods}, as no arm left per-item scores"
+    )
+    lines = [
+        "## Method",
+        "",
+        f"- Test: {test}. Two-sided, alpha = {ALPHA:g}; each 95% CI is the same test's.",
+        f"- p(> m) and p(< m), with m = {m} (the minimum effect), are doubled one-sided p-values "
+        f'of "difference > m" and "difference < m": p(> m) < {ALPHA:g} exactly when the 95% '
+        "CI lies above m.",
+        "- The 95% CIs, p and p(> m) are unadjusted (each comparison on its own); "
+        + (
+            f"the Holm columns are adjusted over the {len(comparisons)} comparisons (Holm 1979)."
+            if len(comparisons) > 1
+            else "with one comparison the Holm columns equal them."
+        ),
+    ]
+    if conclusion.verdict_basis:
+        lines.append(f"- The verdict rests on {conclusion.verdict_basis}.")
     return lines + [""]
 
 
@@ -244,18 +284,7 @@ def _decision_markdown(conclusion: Conclusion) -> list[str]:
         lines += [f"Claim tested: {conclusion.claim}.", ""]
     lines += [f"- {surprise}" for surprise in conclusion.surprises or []]
     lines += [f"- note: {note}" for note in conclusion.notes or []]
-    for row in conclusion.power or []:
-        needed = ""
-        if row.target is not None:
-            needed = (
-                f"; an effect of {num(row.target)} needs {row.seeds_needed} seeds per arm"
-                if row.seeds_needed
-                else f"; no number of seeds detects {num(row.target)} (add items)"
-            )
-        lines.append(
-            f"- power: {row.comparison} could detect {num(row.mde)} or more "
-            f"(80% power, {row.n_seeds} seeds){needed}"
-        )
+    lines += [f"- power: {line}" for line in power_texts(conclusion.power or [])]
     adaptive = conclusion.adaptive  # the plan's design and rounds, as experiment.json has them
     if adaptive:
         lines += ["", f"Adaptive seeds ({adaptive['design']}), looks at {adaptive['looks']}:", ""]

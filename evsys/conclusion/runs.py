@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from evsys.conclusion.item_scores import read_metric_items
+from evsys.errors import DataError
 from evsys.identity import identity_diff
 from evsys.records import RESULT_FILE, ArmResult, Plan, PlannedJob, has_record
 
@@ -14,7 +16,9 @@ def collect_runs(sweep_dir: str | Path, plan: Plan) -> dict[str, list[dict]]:
     """Sort every planned job into completed / failed / missing, sorted by (arm, seed); a
     record of another config than the job's (its identity) is failed, with the keys that differ.
 
-    A completed run carries its success-metric value and its ArmResult (as `record`)."""
+    A completed run carries its success-metric value, its ArmResult (as `record`) and its
+    per-item scores of the metric (`items`: {item: score}, or None when it left none). A run
+    whose scores file is malformed is failed, with the file, row and item as its error."""
     metric = plan.metric_name
     runs: dict[str, list[dict]] = {"completed": [], "failed": [], "missing": []}
     for job in plan.planned:
@@ -25,10 +29,13 @@ def collect_runs(sweep_dir: str | Path, plan: Plan) -> dict[str, list[dict]]:
             continue
         record, error = _read_record(job_dir, metric)
         error = error or _another_config(record, job)
+        if error is None:
+            value = record.metrics[metric]
+            items, error = _read_items(job_dir, metric, value)
         if error is not None:
             runs["failed"].append({**run, "error": error})
         else:
-            runs["completed"].append({**run, "value": record.metrics[metric], "record": record})
+            runs["completed"].append({**run, "value": value, "record": record, "items": items})
     for kind in runs.values():
         kind.sort(key=lambda r: (r["arm"], r["seed"]))
     return runs
@@ -62,6 +69,15 @@ def _another_config(record: ArmResult, job: PlannedJob) -> str | None:
         f"({identity_diff(record.identity_config, job.identity_config)}); re-run the sweep "
         "with experiment.on_mismatch=rerun to train the planned config"
     )
+
+
+def _read_items(job_dir: Path, metric: str, value: float) -> tuple[dict | None, str | None]:
+    """The run's per-item scores of the metric (None: it left none) or, when its scores file
+    is malformed, why."""
+    try:
+        return read_metric_items(job_dir, metric, value), None
+    except DataError as exc:
+        return None, f"malformed per-item scores: {exc}"
 
 
 def is_number(value: Any) -> bool:

@@ -3,7 +3,8 @@
 Pure numpy/scipy; used by evsys.conclusion.inference (see its docstring for the model). A
 variance is a list of Terms (an estimate with its degrees of freedom); tests and intervals
 average the normal tail over the generalized pivotal quantity of the sum (Tsui & Weerahandi
-1989): each estimated term v with df k stands for v * k / chi2_k. Planning (mde,
+1989): each estimated term v with df k stands for v * k / chi2_k, never below its known floor
+(a seed term's: the noise its items put into a seed's mean). Planning (mde,
 seeds_needed) uses Student's t with Satterthwaite (1946) df of the same terms.
 """
 
@@ -37,17 +38,29 @@ class VarianceComponents:
     # seed contrasts the seed variance is pooled over: k - 1 for a family of k arms that ran
     # the same seeds (evsys.conclusion.arms.SeedPool), 1 for a pair's own; df = that x (n - 1)
     seed_pool: int = 1
+    # per seed set, the variance one seed's mean must have from the per-item noise alone
+    # (residual mean square / n_items; known: hundreds of df); () for seed-level data
+    seed_floors: tuple[float, ...] = ()
 
     def terms(self, n_seeds: int | None = None) -> list[Term]:
         """The variance of the mean as terms; n_seeds replaces every seed set's size. Two
         seed sets (unpaired arms) make one term with Welch's df, so that with no item term
         the test is Welch's t-test."""
+        floors = self.seed_floors or (0.0,) * len(self.seed_terms)
         seeds = [
-            Term(var / (n_seeds or n), float(self.seed_pool * ((n_seeds or n) - 1)))
-            for var, n in self.seed_terms
+            Term(
+                var / (n_seeds or n),
+                float(self.seed_pool * ((n_seeds or n) - 1)),
+                0.0,
+                f / (n_seeds or n),
+            )
+            for (var, n), f in zip(self.seed_terms, floors, strict=True)
         ]
         if len(seeds) > 1:
-            seeds = [Term(math.fsum(t.plus for t in seeds), satterthwaite(seeds))]
+            # Welch's df of the estimates themselves: the floors are known, not estimated
+            df = satterthwaite([t._replace(floor=0.0) for t in seeds])
+            plus, floor = math.fsum(t.plus for t in seeds), math.fsum(t.floor for t in seeds)
+            seeds = [Term(plus, df, 0.0, floor)]
         out = list(seeds)
         if self.n_items and self.n_items > 1 and (self.item_var > 0 or self.item_noise > 0):
             # the noise part shrinks with seeds; the arm-by-item part does not
@@ -69,15 +82,22 @@ class VarianceComponents:
 
 class Term(NamedTuple):
     """One variance term: an estimate `plus` with `df` degrees of freedom, less a known
-    `minus` (the noise an item mean square carries); its value is max(0, plus - minus)."""
+    `minus` (the noise an item mean square carries), and never below a known `floor` (the
+    noise a seed mean carries); its value is max(floor, plus - minus)."""
 
     plus: float
     df: float
     minus: float = 0.0
+    floor: float = 0.0
 
     @property
     def value(self) -> float:
-        return max(0.0, self.plus - self.minus)
+        return max(self.floor, self.plus - self.minus)
+
+    @property
+    def estimated(self) -> bool:
+        """Whether the estimate, not the known floor, makes the value (then its df count)."""
+        return self.plus - self.minus > self.floor and self.df > 0
 
 
 # ------------------------------------------------------------------------ variance components
@@ -92,15 +112,21 @@ def components_of(x: np.ndarray) -> VarianceComponents:
     # residual to subtract (and no test is run then anyway).
     resid = residual_ms(x)
     item_var = max(0.0, float(np.var(x.mean(axis=0), ddof=1)) - resid / n_seeds)
-    return VarianceComponents(((seed_var, n_seeds),), item_var, n_items, resid / n_seeds)
+    floors = (resid / n_items,)  # a seed's mean carries the noise of its items at least
+    return VarianceComponents(
+        ((seed_var, n_seeds),), item_var, n_items, resid / n_seeds, seed_floors=floors
+    )
 
 
 def seed_components(matrices: Sequence[np.ndarray]) -> VarianceComponents:
+    """One seed term per matrix (seeds x items, or seeds x 1 for seed-level values), each
+    floored by the noise of its items (none for seed-level values)."""
     terms = []
     for x in matrices:
         means = x.mean(axis=1)
         terms.append((float(np.var(means, ddof=1)) if len(means) > 1 else 0.0, len(means)))
-    return VarianceComponents(tuple(terms))
+    floors = tuple(residual_ms(x) / x.shape[1] for x in matrices)
+    return VarianceComponents(tuple(terms), seed_floors=floors)
 
 
 def residual_ms(x: np.ndarray) -> float:
@@ -113,7 +139,7 @@ def residual_ms(x: np.ndarray) -> float:
 
 def satterthwaite(terms: Sequence[Term]) -> float:
     total = math.fsum(t.value for t in terms)
-    denom = math.fsum(t.plus**2 / t.df for t in terms if t.value > 0 and t.df > 0)
+    denom = math.fsum(t.plus**2 / t.df for t in terms if t.estimated)
     if total == 0 or denom == 0:
         return math.inf
     return total**2 / denom
@@ -146,7 +172,7 @@ def pivot_interval(center: float, terms: Sequence[Term]) -> Bounds:
 @lru_cache(maxsize=4096)
 def _pivot_variances(terms: tuple[Term, ...]) -> tuple[np.ndarray, np.ndarray]:
     """V and its weights on a product grid over the pivot: each estimated term becomes
-    max(0, plus * df / chi2_df - minus); terms with df >= KNOWN_DF count as known. The grid is
+    max(floor, plus * df / chi2_df - minus); terms with df >= KNOWN_DF count as known. The grid is
     uniform on the probit scale (trapezoid rule against normal weights), so the far tails
     that decide p-values of 0.001 at 2 seeds are resolved, not lumped into one quantile."""
     random = [t for t in terms if t.plus > 0 and t.df < KNOWN_DF]
@@ -156,7 +182,7 @@ def _pivot_variances(terms: tuple[Term, ...]) -> tuple[np.ndarray, np.ndarray]:
     n = GRID.get(len(random), 12)
     for t in random:
         w, wt = _chi2_grid(n, t.df)
-        term = np.maximum(0.0, t.plus / w - t.minus)
+        term = np.maximum(t.floor, t.plus / w - t.minus)
         vs = (vs[:, None] + term[None, :]).ravel()
         weights = (weights[:, None] * wt[None, :]).ravel()
     return vs, weights
@@ -187,6 +213,25 @@ def mde(
         df = 1e9
     q = float(stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(power, df))
     return q * math.sqrt(var)
+
+
+def mde_range(
+    components: VarianceComponents,
+    n_seeds: int | None = None,
+    alpha: float = ALPHA,
+    power: float = 0.8,
+    level: float = 0.95,
+) -> Bounds:
+    """How uncertain mde() is: the minimum detectable effect were the variance known and at
+    the (1 - level) / 2 and (1 + level) / 2 points of its pivot (from 2-5 seeds these are
+    far apart: the variance behind the mde is itself an estimate on a few df)."""
+    vs, weights = _pivot_variances(tuple(components.terms(n_seeds)))
+    order = np.argsort(vs)
+    cumulative = np.cumsum(weights[order])
+    tail = (1 - level) / 2
+    lo, hi = (vs[order][min(np.searchsorted(cumulative, q), len(vs) - 1)] for q in (tail, 1 - tail))
+    q = float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
+    return q * math.sqrt(lo), q * math.sqrt(hi)
 
 
 def seeds_needed(

@@ -1,4 +1,5 @@
-"""The conclusion files of a sweep dir: conclusion.json/.md/.png and a TensorBoard run."""
+"""The conclusion files of a sweep dir: conclusion.json/.md/.png, the seed-averaged curves
+(evsys/conclusion/curves.py) and a TensorBoard run."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from evsys.conclusion.build import build_conclusion
+from evsys.conclusion.curves import remove_band_runs, write_curves
 from evsys.conclusion.model import Conclusion
 from evsys.conclusion.plots import matrix_plot, matrix_plot_name, metric_plot
 from evsys.conclusion.render import render_markdown
@@ -24,7 +26,7 @@ def write_conclusion(sweep_dir: str | Path) -> Conclusion:
     except Exception:
         remove_conclusion(sweep_dir)  # an earlier run's conclusion is not this one's
         raise
-    markdown = render_markdown(conclusion)
+    markdown = render_markdown(conclusion) + write_curves(sweep_dir, conclusion)
     text = conclusion.to_json()
     json_file, markdown_file, plot_file = (sweep_dir / name for name in CONCLUSION_FILES)
     write_atomic(json_file, lambda f: f.write(text.encode("utf-8")))
@@ -44,6 +46,7 @@ def remove_conclusion(sweep_dir: Path) -> None:
         if path.is_file() or path.is_symlink():
             path.unlink()
     shutil.rmtree(_tensorboard_dir(sweep_dir), ignore_errors=True)
+    remove_band_runs(sweep_dir)
 
 
 def _tensorboard_dir(sweep_dir: Path) -> Path:

@@ -1,10 +1,11 @@
 """`data.mixture`: several datasets, each with its own settings and transforms, mixed by weight.
 
 Training: each component loads its own train split exactly as a lone dataset would. The mix
-has as many examples as all components together (N); component i gets round(N * w_i / sum w)
-of them (largest remainder, so the counts add up to N). A component with fewer examples than
-its share is repeated whole and topped up with a seeded sample; one with more is subsampled
-(seeded by data.seed). The training stream then shuffles the mix.
+has N examples: all components' together, or with data.mixture_size=first as many as the
+first component alone. Component i gets round(N * w_i / sum w) of them (largest remainder, so
+the counts add up to N). A component with fewer examples than its share is repeated whole and
+topped up with a seeded sample; one with more is subsampled (seeded by data.seed). The
+training stream then shuffles the mix.
 
 Eval: each component keeps its own eval split, not re-weighted. The validation loss is on
 their union; each one is also a benchmark under its dataset_name.
@@ -65,9 +66,16 @@ def dataset_names(data) -> list[str]:
     return [entry.dataset_name for entry in data.mixture]
 
 
-def mixture_counts(sizes: list[int], weights: list[float]) -> list[int]:
-    """Examples drawn from each component: proportional to the weights, summing to sum(sizes)."""
-    total, weight_sum = sum(sizes), sum(weights)
+def mix_size(data, sizes: list[int]) -> int:
+    """Examples in the training mix (data.mixture_size): every component's, or the first's."""
+    return sizes[0] if data.mixture_size == "first" else sum(sizes)
+
+
+def mixture_counts(sizes: list[int], weights: list[float], total: int | None = None) -> list[int]:
+    """Examples drawn from each component: proportional to the weights, summing to `total`
+    (None: sum(sizes))."""
+    total = sum(sizes) if total is None else total
+    weight_sum = sum(weights)
     exact = [total * weight / weight_sum for weight in weights]
     counts = [int(share) for share in exact]
     # Largest remainder: the examples left after rounding down go to the largest fractions.
@@ -88,12 +96,18 @@ def load_train(data, load: Callable[[DictConfig], list[dict]]) -> list[dict]:
     """The training mix; `load(config)` gives one component's train examples."""
     parts = components(data)
     loaded = [named(label, load, config) for label, config, _ in parts]
-    counts = mixture_counts([len(x) for x in loaded], [weight for _, _, weight in parts])
+    sizes = [len(x) for x in loaded]
+    total = mix_size(data, sizes)
+    counts = mixture_counts(sizes, [weight for _, _, weight in parts], total)
     mixed = []
     for index, (examples, count) in enumerate(zip(loaded, counts, strict=True)):
         mixed += sample(examples, count, data.seed, index)
+    rule = "every component's" if data.mixture_size == "all" else f"as many as {parts[0][0]}"
     log.info(
-        "data.mixture: %s",
+        "data.mixture (data.mixture_size=%s: %d examples, %s): %s",
+        data.mixture_size,
+        total,
+        rule,
         ", ".join(
             f"{label}: {count} of {len(x)} examples"
             for (label, _, _), x, count in zip(parts, loaded, counts, strict=True)

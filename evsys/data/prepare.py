@@ -17,6 +17,7 @@ from evsys.data.tokenize import refuse_if_none_kept, tokenize_batch
 from evsys.data.transforms import resolve_steps
 
 FIT_BATCH = 256  # examples tokenized at a time until one fits: usually the first batch
+CHARS_PER_TOKEN = 32  # more characters per token than any tokenizer packs on average
 
 
 def check_source(data: DataConfig, required_format: str | None = None) -> None:
@@ -80,6 +81,18 @@ def check_task_fits(data: DataConfig, tokenizer) -> None:
 
 
 def _refuse_if_none_fit(examples: list[dict], tokenizer, max_length: int) -> None:
+    # A prompt of more than CHARS_PER_TOKEN * max_length characters cannot plausibly fit: such
+    # examples are tokenized (at the cost of their length in memory) only if no other fits.
+    bound = CHARS_PER_TOKEN * max_length
+    plausible = [example for example in examples if len(example["prompt"]) <= bound]
+    unlikely = [example for example in examples if len(example["prompt"]) > bound]
+    if not (
+        _some_fits(plausible, tokenizer, max_length) or _some_fits(unlikely, tokenizer, max_length)
+    ):
+        refuse_if_none_kept(len(examples), 0, max_length)
+
+
+def _some_fits(examples: list[dict], tokenizer, max_length: int) -> bool:
     for start in range(0, len(examples), FIT_BATCH):
         batch = examples[start : start + FIT_BATCH]
         columns = {
@@ -88,5 +101,5 @@ def _refuse_if_none_fit(examples: list[dict], tokenizer, max_length: int) -> Non
             "segments": [ex.get("segments") for ex in batch],
         }
         if tokenize_batch(columns, tokenizer, max_length)["labels"]:
-            return
-    refuse_if_none_kept(len(examples), 0, max_length)
+            return True
+    return False

@@ -22,6 +22,7 @@ from evsys.data.formats import PREFERENCE, ExampleFormat, to_examples
 from evsys.data.tasks import TASKS, get_task, is_task
 from evsys.data.transforms import Context, Step, resolve_steps, run_steps
 from evsys.errors import ConfigError, DataError
+from evsys.jsonl import numbered_rows
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt")
 EVAL_SPLITS = ("validation", "test")  # tried in this order when data.eval_split is null
@@ -144,6 +145,9 @@ def plain(value):
 
 # -------------------------------------------------------------------------------------- reading
 TEXT_ENCODING = "utf-8-sig"  # UTF-8, with or without a byte-order mark (Excel, Notepad)
+# One line of a .jsonl file (one example) at most, in characters: a longer line is refused, so
+# a stray huge line cannot take planning's memory and time (docs/data.md).
+MAX_LINE_CHARS = 16 * 2**20
 
 
 def read_source(data) -> dict[str, list[dict]]:
@@ -194,19 +198,12 @@ def _not_utf8(path: Path, error: UnicodeDecodeError) -> str:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with path.open(encoding=TEXT_ENCODING) as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}, line {number}: malformed JSON: {error.msg}") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}, line {number}: expected a JSON object")
-            rows.append(row)
-    return rows
+    hint = (
+        ", the limit of one example (evsys.data.sources.MAX_LINE_CHARS); split it into "
+        "examples, or store long documents as .txt or .parquet"
+    )
+    rows = numbered_rows(path, TEXT_ENCODING, MAX_LINE_CHARS, hint)
+    return [row for _, row in rows]
 
 
 def _read_json(path: Path) -> list[dict]:

@@ -32,7 +32,7 @@ from evsys.evaluation.names import check_benchmark_names
 from evsys.free_text import as_written
 from evsys.identity import group_id
 from evsys.init_from import resolve_init_from, with_init_from
-from evsys.interrupts import interrupt_exit_code
+from evsys.interrupts import interrupt_exit_code, tell
 from evsys.locks import dir_lock
 from evsys.metric_names import checked_record
 from evsys.records import ArmResult, record_path
@@ -246,7 +246,7 @@ def _interrupted(record: ArmResult, job_dir: Path) -> None:
     log.error("interrupted: arm %s (seed %s) in %s", record.arm, record.seed, job_dir)
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.RUN:
         command = ["python", "-m", "evsys.train", *record.overrides, f"hydra.run.dir={job_dir}"]
-        log.error("resume it from its last checkpoint with:\n  %s", shlex.join(command))
+        tell(log, f"resume it from its last checkpoint with:\n  {shlex.join(command)}")
 
 
 def _new_record(cfg: DictConfig) -> ArmResult:

@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from evsys.algorithms import algorithm_module_class
 from evsys.config import MixtureComponent
+from evsys.data.mixture import DATASET_FIELDS
 from evsys.data.prepare import check_source
 from evsys.data.sources import load_split
 from evsys.data.tasks import is_task
@@ -131,11 +132,12 @@ def plan_stages(cfg: DictConfig, job_dir: Path) -> list[Stage]:
     specs = list(cfg.experiment.continual.datasets)
     for index, spec in enumerate(specs, start=1):
         name = _stage_name(spec)
-        data = {
-            "dataset_name": spec.dataset_name,
-            "transforms": spec.transforms,
-            "mixture": _replay_mixture(specs[:index], cfg.experiment.continual.replay),
-        }
+        data = {"dataset_name": spec.dataset_name, "transforms": spec.transforms}
+        if replayed := _replay_mixture(specs[:index], cfg.experiment.continual.replay, cfg.data):
+            # replay within the stage's budget: as many examples as its own data alone
+            data.update(mixture=replayed, mixture_size="first")
+        else:
+            data["mixture"] = None
         steps = spec.max_steps or cfg.algorithm.max_steps
         stage_cfg = OmegaConf.merge(cfg, {"data": data, "algorithm": {"max_steps": steps}})
         stage_dir = Path(job_dir) / STAGES_DIR / f"{index}-{name}"
@@ -148,19 +150,22 @@ def _stage_name(spec) -> str:
     return spec.name or re.sub(r"[^\w.+=-]", "_", benchmark_label(spec.dataset_name))
 
 
-def _replay_mixture(specs: list, replay: float) -> list[DictConfig] | None:
+def _replay_mixture(specs: list, replay: float, data: DictConfig) -> list[DictConfig] | None:
     """The last stage's data plus a `replay` share split equally over the earlier stages' data;
     None (the stage's own dataset alone) without replay or for the first stage."""
     if not replay or len(specs) == 1:
         return None
     *earlier, current = specs
-    mixture = [_component(current, 1.0 - replay)]
-    return mixture + [_component(spec, replay / len(earlier)) for spec in earlier]
+    mixture = [_component(current, 1.0 - replay, data)]
+    return mixture + [_component(spec, replay / len(earlier), data) for spec in earlier]
 
 
-def _component(spec, weight: float) -> DictConfig:
+def _component(spec, weight: float, data: DictConfig) -> DictConfig:
+    """A stage's dataset in a replay mix, read as the stage alone reads it: the job's data
+    fields (num_train, format, columns, ...) with the stage's dataset and transforms."""
+    shared = {name: data[name] for name in DATASET_FIELDS if name != "seed"}
     fields = {"dataset_name": spec.dataset_name, "transforms": spec.transforms, "weight": weight}
-    return OmegaConf.merge(OmegaConf.structured(MixtureComponent), fields)
+    return OmegaConf.merge(OmegaConf.structured(MixtureComponent), shared, fields)
 
 
 def benchmark_names(cfg: DictConfig) -> list[str]:

@@ -40,7 +40,7 @@ def next_round(sweep_dir: Path, plan: Plan) -> list[str]:
     adaptive = plan.adaptive
     look = len(adaptive["rounds"])
     runs = collect_runs(sweep_dir, plan)
-    scores = arm_scores(sweep_dir, runs["completed"], plan.metric_name)
+    scores = arm_scores(runs["completed"])
     decided = {
         name: status
         for name, status in (adaptive["rounds"][-1]["status"] if look else {}).items()

@@ -19,7 +19,6 @@ from evsys.records import Plan
 from evsys.sweep.experiment import Experiment
 from evsys.sweep.page_format import ExperimentConfig, MatrixSpec
 from evsys.sweep.plan import plan_arguments
-from evsys.validate import validate_run_config
 
 __all__ = ["MatrixSpec", "expand_runs", "plan", "plan_experiment"]
 
@@ -30,7 +29,7 @@ def plan(config: Any, overrides: list[str] | None = None) -> Plan:
 
     `config`: an Experiment, the page's ExperimentConfig (or its mapping), or the path of an
     experiment file (the page's format or a preset). Nothing is written or trained."""
-    return plan_experiment(config, overrides)[0]
+    return plan_experiment(config, overrides, with_runs=False)[0]
 
 
 def expand_runs(experiment: Any, overrides: list[str] | None = None) -> list[DictConfig]:
@@ -43,14 +42,14 @@ def expand_runs(experiment: Any, overrides: list[str] | None = None) -> list[Dic
 
 
 def plan_experiment(
-    experiment: Any, overrides: list[str] | None = None
+    experiment: Any, overrides: list[str] | None = None, with_runs: bool = True
 ) -> tuple[Plan, list[DictConfig]]:
     """The experiment's Plan (its planned jobs: arm, seed, overrides) and each job's
-    RunConfig; nothing is written and nothing is trained."""
+    validated RunConfig (none without `with_runs`); nothing is written or trained."""
     experiment = _as_experiment(experiment, overrides)
     with experiment.config_dir() as config_dir:
-        planned, jobs = plan_arguments(experiment.arguments(config_dir), config_dir / "no-dir")
-    return planned, [validate_run_config(job) for job in jobs]
+        arguments = experiment.arguments(config_dir)
+        return plan_arguments(arguments, config_dir / "no-dir", with_runs=with_runs)
 
 
 def _as_experiment(experiment: Any, overrides: list[str] | None) -> Experiment:

@@ -33,7 +33,7 @@ from evsys.conclusion.model import Conclusion
 from evsys.cost import sweep_device_hours
 from evsys.errors import Interrupted, NotASweepDir, RegistryError
 from evsys.interrupts import INTERRUPTED_CODES
-from evsys.records import CONCLUSION_FILES, Plan, plan_exists, write_atomic
+from evsys.records import CONCLUSION_FILES, MULTIRUN_FILE, Plan, plan_exists, write_atomic
 from evsys.results import ExperimentResult, load_experiment_result
 from evsys.run.tensorboard import viewing_hint
 from evsys.stores import check_sweep_stores
@@ -52,7 +52,7 @@ def start_sweep(plan: Plan, sweep_dir: Path, config: DictConfig) -> None:
     launch_report.clear(sweep_dir)  # this launch started: an earlier one's refusal is history
     plan.provenance = code_provenance(sweep_dir)
     plan.save(sweep_dir)
-    OmegaConf.save(config, sweep_dir / "multirun.yaml")
+    OmegaConf.save(config, sweep_dir / MULTIRUN_FILE)
     registry.register(
         plan.outputs_root,
         {
@@ -266,10 +266,10 @@ class Experiment:
         chosen = OmegaConf.select(preset, "hydra.sweep.dir", default=None)
         if isinstance(chosen, str) and "${" not in chosen:
             return Path(chosen)
-        root = OmegaConf.select(preset, "experiment.stores.outputs_root", default="outputs")
+        root = OmegaConf.select(preset, "experiment.stores.outputs_root", default=None)
         name = OmegaConf.select(preset, "experiment.name", default=self.stem)
         stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-        return Path(root or "outputs") / str(name) / stamp
+        return Path(root or registry.default_outputs_root()) / str(name) / stamp
 
 
 def _run_streamed(command: list[str], env: dict[str, str] | None = None) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import itertools
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +23,10 @@ from evsys.free_text import as_written, literal
 from evsys.identity import config_identity, identity_config
 from evsys.init_from import PARENT, parent_model_dir
 from evsys.metric_names import check_min_effect, check_threshold
-from evsys.records import BOOKKEEPING_OVERRIDES, Plan, PlannedJob, existing_plan_id, job_dir_name
+from evsys.records import Plan, PlannedJob, existing_plan_id, job_dir_name
+from evsys.sweep.data_check import check_data, check_tokenizer_dir
+from evsys.sweep.plan_table import shown_overrides
+from evsys.sweep.shared_checks import SharedChecks, data_key, repeat, repeated_run
 from evsys.validate import (
     check_names,
     check_success_metric,
@@ -32,16 +36,20 @@ from evsys.validate import (
 )
 
 
-def plan_arguments(arguments: list[str], sweep_dir: Path) -> tuple[Plan, list[DictConfig]]:
+def plan_arguments(
+    arguments: list[str], sweep_dir: Path, with_runs: bool = False
+) -> tuple[Plan, list[DictConfig]]:
     """The plan of `evsys train ARGUMENTS -m`, made in-process and the same way: the master
     config composed as Hydra's multirun composes it, then plan_sweep over Hydra's config loader,
-    as in the evsys sweeper. Nothing is written; each job's composed config comes with it."""
+    as in the evsys sweeper. Nothing is written; with `with_runs`, each job's validated
+    RunConfig comes with it (else an empty list: a copy per job costs time)."""
+    runs: list[DictConfig] | None = [] if with_runs else None
     with composer() as compose_with:
         config = compose_with.sweep(arguments)
         task = as_written(config.hydra.overrides.task)  # as typed: never resolved
         axes = sweep_axes(config.hydra.sweeper.params or {}, task)
-        plan = plan_sweep(config, axes, compose_with, sweep_dir)
-    return plan, compose_with.jobs
+        plan = plan_sweep(config, axes, compose_with, sweep_dir, runs)
+    return plan, runs or []
 
 
 def sweep_axes(params: Mapping[str, Any], arguments: list[str]) -> list[str]:
@@ -49,8 +57,16 @@ def sweep_axes(params: Mapping[str, Any], arguments: list[str]) -> list[str]:
     return [f"{key}={value}" for key, value in params.items()] + list(arguments)
 
 
-def plan_sweep(config: DictConfig, axes: list[str], config_loader, sweep_dir: Path) -> Plan:
-    """Expand the sweep and compose + validate every job; raises ConfigError naming the arm."""
+def plan_sweep(
+    config: DictConfig,
+    axes: list[str],
+    config_loader,
+    sweep_dir: Path,
+    runs: list[DictConfig] | None = None,
+) -> Plan:
+    """Expand the sweep and compose + validate every job; raises ConfigError naming the arm.
+    What jobs share is composed and checked once (evsys/sweep/shared_checks.py); `runs`, if
+    given, receives each job's validated RunConfig."""
     check_names(literal(config))  # free text read as written (evsys/free_text.py)
     experiment = OmegaConf.to_container(config.experiment, resolve=True)
     experiment_id = existing_plan_id(sweep_dir) or registry.new_experiment_id(experiment["name"])
@@ -58,12 +74,15 @@ def plan_sweep(config: DictConfig, axes: list[str], config_loader, sweep_dir: Pa
     metric = success_metric(config)
     check_min_effect(metric["name"], metric["min_effect"])
     check_threshold(metric["name"], metric.get("threshold"))
+    shared = SharedChecks()
     for job in jobs:
         # The job's own dir (<arm>_seed<seed>, job.dir), whatever hydra.sweep.subdir says:
         # its default suits any sweeper. An interpolation, so a job copied with a new seed
         # (adaptive rounds) gets its own dir too.
         job.overrides.append("hydra.sweep.subdir=${arm}_seed${seed}")
-        _validate_job(job, config, config_loader, metric["name"])
+        run = _validate_job(job, config, config_loader, metric["name"], shared)
+        if runs is not None:
+            runs.append(run())
         job.overrides.append(f"experiment.id={experiment_id}")
     _check_arms_named(experiment, jobs)
     return Plan(
@@ -84,111 +103,44 @@ def plan_sweep(config: DictConfig, axes: list[str], config_loader, sweep_dir: Pa
     )
 
 
-def _validate_job(job: PlannedJob, config: DictConfig, config_loader, metric: str) -> None:
-    """Compose the job, validate it, check its data and metric, and set its identity."""
-    shown = " ".join(o for o in job.overrides if not o.startswith(BOOKKEEPING_OVERRIDES))
-    where = f"arm {job.arm!r} (seed {job.seed}, overrides {shown})"
+def _validate_job(
+    job: PlannedJob, config: DictConfig, config_loader, metric: str, shared: SharedChecks
+):
+    """Compose the job, validate it, check its data and metric, and set its identity: its
+    validated RunConfig on call (a repeat of a job checked before copies that job's)."""
+    if known := shared.reuse(job):  # the same job but its seed: checked already
+        repeat(job, known)
+        return lambda: repeated_run(known, job.seed)
+    where = f"arm {job.arm!r} (seed {job.seed}, overrides {shown_overrides(job)})"
     try:
-        merged = check_job(config_loader.load_sweep_config(config, list(job.overrides)), metric)
+        job_config = shared.compose(config_loader, config, list(job.overrides))
+        merged = check_job(job_config, metric, shared.data_checked)
     except (HydraException, ConfigError, DataError) as error:
         hint = override_hint(str(error), config)
         raise ConfigError(f"{where}: {hint or error}") from None
     job.identity_config = identity_config(merged)
     job.identity = config_identity(job.identity_config)
+    shared.remember(job, job_config, merged)
+    return lambda: merged
 
 
-def check_job(job_config: DictConfig, metric: str) -> DictConfig:
+def check_job(
+    job_config: DictConfig, metric: str, data_checked: set[str] | None = None
+) -> DictConfig:
     """One job's composed config validated, its metric and data checked: the merged config,
-    or a ConfigError / DataError naming the key or the file."""
+    or a ConfigError / DataError naming the key or the file. `data_checked`: the data keys
+    (shared_checks.data_key) already checked by this plan, skipped; this job's is added."""
     merged = validate_run_config(job_config)
     check_success_metric(merged, metric)
     if merged.model.init_from == PARENT:
         parent_model_dir(merged)
-    _check_tokenizer_dir(merged.model)
-    _check_data(merged)
+    check_tokenizer_dir(merged.model)
+    key = data_key(merged) if data_checked is not None else None
+    if key is None or key not in data_checked:
+        check_data(merged)
+        if key is not None:
+            data_checked.add(key)
     return merged
-
-
-def _check_tokenizer_dir(model: DictConfig) -> None:
-    """A local model dir without tokenizer files is refused now, not at its arm's turn."""
-    from evsys.config import TOKENIZER_SOURCES
-    from evsys.data.degenerate import check_tokenizer_dir
-
-    key = next((key for key in TOKENIZER_SOURCES if model[key] is not None), None)
-    if key is None or model[key] == PARENT or model.trust_remote_code:
-        return
-    check_tokenizer_dir(Path(model[key]).expanduser(), f"model.{key}={model[key]!r}")
-
-
-def _check_data(cfg: DictConfig) -> None:
-    """The job's data source resolves and reads (cached per config and bytes, so cheap on a
-    re-run), and, for an algorithm that tokenizes as SFT does, some example fits
-    data.max_length: bad data fails here, not after the arms before it have trained.
-    A built-in task needs no source check, and its fit is checked without the algorithm's
-    (torch-importing) module unless nothing fits: a plan of tasks only is made in a second."""
-    from evsys.data.mixture import dataset_names, is_mixture
-    from evsys.data.tasks import is_task
-
-    if all(is_task(name) for name in dataset_names(cfg.data)):
-        if not is_mixture(cfg.data):
-            _check_task_fits(cfg)
-        return
-    from evsys.algorithms import algorithm_module_class
-    from evsys.data.prepare import check_fits, check_source
-
-    algorithm = algorithm_module_class(cfg.algorithm.kind)
-    check_source(cfg.data, algorithm.example_format)
-    if _drops_long_examples(algorithm) and cfg.model.init_from != PARENT:
-        # (a parent's tokenizer is known only at the job's turn)
-        check_fits(cfg.data, _tokenizer(cfg.model), algorithm.example_format)
-
-
-def _check_task_fits(cfg: DictConfig) -> None:
-    """A built-in task with the byte tokenizer (the only one loaded without torch) and a
-    data.max_length that no example fits: refused when the algorithm drops such examples."""
-    from evsys.config import TOKENIZER_SOURCES
-
-    if any(cfg.model[key] is not None for key in TOKENIZER_SOURCES):
-        return  # a real tokenizer takes seconds to load: the arm checks at its turn
-    from evsys.data.prepare import check_task_fits
-    from evsys.data.tokenizer import byte_tokenizer
-    from evsys.errors import DataError
-
-    # Seeds change which problems a task draws, not how long they are: once per data config.
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    key = repr({k: v for k, v in data.items() if k != "seed"})
-    if key in _TASKS_THAT_FIT:
-        return
-    try:
-        check_task_fits(cfg.data, byte_tokenizer())
-        _TASKS_THAT_FIT.add(key)
-    except DataError:
-        from evsys.algorithms import algorithm_module_class
-
-        if _drops_long_examples(algorithm_module_class(cfg.algorithm.kind)):
-            raise
-
-
-def _drops_long_examples(algorithm: type) -> bool:
-    """Whether the algorithm tokenizes as SFT does, dropping examples whose completion does
-    not start within data.max_length (pretraining chunks documents instead)."""
-    from evsys.lightning.base import PostTrainingModule
-
-    rows = getattr(algorithm.build_rows, "__func__", None)
-    return rows is PostTrainingModule.build_rows.__func__
-
-
-_TASKS_THAT_FIT: set[str] = set()  # data configs (but their seed) with examples that fit
-_TOKENIZERS: dict[str, object] = {}  # one load per tokenizer a plan uses, not one per job
-
-
-def _tokenizer(model: DictConfig):
-    from evsys.models import load_tokenizer
-
-    key = repr(OmegaConf.to_container(model, resolve=True))
-    if key not in _TOKENIZERS:
-        _TOKENIZERS[key] = load_tokenizer(model)
-    return _TOKENIZERS[key]
 
 
 def _check_arms_named(experiment: dict, jobs: list[PlannedJob]) -> None:
@@ -213,32 +165,15 @@ def _check_arms_named(experiment: dict, jobs: list[PlannedJob]) -> None:
 def expand_jobs(experiment: DictConfig, sweep_arguments: list[str]) -> list[PlannedJob]:
     """Every job of the sweep, in launch order: for each arm, each matrix cell, each seed."""
     axes = _parse_axes(sweep_arguments)
+    varying = [key for key, values in axes.items() if len(values) > 1 and key != "seed"]
+    arms = dict(experiment.arms) or {"": None}  # no named arms: one unnamed arm
+    arms = {name: _checked_arm(name, overrides, varying) for name, overrides in arms.items()}
+    check_size(experiment, len(arms), axes)  # before a job is made: memory stays bounded
     seeds = _seeds(experiment, axes)
     axes.pop("seed", None)
-    arms = dict(experiment.arms) or {"": None}  # no named arms: one unnamed arm
-    varying = [key for key, values in axes.items() if len(values) > 1]
     shown = {key: short_values(axes[key]) for key in varying}  # a path by its last parts
     jobs = []
-    for arm_name, arm_overrides in arms.items():
-        arm_pairs = _arm_pairs(arm_name, arm_overrides)
-        if str(arm_name).startswith(".") or "/" in str(arm_name) or "\\" in str(arm_name):
-            # named as written: the label it would become (.._x) hides what was wrong
-            raise ConfigError(
-                f"experiment.arms: the arm name {str(arm_name)!r} is not a valid name: it names "
-                "a directory, so no slashes and no leading '.' (letters, digits and . _ + = , -)"
-            )
-        if "seed" in arm_pairs:
-            raise ConfigError(
-                f"experiment.arms.{arm_name} sets seed={arm_pairs['seed']}, which the sweep sets "
-                "per repeat and would override; use experiment.base_seed and "
-                "experiment.n_repeats instead"
-            )
-        clash = sorted(set(arm_pairs) & set(varying))
-        if clash:
-            raise ConfigError(
-                f"experiment.arms.{arm_name} sets {', '.join(clash)}, which is also swept as a "
-                "matrix axis; the arm would silently win over the axis: drop one of the two"
-            )
+    for arm_name, arm_pairs in arms.items():
         for cell in itertools.product(*axes.values()):
             pairs = dict(zip(axes.keys(), cell, strict=True))
             label = _label(arm_name, {k: shown[k][pairs[k]] for k in varying})
@@ -250,6 +185,44 @@ def expand_jobs(experiment: DictConfig, sweep_arguments: list[str]) -> list[Plan
                 jobs.append(PlannedJob(label, seed, overrides, job_dir_name(label, seed)))
     _check_unique(jobs)
     return jobs
+
+
+def _checked_arm(arm_name: str, arm_overrides, varying: list[str]) -> dict[str, str]:
+    """An arm's overrides (as _arm_pairs), refused if its name or what it sets is not allowed."""
+    arm_pairs = _arm_pairs(arm_name, arm_overrides)
+    if str(arm_name).startswith(".") or "/" in str(arm_name) or "\\" in str(arm_name):
+        # named as written: the label it would become (.._x) hides what was wrong
+        raise ConfigError(
+            f"experiment.arms: the arm name {str(arm_name)!r} is not a valid name: it names "
+            "a directory, so no slashes and no leading '.' (letters, digits and . _ + = , -)"
+        )
+    if "seed" in arm_pairs:
+        raise ConfigError(
+            f"experiment.arms.{arm_name} sets seed={arm_pairs['seed']}, which the sweep sets "
+            "per repeat and would override; use experiment.base_seed and "
+            "experiment.n_repeats instead"
+        )
+    clash = sorted(set(arm_pairs) & set(varying))
+    if clash:
+        raise ConfigError(
+            f"experiment.arms.{arm_name} sets {', '.join(clash)}, which is also swept as a "
+            "matrix axis; the arm would silently win over the axis: drop one of the two"
+        )
+    return arm_pairs
+
+
+def check_size(experiment: DictConfig, arms: int, axes: dict[str, list[str]]) -> None:
+    """Refuse a plan of more than experiment.max_jobs jobs, counted from the matrix sizes."""
+    cells = math.prod(len(values) for key, values in axes.items() if key != "seed")
+    swept = len(axes.get("seed", ()))
+    seeds = swept if swept > 1 else experiment.n_repeats
+    jobs = arms * cells * seeds
+    if jobs > experiment.max_jobs:
+        raise ConfigError(
+            f"this plan would be {jobs:,} jobs ({arms:,} arm(s) x {cells:,} matrix cell(s) x "
+            f"{seeds:,} seed(s)), more than experiment.max_jobs={experiment.max_jobs:,}: "
+            "shrink the matrix, or raise experiment.max_jobs to plan it"
+        )
 
 
 def baselines_by_cell(experiment: DictConfig, sweep_arguments: list[str]) -> dict[str, str] | None:

@@ -1,5 +1,6 @@
 """The plan as a terminal prints it before anything runs: hypothesis, success metric, and a
-table of every job with its overrides and whether it runs or is already done."""
+table of every job (of every arm, for a plan of more than SHOWN_JOBS jobs) with its overrides
+and whether it runs or is already done."""
 
 from __future__ import annotations
 
@@ -9,17 +10,22 @@ from rich.table import Table
 
 from evsys.records import BOOKKEEPING_OVERRIDES, Plan, PlannedJob
 
+SHOWN_JOBS = 100  # a bigger plan is printed one row per arm, its seeds together
+
 
 def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = None) -> None:
     console = console or Console(width=max(100, Console().width))
-    table = Table(title=f"Experiment {plan.name} ({plan.id})")
-    for column in ("#", "arm", "seed", "overrides", "status"):
-        table.add_column(column)
     pending_dirs = {job.dir for job in pending}
-    for index, job in enumerate(plan.planned):
-        status = "to run" if job.dir in pending_dirs else "completed (skipped)"
-        shown = " ".join(o for o in job.overrides if not o.startswith(BOOKKEEPING_OVERRIDES))
-        table.add_row(str(index), escape(job.arm), str(job.seed), escape(shown), status)
+    if len(plan.planned) > SHOWN_JOBS:
+        table = _arms_table(plan, pending_dirs)
+    else:
+        table = Table(title=f"Experiment {plan.name} ({plan.id})")
+        for column in ("#", "arm", "seed", "overrides", "status"):
+            table.add_column(column)
+        for index, job in enumerate(plan.planned):
+            status = "to run" if job.dir in pending_dirs else "completed (skipped)"
+            shown = escape(shown_overrides(job))
+            table.add_row(str(index), escape(job.arm), str(job.seed), shown, status)
     if plan.hypothesis:
         console.print(f"[bold]Hypothesis:[/] {escape(plan.hypothesis)}")  # as written
     better = "higher" if plan.mode == "max" else "lower"
@@ -30,3 +36,25 @@ def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = 
     )
     console.print(table)
     console.print(f"{len(pending)} of {len(plan.planned)} jobs to run")
+
+
+def _arms_table(plan: Plan, pending_dirs: set[str]) -> Table:
+    """One row per arm: how many seeds, which, its overrides and how many are to run."""
+    table = Table(title=f"Experiment {plan.name} ({plan.id}): {len(plan.planned)} jobs by arm")
+    for column in ("arm", "seeds", "overrides", "status"):
+        table.add_column(column)
+    by_arm: dict[str, list[PlannedJob]] = {}
+    for job in plan.planned:
+        by_arm.setdefault(job.arm, []).append(job)
+    for arm, jobs in by_arm.items():
+        seeds = sorted(job.seed for job in jobs)
+        to_run = sum(job.dir in pending_dirs for job in jobs)
+        status = f"{to_run} to run, {len(jobs) - to_run} completed (skipped)"
+        shown = escape(shown_overrides(jobs[0], but=("seed=",)))
+        table.add_row(escape(arm), f"{len(seeds)}: {seeds[0]} .. {seeds[-1]}", shown, status)
+    return table
+
+
+def shown_overrides(job: PlannedJob, but: tuple[str, ...] = ()) -> str:
+    """The job's overrides that say what it trains (not bookkeeping, nor `but`)."""
+    return " ".join(o for o in job.overrides if not o.startswith((*BOOKKEEPING_OVERRIDES, *but)))

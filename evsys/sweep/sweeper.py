@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shlex
-import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -22,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from evsys import registry
 from evsys.errors import NOTHING_RUN, ConfigError, DirInUse, RegistryError
-from evsys.interrupts import interrupt_exit_code, sigterm_raises
+from evsys.interrupts import interrupt_exit_code, sigterm_raises, tell
 from evsys.locks import acquire_lock
 from evsys.records import Plan, read_completed
 from evsys.sweep import launch_report
@@ -30,6 +28,7 @@ from evsys.sweep.callbacks import EXIT_FAILED
 from evsys.sweep.experiment import start_sweep
 from evsys.sweep.plan import plan_sweep, planned_looks, sweep_axes
 from evsys.sweep.plan_table import print_plan
+from evsys.sweep.resume_command import resume_command
 from evsys.sweep.reuse import mismatch_message, resolve_mismatches, sort_jobs
 
 log = logging.getLogger("evsys")
@@ -110,12 +109,17 @@ class ExperimentSweeper(Sweeper):
         from evsys.cost import estimate, estimate_line
         from evsys.validate import validate_run_config
 
-        loader = self.hydra_context.config_loader
-        configs = (
-            validate_run_config(loader.load_sweep_config(self.config, list(job.overrides)))
-            for job in pending
-        )
-        print(estimate_line(estimate(configs)))
+        loader, composed = self.hydra_context.config_loader, {}
+
+        def config(job) -> DictConfig:  # repeats differ in their seed only: composed once
+            key = tuple(o for o in job.overrides if not o.startswith("seed="))
+            if key not in composed:
+                composed[key] = validate_run_config(
+                    loader.load_sweep_config(self.config, list(key))
+                )
+            return composed[key]
+
+        print(estimate_line(estimate(config(job) for job in pending)))
 
     def _launch(self, pending: list, sweep_dir: Path, every: list) -> list:
         if not pending:
@@ -128,7 +132,7 @@ class ExperimentSweeper(Sweeper):
             with sigterm_raises():
                 results = self.launcher.launch(overrides, initial_job_idx=first)
         except (KeyboardInterrupt, SystemExit) as error:  # Ctrl-C, SIGTERM (Lightning's exits)
-            _interrupted(sweep_dir)
+            _interrupted(sweep_dir, self.config)
             raise SystemExit(interrupt_exit_code(error)) from None  # 130 or 143, never 0
         for job, result in zip(pending, results, strict=False):
             if result.status == JobStatus.FAILED:
@@ -159,18 +163,15 @@ def _refuse(sweep_dir: Path, error: Exception) -> NoReturn:
     raise SystemExit(EXIT_FAILED) from None
 
 
-def _interrupted(sweep_dir: Path) -> None:
+def _interrupted(sweep_dir: Path, config: DictConfig) -> None:
     """Mark the experiment interrupted and print the command that resumes it."""
     plan = Plan.load(sweep_dir)
     experiment_id = plan.id
     with contextlib.suppress(RegistryError):  # a registry removed meanwhile: still say how on
         registry.update(plan.outputs_root, experiment_id, status="interrupted")
-    arguments = [a for a in sys.argv[1:] if not a.startswith("hydra.sweep.dir=")]
-    multirun = {"-m", "--multirun"} & set(arguments)
-    arguments += [f"hydra.sweep.dir={sweep_dir}"] + ([] if multirun else ["-m"])
-    command = shlex.join(["python", "-m", "evsys.train", *arguments])
-    log.error(
-        "interrupted: experiment %s in %s; completed arms keep their records, the others "
-        "resume from their last checkpoint with:\n  %s",
-        experiment_id, sweep_dir, command,
-    )  # fmt: skip
+    tell(
+        log,
+        f"interrupted: experiment {experiment_id} in {sweep_dir}; completed arms keep their "
+        "records, the others resume from their last checkpoint with:\n"
+        f"  {resume_command(config, sweep_dir)}\nor: evsys resume {experiment_id}",
+    )

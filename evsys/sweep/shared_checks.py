@@ -1,0 +1,108 @@
+"""What the jobs of one plan share, composed and checked once, so planning costs little per job.
+
+Jobs that differ only in their seed (n_repeats) compose to the same config but `seed`: the plan
+composes and validates the first of them and gives the others its identity with their own seed.
+Where an interpolation in the config reads the seed (`${seed}`, `${data.seed}`), each job is
+composed on its own, as before. A job's data is checked once per distinct data config,
+algorithm and tokenizer, however many arms share it.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from evsys.identity import config_identity
+from evsys.records import PlannedJob
+
+# An interpolation that names a key `seed`: its value may differ between repeats.
+SEED_REFERENCE = re.compile(r"\$\{[^}]*\bseed\b")
+
+
+@dataclass
+class Composed:
+    """The first composed job of a set of jobs that differ only in their seed."""
+
+    run: DictConfig  # its validated RunConfig
+    identity_config: dict[str, Any]
+    seed_free: bool  # no interpolation reads a seed: the others are this config but `seed`
+
+
+@dataclass
+class SharedChecks:
+    """One plan's cache: composed jobs by their overrides but the seed, checked data keys,
+    and Hydra's composition of each distinct set of config-group overrides."""
+
+    composed: dict[tuple[str, ...], Composed] = field(default_factory=dict)
+    data_checked: set[str] = field(default_factory=set)
+    bases: dict[tuple[str, ...], DictConfig] = field(default_factory=dict)
+
+    def compose(self, config_loader, master: DictConfig, overrides: list[str]) -> DictConfig:
+        """The job's config (without its hydra node) as Hydra's load_sweep_config composes it,
+        but the defaults list is
+        composed once per distinct set of group (and hydra.*) overrides: Hydra composes from
+        the defaults list, then applies the value overrides in order, as done here (its own
+        call), so a matrix over values costs a copy, not a composition, per cell."""
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        repository = config_loader.repository
+        defaults = [o for o in parsed if o.is_hydra_override() or _is_group(o, repository)]
+        values = [o for o in parsed if o not in defaults]
+        key = tuple(o.input_line for o in defaults)
+        if key not in self.bases:
+            base = config_loader.load_sweep_config(master, list(key))
+            with open_dict(base):  # the run's config only: the copies need no hydra node
+                del base["hydra"]
+            self.bases[key] = base
+        job = copy.deepcopy(self.bases[key])
+        ConfigLoaderImpl._apply_overrides_to_config(values, job)
+        return job
+
+    def reuse(self, job: PlannedJob) -> Composed | None:
+        """The composed job this one repeats with another seed, if it may take its config."""
+        known = self.composed.get(_but_seed(job.overrides))
+        return known if known is not None and known.seed_free else None
+
+    def remember(self, job: PlannedJob, job_config: DictConfig, run: DictConfig) -> None:
+        """The job's composed config (unresolved, as Hydra made it) and its validated run."""
+        raw = OmegaConf.to_container(job_config, resolve=False)
+        raw.pop("hydra", None)
+        seed_free = not SEED_REFERENCE.search(repr(raw))
+        self.composed[_but_seed(job.overrides)] = Composed(run, job.identity_config, seed_free)
+
+
+def repeat(job: PlannedJob, known: Composed) -> None:
+    """Set the identity of a job that repeats `known` with its own seed."""
+    job.identity_config = {**known.identity_config, "seed": job.seed}
+    job.identity = config_identity(job.identity_config)
+
+
+def repeated_run(known: Composed, seed: int) -> DictConfig:
+    """The RunConfig of a repeat of `known` with `seed` (a copy: each job owns its config)."""
+    run = copy.deepcopy(known.run)
+    run.seed = seed
+    return run
+
+
+def data_key(cfg: DictConfig) -> str:
+    """What a job's data check depends on: its data, algorithm kind and model (tokenizer)."""
+    parts = (cfg.data, cfg.algorithm.kind, cfg.model)
+    return repr(
+        [OmegaConf.to_container(p, resolve=True) if OmegaConf.is_config(p) else p for p in parts]
+    )
+
+
+def _is_group(override: Override, repository) -> bool:
+    """Hydra's own rule (hydra._internal.defaults_list.Overrides): a config-group choice."""
+    is_dict = isinstance(override.value(), dict)
+    return not is_dict and repository.group_exists(override.key_or_group)
+
+
+def _but_seed(overrides: list[str]) -> tuple[str, ...]:
+    return tuple(o for o in overrides if not o.startswith("seed="))

@@ -1,0 +1,82 @@
+"""`evsys compare A B` and `--json` on experiments, show, conclude and compare (the sweeps are
+written by hand and concluded by the real code)."""
+
+from __future__ import annotations
+
+import json
+
+from evsys import registry
+from evsys.cli import compare, conclude, experiments
+from evsys.conclusion.write import write_conclusion
+from tests.test_conclusion import METRIC, write_sweep
+
+
+def _two_experiments(tmp_path):
+    """Two concluded experiments of the same name, registered under tmp_path/out."""
+    dirs = []
+    for label, shift in (("one", 0.0), ("two", 0.2)):
+        (tmp_path / label).mkdir()
+        arms = {"a": [0.5 + shift, 0.52 + shift, 0.48 + shift], "b": [0.3, 0.31, 0.29]}
+        provenance = {
+            "code": {"commit": f"c0ffee{label}", "dirty": False, "repo": f"/src/{label}"},
+            "versions": {"evsys": "0.1.0", "torch": "2.5.0" if shift else "2.4.0"},
+            "host": label,  # where it ran: not a difference of code
+        }
+        sweep_dir = write_sweep(
+            tmp_path / label, arms, id=f"demo-2026-{label}", provenance=provenance
+        )
+        write_conclusion(sweep_dir)
+        plan = json.loads((sweep_dir / "experiment.json").read_text())
+        registry.register(tmp_path / "out", {**plan, "sweep_dir": str(sweep_dir)})
+        dirs.append(sweep_dir)
+    return dirs
+
+
+def test_compare_puts_both_experiments_arms_in_one_labelled_table(tmp_path, capsys):
+    _two_experiments(tmp_path)
+    root = str(tmp_path / "out")
+    assert compare.main(["demo-2026-o", "demo-2026-t", "--root", root]) == 0
+    out = capsys.readouterr().out
+    assert f"demo-2026-one vs demo-2026-two on {METRIC} (max)" in out
+    lines = [line for line in out.splitlines() if "demo-2026-" in line and "│" in line]
+    assert len(lines) == 4  # 2 arms x 2 experiments, one table
+    assert lines[0].split("│")[1].strip() == "demo-2026-two"  # best first: two's arm a
+    assert "best arms: demo-2026-one:a minus demo-2026-two:a: -0.2" in out
+    assert "provenance differs: code.commit: c0ffeeone vs c0ffeetwo" in out
+
+
+def test_compare_json_and_its_errors(tmp_path, capsys):
+    one, two = _two_experiments(tmp_path)
+    assert compare.main([str(one), str(two), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["metric"] == METRIC and len(data["arms"]) == 4
+    assert [e["label"] for e in data["experiments"]] == ["demo-2026-one", "demo-2026-two"]
+    assert data["best_arms"]["diff"] < 0 and data["best_arms"]["method"]
+    assert data["provenance_differs"] == {
+        "code.commit": ["c0ffeeone", "c0ffeetwo"],
+        "versions.torch": ["2.4.0", "2.5.0"],
+    }
+
+    assert compare.main(["demo-2026", str(two), "--root", str(tmp_path / "out")]) == 1
+    assert "matches 2 experiments" in capsys.readouterr().err
+    (two / "conclusion.json").unlink()
+    assert compare.main([str(one), str(two)]) == 1
+    assert f"evsys conclude {two}" in capsys.readouterr().err
+
+
+def test_json_on_experiments_show_and_conclude(tmp_path, capsys):
+    one, two = _two_experiments(tmp_path)
+    root = str(tmp_path / "out")
+    assert experiments.main(["--json", "--root", root]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["id"] for row in rows] == ["demo-2026-one", "demo-2026-two"]
+    assert experiments.main(["show", "demo-2026-t", "--json", "--root", root]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["id"] == "demo-2026-two" and shown["conclusion"]["best_arm"] == "a"
+    assert shown["lineage"][0]["id"] == "demo-2026-two"
+    assert conclude.main([str(one), str(two), "--json"]) == 0
+    concluded = json.loads(capsys.readouterr().out)
+    assert [c["conclusion"]["experiment"]["id"] for c in concluded] == [
+        "demo-2026-one",
+        "demo-2026-two",
+    ]
