@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from evsys import compose_run_config, run_experiment
+from evsys.data.formats import ExampleFormat
 from evsys.data.sources import load_split
 from evsys.data.tokenize import IGNORE_INDEX
 from evsys.data.tokenizer import byte_tokenizer
@@ -186,6 +187,12 @@ def test_built_in_tasks_emit_labelled_rows_of_right_and_near_miss_answers():
         assert (int(row["completion"]) == int(a) + int(b)) == row["label"], row
     assert len({row["prompt"] for row in rows}) == 200  # unpaired: each problem once
     assert load_split(data, "train", None, LABELLED) == rows  # seeded
+
+
+def test_the_data_cache_keeps_task_rows_of_formats_apart():
+    plain = ExampleFormat("labelled", ("prompt", "completion", "label"), LABELLED.to_example)
+    assert str(plain) == "labelled(prompt,completion,label)"
+    assert str(LABELLED) == f"{plain} from evsys.lightning.kto.task_labelled_examples"
 
 
 def test_labelled_data_without_a_boolean_label_is_refused_naming_the_row(tmp_path):

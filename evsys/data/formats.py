@@ -46,8 +46,10 @@ class ExampleFormat:
     from_task: Callable[[Any, str, int, int], list[dict]] | None = None
 
     def __str__(self) -> str:  # part of the data cache key: task rows differ by from_task
-        task_rows = f" from {self.from_task.__module__}.{self.from_task.__qualname__}"
-        return f"{self.name}({','.join(self.columns)})" + (task_rows if self.from_task else "")
+        shape = f"{self.name}({','.join(self.columns)})"
+        if self.from_task is None:
+            return shape
+        return f"{shape} from {self.from_task.__module__}.{self.from_task.__qualname__}"
 
 
 def to_examples(
