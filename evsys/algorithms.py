@@ -20,6 +20,8 @@ from importlib.metadata import entry_points
 
 from evsys.config import DPOConfig, GRPOConfig, PretrainConfig, SFTConfig
 from evsys.errors import ConfigError
+from evsys.lightning.kto_config import KTOConfig
+from evsys.lightning.reward_model_config import RewardModelConfig
 
 ENTRY_POINT_GROUP = "evsys.algorithms"
 
@@ -39,6 +41,8 @@ BUILTIN = (
     Algorithm(PretrainConfig, "evsys.lightning.pretrain:PretrainModule"),
     Algorithm(DPOConfig, "evsys.lightning.dpo:DPOModule"),
     Algorithm(GRPOConfig, "evsys.lightning.grpo:GRPOModule"),
+    Algorithm(KTOConfig, "evsys.lightning.kto:KTOModule"),
+    Algorithm(RewardModelConfig, "evsys.lightning.reward_model:RewardModelModule"),
 )
 
 

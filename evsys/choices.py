@@ -31,5 +31,6 @@ SMOOTHED = ("sigmoid", "simpo")  # the losses label smoothing applies to
 GRPO_LOSS_TYPES = ("bnpo", "grpo", "dr_grpo", "dapo", "cispo", "sapo")
 # algorithm.importance_sampling_level (GRPO): a ratio per token, or per completion (GSPO)
 RATIO_LEVELS = ("token", "sequence")
+KTO_LOSS_TYPES = ("kto", "apo_zero_unpaired")  # algorithm.loss_type (KTO)
 METRIC_MODES = ("max", "min")  # experiment.success_metric.mode
 ON_MISMATCH = ("refuse", "rerun")  # experiment.on_mismatch

@@ -9,8 +9,10 @@ A reward function scores a batch of sampled completions:
 "completion" is the dataset's reference answer and "task" names the built-in task, if any.
 One float per completion, higher is better.
 
-`algorithm.rewards` lists them by name: a built-in below, or the dotted import path of a
-user function (`my_pkg.rewards.brevity`). `algorithm.reward_weights` weights their sum.
+`algorithm.rewards` lists them by name: a built-in below, the dotted import path of a
+user function (`my_pkg.rewards.brevity`), or `model:<dir>`, a reward model trained by
+algorithm=reward_model (its exported model/ dir): the score of prompt + completion
+(evsys/reward_model_score.py). `algorithm.reward_weights` weights their sum.
 
 The same functions score training samples (train/reward, train/rewards/<fn>) and the greedy
 answers to held-out prompts (eval/<label>/reward, eval/<label>/rewards/<fn>): `Rewards`.
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 
 from evsys.data.tasks import get_task, is_task
 from evsys.errors import ConfigError
+from evsys.reward_model_score import MODEL_PREFIX, reward_model
 
 RewardFunction = Callable[[list[str], list[dict]], list[float]]
 
@@ -63,6 +66,8 @@ def resolve_reward(name: str, key: str) -> RewardFunction:
     """The function `name` refers to; a ConfigError naming `key` if there is none."""
     if name in BUILT_IN:
         return BUILT_IN[name]
+    if name.startswith(MODEL_PREFIX):
+        return reward_model(name.removeprefix(MODEL_PREFIX), key)
     module_name, _, attribute = name.rpartition(".")
     if not module_name:
         raise ConfigError(
@@ -108,7 +113,10 @@ def _as_number(value) -> float | None:
 
 
 def reward_label(name: str) -> str:
-    """The short name metrics use: exact_match, or the function name of a dotted path."""
+    """The short name metrics use: exact_match, the function name of a dotted path, or
+    reward_model for a `model:<dir>`."""
+    if name.startswith(MODEL_PREFIX):
+        return "reward_model"
     return name.rpartition(".")[2]
 
 

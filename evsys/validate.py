@@ -54,8 +54,21 @@ def validate_run_config(cfg: DictConfig) -> DictConfig:
     check_rewards(merged)
     check_continual(merged)
     check_benchmarks(merged)
+    check_generates(merged, algorithm_schema(kind))
     check_sharding(merged)
     return merged
+
+
+def check_generates(cfg: DictConfig, schema: type) -> None:
+    """Benchmarks score a model that generates text: an algorithm whose model does not (its
+    schema says `generates = False`, e.g. reward_model) runs with none."""
+    if getattr(schema, "generates", True) or not cfg.eval.benchmarks:
+        return
+    raise ConfigError(
+        f"eval.benchmarks={[str(name) for name in cfg.eval.benchmarks]}: "
+        f"algorithm={cfg.algorithm.kind} trains a model that generates no text, so there is "
+        "nothing to score; set eval.benchmarks=[]"
+    )
 
 
 def _run_schema(algorithm: type) -> DictConfig:

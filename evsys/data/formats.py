@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from evsys.choices import FORMATS
 from evsys.errors import ConfigError, DataError
@@ -35,14 +36,20 @@ class ExampleFormat:
     """A data shape an algorithm declares itself (its `example_format`), beyond the built-in
     ones: the columns every row needs and how a row becomes an example. e.g. KTO's unpaired
     labelled rows: ExampleFormat("labelled", ("prompt", "completion", "label"), to_example).
-    `data.columns` maps these column names to the source's, as for the built-in formats."""
+    `data.columns` maps these column names to the source's, as for the built-in formats.
+    `from_task`, where given, makes such rows from a built-in task (evsys/data/tasks.py)."""
 
     name: str
     columns: tuple[str, ...]
     to_example: Callable[[dict], dict]  # a row holding `columns` -> {"prompt", "completion", ...}
+    # (task, split, n, seed) -> rows holding `columns`; None: built-in tasks cannot make them
+    from_task: Callable[[Any, str, int, int], list[dict]] | None = None
 
-    def __str__(self) -> str:  # part of the data cache key
-        return f"{self.name}({','.join(self.columns)})"
+    def __str__(self) -> str:  # part of the data cache key: task rows differ by from_task
+        shape = f"{self.name}({','.join(self.columns)})"
+        if self.from_task is None:
+            return shape
+        return f"{shape} from {self.from_task.__module__}.{self.from_task.__qualname__}"
 
 
 def to_examples(

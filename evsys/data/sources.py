@@ -18,7 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from evsys.config import DataConfig
 from evsys.data.degenerate import check_examples
-from evsys.data.formats import PREFERENCE, to_examples
+from evsys.data.formats import PREFERENCE, ExampleFormat, to_examples
 from evsys.data.tasks import TASKS, get_task, is_task
 from evsys.data.transforms import Context, Step, resolve_steps, run_steps
 from evsys.errors import ConfigError, DataError
@@ -36,7 +36,8 @@ def load_split(
     `tokenizer` renders chat data with its chat template and measures `filter_length` in
     tokens; without one (checking the source before the model loads) a default layout is used.
     `required_format` is the data format the algorithm needs (its `example_format`): with
-    `preference`, examples also carry `rejected` and built-in tasks make near-miss pairs.
+    `preference`, examples also carry `rejected` and built-in tasks make near-miss pairs; an
+    algorithm's own format (an ExampleFormat) makes task rows with its `from_task`.
     """
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
@@ -48,6 +49,8 @@ def load_split(
         task = get_task(name)
         if required_format == PREFERENCE:
             rows = task.preference_examples(split, size, data.seed)
+        elif isinstance(required_format, ExampleFormat) and required_format.from_task:
+            rows = required_format.from_task(task, split, size, data.seed)
         else:
             rows = task.examples(split, size, data.seed)
         return _prepare(rows, steps, data, ctx, f"{name} [{split}]", required_format)
