@@ -22,6 +22,7 @@ from evsys.config import DPOConfig, GRPOConfig, PretrainConfig, SFTConfig
 from evsys.errors import ConfigError
 from evsys.lightning.kto_config import KTOConfig
 from evsys.lightning.reward_model_config import RewardModelConfig
+from evsys.lightning.rloo_config import RLOOConfig
 
 ENTRY_POINT_GROUP = "evsys.algorithms"
 
@@ -42,6 +43,7 @@ BUILTIN = (
     Algorithm(DPOConfig, "evsys.lightning.dpo:DPOModule"),
     Algorithm(GRPOConfig, "evsys.lightning.grpo:GRPOModule"),
     Algorithm(KTOConfig, "evsys.lightning.kto:KTOModule"),
+    Algorithm(RLOOConfig, "evsys.lightning.rloo:RLOOModule"),
     Algorithm(RewardModelConfig, "evsys.lightning.reward_model:RewardModelModule"),
 )
 

@@ -107,7 +107,7 @@ def test_run_takes_the_concept_pages_file_with_sweep_overrides(tmp_path):
 def test_train_help_shows_groups_and_config_fast(tmp_path):
     result, output = probe("train", "--help", "data=addition", cwd=tmp_path)
     assert result["code"] == 0
-    assert "algorithm: dpo, grpo, kto, pretrain, reward_model, sft" in output
+    assert "algorithm: dpo, grpo, kto, pretrain, reward_model, rloo, sft" in output
     assert "dataset_name: addition" in output  # the config, with the overrides applied
     assert "schema" not in output  # the stored schemas are not options
     assert result["s"] < 10  # about 0.5 s idle (benchmarks/startup.py); only catches a slip

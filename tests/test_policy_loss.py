@@ -42,11 +42,22 @@ def fixed_batch(seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
+def trl_inputs(batch: dict) -> dict[str, torch.Tensor]:
+    """What a TRL trainer's _compute_loss reads of the fixed batch besides its log-probs."""
+    return {
+        "prompt_ids": torch.zeros(6, 2, dtype=torch.long),
+        "prompt_mask": torch.ones(6, 2, dtype=torch.long),
+        "completion_ids": torch.zeros(6, 5, dtype=torch.long),
+        "completion_mask": batch["mask"],
+        "advantages": batch["advantages"],
+    }
+
+
 def trl_loss(batch: dict, settings: LossSettings, num_items: float):
     """GRPOTrainer._compute_loss itself, on a stand-in trainer with just what it reads."""
     from trl import GRPOTrainer
 
-    logps, mask = batch["logps"], batch["mask"]
+    logps = batch["logps"]
     accelerator = SimpleNamespace(
         num_processes=1, reduce=lambda x, reduction: x, gather=lambda x: x
     )
@@ -78,11 +89,7 @@ def trl_loss(batch: dict, settings: LossSettings, num_items: float):
         _metrics={"train": defaultdict(list)},
     )
     inputs = {
-        "prompt_ids": torch.zeros(6, 2, dtype=torch.long),
-        "prompt_mask": torch.ones(6, 2, dtype=torch.long),
-        "completion_ids": torch.zeros(6, 5, dtype=torch.long),
-        "completion_mask": mask,
-        "advantages": batch["advantages"],
+        **trl_inputs(batch),
         "old_per_token_logps": batch["old_logps"],
         "ref_per_token_logps": batch["ref_logps"],
         "num_items_in_batch": torch.tensor(num_items),

@@ -133,10 +133,21 @@ class GRPOModule(PostTrainingModule):
                 rollout["ref_logps"] = completion_logps(
                     reference, input_ids, attention_mask, mask.shape[1], algorithm.temperature, mask
                 )
+        loss, kl = self.objective(logps, rollout)
+        batch["num_tokens"] = int(attention_mask.sum())  # what the throughput monitor counts
+        self.log_step(loss, rollout, kl, len(batch["examples"]))
+        return loss
+
+    def objective(
+        self, logps: torch.Tensor, rollout: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The loss of the rollout's completions, whose log-probs under the policy are
+        `logps`, and its per-token KL to the reference (None without one)."""
+        mask = rollout["mask"]
         num_items = None  # dapo's and cispo's normalizer: all processes' tokens, per process
-        if algorithm.loss_type in BY_NUM_ITEMS:
+        if self.algorithm.loss_type in BY_NUM_ITEMS:
             num_items = float(self.all_gather(mask.sum()).float().mean())
-        loss, kl = policy_loss(
+        return policy_loss(
             logps,
             rollout["old_logps"],
             rollout["advantages"],
@@ -145,9 +156,6 @@ class GRPOModule(PostTrainingModule):
             ref_logps=rollout.get("ref_logps"),
             num_items=num_items,
         )
-        batch["num_tokens"] = int(attention_mask.sum())  # what the throughput monitor counts
-        self.log_step(loss, rollout, kl, len(batch["examples"]))
-        return loss
 
     def roll_out(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         """Samples and scores G completions of each prompt of `batch`: what the next
