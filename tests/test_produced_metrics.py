@@ -190,8 +190,9 @@ def test_evsys_run_dry_run_refuses_before_the_plan_prints(tmp_path):
         [*FAST, *TINY, f"{STAGES}=[{{dataset_name:addition}},{{dataset_name:sorting}}]"],
         [*FAST, *TINY, "algorithm=kto", "data=addition", "algorithm.max_steps=2"],
         [*FAST, *TINY, "algorithm=reward_model", "data=addition", "eval.benchmarks=[]"],
+        [*FAST, *TINY, "algorithm=rloo", *GRPO[1:], "algorithm.max_steps=2"],
     ],
-    ids=["sft", "dpo", "grpo", "no-validation", "continual", "kto", "reward_model"],
+    ids=["sft", "dpo", "grpo", "no-validation", "continual", "kto", "reward_model", "rloo"],
 )
 def test_a_real_record_holds_exactly_the_produced_metrics(tmp_path, overrides):
     cfg = compose_run_config(overrides)
