@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from evsys.conclusion.few_items import wilson_tail
 from evsys.conclusion.inference import (
     ALPHA,
     ArmScores,
@@ -29,7 +30,6 @@ from evsys.conclusion.inference import (
     holm,
     orientation,
 )
-from evsys.conclusion.few_items import wilson_tail
 from evsys.conclusion.model import ThresholdArm, ThresholdResult
 from evsys.conclusion.variance import pivot_tail
 from evsys.plural import count
