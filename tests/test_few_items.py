@@ -1,6 +1,6 @@
 """A 0/1 share on few items (issue 27 item 6): Wilson's interval on the effective trials
 covers at least 94% at 20, 50 and 100 items near 0, at 0.5 and near 1, with 2-3 seeds, where
-the normal interval covered 82-91% at 20 items; it stays inside [0, 1] and has width at 0/n.
+the normal interval covered 83-92% at 20 items; it stays inside [0, 1] and has width at 0/n.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ GRID = [(n, p, s) for n in (20, 50, 100) for p in (0.05, 0.5, 0.95) for s in (2,
 
 @pytest.mark.parametrize("n_items,share,n_seeds", GRID)
 def test_few_item_intervals_cover(n_items, share, n_seeds):
-    """200 sims: measured 97-100% in every cell; 0.94 less 2.5 binomial SEs (0.04) at 200."""
+    """200 sims: 98-100% in every cell at 2,000; 0.94 less 2.5 binomial SEs (0.04) at 200."""
     sims = 200
     assert coverage(share, n_items, n_seeds, sims) >= 0.94 - 2.5 * math.sqrt(0.94 * 0.06 / sims)
 
@@ -54,7 +54,7 @@ def test_few_item_intervals_cover(n_items, share, n_seeds):
 @pytest.mark.parametrize("share", [0.05, 0.95])
 def test_the_normal_interval_undercovers_at_twenty_items(share):
     """What the Wilson interval fixes: the same draws without the share's bounds (so the
-    normal pivot interval) cover 82-85% with 2 seeds (90-93% with 3)."""
+    normal pivot interval) cover 83-84% with 2 seeds (91-92% with 3)."""
     assert coverage(share, 20, 2, 200, bounds=None) < 0.90
 
 
