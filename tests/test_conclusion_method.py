@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evsys.conclusion.inference import ONE_ARM, PAIRED, POOLED, UNPAIRED, WELCH
+from evsys.conclusion.inference import ONE_ARM, PAIRED, POOLED, UNPAIRED, WELCH, WILSON
 from evsys.conclusion.text import METHOD_WORDS
 from evsys.conclusion.write import write_conclusion
 from tests.test_conclusion_items import write_item_sweep
@@ -85,7 +85,7 @@ def test_methods_and_the_missing_baseline_read_as_words(tmp_path):
     assert "paired by seed and by item" in md
     assert not re.search(r"\b(paired|unpaired)_\w+|welch_seed_means|seeds_items", md)
     # every method code the statistics return has its words
-    assert set(METHOD_WORDS) == {PAIRED, POOLED, UNPAIRED, WELCH, ONE_ARM}
+    assert set(METHOD_WORDS) == {PAIRED, POOLED, UNPAIRED, WELCH, ONE_ARM, WILSON}
 
 
 def test_the_mde_states_its_uncertainty(tmp_path):

@@ -58,10 +58,10 @@ def arm(name, values, seeds=None, items=None):
     return ArmScores(name, seeds, values, items)
 
 
-def one_item_arms(n_seeds=3):
-    hit = np.zeros((n_seeds, 256))
+def one_item_arms(n_seeds=3, n_items=256):
+    hit = np.zeros((n_seeds, n_items))
     hit[:, 7] = 1.0  # item q7 right on every seed, nothing else
-    return arm("a", hit), arm("b", np.zeros((n_seeds, 256)))
+    return arm("a", hit), arm("b", np.zeros((n_seeds, n_items)))
 
 
 def rate(hits, reps):
@@ -83,12 +83,13 @@ def test_one_item_every_seed_is_not_a_difference():
 
 
 def test_bounded_intervals_stay_inside_the_bounds():
-    a, b = one_item_arms()
+    # 400 items: the normal interval, clipped (below FEW_ITEMS a 0/1 share gets Wilson's)
+    a, b = one_item_arms(n_items=400)
     ia = arm_interval(a, EM)
     assert ia.ci95[0] == 0.0 and ia.clipped and ia.ci95[1] > ia.mean
     c = compare(b, a, "max", EM)
     assert -1.0 <= c.ci95[0] and c.ci95[1] <= 1.0
-    ones = arm("one", np.ones((3, 256)))
+    ones = arm("one", np.ones((3, 400)))
     assert arm_interval(ones, EM).ci95 == (1.0, 1.0)
 
 

@@ -60,6 +60,7 @@ import numpy as np
 from scipy import stats
 
 from evsys.conclusion.arms import ArmScores, SeedPool, seed_pool
+from evsys.conclusion.few_items import effective_trials, uses_wilson, wilson_interval
 from evsys.conclusion.variance import (
     ALPHA,
     Bounds,
@@ -95,12 +96,13 @@ __all__ = [  # the API, with what evsys.conclusion.variance contributes to it
 ]
 
 MODES = ("max", "min")
-PAIRED, POOLED, UNPAIRED, WELCH, ONE_ARM = (
+PAIRED, POOLED, UNPAIRED, WELCH, ONE_ARM, WILSON = (
     "paired_seeds_items",
     "paired_pooled_seeds_items",
     "unpaired_seeds_items",
     "welch_seed_means",
     "seeds_items",
+    "wilson_seeds_items",
 )
 
 
@@ -112,11 +114,12 @@ class Interval:
     mean: float
     ci95: Bounds | None  # None when the seed-to-seed variance cannot be estimated (1 seed)
     se: float | None
-    method: str  # ONE_ARM (seeds x items) or WELCH (seed means only: t interval)
+    method: str  # ONE_ARM (seeds x items), WILSON (0/1 share, few items) or WELCH (seed means)
     n_seeds: int
     n_items: int | None
     clipped: bool = False  # the interval reached a declared bound
     components: VarianceComponents | None = None
+    effective_trials: float | None = None  # WILSON's n_eff (evsys.conclusion.few_items)
 
 
 @dataclass(frozen=True)
@@ -161,15 +164,21 @@ class FamilyTest:
 # ------------------------------------------------------------------------- one arm, two arms
 def arm_interval(arm: ArmScores, bounds: Bounds | None = None) -> Interval:
     """The arm's mean with a 95% interval over seeds and items (a t interval over seed means
-    when the arm has no per-item scores)."""
+    when the arm has no per-item scores; Wilson's on the effective trials for a 0/1 share on
+    fewer than FEW_ITEMS items, evsys.conclusion.few_items)."""
     n_seeds, n_items = arm.values.shape
     method = ONE_ARM if arm.has_items and n_items > 1 else WELCH
     comps = components_of(arm.values) if method == ONE_ARM else seed_components([arm.values])
     mean = arm.mean
     if n_seeds < 2:
         return Interval(arm.arm, mean, None, None, method, n_seeds, _items_or_none(arm))
-    ci, clipped = _clip(pivot_interval(mean, comps.terms()), bounds)
+    pivot = pivot_interval(mean, comps.terms())
     se = math.sqrt(comps.variance())
+    if method == ONE_ARM and uses_wilson(arm.values, bounds):
+        n_eff = effective_trials(arm.values, (pivot[1] - pivot[0]) / 2)
+        ci = wilson_interval(mean, n_eff)
+        return Interval(arm.arm, mean, ci, se, WILSON, n_seeds, n_items, False, comps, n_eff)
+    ci, clipped = _clip(pivot, bounds)
     return Interval(arm.arm, mean, ci, se, method, n_seeds, _items_or_none(arm), clipped, comps)
 
 

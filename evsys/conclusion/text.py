@@ -117,6 +117,7 @@ METHOD_WORDS = {
     "unpaired_seeds_items": "paired by item, not by seed (the arms ran different seeds)",
     "welch_seed_means": "Welch's t-test on seed means (item sampling not counted)",
     "seeds_items": "over seeds and items",
+    "wilson_seeds_items": "Wilson's interval over seeds and items (a 0/1 share on few items)",
 }
 
 

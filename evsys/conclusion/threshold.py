@@ -3,7 +3,8 @@ it for a `min` one), and the verdict of a single run that states one.
 
 Each arm is one test of its own mean against the threshold, with the interval machinery of
 every comparison (evsys/conclusion/inference.py arm_interval: seeds x items when the runs left
-per-item scores, else a t interval over seed means), doubled one-sided as the comparisons'
+per-item scores, Wilson's score test for a 0/1 share on few items, else a t interval over
+seed means), doubled one-sided as the comparisons'
 p_above / p_below, so p < alpha is exactly the 95% interval lying on one side of the
 threshold. The arms form one Holm family ("which arms clear it" is k claims):
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from evsys.conclusion.few_items import wilson_tail
 from evsys.conclusion.inference import (
     ALPHA,
     ArmScores,
@@ -47,8 +49,8 @@ def threshold_result(
     """Every arm tested against the threshold, in the given order, Holm over the arms."""
     sign = orientation(mode)
     intervals = [arm_interval(arm, bounds) for arm in arms]
-    reach = [_p_side(i, sign * (i.mean - threshold)) for i in intervals]
-    miss = [_p_side(i, sign * (threshold - i.mean)) for i in intervals]
+    reach = [_p_side(i, threshold, sign) for i in intervals]
+    miss = [_p_side(i, threshold, -sign) for i in intervals]
     rows = [
         _row(i, *ps) for i, *ps in zip(intervals, reach, holm(reach), miss, holm(miss), strict=True)
     ]
@@ -74,12 +76,17 @@ def single_run_verdict(result: ThresholdResult) -> dict[str, str]:
     return {"verdict": verdict, "kind": "preregistered", "claim": claim, "reason": reason}
 
 
-def _p_side(interval: Interval, excess: float) -> float | None:
-    """p-value of "the arm's mean lies beyond the threshold by `excess`" (doubled one-sided,
-    as inference.p_greater); None without a seed variance estimate (one seed)."""
+def _p_side(interval: Interval, threshold: float, side: int) -> float | None:
+    """p-value of "the arm's mean lies above (side +1) or below (side -1) the threshold"
+    (doubled one-sided, as inference.p_greater), by the test its interval inverts; None
+    without a seed variance estimate (one seed)."""
     if interval.ci95 is None or interval.components is None:
         return None
-    return min(1.0, 2 * pivot_tail(excess, interval.components.terms()))
+    if interval.effective_trials is not None:  # Wilson's interval: its score test
+        tail = wilson_tail(interval.mean, interval.effective_trials, threshold, side)
+    else:
+        tail = pivot_tail(side * (interval.mean - threshold), interval.components.terms())
+    return min(1.0, 2 * tail)
 
 
 def _row(interval: Interval, p_reach, p_reach_holm, p_miss, p_miss_holm) -> ThresholdArm:

@@ -1,0 +1,66 @@
+"""The interval of a share scored 0/1 on few items: Wilson's score interval on the effective
+number of trials, and its dual test.
+
+Below FEW_ITEMS items the normal interval of a share (mean +- h) is too narrow near 0 and 1
+and has zero width at 0/n (Bowyer, Aitchison & Ivanova 2025). Wilson's (1927) interval fixes
+both for independent trials; seeds x items are not independent (an item right on one seed is
+likely right on the next), so the number of trials is the effective one (Kish's design
+effect, as Korn & Graubard 1998 do for survey proportions): n_eff = p(1 - p) (z / h)^2, the n
+whose binomial normal interval has the half-width h of the seeds-and-items pivot
+(evsys.conclusion.variance). The pivot's h already carries the few seeds' degrees of freedom
+and the floor under the seed term, so the seed-to-seed variation stays in the interval.
+docs/statistics.md ("Few items") shows the coverage simulation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import special, stats
+
+from evsys.conclusion.variance import ALPHA, Bounds
+
+FEW_ITEMS = 300  # fewer items than this: a 0/1 share gets the Wilson interval
+SHARE_BOUNDS = (0.0, 1.0)  # evsys.metric_kinds.BOUNDS[SHARE]
+Z = float(stats.norm.ppf(1 - ALPHA / 2))
+
+
+def uses_wilson(values: np.ndarray, bounds: Bounds | None) -> bool:
+    """Whether an arm's seeds x items scores are a 0/1 share on fewer than FEW_ITEMS items."""
+    n_items = values.shape[1]
+    binary = bool(np.all((values == 0) | (values == 1)))
+    return bounds == SHARE_BOUNDS and 1 < n_items < FEW_ITEMS and binary
+
+
+def effective_trials(values: np.ndarray, half_width: float) -> float:
+    """n_eff = p(1 - p) (z / h)^2, at most seeds x items (the trials as if independent). At
+    0/n or n/n there is no variance to read n_eff from: the items count, not seeds x items
+    (the seeds re-score the same items, and nothing shows whether they would differ)."""
+    n_seeds, n_items = values.shape
+    p = float(values.mean())
+    if p in (0.0, 1.0):
+        return float(n_items)
+    if half_width <= 0:
+        return float(n_seeds * n_items)
+    return min(float(n_seeds * n_items), p * (1 - p) * (Z / half_width) ** 2)
+
+
+def wilson_interval(p: float, n: float) -> Bounds:
+    """Wilson's score interval of a share p observed on n (effective) trials; inside [0, 1]."""
+    z2 = Z * Z
+    center = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return (max(0.0, center - half), min(1.0, center + half))
+
+
+def wilson_tail(p: float, n: float, p0: float, side: int) -> float:
+    """One-sided p-value of "the share lies above p0" (side +1) or "below p0" (side -1) by
+    the score test the Wilson interval inverts: the interval of p on n trials excludes p0
+    exactly when this tail is below alpha / 2."""
+    if (side > 0 and p0 >= 1.0) or (side < 0 and p0 <= 0.0):
+        return 1.0  # nothing lies beyond a bound
+    if p0 <= 0.0 or p0 >= 1.0:  # the other bound: a share lies above 0 unless it is 0
+        return 1.0 if p == p0 else 0.0
+    z = side * (p - p0) / math.sqrt(p0 * (1 - p0) / n)
+    return float(special.ndtr(-z))
