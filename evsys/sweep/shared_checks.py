@@ -54,9 +54,11 @@ class SharedChecks:
     def split(self, config_loader, overrides: list[str]) -> tuple[tuple[str, ...], list[Override]]:
         """The job's config-group (and hydra.*) overrides, as a key, and its value overrides;
         each distinct override parsed once per plan."""
+        parser = None
         for line in overrides:
             if line not in self.parsed:
-                (override,) = OverridesParser.create().parse_overrides([line])
+                parser = parser or OverridesParser.create()
+                (override,) = parser.parse_overrides([line])
                 group = override.is_hydra_override() or _is_group(
                     override, config_loader.repository
                 )
