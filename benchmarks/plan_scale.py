@@ -6,11 +6,12 @@ warm-up plan (imports and the first composition are start-up, not per-job cost):
 - repeats: the demo preset (2 arms) x 500 seeds;
 - matrix: 2 arms x 5 weight decays x 100 seeds, 10 distinct configs;
 - cells: 2 arms x 10 x 5 matrix cells x 10 seeds, 100 distinct configs;
+- distinct: 2 arms x 10 x 10 x 5 matrix cells x 1 seed, 1,000 distinct configs;
 
 and the CLI's dry run of the first, `evsys train +experiment=demo experiment.n_repeats=500
 experiment.dry_run=true -m`, whole (start-up, plan, printing the 1,000-row table), in a
-fresh process. Left out: training; a design of 1,000 distinct configs (each is composed by
-Hydra on its own: about 0.1 to 0.5 s apiece, printed as `per distinct config`).
+fresh process. Left out: training; matrices over config groups (each distinct set of group
+choices is composed by Hydra on its own: about 0.1 to 0.5 s apiece).
 
     python benchmarks/plan_scale.py
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PRESET = REPO / "evsys" / "conf" / "experiment" / "demo.yaml"
+DECAYS = "0,0.01,0.02,0.05,0.1,0.2,0.3,0.4,0.5,0.6"
 DESIGNS = {  # name -> overrides of the demo preset (2 arms) giving 1,000 jobs
     "repeats (2 arms x 500 seeds)": ["experiment.n_repeats=500"],
     "matrix (2 arms x 5 weight decays x 100 seeds)": [
@@ -33,9 +35,15 @@ DESIGNS = {  # name -> overrides of the demo preset (2 arms) giving 1,000 jobs
         "experiment.n_repeats=100",
     ],
     "cells (2 arms x 50 cells x 10 seeds)": [
-        "algorithm.weight_decay=0,0.01,0.02,0.05,0.1,0.2,0.3,0.4,0.5,0.6",
+        f"algorithm.weight_decay={DECAYS}",
         "algorithm.warmup_steps=0,1,2,5,10",
         "experiment.n_repeats=10",
+    ],
+    "distinct (2 arms x 500 cells x 1 seed)": [
+        f"algorithm.weight_decay={DECAYS}",
+        "algorithm.warmup_steps=0,1,2,3,4,5,10,20,50,100",
+        "algorithm.max_steps=100,200,240,300,400",
+        "experiment.n_repeats=1",
     ],
 }
 

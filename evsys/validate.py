@@ -47,6 +47,13 @@ def validate_run_config(cfg: DictConfig) -> DictConfig:
     except OmegaConfBaseException as error:
         raise ConfigError(describe_config_error(error, schema)) from None
     check_fields(merged)  # every value within its field's choices and range (evsys/rules.py)
+    check_between_keys(merged)
+    return merged
+
+
+def check_between_keys(merged: DictConfig) -> None:
+    """The rules that span keys of a config merged into its schemas (a plan reruns them alone
+    on a checked job's config with a few values changed: evsys/sweep/patched_jobs.py)."""
     # Building the dataclass runs its __post_init__: an algorithm checks rules between keys there.
     OmegaConf.to_object(merged.algorithm)
     check_names(merged)
@@ -54,9 +61,8 @@ def validate_run_config(cfg: DictConfig) -> DictConfig:
     check_rewards(merged)
     check_continual(merged)
     check_benchmarks(merged)
-    check_generates(merged, algorithm_schema(kind))
+    check_generates(merged, algorithm_schema(merged.algorithm.kind))
     check_sharding(merged)
-    return merged
 
 
 def check_generates(cfg: DictConfig, schema: type) -> None:
@@ -69,6 +75,11 @@ def check_generates(cfg: DictConfig, schema: type) -> None:
         f"algorithm={cfg.algorithm.kind} trains a model that generates no text, so there is "
         "nothing to score; set eval.benchmarks=[]"
     )
+
+
+def run_schema(kind: str) -> DictConfig:
+    """RunConfig's schema with algorithm `kind`'s (a copy)."""
+    return _run_schema(algorithm_schema(kind))
 
 
 def _run_schema(algorithm: type) -> DictConfig:

@@ -19,8 +19,10 @@ from evsys.data import sources
 from evsys.data.sources import read_file
 from evsys.errors import ConfigError, DataError
 from evsys.identity import identity_config
+from evsys.sweep import plan as plan_module
 from evsys.sweep.plan import expand_jobs
 from evsys.sweep.plan_table import print_plan
+from evsys.validate import validate_run_config
 from tests.conftest import REPO
 from tests.test_plan import experiment
 
@@ -121,13 +123,59 @@ def test_a_jsonl_line_over_the_limit_is_refused_naming_file_and_line(tmp_path, m
 
 
 def test_each_job_has_the_identity_hydra_gives_it_composed_alone():
-    """Group choices composed once, value overrides applied on a copy: the same config as
-    Hydra composing the job from scratch (a single run of its overrides)."""
+    """Group choices composed once, value overrides applied on a copy, and a cell that differs
+    from a checked one only in values checked on that one's config with its values set: the
+    same config as Hydra composing the job from scratch (a single run of its overrides). The
+    matrix crosses a group, a float given as an int, a bool, a choice, and a key an
+    interpolation reads (eval.benchmarks lists ${data.dataset_name})."""
     preset = REPO / "evsys" / "conf" / "experiment" / "demo.yaml"
-    axes = ["eval=default,standard", "algorithm.weight_decay=0,0.1", "experiment.n_repeats=2"]
+    axes = [
+        "eval=default,standard",
+        "algorithm.weight_decay=0,0.1",
+        "model.tie_word_embeddings=true,false",
+        "data.packing_strategy=best_fit,next_fit",
+        "data.dataset_name=reversal,addition",
+        "experiment.n_repeats=2",
+        "experiment.success_metric.name=val/loss",  # produced whatever the dataset
+        "experiment.success_metric.mode=min",
+    ]
     plan = evsys.plan(preset, axes)
-    assert len(plan.planned) == 2 * 2 * 2 * 2
-    for job in plan.planned[::3]:
+    assert len(plan.planned) == 2 * 2 * 2 * 2 * 2 * 2 * 2
+    assert len({job.identity for job in plan.planned}) == len(plan.planned)
+    for job in plan.planned[::9]:
         overrides = [o for o in job.overrides if not o.startswith(("hydra.", "experiment.id="))]
         alone = compose_run_config(overrides)
         assert identity_config(alone) == job.identity_config, job.overrides
+
+
+def test_cells_that_differ_only_in_values_are_validated_on_a_checked_cells_config(monkeypatch):
+    """2 learning rates x 10 weight decays: one job merged into its schemas, the others
+    checked on its config with their values set; each keeps its own config and identity."""
+    merges = []
+    monkeypatch.setattr(plan_module, "validate_run_config", _counted(validate_run_config, merges))
+    decays = [i / 100 for i in range(10)]
+    axes = {"algorithm.lr": [1e-4, 1e-3], "algorithm.weight_decay": decays}
+    runs = evsys.expand_runs({"name": "cells", "matrix": {"base": RUN, "axes": axes}})
+    assert len(merges) == 1
+    cells = [(cfg.algorithm.lr, cfg.algorithm.weight_decay) for cfg in runs]
+    assert cells == [(lr, decay) for lr in axes["algorithm.lr"] for decay in decays]
+    assert len({cfg.arm for cfg in runs}) == 20
+    runs[0].algorithm.lr = 1.0  # each job owns its config
+    assert runs[1].algorithm.lr == 1e-4
+
+
+def test_a_refused_value_in_a_checked_cells_sibling_names_its_arm_and_key():
+    """The check that refuses it on the checked cell's config hands it to the full composition,
+    whose error names the key as composing the job alone does."""
+    axes = {"algorithm.warmup_steps": [0, 1, -5]}
+    page = {"name": "bad", "matrix": {"base": RUN, "axes": axes}}
+    with pytest.raises(ConfigError, match=r"warmup_steps=-5.*algorithm\.warmup_steps"):
+        evsys.plan(page)
+
+
+def _counted(function, calls: list):
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return function(*args, **kwargs)
+
+    return counted

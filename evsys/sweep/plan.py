@@ -74,7 +74,7 @@ def plan_sweep(
     metric = success_metric(config)
     check_min_effect(metric["name"], metric["min_effect"])
     check_threshold(metric["name"], metric.get("threshold"))
-    shared = SharedChecks()
+    shared = SharedChecks(keep_runs=runs is not None)
     for job in jobs:
         # The job's own dir (<arm>_seed<seed>, job.dir), whatever hydra.sweep.subdir says:
         # its default suits any sweeper. An interpolation, so a job copied with a new seed
@@ -111,16 +111,20 @@ def _validate_job(
     if known := shared.reuse(job):  # the same job but its seed: checked already
         repeat(job, known)
         return lambda: repeated_run(known, job.seed)
-    where = f"arm {job.arm!r} (seed {job.seed}, overrides {shown_overrides(job)})"
     try:
-        job_config = shared.compose(config_loader, config, list(job.overrides))
+        defaults, values = shared.split(config_loader, list(job.overrides))
+        checks = lambda merged: check_needs(merged, metric, shared.data_checked)  # noqa: E731
+        if patched := shared.patch(job, defaults, values, checks):  # values of a checked job
+            return lambda: patched.run
+        job_config = shared.compose(config_loader, config, defaults, values)
         merged = check_job(job_config, metric, shared.data_checked)
     except (HydraException, ConfigError, DataError) as error:
         hint = override_hint(str(error), config)
+        where = f"arm {job.arm!r} (seed {job.seed}, overrides {shown_overrides(job)})"
         raise ConfigError(f"{where}: {hint or error}") from None
     job.identity_config = identity_config(merged)
     job.identity = config_identity(job.identity_config)
-    shared.remember(job, job_config, merged)
+    shared.remember(job, job_config, merged, defaults, values)
     return lambda: merged
 
 
@@ -131,6 +135,12 @@ def check_job(
     or a ConfigError / DataError naming the key or the file. `data_checked`: the data keys
     (shared_checks.data_key) already checked by this plan, skipped; this job's is added."""
     merged = validate_run_config(job_config)
+    check_needs(merged, metric, data_checked)
+    return merged
+
+
+def check_needs(merged: DictConfig, metric: str, data_checked: set[str] | None = None) -> None:
+    """A validated job's metric, parent model, tokenizer and data (as check_job)."""
     check_success_metric(merged, metric)
     if merged.model.init_from == PARENT:
         parent_model_dir(merged)
@@ -140,7 +150,6 @@ def check_job(
         check_data(merged)
         if key is not None:
             data_checked.add(key)
-    return merged
 
 
 def _check_arms_named(experiment: dict, jobs: list[PlannedJob]) -> None:
