@@ -159,8 +159,10 @@ def test_demo_sweep_on_slurm_concludes_like_the_basic_launcher(slurm_cluster, tm
     basic_conclusion = json.loads((basic / "sweep" / "conclusion.json").read_text())
     assert slurm_conclusion["counts"] == {"completed": 4, "failed": 0, "missing": 0, "planned": 4}
 
-    def groups(conclusion: dict) -> list[dict]:  # overrides name each sweep's own paths
-        return [{k: v for k, v in g.items() if k != "overrides"} for g in conclusion["groups"]]
+    def groups(conclusion: dict) -> list[dict]:
+        # overrides name each sweep's own paths; cost is each machine's wall time and memory
+        own = ("overrides", "cost")
+        return [{k: v for k, v in g.items() if k not in own} for g in conclusion["groups"]]
 
     assert groups(slurm_conclusion) == groups(basic_conclusion)
     assert slurm_conclusion["verdict"] == basic_conclusion["verdict"]
