@@ -95,11 +95,11 @@ def test_a_completed_arm_whose_model_was_deleted_is_exported_again(tmp_path):
     output = again.stdout + again.stderr
     assert again.returncode == 0, output[-2000:]
     assert "its model sweep/default_seed0/model is missing" in output
-    assert "1 of 1 jobs to run" in output and "completed (skipped)" not in output
+    assert "1 of 1 job to run" in output and "completed (skipped)" not in output
     same_results(record_of(job_dir), first)
     assert (job_dir / "model" / "model.safetensors").is_file()
     # exported again: from now on it is skipped as any completed arm
-    assert "0 of 1 jobs to run" in run_cli(sweep, tmp_path).stdout
+    assert "0 of 1 job to run" in run_cli(sweep, tmp_path).stdout
 
 
 class DiskFillsUp(Benchmark):

@@ -49,7 +49,7 @@ def test_changed_overrides_never_reuse_old_records(tmp_path):
     assert old["identity"] and old["identity_config"]["algorithm.max_steps"] == 4
 
     same = sweep(tmp_path)  # the same config: the completed arm is skipped
-    assert "0 of 1 jobs to run" in same.stdout, same.stderr[-2000:]
+    assert "0 of 1 job to run" in same.stdout, same.stderr[-2000:]
 
     changed = sweep(tmp_path, "algorithm.max_steps=5")
     output = changed.stdout + changed.stderr
