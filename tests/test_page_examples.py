@@ -114,10 +114,12 @@ def _jobs(plan: dict) -> list:
 
 
 def _groups(conclusion: Conclusion) -> list[dict]:
-    """The ranked groups (means, CIs, seeds, group_id), overrides without where they ran."""
+    """The ranked groups (means, CIs, seeds, group_id), overrides without where they ran, and
+    without their cost (each run's own wall time and memory)."""
     groups = [group.to_dict() for group in conclusion.groups]
     for group in groups:
         group["overrides"] = [o for o in group["overrides"] if not o.startswith(HIDDEN)]
+        group.pop("cost", None)
     return groups
 
 
