@@ -212,7 +212,9 @@ def test_a_failed_conclusion_removes_the_stale_one(tmp_path, capsys, monkeypatch
 
 
 @pytest.mark.integration
-def test_a_rerun_whose_conclusion_fails_exits_non_zero_without_the_old_conclusion(tmp_path):
+def test_a_rerun_whose_run_went_bad_exits_non_zero_and_replaces_the_old_conclusion(tmp_path):
+    # A malformed scores file fails its run (#27.2), so the rebuilt conclusion reports it; a
+    # conclusion that cannot be built at all: test_a_failed_conclusion_removes_the_stale_one.
     first = sweep(tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
     sweep_dir = tmp_path / "exp" / "sweep"
@@ -220,10 +222,10 @@ def test_a_rerun_whose_conclusion_fails_exits_non_zero_without_the_old_conclusio
     (scores,) = (sweep_dir / "default_seed0" / "scores").glob("*.jsonl")
     scores.write_text("not json\n")
 
-    rerun = sweep(tmp_path)  # every arm completed: only the conclusion is rebuilt, and fails
-    output = rerun.stdout + rerun.stderr
-    assert rerun.returncode != 0
-    assert f"{scores.relative_to(tmp_path)}:1: not JSON" in output and "Traceback" not in output
-    assert not list(sweep_dir.glob("conclusion*"))
+    rerun = sweep(tmp_path)  # every arm completed: only the conclusion is rebuilt
+    assert rerun.returncode != 0 and "Traceback" not in rerun.stdout + rerun.stderr
+    conclusion = json.loads((sweep_dir / "conclusion.json").read_text())
+    (failed,) = conclusion["failed"]
+    assert f"{scores.relative_to(tmp_path)}, line 1: malformed JSON" in failed["error"]
     (row,) = registry.list_experiments(tmp_path / "out")  # not the first run's verdict
-    assert row["status"] == "failed" and row["verdict"].startswith("no conclusion: ")
+    assert row["status"] == "failed"
