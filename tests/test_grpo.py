@@ -245,19 +245,7 @@ def test_resumed_run_samples_what_the_uninterrupted_one_did(tmp_path, iterations
 def test_grpo_addition_preset_end_to_end(tmp_path):
     """The documented two commands: the SFT parent, then the GRPO follow-up from its best arm
     (about 10 minutes): every arm and seed completes, and GRPO beats the starting model."""
-    from evsys.registry import list_experiments
-
-    outputs = tmp_path / "outputs"
-    root = f"experiment.stores.outputs_root={outputs}"
-    parent = run_cli(["+experiment=sft_addition", "algorithm.max_steps=500", root, "-m"], REPO)
-    assert parent.returncode == 0, parent.stdout[-3000:] + parent.stderr[-3000:]
-    (parent_id,) = [e["id"] for e in list_experiments(outputs) if e["name"] == "sft_addition"]
-    child = run_cli(
-        ["+experiment=grpo_addition", f"experiment.parent_experiment_id={parent_id}", root, "-m"],
-        REPO,
-    )
-    assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-3000:]
-    (conclusion,) = outputs.glob("grpo_addition/*/conclusion.json")
+    conclusion = _follow_up_of_the_sft_parent(tmp_path, "grpo_addition")
     groups = {g["arm"]: g for g in json.loads(conclusion.read_text())["groups"]}
     assert groups["start"]["n"] == groups["grpo"]["n"] == 3
     assert groups["start"]["std"] == 0  # the parent's model, scored as is, whatever the seed
@@ -292,19 +280,7 @@ def test_grpo_variants_preset_end_to_end(tmp_path):
     """The documented commands: the SFT parent, then the three GRPO losses from its best arm
     (about 20 minutes on 2 CPU cores): every arm and seed completes, and the conclusion
     answers the stated prediction (whatever it finds: the measured verdict is in the docs)."""
-    from evsys.registry import list_experiments
-
-    outputs = tmp_path / "outputs"
-    root = f"experiment.stores.outputs_root={outputs}"
-    parent = run_cli(["+experiment=sft_addition", "algorithm.max_steps=500", root, "-m"], REPO)
-    assert parent.returncode == 0, parent.stdout[-3000:] + parent.stderr[-3000:]
-    (parent_id,) = [e["id"] for e in list_experiments(outputs) if e["name"] == "sft_addition"]
-    child = run_cli(
-        ["+experiment=grpo_variants", f"experiment.parent_experiment_id={parent_id}", root, "-m"],
-        REPO,
-    )
-    assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-3000:]
-    (conclusion,) = outputs.glob("grpo_variants/*/conclusion.json")
+    conclusion = _follow_up_of_the_sft_parent(tmp_path, "grpo_variants")
     concluded = json.loads(conclusion.read_text())
     groups = {g["arm"]: g for g in concluded["groups"]}
     assert {arm: group["n"] for arm, group in groups.items()} == {
@@ -348,3 +324,22 @@ def test_bad_reward_path_fails_on_the_cli(tmp_path, sweep):
     output = result.stdout + result.stderr
     assert "algorithm.rewards[0]='my_pkg.my_reward' could not be imported" in output
     assert not list(outputs.rglob("checkpoints"))
+
+
+def _follow_up_of_the_sft_parent(tmp_path, preset: str):
+    """The documented two commands: sft_addition, then `preset` from its best arm; the
+    follow-up's conclusion.json."""
+    from evsys.registry import list_experiments
+
+    outputs = tmp_path / "outputs"
+    root = f"experiment.stores.outputs_root={outputs}"
+    parent = run_cli(["+experiment=sft_addition", "algorithm.max_steps=500", root, "-m"], REPO)
+    assert parent.returncode == 0, parent.stdout[-3000:] + parent.stderr[-3000:]
+    (parent_id,) = [e["id"] for e in list_experiments(outputs) if e["name"] == "sft_addition"]
+    child = run_cli(
+        [f"+experiment={preset}", f"experiment.parent_experiment_id={parent_id}", root, "-m"],
+        REPO,
+    )
+    assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-3000:]
+    (conclusion,) = outputs.glob(f"{preset}/*/conclusion.json")
+    return conclusion

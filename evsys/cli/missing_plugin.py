@@ -45,10 +45,14 @@ HYDRA_PLUGINS = {
 }
 
 
+def _choices(args: list[str]) -> list[tuple[str, str]]:
+    """(group, option) of every `group=option` argument."""
+    return [(group, option) for group, _, option in (a.lstrip("+").partition("=") for a in args)]
+
+
 def missing_plugin(args: list[str]) -> str | None:
     """A sentence for the first `group=option` override whose Hydra plugin is not installed."""
-    for arg in args:
-        group, _, option = arg.lstrip("+").partition("=")
+    for group, option in _choices(args):
         plugin = HYDRA_PLUGINS.get((group, option))
         if plugin and not _installed(plugin[1]):
             package, _, instead = plugin
@@ -79,8 +83,7 @@ NEEDED_PROGRAMS = {
 
 def missing_program(args: list[str]) -> str | None:
     """A sentence for the first launcher override whose program is not on PATH."""
-    for arg in args:
-        group, _, option = arg.lstrip("+").partition("=")
+    for group, option in _choices(args):
         needed = NEEDED_PROGRAMS.get((group, option))
         if needed and shutil.which(needed[0]) is None:
             program, instead = needed
