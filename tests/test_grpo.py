@@ -242,10 +242,10 @@ def test_resumed_run_samples_what_the_uninterrupted_one_did(tmp_path, iterations
 
 
 @pytest.mark.slow
-def test_grpo_addition_preset_end_to_end(tmp_path):
+def test_grpo_addition_preset_end_to_end(sft_parent):
     """The documented two commands: the SFT parent, then the GRPO follow-up from its best arm
     (about 10 minutes): every arm and seed completes, and GRPO beats the starting model."""
-    conclusion = _follow_up_of_the_sft_parent(tmp_path, "grpo_addition")
+    conclusion = _follow_up(sft_parent, "grpo_addition")
     groups = {g["arm"]: g for g in json.loads(conclusion.read_text())["groups"]}
     assert groups["start"]["n"] == groups["grpo"]["n"] == 3
     assert groups["start"]["std"] == 0  # the parent's model, scored as is, whatever the seed
@@ -276,11 +276,14 @@ def test_grpo_variants_preset_plans_three_losses_at_three_seeds():
 
 
 @pytest.mark.slow
-def test_grpo_variants_preset_end_to_end(tmp_path):
-    """The documented commands: the SFT parent, then the three GRPO losses from its best arm
-    (about 20 minutes on 2 CPU cores): every arm and seed completes, and the conclusion
-    answers the stated prediction (whatever it finds: the measured verdict is in the docs)."""
-    conclusion = _follow_up_of_the_sft_parent(tmp_path, "grpo_variants")
+def test_grpo_variants_preset_end_to_end(sft_parent):
+    """The preset from the SFT parent's best arm, shrunk to a few updates on few prompts (the
+    full size takes about 20 minutes on 2 CPU cores; its measured verdict is in
+    docs/algorithms.md): every arm and seed completes and the conclusion answers the
+    prediction, whatever it finds."""
+    shrunk = ["algorithm.max_steps=4", "algorithm.batch_size=8", "algorithm.warmup_steps=1"]
+    shrunk += ["data.num_eval=64", "eval.max_examples=64", "validation.every_n_steps=2"]
+    conclusion = _follow_up(sft_parent, "grpo_variants", shrunk)
     concluded = json.loads(conclusion.read_text())
     groups = {g["arm"]: g for g in concluded["groups"]}
     assert {arm: group["n"] for arm, group in groups.items()} == {
@@ -326,20 +329,25 @@ def test_bad_reward_path_fails_on_the_cli(tmp_path, sweep):
     assert not list(outputs.rglob("checkpoints"))
 
 
-def _follow_up_of_the_sft_parent(tmp_path, preset: str):
-    """The documented two commands: sft_addition, then `preset` from its best arm; the
-    follow-up's conclusion.json."""
+@pytest.fixture(scope="module")
+def sft_parent(tmp_path_factory) -> tuple[Path, str]:
+    """The documented parent, trained once for this file's follow-ups: (outputs root, its id)."""
     from evsys.registry import list_experiments
 
-    outputs = tmp_path / "outputs"
+    outputs = tmp_path_factory.mktemp("sft_parent") / "outputs"
     root = f"experiment.stores.outputs_root={outputs}"
     parent = run_cli(["+experiment=sft_addition", "algorithm.max_steps=500", root, "-m"], REPO)
     assert parent.returncode == 0, parent.stdout[-3000:] + parent.stderr[-3000:]
     (parent_id,) = [e["id"] for e in list_experiments(outputs) if e["name"] == "sft_addition"]
-    child = run_cli(
-        [f"+experiment={preset}", f"experiment.parent_experiment_id={parent_id}", root, "-m"],
-        REPO,
-    )
+    return outputs, parent_id
+
+
+def _follow_up(parent: tuple[Path, str], preset: str, overrides: list[str] = ()) -> Path:
+    """`preset` from the parent's best arm, into the parent's outputs root: its conclusion.json."""
+    outputs, parent_id = parent
+    root = f"experiment.stores.outputs_root={outputs}"
+    args = [f"+experiment={preset}", f"experiment.parent_experiment_id={parent_id}", root]
+    child = run_cli([*args, *overrides, "-m"], REPO)
     assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-3000:]
     (conclusion,) = outputs.glob(f"{preset}/*/conclusion.json")
     return conclusion
