@@ -13,16 +13,20 @@ prompt the same length, so every step does the same work whatever order each tra
 them in), prompts per step, completions per prompt (num_generations), the completion length
 (a random-init model almost never samples EOS among 152k tokens, so every completion runs to
 `max_completion_length`; the report gives the mean), sampling (temperature 1, no top-k/top-p),
-the reward function (`overlap_reward` below, character overlap with the reference), one
-optimizer step per generation batch (TRL: generation batch = train batch, num_iterations=1,
-so neither computes old log-probs), no KL and no reference model (beta 0), loss aggregation
-over all completion tokens (TRL's loss_type="dapo", evsys's loss_type=bnpo: equal here), std
+the reward function (`overlap_reward` below, character overlap with the reference), the
+GRPO setting of the row (ROWS: `bnpo`, one optimizer step per generation batch, the loss over
+all completion tokens, TRL's loss_type="dapo", equal here; `num_iterations=2`, two optimizer
+steps per generation; `dapo` with clip-higher), no KL and no reference model (beta 0), std
 scaling of advantages, AdamW lr 1e-6 with betas 0.9/0.95, grad clip 1.0, fp32, no gradient
 checkpointing, one thread. Each contender runs in a fresh process (peak RSS is its own); the
 first step is warm-up, steps/s is over the steps after it (sampling, scoring, forward,
 backward and optimizer step: a whole GRPO step for both).
 
     python benchmarks/scale_grpo.py --steps 4
+    python benchmarks/scale_grpo.py --steps 3 --rows bnpo num_iterations=2 dapo --repeats 2
+
+With num_iterations=2, steps 2 and 3 are one reuse step and one sampling step: an odd
+--steps times whole generations.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import argparse
 import difflib
 import json
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -46,6 +51,22 @@ from scale_sft import (  # noqa: E402
 )
 
 CONTENDERS = ("evsys", "trl")
+# The rows: one GRPO setting each, as (evsys algorithm.* keys, TRL GRPOConfig keys) that do
+# the same work. bnpo is TRL's dapo with one process and no gradient accumulation.
+ROWS = {
+    "bnpo": ({"loss_type": "bnpo"}, {"loss_type": "dapo"}),
+    # each generation trains 2 optimizer steps: every other step samples, and TRL also scores
+    # the old policy's log-probs (an extra forward), where evsys keeps the sampling step's
+    "num_iterations=2": (
+        {"loss_type": "bnpo", "num_iterations": 2},
+        {"loss_type": "dapo", "num_iterations": 2},
+    ),
+    # DAPO's loss with clip-higher (evsys's own dapo path: tokens counted over processes)
+    "dapo": (
+        {"loss_type": "dapo", "epsilon_high": 0.28},
+        {"loss_type": "dapo", "epsilon_high": 0.28},
+    ),
+}
 LR = 1e-6
 PROMPT_BYTES = 48
 WORDS = "the a of to in model data train loss token batch step answer question value".split()
@@ -134,7 +155,7 @@ def run_evsys(model_dir: Path, prompts: Path, args) -> dict:
             "algorithm.temperature=1.0",
             "algorithm.rewards=[scale_grpo.overlap_reward]",
             "algorithm.beta=0.0",
-            "algorithm.loss_type=bnpo",
+            *(f"algorithm.{key}={value}" for key, value in ROWS[args.row][0].items()),
             f"algorithm.max_steps={args.steps}",
             "algorithm.warmup_steps=0",
             "algorithm.schedule=constant",
@@ -178,7 +199,7 @@ def run_evsys(model_dir: Path, prompts: Path, args) -> dict:
     if args.profile:
         return profiled(lambda: trainer.fit(module, datamodule=data), clock, "evsys", args)
     trainer.fit(module, datamodule=data)
-    return clock.report("evsys GRPO " + " ".join(args.override))
+    return clock.report(" ".join(["evsys GRPO", args.row, *args.override]))
 
 
 def run_trl(model_dir: Path, prompts: Path, args) -> dict:
@@ -208,13 +229,11 @@ def run_trl(model_dir: Path, prompts: Path, args) -> dict:
         per_device_train_batch_size=completions,
         gradient_accumulation_steps=1,
         num_generations=args.generations,
-        num_iterations=1,
         max_completion_length=args.completion_length,
         temperature=1.0,
         top_k=0,
         top_p=1.0,
         beta=0.0,
-        loss_type="dapo",
         scale_rewards="group",
         learning_rate=LR,
         adam_beta2=0.95,
@@ -229,6 +248,7 @@ def run_trl(model_dir: Path, prompts: Path, args) -> dict:
         save_strategy="no",
         dataloader_num_workers=0,
         seed=0,
+        **ROWS[args.row][1],
     )
     trainer = GRPOTrainer(
         model=model,
@@ -241,7 +261,7 @@ def run_trl(model_dir: Path, prompts: Path, args) -> dict:
     if args.profile:
         return profiled(trainer.train, clock, "trl", args)
     trainer.train()
-    return clock.report("trl GRPOTrainer")
+    return clock.report(f"trl GRPOTrainer {args.row}")
 
 
 def profiled(train, clock: StepClock, name: str, args) -> dict:
@@ -267,6 +287,7 @@ def child(args) -> None:
     run = run_evsys if args.contender == "evsys" else run_trl
     report = run(model_dir, prompts, args)
     report.update(
+        row=args.row,
         threads=args.threads,
         prompts_per_step=args.prompts,
         num_generations=args.generations,
@@ -275,12 +296,12 @@ def child(args) -> None:
     print("RESULT " + json.dumps(report), flush=True)
 
 
-def spawn(args, contender: str) -> dict | None:
+def spawn(args, contender: str, row: str) -> dict | None:
     command = [
         sys.executable, __file__, "--child", contender, "--steps", str(args.steps),
         "--prompts", str(args.prompts), "--generations", str(args.generations),
         "--completion-length", str(args.completion_length), "--workdir", str(args.workdir),
-        "--threads", str(args.threads),
+        "--threads", str(args.threads), "--row", row,
     ]  # fmt: skip
     for override in args.override if contender == "evsys" else []:
         command += ["--override", override]
@@ -299,6 +320,7 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=4, help="completions per prompt")
     parser.add_argument("--completion-length", type=int, default=32, help="max new tokens")
     parser.add_argument("--contenders", nargs="*", default=list(CONTENDERS), choices=CONTENDERS)
+    parser.add_argument("--rows", nargs="*", default=["bnpo"], choices=list(ROWS), help="settings")
     parser.add_argument("--override", action="append", default=[], help="evsys config override")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per contender")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each, order alternating")
@@ -306,6 +328,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="fixtures (reused if there)")
     parser.add_argument("--json", type=Path, default=None, help="write all results here")
     parser.add_argument("--child", choices=CONTENDERS, dest="contender", help=argparse.SUPPRESS)
+    parser.add_argument("--row", choices=list(ROWS), default="bnpo", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.workdir = args.workdir or Path(tempfile.gettempdir()) / "evsys_scale_grpo"
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -314,33 +337,36 @@ def main() -> None:
     make_fixtures(args.workdir)
     make_prompts(args.workdir)
     results = []
-    for repeat in range(args.repeats):
-        order = args.contenders if repeat % 2 == 0 else args.contenders[::-1]
-        for contender in order:
-            result = spawn(args, contender)
-            if result:
-                results.append(result)
+    for repeat in range(args.repeats):  # rows inside repeats: a load spike hits every row
+        for row in args.rows:
+            order = args.contenders if repeat % 2 == 0 else args.contenders[::-1]
+            results += filter(None, (spawn(args, contender, row) for contender in order))
     print(
-        f"held equal: {args.prompts} prompts x {args.generations} completions per step, "
+        f"held equal: {args.prompts} prompts x {args.generations} completions per generation, "
         f"{args.completion_length} new tokens max, temperature 1, overlap_reward, beta 0, "
-        "one optimizer step per generation batch, fp32, "
-        f"{args.threads} thread(s), fresh process each"
+        f"fp32, {args.threads} thread(s), fresh process each"
     )
-    for contender in args.contenders:
-        rates = [r["steps_per_second"] for r in results if r["contender"].startswith(contender)]
-        cpu = [r["steps_per_cpu_second"] for r in results if r["contender"].startswith(contender)]
-        if rates:
-            print(f"{contender}: steps/s {rates}, steps per CPU s {cpu}")
-    evsys = [r for r in results if r["contender"].startswith("evsys")]
-    trl = [r for r in results if r["contender"].startswith("trl")]
-    if evsys and trl:
-        ratio = max(r["steps_per_second"] for r in evsys) / max(r["steps_per_second"] for r in trl)
-        cpu_ratio = max(r["steps_per_cpu_second"] for r in evsys) / max(
-            r["steps_per_cpu_second"] for r in trl
-        )
-        print(f"evsys / TRL steps/s (best runs): {ratio:.2f}x; per CPU second: {cpu_ratio:.2f}x")
+    for row in args.rows:
+        report_row(row, [r for r in results if r["row"] == row], args.contenders)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+
+
+def report_row(row: str, results: list[dict], contenders: list[str]) -> None:
+    """Each contender's rates and medians, and evsys / TRL of the medians (the machine's load
+    varies between runs: the median of alternating runs is the figure to quote)."""
+    medians = {}
+    for contender in contenders:
+        mine = [r for r in results if r["contender"].startswith(contender)]
+        if mine:
+            rates = [r["steps_per_second"] for r in mine]
+            cpu = [r["steps_per_cpu_second"] for r in mine]
+            medians[contender] = (statistics.median(rates), statistics.median(cpu))
+            print(f"{row} {contender}: steps/s {rates}, steps per CPU s {cpu}")
+    if len(medians) == 2:
+        wall = medians["evsys"][0] / medians["trl"][0]
+        cpu = medians["evsys"][1] / medians["trl"][1]
+        print(f"{row} evsys / TRL (medians): steps/s {wall:.2f}x; per CPU second {cpu:.2f}x")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -152,3 +153,46 @@ def arm_log_dir(job_dir: Path) -> Path:
     from evsys.run.tensorboard import run_log_dir
 
     return run_log_dir(job_dir, job_context(Path(job_dir).parent, job_dir))
+
+
+@pytest.fixture(scope="session")
+def sft_parent(tmp_path_factory) -> tuple[Path, str]:
+    """The documented parent of the follow-up presets (grpo_addition, grpo_variants,
+    kto_vs_dpo), trained once per test session: (outputs root, its experiment id)."""
+    from evsys.registry import list_experiments
+
+    outputs = tmp_path_factory.mktemp("sft_parent") / "outputs"
+    root = f"experiment.stores.outputs_root={outputs}"
+    parent = run_cli(["+experiment=sft_addition", "algorithm.max_steps=500", root, "-m"], REPO)
+    assert parent.returncode == 0, parent.stdout[-3000:] + parent.stderr[-3000:]
+    (parent_id,) = [e["id"] for e in list_experiments(outputs) if e["name"] == "sft_addition"]
+    return outputs, parent_id
+
+
+def follow_up(parent: tuple[Path, str], preset: str, overrides: list[str] = ()) -> Path:
+    """`preset` from the parent's best arm, into the parent's outputs root: its conclusion.json."""
+    outputs, parent_id = parent
+    root = f"experiment.stores.outputs_root={outputs}"
+    args = [f"+experiment={preset}", f"experiment.parent_experiment_id={parent_id}", root]
+    child = run_cli([*args, *overrides, "-m"], REPO)
+    assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-3000:]
+    (conclusion,) = outputs.glob(f"{preset}/*/conclusion.json")
+    return conclusion
+
+
+# A follow-up preset scored on 64 held-out problems, validated every 2 steps: for end-to-end
+# tests that shrink a preset (its full size is a measurement for the docs, not a test).
+SHRUNK_EVAL = ["data.num_eval=64", "eval.max_examples=64", "validation.every_n_steps=2"]
+
+
+def shrunk_follow_up(
+    parent: tuple[Path, str], preset: str, overrides: list[str], arms: tuple[str, ...]
+) -> None:
+    """`preset` from the parent at a shrunk size: each of `arms` completes its 3 seeds with a
+    finite score, and the conclusion decides the preset's prediction, whatever it finds."""
+    concluded = json.loads(follow_up(parent, preset, [*overrides, *SHRUNK_EVAL]).read_text())
+    assert concluded["kind"] == "preregistered", concluded["reason"]
+    assert concluded["verdict"] in ("supported", "refuted", "inconclusive")
+    groups = {group["arm"]: group for group in concluded["groups"]}
+    assert {arm: group["n"] for arm, group in groups.items()} == dict.fromkeys(arms, 3)
+    assert all(math.isfinite(group["mean"]) for group in groups.values()), groups

@@ -21,7 +21,15 @@ from evsys.errors import ConfigError
 from evsys.lightning.grpo import group_advantages, spread_groups
 from evsys.ops.logprobs import token_logps
 from evsys.rewards import exact_match, partial_credit
-from tests.conftest import FAST, REPO, arm_log_dir, kill_cli_once, run_cli
+from tests.conftest import (
+    FAST,
+    REPO,
+    arm_log_dir,
+    follow_up,
+    kill_cli_once,
+    run_cli,
+    shrunk_follow_up,
+)
 from tests.test_policy_loss import fixed_batch
 
 # Small groups and short completions: every part of a step runs, in well under a second.
@@ -245,7 +253,7 @@ def test_resumed_run_samples_what_the_uninterrupted_one_did(tmp_path, iterations
 def test_grpo_addition_preset_end_to_end(sft_parent):
     """The documented two commands: the SFT parent, then the GRPO follow-up from its best arm
     (about 10 minutes): every arm and seed completes, and GRPO beats the starting model."""
-    conclusion = _follow_up(sft_parent, "grpo_addition")
+    conclusion = follow_up(sft_parent, "grpo_addition")
     groups = {g["arm"]: g for g in json.loads(conclusion.read_text())["groups"]}
     assert groups["start"]["n"] == groups["grpo"]["n"] == 3
     assert groups["start"]["std"] == 0  # the parent's model, scored as is, whatever the seed
@@ -282,14 +290,7 @@ def test_grpo_variants_preset_end_to_end(sft_parent):
     docs/algorithms.md): every arm and seed completes and the conclusion answers the
     prediction, whatever it finds."""
     shrunk = ["algorithm.max_steps=4", "algorithm.batch_size=8", "algorithm.warmup_steps=1"]
-    shrunk += ["data.num_eval=64", "eval.max_examples=64", "validation.every_n_steps=2"]
-    conclusion = _follow_up(sft_parent, "grpo_variants", shrunk)
-    concluded = json.loads(conclusion.read_text())
-    groups = {g["arm"]: g for g in concluded["groups"]}
-    assert {arm: group["n"] for arm, group in groups.items()} == {
-        "grpo": 3, "dr_grpo": 3, "dapo": 3,
-    }  # fmt: skip
-    assert all(math.isfinite(group["mean"]) for group in groups.values())
+    shrunk_follow_up(sft_parent, "grpo_variants", shrunk, arms=("grpo", "dr_grpo", "dapo"))
 
 
 # ---------------------------------------------------------------------------------- bad input
@@ -327,27 +328,3 @@ def test_bad_reward_path_fails_on_the_cli(tmp_path, sweep):
     output = result.stdout + result.stderr
     assert "algorithm.rewards[0]='my_pkg.my_reward' could not be imported" in output
     assert not list(outputs.rglob("checkpoints"))
-
-
-@pytest.fixture(scope="module")
-def sft_parent(tmp_path_factory) -> tuple[Path, str]:
-    """The documented parent, trained once for this file's follow-ups: (outputs root, its id)."""
-    from evsys.registry import list_experiments
-
-    outputs = tmp_path_factory.mktemp("sft_parent") / "outputs"
-    root = f"experiment.stores.outputs_root={outputs}"
-    parent = run_cli(["+experiment=sft_addition", "algorithm.max_steps=500", root, "-m"], REPO)
-    assert parent.returncode == 0, parent.stdout[-3000:] + parent.stderr[-3000:]
-    (parent_id,) = [e["id"] for e in list_experiments(outputs) if e["name"] == "sft_addition"]
-    return outputs, parent_id
-
-
-def _follow_up(parent: tuple[Path, str], preset: str, overrides: list[str] = ()) -> Path:
-    """`preset` from the parent's best arm, into the parent's outputs root: its conclusion.json."""
-    outputs, parent_id = parent
-    root = f"experiment.stores.outputs_root={outputs}"
-    args = [f"+experiment={preset}", f"experiment.parent_experiment_id={parent_id}", root]
-    child = run_cli([*args, *overrides, "-m"], REPO)
-    assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-3000:]
-    (conclusion,) = outputs.glob(f"{preset}/*/conclusion.json")
-    return conclusion

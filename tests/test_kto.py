@@ -15,8 +15,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import evsys
 from evsys import compose_run_config, run_experiment
-from evsys.data.formats import ExampleFormat
+from evsys.data.formats import PREFERENCE, ExampleFormat
 from evsys.data.sources import load_split
 from evsys.data.tokenize import IGNORE_INDEX
 from evsys.data.tokenizer import byte_tokenizer
@@ -29,7 +30,7 @@ from evsys.lightning.kto import (
     tokenize_labelled,
 )
 from evsys.lightning.kto_config import KTOConfig
-from tests.conftest import FAST, run_cli
+from tests.conftest import FAST, REPO, run_cli, shrunk_follow_up
 
 ROWS = [
     {"prompt": "12+5=", "completion": "17", "label": True},
@@ -248,3 +249,31 @@ def test_kto_trains_on_a_labelled_file_through_the_cli(tmp_path):
     assert run_cli(args, cwd=tmp_path).returncode != 0
     record = json.loads((tmp_path / "bad" / "result.json").read_text())
     assert "column 'label'" in record["error"] and "'labelled'" in record["error"]
+
+
+# --------------------------------------------------------------------- preset: kto_vs_dpo
+def test_kto_vs_dpo_preset_plans_a_fair_comparison_at_three_seeds():
+    """+experiment=kto_vs_dpo: kto and dpo, 3 seeds each, the same optimizer settings and
+    beta, and the same training prompts in one pass: one KTO row or one DPO pair per problem
+    (no parent here: the plan only)."""
+    preset = REPO / "evsys/conf/experiment/kto_vs_dpo.yaml"
+    runs = {(run.arm, run.seed): run for run in evsys.expand_runs(preset, ["model.init_from=null"])}
+    assert sorted(runs) == [(a, s) for a in ("dpo", "kto") for s in (0, 1, 2)]
+    dpo, kto = runs["dpo", 0], runs["kto", 0]
+    assert (dpo.algorithm.kind, kto.algorithm.kind) == ("dpo", "kto")
+    for key in ("lr", "beta", "max_steps", "batch_size", "warmup_steps"):
+        assert getattr(dpo.algorithm, key) == getattr(kto.algorithm, key), key
+    assert dpo.data == kto.data
+    assert kto.data.num_train == kto.algorithm.max_steps * kto.algorithm.batch_size  # one pass
+    pairs = load_split(dpo.data, "train", None, PREFERENCE)
+    rows = load_split(kto.data, "train", None, LABELLED)
+    assert [pair["prompt"] for pair in pairs] == [row["prompt"] for row in rows]
+    assert dpo.experiment.prediction.better == "kto" and dpo.experiment.baseline == "dpo"
+
+
+@pytest.mark.slow
+def test_kto_vs_dpo_preset_end_to_end(sft_parent):
+    """Both commands of the preset, with 4 steps on 64 problems instead of 200 on 3200 (the
+    measured full size is in docs/algorithms.md)."""
+    shrunk = ["algorithm.max_steps=4", "algorithm.warmup_steps=1", "data.num_train=64"]
+    shrunk_follow_up(sft_parent, "kto_vs_dpo", shrunk, arms=("dpo", "kto"))
