@@ -6,6 +6,8 @@ from evsys.data.tasks import get_task
 from evsys.data.tokenize import tokenize_examples
 from evsys.evaluation import evaluate_benchmarks, generate_greedy, get_benchmark
 from evsys.evaluation.base import BenchmarkSettings
+from evsys.evaluation.held_out import item_id
+from evsys.lightning.kto import task_labelled_examples
 from tests.tiny import tiny_qwen3
 
 SETTINGS = dict(
@@ -37,6 +39,21 @@ def test_metric_names_and_ranges(tokenizer):
 def test_unknown_benchmark_is_named(tokenizer):
     with pytest.raises(ValueError, match="reversel.*addition, reversal, sorting"):
         evaluate_benchmarks(tiny_model(tokenizer), tokenizer, ["reversal", "reversel"], **SETTINGS)
+
+
+def test_a_task_is_scored_on_its_answers_whatever_rows_the_run_trained_on(tokenizer):
+    """KTO's eval rows of a task label near misses undesirable: handed over as the run's own
+    held-out data, the task still scores against its right answers (and the same items)."""
+    task, settings = get_task("addition"), {**SETTINGS, "max_examples": 4}
+    labelled = task_labelled_examples(task, "eval", 64, 0)
+    assert not all(row["label"] for row in labelled[:4])  # some near misses among them
+    scores = evaluate_benchmarks(
+        tiny_model(tokenizer), tokenizer, ["addition"], held_out={"addition": labelled}, **settings
+    )
+    answers = task.examples("eval", 64, 0)[:4]
+    assert [item["item"] for item in scores.items["addition"]] == [
+        item_id(index, example) for index, example in enumerate(answers)
+    ]
 
 
 @pytest.mark.integration

@@ -80,11 +80,13 @@ def evaluate_benchmarks(
         harness=harness,
         rewards=rewards,
     )
-    # Resolve all names first, so a typo fails before any (slow) scoring.
+    # Resolve all names first, so a typo fails before any (slow) scoring. A built-in task is
+    # scored on its own examples, whatever shape the run trained on: an algorithm's eval rows
+    # of it (KTO's labelled near misses) are not answers to score against.
     held_out = held_out or {}
     benchmarks = [
         DatasetBenchmark(name, held_out[name], settings)
-        if name in held_out
+        if name in held_out and needs_held_out(name)
         else get_benchmark(name, settings)
         for name in names
     ]
