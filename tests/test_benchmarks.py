@@ -41,6 +41,7 @@ def test_unknown_benchmark_is_named(tokenizer):
         evaluate_benchmarks(tiny_model(tokenizer), tokenizer, ["reversal", "reversel"], **SETTINGS)
 
 
+@pytest.mark.integration
 def test_a_task_is_scored_on_its_answers_whatever_rows_the_run_trained_on(tokenizer):
     """KTO's eval rows of a task label near misses undesirable: handed over as the run's own
     held-out data, the task still scores against its right answers (and the same items)."""
