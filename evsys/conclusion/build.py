@@ -52,7 +52,7 @@ from evsys.conclusion.model import (
     SuccessMetric,
     ThresholdResult,
 )
-from evsys.conclusion.plan_decision import decide_plan, missing_named_arm
+from evsys.conclusion.plan_decision import decide_plan, missing_named_arm, plan_pairing
 from evsys.conclusion.power import power_summary
 from evsys.conclusion.runs import collect_runs, is_number
 from evsys.conclusion.scores import arm_scores, metric_bounds
@@ -134,6 +134,7 @@ def _decision(
         **single,
         "verdict_basis": decision.basis.text() if decision.basis else None,
         "verdict_p": decision.basis.p if decision.basis else None,
+        "seed_pairing": plan_pairing(plan, scores) if tests else None,
     }
 
 

@@ -243,6 +243,7 @@ class Conclusion(_Record):
         {
             "comparisons", "surprises", "notes", "power", "adaptive", "fixed_n_reason",
             "continual", "threshold", "metadata", "verdict_basis", "verdict_p",
+            "seed_pairing",
         }
     )  # fmt: skip
 
@@ -272,6 +273,9 @@ class Conclusion(_Record):
     # Holm-adjusted, of which comparison); None when nothing was tested
     verdict_basis: str | None = None
     verdict_p: float | None = None
+    # Optional: whether the comparisons pair by seed and why, decided from the plan's design
+    # (evsys.conclusion.pairing); None when nothing was compared
+    seed_pairing: str | None = None
     # Optional: adaptive experiments (the plan's design and rounds, and the fixed-n reason
     # the group-sequential verdict replaced) and continual sweeps (per continual arm).
     adaptive: dict[str, Any] | None = None

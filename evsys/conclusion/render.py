@@ -254,6 +254,8 @@ def _method_markdown(conclusion: Conclusion) -> list[str]:
             else "with one comparison the Holm columns equal them."
         ),
     ]
+    if conclusion.seed_pairing:
+        lines.append(f"- Seeds: {conclusion.seed_pairing}.")
     if conclusion.verdict_basis:
         lines.append(f"- The verdict rests on {conclusion.verdict_basis}.")
     return lines + [""]
