@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from evsys.conclusion.decision import decide
 from evsys.conclusion.inference import PAIRED, POOLED, UNPAIRED, ArmScores
@@ -24,10 +25,6 @@ IDENTITY = {
     "model.gradient_checkpointing": False, "data.dataset_name": "addition", "data.seed": 0,
     "algorithm.kind": "sft", "algorithm.lr": 3e-3, "seed": 0,
 }  # fmt: skip
-
-
-def _identity(**changed) -> dict:
-    return {**IDENTITY, **{k.replace("__", "."): v for k, v in changed.items()}}
 
 
 def _sweep_with_configs(root: Path, arms: dict[str, np.ndarray], configs: dict[str, dict]):
@@ -46,23 +43,30 @@ def _scores(n_arms: int, seed: int = 0) -> list[np.ndarray]:
     return [(rng.random((3, 64)) < p).astype(float) for p in np.linspace(0.4, 0.6, n_arms)]
 
 
-def test_arms_that_differ_in_what_a_seed_initialises_are_not_paired(tmp_path):
-    base, deep = _identity(), _identity(model__num_layers=2)
-    arms = dict(zip(("base", "deep"), _scores(2), strict=True))
-    c, method = _sweep_with_configs(tmp_path, arms, {"base": base, "deep": deep})
+@pytest.mark.parametrize(
+    ("changed", "method", "says"),
+    [  # a deeper model: seed s initialises other weights; a learning rate: the same ones
+        (
+            {"model.num_layers": 2},
+            UNPAIRED,
+            "not paired by seed across arms that differ in model.num_layers (what their seed "
+            "initialises or orders differs, so the same seed number links nothing): those are "
+            "compared as independent seeds, still paired by item",
+        ),
+        (
+            {"algorithm.lr": 0.01},
+            PAIRED,
+            "paired by seed: every arm's seed makes the same initialisation and data order",
+        ),
+    ],
+)
+def test_the_design_decides_pairing_and_the_method_says_why(tmp_path, changed, method, says):
+    configs = {"a": IDENTITY, "b": {**IDENTITY, **changed}}
+    arms = dict(zip(configs, _scores(2), strict=True))
+    c, text = _sweep_with_configs(tmp_path, arms, configs)
     (comparison,) = c.comparisons
-    assert comparison.method == UNPAIRED
-    assert "not paired by seed across arms that differ in model.num_layers" in method
-    assert "compared as independent seeds, still paired by item" in method
-
-
-def test_arms_that_differ_only_in_the_swept_optimizer_key_are_paired(tmp_path):
-    slow, fast = _identity(), _identity(algorithm__lr=0.01)
-    arms = dict(zip(("slow", "fast"), _scores(2), strict=True))
-    c, method = _sweep_with_configs(tmp_path, arms, {"slow": slow, "fast": fast})
-    (comparison,) = c.comparisons
-    assert comparison.method == PAIRED
-    assert "paired by seed: every arm's seed makes the same initialisation and data order" in method
+    assert comparison.method == method
+    assert says in text
 
 
 def test_other_data_or_init_from_break_the_link_and_the_pool():
