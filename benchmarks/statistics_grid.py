@@ -260,13 +260,17 @@ def _clopper_pearson(hits: int, n: int) -> tuple[float, float]:
 # ------------------------------------------------------------------------------ targets, table
 def misses(r: dict) -> list[str]:
     """The acceptance targets a cell misses (issue 27): A/A <= 5% with its upper bound <=
-    6.5%, power >= max(Welch, paired t) - 0.03, coverage in [0.94, 0.97], arm coverage >= 0.94."""
+    6.5%, power >= max(Welch, paired t) - 0.03, coverage in [0.94, 0.97], arm coverage >= 0.94.
+    "power*": below only a rival that exceeds its own level there (its A/A > 6.5%: Welch and
+    the paired t on seed means do not see the item sample)."""
     out = []
     if r["aa"] > 0.05 or r["aa_ci"][1] > 0.065:
         out.append("A/A")
-    p = r["power"]
-    if p["evsys"] < max(p["welch"], p["paired t"]) - 0.03:
-        out.append("power")
+    p, level = r["power"], 0.05 if r["cell"]["n_arms"] == 2 else 0.025
+    below = [m for m in ("welch", "paired t") if p["evsys"] < p[m] - 0.03]
+    if below:
+        valid = [m for m in below if r[f"aa_{m}"] <= level + 0.015]
+        out.append("power" if valid else "power*")
     if not 0.94 <= r["coverage"] <= 0.97:
         out.append("coverage")
     if r["arm_coverage"] < 0.94:
