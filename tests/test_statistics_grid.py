@@ -73,9 +73,16 @@ def test_a_rare_share_on_20_items_keeps_its_level_and_its_arm_interval_covers():
     "cell",
     [
         grid.Cell("seeds dominate (unlinked)", "continuous", 20, 2, 5),
-        grid.Cell("seeds dominate", "continuous", 20, 2, 5),
+        grid.Cell("seeds dominate", "continuous", 50, 2, 3),
+        grid.Cell("seeds dominate (unlinked)", "continuous", 100, 3, 3),  # the case
     ],
     ids=lambda c: f"{c.scenario}-{c.metric}-{c.n_items}items-{c.n_arms}arms-{c.n_seeds}seeds",
 )
 def test_grid_cells_meet_the_targets(cell):
     assert_targets(grid.run_cell(cell, sims=400))
+
+
+@pytest.mark.slow
+def test_a_near_certain_share_on_20_items_keeps_its_level_and_its_arm_interval_covers():
+    r = grid.run_cell(grid.Cell("both", "0/1 near-certain", 20, 2, 3), sims=400)
+    assert_targets(r, ("aa", "arm"))
