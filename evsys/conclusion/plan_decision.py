@@ -49,10 +49,11 @@ def decide_plan(plan: Plan, arms: Mapping[str, ArmScores]) -> Decision | None:
 
 
 def arm_configs(plan: Plan, arms: Mapping[str, object]) -> dict[str, dict | None]:
-    """Each of `arms`' identity_config as planned (its first job's), None where the plan
-    recorded none: what the pairing by seed is decided from (evsys.conclusion.pairing)."""
-    configs: dict[str, dict | None] = {arm: None for arm in arms}
-    for job in plan.planned:
+    """Each of `arms`' identity_config as planned, None where the plan recorded none: what the
+    pairing by seed is decided from (evsys.conclusion.pairing). The job of its lowest seed, so
+    that a key interpolated from the seed (data.seed: ${seed}) compares like with like."""
+    configs: dict[str, dict | None] = dict.fromkeys(arms)
+    for job in sorted(plan.planned, key=lambda job: job.seed):
         if job.arm in configs and configs[job.arm] is None and job.identity_config:
             configs[job.arm] = job.identity_config
     return configs
