@@ -393,7 +393,8 @@ def test_overrides_extend_an_experiment_and_other_objects_are_refused():
 
 
 def test_runs_may_be_run_config_dataclasses():
-    from evsys.config import DataConfig, DPOConfig, RunConfig
+    from evsys.config import DataConfig, RunConfig
+    from evsys.lightning.dpo_config import DPOConfig
 
     runs = {
         "sft": RunConfig(data=DataConfig(dataset_name="addition")),
