@@ -34,3 +34,5 @@ RATIO_LEVELS = ("token", "sequence")
 KTO_LOSS_TYPES = ("kto", "apo_zero_unpaired")  # algorithm.loss_type (KTO)
 METRIC_MODES = ("max", "min")  # experiment.success_metric.mode
 ON_MISMATCH = ("refuse", "rerun")  # experiment.on_mismatch
+LOGGERS = ("tensorboard", "mlflow", "wandb")  # logger.kind: TensorBoard alone, or one more
+WANDB_MODES = ("offline", "online")  # logger.mode (wandb): offline needs no network or account

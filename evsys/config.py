@@ -22,6 +22,7 @@ from evsys import choices as allowed  # the allowed values of enumerated fields
 from evsys.errors import ConfigError
 from evsys.optimizer_rules import check_optimizer
 from evsys.rules import above, at_least, free_text, one_of, within
+from evsys.run.logger_config import LoggerConfig
 
 
 # --------------------------------------------------------------------------------------- model
@@ -351,6 +352,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # TensorBoard, and MLflow or W&B
     seed: int = 0  # seeds model init, data order and dropout
     tags: list[str] = free_text(default_factory=list)  # free labels recorded with the arm
     arm: str = free_text("default")  # this job's arm name (set by the experiment sweeper)
@@ -366,4 +368,5 @@ GROUP_SCHEMAS: dict[str, type] = {
     "eval": EvalConfig,
     "validation": ValidationConfig,
     "experiment": ExperimentConfig,
+    "logger": LoggerConfig,
 }

@@ -10,8 +10,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-# Keys that say where or which replicate, not what is trained: left out of group_id.
-NOT_IN_GROUP = ("seed", "arm", "tags", "experiment", "hydra")
+# Keys that say where, which replicate or where it is logged, not what is trained: left out
+# of group_id.
+NOT_IN_GROUP = ("seed", "arm", "tags", "experiment", "hydra", "logger")
 # Keys that change how a job runs, not what it trains or scores: results and checkpoints stay
 # valid across them, so they are left out of a job's identity too.
 NOT_IN_IDENTITY = (

@@ -25,6 +25,7 @@ from evsys.lightning.datamodule import PostTrainingDataModule
 from evsys.lightning.sharding import ShardedStrategy, gathered_model, restore_interrupted_save
 from evsys.models import count_parameters, export_model, load_tokenizer
 from evsys.records import CHECKPOINT, MODEL_DIR, write_item_scores
+from evsys.run.loggers import TrackedSteps
 from evsys.run.ranks import other_ranks_run_this_job
 from evsys.run.resume import resume_step
 from evsys.run.trained import Trained, kept_measures
@@ -106,7 +107,8 @@ class ArmRun:
     schedule, whatever weights the model starts from.
 
     `identity`: what its checkpoints carry and resume is checked against (evsys/run/resume.py);
-    `log_dir`: its TensorBoard run; `tokenizer`: one already loaded (a chain's), else cfg.model's.
+    `log_dir`: its TensorBoard run; `tokenizer`: one already loaded (a chain's), else cfg.model's;
+    `tracker`: the MLflow or W&B run beside TensorBoard (evsys/run/loggers.py), or None.
     """
 
     def __init__(
@@ -119,11 +121,13 @@ class ArmRun:
         scoring: Scoring,
         tokenizer=None,
         step_offset: int = 0,
+        tracker: TrackedSteps | None = None,
     ) -> None:
         self.cfg, self.run_dir, self.identity = cfg, Path(run_dir), identity
         self.log_dir, self.step_offset = log_dir, step_offset
         self.scoring = scoring
         self.tokenizer = tokenizer
+        self.tracker = tracker
         self.timings: dict[str, float] = {}
 
     def run(self) -> ArmOutcome | None:
@@ -161,9 +165,11 @@ class ArmRun:
             )
             self.throughput = ThroughputMonitor()
             self.logger = RunLogger(self.log_dir, self.step_offset)
-            self.trainer = build_trainer(
-                cfg, self.run_dir, self.throughput, self.logger, self.identity
-            )
+            loggers = [self.logger]
+            if self.tracker is not None:
+                self.tracker.step_offset = self.step_offset
+                loggers.append(self.tracker)
+            self.trainer = build_trainer(cfg, self.run_dir, self.throughput, loggers, self.identity)
 
     # ------------------------------------------------------------------------------ train
     def train(self) -> None:
@@ -209,6 +215,8 @@ class ArmRun:
         with self._timed("eval"):
             self.scores = self.scoring.score(model, self.tokenizer, self.cfg, held_out)
         self.logger.log_scalars(self.scores.metrics, self.trainer.global_step)
+        if self.tracker is not None:
+            self.tracker.log_metrics(self.scores.metrics, self.trainer.global_step)
 
     # ----------------------------------------------------------------------------- export
     def export(self) -> ArmOutcome:

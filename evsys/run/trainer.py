@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig
 
 from evsys.evaluation.scoring import scorer
@@ -36,7 +36,7 @@ def build_trainer(
     cfg: DictConfig,
     run_dir: Path,
     throughput: ThroughputMonitor,
-    logger: TensorBoardLogger,
+    loggers: list[Logger],  # the run's TensorBoard logger first, then a tracker beside it
     identity: dict,  # stored in every checkpoint (evsys/run/resume.py job_identity)
 ) -> L.Trainer:
     algorithm, backend, validation = cfg.algorithm, cfg.backend, cfg.validation
@@ -65,7 +65,7 @@ def build_trainer(
         check_val_every_n_epoch=None,
         limit_val_batches=validation.num_batches if validation.enabled else 0,
         num_sanity_val_steps=0,
-        logger=logger,
+        logger=loggers,
         callbacks=[StopOnDivergence(), checkpoint, throughput, progress, *_benchmark_scoring(cfg)],
         plugins=[AtomicCheckpointIO(identity), *_slurm_plugins()],
         enable_progress_bar=interactive,
