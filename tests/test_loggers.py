@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST, run_cli
+from tests.conftest import FAST, kill_cli_once, run_cli
 
 ARMS = ("lr_1e-4", "lr_3e-3")  # the demo preset's arms, one seed each
 SUCCESS_METRIC = "eval/reversal/exact_match"
@@ -105,6 +105,30 @@ def test_mlflow_has_one_experiment_with_a_run_per_arm_and_seed(tmp_path):
         assert [m.step for m in losses] == [0, 1, 2, 3]  # every step once, as TensorBoard
     # TensorBoard is still written: the conclusion's curves read it
     assert (tmp_path / "sweep" / "tensorboard" / "lr_3e-3" / "seed0").is_dir()
+
+
+@pytest.mark.integration
+def test_a_killed_arm_resumes_in_its_own_mlflow_run(tmp_path):
+    """Killed mid-training, then run again: the resumed arm goes on in the run the killed
+    attempt opened, so MLflow still has one run for it, finished, with every step."""
+    pytest.importorskip("mlflow")
+    run_dir, outputs = tmp_path / "run", tmp_path / "out"
+    args = [*FAST, "algorithm.max_steps=20", "checkpoint_every_n_steps=4", "logger=mlflow"]
+    args += [f"hydra.run.dir={run_dir}", f"experiment.stores.outputs_root={outputs}"]
+    kill_cli_once(args, tmp_path, run_dir / "checkpoints" / "last.ckpt")
+    assert not (run_dir / "result.json").exists(), "killed too late to test resume"
+    done = run_cli(args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((run_dir / "result.json").read_text())["resumed_from_step"] > 0
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{outputs / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("default").experiment_id])
+    assert [(r.info.run_name, r.info.status, r.data.tags["status"]) for r in runs] == [
+        ("default/seed0", "FINISHED", "completed")
+    ]
+    steps = {m.step for m in client.get_metric_history(runs[0].info.run_id, "train/loss")}
+    assert {0, 19} <= steps
 
 
 def wandb_records(path: Path) -> list:

@@ -101,15 +101,34 @@ def _mlflow(cfg: DictConfig, name: str, tags: dict) -> MLflowTracker:
     root.mkdir(parents=True, exist_ok=True)
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # read at each call: never sent
     uri = cfg.logger.tracking_uri or f"sqlite:///{root / MLFLOW_STORE}"
+    experiment = cfg.experiment.id or cfg.experiment.name
     tracker = MLflowTracker(
-        experiment_name=cfg.experiment.id or cfg.experiment.name,
+        experiment_name=experiment,
         run_name=name,
         tracking_uri=uri,
         tags=tags,
         artifact_location=None if cfg.logger.tracking_uri else (root / MLFLOW_ARTIFACTS).as_uri(),
+        run_id=_unfinished_run(uri, experiment, tags),
     )
     tracker.log_hyperparams(flat_hparams(cfg))
     return tracker
+
+
+def _unfinished_run(uri: str, experiment: str, tags: dict) -> str | None:
+    """The run an interrupted attempt at this arm and seed left open (no `status` tag yet): a
+    resumed arm goes on in it, so the experiment keeps one run per arm and seed."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    same = ("sweep_dir", "arm", "seed")
+    for run in client.search_runs([found.experiment_id], max_results=10_000):
+        run_tags = run.data.tags
+        if "status" not in run_tags and all(run_tags.get(k) == tags[k] for k in same):
+            return run.info.run_id
+    return None
 
 
 # ------------------------------------------------------------------------------------ W&B
