@@ -83,12 +83,12 @@ def run_experiment(
         _interrupted(record, job_dir)
         raise SystemExit(interrupt_exit_code(error)) from None  # 130 or 143, never 0
     record = dataclasses.replace(record, finished_at=_now())
-    for tracker in trackers:
-        close_tracker(tracker, record)
     if is_global_zero():
         _save(record, job_dir)
         if record.completed:
             log.info(summary_line(record))
+    for tracker in trackers:  # after the record: a tracker's trouble never costs it
+        close_tracker(tracker, record)
     return dataclasses.replace(record, dir=str(job_dir))
 
 

@@ -17,6 +17,7 @@ error reporting are off: evsys assumes no network (docs/tensorboard.md).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -31,6 +32,8 @@ MLFLOW_STORE = "mlflow.db"  # <outputs root>/mlflow.db: every experiment's runs
 MLFLOW_ARTIFACTS = "mlflow-artifacts"  # <outputs root>/mlflow-artifacts/
 WANDB_DIR = "wandb"  # <sweep dir>/wandb/ (W&B's own name for it)
 
+log = logging.getLogger("evsys")
+
 
 class TrackedSteps:
     """Mixed into a Lightning logger, as RunLogger does for TensorBoard: steps shifted by
@@ -40,16 +43,18 @@ class TrackedSteps:
 
     step_offset = 0
     last_step = 0
+    logged: frozenset[str] = frozenset()
+    _last_logged: tuple | None = None
 
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
         metrics = {key: value for key, value in metrics.items() if key != "epoch"}
-        if (step, metrics) == getattr(self, "_last_logged", None):
+        if (step, metrics) == self._last_logged:
             return  # already written before the step's checkpoint (StepCheckpoint)
         self._last_logged = (step, metrics)
         if step is not None:
             step += self.step_offset
             self.last_step = max(self.last_step, step)
-        self.logged = getattr(self, "logged", set()) | set(metrics)
+        self.logged = self.logged | set(metrics)
         super().log_metrics(metrics, step)
 
     def unlogged(self, metrics: dict) -> dict:
@@ -81,11 +86,20 @@ def open_tracker(
     return _wandb(cfg, name, tags, sweep_dir / WANDB_DIR)
 
 
-def close_tracker(tracker: TrackedSteps | None, record: ArmResult) -> None:
+def close_tracker(tracker: TrackedSteps, record: ArmResult) -> None:
     """The arm's metrics that training did not log (its scores, its success metric), at its
-    last step, and how it ended; the tracker's run is then finished."""
-    if tracker is not None:
+    last step, and how it ended; the tracker's run is then finished. The record is already
+    written: a tracker that fails here costs a warning, never the arm."""
+    try:
         tracker.close(record)
+    except Exception as error:  # noqa: BLE001 - the record on disk is the truth
+        log.warning(
+            "the %s run of arm %s seed %s was not closed: %s",
+            type(tracker).__name__,
+            record.arm,
+            record.seed,
+            error,
+        )
 
 
 # ---------------------------------------------------------------------------------- MLflow
@@ -134,7 +148,8 @@ def _unfinished_run(uri: str, experiment: str, tags: dict) -> str | None:
 # ------------------------------------------------------------------------------------ W&B
 class WandbTracker(TrackedSteps, WandbLogger):
     def close(self, record: ArmResult) -> None:
-        WandbLogger.log_metrics(self, self.unlogged(record.metrics), self.last_step)
+        if unlogged := self.unlogged(record.metrics):
+            WandbLogger.log_metrics(self, unlogged, self.last_step)
         run = self.experiment
         run.summary.update({**record.metrics, "status": record.status})
         run.finish(exit_code=0 if record.completed else 1)
