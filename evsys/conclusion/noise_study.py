@@ -40,6 +40,8 @@ def sweep_noise(sweep_dir: str | Path) -> list[MetricNoise]:
     Raises ValueError naming the cell when the design is not complete."""
     plan = Plan.load(sweep_dir)
     completed = collect_runs(sweep_dir, plan)["completed"]
+    if not completed:
+        raise ValueError("no run has completed")
     grid, arms = _design(completed)
     metrics = _shared_metrics(completed)
     metrics.sort(key=lambda m: (m != plan.metric_name, m))
