@@ -71,8 +71,10 @@ def test_a_run_killed_after_training_resumes_with_every_metric(tmp_path, straigh
     assert (job_dir / "model" / "model.safetensors").is_file()
 
 
-# The final validation (step 4) runs 60 batches: seconds, time to kill the run during it.
-LONG_VALIDATION = [*FAST, "data.num_eval=240", "validation.num_batches=60"]
+# One validation, at the last step (4), of 40 batches: time to kill the run during it.
+LONG_VALIDATION = [
+    *FAST, "data.num_eval=160", "validation.every_n_steps=4", "validation.num_batches=40",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
