@@ -27,9 +27,10 @@ from tests.conftest import FAST, interrupt_cli, kill_cli_once, run_cli
 from tests.tiny import tiny_qwen3
 
 # The success metric is train/loss: a record that lost it fails the arm. Scoring 64 examples
-# leaves time to kill the run between the end of training and its record.
+# leaves time to kill the run between the end of training and its record. Validation at step 3
+# only: trained.json first appears as training ends (not as a final validation starts).
 ARGS = [
-    *FAST, "data.num_eval=64", "eval.max_examples=64",
+    *FAST, "data.num_eval=64", "eval.max_examples=64", "validation.every_n_steps=3",
     "experiment.success_metric.name=train/loss", "experiment.success_metric.mode=min",
 ]  # fmt: skip
 
@@ -63,6 +64,7 @@ def test_a_run_killed_after_training_resumes_with_every_metric(tmp_path, straigh
     # SIGKILL once training has ended: the run dies while it scores or exports.
     kill_cli_once([*ARGS, "hydra.run.dir=killed"], tmp_path, job_dir / "trained.json")
     assert not (job_dir / "result.json").exists(), "killed too late: the record was written"
+    assert json.loads((job_dir / "trained.json").read_text())["validated"] is True
     resumed = run_cli([*ARGS, "hydra.run.dir=killed"], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     record = record_of(job_dir)
