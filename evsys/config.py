@@ -7,8 +7,8 @@ keys while composing. evsys/validate.py checks the composed config once more (ke
 default and one line of help (the comment beside it); a field with a few allowed values or a
 range declares them with evsys/rules.py's `one_of`, `at_least`, `above` or `within` (the lists
 are in evsys/choices.py), checked on every composed config. Free text (hypothesis, metadata,
-tags, baseline, names) is declared with `free_text`: read literally, `${...}` in it never
-resolved (evsys/free_text.py).
+tags, names, and what names an arm, a metric or a stage) is declared with `free_text`: read
+literally, `${...}` in it never resolved (evsys/free_text.py).
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ class GRPOConfig(AlgorithmConfig):
 # ---------------------------------------------------------------------------------- experiment
 @dataclass
 class SuccessMetric:
-    name: str = ""  # metric that ranks arms, e.g. eval/addition/exact_match
+    name: str = free_text("")  # metric that ranks arms, e.g. eval/addition/exact_match
     # max: higher is better | min: lower is better | null: min for a loss, perplexity or
     # forgetting metric, max otherwise (evsys.metric_kinds.metric_mode); the plan says which
     mode: str | None = one_of(None, allowed.METRIC_MODES)
@@ -303,7 +303,7 @@ class ContinualStage:
     transforms: list[Any] = field(default_factory=list)  # this stage's data.transforms
     # this stage's optimizer steps; None: algorithm.max_steps
     max_steps: int | None = above(None, 0)
-    name: str | None = None  # label in stage dirs, tables and plots; None: dataset_name
+    name: str | None = free_text(None)  # label in stage dirs, tables and plots; None: dataset_name
 
 
 @dataclass
@@ -325,8 +325,8 @@ class StoresConfig:
 class PredictionConfig:
     """A direction stated before the results (preregistration): `better` beats `than`."""
 
-    better: str = MISSING  # the arm predicted to win
-    than: str = "all"  # the arm it beats, or "all": every other arm
+    better: str = free_text(MISSING)  # the arm predicted to win
+    than: str = free_text("all")  # the arm it beats, or "all": every other arm
 
 
 @dataclass
