@@ -49,6 +49,9 @@ def identity_config(cfg: DictConfig) -> dict[str, Any]:
     so a mismatch can name the keys that differ."""
     container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     flat = _flatten({**_trained(container), "seed": container.get("seed")})
+    stage = ((container.get("experiment") or {}).get("confirm") or {}).get("stage")
+    if stage == "confirmation":  # a confirmation run is never a selection run's record
+        flat["stage"] = stage
     return {key: value for key, value in flat.items() if key not in NOT_IN_IDENTITY}
 
 

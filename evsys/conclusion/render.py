@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from evsys.conclusion.confirmation import confirmation_lines
 from evsys.conclusion.exports import lm_eval_command
 from evsys.conclusion.model import (
     ComparisonResult,
@@ -58,6 +59,7 @@ def render_markdown(conclusion: Conclusion) -> str:
         conclusion.reason,
         "",
     ]
+    lines += confirmation_lines(conclusion.confirmation) if conclusion.confirmation else []
     lines += _groups_markdown(conclusion)
     lines += _threshold_markdown(conclusion.threshold)
     lines += _continual_markdown(conclusion.continual or {})
@@ -92,7 +94,8 @@ def _groups_markdown(conclusion: Conclusion) -> list[str]:
     costs = any(g.cost for g in conclusion.groups)  # records of an older evsys have none
     extra += "".join(f" {column} |" for column in COST_COLUMNS) if costs else ""
     lines = [
-        f"## Arms ranked by {conclusion.success_metric.name}",
+        f"## Arms ranked by {conclusion.success_metric.name}"
+        + (" (selection stage)" if conclusion.confirmation else ""),
         "",
         "| rank | arm | mean ± std | 95% CI | n | seeds | overrides of this arm |" + extra,
         "|---:|---|---|---|---:|---|---|"
@@ -336,6 +339,8 @@ def print_summary(conclusion: Conclusion, console: Console | None = None) -> Non
     console.print(table)
     style = {"supported": "bold green", "refuted": "bold red"}.get(conclusion.verdict, "bold")
     console.print(Text(conclusion.reason, style=style), soft_wrap=True)  # copy-pasteable
+    if conclusion.confirmation:  # the selection's estimate beside the confirmed one
+        console.print(Text(conclusion.confirmation["summary"]), soft_wrap=True)
     if (threshold := conclusion.threshold) is not None:
         goal = f"{threshold.direction} {num(threshold.value)}"
         console.print(Text(f"reach {goal}: {', '.join(threshold.clearing) or 'none'}"))

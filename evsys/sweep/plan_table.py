@@ -41,6 +41,19 @@ def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = 
     )
     console.print(table)
     console.print(f"{len(pending)} of {count(len(plan.planned), 'job')} to run")
+    if plan.confirm:
+        console.print(escape(confirmation_line(plan)))
+
+
+def confirmation_line(plan: Plan) -> str:
+    """The confirmation stage as planned: its jobs are known once the selection is done."""
+    seeds = plan.confirm["seeds"]
+    against = f"the baseline {plan.baseline}" if plan.baseline else "the runner-up"
+    return (
+        f"Confirmation stage (pending: its arms are selected once the jobs above are done): "
+        f"the best arm and {against} re-run on fresh seeds {', '.join(map(str, seeds))}, "
+        f"{count(2 * len(seeds), 'job')} more"
+    )
 
 
 def _arms_table(plan: Plan, pending_dirs: set[str], shared: list[str]) -> Table:
