@@ -71,6 +71,7 @@ def plan_sweep(
     experiment = OmegaConf.to_container(config.experiment, resolve=True)
     experiment_id = existing_plan_id(sweep_dir) or registry.new_experiment_id(experiment["name"])
     jobs = expand_jobs(config.experiment, axes)
+    confirm = confirm_design(config.experiment, jobs)  # refused before a job is composed
     metric = success_metric(config)
     check_min_effect(metric["name"], metric["min_effect"])
     check_threshold(metric["name"], metric.get("threshold"))
@@ -90,7 +91,7 @@ def plan_sweep(
         outputs_root=str(Path(experiment["stores"]["outputs_root"]).resolve()),
         prediction=experiment["prediction"],
         baselines=baselines_by_cell(config.experiment, axes),
-        confirm=confirm_design(config.experiment, jobs),
+        confirm=confirm,
         created_at=dt.datetime.now().isoformat(timespec="seconds"),
     )
 

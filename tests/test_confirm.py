@@ -1,0 +1,123 @@
+"""experiment.confirm: the selected arm and its comparison arm re-run on fresh seeds after the
+selection stage, in the same sweep, as a real CLI sweep on the tiny model; its schema's rules;
+and a confirmation interrupted by a kill that the re-run continues."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evsys.compose import compose_run_config, search_path
+from evsys.errors import ConfigError
+from evsys.sweep.plan import plan_arguments
+from tests.conftest import FAST, kill_cli_once, run_cli
+
+SHRUNK = [*FAST, "algorithm.max_steps=2", "data.num_train=64", "data.num_eval=8"]
+SHRUNK += ["eval.max_examples=4", "eval.max_new_tokens=4"]
+
+
+def write_preset(directory: Path, arms: dict[str, str], extra: tuple[str, ...] = ()) -> None:
+    lines = [
+        "# @package _global_",
+        "experiment:",
+        "  name: confirm_check",
+        "  success_metric: {name: eval/reversal/loss, mode: min}",
+        "  n_repeats: 2",
+        "  confirm: {repeats: 2}",
+        *extra,
+        "  arms:",
+        *(f"    {arm}: {{{overrides}}}" for arm, overrides in arms.items()),
+    ]
+    path = directory / "experiment" / "confirm_check.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def sweep_args(tmp_path: Path) -> list[str]:
+    args = ["--config-dir", str(tmp_path), "+experiment=confirm_check", *SHRUNK]
+    return [
+        *args,
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        f"experiment.stores.outputs_root={tmp_path / 'out'}",
+        "-m",
+    ]
+
+
+TWO_ARMS = {"fast": "algorithm.lr: 3e-3", "slow": "algorithm.lr: 1e-5"}
+
+
+def test_fewer_than_two_confirmation_seeds_are_refused():
+    with pytest.raises(ConfigError, match=r"experiment.confirm.repeats=1 must be >= 2"):
+        compose_run_config(["experiment.confirm.repeats=1"])
+
+
+def test_a_confirmation_needs_two_arms(tmp_path):
+    write_preset(tmp_path, {"only": "algorithm.lr: 3e-3"})
+    arguments = [*search_path([tmp_path]), "+experiment=confirm_check"]
+    with pytest.raises(ConfigError, match=r"experiment.confirm.repeats=2: .* one arm"):
+        plan_arguments(arguments, tmp_path / "sweep")
+
+
+def test_fresh_seeds_follow_every_seed_the_adaptive_selection_may_use(tmp_path):
+    write_preset(tmp_path, TWO_ARMS, ("  adaptive: {max_repeats: 5}",))
+    arguments = [*search_path([tmp_path]), "+experiment=confirm_check"]
+    plan, _ = plan_arguments(arguments, tmp_path / "sweep")
+    assert plan.confirm == {"repeats": 2, "seeds": [5, 6]}  # selection: seeds 0 .. 4 at most
+
+
+@pytest.mark.integration
+def test_the_winner_is_confirmed_on_fresh_seeds(tmp_path):
+    write_preset(tmp_path, TWO_ARMS)
+    sweep = tmp_path / "sweep"
+    done = run_cli(sweep_args(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    shown = " ".join((done.stdout + done.stderr).split())
+    assert "Confirmation stage (pending" in shown  # the plan shows the stage to come
+    c = json.loads((sweep / "conclusion.json").read_text())
+    assert c["counts"]["completed"] == 8
+    confirmation = c["confirmation"]
+    assert confirmation["status"] == "confirmed"
+    assert (confirmation["selected"], confirmation["against"]) == ("fast", "slow")
+    assert confirmation["seeds"] == [2, 3]  # after the selection's seeds 0 and 1
+    # the arms table and its selection-stage comparison are the selection's seeds only
+    assert all(sorted(g["values"]) == ["0", "1"] for g in c["groups"])
+    selection, confirmed = confirmation["selection"], confirmation["confirmed"]
+    assert selection["n_seeds"] == confirmed["n_seeds"] == 2
+    assert confirmation["shrinkage"] == pytest.approx(
+        selection["diff"] - confirmed["diff"], abs=1e-5
+    )
+    # the verdict is the confirmation's: its effect and interval, from the fresh seeds alone
+    assert "confirmed on 2 fresh seeds" in c["reason"]
+    assert f"{confirmed['diff']:.4g} (95% CI [{confirmed['ci95'][0]:.4g}" in c["reason"]
+    records = [json.loads(p.read_text()) for p in sweep.glob("confirmation_*/result.json")]
+    assert sorted((r["arm"], r["seed"]) for r in records) == [
+        ("fast", 2), ("fast", 3), ("slow", 2), ("slow", 3)
+    ]  # fmt: skip
+    assert all(r["identity_config"]["stage"] == "confirmation" for r in records)
+    markdown = (sweep / "conclusion.md").read_text()
+    assert "## Confirmation on fresh seeds" in markdown
+    assert "selection (biased: picked on these seeds)" in markdown and "winner's curse" in markdown
+    assert "the fresh seeds" in shown  # the terminal summary shows the shrinkage too
+    plan = json.loads((sweep / "experiment.json").read_text())
+    stages = [job["stage"] for job in plan["planned"]]
+    assert stages.count("selection") == 4 and stages.count("confirmation") == 4
+
+
+@pytest.mark.slow
+def test_a_killed_confirmation_continues_on_a_rerun(tmp_path):
+    write_preset(tmp_path, TWO_ARMS)
+    sweep = tmp_path / "sweep"
+    first = sweep / "confirmation_fast_seed2" / "result.json"
+    kill_cli_once(sweep_args(tmp_path), tmp_path, first)
+    assert first.is_file() and not (sweep / "confirmation_slow_seed3" / "result.json").exists()
+    kept = first.stat().st_mtime_ns
+    done = run_cli(sweep_args(tmp_path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    shown = " ".join((done.stdout + done.stderr).split())
+    assert "0 of 4 jobs to run" in shown  # the selection stage is done: nothing of it reruns
+    assert "on fresh seeds [2, 3] (" in shown and "to run)" in shown
+    assert first.stat().st_mtime_ns == kept  # the completed confirmation run is kept
+    c = json.loads((sweep / "conclusion.json").read_text())
+    assert c["confirmation"]["status"] == "confirmed" and c["counts"]["completed"] == 8
