@@ -8,10 +8,14 @@ import json
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from evsys.compose import compose_run_config, search_path
+from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError
-from evsys.sweep.plan import plan_arguments
+from evsys.records import PlannedJob
+from evsys.stages_config import AdaptiveConfig, ConfirmConfig
+from evsys.sweep.plan import confirm_design, plan_arguments
 from tests.conftest import FAST, kill_cli_once, run_cli
 
 SHRUNK = [*FAST, "algorithm.max_steps=2", "data.num_train=64", "data.num_eval=8"]
@@ -60,11 +64,12 @@ def test_a_confirmation_needs_two_arms(tmp_path):
         plan_arguments(arguments, tmp_path / "sweep")
 
 
-def test_fresh_seeds_follow_every_seed_the_adaptive_selection_may_use(tmp_path):
-    write_preset(tmp_path, TWO_ARMS, ("  adaptive: {max_repeats: 5}",))
-    arguments = [*search_path([tmp_path]), "+experiment=confirm_check"]
-    plan, _ = plan_arguments(arguments, tmp_path / "sweep")
-    assert plan.confirm == {"repeats": 2, "seeds": [5, 6]}  # selection: seeds 0 .. 4 at most
+def test_fresh_seeds_follow_every_seed_the_adaptive_selection_may_use():
+    adaptive = AdaptiveConfig(max_repeats=5)
+    schema = ExperimentConfig(n_repeats=2, adaptive=adaptive, confirm=ConfirmConfig(repeats=2))
+    jobs = [PlannedJob(arm, seed, [], f"{arm}_seed{seed}") for arm in "ab" for seed in (0, 1)]
+    design = confirm_design(OmegaConf.structured(schema), jobs)
+    assert design == {"repeats": 2, "seeds": [5, 6]}  # selection: seeds 0 .. 4 at most
 
 
 @pytest.mark.integration
