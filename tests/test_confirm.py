@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+from rich.console import Console
 
 from evsys.compose import compose_run_config, search_path
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError
-from evsys.records import PlannedJob
+from evsys.records import Plan, PlannedJob
 from evsys.stages_config import AdaptiveConfig, ConfirmConfig
 from evsys.sweep.plan import confirm_design, plan_arguments
+from evsys.sweep.plan_table import print_plan
 from tests.conftest import FAST, kill_cli_once, run_cli
 
 SHRUNK = [*FAST, "algorithm.max_steps=2", "data.num_train=64", "data.num_eval=8"]
@@ -126,3 +128,48 @@ def test_a_killed_confirmation_continues_on_a_rerun(tmp_path):
     assert first.stat().st_mtime_ns == kept  # the completed confirmation run is kept
     c = json.loads((sweep / "conclusion.json").read_text())
     assert c["confirmation"]["status"] == "confirmed" and c["counts"]["completed"] == 8
+
+
+@pytest.mark.slurm
+def test_adaptive_selection_then_confirmation_on_slurm(tmp_path):
+    """Seeds until decided, then the confirmation, both through the SLURM launcher: the
+    confirmation is one more job array, on seeds after every seed the adaptive rounds could use."""
+    from tests.test_adaptive import ADAPTIVE
+    from tests.test_local_slurm import _cluster_problem
+
+    if problem := _cluster_problem():
+        pytest.skip(problem)
+    arms = {
+        "trained": "algorithm.lr: 3e-3, algorithm.max_steps: 12",
+        "untouched": "algorithm.lr: 1e-7",
+    }
+    write_preset(tmp_path, arms)
+    args = [*sweep_args(tmp_path)[:-1], *ADAPTIVE, "hydra/launcher=slurm", "-m"]
+    done = run_cli(args, cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    c = json.loads((sweep / "conclusion.json").read_text())
+    assert len(c["adaptive"]["rounds"]) == 1  # decided at the first look, 3 seeds per arm
+    confirmation = c["confirmation"]
+    assert confirmation["status"] == "confirmed" and confirmation["seeds"] == [5, 6]
+    assert (confirmation["selected"], confirmation["against"]) == ("trained", "untouched")
+    assert c["verdict"] == "supported" and "confirmed on 2 fresh seeds" in c["reason"]
+    links = [sweep / f"confirmation_{arm}_seed{seed}" / "slurm" for arm in arms for seed in (5, 6)]
+    assert all(link.is_symlink() for link in links)  # each ran as a SLURM job
+    selection_array = (sweep / "trained_seed0" / "slurm").resolve().name.split("_")[0]
+    assert links[0].resolve().name.split("_")[0] != selection_array  # a job array of its own
+
+
+def test_the_plan_shows_the_confirmation_as_pending():
+    metric = {"name": "eval/reversal/loss", "mode": "min"}
+    jobs = [PlannedJob(arm, 0, ["algorithm.lr=0.1"], f"{arm}_seed0") for arm in ("a", "b")]
+    plan = Plan("x", "x", metric, jobs, baseline="b", confirm={"repeats": 2, "seeds": [1, 2]})
+    console = Console(record=True, width=200)
+    print_plan(plan, jobs, console)
+    shown = console.export_text()
+    rows = {
+        line.split("│")[2].strip(): line for line in shown.splitlines() if line.startswith("│ – ")
+    }
+    assert set(rows) == {"(the best arm)", "(the baseline b)"}  # rows of the table, to come
+    assert all("1, 2" in row and "pending" in row for row in rows.values())
+    assert "the best arm and the baseline b re-run on the fresh seeds [1, 2]: 4 jobs more" in shown

@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from evsys.conclusion.arms import ArmScores
-from evsys.conclusion.confirmation import confirmation_fields
+from evsys.conclusion.confirmation import Selected, confirmation_fields, select_pair
 from evsys.records import Plan
 
 ARMS = ("a", "b", "c", "d", "base")  # four candidates and a baseline, all of the same mean
@@ -62,3 +62,13 @@ def test_the_selection_estimate_is_biased_upward_and_the_confirmed_one_is_not():
     assert abs(np.mean(confirmed)) < 3 * se_confirmed
     # and the shrinkage the conclusion reports is that bias, on average
     assert np.mean(np.subtract(selected, confirmed)) > 4 * se_selected
+
+
+def test_a_prediction_is_confirmed_against_the_arm_it_names():
+    rng = np.random.default_rng(1)
+    scores = _scores(rng, (0, 1, 2))
+    named = Plan("p", "p", _plan().success_metric, [], prediction={"better": "c", "than": "a"})
+    assert select_pair(named, scores) == Selected("c", "a")
+    versus_all = Plan("p", "p", _plan().success_metric, [], prediction={"better": "c"})
+    best_other = max((a for a in scores if a != "c"), key=lambda a: scores[a].mean)
+    assert select_pair(versus_all, scores) == Selected("c", best_other)

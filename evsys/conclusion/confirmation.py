@@ -36,15 +36,19 @@ class Selected:
 
 def select_pair(plan: Plan, scores: Mapping[str, ArmScores]) -> Selected | str:
     """The selection stage's best arm and its comparison arm, from the selection's scores;
-    or why there is none. With a baseline: the best arm that is not a baseline, against its
-    cell's baseline (across cells: the one furthest ahead of its own baseline); without:
-    the best arm against the runner-up."""
+    or why there is none. With a prediction: its arm against the arm it names (for "all":
+    the best of the others); with a baseline: the best arm that is not a baseline, against
+    its cell's baseline (across cells: the one furthest ahead of its own baseline); else the
+    best arm against the runner-up."""
     if missing := missing_named_arm(plan, scores):
         return f"nothing to confirm: {missing}"
     sign = orientation(plan.mode)
     ranking = sorted(scores, key=lambda arm: (-sign * scores[arm].mean, arm))
     if len(ranking) < 2:
         return "nothing to confirm: fewer than two arms completed the selection stage"
+    if plan.prediction:  # stated in advance: the predicted arm against its named rival
+        better, than = plan.prediction["better"], plan.prediction.get("than", "all")
+        return Selected(better, than if than != "all" else next(a for a in ranking if a != better))
     if plan.baseline is None:
         return Selected(ranking[0], ranking[1])
     of = plan.baselines or dict.fromkeys(ranking, plan.baseline)
