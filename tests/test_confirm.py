@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from evsys.compose import compose_run_config, search_path
+from evsys.conclusion.build import build_conclusion
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError
 from evsys.records import Plan, PlannedJob
@@ -19,6 +20,7 @@ from evsys.stages_config import AdaptiveConfig, ConfirmConfig
 from evsys.sweep.plan import confirm_design, plan_arguments
 from evsys.sweep.plan_table import print_plan
 from tests.conftest import FAST, kill_cli_once, run_cli
+from tests.test_conclusion import METRIC, write_sweep
 
 SHRUNK = [*FAST, "algorithm.max_steps=2", "data.num_train=64", "data.num_eval=8"]
 SHRUNK += ["eval.max_examples=4", "eval.max_new_tokens=4"]
@@ -173,3 +175,69 @@ def test_the_plan_shows_the_confirmation_as_pending():
     assert set(rows) == {"(the best arm)", "(the baseline b)"}  # rows of the table, to come
     assert all("1, 2" in row and "pending" in row for row in rows.values())
     assert "the best arm and the baseline b re-run on the fresh seeds [1, 2]: 4 jobs more" in shown
+
+
+def _with_confirmation(sweep: Path, values: dict[str, list]) -> None:
+    """Add the confirmation's jobs (seeds 2, 3) to a fabricated sweep's plan, and the records
+    of those whose value is given (None: never ran)."""
+    plan = json.loads((sweep / "experiment.json").read_text())
+    plan["confirm"] = {"repeats": 2, "seeds": [2, 3], "selected": "hi", "against": "lo"}
+    for arm, seeds in values.items():
+        for seed, value in zip((2, 3), seeds, strict=True):
+            directory = f"confirmation_{arm}_seed{seed}"
+            plan["planned"].append(
+                {"arm": arm, "seed": seed, "dir": directory, "stage": "confirmation"}
+            )
+            if value is not None:
+                (sweep / directory).mkdir()
+                record = {
+                    "arm": arm,
+                    "seed": seed,
+                    "status": "completed",
+                    "metrics": {METRIC: value},
+                }
+                (sweep / directory / "result.json").write_text(json.dumps(record))
+    (sweep / "experiment.json").write_text(json.dumps(plan))
+
+
+def test_an_unfinished_confirmation_leaves_the_verdict_inconclusive(tmp_path):
+    sweep = write_sweep(tmp_path, {"hi": [0.8, 0.82], "lo": [0.5, 0.52]})
+    _with_confirmation(sweep, {"hi": [0.7, None], "lo": [0.5, None]})
+    c = build_conclusion(sweep)
+    assert c.verdict == "inconclusive" and "not complete: 2 of 4 confirmation runs" in c.reason
+    assert c.confirmation["status"] == "pending" and c.confirmation["selection"]["diff"] > 0
+    assert sorted(run.dir for run in c.missing) == [
+        "confirmation_hi_seed3",
+        "confirmation_lo_seed3",
+    ]
+    assert c.counts == {"planned": 8, "completed": 6, "failed": 0, "missing": 2}
+
+
+def test_the_confirmed_estimate_is_the_fresh_seeds_alone(tmp_path):
+    sweep = write_sweep(tmp_path, {"hi": [0.8, 0.82], "lo": [0.5, 0.52]})
+    _with_confirmation(sweep, {"hi": [0.61, 0.63], "lo": [0.5, 0.54]})
+    c = build_conclusion(sweep)
+    confirmed = c.confirmation["confirmed"]
+    assert confirmed["diff"] == pytest.approx(0.62 - 0.52) and confirmed["n_seeds"] == 2
+    assert c.confirmation["selection"]["diff"] == pytest.approx(0.81 - 0.51)
+    assert c.confirmation["shrinkage"] == pytest.approx(0.2)
+    assert [g.values for g in c.groups] == [{"0": 0.8, "1": 0.82}, {"0": 0.5, "1": 0.52}]
+    assert (
+        "shrank by 0.2" in c.confirmation["summary"]
+        and "winner's curse" in c.confirmation["summary"]
+    )
+    assert c.reason.startswith(f"{c.verdict} (confirmed on 2 fresh seeds): hi vs lo")
+
+
+@pytest.mark.integration
+def test_slurm_without_waiting_is_refused_before_submitting(tmp_path):
+    """The confirmation's arms are picked from the selection's results: fire-and-forget
+    cannot wait for them."""
+    write_preset(tmp_path, TWO_ARMS)
+    args = [*sweep_args(tmp_path)[:-1], "hydra/launcher=slurm", "hydra.launcher.wait=false", "-m"]
+    done = run_cli(args, cwd=tmp_path)
+    assert done.returncode != 0
+    assert (
+        "experiment.confirm re-runs the arm the selection stage picks" in done.stdout + done.stderr
+    )
+    assert not (tmp_path / "sweep" / ".submitit").exists()
