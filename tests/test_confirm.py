@@ -206,6 +206,7 @@ def test_an_unfinished_confirmation_leaves_the_verdict_inconclusive(tmp_path):
     c = build_conclusion(sweep)
     assert c.verdict == "inconclusive" and "not complete: 2 of 4 confirmation runs" in c.reason
     assert c.confirmation["status"] == "pending" and c.confirmation["selection"]["diff"] > 0
+    assert c.verdict_basis is None and c.verdict_p is None  # the selection's p decides nothing
     assert sorted(run.dir for run in c.missing) == [
         "confirmation_hi_seed3",
         "confirmation_lo_seed3",

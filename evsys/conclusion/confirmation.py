@@ -82,12 +82,7 @@ def confirmation_fields(
     record["selection_reason"] = reason
     pair = select_pair(plan, selection)
     if isinstance(pair, str):
-        record |= {"status": NOT_RUN, "summary": pair}
-        return {
-            "confirmation": record,
-            "verdict": "inconclusive",
-            "reason": f"inconclusive: {pair}",
-        }
+        return _unconfirmed(record | {"status": NOT_RUN, "summary": pair})
     record |= {"selected": pair.arm, "against": pair.against}
     record["selection"] = _estimate_record(estimate(pair, selection, plan))
     found = estimate(pair, confirmed, plan)
@@ -95,12 +90,7 @@ def confirmation_fields(
         done = sum(len(confirmed[a].seeds) for a in (pair.arm, pair.against) if a in confirmed)
         why = f"{done} of {count(2 * len(record['seeds'] or []), 'confirmation run')} completed"
         summary = f"the confirmation of {pair.arm} vs {pair.against} is not complete: {why}"
-        record |= {"status": PENDING, "confirmed": None, "shrinkage": None, "summary": summary}
-        return {
-            "confirmation": record,
-            "verdict": "inconclusive",
-            "reason": f"inconclusive: {summary}",
-        }
+        return _unconfirmed(record | {"status": PENDING, "confirmed": None, "summary": summary})
     c, test = found
     verdict, why, basis = single_comparison(test, plan.min_effect)
     record["confirmed"] = _estimate_record(found)
@@ -113,6 +103,17 @@ def confirmation_fields(
         "reason": f"{verdict} (confirmed on {seeds}): {c.name}: {why}",
         "verdict_basis": basis.text() + ", on the confirmation's seeds only" if basis else None,
         "verdict_p": basis.p if basis else None,
+    }
+
+
+def _unconfirmed(record: dict[str, Any]) -> dict[str, Any]:
+    """Nothing confirmed: inconclusive, resting on no test (the selection's p is no basis)."""
+    return {
+        "confirmation": record | {"shrinkage": None},
+        "verdict": "inconclusive",
+        "reason": f"inconclusive: {record['summary']}",
+        "verdict_basis": None,
+        "verdict_p": None,
     }
 
 

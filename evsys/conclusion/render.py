@@ -65,7 +65,8 @@ def render_markdown(conclusion: Conclusion) -> str:
     lines += _continual_markdown(conclusion.continual or {})
     lines += _other_metrics_markdown(conclusion.other_metrics)
     lines += _decision_markdown(conclusion)
-    lines += _comparisons_markdown(conclusion.comparisons or [])
+    stage = " of the selection stage" if conclusion.confirmation else ""
+    lines += _comparisons_markdown(conclusion.comparisons or [], stage)
     lines += _method_markdown(conclusion)
     lines += _exports_markdown(conclusion.exports)
     lines += _problems_markdown(conclusion)
@@ -210,11 +211,11 @@ def _shared_overrides(groups: list[Group]) -> set[str]:
     return set(groups[0].overrides).intersection(*(g.overrides for g in groups[1:])) | bookkeeping
 
 
-def _comparisons_markdown(comparisons: list[ComparisonResult]) -> list[str]:
+def _comparisons_markdown(comparisons: list[ComparisonResult], stage: str = "") -> list[str]:
     if not comparisons:
         return []
     lines = [
-        "## Comparisons (difference oriented so positive = first is better)",
+        f"## Comparisons{stage} (difference oriented so positive = first is better)",
         "",
         "| comparison | difference | 95% CI | p | Holm p | p(> m) | p(> m), Holm | method "
         "| seeds | items |",
