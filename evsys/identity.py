@@ -10,6 +10,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from evsys.choices import CONFIRMATION
+
 # Keys that say where or which replicate, not what is trained: left out of group_id.
 NOT_IN_GROUP = ("seed", "arm", "tags", "experiment", "hydra")
 # Keys that change how a job runs, not what it trains or scores: results and checkpoints stay
@@ -50,7 +52,7 @@ def identity_config(cfg: DictConfig) -> dict[str, Any]:
     container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     flat = _flatten({**_trained(container), "seed": container.get("seed")})
     stage = ((container.get("experiment") or {}).get("confirm") or {}).get("stage")
-    if stage == "confirmation":  # a confirmation run is never a selection run's record
+    if stage == CONFIRMATION:  # a confirmation run is never a selection run's record
         flat["stage"] = stage
     return {key: value for key, value in flat.items() if key not in NOT_IN_IDENTITY}
 

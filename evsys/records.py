@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from evsys.choices import SELECTION  # a job's stage (experiment.confirm)
 from evsys.confine import inside_sweep
 from evsys.errors import NotASweepDir
 from evsys.file_fields import checked_fields
@@ -47,8 +48,6 @@ BOOKKEEPING_OVERRIDES = (
     "arm=", "experiment.id=", "+experiment=", "experiment.dry_run=", "experiment.on_mismatch=",
     "experiment.confirm.stage=", "hydra.",
 )  # fmt: skip
-# The stages of a sweep: its arms x seeds, then (experiment.confirm) the winner on fresh seeds.
-SELECTION, CONFIRMATION = "selection", "confirmation"
 # Files are read by the group too: sweeps on shared clusters are read by colleagues.
 FILE_MODE = 0o644
 

@@ -29,4 +29,4 @@ class ConfirmConfig:
     repeats: int | None = at_least(None, 2, "a confirmation needs 2 seeds per arm for its interval")
     # which stage a job belongs to: set by the sweeper on the confirmation's jobs, never by
     # hand; part of the job's identity, so no record is reused across the stages
-    stage: str = one_of("selection", allowed.CONFIRM_STAGES)
+    stage: str = one_of(allowed.SELECTION, allowed.CONFIRM_STAGES)

@@ -38,6 +38,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from evsys.choices import CONFIRMATION, SELECTION
 from evsys.conclusion import statistics
 from evsys.conclusion.adaptive import adaptive_verdict
 from evsys.conclusion.confirmation import confirmation_fields
@@ -60,7 +61,7 @@ from evsys.conclusion.scores import arm_scores, metric_bounds
 from evsys.conclusion.threshold import single_run_verdict, threshold_result
 from evsys.cost import arm_total
 from evsys.plural import count
-from evsys.records import CONFIRMATION, SELECTION, Plan
+from evsys.records import Plan
 
 SIGNIFICANT_DIGITS = 6
 

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from evsys.choices import CONFIRMATION, SELECTION
 from evsys.conclusion.confirmation import select_pair
 from evsys.conclusion.runs import collect_runs
 from evsys.conclusion.scores import arm_scores
 from evsys.errors import ConfigError
 from evsys.locks import supersede
-from evsys.records import CONFIRMATION, SELECTION, Plan, PlannedJob, job_dir_name
+from evsys.records import Plan, PlannedJob, job_dir_name
 from evsys.sweep.plan import plan_jobs
 from evsys.sweep.reuse import mismatch_message, sort_jobs
 
