@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from omegaconf import MISSING
 
 from evsys import choices as allowed  # the allowed values of enumerated fields
+from evsys.data.columns import DataColumns
 from evsys.errors import ConfigError
 from evsys.optimizer_rules import check_optimizer
 from evsys.rules import above, at_least, free_text, one_of, within
@@ -112,19 +113,6 @@ class BackendConfig:
 
 # ---------------------------------------------------------------------------------------- data
 @dataclass
-class DataColumns:
-    """The source's column for each column evsys reads; None: a column of that very name."""
-
-    prompt: str | None = None  # e.g. question
-    completion: str | None = None  # e.g. response
-    answer: str | None = None  # prompt_answer data; None: "answer", else "reference"
-    messages: str | None = None  # chat data: a list of {role, content}
-    text: str | None = None  # plain text data, trained on every token
-    chosen: str | None = None  # preference data: the preferred answer
-    rejected: str | None = None  # preference data: the dispreferred answer
-
-
-@dataclass
 class DatasetConfig:
     """One dataset: where it comes from, how it is read, and its own transforms."""
 
@@ -139,7 +127,7 @@ class DatasetConfig:
     transforms: list[Any] = field(default_factory=list)  # ordered steps, see docs/data.md
     num_train: int = at_least(20000, 1)  # built-in tasks: training examples generated
     num_eval: int = at_least(256, 1)  # built-in tasks: held-out examples generated
-    seed: int = 0  # seed of the data itself (the run's `seed` drives init and order)
+    seed: int = 0  # seed of the data itself: which examples, the held-out split
 
 
 @dataclass
@@ -169,6 +157,8 @@ class DataConfig(DatasetConfig):
     cache_dir: str | None = None  # None: $EVSYS_CACHE_DIR, else ~/.cache/evsys/data
     # tokenization processes; None: all cores for >= 20k examples
     num_proc: int | None = at_least(None, 1)
+    # seed of the training order (each epoch's shuffle); None: the run's `seed` (docs/statistics.md)
+    order_seed: int | None = None
 
 
 # ---------------------------------------------------------------------------------------- eval
@@ -375,7 +365,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
-    seed: int = 0  # seeds model init, data order and dropout
+    seed: int = 0  # seeds model init and dropout, and data order unless data.order_seed
     tags: list[str] = free_text(default_factory=list)  # free labels recorded with the arm
     arm: str = free_text("default")  # this job's arm name (set by the experiment sweeper)
     log_every_n_steps: int = at_least(10, 1)  # scalars logged to TensorBoard every this many steps

@@ -54,6 +54,7 @@ from evsys.conclusion.model import (
     SuccessMetric,
     ThresholdResult,
 )
+from evsys.conclusion.noise_study import low_snr_note
 from evsys.conclusion.plan_decision import decide_plan, missing_named_arm
 from evsys.conclusion.power import power_summary
 from evsys.conclusion.runs import collect_runs, is_number
@@ -102,6 +103,9 @@ def build_conclusion(sweep_dir: str | Path) -> Conclusion:
     if plan.adaptive:
         conclusion = replace(conclusion, adaptive=plan.adaptive)
         conclusion = replace(conclusion, **adaptive_verdict(plan.adaptive, conclusion))
+    low_snr = low_snr_note(runs["completed"], metric["name"])
+    if low_snr and conclusion.notes is not None:  # notes exist where arms were compared
+        conclusion = replace(conclusion, notes=[*conclusion.notes, low_snr])
     if plan.confirm:
         conclusion = _confirmed(conclusion, everything, Path(sweep_dir), scores)
     return _rounded(conclusion)
