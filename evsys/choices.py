@@ -34,3 +34,7 @@ RATIO_LEVELS = ("token", "sequence")
 KTO_LOSS_TYPES = ("kto", "apo_zero_unpaired")  # algorithm.loss_type (KTO)
 METRIC_MODES = ("max", "min")  # experiment.success_metric.mode
 ON_MISMATCH = ("refuse", "rerun")  # experiment.on_mismatch
+# experiment.confirm.stage (set by the sweeper): a sweep's arms x seeds, then the winner and
+# its comparison arm on fresh seeds
+SELECTION, CONFIRMATION = "selection", "confirmation"
+CONFIRM_STAGES = (SELECTION, CONFIRMATION)

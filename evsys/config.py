@@ -23,6 +23,7 @@ from evsys.data.columns import DataColumns
 from evsys.errors import ConfigError
 from evsys.optimizer_rules import check_optimizer
 from evsys.rules import above, at_least, free_text, one_of, within
+from evsys.stages_config import AdaptiveConfig, ConfirmConfig
 
 
 # --------------------------------------------------------------------------------------- model
@@ -330,15 +331,6 @@ class PredictionConfig:
 
 
 @dataclass
-class AdaptiveConfig:
-    """Seeds until decided: after n_repeats seeds per arm, add seeds to the arms of undecided
-    comparisons, round after round, under a group-sequential design (docs/statistics.md)."""
-
-    max_repeats: int = at_least(0, 0)  # seeds per arm at most; 0 (or <= n_repeats): a fixed design
-    increment: int = at_least(1, 1)  # seeds added per round to each arm still undecided
-
-
-@dataclass
 class ExperimentConfig:
     name: str = free_text("default")  # experiment name (sweep dir and registry)
     id: str | None = None  # set by evsys when the experiment starts; do not set by hand
@@ -352,6 +344,7 @@ class ExperimentConfig:
     # optional preregistered direction: the verdict then answers it (docs/statistics.md)
     prediction: PredictionConfig | None = None
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)  # seeds until decided
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)  # the winner on fresh seeds
     continual: ContinualConfig = field(default_factory=ContinualConfig)  # chain of datasets
     parent_experiment_id: str | None = None  # experiment this one follows up
     metadata: dict[str, Any] = free_text(default_factory=dict)  # free-form notes (literal)

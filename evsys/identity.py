@@ -10,6 +10,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from evsys.choices import CONFIRMATION
+
 # Keys that say where or which replicate, not what is trained: left out of group_id.
 NOT_IN_GROUP = ("seed", "arm", "tags", "experiment", "hydra")
 # Nested keys that, like `seed`, say which replicate: left out of group_id, in the identity
@@ -57,6 +59,9 @@ def identity_config(cfg: DictConfig) -> dict[str, Any]:
     container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     flat = _flatten({**_trained(container), "seed": container.get("seed")})
     flat.update({key: value for key, value in _replicate(container).items() if value is not None})
+    stage = ((container.get("experiment") or {}).get("confirm") or {}).get("stage")
+    if stage == CONFIRMATION:  # a confirmation run is never a selection run's record
+        flat["stage"] = stage
     return {key: value for key, value in flat.items() if key not in NOT_IN_IDENTITY}
 
 
