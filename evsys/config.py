@@ -7,8 +7,8 @@ keys while composing. evsys/validate.py checks the composed config once more (ke
 default and one line of help (the comment beside it); a field with a few allowed values or a
 range declares them with evsys/rules.py's `one_of`, `at_least`, `above` or `within` (the lists
 are in evsys/choices.py), checked on every composed config. Free text (hypothesis, metadata,
-tags, baseline, names) is declared with `free_text`: read literally, `${...}` in it never
-resolved (evsys/free_text.py).
+tags, names, and what names an arm, a metric or a stage) is declared with `free_text`: read
+literally, `${...}` in it never resolved (evsys/free_text.py).
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from typing import Any, ClassVar
 from omegaconf import MISSING
 
 from evsys import choices as allowed  # the allowed values of enumerated fields
+from evsys.data.columns import DataColumns
 from evsys.errors import ConfigError
 from evsys.optimizer_rules import check_optimizer
 from evsys.rules import above, at_least, free_text, one_of, within
 from evsys.run.logger_config import LoggerConfig
+from evsys.stages_config import AdaptiveConfig, ConfirmConfig
 
 
 # --------------------------------------------------------------------------------------- model
@@ -112,19 +114,6 @@ class BackendConfig:
 
 # ---------------------------------------------------------------------------------------- data
 @dataclass
-class DataColumns:
-    """The source's column for each column evsys reads; None: a column of that very name."""
-
-    prompt: str | None = None  # e.g. question
-    completion: str | None = None  # e.g. response
-    answer: str | None = None  # prompt_answer data; None: "answer", else "reference"
-    messages: str | None = None  # chat data: a list of {role, content}
-    text: str | None = None  # plain text data, trained on every token
-    chosen: str | None = None  # preference data: the preferred answer
-    rejected: str | None = None  # preference data: the dispreferred answer
-
-
-@dataclass
 class DatasetConfig:
     """One dataset: where it comes from, how it is read, and its own transforms."""
 
@@ -139,7 +128,7 @@ class DatasetConfig:
     transforms: list[Any] = field(default_factory=list)  # ordered steps, see docs/data.md
     num_train: int = at_least(20000, 1)  # built-in tasks: training examples generated
     num_eval: int = at_least(256, 1)  # built-in tasks: held-out examples generated
-    seed: int = 0  # seed of the data itself (the run's `seed` drives init and order)
+    seed: int = 0  # seed of the data itself: which examples, the held-out split
 
 
 @dataclass
@@ -169,6 +158,8 @@ class DataConfig(DatasetConfig):
     cache_dir: str | None = None  # None: $EVSYS_CACHE_DIR, else ~/.cache/evsys/data
     # tokenization processes; None: all cores for >= 20k examples
     num_proc: int | None = at_least(None, 1)
+    # seed of the training order (each epoch's shuffle); None: the run's `seed` (docs/statistics.md)
+    order_seed: int | None = None
 
 
 # ---------------------------------------------------------------------------------------- eval
@@ -263,7 +254,7 @@ class GRPOConfig(AlgorithmConfig):
 # ---------------------------------------------------------------------------------- experiment
 @dataclass
 class SuccessMetric:
-    name: str = ""  # metric that ranks arms, e.g. eval/addition/exact_match
+    name: str = free_text("")  # metric that ranks arms, e.g. eval/addition/exact_match
     # max: higher is better | min: lower is better | null: min for a loss, perplexity or
     # forgetting metric, max otherwise (evsys.metric_kinds.metric_mode); the plan says which
     mode: str | None = one_of(None, allowed.METRIC_MODES)
@@ -283,7 +274,7 @@ class ContinualStage:
     transforms: list[Any] = field(default_factory=list)  # this stage's data.transforms
     # this stage's optimizer steps; None: algorithm.max_steps
     max_steps: int | None = above(None, 0)
-    name: str | None = None  # label in stage dirs, tables and plots; None: dataset_name
+    name: str | None = free_text(None)  # label in stage dirs, tables and plots; None: dataset_name
 
 
 @dataclass
@@ -305,17 +296,8 @@ class StoresConfig:
 class PredictionConfig:
     """A direction stated before the results (preregistration): `better` beats `than`."""
 
-    better: str = MISSING  # the arm predicted to win
-    than: str = "all"  # the arm it beats, or "all": every other arm
-
-
-@dataclass
-class AdaptiveConfig:
-    """Seeds until decided: after n_repeats seeds per arm, add seeds to the arms of undecided
-    comparisons, round after round, under a group-sequential design (docs/statistics.md)."""
-
-    max_repeats: int = at_least(0, 0)  # seeds per arm at most; 0 (or <= n_repeats): a fixed design
-    increment: int = at_least(1, 1)  # seeds added per round to each arm still undecided
+    better: str = free_text(MISSING)  # the arm predicted to win
+    than: str = free_text("all")  # the arm it beats, or "all": every other arm
 
 
 @dataclass
@@ -332,6 +314,7 @@ class ExperimentConfig:
     # optional preregistered direction: the verdict then answers it (docs/statistics.md)
     prediction: PredictionConfig | None = None
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)  # seeds until decided
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)  # the winner on fresh seeds
     continual: ContinualConfig = field(default_factory=ContinualConfig)  # chain of datasets
     parent_experiment_id: str | None = None  # experiment this one follows up
     metadata: dict[str, Any] = free_text(default_factory=dict)  # free-form notes (literal)
@@ -353,7 +336,7 @@ class RunConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)  # TensorBoard, and MLflow or W&B
-    seed: int = 0  # seeds model init, data order and dropout
+    seed: int = 0  # seeds model init and dropout, and data order unless data.order_seed
     tags: list[str] = free_text(default_factory=list)  # free labels recorded with the arm
     arm: str = free_text("default")  # this job's arm name (set by the experiment sweeper)
     log_every_n_steps: int = at_least(10, 1)  # scalars logged to TensorBoard every this many steps

@@ -1,5 +1,6 @@
 """ArmRun: one training run of one config in one dir — setup -> train -> score -> export
-(what training measured is kept on disk before scoring: evsys/run/trained.py).
+(what training measured is kept on disk before the final validation and scoring:
+evsys/run/trained.py).
 
 A single arm (evsys/run/arm.py) is one ArmRun; a continual chain (evsys/run/continual.py) is
 one ArmRun per stage. Each returns an ArmOutcome, from which the arm's record is built once
@@ -28,8 +29,8 @@ from evsys.records import CHECKPOINT, MODEL_DIR, write_item_scores
 from evsys.run.loggers import TrackedSteps
 from evsys.run.ranks import other_ranks_run_this_job
 from evsys.run.resume import resume_step
-from evsys.run.trained import Trained, kept_measures
-from evsys.run.trainer import RunLogger, build_trainer, starting_model, train_metrics
+from evsys.run.trained import Trained, awaits_validation, kept_measures, train_metrics
+from evsys.run.trainer import RunLogger, build_trainer, starting_model
 
 log = logging.getLogger("evsys")
 
@@ -182,6 +183,7 @@ class ArmRun:
             self.trainer.fit(
                 self.module, datamodule=self.data, ckpt_path=checkpoint, weights_only=True
             )
+            self._finish_final_validation()
         trainer = self.trainer
         if isinstance(trainer.strategy, ShardedStrategy):
             root = trainer.strategy.root_device
@@ -193,6 +195,14 @@ class ArmRun:
             self.cfg.arm, self.cfg.seed, f"{count_parameters(self.module.model):,}",
             len(self.data.train_rows), self.run_dir,
         )  # fmt: skip
+
+    def _finish_final_validation(self) -> None:
+        """A run killed during its final validation left training's measures without its
+        val/*: validate the trained model again (every rank) rather than train it again."""
+        step = self.trainer.global_step
+        if self.resumed_from_step == step and awaits_validation(self.run_dir, self.identity, step):
+            log.info("step %d's validation was cut short: validating the trained model", step)
+            self.trainer.validate(self.module, datamodule=self.data, verbose=False)
 
     def keep_measures(self) -> None:
         """What training measured, kept in the training record before anything else can fail
