@@ -52,12 +52,12 @@ def network_trap() -> Iterator[tuple[dict, list]]:
         server.close()
 
 
-def _sweep(tmp_path: Path, logger: str, env: dict):
+def _sweep(tmp_path: Path, logger: str, env: dict, extra: tuple[str, ...] = ()):
     """The demo preset, shrunk: 2 arms x 1 seed, run from an empty cwd with its own HOME."""
     home, cwd = tmp_path / "home", tmp_path / "cwd"
     home.mkdir()
     cwd.mkdir()
-    args = ["+experiment=demo", "experiment.n_repeats=1", f"logger={logger}", *FAST]
+    args = ["+experiment=demo", "experiment.n_repeats=1", f"logger={logger}", *FAST, *extra]
     args += [
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
         f"experiment.stores.outputs_root={tmp_path / 'out'}",
@@ -81,7 +81,8 @@ def _nothing_outside(tmp_path: Path, home: Path, cwd: Path, name: str) -> None:
 def test_mlflow_has_one_experiment_with_a_run_per_arm_and_seed(tmp_path):
     pytest.importorskip("mlflow")
     with network_trap() as (env, received):
-        home, cwd = _sweep(tmp_path, "mlflow", env)
+        # the benchmark scored during training too (step 2), not only after it (step 4)
+        home, cwd = _sweep(tmp_path, "mlflow", env, ("validation.benchmarks_every_n_steps=2",))
     assert received == []  # no telemetry, no server
     _nothing_outside(tmp_path, home, cwd, "mlflow")
     from mlflow.tracking import MlflowClient
@@ -103,6 +104,8 @@ def test_mlflow_has_one_experiment_with_a_run_per_arm_and_seed(tmp_path):
         assert run.data.params["algorithm.lr"] == str(record["hparams"]["algorithm.lr"])
         losses = client.get_metric_history(run.info.run_id, "train/loss")
         assert [m.step for m in losses] == [0, 1, 2, 3]  # every step once, as TensorBoard
+        scores = client.get_metric_history(run.info.run_id, SUCCESS_METRIC)
+        assert sorted(m.step for m in scores) == [2, 4]
     # TensorBoard is still written: the conclusion's curves read it
     assert (tmp_path / "sweep" / "tensorboard" / "lr_3e-3" / "seed0").is_dir()
 
