@@ -233,7 +233,7 @@ def _preregistered(ctx: _Context, pred: Prediction) -> Decision:
     against = "every other arm" if pred.than == ALL else pred.than
     claim = f"{x} beats {against}{ctx.effect()} (preregistered)"
     surprises = _surprises(ctx, x, others)
-    rule = _all_above(tests, ctx.m) if pred.than == ALL else _single(tests[0], ctx.m)
+    rule = _all_above(tests, ctx.m) if pred.than == ALL else single_comparison(tests[0], ctx.m)
     verdict, why, basis = rule
     reason = f"{verdict}: the prediction that {x} beats {against}{ctx.effect()}: {why}"
     return ctx.decision(verdict, "preregistered", claim, reason, tests, surprises, basis)
@@ -252,7 +252,7 @@ def _surprises(ctx: _Context, x: str, others: Sequence[str]) -> list[str]:
     return out
 
 
-def _single(t: FamilyTest, m: float) -> tuple[str, str, Basis | None]:
+def single_comparison(t: FamilyTest, m: float) -> tuple[str, str, Basis | None]:
     c, how = t.comparison, "raw: one planned comparison, no correction"
     if t.p_above is None:
         return "inconclusive", _untestable(c), None

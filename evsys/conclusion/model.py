@@ -242,7 +242,7 @@ class Conclusion(_Record):
     OPTIONAL: ClassVar[frozenset[str]] = frozenset(
         {
             "comparisons", "surprises", "notes", "power", "adaptive", "fixed_n_reason",
-            "continual", "threshold", "metadata", "verdict_basis", "verdict_p",
+            "continual", "threshold", "metadata", "verdict_basis", "verdict_p", "confirmation",
             "seed_pairing",
         }
     )  # fmt: skip
@@ -280,6 +280,9 @@ class Conclusion(_Record):
     # the group-sequential verdict replaced) and continual sweeps (per continual arm).
     adaptive: dict[str, Any] | None = None
     fixed_n_reason: str | None = None
+    # Optional: the winner confirmed on fresh seeds (evsys/conclusion/confirmation.py): the
+    # arms, both stages' estimates and the shrinkage; the verdict is then the confirmation's
+    confirmation: dict[str, Any] | None = None
     continual: dict[str, ContinualGroup] | None = None
     # Optional: which arms reach success_metric.threshold, when the experiment states one
     threshold: ThresholdResult | None = None
