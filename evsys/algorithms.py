@@ -18,8 +18,9 @@ import importlib
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
-from evsys.config import DPOConfig, GRPOConfig, PretrainConfig, SFTConfig
+from evsys.config import GRPOConfig, PretrainConfig, SFTConfig
 from evsys.errors import ConfigError
+from evsys.lightning.dpo_config import DPOConfig
 from evsys.lightning.kto_config import KTOConfig
 from evsys.lightning.reward_model_config import RewardModelConfig
 from evsys.lightning.rloo_config import RLOOConfig

@@ -34,3 +34,9 @@ RATIO_LEVELS = ("token", "sequence")
 KTO_LOSS_TYPES = ("kto", "apo_zero_unpaired")  # algorithm.loss_type (KTO)
 METRIC_MODES = ("max", "min")  # experiment.success_metric.mode
 ON_MISMATCH = ("refuse", "rerun")  # experiment.on_mismatch
+LOGGERS = ("tensorboard", "mlflow", "wandb")  # logger.kind: TensorBoard alone, or one more
+WANDB_MODES = ("offline", "online")  # logger.mode (wandb): offline needs no network or account
+# experiment.confirm.stage (set by the sweeper): a sweep's arms x seeds, then the winner and
+# its comparison arm on fresh seeds
+SELECTION, CONFIRMATION = "selection", "confirmation"
+CONFIRM_STAGES = (SELECTION, CONFIRMATION)

@@ -7,8 +7,8 @@ keys while composing. evsys/validate.py checks the composed config once more (ke
 default and one line of help (the comment beside it); a field with a few allowed values or a
 range declares them with evsys/rules.py's `one_of`, `at_least`, `above` or `within` (the lists
 are in evsys/choices.py), checked on every composed config. Free text (hypothesis, metadata,
-tags, baseline, names) is declared with `free_text`: read literally, `${...}` in it never
-resolved (evsys/free_text.py).
+tags, names, and what names an arm, a metric or a stage) is declared with `free_text`: read
+literally, `${...}` in it never resolved (evsys/free_text.py).
 """
 
 from __future__ import annotations
@@ -19,9 +19,12 @@ from typing import Any, ClassVar
 from omegaconf import MISSING
 
 from evsys import choices as allowed  # the allowed values of enumerated fields
+from evsys.data.columns import DataColumns
 from evsys.errors import ConfigError
 from evsys.optimizer_rules import check_optimizer
 from evsys.rules import above, at_least, free_text, one_of, within
+from evsys.run.logger_config import LoggerConfig
+from evsys.stages_config import AdaptiveConfig, ConfirmConfig
 
 
 # --------------------------------------------------------------------------------------- model
@@ -111,19 +114,6 @@ class BackendConfig:
 
 # ---------------------------------------------------------------------------------------- data
 @dataclass
-class DataColumns:
-    """The source's column for each column evsys reads; None: a column of that very name."""
-
-    prompt: str | None = None  # e.g. question
-    completion: str | None = None  # e.g. response
-    answer: str | None = None  # prompt_answer data; None: "answer", else "reference"
-    messages: str | None = None  # chat data: a list of {role, content}
-    text: str | None = None  # plain text data, trained on every token
-    chosen: str | None = None  # preference data: the preferred answer
-    rejected: str | None = None  # preference data: the dispreferred answer
-
-
-@dataclass
 class DatasetConfig:
     """One dataset: where it comes from, how it is read, and its own transforms."""
 
@@ -138,7 +128,7 @@ class DatasetConfig:
     transforms: list[Any] = field(default_factory=list)  # ordered steps, see docs/data.md
     num_train: int = at_least(20000, 1)  # built-in tasks: training examples generated
     num_eval: int = at_least(256, 1)  # built-in tasks: held-out examples generated
-    seed: int = 0  # seed of the data itself (the run's `seed` drives init and order)
+    seed: int = 0  # seed of the data itself: which examples, the held-out split
 
 
 @dataclass
@@ -168,6 +158,8 @@ class DataConfig(DatasetConfig):
     cache_dir: str | None = None  # None: $EVSYS_CACHE_DIR, else ~/.cache/evsys/data
     # tokenization processes; None: all cores for >= 20k examples
     num_proc: int | None = at_least(None, 1)
+    # seed of the training order (each epoch's shuffle); None: the run's `seed` (docs/statistics.md)
+    order_seed: int | None = None
 
 
 # ---------------------------------------------------------------------------------------- eval
@@ -217,37 +209,6 @@ class PretrainConfig(AlgorithmConfig):
 
 
 @dataclass
-class DPOConfig(AlgorithmConfig):
-    kind: str = "dpo"
-    lr: float = 1e-4  # peak learning rate; well below SFT's: DPO fine-tunes a trained policy
-    max_steps: int = 100  # optimizer steps
-    warmup_steps: int = 10  # linear warm-up from 0 to lr
-    loss_type: str = one_of("sigmoid", allowed.LOSS_TYPES)  # sigmoid: DPO | ipo: IPO | simpo: SimPO
-    beta: float = above(0.1, 0)  # sigmoid/ipo: pull towards the reference; simpo: reward scale
-    # sigmoid/simpo: assumed share of flipped labels
-    label_smoothing: float = within(0.0, 0, 0.5)
-    simpo_gamma: float = 0.5  # simpo: target reward margin between chosen and rejected
-    sft_weight: float = at_least(0.0, 0)  # add this times the chosen answers' token NLL (RPO)
-    precompute_ref_logps: bool = False  # score all pairs with the reference once, before training
-    # val/<name> each validation logs (evsys/lightning/dpo.py); the record keeps them
-    validation_metrics: ClassVar[tuple[str, ...]] = (
-        "loss", "chosen_nll", "rewards/chosen", "rewards/rejected", "rewards/margins",
-        "rewards/accuracy",
-    )  # fmt: skip
-    curves: ClassVar[tuple[str, ...]] = validation_metrics[1:] + ("lr",)
-
-    def __post_init__(self) -> None:
-        """The one rule between two keys (each key's own range is on its field)."""
-        super().__post_init__()
-        if self.label_smoothing and self.loss_type not in allowed.SMOOTHED:
-            raise ConfigError(
-                f"algorithm.label_smoothing={self.label_smoothing} has no meaning for "
-                f"algorithm.loss_type={self.loss_type}; it applies to "
-                f"{' and '.join(allowed.SMOOTHED)}"
-            )
-
-
-@dataclass
 class GRPOConfig(AlgorithmConfig):
     kind: str = "grpo"
     lr: float = 1e-4  # GRPO fine-tunes a trained policy: a lower, constant lr, fewer steps
@@ -293,7 +254,7 @@ class GRPOConfig(AlgorithmConfig):
 # ---------------------------------------------------------------------------------- experiment
 @dataclass
 class SuccessMetric:
-    name: str = ""  # metric that ranks arms, e.g. eval/addition/exact_match
+    name: str = free_text("")  # metric that ranks arms, e.g. eval/addition/exact_match
     # max: higher is better | min: lower is better | null: min for a loss, perplexity or
     # forgetting metric, max otherwise (evsys.metric_kinds.metric_mode); the plan says which
     mode: str | None = one_of(None, allowed.METRIC_MODES)
@@ -313,7 +274,7 @@ class ContinualStage:
     transforms: list[Any] = field(default_factory=list)  # this stage's data.transforms
     # this stage's optimizer steps; None: algorithm.max_steps
     max_steps: int | None = above(None, 0)
-    name: str | None = None  # label in stage dirs, tables and plots; None: dataset_name
+    name: str | None = free_text(None)  # label in stage dirs, tables and plots; None: dataset_name
 
 
 @dataclass
@@ -335,17 +296,8 @@ class StoresConfig:
 class PredictionConfig:
     """A direction stated before the results (preregistration): `better` beats `than`."""
 
-    better: str = MISSING  # the arm predicted to win
-    than: str = "all"  # the arm it beats, or "all": every other arm
-
-
-@dataclass
-class AdaptiveConfig:
-    """Seeds until decided: after n_repeats seeds per arm, add seeds to the arms of undecided
-    comparisons, round after round, under a group-sequential design (docs/statistics.md)."""
-
-    max_repeats: int = at_least(0, 0)  # seeds per arm at most; 0 (or <= n_repeats): a fixed design
-    increment: int = at_least(1, 1)  # seeds added per round to each arm still undecided
+    better: str = free_text(MISSING)  # the arm predicted to win
+    than: str = free_text("all")  # the arm it beats, or "all": every other arm
 
 
 @dataclass
@@ -362,6 +314,7 @@ class ExperimentConfig:
     # optional preregistered direction: the verdict then answers it (docs/statistics.md)
     prediction: PredictionConfig | None = None
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)  # seeds until decided
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)  # the winner on fresh seeds
     continual: ContinualConfig = field(default_factory=ContinualConfig)  # chain of datasets
     parent_experiment_id: str | None = None  # experiment this one follows up
     metadata: dict[str, Any] = free_text(default_factory=dict)  # free-form notes (literal)
@@ -382,7 +335,8 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
-    seed: int = 0  # seeds model init, data order and dropout
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # TensorBoard, and MLflow or W&B
+    seed: int = 0  # seeds model init and dropout, and data order unless data.order_seed
     tags: list[str] = free_text(default_factory=list)  # free labels recorded with the arm
     arm: str = free_text("default")  # this job's arm name (set by the experiment sweeper)
     log_every_n_steps: int = at_least(10, 1)  # scalars logged to TensorBoard every this many steps
@@ -397,4 +351,5 @@ GROUP_SCHEMAS: dict[str, type] = {
     "eval": EvalConfig,
     "validation": ValidationConfig,
     "experiment": ExperimentConfig,
+    "logger": LoggerConfig,
 }

@@ -10,8 +10,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-# Keys that say where or which replicate, not what is trained: left out of group_id.
-NOT_IN_GROUP = ("seed", "arm", "tags", "experiment", "hydra")
+from evsys.choices import CONFIRMATION
+
+# Keys that say where, which replicate or where it is logged, not what is trained: left out
+# of group_id.
+NOT_IN_GROUP = ("seed", "arm", "tags", "experiment", "hydra", "logger")
+# Nested keys that, like `seed`, say which replicate: left out of group_id, in the identity
+# only when set (a config written before the key existed keeps its identity).
+REPLICATE_KEYS = ("data.order_seed",)
 # Keys that change how a job runs, not what it trains or scores: results and checkpoints stay
 # valid across them, so they are left out of a job's identity too.
 NOT_IN_IDENTITY = (
@@ -29,6 +35,10 @@ def group_id(cfg: DictConfig) -> str:
 
 def _trained(container: dict) -> dict:
     identity = {k: v for k, v in container.items() if k not in NOT_IN_GROUP}
+    for key in REPLICATE_KEYS:
+        group, name = key.split(".")
+        if isinstance(identity.get(group), dict) and name in identity[group]:
+            identity[group] = {k: v for k, v in identity[group].items() if k != name}
     experiment = container.get("experiment") or {}
     continual = experiment.get("continual") or {}
     if continual.get("datasets") is not None:  # the chain is what is trained, not bookkeeping
@@ -49,7 +59,20 @@ def identity_config(cfg: DictConfig) -> dict[str, Any]:
     so a mismatch can name the keys that differ."""
     container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     flat = _flatten({**_trained(container), "seed": container.get("seed")})
+    flat.update({key: value for key, value in _replicate(container).items() if value is not None})
+    stage = ((container.get("experiment") or {}).get("confirm") or {}).get("stage")
+    if stage == CONFIRMATION:  # a confirmation run is never a selection run's record
+        flat["stage"] = stage
     return {key: value for key, value in flat.items() if key not in NOT_IN_IDENTITY}
+
+
+def _replicate(container: dict) -> dict[str, Any]:
+    """REPLICATE_KEYS' values (None where absent)."""
+    values = {}
+    for key in REPLICATE_KEYS:
+        group, name = key.split(".")
+        values[key] = (container.get(group) or {}).get(name)
+    return values
 
 
 def config_identity(config: dict[str, Any]) -> str:

@@ -14,10 +14,11 @@ import math
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from evsys.choices import SELECTION  # a job's stage (experiment.confirm)
 from evsys.confine import inside_sweep
 from evsys.errors import NotASweepDir
 from evsys.file_fields import checked_fields
@@ -45,7 +46,7 @@ SLURM_LOGS_LINK = "slurm"  # <arm dir>/slurm -> the job's submitit folder (logs,
 # Overrides a sweep adds to every job for bookkeeping; they say nothing about what an arm trains.
 BOOKKEEPING_OVERRIDES = (
     "arm=", "experiment.id=", "+experiment=", "experiment.dry_run=", "experiment.on_mismatch=",
-    "hydra.",
+    "experiment.confirm.stage=", "hydra.",
 )  # fmt: skip
 # Files are read by the group too: sweeps on shared clusters are read by colleagues.
 FILE_MODE = 0o644
@@ -233,6 +234,7 @@ class PlannedJob:
     dir: str
     identity: str = ""  # config_identity of its composed config (set when planned)
     identity_config: dict[str, Any] = field(default_factory=dict)
+    stage: str = SELECTION  # or CONFIRMATION: a fresh-seed run of the selected arms
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -265,6 +267,9 @@ class Plan:
     # Seeds until decided: the design (looks: seeds per arm at each round) and the rounds so
     # far (per round: seeds, each comparison's status, the arms given more seeds, why).
     adaptive: dict[str, Any] | None = None
+    # The winner confirmed on fresh seeds (experiment.confirm): repeats, seeds, and once the
+    # selection stage is done the arms it selected (selected, against), or why none could be.
+    confirm: dict[str, Any] | None = None
     # which code, packages and machine planned it (evsys/provenance.py); the code's
     # uncommitted diff, when there is one, is <sweep dir>/code.diff
     provenance: dict[str, Any] | None = None
@@ -284,6 +289,10 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def stage(self, stage: str) -> Plan:
+        """The plan with only the jobs of `stage` (SELECTION or CONFIRMATION)."""
+        return replace(self, planned=[job for job in self.planned if job.stage == stage])
 
     def save(self, sweep_dir: Path) -> Path:
         return write_json_atomic(Path(sweep_dir) / PLAN_FILE, self.to_dict())
@@ -317,9 +326,9 @@ class Plan:
         return cls(**values)
 
 
-def job_dir_name(arm: str, seed: int) -> str:
+def job_dir_name(arm: str, seed: int, stage: str = SELECTION) -> str:
     """A sweep job's dir under the sweep dir (the evsys sweeper's hydra.sweep.subdir)."""
-    return f"{arm}_seed{seed}"
+    return f"{arm}_seed{seed}" if stage == SELECTION else f"{stage}_{arm}_seed{seed}"
 
 
 def _planned_job(job: Any, where: str) -> PlannedJob:
@@ -327,7 +336,8 @@ def _planned_job(job: Any, where: str) -> PlannedJob:
     values = checked_fields(
         PlannedJob, {**defaults, **job} if isinstance(job, dict) else job, where
     )
-    values["dir"] = values["dir"] or job_dir_name(values["arm"], values["seed"])
+    stage = values.get("stage", SELECTION)
+    values["dir"] = values["dir"] or job_dir_name(values["arm"], values["seed"], stage)
     return PlannedJob(**values)
 
 

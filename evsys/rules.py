@@ -116,6 +116,18 @@ def check_fields(node: DictConfig, where: str = "", given: Any = None) -> None:
             check_value(key, value, rules_of(schema, item.name), written)
 
 
+def check_field(config: DictConfig, key: str) -> None:
+    """Field `key` (dotted) of `config`, merged into its schemas, within its choices and range:
+    check_fields' check of one field, for a config of which only that value changed (a plan's
+    patched job, evsys/sweep/patched_jobs.py)."""
+    parent_key, _, name = key.rpartition(".")
+    parent = OmegaConf.select(config, parent_key) if parent_key else config
+    schema = OmegaConf.get_type(parent)
+    value = OmegaConf.select(config, key, default=None)
+    if dataclasses.is_dataclass(schema) and value is not None:
+        check_value(key, value, rules_of(schema, name))
+
+
 def rules_of(schema: type, name: str) -> dict:
     """The choices and range of field `name`: its own, or, where a subclass redeclares the
     field with a plain default (GRPOConfig's lr), those of the class that declared them."""

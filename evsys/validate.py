@@ -56,6 +56,7 @@ def check_between_keys(merged: DictConfig) -> None:
     on a checked job's config with a few values changed: evsys/sweep/patched_jobs.py)."""
     # Building the dataclass runs its __post_init__: an algorithm checks rules between keys there.
     OmegaConf.to_object(merged.algorithm)
+    OmegaConf.to_object(merged.logger)  # its package installed (evsys/run/logger_config.py)
     check_names(merged)
     check_ranges(merged)
     check_rewards(merged)

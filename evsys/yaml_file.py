@@ -1,5 +1,7 @@
 """An experiment file read as YAML: a syntax error is one line, `file:line:column: problem`,
-for a preset and the concept page's file alike, instead of PyYAML's traceback."""
+for a preset and the concept page's file alike, instead of PyYAML's traceback; so is the page
+file's `success_metric: <name>` shorthand written in a preset, which Hydra would report as a
+merge error naming neither the key nor the file."""
 
 from __future__ import annotations
 
@@ -36,3 +38,19 @@ def yaml_problem(path: str | Path, error: yaml.MarkedYAMLError) -> str:
 
 def _position(mark: yaml.Mark | None) -> str:
     return f"{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+
+
+def load_preset(path: str | Path) -> Any:
+    """A Hydra preset as plain containers (load_yaml), refusing the page file's bare metric
+    name as its success_metric: Hydra merges the preset into the schema's mapping."""
+    data = load_yaml(path)
+    experiment = data.get("experiment", data) if isinstance(data, dict) else None
+    metric = experiment.get("success_metric") if isinstance(experiment, dict) else None
+    if isinstance(metric, str):
+        raise ConfigError(
+            f"{path}: experiment.success_metric: {metric!r} is a bare metric name, the concept "
+            f"page file's shorthand; a preset writes the mapping `success_metric: {{name: "
+            f"{metric}}}` (mode from the name: min for a loss, perplexity or forgetting, max "
+            f"otherwise), or {{name: {metric}, mode: max}} (or min)"
+        )
+    return data

@@ -163,7 +163,10 @@ def sft_parent(tmp_path_factory) -> tuple[Path, str]:
 
     outputs = tmp_path_factory.mktemp("sft_parent") / "outputs"
     root = f"experiment.stores.outputs_root={outputs}"
-    parent = run_cli(["+experiment=sft_addition", "algorithm.max_steps=500", root, "-m"], REPO)
+    # 20 minutes: a loaded machine timed the parent out at 10
+    parent = run_cli(
+        ["+experiment=sft_addition", "algorithm.max_steps=500", root, "-m"], REPO, timeout=1200
+    )
     assert parent.returncode == 0, parent.stdout[-3000:] + parent.stderr[-3000:]
     (parent_id,) = [e["id"] for e in list_experiments(outputs) if e["name"] == "sft_addition"]
     return outputs, parent_id
@@ -174,7 +177,7 @@ def follow_up(parent: tuple[Path, str], preset: str, overrides: list[str] = ()) 
     outputs, parent_id = parent
     root = f"experiment.stores.outputs_root={outputs}"
     args = [f"+experiment={preset}", f"experiment.parent_experiment_id={parent_id}", root]
-    child = run_cli([*args, *overrides, "-m"], REPO)
+    child = run_cli([*args, *overrides, "-m"], REPO, timeout=1200)
     assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-3000:]
     (conclusion,) = outputs.glob(f"{preset}/*/conclusion.json")
     return conclusion

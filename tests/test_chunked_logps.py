@@ -11,11 +11,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from evsys.config import DPOConfig, SFTConfig
+from evsys.config import SFTConfig
 from evsys.data.packing import collate_packed, collate_padded, pack_examples
 from evsys.data.tasks import get_task
 from evsys.data.tokenize import IGNORE_INDEX, tokenize_examples
 from evsys.lightning.dpo import DPOModule, collate_pairs, tokenize_pairs
+from evsys.lightning.dpo_config import DPOConfig
 from evsys.lightning.sft import SFTModule
 from evsys.ops import chunked_logps
 from evsys.ops.chunked_logps import chosen_logps, shifted_logps, summed_nll

@@ -1,13 +1,16 @@
-"""`evsys compare A B` and `--json` on experiments, show, conclude and compare (the sweeps are
-written by hand and concluded by the real code)."""
+"""`evsys compare A B` and `--json` on experiments, show, conclude and compare: on sweeps
+written by hand and concluded by the real code, and on two real (shrunk) demo runs."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
 from evsys import registry
 from evsys.cli import compare, conclude, experiments
 from evsys.conclusion.write import write_conclusion
+from tests.conftest import FAST, run_cli
 from tests.test_conclusion import METRIC, write_sweep
 
 
@@ -80,3 +83,38 @@ def test_json_on_experiments_show_and_conclude(tmp_path, capsys):
         "demo-2026-one",
         "demo-2026-two",
     ]
+
+
+@pytest.mark.integration
+def test_compare_two_real_demo_runs_by_id_prefix(tmp_path, capsys):
+    """Two shrunk demo sweeps (2 arms x 1 seed, 4 steps), then `evsys compare <prefix> latest`:
+    one table labelled by experiment with both experiments' arms, the provenance line; --json."""
+    ids = []
+    for name in ("first", "second"):
+        args = ["+experiment=demo", "experiment.n_repeats=1", *FAST, f"hydra.sweep.dir={name}"]
+        done = run_cli([*args, "experiment.stores.outputs_root=out", "-m"], cwd=tmp_path)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        ids.append(json.loads((tmp_path / name / "experiment.json").read_text())["id"])
+    prefix = next(
+        ids[0][:n] for n in range(1, len(ids[0]) + 1) if not ids[1].startswith(ids[0][:n])
+    )
+    root = ["--root", str(tmp_path / "out")]
+    assert compare.main([prefix, "latest", *root]) == 0
+    out = capsys.readouterr().out
+    assert f"{ids[0]} vs {ids[1]} on eval/reversal/exact_match (max)" in out
+    assert out.count("┏") == 1  # one table
+    rows = {tuple(cell.strip() for cell in line.split("│")[1:3]) for line in out.splitlines()}
+    assert {(i, arm) for i in ids for arm in ("lr_1e-4", "lr_3e-3")} <= rows
+    assert "best arms: " in out
+
+    assert compare.main([prefix, "latest", *root, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [e["label"] for e in data["experiments"]] == ids
+    assert sorted((row["experiment"], row["arm"]) for row in data["arms"]) == sorted(
+        (i, arm) for i in ids for arm in ("lr_1e-4", "lr_3e-3")
+    )
+    assert data["provenance_differs"] == {}  # the same checkout ran both
+    commit = data["experiments"][0]["commit"]
+    assert data["experiments"][1]["commit"] == commit
+    said = f"the same code (commit {commit[:12]})" if commit else "neither records which code"
+    assert f"provenance: {said}" in out

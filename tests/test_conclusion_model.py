@@ -18,7 +18,7 @@ DECIDED_KEYS = {
     "experiment", "hypothesis", "success_metric", "baseline", "prediction", "groups", "ranking",
     "best_arm", "verdict", "reason", "kind", "claim", "comparisons", "surprises", "notes",
     "power", "failed", "missing", "counts", "other_metrics", "exports", "schema_version",
-    "verdict_basis", "verdict_p",
+    "verdict_basis", "verdict_p", "seed_pairing",
 }  # fmt: skip
 
 
@@ -51,6 +51,7 @@ def test_an_undecided_conclusion_keeps_its_keys_out(tmp_path):
     conclusion = write_conclusion(sweep)
     on_disk = _read(sweep)
     undecided = {"comparisons", "surprises", "notes", "power", "verdict_basis", "verdict_p"}
+    undecided |= {"seed_pairing"}  # only where something was compared
     assert set(on_disk) == DECIDED_KEYS - undecided
     assert conclusion.comparisons is None and Conclusion.from_dict(on_disk) == conclusion
     assert conclusion.missing == [RunProblem("a", 1, "a_seed1")]

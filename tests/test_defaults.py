@@ -15,7 +15,7 @@ from evsys.algorithms import algorithm_schema
 from evsys.config import GROUP_SCHEMAS
 
 CONF = Path(__file__).resolve().parents[1] / "evsys" / "conf"
-GROUPS = ("model", "algorithm", "backend", "data", "eval", "validation")
+GROUPS = ("model", "algorithm", "backend", "data", "eval", "validation", "logger")
 
 
 def options() -> list[tuple[str, str]]:

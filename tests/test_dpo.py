@@ -17,13 +17,13 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from evsys import compose_run_config, registry, run_experiment
-from evsys.config import DPOConfig
 from evsys.data.packing import collate_padded
 from evsys.data.sources import load_split
 from evsys.data.tasks import TASKS, get_task
 from evsys.data.tokenizer import byte_tokenizer
 from evsys.errors import ConfigError
 from evsys.lightning.dpo import DPOModule, collate_pairs, tokenize_pairs
+from evsys.lightning.dpo_config import DPOConfig
 from evsys.models import load_model
 from tests.conftest import FAST, REPO, arm_log_dir, assert_killed_run_resumes_exactly, run_cli
 

@@ -151,3 +151,62 @@ def test_the_printed_plan_shows_the_hypothesis_as_written(tmp_path):
     console = Console(file=io.StringIO(), width=200)
     print_plan(plan(page), [], console)
     assert "Hypothesis: a [/] b [bold]c" in console.file.getvalue()
+
+
+# The success metric, the prediction's arms and a continual stage's name, as a page file and as
+# a preset write them: each read as written, so `${oc.env:...}` in one is refused naming it as
+# written, never with the secret's value.
+NAMED_TEXT = {
+    "success_metric": (
+        "name: p\nsuccess_metric: '${oc.env:SECRET_X}'\nrun: {algorithm: {kind: sft}}\n",
+        "experiment:\n  success_metric: {name: '${oc.env:SECRET_X}'}\n",
+        r"experiment.success_metric.name='\$\{oc.env:SECRET_X\}' is not a metric",
+    ),
+    "prediction": (
+        "name: p\nprediction: {better: '${oc.env:SECRET_X}', than: all}\n"
+        "runs: [{name: a, algorithm: {kind: sft}}, {name: b, algorithm: {kind: sft}}]\n",
+        "experiment:\n  arms: {a: {algorithm.lr: 0.001}, b: {algorithm.lr: 0.01}}\n"
+        "  prediction: {better: '${oc.env:SECRET_X}', than: all}\n",
+        r"prediction.better='\$\{oc.env:SECRET_X\}' (names no arm|is not an arm)",
+    ),
+    "stage_name": (
+        "name: p\nrun: {algorithm: {kind: sft}}\n"
+        "continual: {datasets: [{dataset_name: reversal, name: '${oc.env:SECRET_X}'}]}\n",
+        "experiment:\n  continual:\n"
+        "    datasets: [{dataset_name: reversal, name: '${oc.env:SECRET_X}'}]\n",
+        r"continual.datasets\[0\].name='\$\{oc.env:SECRET_X\}': use letters",
+    ),
+}
+
+
+@pytest.mark.parametrize("form", ["page_file", "preset"])
+@pytest.mark.parametrize("key", list(NAMED_TEXT))
+def test_a_metric_prediction_or_stage_name_is_read_as_written(key, form, tmp_path, monkeypatch):
+    monkeypatch.setenv("SECRET_X", SECRET)
+    page, preset, refusal = NAMED_TEXT[key]
+    path = tmp_path / "experiment.yaml"
+    path.write_text(page if form == "page_file" else "# @package _global_\n" + preset)
+    with pytest.raises(ConfigError, match=refusal) as error:
+        plan(path)
+    assert SECRET not in str(error.value)
+
+
+def test_arm_names_with_equals_and_commas_round_trip_into_the_conclusion(tmp_path):
+    """A prediction naming arms as a sweeper axis names them (`=`, `,`) is planned and
+    concluded literally: no Hydra override parsing on the way."""
+    better = "lr=1e-3,warm"
+    preset = tmp_path / "experiment.yaml"
+    preset.write_text(
+        "# @package _global_\nexperiment:\n"
+        f"  arms: {{'{better}': {{algorithm.lr: 0.001}}, b: {{algorithm.lr: 0.01}}}}\n"
+        f"  prediction: {{better: '{better}', than: b}}\n"
+    )
+    planned = plan(preset)
+    assert planned.prediction == {"better": better, "than": "b"}
+    assert {job.arm for job in planned.planned} == {better, "b"}
+    arms = {better: [0.9, 0.8], "b": [0.1, 0.2]}
+    sweep = write_sweep(tmp_path, arms, prediction=planned.prediction)
+    write_conclusion(sweep)
+    conclusion = json.loads((sweep / "conclusion.json").read_text())
+    assert conclusion["prediction"] == {"better": better, "than": "b"}
+    assert better in (sweep / "conclusion.md").read_text()

@@ -1,7 +1,7 @@
-"""Nothing trained is lost: a run killed (or out of disk) after training, while it scores or
-exports, keeps what training measured; its re-run's record equals an uninterrupted run's. A
-completed arm whose model is gone runs again rather than being skipped; a failed export keeps
-the metrics; every file error names its file."""
+"""Nothing trained is lost: a run killed (or out of disk) during its final validation, or after
+training while it scores or exports, keeps what training measured; its re-run's record equals
+an uninterrupted run's. A completed arm whose model is gone runs again rather than being
+skipped; a failed export keeps the metrics; every file error names its file."""
 
 from __future__ import annotations
 
@@ -23,13 +23,14 @@ from evsys.data.tokenizer import byte_tokenizer
 from evsys.evaluation.base import Benchmark
 from evsys.models import export_model
 from evsys.records import write_atomic
-from tests.conftest import FAST, kill_cli_once, run_cli
+from tests.conftest import FAST, interrupt_cli, kill_cli_once, run_cli
 from tests.tiny import tiny_qwen3
 
 # The success metric is train/loss: a record that lost it fails the arm. Scoring 64 examples
-# leaves time to kill the run between the end of training and its record.
+# leaves time to kill the run between the end of training and its record. Validation at step 3
+# only: trained.json first appears as training ends (not as a final validation starts).
 ARGS = [
-    *FAST, "data.num_eval=64", "eval.max_examples=64",
+    *FAST, "data.num_eval=64", "eval.max_examples=64", "validation.every_n_steps=3",
     "experiment.success_metric.name=train/loss", "experiment.success_metric.mode=min",
 ]  # fmt: skip
 
@@ -45,13 +46,16 @@ def same_results(resumed: dict, straight: dict) -> None:
     assert resumed["throughput"]["train_tokens"] == straight["throughput"]["train_tokens"]
 
 
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory) -> dict:
-    """The record of an uninterrupted run of ARGS (a CLI run, as the others)."""
-    root = tmp_path_factory.mktemp("straight")
-    done = run_cli([*ARGS, "hydra.run.dir=straight"], cwd=root)
+def straight_record(args: list[str], root: Path) -> dict:
+    """The record of an uninterrupted run of `args` (a CLI run, as the others)."""
+    done = run_cli([*args, "hydra.run.dir=straight"], cwd=root)
     assert done.returncode == 0, done.stderr[-2000:]
     return record_of(root / "straight")
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> dict:
+    return straight_record(ARGS, tmp_path_factory.mktemp("straight"))
 
 
 @pytest.mark.integration
@@ -60,12 +64,48 @@ def test_a_run_killed_after_training_resumes_with_every_metric(tmp_path, straigh
     # SIGKILL once training has ended: the run dies while it scores or exports.
     kill_cli_once([*ARGS, "hydra.run.dir=killed"], tmp_path, job_dir / "trained.json")
     assert not (job_dir / "result.json").exists(), "killed too late: the record was written"
+    assert json.loads((job_dir / "trained.json").read_text())["validated"] is True
     resumed = run_cli([*ARGS, "hydra.run.dir=killed"], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     record = record_of(job_dir)
     assert record["resumed_from_step"] == 4  # nothing left to train: the measures were kept
     same_results(record, straight)
     assert (job_dir / "model" / "model.safetensors").is_file()
+
+
+# One validation, at the last step (4), of 40 batches: time to kill the run during it.
+LONG_VALIDATION = [
+    *FAST, "data.num_eval=160", "validation.every_n_steps=4", "validation.num_batches=40",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def straight_long_validation(tmp_path_factory) -> dict:
+    return straight_record(LONG_VALIDATION, tmp_path_factory.mktemp("long_validation"))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"])
+def test_a_run_killed_during_its_final_validation_validates_again_and_trains_nothing(
+    tmp_path, straight_long_validation, signum
+):
+    job_dir, straight = tmp_path / "killed", straight_long_validation
+    # trained.json appears as the final validation starts: the signal lands during it.
+    run = [*LONG_VALIDATION, "hydra.run.dir=killed"]
+    killed = interrupt_cli(run, tmp_path, job_dir / "trained.json", signum)
+    assert killed.returncode in (-signal.SIGKILL, 143), killed.stdout[-2000:]
+    kept = json.loads((job_dir / "trained.json").read_text())
+    assert kept["validated"] is False, "killed too late: the final validation had ended"
+    assert not (job_dir / "result.json").exists()
+    assert kept["step"] == 4 and kept["tokens"] == straight["throughput"]["train_tokens"]
+    assert kept["metrics"]["train/loss"] == straight["metrics"]["train/loss"]
+    resumed = run_cli(run, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "step 4's validation was cut short" in resumed.stdout + resumed.stderr
+    record = record_of(job_dir)
+    assert record["resumed_from_step"] == 4  # validated again, trained nothing
+    same_results(record, straight)
+    assert json.loads((job_dir / "trained.json").read_text())["validated"] is True
 
 
 @pytest.mark.integration

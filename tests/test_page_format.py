@@ -393,7 +393,8 @@ def test_overrides_extend_an_experiment_and_other_objects_are_refused():
 
 
 def test_runs_may_be_run_config_dataclasses():
-    from evsys.config import DataConfig, DPOConfig, RunConfig
+    from evsys.config import DataConfig, RunConfig
+    from evsys.lightning.dpo_config import DPOConfig
 
     runs = {
         "sft": RunConfig(data=DataConfig(dataset_name="addition")),
@@ -416,3 +417,34 @@ def test_continual_dataclasses_and_a_preset_given_to_the_page_loader():
     ]  # fmt: skip
     with pytest.raises(ConfigError, match="Hydra preset's key"):
         evsys.ExperimentConfig.from_yaml(REPO / "evsys/conf/experiment/demo.yaml")
+
+
+# ---------------------------------------------------------------- success_metric's shorthand
+def test_a_bare_success_metric_is_the_page_files_shorthand_and_refused_in_a_preset(
+    tmp_path, capsys, monkeypatch
+):
+    """A page file's `success_metric: <name>` means {name: <name>} (mode from the name); a
+    preset merges into the schema's mapping, so the same line there is refused in one line
+    naming the file, the key and the forms it takes: from Python and from the CLI alike."""
+    metric = "eval/reversal/exact_match"
+    page = tmp_path / "page.yaml"
+    page.write_text(f"name: p\nsuccess_metric: {metric}\nrun: {{algorithm: {{kind: sft}}}}\n")
+    planned = evsys.plan(page).success_metric
+    assert (planned["name"], planned["mode"]) == (metric, "max")
+    preset = tmp_path / "experiment" / "p.yaml"
+    preset.parent.mkdir()
+    preset.write_text(f"# @package _global_\nexperiment:\n  success_metric: {metric}\n")
+    expected = (
+        f"{preset}: experiment.success_metric: '{metric}' is a bare metric name, the concept "
+        f"page file's shorthand; a preset writes the mapping `success_metric: {{name: {metric}}}`"
+    )
+    with pytest.raises(ConfigError) as error:
+        evsys.Experiment.from_yaml(preset)
+    assert str(error.value).startswith(expected) and "\n" not in str(error.value)
+    from evsys.cli.train import cli
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        cli(["--config-dir", str(tmp_path), "+experiment=p", "-m"])
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.splitlines()[0] == str(error.value)

@@ -73,4 +73,9 @@ def _notes(comparison: dict[str, Any]) -> list[str]:
         )
     for key, (one, two) in comparison["provenance_differs"].items():
         lines.append(f"provenance differs: {key}: {one} vs {two}")
+    commits = [experiment["commit"] for experiment in comparison["experiments"]]
+    if not comparison["provenance_differs"]:
+        same = f"the same code (commit {commits[0][:12]})" if None not in commits else None
+        unknown = "provenance: neither records which code ran it, so that cannot be compared"
+        lines.append(f"provenance: {same}, the same package versions" if same else unknown)
     return lines

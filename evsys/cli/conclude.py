@@ -35,7 +35,18 @@ def main(argv: list[str] | None = None, prog: str = "python -m evsys.conclude") 
         metavar="EFFECT",
         help="also print the seeds per arm a difference of EFFECT would need (80%% power)",
     )
+    parser.add_argument(
+        "--variance",
+        action="store_true",
+        help="print where the noise comes from instead: per metric the variance of init seed, "
+        "data order, item, arm x item and residual, its SNR and the seeds per arm a difference "
+        "(EFFECT of --power, else the arms' spread) needs; writes nothing",
+    )
     args = parser.parse_args(argv)
+    if args.variance:
+        from evsys.cli.noise import show_noise
+
+        return show_noise([Path(d) for d in args.sweep_dirs], args.json, args.power)
     if args.json:
         return _conclude_json([Path(d) for d in args.sweep_dirs])
     codes = [_conclude(Path(d), args.quiet, args.power) for d in args.sweep_dirs]

@@ -167,9 +167,10 @@ def _flags_help() -> str:
 
 def preset_problem(arguments: list[str]) -> str | None:
     """The preset named by +experiment=<name> when YAML cannot load it as written (a duplicate
-    arm name, a tab), as one line `file:line:column: problem` instead of PyYAML's traceback."""
+    arm name, a tab), as one line `file:line:column: problem` instead of PyYAML's traceback;
+    or when it holds the page file's shorthand (evsys/yaml_file.py load_preset)."""
     from evsys.errors import ConfigError
-    from evsys.yaml_file import load_yaml
+    from evsys.yaml_file import load_preset
 
     names = [a.split("=", 1)[1] for a in arguments if a.startswith("+experiment=")]
     for path in (
@@ -178,7 +179,7 @@ def preset_problem(arguments: list[str]) -> str | None:
         if not path.is_file():
             continue
         try:
-            load_yaml(path)
+            load_preset(path)
         except ConfigError as error:
             return str(error)
     return None

@@ -86,6 +86,8 @@ def _experiment(side: Side) -> dict[str, Any]:
         "sweep_dir": str(side.sweep_dir),
         "best_arm": conclusion.best_arm,
         "verdict": conclusion.verdict,
+        # the code it ran (None: recorded by an evsys before provenance)
+        "commit": _flat(getattr(side.plan, "provenance", None) or {}).get("code.commit"),
     }
 
 

@@ -38,8 +38,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from evsys.choices import CONFIRMATION, SELECTION
 from evsys.conclusion import statistics
 from evsys.conclusion.adaptive import adaptive_verdict
+from evsys.conclusion.confirmation import confirmation_fields
 from evsys.conclusion.continual import continual_groups
 from evsys.conclusion.exports import arm_exports
 from evsys.conclusion.inference import arm_interval, orientation
@@ -52,7 +54,8 @@ from evsys.conclusion.model import (
     SuccessMetric,
     ThresholdResult,
 )
-from evsys.conclusion.plan_decision import decide_plan, missing_named_arm
+from evsys.conclusion.noise_study import low_snr_note
+from evsys.conclusion.plan_decision import decide_plan, missing_named_arm, plan_pairing
 from evsys.conclusion.power import power_summary
 from evsys.conclusion.runs import collect_runs, is_number
 from evsys.conclusion.scores import arm_scores, metric_bounds
@@ -66,7 +69,8 @@ SIGNIFICANT_DIGITS = 6
 
 def build_conclusion(sweep_dir: str | Path) -> Conclusion:
     """The conclusion of a sweep dir (deterministic, rounded as its file is)."""
-    plan = Plan.load(sweep_dir)
+    everything = Plan.load(sweep_dir)
+    plan = everything.stage(SELECTION)  # a confirmation's runs are reported on their own
     metric, mode = plan.success_metric, plan.mode
     runs = collect_runs(sweep_dir, plan)
     scores = arm_scores(runs["completed"])
@@ -88,7 +92,7 @@ def build_conclusion(sweep_dir: str | Path) -> Conclusion:
         **_decision(plan, scores, ranking, runs, threshold),
         failed=[RunProblem(**run) for run in runs["failed"]],
         missing=[RunProblem(**run) for run in runs["missing"]],
-        counts={kind: len(runs[kind]) for kind in runs} | {"planned": len(plan.planned)},
+        counts={kind: len(runs[kind]) for kind in runs} | {"planned": len(everything.planned)},
         other_metrics=_other_metrics(runs["completed"], metric["name"], ranking),
         exports=arm_exports(Path(sweep_dir), runs["completed"], mode),
         # only continual sweeps get the key: other conclusions stay as they were
@@ -99,7 +103,27 @@ def build_conclusion(sweep_dir: str | Path) -> Conclusion:
     if plan.adaptive:
         conclusion = replace(conclusion, adaptive=plan.adaptive)
         conclusion = replace(conclusion, **adaptive_verdict(plan.adaptive, conclusion))
+    low_snr = low_snr_note(runs["completed"], metric["name"])
+    if low_snr and conclusion.notes is not None:  # notes exist where arms were compared
+        conclusion = replace(conclusion, notes=[*conclusion.notes, low_snr])
+    if plan.confirm:
+        conclusion = _confirmed(conclusion, everything, Path(sweep_dir), scores)
     return _rounded(conclusion)
+
+
+def _confirmed(conclusion: Conclusion, plan: Plan, sweep_dir: Path, scores: dict) -> Conclusion:
+    """The verdict from the confirmation's fresh seeds, the selection's estimate beside it;
+    the confirmation's failed and missing runs are the experiment's problems too."""
+    runs = collect_runs(sweep_dir, plan.stage(CONFIRMATION))
+    fields = confirmation_fields(plan, scores, arm_scores(runs["completed"]), conclusion.reason)
+    counts = {k: conclusion.counts[k] + len(runs[k]) for k in runs} | {"planned": len(plan.planned)}
+    return replace(
+        conclusion,
+        failed=conclusion.failed + [RunProblem(**run) for run in runs["failed"]],
+        missing=conclusion.missing + [RunProblem(**run) for run in runs["missing"]],
+        counts=counts,
+        **fields,
+    )
 
 
 def _threshold(plan: Plan, scores: dict, ranking: list[str], bounds) -> ThresholdResult | None:
@@ -134,6 +158,7 @@ def _decision(
         **single,
         "verdict_basis": decision.basis.text() if decision.basis else None,
         "verdict_p": decision.basis.p if decision.basis else None,
+        "seed_pairing": plan_pairing(plan, scores) if tests else None,
     }
 
 

@@ -54,6 +54,7 @@ from evsys.conclusion.inference import (
     orientation,
     seed_pool,
 )
+from evsys.conclusion.pairing import SeedLinks, all_linked, paired_by_seed
 from evsys.plural import count
 
 ALL = "all"
@@ -109,10 +110,11 @@ def decide(
     baseline: str | Mapping[str, str] | None = None,
     prediction: Prediction | Mapping[str, str] | None = None,
     bounds: Bounds | None = None,
-    pair_seeds: bool = True,
+    pair_seeds: bool | SeedLinks = True,
     pool_seeds: bool | None = None,
 ) -> Decision:
-    """The verdict by the rules in the module docstring; `pair_seeds` as in compare().
+    """The verdict by the rules in the module docstring; `pair_seeds` as in compare(), or the
+    design's seed links (evsys.conclusion.pairing: pair only arms whose seeds match).
     `pool_seeds`: pool the seed variance over the arms when all of them ran the same seeds
     (3 or more arms; evsys.conclusion.arms); None (auto) pools for the claims that one arm
     beats every other arm and not for the baseline family or one named rival."""
@@ -136,7 +138,7 @@ def versus_baseline(
     mode: str = "max",
     min_effect: float = 0.0,
     bounds: Bounds | None = None,
-    pair_seeds: bool = True,
+    pair_seeds: bool | SeedLinks = True,
     pool_seeds: bool = False,
 ) -> list[FamilyTest]:
     """Every other arm vs the baseline, best first: one Holm family (FWER over k - 1); not
@@ -151,7 +153,7 @@ def best_versus_others(
     mode: str = "max",
     min_effect: float = 0.0,
     bounds: Bounds | None = None,
-    pair_seeds: bool = True,
+    pair_seeds: bool | SeedLinks = True,
     pool_seeds: bool = True,
 ) -> list[FamilyTest]:
     """The best arm (by mean) vs every other arm. "The best beats all" holds when every
@@ -167,7 +169,7 @@ def _context(arms, mode, min_effect, bounds, pair_seeds, pool_seeds) -> _Context
         raise ValueError("arm names must be unique")
     sign = orientation(mode)
     ranking = tuple(sorted(by_name, key=lambda a: -sign * by_name[a].mean))
-    pool = seed_pool(list(arms)) if pool_seeds and pair_seeds else None
+    pool = seed_pool(list(arms)) if pool_seeds and all_linked(pair_seeds, list(by_name)) else None
     m = max(float(min_effect), 0.0)
     return _Context(by_name, mode, m, bounds, ranking, pair_seeds, pool)
 
@@ -179,12 +181,13 @@ class _Context:
     m: float
     bounds: Bounds | None
     ranking: tuple[str, ...]
-    pair_seeds: bool = True
+    pair_seeds: bool | SeedLinks = True
     pool: SeedPool | None = None  # the arms' pooled seed variance, when the design allows it
 
     def tests(self, pairs: Sequence[tuple[str, str]]) -> list[FamilyTest]:
-        arms, how = self.arms, (self.mode, self.bounds, self.pair_seeds, self.pool)
-        return family([compare(arms[a], arms[b], *how) for a, b in pairs], self.m)
+        arms, links, how = self.arms, self.pair_seeds, (self.mode, self.bounds)
+        pair = [(arms[a], arms[b], *how, paired_by_seed(links, a, b), self.pool) for a, b in pairs]
+        return family([compare(*args) for args in pair], self.m)
 
     def decision(self, verdict, kind, claim, reason, tests, surprises=(), basis=None) -> Decision:
         best = self.ranking[0] if self.ranking else None
@@ -230,7 +233,7 @@ def _preregistered(ctx: _Context, pred: Prediction) -> Decision:
     against = "every other arm" if pred.than == ALL else pred.than
     claim = f"{x} beats {against}{ctx.effect()} (preregistered)"
     surprises = _surprises(ctx, x, others)
-    rule = _all_above(tests, ctx.m) if pred.than == ALL else _single(tests[0], ctx.m)
+    rule = _all_above(tests, ctx.m) if pred.than == ALL else single_comparison(tests[0], ctx.m)
     verdict, why, basis = rule
     reason = f"{verdict}: the prediction that {x} beats {against}{ctx.effect()}: {why}"
     return ctx.decision(verdict, "preregistered", claim, reason, tests, surprises, basis)
@@ -249,7 +252,7 @@ def _surprises(ctx: _Context, x: str, others: Sequence[str]) -> list[str]:
     return out
 
 
-def _single(t: FamilyTest, m: float) -> tuple[str, str, Basis | None]:
+def single_comparison(t: FamilyTest, m: float) -> tuple[str, str, Basis | None]:
     c, how = t.comparison, "raw: one planned comparison, no correction"
     if t.p_above is None:
         return "inconclusive", _untestable(c), None

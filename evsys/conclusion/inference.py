@@ -228,7 +228,7 @@ def _unpaired(first, second, a: np.ndarray, b: np.ndarray, bounds, notes) -> Com
     item_var = max(0.0, float(np.var(a.mean(axis=0) - b.mean(axis=0), ddof=1)) - noise)
     comps = replace(seed, item_var=item_var, n_items=a.shape[1], item_noise=noise)
     diff = float(a.mean() - b.mean())
-    why = "different seed sets" if first.seeds != second.seeds else "pair_seeds=False"
+    why = "different seed sets" if first.seeds != second.seeds else "seeds not linked"
     notes = (*notes, f"{why}: not paired by seed")
     return _comparison(first, second, diff, comps, UNPAIRED, False, bounds, notes)
 

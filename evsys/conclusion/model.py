@@ -242,7 +242,8 @@ class Conclusion(_Record):
     OPTIONAL: ClassVar[frozenset[str]] = frozenset(
         {
             "comparisons", "surprises", "notes", "power", "adaptive", "fixed_n_reason",
-            "continual", "threshold", "metadata", "verdict_basis", "verdict_p",
+            "continual", "threshold", "metadata", "verdict_basis", "verdict_p", "confirmation",
+            "seed_pairing",
         }
     )  # fmt: skip
 
@@ -272,10 +273,16 @@ class Conclusion(_Record):
     # Holm-adjusted, of which comparison); None when nothing was tested
     verdict_basis: str | None = None
     verdict_p: float | None = None
+    # Optional: whether the comparisons pair by seed and why, decided from the plan's design
+    # (evsys.conclusion.pairing); None when nothing was compared
+    seed_pairing: str | None = None
     # Optional: adaptive experiments (the plan's design and rounds, and the fixed-n reason
     # the group-sequential verdict replaced) and continual sweeps (per continual arm).
     adaptive: dict[str, Any] | None = None
     fixed_n_reason: str | None = None
+    # Optional: the winner confirmed on fresh seeds (evsys/conclusion/confirmation.py): the
+    # arms, both stages' estimates and the shrinkage; the verdict is then the confirmation's
+    confirmation: dict[str, Any] | None = None
     continual: dict[str, ContinualGroup] | None = None
     # Optional: which arms reach success_metric.threshold, when the experiment states one
     threshold: ThresholdResult | None = None

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from evsys.conclusion.decision import Decision, decide
 from evsys.conclusion.inference import ArmScores
+from evsys.conclusion.pairing import pairing_text, seed_links
 from evsys.conclusion.scores import metric_bounds
 from evsys.records import Plan
 
@@ -34,6 +35,7 @@ def decide_plan(plan: Plan, arms: Mapping[str, ArmScores]) -> Decision | None:
         return None
     bounds = metric_bounds(plan.metric_name)
     pool = plan.success_metric.get("pool_seeds")  # None: auto (decide's default)
+    links = seed_links(arm_configs(plan, arms))
     return decide(
         list(arms.values()),
         plan.mode,
@@ -41,5 +43,22 @@ def decide_plan(plan: Plan, arms: Mapping[str, ArmScores]) -> Decision | None:
         plan.baselines or plan.baseline,
         plan.prediction,
         bounds,
+        pair_seeds=links,
         pool_seeds=None if pool is None else bool(pool),
     )
+
+
+def arm_configs(plan: Plan, arms: Mapping[str, object]) -> dict[str, dict | None]:
+    """Each of `arms`' identity_config as planned, None where the plan recorded none: what the
+    pairing by seed is decided from (evsys.conclusion.pairing). The job of its lowest seed, so
+    that a key interpolated from the seed (data.seed: ${seed}) compares like with like."""
+    configs: dict[str, dict | None] = dict.fromkeys(arms)
+    for job in sorted(plan.planned, key=lambda job: job.seed):
+        if job.arm in configs and configs[job.arm] is None and job.identity_config:
+            configs[job.arm] = job.identity_config
+    return configs
+
+
+def plan_pairing(plan: Plan, arms: Mapping[str, object]) -> str | None:
+    """How the plan's comparisons are paired by seed and why (None for fewer than 2 arms)."""
+    return pairing_text(arm_configs(plan, arms)) if len(arms) > 1 else None

@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from evsys.conclusion.confirmation import confirmation_lines
 from evsys.conclusion.exports import lm_eval_command
 from evsys.conclusion.model import (
     ComparisonResult,
@@ -58,12 +59,14 @@ def render_markdown(conclusion: Conclusion) -> str:
         conclusion.reason,
         "",
     ]
+    lines += confirmation_lines(conclusion.confirmation) if conclusion.confirmation else []
     lines += _groups_markdown(conclusion)
     lines += _threshold_markdown(conclusion.threshold)
     lines += _continual_markdown(conclusion.continual or {})
     lines += _other_metrics_markdown(conclusion.other_metrics)
     lines += _decision_markdown(conclusion)
-    lines += _comparisons_markdown(conclusion.comparisons or [])
+    stage = " of the selection stage" if conclusion.confirmation else ""
+    lines += _comparisons_markdown(conclusion.comparisons or [], stage)
     lines += _method_markdown(conclusion)
     lines += _exports_markdown(conclusion.exports)
     lines += _problems_markdown(conclusion)
@@ -92,7 +95,8 @@ def _groups_markdown(conclusion: Conclusion) -> list[str]:
     costs = any(g.cost for g in conclusion.groups)  # records of an older evsys have none
     extra += "".join(f" {column} |" for column in COST_COLUMNS) if costs else ""
     lines = [
-        f"## Arms ranked by {conclusion.success_metric.name}",
+        f"## Arms ranked by {conclusion.success_metric.name}"
+        + (" (selection stage)" if conclusion.confirmation else ""),
         "",
         "| rank | arm | mean ± std | 95% CI | n | seeds | overrides of this arm |" + extra,
         "|---:|---|---|---|---:|---|---|"
@@ -207,11 +211,11 @@ def _shared_overrides(groups: list[Group]) -> set[str]:
     return set(groups[0].overrides).intersection(*(g.overrides for g in groups[1:])) | bookkeeping
 
 
-def _comparisons_markdown(comparisons: list[ComparisonResult]) -> list[str]:
+def _comparisons_markdown(comparisons: list[ComparisonResult], stage: str = "") -> list[str]:
     if not comparisons:
         return []
     lines = [
-        "## Comparisons (difference oriented so positive = first is better)",
+        f"## Comparisons{stage} (difference oriented so positive = first is better)",
         "",
         "| comparison | difference | 95% CI | p | Holm p | p(> m) | p(> m), Holm | method "
         "| seeds | items |",
@@ -254,6 +258,8 @@ def _method_markdown(conclusion: Conclusion) -> list[str]:
             else "with one comparison the Holm columns equal them."
         ),
     ]
+    if conclusion.seed_pairing:
+        lines.append(f"- Seeds: {conclusion.seed_pairing}.")
     if conclusion.verdict_basis:
         lines.append(f"- The verdict rests on {conclusion.verdict_basis}.")
     return lines + [""]
@@ -336,6 +342,8 @@ def print_summary(conclusion: Conclusion, console: Console | None = None) -> Non
     console.print(table)
     style = {"supported": "bold green", "refuted": "bold red"}.get(conclusion.verdict, "bold")
     console.print(Text(conclusion.reason, style=style), soft_wrap=True)  # copy-pasteable
+    if conclusion.confirmation:  # the selection's estimate beside the confirmed one
+        console.print(Text(conclusion.confirmation["summary"]), soft_wrap=True)
     if (threshold := conclusion.threshold) is not None:
         goal = f"{threshold.direction} {num(threshold.value)}"
         console.print(Text(f"reach {goal}: {', '.join(threshold.clearing) or 'none'}"))

@@ -114,7 +114,10 @@ def cost_cells(cost: dict | None) -> list[str]:
 METHOD_WORDS = {
     "paired_seeds_items": "paired by seed and by item",
     "paired_pooled_seeds_items": "paired by seed and by item, seed variance pooled over the arms",
-    "unpaired_seeds_items": "paired by item, not by seed (the arms ran different seeds)",
+    "unpaired_seeds_items": (
+        "paired by item, not by seed (the arms ran different seeds, or seeds that do not make "
+        "the same initialisation and data order)"
+    ),
     "welch_seed_means": "Welch's t-test on seed means (item sampling not counted)",
     "seeds_items": "over seeds and items",
     "wilson_seeds_items": "Wilson's interval over seeds and items (a 0/1 share on few items)",

@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import special, stats
 
 ALPHA = 0.05
 Bounds = tuple[float, float]
@@ -148,25 +148,52 @@ def satterthwaite(terms: Sequence[Term]) -> float:
 # ------------------------------------------------------------------ the generalized pivot
 def pivot_tail(x: float, terms: Sequence[Term]) -> float:
     """P(N(0, V) > x) averaged over the pivot of V. One-sided; callers double it."""
-    vs, weights = _pivot_variances(tuple(terms))
+    sd, weights, at_zero = _pivot_sd(tuple(terms))
     exact = 0.0 if x > 0 else (0.5 if x == 0 else 1.0)
-    if not np.any(vs > 0):  # no variance at all: the difference is exact
+    if not sd.size:  # no variance at all: the difference is exact
         return exact
-    z = -x / np.sqrt(np.where(vs > 0, vs, 1.0))
-    return float(np.dot(weights, np.where(vs > 0, special.ndtr(z), exact)))
+    return float(np.dot(weights, special.ndtr(-x / sd))) + at_zero * exact
 
 
 def pivot_interval(center: float, terms: Sequence[Term]) -> Bounds:
     """center +- h, with h the 1 - alpha/2 quantile of the pivot (so the interval and the
     two-sided test agree)."""
-    vs, _ = _pivot_variances(tuple(terms))
-    if not np.any(vs > 0):
+    sd, weights, _ = _pivot_sd(tuple(terms))
+    if not sd.size:
         return (center, center)
-    hi = math.sqrt(math.fsum(t.value for t in terms) or float(vs.max()))
-    while pivot_tail(hi, terms) > ALPHA / 2:  # heavy tails at 2 seeds: t_1 needs ~12.7 se
-        hi *= 4.0
-    half = optimize.brentq(lambda h: pivot_tail(h, terms) - ALPHA / 2, 0.0, hi, rtol=1e-10)
+    start = math.sqrt(math.fsum(t.value for t in terms) or float(sd.max() ** 2))
+    half = _tail_quantile(sd, weights, ALPHA / 2, start)
     return (center - half, center + half)
+
+
+def _tail_quantile(sd: np.ndarray, weights: np.ndarray, target: float, h: float) -> float:
+    """The h > 0 where the pivot's tail sum(w * Phi(-h / sd)) equals target: Newton's method
+    kept inside a bracket that every step narrows (the tail is decreasing and convex in h, so
+    it converges in a few steps where a bracketing root finder needs a dozen tails)."""
+    lo, hi = 0.0, math.inf
+    for _ in range(200):
+        r = h / sd
+        gap = float(np.dot(weights, special.ndtr(-r))) - target
+        lo, hi = (h, hi) if gap > 0 else (lo, h)
+        slope = -float(np.dot(weights, np.exp(-0.5 * r * r) / sd)) / math.sqrt(2 * math.pi)
+        step = h - gap / slope if slope < 0 else math.nan
+        if hi == math.inf:  # heavy tails at 2 seeds: t_1 needs ~12.7 se
+            new = step if step > h else 4.0 * h
+        else:
+            new = step if lo < step < hi else 0.5 * (lo + hi)
+        if abs(new - h) <= 1e-12 * h:
+            return new
+        h = new
+    return h
+
+
+@lru_cache(maxsize=4096)
+def _pivot_sd(terms: tuple[Term, ...]) -> tuple[np.ndarray, np.ndarray, float]:
+    """The pivot's sqrt(V) where V > 0 with their weights, and the weight of V = 0 (computed
+    once per set of terms: an interval evaluates the tail a dozen times)."""
+    vs, weights = _pivot_variances(terms)
+    positive = vs > 0
+    return np.sqrt(vs[positive]), weights[positive], float(weights[~positive].sum())
 
 
 @lru_cache(maxsize=4096)

@@ -177,5 +177,6 @@ class BenchmarkScoring(L.Callback):
         self._last_scored = step
         started = time.perf_counter()
         scores = self.score(pl_module.model, pl_module.tokenizer, trainer.datamodule.held_out)
-        trainer.logger.log_metrics(scores, step=step)
+        for logger in trainer.loggers:  # TensorBoard, and a tracker beside it (logger=...)
+            logger.log_metrics(scores, step=step)
         log.info("step %d benchmarks (%.1fs): %s", step, time.perf_counter() - started, scores)

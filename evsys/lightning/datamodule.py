@@ -50,6 +50,13 @@ class StepStream(IterableDataset):
             index += num_workers
 
 
+def order_seed(cfg) -> int:
+    """The seed of the training order: data.order_seed, or the run's seed when it is unset (so
+    a config without it trains exactly as before the key existed)."""
+    given = cfg.data.get("order_seed")
+    return int(cfg.seed if given is None else given)
+
+
 class PostTrainingDataModule(L.LightningDataModule):
     """Training rows and held-out rows, built and batched the way the algorithm says."""
 
@@ -83,9 +90,8 @@ class PostTrainingDataModule(L.LightningDataModule):
         return self.algorithm_class.collate(rows, self.tokenizer, self.cfg, "eval")
 
     def train_dataloader(self) -> DataLoader:
-        stream = StepStream(
-            self.train_rows, self.cfg.algorithm.batch_size, self.cfg.seed, self._collate_train
-        )
+        batch_size = self.cfg.algorithm.batch_size
+        stream = StepStream(self.train_rows, batch_size, order_seed(self.cfg), self._collate_train)
         # Called after a checkpoint is restored, so global_step is where training resumes.
         stream.start_batch = self.trainer.global_step * self.cfg.algorithm.accumulate_grad_batches
         stream.rank, stream.world_size = self.trainer.global_rank, self.trainer.world_size

@@ -30,11 +30,11 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from evsys.config import DPOConfig
 from evsys.data.formats import PREFERENCE
 from evsys.data.packing import collate_padded
 from evsys.data.tokenize import IGNORE_INDEX, tokenize_examples
 from evsys.lightning.base import PostTrainingModule
+from evsys.lightning.dpo_config import DPOConfig
 from evsys.lightning.reference import ReferenceModel
 from evsys.lightning.sharding import run_as_forward
 from evsys.ops.chunked_logps import shifted_logps

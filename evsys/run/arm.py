@@ -40,6 +40,7 @@ from evsys.run.claim import OtherConfigsResults, claim_dir
 from evsys.run.context import JobContext
 from evsys.run.continual import chain_hparams, run_chain
 from evsys.run.lifecycle import ArmOutcome, ArmRun, Scoring
+from evsys.run.loggers import TrackedSteps, close_tracker, open_tracker
 from evsys.run.progress import ensure_log_handler, quiet_libraries, summary_line, sweep_position
 from evsys.run.ranks import end_process_group, is_global_zero
 from evsys.run.resume import job_identity
@@ -64,13 +65,14 @@ def run_experiment(
     job_dir = Path(job_dir or _default_job_dir(cfg))
     job_dir.mkdir(parents=True, exist_ok=True)
     record = _new_record(cfg)
+    trackers: list[TrackedSteps] = []  # the run beside TensorBoard, once open (logger=...)
     if position := sweep_position(context):
         log.info("arm %s seed %s: %s", record.arm, record.seed, position)
     try:
         # One process per job dir: a second run into it is refused, not mixed in.
         with dir_lock(job_dir, "run") if is_global_zero() else contextlib.nullcontext():
             try:
-                record = _run(cfg, job_dir, record, context)
+                record = _run(cfg, job_dir, record, context, trackers)
             finally:
                 end_process_group()
     except (DirInUse, OtherConfigsResults) as error:
@@ -85,6 +87,8 @@ def run_experiment(
         _save(record, job_dir)
         if record.completed:
             log.info(summary_line(record))
+    for tracker in trackers:  # after the record: a tracker's trouble never costs it
+        close_tracker(tracker, record)
     return dataclasses.replace(record, dir=str(job_dir))
 
 
@@ -101,8 +105,16 @@ def _save(record: ArmResult, job_dir: Path) -> None:
         )  # fmt: skip
 
 
-def _run(cfg: DictConfig, job_dir: Path, record: ArmResult, context: JobContext | None):
-    """The arm's record after training: completed, or failed with what went wrong."""
+def _run(
+    cfg: DictConfig,
+    job_dir: Path,
+    record: ArmResult,
+    context: JobContext | None,
+    trackers: list[TrackedSteps],
+) -> ArmResult:
+    """The arm's record after training: completed, or failed with what went wrong. The
+    tracker it opens (logger=mlflow, wandb) is added to `trackers`, for the caller to close
+    with the final record."""
     try:
         cfg = validate_run_config(cfg)
         record = dataclasses.replace(record, success_metric=success_metric(cfg)["name"])
@@ -117,9 +129,11 @@ def _run(cfg: DictConfig, job_dir: Path, record: ArmResult, context: JobContext 
             hparams=flat_hparams(cfg) | _chain_hparams(cfg),
             placement=_torch_threads(cfg, record.placement),
         )
+        if (tracker := open_tracker(cfg, job_dir, context, record)) is not None:
+            trackers.append(tracker)
         reset_peak_memory()
         with quiet_libraries():
-            outcome = _train(cfg, job_dir, identity, context)
+            outcome = _train(cfg, job_dir, identity, context, tracker)
         if outcome is None:  # another rank of a multi-process arm: rank 0 records it
             return dataclasses.replace(record, status="completed")
         # checked against the metrics the plan expected of this job (evsys/metric_names.py)
@@ -135,17 +149,23 @@ def _run(cfg: DictConfig, job_dir: Path, record: ArmResult, context: JobContext 
 
 
 def _train(
-    cfg: DictConfig, job_dir: Path, identity: dict, context: JobContext | None
+    cfg: DictConfig,
+    job_dir: Path,
+    identity: dict,
+    context: JobContext | None,
+    tracker: TrackedSteps | None,
 ) -> ArmOutcome | None:
     """One ArmRun in the job dir, or a continual chain of them (one per stage)."""
     log_dir = run_log_dir(job_dir, context)
     if cfg.experiment.continual.datasets is not None:
-        return run_chain(cfg, job_dir, log_dir)
+        return run_chain(cfg, job_dir, log_dir, tracker)
     _check_inputs(cfg)
     # `parent` becomes the parent experiment's best export before anything is loaded.
     cfg = with_init_from(cfg, resolve_init_from(cfg))
     scoring = Scoring(tuple(str(b) for b in cfg.eval.benchmarks), keep_going=True)
-    return ArmRun(cfg, job_dir, identity=identity, log_dir=log_dir, scoring=scoring).run()
+    return ArmRun(
+        cfg, job_dir, identity=identity, log_dir=log_dir, scoring=scoring, tracker=tracker
+    ).run()
 
 
 def finished_record(

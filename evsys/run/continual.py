@@ -51,6 +51,7 @@ from evsys.run.continual_metrics import (
     score_matrix,
 )
 from evsys.run.lifecycle import ArmOutcome, ArmRun, Scoring
+from evsys.run.loggers import TrackedSteps
 from evsys.run.resume import job_identity
 from evsys.run.trainer import RunLogger, starting_model
 from evsys.validate import CONTINUAL_KEY
@@ -82,9 +83,11 @@ class Stage:
 
 
 # ---------------------------------------------------------------------------------- the chain
-def run_chain(cfg: DictConfig, job_dir: Path, log_dir: Path) -> ArmOutcome:
+def run_chain(
+    cfg: DictConfig, job_dir: Path, log_dir: Path, tracker: TrackedSteps | None = None
+) -> ArmOutcome:
     """Train every stage in order (skipping finished ones): the chain's outcome, its metrics
-    the last stage's plus the continual ones, its TensorBoard run `log_dir`."""
+    the last stage's plus the continual ones, its TensorBoard run `log_dir` (and `tracker`'s)."""
     started = time.perf_counter()
     cfg = with_init_from(cfg, resolve_init_from(cfg))  # `parent`: a directory, for all stages
     stages = plan_stages(cfg, job_dir)
@@ -97,7 +100,7 @@ def run_chain(cfg: DictConfig, job_dir: Path, log_dir: Path) -> ArmOutcome:
     for stage in stages:
         outcome = _read_stage(stage, labels)
         if outcome is None:
-            outcome = _train_stage(stage, stages, tokenizer, scoring, log_dir)
+            outcome = _train_stage(stage, stages, tokenizer, scoring, log_dir, tracker)
             summary = continual_summary(stages, [*rows, dict(outcome.scores)], labels)
             _log_scalars(log_dir, stage.last_step, flat_metrics(summary))
             if outcome.resumed_from_step is not None and resumed_from_step is None:
@@ -217,7 +220,12 @@ def _start_row(cfg: DictConfig, job_dir: Path, tokenizer, scoring: Scoring, log_
 
 
 def _train_stage(
-    stage: Stage, stages: list[Stage], tokenizer, scoring: Scoring, log_dir: Path
+    stage: Stage,
+    stages: list[Stage],
+    tokenizer,
+    scoring: Scoring,
+    log_dir: Path,
+    tracker: TrackedSteps | None = None,
 ) -> ArmOutcome:
     """Train one stage from the previous stage's export (stage 1: the job's model) with a
     fresh module, optimizer, schedule and Trainer, on the chain's one TensorBoard run; an
@@ -236,6 +244,7 @@ def _train_stage(
         scoring=scoring,
         tokenizer=tokenizer,
         step_offset=stage.step_offset,
+        tracker=tracker,
     )
     outcome = run.run()  # never None: a chain runs in one process (evsys/validate.py)
     if outcome.export_error is not None:  # the next stage starts from this export

@@ -1,5 +1,6 @@
 """ArmRun: one training run of one config in one dir — setup -> train -> score -> export
-(what training measured is kept on disk before scoring: evsys/run/trained.py).
+(what training measured is kept on disk before the final validation and scoring:
+evsys/run/trained.py).
 
 A single arm (evsys/run/arm.py) is one ArmRun; a continual chain (evsys/run/continual.py) is
 one ArmRun per stage. Each returns an ArmOutcome, from which the arm's record is built once
@@ -25,10 +26,11 @@ from evsys.lightning.datamodule import PostTrainingDataModule
 from evsys.lightning.sharding import ShardedStrategy, gathered_model, restore_interrupted_save
 from evsys.models import count_parameters, export_model, load_tokenizer
 from evsys.records import CHECKPOINT, MODEL_DIR, write_item_scores
+from evsys.run.loggers import TrackedSteps
 from evsys.run.ranks import other_ranks_run_this_job
 from evsys.run.resume import resume_step
-from evsys.run.trained import Trained, kept_measures
-from evsys.run.trainer import RunLogger, build_trainer, starting_model, train_metrics
+from evsys.run.trained import Trained, awaits_validation, kept_measures, train_metrics
+from evsys.run.trainer import RunLogger, build_trainer, starting_model
 
 log = logging.getLogger("evsys")
 
@@ -106,7 +108,8 @@ class ArmRun:
     schedule, whatever weights the model starts from.
 
     `identity`: what its checkpoints carry and resume is checked against (evsys/run/resume.py);
-    `log_dir`: its TensorBoard run; `tokenizer`: one already loaded (a chain's), else cfg.model's.
+    `log_dir`: its TensorBoard run; `tokenizer`: one already loaded (a chain's), else cfg.model's;
+    `tracker`: the MLflow or W&B run beside TensorBoard (evsys/run/loggers.py), or None.
     """
 
     def __init__(
@@ -119,11 +122,13 @@ class ArmRun:
         scoring: Scoring,
         tokenizer=None,
         step_offset: int = 0,
+        tracker: TrackedSteps | None = None,
     ) -> None:
         self.cfg, self.run_dir, self.identity = cfg, Path(run_dir), identity
         self.log_dir, self.step_offset = log_dir, step_offset
         self.scoring = scoring
         self.tokenizer = tokenizer
+        self.tracker = tracker
         self.timings: dict[str, float] = {}
 
     def run(self) -> ArmOutcome | None:
@@ -161,9 +166,11 @@ class ArmRun:
             )
             self.throughput = ThroughputMonitor()
             self.logger = RunLogger(self.log_dir, self.step_offset)
-            self.trainer = build_trainer(
-                cfg, self.run_dir, self.throughput, self.logger, self.identity
-            )
+            loggers = [self.logger]
+            if self.tracker is not None:
+                self.tracker.step_offset = self.step_offset
+                loggers.append(self.tracker)
+            self.trainer = build_trainer(cfg, self.run_dir, self.throughput, loggers, self.identity)
 
     # ------------------------------------------------------------------------------ train
     def train(self) -> None:
@@ -176,6 +183,7 @@ class ArmRun:
             self.trainer.fit(
                 self.module, datamodule=self.data, ckpt_path=checkpoint, weights_only=True
             )
+            self._finish_final_validation()
         trainer = self.trainer
         if isinstance(trainer.strategy, ShardedStrategy):
             root = trainer.strategy.root_device
@@ -187,6 +195,14 @@ class ArmRun:
             self.cfg.arm, self.cfg.seed, f"{count_parameters(self.module.model):,}",
             len(self.data.train_rows), self.run_dir,
         )  # fmt: skip
+
+    def _finish_final_validation(self) -> None:
+        """A run killed during its final validation left training's measures without its
+        val/*: validate the trained model again (every rank) rather than train it again."""
+        step = self.trainer.global_step
+        if self.resumed_from_step == step and awaits_validation(self.run_dir, self.identity, step):
+            log.info("step %d's validation was cut short: validating the trained model", step)
+            self.trainer.validate(self.module, datamodule=self.data, verbose=False)
 
     def keep_measures(self) -> None:
         """What training measured, kept in the training record before anything else can fail
@@ -209,6 +225,8 @@ class ArmRun:
         with self._timed("eval"):
             self.scores = self.scoring.score(model, self.tokenizer, self.cfg, held_out)
         self.logger.log_scalars(self.scores.metrics, self.trainer.global_step)
+        if self.tracker is not None:
+            self.tracker.log_metrics(self.scores.metrics, self.trainer.global_step)
 
     # ----------------------------------------------------------------------------- export
     def export(self) -> ArmOutcome:

@@ -2,7 +2,8 @@
 logger and the model a run starts from.
 
 Checkpoints every N steps into `<run dir>/checkpoints/` (last.ckpt, carrying the run's
-identity), token throughput, progress as a bar or as lines, benchmarks scored during
+identity), token throughput, what training measured kept before the final validation
+(evsys/run/trained.py), progress as a bar or as lines, benchmarks scored during
 training when asked, a stop at the first non-finite loss or gradient norm, and on SLURM no
 auto-requeue of Lightning's own.
 """
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig
 
 from evsys.evaluation.scoring import scorer
@@ -30,13 +31,14 @@ from evsys.lightning.step_checkpoint import StepCheckpoint
 from evsys.models import load_model
 from evsys.records import CHECKPOINT
 from evsys.run.progress import jobs_share_terminal
+from evsys.run.trained import KeepMeasuresBeforeFinalValidation
 
 
 def build_trainer(
     cfg: DictConfig,
     run_dir: Path,
     throughput: ThroughputMonitor,
-    logger: TensorBoardLogger,
+    loggers: list[Logger],  # the run's TensorBoard logger first, then a tracker beside it
     identity: dict,  # stored in every checkpoint (evsys/run/resume.py job_identity)
 ) -> L.Trainer:
     algorithm, backend, validation = cfg.algorithm, cfg.backend, cfg.validation
@@ -65,8 +67,15 @@ def build_trainer(
         check_val_every_n_epoch=None,
         limit_val_batches=validation.num_batches if validation.enabled else 0,
         num_sanity_val_steps=0,
-        logger=logger,
-        callbacks=[StopOnDivergence(), checkpoint, throughput, progress, *_benchmark_scoring(cfg)],
+        logger=loggers,
+        callbacks=[
+            StopOnDivergence(),
+            checkpoint,
+            throughput,
+            KeepMeasuresBeforeFinalValidation(run_dir, identity, throughput),
+            progress,
+            *_benchmark_scoring(cfg),
+        ],
         plugins=[AtomicCheckpointIO(identity), *_slurm_plugins()],
         enable_progress_bar=interactive,
         # a run shorter than the logging interval still gets its train loss into TensorBoard
@@ -109,18 +118,6 @@ def starting_model(cfg: DictConfig, tokenizer):
     seeded so a fresh model is the same every time."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     return load_model(cfg.model, tokenizer)
-
-
-def train_metrics(trainer: L.Trainer, module) -> dict[str, float]:
-    """The last train loss and validation metrics Lightning saw, and what the algorithm's
-    module keeps of training (PostTrainingModule.final_train_metrics: GRPO's rewards)."""
-    seen = {
-        key: value
-        for key, value in trainer.callback_metrics.items()
-        if key.startswith(("train/loss", "val/"))
-    }
-    metrics = {**seen, **module.final_train_metrics()}
-    return {key: round(float(value), 6) for key, value in metrics.items()}
 
 
 def _benchmark_scoring(cfg: DictConfig) -> list[BenchmarkScoring]:

@@ -41,7 +41,7 @@ from evsys.sweep import launch_report
 from evsys.sweep.page_format import ExperimentConfig, Page, check_page, is_page_file, read_yaml
 from evsys.sweep.page_preset import preset_yaml
 from evsys.sweep.plan import plan_arguments
-from evsys.yaml_file import load_yaml
+from evsys.yaml_file import load_preset, load_yaml
 
 log = logging.getLogger("evsys")
 
@@ -178,6 +178,8 @@ class Experiment:
             self.preset = Path(config)
             if is_page_file(self.preset):
                 self.page = check_page(read_yaml(self.preset))
+            else:
+                load_preset(self.preset)  # bad YAML, the page's shorthand: one line
         elif isinstance(config, (dict, ExperimentConfig)):
             self.page = check_page(config if isinstance(config, dict) else config.to_dict())
         else:

@@ -43,7 +43,7 @@ from evsys.yaml_file import load_yaml
 MODES = ("run", "runs", "matrix")
 EXPERIMENT_KEYS = (  # the page's keys that are the experiment node's own fields
     "name", "hypothesis", "success_metric", "baseline", "n_repeats", "base_seed",
-    "parent_experiment_id", "metadata", "dry_run", "adaptive", "max_jobs",
+    "parent_experiment_id", "metadata", "dry_run", "adaptive", "confirm", "max_jobs",
 )  # fmt: skip
 TOP_KEYS = (*EXPERIMENT_KEYS, "prediction", "output_dir", "stores", "continual", *MODES)
 # outputs_root: experiments, their registry and sweep dirs; cache_dir: the data caches

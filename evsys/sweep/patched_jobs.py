@@ -15,7 +15,6 @@ its error is the one composing it alone gives), is composed and validated in ful
 from __future__ import annotations
 
 import copy
-import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any
 from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf
 
-from evsys.rules import check_value, rules_of
+from evsys.rules import check_field
 from evsys.validate import check_between_keys, run_schema
 
 # Keys whose value picks the schema, or adds keys to the identity (evsys/identity.py _trained).
@@ -81,7 +80,7 @@ class PatchedJobs:
             for override in values:
                 if override.key_or_group in template.settable:
                     OmegaConf.update(config, override.key_or_group, override.value(), merge=True)
-                    _check_field(config, override.key_or_group)
+                    check_field(config, override.key_or_group)
             check_between_keys(config)
             check(config)
         except Exception:  # noqa: BLE001 - the full composition reports it
@@ -149,13 +148,3 @@ def _strings(node: Any) -> list[str]:
     if isinstance(node, list):
         return [text for item in node for text in _strings(item)]
     return []
-
-
-def _check_field(config: DictConfig, key: str) -> None:
-    """The set field within its choices and range, as evsys/rules.py check_fields checks it."""
-    parent_key, _, name = key.rpartition(".")
-    parent = OmegaConf.select(config, parent_key) if parent_key else config
-    schema = OmegaConf.get_type(parent)
-    value = OmegaConf.select(config, key)
-    if dataclasses.is_dataclass(schema) and value is not None:
-        check_value(key, value, rules_of(schema, name))

@@ -71,19 +71,11 @@ def plan_sweep(
     experiment = OmegaConf.to_container(config.experiment, resolve=True)
     experiment_id = existing_plan_id(sweep_dir) or registry.new_experiment_id(experiment["name"])
     jobs = expand_jobs(config.experiment, axes)
+    confirm = confirm_design(config.experiment, jobs)  # refused before a job is composed
     metric = success_metric(config)
     check_min_effect(metric["name"], metric["min_effect"])
     check_threshold(metric["name"], metric.get("threshold"))
-    shared = SharedChecks(keep_runs=runs is not None)
-    for job in jobs:
-        # The job's own dir (<arm>_seed<seed>, job.dir), whatever hydra.sweep.subdir says:
-        # its default suits any sweeper. An interpolation, so a job copied with a new seed
-        # (adaptive rounds) gets its own dir too.
-        job.overrides.append("hydra.sweep.subdir=${arm}_seed${seed}")
-        run = _validate_job(job, config, config_loader, metric["name"], shared)
-        if runs is not None:
-            runs.append(run())
-        job.overrides.append(f"experiment.id={experiment_id}")
+    plan_jobs(jobs, config, config_loader, metric["name"], experiment_id, runs)
     _check_arms_named(experiment, jobs)
     return Plan(
         id=experiment_id,
@@ -99,8 +91,50 @@ def plan_sweep(
         outputs_root=str(Path(experiment["stores"]["outputs_root"]).resolve()),
         prediction=experiment["prediction"],
         baselines=baselines_by_cell(config.experiment, axes),
+        confirm=confirm,
         created_at=dt.datetime.now().isoformat(timespec="seconds"),
     )
+
+
+def plan_jobs(
+    jobs: list[PlannedJob],
+    config: DictConfig,
+    config_loader,
+    metric: str,
+    experiment_id: str,
+    runs: list[DictConfig] | None = None,
+) -> None:
+    """Compose and validate each job (ConfigError naming the arm), setting its identity and
+    its bookkeeping overrides; `runs`, if given, receives each job's validated RunConfig."""
+    shared = SharedChecks(keep_runs=runs is not None)
+    for job in jobs:
+        # The job's own dir (<arm>_seed<seed>, job.dir), whatever hydra.sweep.subdir says:
+        # its default suits any sweeper. An interpolation, so a job copied with a new seed
+        # (adaptive rounds) gets its own dir too.
+        job.overrides.append("hydra.sweep.subdir=" + job_dir_name("${arm}", "${seed}", job.stage))
+        run = _validate_job(job, config, config_loader, metric, shared)
+        if runs is not None:
+            runs.append(run())
+        job.overrides.append(f"experiment.id={experiment_id}")
+
+
+def confirm_design(experiment: DictConfig, jobs: list[PlannedJob]) -> dict | None:
+    """experiment.confirm's stage as planned: its fresh seeds (after every seed the selection
+    may use, adaptive rounds included); the arms are selected once the selection is done.
+    None without experiment.confirm.repeats."""
+    repeats = experiment.confirm.repeats
+    if repeats is None:
+        return None
+    if len({job.arm for job in jobs}) < 2:
+        raise ConfigError(
+            f"experiment.confirm.repeats={repeats}: the confirmation re-runs the best arm "
+            "against the baseline or the runner-up, and this sweep has one arm: declare two "
+            "arms or more (experiment.arms), or drop experiment.confirm"
+        )
+    last = max(
+        [job.seed for job in jobs] + [experiment.base_seed + experiment.adaptive.max_repeats - 1]
+    )
+    return {"repeats": int(repeats), "seeds": list(range(last + 1, last + 1 + int(repeats)))}
 
 
 def _validate_job(

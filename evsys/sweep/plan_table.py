@@ -29,6 +29,9 @@ def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = 
             status = "to run" if job.dir in pending_dirs else "completed (skipped)"
             shown = escape(_apart(job, shared))
             table.add_row(str(index), escape(job.arm), str(job.seed), shown, status)
+        for arm in _confirmation_arms(plan):  # its jobs are known once the above are done
+            seeds = ", ".join(map(str, plan.confirm["seeds"]))
+            table.add_row("–", escape(f"({arm})"), seeds, "confirmation: fresh seeds", "pending")
     if plan.hypothesis:
         console.print(f"[bold]Hypothesis:[/] {escape(plan.hypothesis)}")  # as written
     if shared:
@@ -41,6 +44,26 @@ def print_plan(plan: Plan, pending: list[PlannedJob], console: Console | None = 
     )
     console.print(table)
     console.print(f"{len(pending)} of {count(len(plan.planned), 'job')} to run")
+    if plan.confirm:
+        console.print(escape(confirmation_line(plan)))
+
+
+def confirmation_line(plan: Plan) -> str:
+    """The confirmation stage as planned: its jobs are known once the selection is done."""
+    seeds = plan.confirm["seeds"]
+    best, against = _confirmation_arms(plan)
+    return (
+        f"Confirmation stage (pending: its arms are selected once the jobs above are done): "
+        f"{best} and {against} re-run on the fresh seeds {seeds}: "
+        f"{count(2 * len(seeds), 'job')} more, not counted above"
+    )
+
+
+def _confirmation_arms(plan: Plan) -> tuple[str, ...]:
+    """The confirmation's two arms as known before the selection: in words."""
+    if not plan.confirm:
+        return ()
+    return ("the best arm", f"the baseline {plan.baseline}" if plan.baseline else "the runner-up")
 
 
 def _arms_table(plan: Plan, pending_dirs: set[str], shared: list[str]) -> Table:

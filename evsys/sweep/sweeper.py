@@ -83,17 +83,8 @@ class ExperimentSweeper(Sweeper):
             self._print_estimate(pending)
             return []
         looks = planned_looks(self.config.experiment)
-        if looks is not None and not OmegaConf.select(
-            self.config, "hydra.launcher.wait", default=True
-        ):
-            _refuse(
-                sweep_dir,
-                ConfigError(
-                    "experiment.adaptive.max_repeats adds seeds after each round, so it needs "
-                    "a launcher that waits for the jobs; drop hydra.launcher.wait=false, or set "
-                    "experiment.adaptive.max_repeats=0 for a fixed design"
-                ),
-            )
+        if not OmegaConf.select(self.config, "hydra.launcher.wait", default=True):
+            self._refuse_fire_and_forget(sweep_dir, looks is not None, plan.confirm is not None)
         if looks is not None:
             from evsys.sweep import adaptive  # scipy: only sweeps that add seeds pay for it
 
@@ -102,7 +93,30 @@ class ExperimentSweeper(Sweeper):
         results = self._launch(pending, sweep_dir, every=plan.planned)
         if looks is not None:
             results += self._rounds(plan, sweep_dir)
+        if plan.confirm is not None:
+            results += self._confirm(plan, sweep_dir)
         return results
+
+    def _refuse_fire_and_forget(self, sweep_dir: Path, adaptive: bool, confirm: bool) -> None:
+        """A stage planned from the results of the last one needs a launcher that waits."""
+        if adaptive:
+            _refuse(
+                sweep_dir,
+                ConfigError(
+                    "experiment.adaptive.max_repeats adds seeds after each round, so it needs "
+                    "a launcher that waits for the jobs; drop hydra.launcher.wait=false, or set "
+                    "experiment.adaptive.max_repeats=0 for a fixed design"
+                ),
+            )
+        if confirm:
+            _refuse(
+                sweep_dir,
+                ConfigError(
+                    "experiment.confirm re-runs the arm the selection stage picks, so it needs "
+                    "a launcher that waits for the selection's jobs; drop "
+                    "hydra.launcher.wait=false, or experiment.confirm"
+                ),
+            )
 
     def _print_estimate(self, pending: list) -> None:
         """The dry run's estimate of what the jobs to run would train (evsys/cost.py)."""
@@ -153,6 +167,28 @@ class ExperimentSweeper(Sweeper):
             log.info("adaptive: %d more jobs for %s", len(jobs), ", ".join(arms))
             results += self._launch(pending, sweep_dir, every=plan.planned)
         return results
+
+    def _confirm(self, plan: Plan, sweep_dir: Path) -> list:
+        """The confirmation stage: the selected arm and its comparison arm on fresh seeds,
+        launched as one more batch once the selection stage is done."""
+        from evsys.sweep import confirm  # scipy: only sweeps that confirm pay for it
+
+        loader, on_mismatch = self.hydra_context.config_loader, self.config.experiment.on_mismatch
+        try:
+            jobs = confirm.confirmation_jobs(sweep_dir, plan, self.config, loader)
+            pending = confirm.pending_jobs(jobs, plan, sweep_dir, on_mismatch)
+        except ConfigError as error:
+            _refuse(sweep_dir, error)
+        plan.planned += jobs
+        plan.save(sweep_dir)
+        if not jobs:
+            log.warning("confirmation: %s", plan.confirm["reason"])
+            return []
+        log.info(
+            "confirmation: %s vs %s on fresh seeds %s (%d to run)",
+            plan.confirm["selected"], plan.confirm["against"], plan.confirm["seeds"], len(pending),
+        )  # fmt: skip
+        return self._launch(pending, sweep_dir, every=plan.planned) if pending else []
 
 
 def _refuse(sweep_dir: Path, error: Exception) -> NoReturn:
