@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 from rich.console import Console
 
 from evsys.compose import compose_run_config, search_path
+from evsys.conclusion.arms import ArmScores
 from evsys.conclusion.build import build_conclusion
+from evsys.conclusion.confirmation import Selected, estimate
+from evsys.conclusion.inference import PAIRED, UNPAIRED
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError
 from evsys.records import Plan, PlannedJob
@@ -242,3 +246,24 @@ def test_slurm_without_waiting_is_refused_before_submitting(tmp_path):
         "experiment.confirm re-runs the arm the selection stage picks" in done.stdout + done.stderr
     )
     assert not (tmp_path / "sweep" / ".submitit").exists()
+
+
+@pytest.mark.parametrize(("layers", "method"), [(4, PAIRED), (2, UNPAIRED)])
+def test_the_confirmation_pairs_seeds_only_where_the_design_links_them(layers, method):
+    """As in the selection (evsys.conclusion.pairing): arms whose configs differ in what their
+    seed initialises are compared as independent seeds on the confirmation seeds too."""
+    rng = np.random.default_rng(0)
+    config = {"model.num_layers": 4, "data.dataset_name": "addition", "algorithm.lr": 3e-3}
+    configs = {"hi": config, "lo": {**config, "model.num_layers": layers}}
+    jobs = [
+        PlannedJob(arm, seed, [], f"{arm}_seed{seed}", identity_config={**configs[arm]})
+        for arm in configs
+        for seed in (0, 1)
+    ]
+    plan = Plan("x", "x", {"name": METRIC, "mode": "max"}, jobs, confirm={"seeds": [2, 3]})
+    scores = {
+        arm: ArmScores(arm, (2, 3), (rng.random((2, 64)) < p).astype(float), tuple(range(64)))
+        for arm, p in (("hi", 0.6), ("lo", 0.4))
+    }
+    comparison, _ = estimate(Selected("hi", "lo"), scores, plan)
+    assert comparison.method == method

@@ -18,7 +18,8 @@ from typing import Any
 
 from evsys.conclusion.decision import single_comparison
 from evsys.conclusion.inference import ArmScores, Comparison, compare, family, orientation
-from evsys.conclusion.plan_decision import missing_named_arm
+from evsys.conclusion.pairing import paired_by_seed, seed_links
+from evsys.conclusion.plan_decision import arm_configs, missing_named_arm
 from evsys.conclusion.scores import metric_bounds
 from evsys.plural import count
 from evsys.records import Plan
@@ -67,7 +68,10 @@ def estimate(
     if pair.arm not in scores or pair.against not in scores:
         return None
     bounds = metric_bounds(plan.metric_name)
-    c = compare(scores[pair.arm], scores[pair.against], plan.mode, bounds)
+    # paired by seed only where the design links the two arms' seeds, as in the selection
+    links = seed_links(arm_configs(plan, {pair.arm: None, pair.against: None}))
+    paired = paired_by_seed(links, pair.arm, pair.against)
+    c = compare(scores[pair.arm], scores[pair.against], plan.mode, bounds, pair_seeds=paired)
     return c, family([c], plan.min_effect)[0]
 
 
