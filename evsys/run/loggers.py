@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 
 from evsys.records import ArmResult
 from evsys.run.context import JobContext
+from evsys.run.shifted_steps import ShiftedSteps
 from evsys.run.tensorboard import flat_hparams
 
 MLFLOW_STORE = "mlflow.db"  # <outputs root>/mlflow.db: every experiment's runs
@@ -35,27 +36,18 @@ WANDB_DIR = "wandb"  # <sweep dir>/wandb/ (W&B's own name for it)
 log = logging.getLogger("evsys")
 
 
-class TrackedSteps:
-    """Mixed into a Lightning logger, as RunLogger does for TensorBoard: steps shifted by
-    `step_offset` (a continual chain's stages on one axis), no `epoch` scalar, no second
-    write of a step; the keys and last step logged are kept, so closing adds only what
-    training did not log."""
+class TrackedSteps(ShiftedSteps):
+    """Mixed into a Lightning logger, with the steps of TensorBoard's RunLogger; the keys and
+    last step logged are kept, so closing adds only what training did not log."""
 
-    step_offset = 0
     last_step = 0
     logged: frozenset[str] = frozenset()
-    _last_logged: tuple | None = None
 
-    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
-        metrics = {key: value for key, value in metrics.items() if key != "epoch"}
-        if (step, metrics) == self._last_logged:
-            return  # already written before the step's checkpoint (StepCheckpoint)
-        self._last_logged = (step, metrics)
+    def write_metrics(self, metrics: dict, step: int | None) -> None:
         if step is not None:
-            step += self.step_offset
             self.last_step = max(self.last_step, step)
         self.logged = self.logged | set(metrics)
-        super().log_metrics(metrics, step)
+        super().write_metrics(metrics, step)
 
     def unlogged(self, metrics: dict) -> dict:
         return {key: value for key, value in metrics.items() if key not in self.logged}

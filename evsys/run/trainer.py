@@ -31,6 +31,7 @@ from evsys.lightning.step_checkpoint import StepCheckpoint
 from evsys.models import load_model
 from evsys.records import CHECKPOINT
 from evsys.run.progress import jobs_share_terminal
+from evsys.run.shifted_steps import ShiftedSteps
 from evsys.run.trained import KeepMeasuresBeforeFinalValidation
 
 
@@ -85,25 +86,16 @@ def build_trainer(
     )
 
 
-class RunLogger(TensorBoardLogger):
-    """A run's TensorBoard log in `log_dir` (evsys/run/tensorboard.py run_log_dir), without
-    Lightning's `epoch` scalar: training is counted in steps (max_epochs is unbounded), and the
-    epoch card would open Time Series ahead of the train loss. Step s is logged at
-    `step_offset` + s: a continual chain's stages follow each other on one axis."""
+class RunLogger(ShiftedSteps, TensorBoardLogger):
+    """A run's TensorBoard log in `log_dir` (evsys/run/tensorboard.py run_log_dir), with
+    evsys's steps (evsys/run/shifted_steps.py): no `epoch` scalar, whose card would open Time
+    Series ahead of the train loss, and step s at `step_offset` + s."""
 
     def __init__(self, log_dir: Path, step_offset: int = 0) -> None:
         super().__init__(
             save_dir=str(log_dir.parent), name=log_dir.name, version="", default_hp_metric=False
         )
         self.step_offset = step_offset
-        self._last_logged: tuple[int | None, dict] | None = None
-
-    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
-        metrics = {k: v for k, v in metrics.items() if k != "epoch"}
-        if (step, metrics) == self._last_logged:
-            return  # already written before the step's checkpoint (StepCheckpoint)
-        self._last_logged = (step, metrics)
-        super().log_metrics(metrics, None if step is None else step + self.step_offset)
 
     def log_scalars(self, scalars: dict[str, float], step: int) -> None:
         """Scores logged after training (Lightning has closed its writer: this reopens it), at
