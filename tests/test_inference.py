@@ -180,8 +180,19 @@ def test_one_seed_has_no_test():
 
 
 def test_an_exact_difference_is_significant():
+    # 8/8 vs 0/8 on both seeds: significant, but 8 items do not make the difference exactly 1
+    # (Agresti & Min's pseudo-items: sd 1 / (8 + 2))
     c = compare(arm("a", np.ones((2, 8))), arm("b", np.zeros((2, 8))), "max", EM)
-    assert (c.diff, c.p_value, c.ci95) == (1.0, 0.0, (1.0, 1.0))
+    assert c.diff == 1.0 and c.p_value < 1e-20
+    assert c.ci95 == pytest.approx((1.0 - stats.norm.ppf(0.975) / 10, 1.0))
+
+
+def test_two_shares_right_on_every_item_are_not_exactly_equal():
+    # a share near 1 on 20 items: both arms right everywhere on 2 seeds; the difference is
+    # 0 with an interval of z / 22 on each side, not a zero-width one
+    c = compare(arm("a", np.ones((2, 20))), arm("b", np.ones((2, 20))), "max", EM)
+    assert c.diff == 0.0 and c.p_value == 1.0
+    assert c.ci95 == pytest.approx((-stats.norm.ppf(0.975) / 22, stats.norm.ppf(0.975) / 22))
 
 
 def test_directional_p_values_match_the_interval():

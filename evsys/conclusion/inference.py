@@ -60,7 +60,13 @@ import numpy as np
 from scipy import stats
 
 from evsys.conclusion.arms import ArmScores, SeedPool, seed_pool
-from evsys.conclusion.few_items import effective_trials, uses_wilson, wilson_interval
+from evsys.conclusion.few_items import (
+    binary,
+    effective_trials,
+    least_difference_variance,
+    uses_wilson,
+    wilson_interval,
+)
 from evsys.conclusion.variance import (
     ALPHA,
     Bounds,
@@ -205,24 +211,28 @@ def compare(
     if items is None:
         return _welch(first, second, sign, diff_bounds, notes)
     a, b = _columns(first, items), _columns(second, items)
+    # 0/1 shares are never known to be exactly equal (evsys.conclusion.few_items)
+    least = least_difference_variance(len(items)) if binary(a) and binary(b) else 0.0
     if first.seeds == second.seeds and pair_seeds:
         pool = pool if pool is not None and pool.covers(first, second) else None
-        return _paired(first, second, sign * (a - b), diff_bounds, notes, pool)
-    return _unpaired(first, second, sign * a, sign * b, diff_bounds, notes)
+        return _paired(first, second, sign * (a - b), diff_bounds, notes, pool, least)
+    return _unpaired(first, second, (sign * a, sign * b), diff_bounds, notes, least)
 
 
-def _paired(first, second, d: np.ndarray, bounds, notes, pool: SeedPool | None) -> Comparison:
-    comps, method = components_of(d), PAIRED
+def _paired(first, second, d, bounds, notes, pool: SeedPool | None, least: float) -> Comparison:
+    comps, method = replace(components_of(d), least=least), PAIRED
+
     if pool is not None:  # the family's seed variance, with (k - 1)(n - 1) df
         seeds = ((pool.seed_var(first.arm, second.arm), d.shape[0]),)
         comps, method = replace(comps, seed_terms=seeds, seed_pool=pool.n_arms - 1), POOLED
     return _comparison(first, second, float(d.mean()), comps, method, True, bounds, notes)
 
 
-def _unpaired(first, second, a: np.ndarray, b: np.ndarray, bounds, notes) -> Comparison:
+def _unpaired(first, second, ab: tuple[np.ndarray, np.ndarray], bounds, notes, least) -> Comparison:
     # Seeds differ: each arm's seed term on its own; items still pair (item_var from the
     # per-item mean differences, minus the residual noise those means carry).
-    seed = seed_components([a, b])
+    a, b = ab
+    seed = replace(seed_components([a, b]), least=least)
     resid = [residual_ms(x) for x in (a, b)]
     noise = math.fsum(r / x.shape[0] for r, x in zip(resid, (a, b), strict=True))
     item_var = max(0.0, float(np.var(a.mean(axis=0) - b.mean(axis=0), ddof=1)) - noise)

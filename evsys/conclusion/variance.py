@@ -24,6 +24,7 @@ Bounds = tuple[float, float]
 KNOWN_DF = 200.0  # a variance term this precise is treated as known (chi-square/df ~ 1)
 GRID = {1: 161, 2: 49, 3: 21}  # pivot grid points per random term, by number of terms
 PROBIT = 8.0  # the grid spans u = Phi(-8) .. Phi(8) of each chi-square
+Z_HALF = float(stats.norm.ppf(1 - ALPHA / 2))
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class VarianceComponents:
     # per seed set, the variance one seed's mean must have from the per-item noise alone
     # (residual mean square / n_items; known: hundreds of df); () for seed-level data
     seed_floors: tuple[float, ...] = ()
+    # the known variance the mean has at least, whatever the scores show (0/1 scores that
+    # never differ: evsys.conclusion.few_items.least_difference_variance)
+    least: float = 0.0
 
     def terms(self, n_seeds: int | None = None) -> list[Term]:
         """The variance of the mean as terms; n_seeds replaces every seed set's size. Two
@@ -69,6 +73,9 @@ class VarianceComponents:
             out.append(
                 Term(self.item_var / self.n_items + item_noise, self.n_items - 1.0, item_noise)
             )
+        short = self.least - math.fsum(t.floor for t in seeds) - math.fsum(t.value for t in out[1:])
+        if short > 0:  # the scores show less than the variance known to be there
+            out[0] = out[0]._replace(floor=out[0].floor + short)
         return out
 
     def variance(self, n_seeds: int | None = None) -> float:
@@ -147,23 +154,45 @@ def satterthwaite(terms: Sequence[Term]) -> float:
 
 # ------------------------------------------------------------------ the generalized pivot
 def pivot_tail(x: float, terms: Sequence[Term]) -> float:
-    """P(N(0, V) > x) averaged over the pivot of V. One-sided; callers double it."""
-    sd, weights, at_zero = _pivot_sd(tuple(terms))
+    """One-sided tail of the difference x (callers double it): the larger of the pivot's
+    P(N(0, V) > x) over the estimated terms, and the normal tail at the known noise (see
+    known_variance). A test rejects only when both do."""
+    free = _unfloored(terms)
+    sd, weights, at_zero = _pivot_sd(free)
     exact = 0.0 if x > 0 else (0.5 if x == 0 else 1.0)
-    if not sd.size:  # no variance at all: the difference is exact
-        return exact
-    return float(np.dot(weights, special.ndtr(-x / sd))) + at_zero * exact
+    tail = float(np.dot(weights, special.ndtr(-x / sd))) + at_zero * exact if sd.size else exact
+    known = known_variance(terms)
+    return max(tail, float(special.ndtr(-x / math.sqrt(known)))) if known > 0 else tail
 
 
 def pivot_interval(center: float, terms: Sequence[Term]) -> Bounds:
-    """center +- h, with h the 1 - alpha/2 quantile of the pivot (so the interval and the
-    two-sided test agree)."""
-    sd, weights, _ = _pivot_sd(tuple(terms))
-    if not sd.size:
-        return (center, center)
-    start = math.sqrt(math.fsum(t.value for t in terms) or float(sd.max() ** 2))
-    half = _tail_quantile(sd, weights, ALPHA / 2, start)
+    """center +- h, with h the larger of the pivot's 1 - alpha/2 quantile and the normal
+    one at the known noise (so the interval and the two-sided test agree)."""
+    free = _unfloored(terms)
+    sd, weights, _ = _pivot_sd(free)
+    half = 0.0
+    if sd.size:
+        start = math.sqrt(math.fsum(t.value for t in free) or float(sd.max() ** 2))
+        half = _tail_quantile(sd, weights, ALPHA / 2, start)
+    half = max(half, Z_HALF * math.sqrt(known_variance(terms)))
     return (center - half, center + half)
+
+
+def known_variance(terms: Sequence[Term]) -> float:
+    """The variance the difference has at least, known from hundreds of df: the per-item
+    noise every seed mean carries (the seed terms' floors) plus the item terms. 0 when no
+    term has a floor (seed-level data: nothing is known beyond the seeds)."""
+    floors = math.fsum(t.floor for t in terms)
+    if floors <= 0:
+        return 0.0
+    return floors + math.fsum(t.value for t in terms if t.floor <= 0)
+
+
+def _unfloored(terms: Sequence[Term]) -> tuple[Term, ...]:
+    # Under normal scores the seed term's own estimate makes an exact t (whatever the seed
+    # component); its floor enters through known_variance, not inside the pivot, where
+    # max(floor, v * k / chi2_k) spreads the known noise over chi2_k on 1-4 df.
+    return tuple(t._replace(floor=0.0) for t in terms)
 
 
 def _tail_quantile(sd: np.ndarray, weights: np.ndarray, target: float, h: float) -> float:
