@@ -130,6 +130,11 @@ class ArmResult:
     def completed(self) -> bool:
         return self.status == "completed"
 
+    @property
+    def stage(self) -> str:
+        """SELECTION, or CONFIRMATION for a run of experiment.confirm: its identity says so."""
+        return self.identity_config.get("stage", SELECTION)
+
     def __float__(self) -> float:
         """The success metric's value, NaN when the arm failed or lacks it: what a Hydra
         sweeper that optimises (Optuna) reads from the task's return value."""
