@@ -6,6 +6,7 @@ docs/statistics.md#where-the-noise-comes-from shows one)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +161,24 @@ def test_a_label_less_its_replicate_cells_is_its_arm():
     assert treatment_arm("a,data.order_seed=0,num_layers=2") == "a,num_layers=2"
     assert treatment_arm("order_seed=0") == "default"  # no named arm: the unnamed one
     assert treatment_arm("lr=0.1,bs=4") == "lr=0.1,bs=4"
+
+
+def test_the_variance_study_leaves_out_a_confirmations_fresh_seeds(tmp_path, capsys):
+    exact, loss = study_scores(shape=(2, 3, 1, 40))
+    sweep = write_study(tmp_path, exact, loss)
+    plan = json.loads((sweep / "experiment.json").read_text())
+    plan["confirm"] = {"repeats": 2, "seeds": [3, 4], "selected": "a1", "against": "a0"}
+    for arm in ("a0", "a1"):  # the confirmation's runs of both arms, seeds 3 and 4
+        for seed in (3, 4):
+            first = sweep / f"{arm},order_seed=0_seed0"
+            directory = sweep / f"confirmation_{arm},order_seed=0_seed{seed}"
+            shutil.copytree(first, directory)
+            record = json.loads((first / "result.json").read_text())
+            record.update(seed=seed, identity_config={"seed": seed, "stage": "confirmation"})
+            (directory / "result.json").write_text(json.dumps(record))
+            job = {"arm": f"{arm},order_seed=0", "seed": seed, "dir": directory.name}
+            plan["planned"].append({**job, "stage": "confirmation"})
+    (sweep / "experiment.json").write_text(json.dumps(plan))
+    assert all(m.components.n_seeds == 3 for m in sweep_noise(sweep))  # the selection's
+    assert conclude_main(["--variance", str(sweep)]) == 0
+    assert "x 3 init seeds x 1 data orders" in capsys.readouterr().out

@@ -5,9 +5,10 @@ arms ran the same seeds), and the conclusion's note when the success metric's SN
 An arm here is the conclusion's: a planned arm less its `data.order_seed` cell
 (`lr_1e-3,order_seed=1` is arm `lr_1e-3`: Plan.by_treatment); its runs' init seed is `seed`,
 their data order `data.order_seed` (unset: the order follows the seed, so seed and order are
-one factor). Every arm x seed x order cell
-needs one completed run, every metric a finite value in each; a metric whose runs all left
-per-item scores of the same items is analysed per item, any other per run.
+one factor). Only the selection stage's runs count (experiment.confirm's fresh seeds do
+not). Every arm x seed x order cell needs one completed run, every metric a finite value in
+each; a metric whose runs all left per-item scores of the same items is analysed per item,
+any other per run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from evsys.choices import SELECTION
 from evsys.conclusion.item_scores import read_metric_items
 from evsys.conclusion.noise import LOW_SNR, NoiseComponents, noise_components
 from evsys.conclusion.runs import collect_runs, is_number
@@ -38,7 +40,9 @@ class MetricNoise:
 def sweep_noise(sweep_dir: str | Path) -> list[MetricNoise]:
     """Each metric's components in the sweep dir's completed runs, the success metric first.
     Raises ValueError naming the cell when the design is not complete."""
-    plan = Plan.load(sweep_dir).by_treatment()
+    # the selection stage's runs: a confirmation's fresh seeds of its two arms are no part of
+    # the crossed design (they would give those arms more seeds than the others)
+    plan = Plan.load(sweep_dir).stage(SELECTION).by_treatment()
     completed = collect_runs(sweep_dir, plan)["completed"]
     if not completed:
         raise ValueError("no run has completed")
