@@ -300,6 +300,10 @@ class Plan:
         """The plan with only the jobs of `stage` (SELECTION or CONFIRMATION)."""
         return replace(self, planned=[job for job in self.planned if job.stage == stage])
 
+    def compared(self) -> Plan:
+        """What the conclusion compares: the selection stage's jobs, each under its arm."""
+        return self.stage(SELECTION).by_treatment()
+
     def by_treatment(self) -> Plan:
         """The plan with each job's arm its treatment (identity.treatment_arm): the data orders
         (data.order_seed) an arm ran on are its replicates, as its seeds are, not arms."""

@@ -38,7 +38,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from evsys.choices import CONFIRMATION, SELECTION
+from evsys.choices import CONFIRMATION
 from evsys.conclusion import statistics
 from evsys.conclusion.adaptive import adaptive_verdict
 from evsys.conclusion.confirmation import confirmation_fields
@@ -71,8 +71,7 @@ SIGNIFICANT_DIGITS = 6
 def build_conclusion(sweep_dir: str | Path) -> Conclusion:
     """The conclusion of a sweep dir (deterministic, rounded as its file is)."""
     everything = Plan.load(sweep_dir)
-    # a confirmation's runs are reported on their own; an arm's data orders are its replicates
-    plan = everything.stage(SELECTION).by_treatment()
+    plan = everything.compared()  # a confirmation's runs are reported on their own
     metric, mode = plan.success_metric, plan.mode
     runs = collect_runs(sweep_dir, plan)
     scores = arm_scores(runs["completed"])

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from evsys.choices import SELECTION
 from evsys.conclusion.item_scores import read_metric_items
 from evsys.conclusion.noise import LOW_SNR, NoiseComponents, noise_components
 from evsys.conclusion.runs import collect_runs, is_number
@@ -42,7 +41,7 @@ def sweep_noise(sweep_dir: str | Path) -> list[MetricNoise]:
     Raises ValueError naming the cell when the design is not complete."""
     # the selection stage's runs: a confirmation's fresh seeds of its two arms are no part of
     # the crossed design (they would give those arms more seeds than the others)
-    plan = Plan.load(sweep_dir).stage(SELECTION).by_treatment()
+    plan = Plan.load(sweep_dir).compared()
     completed = collect_runs(sweep_dir, plan)["completed"]
     if not completed:
         raise ValueError("no run has completed")
