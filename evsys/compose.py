@@ -23,6 +23,7 @@ from hydra.initialize import get_gh_backup, restore_gh_from_backup
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from evsys import null_node_overrides
 from evsys.algorithms import algorithms
 from evsys.config import GROUP_SCHEMAS, RunConfig
 from evsys.hydra_lines import initialize_options
@@ -33,7 +34,9 @@ PRIMARY = "train"  # conf/train.yaml, and the CLI's job name (hydra.job.name)
 
 @cache  # once per process: Hydra 1.4 warns on every repeated registration
 def register_schemas() -> None:
-    """Store schemas under schema/<group>/, where they are not user-facing options."""
+    """Store schemas under schema/<group>/, where they are not user-facing options; and let
+    a dict override fill a schema node whose default is null (evsys/null_node_overrides.py)."""
+    null_node_overrides.install()
     cs = ConfigStore.instance()
     cs.store(name="run_schema", group="schema", node=RunConfig)
     for group, schema in GROUP_SCHEMAS.items():

@@ -75,6 +75,16 @@ def _replicate(container: dict) -> dict[str, Any]:
     return values
 
 
+def treatment_arm(label: str) -> str:
+    """A job's arm label without its replicate cells (`lr_1e-3,order_seed=1` -> `lr_1e-3`):
+    jobs that differ only in which replicate they are (REPLICATE_KEYS, like `seed`) are one arm.
+    A cell of the sweep's label (evsys/sweep/plan.py) is `key=value`, its key the dotted key's
+    last part or the whole key; a label of replicate cells only is the unnamed arm, `default`."""
+    replicate = {name for key in REPLICATE_KEYS for name in (key, key.rsplit(".", 1)[-1])}
+    cells = [cell for cell in label.split(",") if cell.split("=", 1)[0] not in replicate]
+    return ",".join(cells) or "default"
+
+
 def config_identity(config: dict[str, Any]) -> str:
     """The identity of a job: a hash of its identity_config."""
     return _hash(config)

@@ -22,6 +22,7 @@ from evsys.choices import SELECTION  # a job's stage (experiment.confirm)
 from evsys.confine import inside_sweep
 from evsys.errors import NotASweepDir
 from evsys.file_fields import checked_fields
+from evsys.identity import treatment_arm
 
 PLAN_FILE = "experiment.json"
 RESULT_FILE = "result.json"
@@ -129,6 +130,11 @@ class ArmResult:
     @property
     def completed(self) -> bool:
         return self.status == "completed"
+
+    @property
+    def stage(self) -> str:
+        """SELECTION, or CONFIRMATION for a run of experiment.confirm: its identity says so."""
+        return self.identity_config.get("stage", SELECTION)
 
     def __float__(self) -> float:
         """The success metric's value, NaN when the arm failed or lacks it: what a Hydra
@@ -293,6 +299,19 @@ class Plan:
     def stage(self, stage: str) -> Plan:
         """The plan with only the jobs of `stage` (SELECTION or CONFIRMATION)."""
         return replace(self, planned=[job for job in self.planned if job.stage == stage])
+
+    def compared(self) -> Plan:
+        """What the conclusion compares: the selection stage's jobs, each under its arm."""
+        return self.stage(SELECTION).by_treatment()
+
+    def by_treatment(self) -> Plan:
+        """The plan with each job's arm its treatment (identity.treatment_arm): the data orders
+        (data.order_seed) an arm ran on are its replicates, as its seeds are, not arms."""
+        jobs = [replace(job, arm=treatment_arm(job.arm)) for job in self.planned]
+        baselines = self.baselines and {
+            treatment_arm(arm): treatment_arm(baseline) for arm, baseline in self.baselines.items()
+        }
+        return replace(self, planned=jobs, baselines=baselines)
 
     def save(self, sweep_dir: Path) -> Path:
         return write_json_atomic(Path(sweep_dir) / PLAN_FILE, self.to_dict())

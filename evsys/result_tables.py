@@ -46,18 +46,19 @@ def require_pandas() -> Any:
 
 
 def runs_dataframe(result: ExperimentResult) -> pandas.DataFrame:
-    """One row per arm and seed: arm, seed, status, each swept key, every metric, cost."""
+    """One row per arm, seed and stage (selection, or experiment.confirm's confirmation): arm,
+    seed, stage, status, each swept key, every metric, cost."""
     pandas = require_pandas()
     swept = swept_keys(result.arms)
     rows = []
     for arm in result.arms:
         values = override_values(arm.overrides)
-        row = {"arm": arm.arm, "seed": arm.seed, "status": arm.status}
+        row = {"arm": arm.arm, "seed": arm.seed, "stage": arm.stage, "status": arm.status}
         row.update({key: values.get(key) for key in swept})
         row.update(arm.metrics)
         row.update({f"cost/{k}": v for k, v in (getattr(arm, "cost", None) or {}).items()})
         rows.append(row)
-    columns = ["arm", "seed", "status", *swept]
+    columns = ["arm", "seed", "stage", "status", *swept]
     return pandas.DataFrame(rows, columns=_ordered(columns, rows))
 
 

@@ -41,8 +41,8 @@ class ExperimentResult:
         return self.conclusion.problems if self.conclusion else []
 
     def to_dataframe(self) -> pandas.DataFrame:
-        """One row per arm and seed: arm, seed, status, the swept keys, every metric (needs
-        pandas)."""
+        """One row per arm, seed and stage: arm, seed, stage (selection or confirmation),
+        status, the swept keys, every metric (needs pandas)."""
         return result_tables.runs_dataframe(self)
 
     def groups_dataframe(self) -> pandas.DataFrame:

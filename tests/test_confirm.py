@@ -20,6 +20,7 @@ from evsys.conclusion.inference import PAIRED, UNPAIRED
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError
 from evsys.records import Plan, PlannedJob
+from evsys.results import load_experiment_result
 from evsys.stages_config import AdaptiveConfig, ConfirmConfig
 from evsys.sweep.plan import confirm_design, plan_arguments
 from evsys.sweep.plan_table import print_plan
@@ -116,6 +117,11 @@ def test_the_winner_is_confirmed_on_fresh_seeds(tmp_path):
     plan = json.loads((sweep / "experiment.json").read_text())
     stages = [job["stage"] for job in plan["planned"]]
     assert stages.count("selection") == 4 and stages.count("confirmation") == 4
+    runs = load_experiment_result(sweep).to_dataframe()  # each row says its stage
+    assert sorted(zip(runs.stage, runs.seed, strict=True)) == [
+        *[("confirmation", seed) for seed in (2, 2, 3, 3)],
+        *[("selection", seed) for seed in (0, 0, 1, 1)],
+    ]
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ docs/statistics.md#where-the-noise-comes-from shows one)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,10 @@ import pytest
 from evsys.cli.conclude import main as conclude_main
 from evsys.conclusion.build import build_conclusion
 from evsys.conclusion.noise import noise_components
+from evsys.conclusion.noise_study import sweep_noise
+from evsys.errors import ConfigError
+from evsys.identity import treatment_arm
+from evsys.sweep.plan import plan_arguments
 
 EXACT, LOSS, VAL = "eval/reversal/exact_match", "eval/reversal/loss", "val/loss"
 
@@ -124,3 +129,56 @@ def test_conclusion_has_no_snr_note_when_the_success_metric_separates_the_arms(t
     exact, loss = study_scores()
     conclusion = build_conclusion(write_study(tmp_path, exact, loss, success=LOSS))
     assert not [n for n in conclusion.notes or [] if "signal-to-noise" in n]
+
+
+def test_the_conclusion_counts_data_orders_as_replicates_of_one_arm(tmp_path):
+    """data.order_seed is noise, as seed is: the conclusion's arms are the noise study's (a0,
+    a1, not a0,order_seed=0 ...), each seed's value the mean over its data orders."""
+    exact, loss = study_scores()
+    sweep = write_study(tmp_path, exact, loss, success=LOSS)
+    conclusion = build_conclusion(sweep)
+    assert sorted(g.arm for g in conclusion.groups) == ["a0", "a1"]
+    a1 = next(g for g in conclusion.groups if g.arm == "a1")
+    assert a1.n == 3 and a1.values["2"] == pytest.approx(loss[1, 2].mean(), abs=1e-4)
+    assert "data.order_seed=0" not in a1.overrides  # a replicate's key, as seed=
+    assert conclusion.ranking == ["a0", "a1"]  # the study writes mode max: the higher loss first
+    [study] = [m for m in sweep_noise(sweep) if m.metric == LOSS]
+    assert study.arms == ("a0", "a1")
+    means = {g.arm: g.mean for g in conclusion.groups}
+    assert [means[arm] for arm in study.arms] == pytest.approx(study.components.arm_means, abs=1e-5)
+
+
+def test_a_stage_adding_seeds_to_a_sweep_of_data_orders_is_refused():
+    for stage in ("experiment.confirm.repeats=2", "experiment.adaptive.max_repeats=4"):
+        with pytest.raises(
+            ConfigError, match=f"{stage.split('=')[0]} adds seeds .* data.order_seed"
+        ):
+            plan_arguments(["+experiment=variance_study", stage], Path("no-dir"))
+
+
+def test_a_label_less_its_replicate_cells_is_its_arm():
+    assert treatment_arm("lr_1e-3,order_seed=1") == "lr_1e-3"
+    assert treatment_arm("a,data.order_seed=0,num_layers=2") == "a,num_layers=2"
+    assert treatment_arm("order_seed=0") == "default"  # no named arm: the unnamed one
+    assert treatment_arm("lr=0.1,bs=4") == "lr=0.1,bs=4"
+
+
+def test_the_variance_study_leaves_out_a_confirmations_fresh_seeds(tmp_path, capsys):
+    exact, loss = study_scores(shape=(2, 3, 1, 40))
+    sweep = write_study(tmp_path, exact, loss)
+    plan = json.loads((sweep / "experiment.json").read_text())
+    plan["confirm"] = {"repeats": 2, "seeds": [3, 4], "selected": "a1", "against": "a0"}
+    for arm in ("a0", "a1"):  # the confirmation's runs of both arms, seeds 3 and 4
+        for seed in (3, 4):
+            first = sweep / f"{arm},order_seed=0_seed0"
+            directory = sweep / f"confirmation_{arm},order_seed=0_seed{seed}"
+            shutil.copytree(first, directory)
+            record = json.loads((first / "result.json").read_text())
+            record.update(seed=seed, identity_config={"seed": seed, "stage": "confirmation"})
+            (directory / "result.json").write_text(json.dumps(record))
+            job = {"arm": f"{arm},order_seed=0", "seed": seed, "dir": directory.name}
+            plan["planned"].append({**job, "stage": "confirmation"})
+    (sweep / "experiment.json").write_text(json.dumps(plan))
+    assert all(m.components.n_seeds == 3 for m in sweep_noise(sweep))  # the selection's
+    assert conclude_main(["--variance", str(sweep)]) == 0
+    assert "x 3 init seeds x 1 data orders" in capsys.readouterr().out

@@ -89,3 +89,5 @@ def test_variance_study_preset_crosses_arms_init_seeds_and_data_orders(tmp_path)
         f"lr_{lr},order_seed={d}" for lr in ("1e-3", "3e-3") for d in (0, 1)
     }
     assert {(seed, order) for _, seed, order in cells} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    # the data orders are noise: the conclusion compares the two learning rates
+    assert {job.arm for job in plan.compared().planned} == {"lr_1e-3", "lr_3e-3"}

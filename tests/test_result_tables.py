@@ -58,7 +58,7 @@ def test_dataframes_have_a_row_per_run_and_per_arm(sweep):
     result = load_experiment_result(sweep)
     runs = result.to_dataframe()
     assert len(runs) == 12 * 3 + 2 == len(result.arms)  # the failed run included
-    assert list(runs.columns[:4]) == ["arm", "seed", "status", "algorithm.lr"]
+    assert list(runs.columns[:5]) == ["arm", "seed", "stage", "status", "algorithm.lr"]
     row = runs[(runs.arm == "arm3") & (runs.seed == 1)].iloc[0]
     assert row["algorithm.lr"] == "arm3" and row[METRIC] == pytest.approx(0.55)
     assert row["cost/device_hours"] == 0.25  # each record's cost (evsys/cost.py)
@@ -66,6 +66,26 @@ def test_dataframes_have_a_row_per_run_and_per_arm(sweep):
     assert len(groups) == 13 and groups.iloc[0]["arm"] == "arm11"
     assert groups.iloc[0]["n_seeds"] == 3
     assert groups.iloc[0]["ci95_low"] < groups.iloc[0]["mean"] < groups.iloc[0]["ci95_high"]
+
+
+def test_the_runs_dataframe_tells_a_confirmation_run_from_a_selection_run(tmp_path):
+    pytest.importorskip("pandas")
+    sweep = write_sweep(tmp_path, {"hi": [0.8, 0.82], "lo": [0.5, 0.52]})
+    plan = json.loads((sweep / "experiment.json").read_text())
+    for arm in ("hi", "lo"):  # the confirmation's run of each arm, as the arm writes it
+        directory = sweep / f"confirmation_{arm}_seed2"
+        directory.mkdir()
+        plan["planned"].append(
+            {"arm": arm, "seed": 2, "dir": directory.name, "stage": "confirmation"}
+        )
+        record = {"arm": arm, "seed": 2, "status": "completed", "metrics": {METRIC: 0.6},
+                  "identity_config": {"seed": 2, "stage": "confirmation"}}  # fmt: skip
+        (directory / "result.json").write_text(json.dumps(record))
+    (sweep / "experiment.json").write_text(json.dumps(plan))
+    runs = load_experiment_result(sweep).to_dataframe()
+    stages = dict(zip(zip(runs.arm, runs.seed, strict=True), runs.stage, strict=True))
+    assert stages[("hi", 0)] == stages[("lo", 1)] == "selection"
+    assert stages[("hi", 2)] == stages[("lo", 2)] == "confirmation"
 
 
 def test_without_pandas_the_dataframe_says_how_to_get_it(sweep, monkeypatch):

@@ -113,7 +113,7 @@ def _best_scores(side: Side):
     best = side.conclusion.best_arm
     if best is None:
         return None
-    completed = collect_runs(side.sweep_dir, side.plan)["completed"]
+    completed = collect_runs(side.sweep_dir, side.plan.by_treatment())["completed"]
     scores = arm_scores(completed).get(best)
     return dataclasses.replace(scores, arm=f"{side.label}:{best}") if scores else None
 

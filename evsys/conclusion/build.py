@@ -38,7 +38,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from evsys.choices import CONFIRMATION, SELECTION
+from evsys.choices import CONFIRMATION
 from evsys.conclusion import statistics
 from evsys.conclusion.adaptive import adaptive_verdict
 from evsys.conclusion.confirmation import confirmation_fields
@@ -58,9 +58,10 @@ from evsys.conclusion.noise_study import low_snr_note
 from evsys.conclusion.plan_decision import decide_plan, missing_named_arm, plan_pairing
 from evsys.conclusion.power import power_summary
 from evsys.conclusion.runs import collect_runs, is_number
-from evsys.conclusion.scores import arm_scores, metric_bounds
+from evsys.conclusion.scores import arm_scores, metric_bounds, seed_values
 from evsys.conclusion.threshold import single_run_verdict, threshold_result
 from evsys.cost import arm_total
+from evsys.identity import REPLICATE_KEYS
 from evsys.plural import count
 from evsys.records import Plan
 
@@ -70,7 +71,7 @@ SIGNIFICANT_DIGITS = 6
 def build_conclusion(sweep_dir: str | Path) -> Conclusion:
     """The conclusion of a sweep dir (deterministic, rounded as its file is)."""
     everything = Plan.load(sweep_dir)
-    plan = everything.stage(SELECTION)  # a confirmation's runs are reported on their own
+    plan = everything.compared()  # a confirmation's runs are reported on their own
     metric, mode = plan.success_metric, plan.mode
     runs = collect_runs(sweep_dir, plan)
     scores = arm_scores(runs["completed"])
@@ -185,14 +186,14 @@ def _rank_groups(completed: list[dict], scores: dict, mode: str, bounds) -> list
 
 
 def _group(arm: str, runs: list[dict], scores, bounds) -> Group:
-    summary = statistics.summarize({run["seed"]: run["value"] for run in runs})
+    summary = statistics.summarize(seed_values(runs))
     interval = arm_interval(scores, bounds)
     first = runs[0]["record"]  # an ArmResult
     return Group(
         arm=arm,
         rank=0,  # set once the groups are sorted
         group_id=first.group_id,
-        overrides=[o for o in first.overrides if not _is_seed_override(o)],
+        overrides=[o for o in first.overrides if not _is_replicate_override(o)],
         n=summary.n,
         n_items=interval.n_items,
         mean=summary.mean,
@@ -207,8 +208,9 @@ def _group(arm: str, runs: list[dict], scores, bounds) -> Group:
     )
 
 
-def _is_seed_override(override: str) -> bool:
-    return override.lstrip("+~").startswith("seed=")
+def _is_replicate_override(override: str) -> bool:
+    """seed=, or a key that like it says which replicate (data.order_seed=): not the arm's."""
+    return override.lstrip("+~").split("=", 1)[0] in ("seed", *REPLICATE_KEYS)
 
 
 def _comparison(test, scores: dict, mode: str) -> ComparisonResult:

@@ -29,6 +29,7 @@ from evsys.conclusion.runs import collect_runs
 from evsys.conclusion.statistics import CONFIDENCE
 from evsys.confine import inside_sweep
 from evsys.errors import OutsideSweepDir
+from evsys.identity import REPLICATE_KEYS
 from evsys.records import Plan, write_atomic
 
 CURVES_PLOT = "conclusion_curves.png"
@@ -102,12 +103,20 @@ def arm_curves(
         except Exception as exc:  # any unreadable run is a note, never the conclusion's end
             notes.append(f"{run['arm']} seed {run['seed']}: curves left out ({exc})")
             continue
-        by_arm.setdefault(run["arm"], {})[run["seed"]] = scalars
+        by_arm.setdefault(run["arm"], {})[_replicate(run)] = scalars
     curves: dict[str, dict[str, Curve]] = {}
     for arm, seeds in by_arm.items():
         curves[arm], arm_notes = _average_arm(arm, seeds, success_metric)
         notes += arm_notes
     return curves, notes
+
+
+def _replicate(run: dict) -> int | str:
+    """The run's seed, with the replicate keys it sets (data.order_seed: an arm's data orders
+    are its replicates, as its seeds are)."""
+    config = run["record"].identity_config
+    cells = [f"{key}={config[key]}" for key in REPLICATE_KEYS if config.get(key) is not None]
+    return ", ".join([str(run["seed"]), *cells]) if cells else run["seed"]
 
 
 def _average_arm(
@@ -140,7 +149,7 @@ def write_curves(sweep_dir: str | Path, conclusion: Conclusion) -> str:
     """conclusion_curves.png and the <arm>/mean, lower, upper TensorBoard runs; returns
     conclusion.md's section on them ("" when no run logged curves)."""
     sweep_dir = Path(sweep_dir)
-    plan = Plan.load(sweep_dir)
+    plan = Plan.load(sweep_dir).by_treatment()  # data orders are replicates, not arms
     remove_band_runs(sweep_dir, plan)
     (sweep_dir / CURVES_PLOT).unlink(missing_ok=True)  # an earlier conclusion's
     curves, notes = arm_curves(sweep_dir, plan, conclusion.success_metric.name)

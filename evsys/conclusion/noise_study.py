@@ -2,17 +2,18 @@
 `evsys conclude --variance DIR` (a sweep of `+experiment=variance_study`, or any sweep whose
 arms ran the same seeds), and the conclusion's note when the success metric's SNR is low.
 
-An arm here is a planned arm less its `data.order_seed` cell (`lr_1e-3,order_seed=1` is arm
-`lr_1e-3`); its runs' init seed is `seed`, their data order `data.order_seed` (unset: the order
-follows the seed, so seed and order are one factor). Every arm x seed x order cell
-needs one completed run, every metric a finite value in each; a metric whose runs all left
-per-item scores of the same items is analysed per item, any other per run.
+An arm here is the conclusion's: a planned arm less its `data.order_seed` cell
+(`lr_1e-3,order_seed=1` is arm `lr_1e-3`: Plan.by_treatment); its runs' init seed is `seed`,
+their data order `data.order_seed` (unset: the order follows the seed, so seed and order are
+one factor). Only the selection stage's runs count (experiment.confirm's fresh seeds do
+not). Every arm x seed x order cell needs one completed run, every metric a finite value in
+each; a metric whose runs all left per-item scores of the same items is analysed per item,
+any other per run.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,9 @@ class MetricNoise:
 def sweep_noise(sweep_dir: str | Path) -> list[MetricNoise]:
     """Each metric's components in the sweep dir's completed runs, the success metric first.
     Raises ValueError naming the cell when the design is not complete."""
-    plan = Plan.load(sweep_dir)
+    # the selection stage's runs: a confirmation's fresh seeds of its two arms are no part of
+    # the crossed design (they would give those arms more seeds than the others)
+    plan = Plan.load(sweep_dir).compared()
     completed = collect_runs(sweep_dir, plan)["completed"]
     if not completed:
         raise ValueError("no run has completed")
@@ -51,13 +54,13 @@ def sweep_noise(sweep_dir: str | Path) -> list[MetricNoise]:
 def _design(completed: list[dict]) -> tuple[np.ndarray, tuple[str, ...]]:
     """The runs as an arms x seeds x orders array of run dicts, and the arms' names; raises
     ValueError naming the cell that is empty or held twice."""
-    arms = sorted({_arm_name(run["arm"]) for run in completed})
+    arms = sorted({run["arm"] for run in completed})
     seeds = sorted({run["seed"] for run in completed})
     orders = sorted({_order(run) for run in completed}, key=str)
     grid = np.empty((len(arms), len(seeds), len(orders)), dtype=object)
     for run in completed:
         cell = (
-            arms.index(_arm_name(run["arm"])),
+            arms.index(run["arm"]),
             seeds.index(run["seed"]),
             orders.index(_order(run)),
         )
@@ -73,11 +76,6 @@ def _design(completed: list[dict]) -> tuple[np.ndarray, tuple[str, ...]]:
                 f"{ORDER_KEY}={orders[d]} has no completed run"
             )
     return grid, tuple(arms)
-
-
-def _arm_name(label: str) -> str:
-    """The arm's label without its data-order cell (`lr_1e-3,order_seed=1` -> `lr_1e-3`)."""
-    return re.sub(r"(^|,)(data\.)?order_seed=[^,]*", "", label).strip(",") or label
 
 
 def _order(run: dict) -> Any:

@@ -3,6 +3,10 @@ every completed run of the arm left per-item scores, else one value per seed."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from typing import Any
+
 from evsys.conclusion.inference import ArmScores, Bounds
 from evsys.metric_kinds import metric_bounds as kind_bounds
 
@@ -25,12 +29,27 @@ def arm_scores(completed: list[dict]) -> dict[str, ArmScores]:
 def _scores_of(arm: str, runs: list[dict]) -> ArmScores:
     # collect_runs read and checked each run's items; an arm is scored per item when every
     # run of it left items for the same item ids
-    items = {run["seed"]: run["items"] for run in runs}
-    if all(values is not None for values in items.values()) and _same_items(items):
-        return ArmScores.from_items(arm, items)
-    return ArmScores.seed_level(arm, {run["seed"]: run["value"] for run in runs})
+    found = [run["items"] for run in runs]
+    if all(items is not None for items in found) and len({frozenset(i) for i in found}) == 1:
+        return ArmScores.from_items(arm, _per_seed(runs, _item_means))
+    return ArmScores.seed_level(arm, seed_values(runs))
 
 
-def _same_items(items: dict[int, dict[str, float] | None]) -> bool:
-    keys = [frozenset(values) for values in items.values() if values is not None]
-    return len(set(keys)) == 1
+def seed_values(runs: list[dict]) -> dict[int, float]:
+    """Each seed's success-metric value: the mean over its runs, one per data order where an
+    arm ran several (data.order_seed, a replicate like the seed: the seed stays the unit)."""
+    return _per_seed(runs, lambda alike: math.fsum(run["value"] for run in alike) / len(alike))
+
+
+def _item_means(alike: list[dict]) -> dict[str, float]:
+    return {
+        item: math.fsum(run["items"][item] for run in alike) / len(alike)
+        for item in alike[0]["items"]
+    }
+
+
+def _per_seed(runs: list[dict], mean: Callable[[list[dict]], Any]) -> dict[int, Any]:
+    by_seed: dict[int, list[dict]] = {}
+    for run in runs:
+        by_seed.setdefault(run["seed"], []).append(run)
+    return {seed: mean(alike) for seed, alike in by_seed.items()}

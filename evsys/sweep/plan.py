@@ -26,6 +26,7 @@ from evsys.metric_names import check_min_effect, check_threshold
 from evsys.records import Plan, PlannedJob, existing_plan_id, job_dir_name
 from evsys.sweep.data_check import check_data, check_tokenizer_dir
 from evsys.sweep.plan_table import shown_overrides
+from evsys.sweep.replicate_axes import check_replicate_axes
 from evsys.sweep.shared_checks import SharedChecks, data_key, repeat, repeated_run
 from evsys.validate import (
     check_names,
@@ -72,6 +73,7 @@ def plan_sweep(
     experiment_id = existing_plan_id(sweep_dir) or registry.new_experiment_id(experiment["name"])
     jobs = expand_jobs(config.experiment, axes)
     confirm = confirm_design(config.experiment, jobs)  # refused before a job is composed
+    check_replicate_axes(config.experiment, jobs)
     metric = success_metric(config)
     check_min_effect(metric["name"], metric["min_effect"])
     check_threshold(metric["name"], metric.get("threshold"))
