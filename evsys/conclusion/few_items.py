@@ -41,8 +41,9 @@ def least_difference_variance(n_items: int) -> float:
     & Min's (2005) half a pseudo-item in each discordant cell of the paired 2 x 2 table, which
     gives 1 / (n + 2)^2. Without it, two arms right on every item (a share near 1 on 20
     items) show no variance at all, and a zero-width interval claims a difference of exactly
-    0; with it the interval is z / (n + 2) wide on each side (0.089 at 20 items), and it
-    counts only where the scores themselves show less."""
+    0; with it the interval is z / (n + 2) wide on each side (0.089 at 20 items). It counts
+    only where the scores show no variance at all (one discordant score gives a floor of
+    its own, evsys.conclusion.known_noise)."""
     return 1.0 / (n_items + 2) ** 2
 
 

@@ -30,9 +30,11 @@ items). Its variance is a sum of independent terms,
 - seed_var: the variance over seeds of a seed's mean score (of the per-seed differences when
   both arms ran the same seeds: pairing by seed cancels what a seed does to both arms; two
   seed sets make one term with Welch's df). It holds the per-item noise e too, so it is
-  right with no estimate of "the seed component" itself; and it never counts for less than
-  that noise (the residual mean square / n_items, known from hundreds of df): from 2-5 seeds,
-  0/1 scores near 0 or 1 tie exactly often enough that an estimate of 0 is not knowledge.
+  right with no estimate of "the seed component" itself. From 2-5 seeds, 0/1 scores near 0
+  or 1 tie exactly often enough that an estimate of 0 is not knowledge: when the estimate is
+  implausibly far below that noise (the residual mean square / n_items, known from hundreds
+  of df), the test takes the noise itself, known (evsys.conclusion.known_noise; a
+  preliminary test whose level is kept at every ratio of seed variance to noise).
 - item_var: the arm-by-item interaction, from the ANOVA mean squares of the items minus their
   residual (pairing by item cancels the items' difficulty b_i). With zero seed variance this
   term still carries the uncertainty: 1/256 vs 0/256 on every seed is not a difference.

@@ -3,8 +3,9 @@
 Pure numpy/scipy; used by evsys.conclusion.inference (see its docstring for the model). A
 variance is a list of Terms (an estimate with its degrees of freedom); tests and intervals
 average the normal tail over the generalized pivotal quantity of the sum (Tsui & Weerahandi
-1989): each estimated term v with df k stands for v * k / chi2_k, never below its known floor
-(a seed term's: the noise its items put into a seed's mean). Planning (mde,
+1989): each estimated term v with df k stands for v * k / chi2_k. A seed term has a known floor
+(the noise its items put into a seed's mean); when its estimate is implausibly far below it (a
+tie), the term is the floor, known (evsys.conclusion.known_noise: pivot_terms). Planning (mde,
 seeds_needed) uses Student's t with Satterthwaite (1946) df of the same terms.
 """
 
@@ -19,12 +20,13 @@ from typing import NamedTuple
 import numpy as np
 from scipy import special, stats
 
+from evsys.conclusion.known_noise import floor_ratio
+
 ALPHA = 0.05
 Bounds = tuple[float, float]
 KNOWN_DF = 200.0  # a variance term this precise is treated as known (chi-square/df ~ 1)
 GRID = {1: 161, 2: 49, 3: 21}  # pivot grid points per random term, by number of terms
 PROBIT = 8.0  # the grid spans u = Phi(-8) .. Phi(8) of each chi-square
-Z_HALF = float(stats.norm.ppf(1 - ALPHA / 2))
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,8 @@ class VarianceComponents:
     # per seed set, the variance one seed's mean must have from the per-item noise alone
     # (residual mean square / n_items; known: hundreds of df); () for seed-level data
     seed_floors: tuple[float, ...] = ()
-    # the known variance the mean has at least, whatever the scores show (0/1 scores that
-    # never differ: evsys.conclusion.few_items.least_difference_variance)
+    # the variance taken as known when the scores show none at all (0/1 scores that never
+    # differ: evsys.conclusion.few_items.least_difference_variance)
     least: float = 0.0
 
     def terms(self, n_seeds: int | None = None) -> list[Term]:
@@ -73,9 +75,9 @@ class VarianceComponents:
             out.append(
                 Term(self.item_var / self.n_items + item_noise, self.n_items - 1.0, item_noise)
             )
-        short = self.least - math.fsum(t.floor for t in seeds) - math.fsum(t.value for t in out[1:])
-        if short > 0:  # the scores show less than the variance known to be there
-            out[0] = out[0]._replace(floor=out[0].floor + short)
+        if self.least > 0 and not any(t.plus > 0 or t.floor > 0 for t in out):
+            # the scores show no variance at all: not knowledge, but too few of them
+            out[0] = out[0]._replace(floor=self.least)
         return out
 
     def variance(self, n_seeds: int | None = None) -> float:
@@ -154,45 +156,40 @@ def satterthwaite(terms: Sequence[Term]) -> float:
 
 # ------------------------------------------------------------------ the generalized pivot
 def pivot_tail(x: float, terms: Sequence[Term]) -> float:
-    """One-sided tail of the difference x (callers double it): the larger of the pivot's
-    P(N(0, V) > x) over the estimated terms, and the normal tail at the known noise (see
-    known_variance). A test rejects only when both do."""
-    free = _unfloored(terms)
-    sd, weights, at_zero = _pivot_sd(free)
+    """P(N(0, V) > x) averaged over the pivot of V. One-sided; callers double it."""
+    sd, weights, at_zero = _pivot_sd(pivot_terms(terms))
     exact = 0.0 if x > 0 else (0.5 if x == 0 else 1.0)
-    tail = float(np.dot(weights, special.ndtr(-x / sd))) + at_zero * exact if sd.size else exact
-    known = known_variance(terms)
-    return max(tail, float(special.ndtr(-x / math.sqrt(known)))) if known > 0 else tail
+    if not sd.size:  # no variance at all: the difference is exact
+        return exact
+    return float(np.dot(weights, special.ndtr(-x / sd))) + at_zero * exact
 
 
 def pivot_interval(center: float, terms: Sequence[Term]) -> Bounds:
-    """center +- h, with h the larger of the pivot's 1 - alpha/2 quantile and the normal
-    one at the known noise (so the interval and the two-sided test agree)."""
-    free = _unfloored(terms)
-    sd, weights, _ = _pivot_sd(free)
-    half = 0.0
-    if sd.size:
-        start = math.sqrt(math.fsum(t.value for t in free) or float(sd.max() ** 2))
-        half = _tail_quantile(sd, weights, ALPHA / 2, start)
-    half = max(half, Z_HALF * math.sqrt(known_variance(terms)))
+    """center +- h, with h the 1 - alpha/2 quantile of the pivot (so the interval and the
+    two-sided test agree)."""
+    tested = pivot_terms(terms)
+    sd, weights, _ = _pivot_sd(tested)
+    if not sd.size:
+        return (center, center)
+    start = math.sqrt(math.fsum(t.value for t in tested) or float(sd.max() ** 2))
+    half = _tail_quantile(sd, weights, ALPHA / 2, start)
     return (center - half, center + half)
 
 
-def known_variance(terms: Sequence[Term]) -> float:
-    """The variance the difference has at least, known from hundreds of df: the per-item
-    noise every seed mean carries (the seed terms' floors) plus the item terms. 0 when no
-    term has a floor (seed-level data: nothing is known beyond the seeds)."""
-    floors = math.fsum(t.floor for t in terms)
-    if floors <= 0:
-        return 0.0
-    return floors + math.fsum(t.value for t in terms if t.floor <= 0)
+def pivot_terms(terms: Sequence[Term]) -> tuple[Term, ...]:
+    """The terms the pivot runs on: a seed term whose estimate is implausibly small for the
+    per-item noise it holds becomes that noise, known (a tie of 0/1 seed means); any other
+    seed term is its own estimate with its df, an exact t under normal scores
+    (evsys.conclusion.known_noise has the rule and its level)."""
+    return tuple(_tested(t) for t in terms)
 
 
-def _unfloored(terms: Sequence[Term]) -> tuple[Term, ...]:
-    # Under normal scores the seed term's own estimate makes an exact t (whatever the seed
-    # component); its floor enters through known_variance, not inside the pivot, where
-    # max(floor, v * k / chi2_k) spreads the known noise over chi2_k on 1-4 df.
-    return tuple(t._replace(floor=0.0) for t in terms)
+def _tested(t: Term) -> Term:
+    if t.floor <= 0:
+        return t
+    if t.plus <= 0 or t.df <= 0 or t.plus < floor_ratio(t.df) * t.floor:
+        return Term(t.floor, math.inf)
+    return t._replace(floor=0.0)
 
 
 def _tail_quantile(sd: np.ndarray, weights: np.ndarray, target: float, h: float) -> float:
