@@ -2,6 +2,7 @@
 
     nice -n 10 python benchmarks/statistics_grid.py --sims 1000 --out grid.jsonl   # run
     python benchmarks/statistics_grid.py --table grid.jsonl                        # markdown
+    python benchmarks/statistics_grid.py --recheck grid.jsonl --sims 4000 --seed 1 # A/A misses
 
 Per cell (scenario x metric x items x arms x seeds) it draws per-item scores, `--sims` A/A
 sweeps (no arm better) and as many with one arm better, and runs evsys's own code on them
@@ -328,10 +329,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="append one JSON line per cell")
     parser.add_argument("--table", type=Path, help="print the markdown table of a run's file")
     parser.add_argument("--only", default="", help="scenarios, comma-separated (default: all)")
+    parser.add_argument("--recheck", type=Path, help="rerun the cells of a run's file that miss")
+    parser.add_argument("--miss", default="A/A", help="with --recheck: which miss (default A/A)")
+    parser.add_argument("--seed", type=int, default=0, help="the draws' seed (a recheck: 1)")
     args = parser.parse_args(argv)
     if args.table:
         rows = {json.dumps(r["cell"]): r for r in map(json.loads, args.table.open())}
         print(table(table_order(list(rows.values()))))
+        return 0
+    if args.recheck:  # fresh draws, usually more of them, for the cells that missed
+        rows = [json.loads(x) for x in args.recheck.read_text().splitlines()]
+        cells = [Cell(**r["cell"]) for r in rows if args.miss in misses(r)]
+        print(table([run_cell(c, args.sims, args.seed) for c in cells]))
         return 0
     done = set()
     if args.out and args.out.exists():  # resume: cells already in the file are skipped
