@@ -12,9 +12,9 @@ component (Bozivich, Bancroft & Hartley 1956), one-sided, at a level pre_k.
 Pooling where S is small is anti-conservative when the seed component is real but S came out
 small; pre_k is the smallest pretest level (on a 0.025 grid) whose test keeps level <= alpha for
 every ratio theta of seed variance to floor (level_over_ratios integrates it, in the normal
-model: mean ~ N(0, (1 + theta) F), S ~ (1 + theta) F chi2_k / k). The power is then within 0.01
+model: mean ~ N(0, (1 + theta) F), S ~ (1 + theta) F chi2_k / k). The power is then within 0.016
 of the t's at every theta, and ties get the interval the items' noise implies
-(docs/statistics.md, "Ties and the seed floor"; tests/test_known_noise.py recomputes the table).
+(docs/statistics.md, "Ties and the floor under the seed term"; tests/test_known_noise.py recomputes the table).
 """
 
 from __future__ import annotations
