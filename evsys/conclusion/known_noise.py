@@ -14,7 +14,8 @@ small; pre_k is the smallest pretest level (on a 0.025 grid) whose test keeps le
 every ratio theta of seed variance to floor (level_over_ratios integrates it, in the normal
 model: mean ~ N(0, (1 + theta) F), S ~ (1 + theta) F chi2_k / k). The power is then within 0.016
 of the t's at every theta, and ties get the interval the items' noise implies
-(docs/statistics.md, "Ties and the floor under the seed term"; tests/test_known_noise.py recomputes the table).
+(docs/statistics.md, "Ties and the floor under the seed term"; tests/test_known_noise.py
+recomputes the table).
 """
 
 from __future__ import annotations
