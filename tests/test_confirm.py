@@ -17,6 +17,7 @@ from evsys.conclusion.arms import ArmScores
 from evsys.conclusion.build import build_conclusion
 from evsys.conclusion.confirmation import Selected, estimate
 from evsys.conclusion.inference import PAIRED, UNPAIRED
+from evsys.conclusion.power import sweep_power
 from evsys.config import ExperimentConfig
 from evsys.errors import ConfigError
 from evsys.records import Plan, PlannedJob
@@ -122,6 +123,8 @@ def test_the_winner_is_confirmed_on_fresh_seeds(tmp_path):
         *[("confirmation", seed) for seed in (2, 2, 3, 3)],
         *[("selection", seed) for seed in (0, 0, 1, 1)],
     ]
+    # the power summary reads what the conclusion compares: the selection's seeds
+    assert [row.n_seeds for row in sweep_power(sweep, 0.1)] == [2]
 
 
 @pytest.mark.slow

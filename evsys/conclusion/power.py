@@ -43,7 +43,7 @@ def power_summary(tests: Sequence[FamilyTest], target: float | None = None) -> l
 
 def sweep_power(sweep_dir: Path, effect: float) -> list[PowerRow]:
     """power_summary of a sweep dir's verdict comparisons for a target `effect`."""
-    plan = Plan.load(sweep_dir).by_treatment()  # data orders are replicates, not arms
+    plan = Plan.load(sweep_dir).compared()  # the selection stage; data orders are replicates
     runs = collect_runs(sweep_dir, plan)
     scores = arm_scores(runs["completed"])
     decision = decide_plan(plan, scores) if len(scores) >= 2 else None
