@@ -218,22 +218,20 @@ def compare(
     if first.seeds == second.seeds and pair_seeds:
         pool = pool if pool is not None and pool.covers(first, second) else None
         return _paired(first, second, sign * (a - b), diff_bounds, notes, pool, least)
-    return _unpaired(first, second, (sign * a, sign * b), diff_bounds, notes, least)
+    return _unpaired(first, second, sign * a, sign * b, diff_bounds, notes, least)
 
 
 def _paired(first, second, d, bounds, notes, pool: SeedPool | None, least: float) -> Comparison:
     comps, method = replace(components_of(d), least=least), PAIRED
-
     if pool is not None:  # the family's seed variance, with (k - 1)(n - 1) df
         seeds = ((pool.seed_var(first.arm, second.arm), d.shape[0]),)
         comps, method = replace(comps, seed_terms=seeds, seed_pool=pool.n_arms - 1), POOLED
     return _comparison(first, second, float(d.mean()), comps, method, True, bounds, notes)
 
 
-def _unpaired(first, second, ab: tuple[np.ndarray, np.ndarray], bounds, notes, least) -> Comparison:
+def _unpaired(first, second, a: np.ndarray, b: np.ndarray, bounds, notes, least) -> Comparison:
     # Seeds differ: each arm's seed term on its own; items still pair (item_var from the
     # per-item mean differences, minus the residual noise those means carry).
-    a, b = ab
     seed = replace(seed_components([a, b]), least=least)
     resid = [residual_ms(x) for x in (a, b)]
     noise = math.fsum(r / x.shape[0] for r, x in zip(resid, (a, b), strict=True))

@@ -21,6 +21,7 @@ recomputes the table).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 from scipy import integrate, stats
@@ -39,6 +40,7 @@ def pretest_level(df: float) -> float:
     return PRETEST_LEVEL.get(k, PRETEST_LEVEL_MANY_DF)
 
 
+@lru_cache(maxsize=256)  # asked on every tail and interval the pivot computes
 def floor_ratio(df: float) -> float:
     """c_k: the seed term is taken as its floor when S < c_k * floor."""
     df = min(df, 1e6)  # Welch's df of two exact seed terms is infinite
