@@ -24,6 +24,7 @@ from evsys.rewards import exact_match, partial_credit
 from tests.conftest import (
     FAST,
     REPO,
+    SHRUNK_EVAL,
     arm_log_dir,
     follow_up,
     kill_cli_once,
@@ -251,20 +252,19 @@ def test_resumed_run_samples_what_the_uninterrupted_one_did(tmp_path, iterations
 
 @pytest.mark.slow
 def test_grpo_addition_preset_end_to_end(sft_parent):
-    """The documented two commands: the SFT parent, then the GRPO follow-up from its best arm
-    (about 10 minutes): every arm and seed completes, and GRPO beats the starting model."""
-    conclusion = follow_up(sft_parent, "grpo_addition")
-    groups = {g["arm"]: g for g in json.loads(conclusion.read_text())["groups"]}
-    assert groups["start"]["n"] == groups["grpo"]["n"] == 3
+    """The documented two commands, the follow-up shrunk to a few updates on few prompts (the
+    full size takes about 10 minutes on 2 CPU cores; its measured gain, which depends on the
+    parent, is in docs/algorithms.md): both arms complete their 3 seeds, and arm `start` is
+    the parent's model scored as is, whatever the seed."""
+    shrunk = ["algorithm.max_steps=4", "algorithm.batch_size=8", "algorithm.warmup_steps=1"]
+    concluded = json.loads(
+        follow_up(sft_parent, "grpo_addition", [*shrunk, *SHRUNK_EVAL]).read_text()
+    )
+    assert concluded["verdict"] in ("supported", "refuted", "inconclusive")
+    groups = {g["arm"]: g for g in concluded["groups"]}
+    assert {arm: group["n"] for arm, group in groups.items()} == {"start": 3, "grpo": 3}
+    assert all(math.isfinite(group["mean"]) for group in groups.values()), groups
     assert groups["start"]["std"] == 0  # the parent's model, scored as is, whatever the seed
-    # Measured (docs/algorithms.md): 0.251 -> 0.332 from the 2026-12-01 parent; from today's
-    # parent (0.276, the same before and after the 12-07 refactor) 0.264, inconclusive. The
-    # gain depends on the policy GRPO starts from, so a miss is reported, not failed.
-    if not groups["grpo"]["mean"] > groups["start"]["mean"]:
-        pytest.xfail(
-            f"GRPO did not beat its parent this time: {groups['grpo']['mean']} vs "
-            f"{groups['start']['mean']} (docs/algorithms.md: depends on the parent)"
-        )
 
 
 def test_grpo_variants_preset_plans_three_losses_at_three_seeds():
