@@ -85,6 +85,12 @@ def treatment_arm(label: str) -> str:
     return ",".join(cells) or "default"
 
 
+def is_replicate_override(override: str) -> bool:
+    """`seed=`, or a key that like it says which replicate (`data.order_seed=`): a job's
+    override that is not its arm's."""
+    return override.lstrip("+~").split("=", 1)[0] in ("seed", *REPLICATE_KEYS)
+
+
 def config_identity(config: dict[str, Any]) -> str:
     """The identity of a job: a hash of its identity_config."""
     return _hash(config)

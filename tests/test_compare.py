@@ -118,3 +118,20 @@ def test_compare_two_real_demo_runs_by_id_prefix(tmp_path, capsys):
     assert data["experiments"][1]["commit"] == commit
     said = f"the same code (commit {commit[:12]})" if commit else "neither records which code"
     assert f"provenance: {said}" in out
+
+
+def test_a_confirmed_best_arm_is_compared_on_its_fresh_seeds(tmp_path):
+    """Its selection seeds are biased up by the choice (the winner's curse): where the
+    experiment re-ran its winner on fresh seeds, those are the best arm's scores."""
+    from evsys.conclusion.across import compare_experiments, load_side
+    from tests.test_confirm import _with_confirmation
+
+    (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir()
+    confirmed = write_sweep(tmp_path / "one", {"hi": [0.8, 0.82], "lo": [0.5, 0.52]})
+    _with_confirmation(confirmed, {"hi": [0.61, 0.63], "lo": [0.5, 0.54]})
+    plain = write_sweep(tmp_path / "two", {"hi": [0.6, 0.62], "lo": [0.5, 0.52]})
+    for sweep in (confirmed, plain):
+        write_conclusion(sweep)
+    best = compare_experiments(load_side(confirmed), load_side(plain))["best_arms"]
+    assert best["first"].endswith(":hi (confirmation seeds)") and best["second"].endswith(":hi")
+    assert best["diff"] == pytest.approx(0.62 - 0.61)  # not 0.81 - 0.61

@@ -1,7 +1,9 @@
 """Two experiments side by side (`evsys compare A B`): every arm of both in one table on their
 shared success metric, labelled by experiment, and their best arms compared with the same test
 a conclusion uses within one experiment (paired by item and seed when both scored the same
-items with the same seeds, else unpaired or Welch: evsys/conclusion/inference.py).
+items with the same seeds, else unpaired or Welch: evsys/conclusion/inference.py); a best arm
+its experiment confirmed is compared on its confirmation's fresh seeds, not the biased ones
+that selected it.
 
 Reads each sweep dir's conclusion.json (its groups) and per-item scores; writes nothing.
 """
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evsys.choices import CONFIRMATION
+from evsys.conclusion.confirmation import CONFIRMED
 from evsys.conclusion.inference import compare
 from evsys.conclusion.model import Conclusion
 from evsys.conclusion.runs import collect_runs
@@ -110,12 +114,18 @@ def _best_arms(first: Side, second: Side, metric: str, mode: str) -> dict[str, A
 
 
 def _best_scores(side: Side):
+    """The best arm's scores: its confirmation's fresh seeds where the experiment confirmed it
+    (its selection seeds are biased up by the choice itself: the winner's curse), else the
+    seeds the conclusion compared."""
     best = side.conclusion.best_arm
     if best is None:
         return None
-    completed = collect_runs(side.sweep_dir, side.plan.by_treatment())["completed"]
-    scores = arm_scores(completed).get(best)
-    return dataclasses.replace(scores, arm=f"{side.label}:{best}") if scores else None
+    confirmation = side.conclusion.confirmation or {}
+    confirmed = confirmation.get("status") == CONFIRMED and confirmation.get("selected") == best
+    plan = side.plan.stage(CONFIRMATION).by_treatment() if confirmed else side.plan.compared()
+    scores = arm_scores(collect_runs(side.sweep_dir, plan)["completed"]).get(best)
+    label = f"{side.label}:{best}" + (" (confirmation seeds)" if confirmed else "")
+    return dataclasses.replace(scores, arm=label) if scores else None
 
 
 def _provenance_differences(first: Plan, second: Plan) -> dict[str, list[Any]]:

@@ -61,7 +61,7 @@ from evsys.conclusion.runs import collect_runs, is_number
 from evsys.conclusion.scores import arm_scores, metric_bounds, seed_values
 from evsys.conclusion.threshold import single_run_verdict, threshold_result
 from evsys.cost import arm_total
-from evsys.identity import REPLICATE_KEYS
+from evsys.identity import is_replicate_override
 from evsys.plural import count
 from evsys.records import Plan
 
@@ -193,7 +193,7 @@ def _group(arm: str, runs: list[dict], scores, bounds) -> Group:
         arm=arm,
         rank=0,  # set once the groups are sorted
         group_id=first.group_id,
-        overrides=[o for o in first.overrides if not _is_replicate_override(o)],
+        overrides=[o for o in first.overrides if not is_replicate_override(o)],
         n=summary.n,
         n_items=interval.n_items,
         mean=summary.mean,
@@ -206,11 +206,6 @@ def _group(arm: str, runs: list[dict], scores, bounds) -> Group:
         values={str(seed): value for seed, value in summary.values.items()},
         cost=arm_total(run["record"].cost for run in runs),
     )
-
-
-def _is_replicate_override(override: str) -> bool:
-    """seed=, or a key that like it says which replicate (data.order_seed=): not the arm's."""
-    return override.lstrip("+~").split("=", 1)[0] in ("seed", *REPLICATE_KEYS)
 
 
 def _comparison(test, scores: dict, mode: str) -> ComparisonResult:

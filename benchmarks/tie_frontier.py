@@ -1,0 +1,79 @@
+"""What protecting ties costs ANY test of a seed term at theta = 0 (issue 27, docs/statistics.md).
+
+    python benchmarks/tie_frontier.py            # df 1-4, protection z and 1.41: about 3 min
+
+The seed term of a comparison: the mean difference d ~ N(0, a * F) and its estimate
+S ~ a * F * chi2_k / k, where F is the per-item noise a seed mean holds at least (the floor,
+known from hundreds of df) and a = 1 + theta >= 1 (theta: seed variance / floor). Units: F = 1.
+
+A test protects ties at strength g0 when it never calls |d| < g0 significant, whatever S is
+(g0 = z_0.975 = 1.96: never claim more than the floor's own z-test, the most a variance of at
+least F allows). Among ALL such tests (randomized ones included, and critical values of any
+shape in S) that keep their level <= alpha at every theta >= 0, this finds the largest level
+at theta = 0: a linear program over the rejection probability of each (|d|, S) cell, level
+constraints at 121 ratios theta from 0 to 3000, rejection non-decreasing in |d|. One minus it
+bounds the coverage of the matching 95% interval from below at theta = 0, where a 0/1 share
+on few items sits. (g0 = 0: the t, exact, 5%.)
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from scipy import optimize, sparse, stats
+
+ALPHA = 0.05
+RATIOS = np.concatenate([[0.0], np.geomspace(0.003, 3000.0, 120)])  # theta
+
+
+def cell_probabilities(df: int, a: float, d_edges: np.ndarray, s_edges: np.ndarray):
+    """P(|d| in bin i, S in bin j) under a = 1 + theta, flattened row-major (d, S)."""
+    p_d = 2 * np.diff(stats.norm.cdf(d_edges / np.sqrt(a)))
+    p_s = np.diff(stats.chi2.cdf(s_edges * df / a, df))
+    return np.outer(p_d, p_s).ravel()
+
+
+def largest_level_at_zero(df: int, g0: float, bins: int = 160) -> float:
+    """The largest level at theta = 0 of a test that protects ties at g0 and keeps level <=
+    ALPHA at every theta (bins: cells per axis; 120 and 200 agree to 4 digits)."""
+    d_edges = np.concatenate([[0.0, g0], g0 * np.geomspace(1.0, 400.0, bins)[1:], [np.inf]])
+    if g0 == 0:
+        d_edges = np.concatenate([[0.0], np.geomspace(1e-3, 400.0, bins), [np.inf]])
+    s_edges = np.concatenate([[0.0], np.geomspace(1e-5, 1e6, bins), [np.inf]])
+    n_d, n_s = len(d_edges) - 1, len(s_edges) - 1
+    at_zero = cell_probabilities(df, 1.0, d_edges, s_edges)
+    levels = np.array([cell_probabilities(df, 1.0 + t, d_edges, s_edges) for t in RATIOS[1:]])
+    # rejection non-decreasing in |d| at each S: x[i, j] - x[i + 1, j] <= 0
+    index = np.arange(n_d * n_s).reshape(n_d, n_s)
+    lower, upper = index[:-1].ravel(), index[1:].ravel()
+    rows = np.repeat(np.arange(lower.size), 2)
+    cols = np.column_stack([lower, upper]).ravel()
+    vals = np.tile([1.0, -1.0], lower.size)
+    monotone = sparse.csr_matrix((vals, (rows, cols)), shape=(lower.size, n_d * n_s))
+    a_ub = sparse.vstack([sparse.csr_matrix(levels), monotone, sparse.csr_matrix(at_zero)])
+    b_ub = np.concatenate([np.full(len(levels), ALPHA), np.zeros(lower.size), [ALPHA]])
+    protected = g0 > 0  # the first |d| bin is [0, g0): never rejected
+    bounds = [(0, 0) if protected and i == 0 else (0, 1) for i in range(n_d) for _ in range(n_s)]
+    result = optimize.linprog(-at_zero, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
+    if result.status != 0:
+        raise RuntimeError(f"linear program failed: {result.message}")
+    return float(-result.fun)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--df", default="1,2,3,4", help="seed-term df (seeds - 1)")
+    parser.add_argument("--protection", default="1.96,1.41", help="g0 values; 0 = the t")
+    parser.add_argument("--bins", type=int, default=160)
+    args = parser.parse_args()
+    print("| seed term df | protection g0 | largest level at theta = 0 | coverage at least |")
+    print("|---:|---:|---:|---:|")
+    for df in map(int, args.df.split(",")):
+        for g0 in map(float, args.protection.split(",")):
+            level = largest_level_at_zero(df, g0, args.bins)
+            print(f"| {df} | {g0:.2f} | {level:.4f} | {1 - level:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
