@@ -98,6 +98,16 @@ def test_wilson_only_for_a_binary_share_on_few_items():
     assert arm_interval(arm(many), EM).method != WILSON
 
 
+@pytest.mark.parametrize("successes", [0, 1])
+def test_all_or_nothing_on_many_items_is_not_certain(successes):
+    """0/1000 on every seed: the items are the trials (Wilson: 0 to 0.0038), not a zero-width
+    interval claiming the share is exactly 0."""
+    i = arm_interval(arm(np.full((3, 1000), float(successes))), EM)
+    assert i.method == WILSON and i.effective_trials == 1000
+    assert i.ci95[1] - i.ci95[0] == pytest.approx(wilson_interval(0.0, 1000)[1], abs=1e-12)
+    assert i.ci95[1] - i.ci95[0] == pytest.approx(0.00383, abs=1e-5)
+
+
 def test_the_threshold_test_is_the_score_test_the_interval_inverts():
     """An arm's threshold verdict agrees with its Wilson interval: the p-value at an
     interval's bound is alpha (doubled one-sided), and 0/20 never clears 0."""

@@ -27,9 +27,13 @@ Z = float(stats.norm.ppf(1 - ALPHA / 2))
 
 
 def uses_wilson(values: np.ndarray, bounds: Bounds | None) -> bool:
-    """Whether an arm's seeds x items scores are a 0/1 share on fewer than FEW_ITEMS items."""
+    """Whether an arm's seeds x items scores are a 0/1 share on fewer than FEW_ITEMS items, or
+    a share at 0 or 1 on every score on any number of items (no variance to read: the normal
+    interval would have zero width, certainty from nothing)."""
     n_items = values.shape[1]
-    return bounds == SHARE_BOUNDS and 1 < n_items < FEW_ITEMS and binary(values)
+    if bounds != SHARE_BOUNDS or n_items < 2 or not binary(values):
+        return False
+    return n_items < FEW_ITEMS or float(values.mean()) in (0.0, 1.0)
 
 
 def binary(values: np.ndarray) -> bool:
@@ -65,7 +69,9 @@ def wilson_interval(p: float, n: float) -> Bounds:
     z2 = Z * Z
     center = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = Z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return (max(0.0, center - half), min(1.0, center + half))
+    # at 0/n or n/n the bound itself is in the interval exactly (rounding would leave 1e-16)
+    lo = 0.0 if p <= 0.0 else max(0.0, center - half)
+    return (lo, 1.0 if p >= 1.0 else min(1.0, center + half))
 
 
 def wilson_tail(p: float, n: float, p0: float, side: int) -> float:
