@@ -1,6 +1,7 @@
 """What protecting ties costs ANY test of a seed term at theta = 0 (issue 27, docs/statistics.md).
 
     python benchmarks/tie_frontier.py            # df 1-4, protection z and 1.41: about 3 min
+    python benchmarks/tie_frontier.py --df 1,2 --protection 1.96 --theta 0.25,0.5,1,2
 
 The seed term of a comparison: the mean difference d ~ N(0, a * F) and its estimate
 S ~ a * F * chi2_k / k, where F is the per-item noise a seed mean holds at least (the floor,
@@ -34,15 +35,15 @@ def cell_probabilities(df: int, a: float, d_edges: np.ndarray, s_edges: np.ndarr
     return np.outer(p_d, p_s).ravel()
 
 
-def largest_level_at_zero(df: int, g0: float, bins: int = 160) -> float:
-    """The largest level at theta = 0 of a test that protects ties at g0 and keeps level <=
-    ALPHA at every theta (bins: cells per axis; 120 and 200 agree to 4 digits)."""
+def largest_level_at_zero(df: int, g0: float, bins: int = 160, theta: float = 0.0) -> float:
+    """The largest level at theta = 0 (or at `theta`) of a test that protects ties at g0 and
+    keeps level <= ALPHA at every theta (bins: cells per axis; 120 and 200 agree to 4 digits)."""
     d_edges = np.concatenate([[0.0, g0], g0 * np.geomspace(1.0, 400.0, bins)[1:], [np.inf]])
     if g0 == 0:
         d_edges = np.concatenate([[0.0], np.geomspace(1e-3, 400.0, bins), [np.inf]])
     s_edges = np.concatenate([[0.0], np.geomspace(1e-5, 1e6, bins), [np.inf]])
     n_d, n_s = len(d_edges) - 1, len(s_edges) - 1
-    at_zero = cell_probabilities(df, 1.0, d_edges, s_edges)
+    at_zero = cell_probabilities(df, 1.0 + theta, d_edges, s_edges)
     levels = np.array([cell_probabilities(df, 1.0 + t, d_edges, s_edges) for t in RATIOS[1:]])
     # rejection non-decreasing in |d| at each S: x[i, j] - x[i + 1, j] <= 0
     index = np.arange(n_d * n_s).reshape(n_d, n_s)
@@ -65,14 +66,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--df", default="1,2,3,4", help="seed-term df (seeds - 1)")
     parser.add_argument("--protection", default="1.96,1.41", help="g0 values; 0 = the t")
+    parser.add_argument("--theta", default="0", help="the ratios at which to maximise the level")
     parser.add_argument("--bins", type=int, default=160)
     args = parser.parse_args()
-    print("| seed term df | protection g0 | largest level at theta = 0 | coverage at least |")
-    print("|---:|---:|---:|---:|")
+    print("| seed term df | protection g0 | theta | largest level there | coverage at least |")
+    print("|---:|---:|---:|---:|---:|")
     for df in map(int, args.df.split(",")):
         for g0 in map(float, args.protection.split(",")):
-            level = largest_level_at_zero(df, g0, args.bins)
-            print(f"| {df} | {g0:.2f} | {level:.4f} | {1 - level:.3f} |", flush=True)
+            for theta in map(float, args.theta.split(",")):
+                level = largest_level_at_zero(df, g0, args.bins, theta)
+                print(
+                    f"| {df} | {g0:.2f} | {theta:g} | {level:.4f} | {1 - level:.3f} |", flush=True
+                )
 
 
 if __name__ == "__main__":
