@@ -40,7 +40,7 @@ def arm_cost(*, wall_seconds: float, devices: int, tokens: int, parameters: int)
     return {
         "wall_seconds": round(wall_seconds, 3),
         "devices": devices,
-        "device_hours": round(devices * wall_seconds / 3600, 6),
+        "device_hours": round(devices * wall_seconds / 3600, 9),  # a 1 s arm keeps 4+ digits
         "tokens": tokens,
         "parameters": parameters,
         "flops": training_flops(parameters, tokens),
