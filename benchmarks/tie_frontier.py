@@ -49,8 +49,9 @@ def largest_level_at_zero(
     item_ratio: a known item term beside the seed term, in floors; the protection is then g0
     times the least standard deviation the difference can have, sqrt(1 + item_ratio)."""
     g0 *= math.sqrt(1.0 + item_ratio)
-    d_edges = np.concatenate([[0.0, g0], g0 * np.geomspace(1.0, 400.0, bins)[1:], [np.inf]])
-    if g0 == 0:
+    if g0 > 0:  # the first |d| bin is [0, g0): never rejected
+        d_edges = np.concatenate([[0.0, g0], g0 * np.geomspace(1.0, 400.0, bins)[1:], [np.inf]])
+    else:
         d_edges = np.concatenate([[0.0], np.geomspace(1e-3, 400.0, bins), [np.inf]])
     s_edges = np.concatenate([[0.0], np.geomspace(1e-5, 1e6, bins), [np.inf]])
     n_d, n_s = len(d_edges) - 1, len(s_edges) - 1
@@ -59,16 +60,11 @@ def largest_level_at_zero(
         [cell_probabilities(df, 1.0 + t, d_edges, s_edges, item_ratio) for t in RATIOS[1:]]
     )
     # rejection non-decreasing in |d| at each S: x[i, j] - x[i + 1, j] <= 0
-    index = np.arange(n_d * n_s).reshape(n_d, n_s)
-    lower, upper = index[:-1].ravel(), index[1:].ravel()
-    rows = np.repeat(np.arange(lower.size), 2)
-    cols = np.column_stack([lower, upper]).ravel()
-    vals = np.tile([1.0, -1.0], lower.size)
-    monotone = sparse.csr_matrix((vals, (rows, cols)), shape=(lower.size, n_d * n_s))
+    cells = sparse.eye(n_d * n_s, format="csr")
+    monotone = cells[: (n_d - 1) * n_s] - cells[n_s:]
     a_ub = sparse.vstack([sparse.csr_matrix(levels), monotone, sparse.csr_matrix(at_zero)])
-    b_ub = np.concatenate([np.full(len(levels), ALPHA), np.zeros(lower.size), [ALPHA]])
-    protected = g0 > 0  # the first |d| bin is [0, g0): never rejected
-    bounds = [(0, 0) if protected and i == 0 else (0, 1) for i in range(n_d) for _ in range(n_s)]
+    b_ub = np.concatenate([np.full(len(levels), ALPHA), np.zeros(monotone.shape[0]), [ALPHA]])
+    bounds = [(0, 0) if g0 > 0 and i == 0 else (0, 1) for i in range(n_d) for _ in range(n_s)]
     result = optimize.linprog(-at_zero, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
     if result.status != 0:
         raise RuntimeError(f"linear program failed: {result.message}")

@@ -24,9 +24,7 @@ from evsys.rewards import exact_match, partial_credit
 from tests.conftest import (
     FAST,
     REPO,
-    SHRUNK_EVAL,
     arm_log_dir,
-    follow_up,
     kill_cli_once,
     run_cli,
     shrunk_follow_up,
@@ -257,13 +255,10 @@ def test_grpo_addition_preset_end_to_end(sft_parent):
     parent, is in docs/algorithms.md): both arms complete their 3 seeds, and arm `start` is
     the parent's model scored as is, whatever the seed."""
     shrunk = ["algorithm.max_steps=4", "algorithm.batch_size=8", "algorithm.warmup_steps=1"]
-    concluded = json.loads(
-        follow_up(sft_parent, "grpo_addition", [*shrunk, *SHRUNK_EVAL]).read_text()
+    concluded = shrunk_follow_up(
+        sft_parent, "grpo_addition", shrunk, arms=("start", "grpo"), predicted=False
     )
-    assert concluded["verdict"] in ("supported", "refuted", "inconclusive")
     groups = {g["arm"]: g for g in concluded["groups"]}
-    assert {arm: group["n"] for arm, group in groups.items()} == {"start": 3, "grpo": 3}
-    assert all(math.isfinite(group["mean"]) for group in groups.values()), groups
     assert groups["start"]["std"] == 0  # the parent's model, scored as is, whatever the seed
 
 

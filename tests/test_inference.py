@@ -7,10 +7,8 @@ sweeps are marked slow."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,12 +39,9 @@ from evsys.conclusion.sequential import (
     sequential_boundaries,
     sequential_step,
 )
+from tests.conftest import load_benchmark
 
-_spec = importlib.util.spec_from_file_location(
-    "calibration", Path(__file__).resolve().parents[1] / "benchmarks" / "calibration.py"
-)
-calibration = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(calibration)
+calibration = load_benchmark("calibration")
 
 ITEMS = tuple(f"q{i}" for i in range(256))
 EM = (0.0, 1.0)  # exact match bounds

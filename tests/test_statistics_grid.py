@@ -6,19 +6,13 @@ difference of power (the methods see the same sweeps)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location(
-    "statistics_grid", Path(__file__).resolve().parents[1] / "benchmarks" / "statistics_grid.py"
-)
-grid = importlib.util.module_from_spec(_spec)
-sys.modules["statistics_grid"] = grid  # its dataclass looks its module up while it loads
-_spec.loader.exec_module(grid)
+from tests.conftest import load_benchmark
+
+grid = load_benchmark("statistics_grid")
 
 Z = 2.33  # one-sided 99%: a target is missed only when the cell is clearly beyond it
 

@@ -6,19 +6,13 @@ or 2.4% (2 df), and evsys's own rule stays under that bound."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 from scipy import stats
 
 from evsys.conclusion.known_noise import ALPHA, _rejection_rate, floor_ratio
+from tests.conftest import load_benchmark
 
-_spec = importlib.util.spec_from_file_location(
-    "tie_frontier", Path(__file__).resolve().parents[1] / "benchmarks" / "tie_frontier.py"
-)
-frontier = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(frontier)
+frontier = load_benchmark("tie_frontier")
 
 Z = float(stats.norm.ppf(1 - ALPHA / 2))
 BINS = 40  # agrees with 200 bins to 4 digits at these df

@@ -4,9 +4,7 @@ an estimate of zero (docs/statistics.md, "The floor under the seed term")."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,12 +12,9 @@ from scipy import stats
 
 from evsys.conclusion.decision import decide
 from evsys.conclusion.inference import ArmScores, arm_interval, compare
+from tests.conftest import load_benchmark
 
-_spec = importlib.util.spec_from_file_location(
-    "calibration", Path(__file__).resolve().parents[1] / "benchmarks" / "calibration.py"
-)
-calibration = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(calibration)
+calibration = load_benchmark("calibration")
 
 EM = (0.0, 1.0)
 N_ITEMS = 256
